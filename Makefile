@@ -1,0 +1,38 @@
+# Two commands set up everything on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CATALOG ?= var/catalog
+
+.PHONY: run test lint bench bench-audio bench-video bench-server bench-ingest clean demo
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m benchmarks.demo --catalog $(CATALOG)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not real_media" tests
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/nanhu bench all
+
+bench-audio: $(STAMP)
+	$(BIN)/nanhu bench audio
+
+bench-video: $(STAMP)
+	$(BIN)/nanhu bench video
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,1 @@
+"""Benchmarks: real-media corpus builders, attack suite, recall/speed/memory runs, reports."""

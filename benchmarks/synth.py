@@ -1,0 +1,120 @@
+"""Generated media for tests and attacks: music-like signals and PyAV encoders.
+
+Everything here is deterministic given its seed, so tests and benchmark queries repeat exactly.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+#: (container format, codec, sample rate, extra codec options) per file suffix
+AUDIO_FORMATS: dict[str, tuple[str, str, int, dict]] = {
+    ".wav": ("wav", "pcm_s16le", 44100, {}),
+    ".flac": ("flac", "flac", 44100, {}),
+    ".mp3": ("mp3", "libmp3lame", 44100, {}),
+    ".m4a": ("ipod", "aac", 44100, {}),
+    ".aac": ("adts", "aac", 44100, {}),
+    # FFmpeg's native Vorbis encoder is experimental and stereo-only.
+    ".ogg": ("ogg", "vorbis", 44100, {"strict": "experimental", "layout": "stereo"}),
+    ".opus": ("ogg", "libopus", 48000, {}),
+    ".amr": ("amr", "libopencore_amrnb", 8000, {}),
+    ".mka": ("matroska", "libopus", 48000, {}),
+}
+
+
+def music_like(seconds: float, *, seed: int, sample_rate: int = 22050) -> np.ndarray:
+    """A melody of harmonic notes with percussive onsets and a little noise.
+
+    Returns samples : ndarray [shape=(round(seconds * sample_rate),)], float32, peak ~0.5.
+    Different seeds give unrelated melodies (notes drawn from 4 octaves).
+    """
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * sample_rate))
+    t = np.arange(n) / sample_rate
+    out = np.zeros(n, np.float64)
+    note_starts = np.cumsum(rng.uniform(0.12, 0.45, int(seconds / 0.12) + 2))
+    note_starts = note_starts[note_starts < seconds]
+    pitches = 110.0 * 2 ** (rng.integers(0, 48, note_starts.size) / 12)
+    lengths = rng.uniform(0.15, 0.8, note_starts.size)
+    for start, pitch, length in zip(note_starts, pitches, lengths):
+        lo, hi = int(start * sample_rate), min(n, int((start + length * 2) * sample_rate))
+        tt = t[lo:hi] - start
+        envelope = np.exp(-tt * (3.0 / length))
+        tone = sum(np.sin(2 * np.pi * pitch * h * tt) / h for h in (1, 2, 3, 4))
+        out[lo:hi] += 0.25 * envelope * tone
+    out += 0.003 * rng.standard_normal(n)
+    return (0.5 * out / max(1e-9, np.abs(out).max())).astype(np.float32)
+
+
+def write_audio(path: Path, samples: np.ndarray, sample_rate: int, *,
+                bit_rate: int | None = None) -> Path:
+    """Encode mono float32 samples to ``path``; the suffix picks container and codec."""
+    container_format, codec, rate, options = AUDIO_FORMATS[Path(path).suffix]
+    with av.open(str(path), "w", format=container_format) as container:
+        options = dict(options)
+        layout = options.pop("layout", "mono")
+        stream = container.add_stream(codec, rate=rate, options=options)
+        stream.layout = layout
+        if bit_rate:
+            stream.bit_rate = bit_rate
+        _encode_audio(container, stream, samples, sample_rate)
+    return Path(path)
+
+
+def _encode_audio(container, stream, samples: np.ndarray, sample_rate: int) -> None:
+    """Resample with PyAV to the stream's rate/format and mux every packet."""
+    rate = stream.codec_context.sample_rate
+    resampler = av.AudioResampler(
+        format=stream.codec_context.format, layout=stream.codec_context.layout, rate=rate
+    )
+    frame_size = 1024
+    pts = 0
+    for start in range(0, samples.size, frame_size * 8):
+        block = np.ascontiguousarray(samples[start : start + frame_size * 8], np.float32)
+        frame = av.AudioFrame.from_ndarray(block.reshape(1, -1), format="flt", layout="mono")
+        frame.sample_rate = sample_rate
+        frame.pts = pts
+        frame.time_base = Fraction(1, sample_rate)
+        pts += block.size
+        for out in resampler.resample(frame):
+            for packet in stream.encode(out):
+                container.mux(packet)
+    for out in resampler.resample(None):
+        for packet in stream.encode(out):
+            container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)
+
+
+def write_video(
+    path: Path, frames: np.ndarray, fps: int, *, audio: np.ndarray | None = None,
+    sample_rate: int = 22050, codec: str = "libx264", audio_codec: str = "aac",
+    crf: int = 23,
+) -> Path:
+    """Encode frames (and optionally a mono soundtrack) to ``path`` (mp4/mkv/webm/3gp...).
+
+    frames : ndarray [shape=(n, h, w, 3)], uint8 RGB; h and w even.
+    """
+    options = {"crf": str(crf), "preset": "ultrafast"} if codec == "libx264" else {}
+    with av.open(str(path), "w") as container:
+        video = container.add_stream(codec, rate=fps, options=options)
+        video.width, video.height = frames.shape[2], frames.shape[1]
+        video.pix_fmt = "yuv420p"
+        audio_stream = None
+        if audio is not None:
+            audio_stream = container.add_stream(
+                audio_codec, rate=48000 if audio_codec in ("libopus", "opus") else 44100
+            )
+            audio_stream.layout = "mono"
+        for image in frames:
+            for packet in video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode(None):
+            container.mux(packet)
+        if audio_stream is not None:
+            _encode_audio(container, audio_stream, audio, sample_rate)
+    return Path(path)

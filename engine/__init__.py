@@ -1,0 +1,22 @@
+"""Nanhu's library core: decoding, fingerprints, indexes, matching. No gRPC, no CLI state.
+
+Typical use::
+
+    from engine import Catalog, Matcher, fingerprint_media
+
+    with Catalog("var/catalog", writable=True, create=True) as catalog:
+        catalog.add("song-1", fingerprint_media("song.mp3"), title="Song 1")
+        catalog.commit()
+    matches = Matcher(Catalog("var/catalog")).match(fingerprint_media("clip.mp4", query=True))
+"""
+
+from engine.catalog import Catalog, Reference
+from engine.errors import NanhuError
+from engine.fingerprint import Fingerprint, fingerprint_media
+from engine.matcher import Match, Matcher
+from engine.params import AudioParams
+
+__all__ = [
+    "AudioParams", "Catalog", "Fingerprint", "Match", "Matcher", "NanhuError", "Reference",
+    "fingerprint_media",
+]

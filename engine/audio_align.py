@@ -1,0 +1,222 @@
+"""Audio alignment: offset-histogram voting per reference (Shazam), into scored segments.
+
+Every query landmark that shares a hash with a reference posting casts a vote for
+``(reference, candidate speed, reference_frame - query_frame)``. A copy of the reference piles
+votes into one offset bin (give or take a frame of jitter); chance collisions spread thinly.
+
+Score. For a bin with ``v`` votes, the chance that coincidences alone reach ``v`` is modelled as
+a Poisson tail with the bin's background rate ``mu`` (the reference's chance hits at that speed
+spread over every offset the query could take), multiplied by the number of bins the catalog
+offers (reference frames x candidate speeds): ``p = n_bins * P(Poisson(mu) >= v)``. The score is
+``1 - p`` clipped to 0..1 and reported with ``log10_p`` in the evidence. Real music repeats
+itself, so coincidences cluster more than Poisson says; the default thresholds
+(``min_votes``, ``min_score``) were set on never-registered negatives by the audio benchmark so
+that none of them matches (see ``docs/audio.md``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from engine.audio import Landmarks
+from engine.params import AudioParams
+from engine.segments import Segment
+
+
+@dataclass(frozen=True)
+class AudioMatchParams:
+    """Decision thresholds for audio matches (no effect on fingerprints)."""
+
+    #: fewest aligned landmarks (distinct query anchors) for a segment
+    min_votes: int = 10
+    #: lowest score (1 - chance probability) for a segment
+    min_score: float = 0.999
+    #: offset bins within this many frames of the peak bin vote together
+    offset_tolerance: int = 2
+    #: votes further apart than this in query time start a new segment (s)
+    max_gap_s: float = 8.0
+    #: most candidate (reference, speed, offset) bins examined per query
+    max_candidates: int = 64
+
+
+def hits_for(
+    landmarks: Landmarks, key_index: np.ndarray, ordinals: np.ndarray, ref_frames: np.ndarray,
+    unique_keys_inverse: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pair every query landmark with every posting of its hash.
+
+    key_index, ordinals, ref_frames : postings found for the unique query keys.
+    unique_keys_inverse : int64[n_landmarks], each landmark's index into the unique keys.
+    Returns (query_landmark int64[h], ordinal uint32[h], ref_frame int64[h]).
+    """
+    n_keys = int(unique_keys_inverse.max()) + 1 if unique_keys_inverse.size else 0
+    by_key = np.argsort(unique_keys_inverse, kind="stable")
+    per_key = np.bincount(unique_keys_inverse, minlength=n_keys)
+    first_of_key = np.concatenate([[0], np.cumsum(per_key)[:-1]])
+    repeats = per_key[key_index]
+    posting = np.repeat(np.arange(key_index.size), repeats)
+    ends = np.cumsum(repeats)
+    within = np.arange(int(repeats.sum())) - np.repeat(ends - repeats, repeats)
+    query_landmark = by_key[np.repeat(first_of_key[key_index], repeats) + within]
+    return query_landmark, ordinals[posting], ref_frames[posting].astype(np.int64)
+
+
+def align_audio(
+    landmarks: Landmarks,
+    query_landmark: np.ndarray,
+    ordinals: np.ndarray,
+    ref_frames: np.ndarray,
+    *,
+    params: AudioParams,
+    match: AudioMatchParams,
+    reference_frames: dict[int, int],
+    catalog_frames: int,
+) -> list[Segment]:
+    """Vote on offsets and cut the winning bins into segments.
+
+    query_landmark, ordinals, ref_frames : hits from :func:`hits_for`.
+    reference_frames : reference length in frames per candidate ordinal (for the background).
+    catalog_frames : total reference frames in the catalog (number of offsets on offer).
+    """
+    if ordinals.size == 0:
+        return []
+    fps = params.frames_per_second
+    n_speeds = landmarks.speeds.size
+    speed_index = landmarks.speed_index[query_landmark].astype(np.int64)
+    offsets = ref_frames - landmarks.frames[query_landmark].astype(np.int64)
+    # Stage 1: references with enough raw hits at some speed to possibly pass.
+    ref_speed = ordinals.astype(np.int64) * n_speeds + speed_index
+    pair_keys, pair_counts = np.unique(ref_speed, return_counts=True)
+    promising = pair_keys[pair_counts >= match.min_votes]
+    if promising.size == 0:
+        return []
+    keep = np.isin(ref_speed, promising)
+    query_landmark, ref_speed, offsets = query_landmark[keep], ref_speed[keep], offsets[keep]
+    # Stage 2: offset histogram per (reference, speed), smoothed over +-tolerance frames.
+    offset_base = int(offsets.min()) - match.offset_tolerance
+    span = int(offsets.max()) - offset_base + match.offset_tolerance + 1
+    bin_key = ref_speed * span + (offsets - offset_base)
+    keys, counts = np.unique(bin_key, return_counts=True)
+    smoothed = counts.copy()
+    for shift in range(1, match.offset_tolerance + 1):
+        for sign in (-1, 1):
+            pos = np.searchsorted(keys, keys + sign * shift)
+            pos_c = np.minimum(pos, keys.size - 1)
+            smoothed += np.where(keys[pos_c] == keys + sign * shift, counts[pos_c], 0)
+    candidates = np.flatnonzero(smoothed >= match.min_votes)
+    if candidates.size == 0:
+        return []
+    candidates = candidates[np.argsort(-smoothed[candidates], kind="stable")][
+        : match.max_candidates * 4
+    ]
+    total_per_pair = dict(zip(pair_keys.tolist(), pair_counts.tolist()))
+    segments: list[Segment] = []
+    taken = np.zeros(bin_key.size, bool)
+    by_bin = np.argsort(bin_key, kind="stable")
+    sorted_bins = bin_key[by_bin]
+    tol = match.offset_tolerance
+    for c in candidates:
+        if len(segments) >= match.max_candidates:
+            break
+        lo, hi = np.searchsorted(sorted_bins, [keys[c] - tol, keys[c] + tol + 1])
+        idx = by_bin[lo:hi]
+        idx = idx[~taken[idx]]
+        if idx.size < match.min_votes:
+            continue
+        pair = int(keys[c]) // span
+        ordinal, s_index = divmod(pair, n_speeds)
+        speed = float(landmarks.speeds[s_index])
+        for part in _split_by_gaps(idx, landmarks.frames[query_landmark[idx]] / speed,
+                                   match.max_gap_s * fps):
+            anchors = np.unique(query_landmark[part])
+            votes = anchors.size
+            if votes < match.min_votes:
+                continue
+            n_ref = reference_frames.get(ordinal, 0)
+            query_span = landmarks.frames.max() - landmarks.frames.min() + 1
+            mu = (2 * match.offset_tolerance + 1) * total_per_pair[pair] / max(
+                1.0, float(n_ref + query_span))
+            n_bins = max(1.0, float(catalog_frames) * n_speeds)
+            log10_p = (stats.poisson.logsf(votes - 1, mu) / np.log(10)) + np.log10(n_bins)
+            score = float(np.clip(1.0 - 10.0 ** min(0.0, log10_p), 0.0, 1.0))
+            if score < match.min_score:
+                continue
+            q_frames = landmarks.frames[query_landmark[part]].astype(np.float64) / speed
+            true_offset = float(np.median(offsets[part]))
+            q_start, q_end = q_frames.min() / fps, q_frames.max() / fps
+            segments.append(Segment(
+                reference=ordinal, modality="audio",
+                query_start_s=q_start, query_end_s=q_end + params.n_fft / params.sample_rate,
+                reference_start_s=(q_frames.min() * speed + true_offset) / fps,
+                reference_end_s=(q_frames.max() * speed + true_offset) / fps
+                + params.n_fft / params.sample_rate * speed,
+                speed=speed, score=score,
+                evidence={"aligned_hashes": int(votes), "query_hashes": int(
+                    np.count_nonzero(landmarks.speed_index == s_index)),
+                    "reference_hits": int(total_per_pair[pair]),
+                    "log10_chance": round(float(max(log10_p, -300.0)), 2),
+                    "offset_s": round(true_offset / fps, 3)},
+            ))
+            taken[part] = True
+    return _merge_continuations(_suppress_overlaps(segments), max_gap_s=match.max_gap_s)
+
+
+def _split_by_gaps(idx: np.ndarray, query_frames: np.ndarray, max_gap_frames: float):
+    """Split hit indices into runs whose query times have no gap above ``max_gap_frames``."""
+    order = np.argsort(query_frames, kind="stable")
+    gaps = np.flatnonzero(np.diff(query_frames[order]) > max_gap_frames) + 1
+    return [idx[part] for part in np.split(order, gaps)]
+
+
+def _suppress_overlaps(segments: list[Segment]) -> list[Segment]:
+    """Keep the best of segments of one reference that cover the same query time.
+
+    Neighbouring candidate speeds and offset bins of one copy each form a segment; the one with
+    the most aligned landmarks wins.
+    """
+    segments.sort(key=lambda s: (-s.evidence["aligned_hashes"], -s.score))
+    kept: list[Segment] = []
+    for seg in segments:
+        clash = any(
+            k.reference == seg.reference
+            and seg.query_overlap_s(k) > 0.5 * min(seg.query_duration_s, k.query_duration_s)
+            for k in kept
+        )
+        if not clash:
+            kept.append(seg)
+    return kept
+
+
+def _merge_continuations(segments: list[Segment], *, max_gap_s: float) -> list[Segment]:
+    """Join segments of one reference that continue one another in time.
+
+    When the true speed falls between two candidate speeds, the offset drifts slowly along the
+    copy and the votes land in consecutive offset bins, cutting one copy into pieces. Pieces
+    whose query-to-reference mappings agree within 0.5 s and whose gap is short are one copy.
+    """
+    segments = sorted(segments, key=lambda s: (s.reference, s.query_start_s))
+    out: list[Segment] = []
+    for seg in segments:
+        prev = out[-1] if out else None
+        if (
+            prev is not None and prev.reference == seg.reference
+            and seg.query_start_s - prev.query_end_s < max_gap_s
+            and abs((seg.reference_start_s - prev.reference_start_s)
+                    - prev.speed * (seg.query_start_s - prev.query_start_s)) < 0.5
+        ):
+            votes = prev.evidence["aligned_hashes"] + seg.evidence["aligned_hashes"]
+            keep_speed = prev if prev.evidence["aligned_hashes"] >= seg.evidence["aligned_hashes"] else seg
+            prev.query_end_s = max(prev.query_end_s, seg.query_end_s)
+            prev.reference_end_s = max(prev.reference_end_s, seg.reference_end_s)
+            prev.score = max(prev.score, seg.score)
+            prev.speed = keep_speed.speed
+            prev.evidence = {**prev.evidence, "aligned_hashes": votes,
+                             "log10_chance": min(prev.evidence["log10_chance"],
+                                                 seg.evidence["log10_chance"])}
+            continue
+        out.append(seg)
+    out.sort(key=lambda s: (-s.score, -s.evidence["aligned_hashes"]))
+    return out

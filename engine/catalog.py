@@ -1,0 +1,583 @@
+"""The embedded catalog: one directory, one writer, readers never blocked.
+
+Layout (format version 1)::
+
+    DIR/manifest.json        {"format": "nanhu-catalog", "version": 1, "generation": g, ...}
+    DIR/meta.sqlite          references (SQLite, WAL mode); each row carries the generation
+                             that committed it and the generation that deleted it (tombstone)
+    DIR/audio/seg-*.pst      immutable postings segments (engine.postings)
+    DIR/video/seg-*.vec      immutable keyframe-vector segments (engine.vectors)
+    DIR/writer.lock          flock()ed by the single writer
+
+Commit protocol: new segment files are written under temporary names, fsynced and renamed;
+the metadata rows are committed to SQLite tagged with generation ``g + 1``; then
+``manifest.json`` is replaced atomically (write temp, fsync, rename, fsync the directory).
+Readers see exactly the rows and segments of the manifest's generation, so a crash at any
+point leaves the last committed catalog readable and complete; the next writer rolls back
+rows of uncommitted generations and removes files no manifest names.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import re
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import (
+    AlreadyExists,
+    CatalogCorrupt,
+    CatalogLocked,
+    InvalidArgument,
+    NotFound,
+    VersionMismatch,
+)
+from engine.fingerprint import Fingerprint
+from engine.params import AudioParams
+from engine.postings import SegmentPostings, pack_values, write_segment
+from engine.vectors import FaissVectorIndex, VectorSegment, write_vector_segment
+
+log = logging.getLogger(__name__)
+
+FORMAT = "nanhu-catalog"
+FORMAT_VERSION = 1
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,199}$")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS refs (
+    ordinal INTEGER PRIMARY KEY AUTOINCREMENT,
+    ref_id TEXT NOT NULL,
+    title TEXT NOT NULL DEFAULT '',
+    owner TEXT NOT NULL DEFAULT '',
+    duration_s REAL NOT NULL,
+    digest TEXT NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    policy TEXT NOT NULL DEFAULT '{}',
+    n_hashes INTEGER NOT NULL DEFAULT 0,
+    n_keyframes INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    generation INTEGER NOT NULL,
+    deleted_generation INTEGER
+);
+CREATE UNIQUE INDEX IF NOT EXISTS refs_live_id ON refs(ref_id) WHERE deleted_generation IS NULL;
+CREATE INDEX IF NOT EXISTS refs_digest ON refs(digest);
+CREATE INDEX IF NOT EXISTS refs_owner ON refs(owner);
+"""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A registered work as the catalog describes it."""
+
+    ordinal: int
+    ref_id: str
+    title: str
+    owner: str
+    duration_s: float
+    digest: str
+    metadata: dict = field(default_factory=dict)
+    policy: dict = field(default_factory=dict)
+    n_hashes: int = 0
+    n_keyframes: int = 0
+    created_at: float = 0.0
+
+    @property
+    def modalities(self) -> str:
+        parts = [name for name, n in (("audio", self.n_hashes), ("video", self.n_keyframes)) if n]
+        return "+".join(parts) or "none"
+
+    def to_dict(self) -> dict:
+        return {
+            "reference_id": self.ref_id, "title": self.title, "owner": self.owner,
+            "duration_s": round(self.duration_s, 3), "digest": self.digest,
+            "modalities": self.modalities, "metadata": self.metadata, "policy": self.policy,
+            "audio_hashes": self.n_hashes, "keyframes": self.n_keyframes,
+            "created_at": self.created_at,
+        }
+
+
+_COLUMNS = (
+    "ordinal, ref_id, title, owner, duration_s, digest, metadata, policy, n_hashes, "
+    "n_keyframes, created_at"
+)
+
+
+def _row_to_reference(row: tuple) -> Reference:
+    return Reference(
+        ordinal=row[0], ref_id=row[1], title=row[2], owner=row[3], duration_s=row[4],
+        digest=row[5], metadata=json.loads(row[6]), policy=json.loads(row[7]), n_hashes=row[8],
+        n_keyframes=row[9], created_at=row[10],
+    )
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Catalog:
+    """A catalog directory, opened for reading (default) or as the single writer.
+
+    Readers take no lock. ``Catalog(path, writable=True)`` takes the writer lock (or raises
+    :class:`CatalogLocked`), creates the catalog if ``create`` and it does not exist, and
+    recovers from an interrupted commit. Mutations (:meth:`add`, :meth:`delete`,
+    :meth:`set_policy`) are staged until :meth:`commit`.
+    """
+
+    def __init__(
+        self, path: str | Path, *, writable: bool = False, create: bool = False,
+        audio_params: AudioParams | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.writable = writable
+        self._lock_handle = None
+        manifest_path = self.path / "manifest.json"
+        if not manifest_path.exists():
+            if not (writable and create):
+                raise NotFound(f"{self.path}: no catalog here (register something to create one)")
+            self._create(audio_params or AudioParams())
+        if writable:
+            self._acquire_lock()
+        try:
+            self._load_manifest()
+            self._db = sqlite3.connect(self.path / "meta.sqlite", check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            if writable:
+                self._recover()
+        except BaseException:
+            self._release_lock()
+            raise
+        self._staged_refs: list[dict] = []
+        self._staged_deletes: list[int] = []
+        self._staged_policies: dict[int, dict] = {}
+        self._postings: SegmentPostings | None = None
+        self._vectors: FaissVectorIndex | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def _create(self, audio_params: AudioParams) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / "audio").mkdir(exist_ok=True)
+        (self.path / "video").mkdir(exist_ok=True)
+        self._acquire_lock()
+        try:
+            if (self.path / "manifest.json").exists():  # another writer created it meanwhile
+                return
+            db = sqlite3.connect(self.path / "meta.sqlite")
+            db.executescript(_SCHEMA)
+            db.commit()
+            db.close()
+            self._write_manifest({
+                "format": FORMAT, "version": FORMAT_VERSION, "generation": 0,
+                "audio_params": audio_params.to_dict(), "audio_params_tag": audio_params.tag(),
+                "video_params_tag": "", "audio_segments": [], "video_segments": [],
+                "created_at": time.time(), "committed_at": time.time(),
+            })
+        finally:
+            self._release_lock()
+
+    def _acquire_lock(self) -> None:
+        if self._lock_handle is not None:
+            return
+        handle = open(self.path / "writer.lock", "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise CatalogLocked(
+                f"{self.path}: another process is writing to this catalog (writer.lock is held)"
+            ) from None
+        self._lock_handle = handle
+
+    def _release_lock(self) -> None:
+        if self._lock_handle is not None:
+            fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
+            self._lock_handle.close()
+            self._lock_handle = None
+
+    def close(self) -> None:
+        if getattr(self, "_db", None) is not None:
+            self._db.close()
+            self._db = None
+        self._release_lock()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _load_manifest(self) -> None:
+        path = self.path / "manifest.json"
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise CatalogCorrupt(f"{path}: unreadable manifest ({exc})") from exc
+        if manifest.get("format") != FORMAT:
+            raise CatalogCorrupt(f"{path}: not a Nanhu catalog manifest")
+        if manifest.get("version") != FORMAT_VERSION:
+            raise CatalogCorrupt(
+                f"{path}: catalog format version {manifest.get('version')} is not supported "
+                f"(this Nanhu reads version {FORMAT_VERSION})"
+            )
+        self.manifest = manifest
+        self.audio_params = AudioParams(
+            **{k: tuple(v) if isinstance(v, list) else v
+               for k, v in manifest["audio_params"].items()}
+        )
+
+    @property
+    def generation(self) -> int:
+        return int(self.manifest["generation"])
+
+    def refresh(self) -> bool:
+        """Re-read the manifest if another process committed; returns True when it changed."""
+        try:
+            on_disk = json.loads((self.path / "manifest.json").read_text())["generation"]
+        except (OSError, ValueError, KeyError):
+            return False
+        if on_disk == self.generation:
+            return False
+        self._load_manifest()
+        self._postings = None
+        self._vectors = None
+        return True
+
+    def _recover(self) -> None:
+        """Roll back what an interrupted commit left: rows and files of later generations."""
+        g = self.generation
+        with self._db:
+            self._db.executescript(_SCHEMA)
+            dropped = self._db.execute("DELETE FROM refs WHERE generation > ?", (g,)).rowcount
+            undeleted = self._db.execute(
+                "UPDATE refs SET deleted_generation = NULL WHERE deleted_generation > ?", (g,)
+            ).rowcount
+        named = {s["file"] for s in self.manifest["audio_segments"] + self.manifest["video_segments"]}
+        orphans = 0
+        for folder in ("audio", "video"):
+            (self.path / folder).mkdir(exist_ok=True)
+            for file in (self.path / folder).iterdir():
+                if f"{folder}/{file.name}" not in named:
+                    file.unlink()
+                    orphans += 1
+        for tmp in self.path.glob("*.tmp"):
+            tmp.unlink()
+        if dropped or undeleted or orphans:
+            log.warning(
+                "%s: rolled back an interrupted commit (%d rows, %d tombstones, %d files)",
+                self.path, dropped, undeleted, orphans,
+            )
+
+    # --- reading -------------------------------------------------------------------------
+    _VISIBLE = "generation <= ? AND (deleted_generation IS NULL OR deleted_generation > ?)"
+
+    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        g = self.generation
+        return self._db.execute(sql.replace("{visible}", self._VISIBLE), (g, g, *args)).fetchall()
+
+    def get(self, ref_id: str) -> Reference:
+        rows = self._query(f"SELECT {_COLUMNS} FROM refs WHERE {{visible}} AND ref_id = ?", (ref_id,))
+        if not rows:
+            raise NotFound(f"no reference with id {ref_id!r} in {self.path}")
+        return _row_to_reference(rows[0])
+
+    def by_ordinals(self, ordinals: np.ndarray) -> dict[int, Reference]:
+        wanted = sorted({int(o) for o in np.asarray(ordinals).tolist()})
+        out: dict[int, Reference] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._query(
+                f"SELECT {_COLUMNS} FROM refs WHERE {{visible}} AND ordinal IN ({marks})", tuple(chunk)
+            ):
+                out[row[0]] = _row_to_reference(row)
+        return out
+
+    def list(self, *, owner: str | None = None, limit: int = 1000, offset: int = 0,
+             after_id: str | None = None) -> list[Reference]:
+        sql = f"SELECT {_COLUMNS} FROM refs WHERE {{visible}}"
+        args: list = []
+        if owner is not None:
+            sql += " AND owner = ?"
+            args.append(owner)
+        if after_id is not None:
+            sql += " AND ref_id > ?"
+            args.append(after_id)
+        sql += " ORDER BY ref_id LIMIT ? OFFSET ?"
+        args += [limit, offset]
+        return [_row_to_reference(row) for row in self._query(sql, tuple(args))]
+
+    def find_digest(self, digest: str) -> Reference | None:
+        rows = self._query(f"SELECT {_COLUMNS} FROM refs WHERE {{visible}} AND digest = ?", (digest,))
+        return _row_to_reference(rows[0]) if rows else None
+
+    def deleted_ordinals(self) -> np.ndarray:
+        """Ordinals tombstoned at this generation whose postings are not yet compacted away."""
+        g = self.generation
+        rows = self._db.execute(
+            "SELECT ordinal FROM refs WHERE deleted_generation IS NOT NULL "
+            "AND deleted_generation <= ?", (g,)
+        ).fetchall()
+        return np.array(sorted(r[0] for r in rows), np.uint32)
+
+    def stats(self) -> dict:
+        row = self._query(
+            "SELECT COUNT(*), COALESCE(SUM(duration_s), 0), COALESCE(SUM(n_hashes), 0), "
+            "COALESCE(SUM(n_keyframes), 0), COALESCE(SUM(n_hashes > 0), 0), "
+            "COALESCE(SUM(n_keyframes > 0), 0) FROM refs WHERE {visible}"
+        )[0]
+        files = [self.path / s["file"] for s in
+                 self.manifest["audio_segments"] + self.manifest["video_segments"]]
+        audio_bytes = sum(s["bytes"] for s in self.manifest["audio_segments"])
+        video_bytes = sum(s["bytes"] for s in self.manifest["video_segments"])
+        hours = row[1] / 3600.0
+        return {
+            "catalog": str(self.path), "format_version": FORMAT_VERSION,
+            "generation": self.generation, "references": row[0],
+            "audio_references": row[4], "video_references": row[5],
+            "hours": round(hours, 4), "audio_hashes": row[2], "keyframes": row[3],
+            "audio_segments": len(self.manifest["audio_segments"]),
+            "video_segments": len(self.manifest["video_segments"]),
+            "tombstones": int(self.deleted_ordinals().size),
+            "audio_index_bytes": audio_bytes, "video_index_bytes": video_bytes,
+            "index_bytes_per_hour": round((audio_bytes + video_bytes) / hours) if hours else 0,
+            "files_present": all(f.exists() for f in files),
+            "audio_params": self.manifest["audio_params_tag"],
+            "video_params": self.manifest["video_params_tag"],
+        }
+
+    def postings(self) -> SegmentPostings:
+        if self._postings is None:
+            self._postings = SegmentPostings(
+                [self.path / s["file"] for s in self.manifest["audio_segments"]]
+            )
+        return self._postings
+
+    def vectors(self) -> FaissVectorIndex:
+        if self._vectors is None:
+            self._vectors = FaissVectorIndex(
+                [VectorSegment(self.path / s["file"]) for s in self.manifest["video_segments"]]
+            )
+        return self._vectors
+
+    @property
+    def total_audio_frames(self) -> int:
+        row = self._query("SELECT COALESCE(SUM(duration_s), 0) FROM refs WHERE {visible} "
+                          "AND n_hashes > 0")[0]
+        return int(row[0] * self.audio_params.frames_per_second)
+
+    # --- writing -------------------------------------------------------------------------
+    def _require_writer(self) -> None:
+        if not self.writable:
+            raise InvalidArgument(f"{self.path}: catalog is open read-only")
+
+    def check_fingerprint(self, fp: Fingerprint, *, what: str = "fingerprint") -> None:
+        """Refuse fingerprints made with other parameters than this catalog's."""
+        if fp.audio is not None and fp.audio_params_tag != self.manifest["audio_params_tag"]:
+            raise VersionMismatch(
+                f"{what} has audio parameters {fp.audio_params_tag!r}; catalog {self.path} "
+                f"uses {self.manifest['audio_params_tag']!r} (re-fingerprint with this Nanhu)"
+            )
+        video_tag = self.manifest.get("video_params_tag") or ""
+        if fp.video is not None and video_tag and fp.video.params_tag != video_tag:
+            raise VersionMismatch(
+                f"{what} has video parameters {fp.video.params_tag!r}; catalog {self.path} "
+                f"uses {video_tag!r} (re-fingerprint with this Nanhu)"
+            )
+
+    def add(
+        self, ref_id: str, fp: Fingerprint, *, title: str = "", owner: str = "",
+        metadata: dict | None = None, policy: dict | None = None,
+    ) -> None:
+        """Stage a reference; raises AlreadyExists for a taken id or already-registered bytes."""
+        self._require_writer()
+        if not _ID_PATTERN.match(ref_id or ""):
+            raise InvalidArgument(
+                f"invalid reference id {ref_id!r}: use 1-200 letters, digits and ._:@+- "
+                "starting with a letter or digit"
+            )
+        self.check_fingerprint(fp, what=f"fingerprint of {ref_id!r}")
+        if fp.audio is not None and np.any(fp.audio.speeds != 1.0):
+            raise InvalidArgument(f"{ref_id!r}: a reference must be fingerprinted at speed 1.0")
+        if fp.is_empty:
+            raise InvalidArgument(f"{ref_id!r}: fingerprint holds nothing to register")
+        staged_ids = {r["ref_id"] for r in self._staged_refs}
+        if ref_id in staged_ids or self._query(
+            "SELECT 1 FROM refs WHERE {visible} AND ref_id = ?", (ref_id,)
+        ):
+            raise AlreadyExists(f"reference id {ref_id!r} already exists", existing_id=ref_id)
+        if fp.digest:
+            twin = self.find_digest(fp.digest)
+            staged_twin = next((r for r in self._staged_refs if r["digest"] == fp.digest), None)
+            existing = twin.ref_id if twin else staged_twin["ref_id"] if staged_twin else None
+            if existing is not None:
+                raise AlreadyExists(
+                    f"same content is already registered as {existing!r}", existing_id=existing
+                )
+        self._staged_refs.append({
+            "ref_id": ref_id, "title": title, "owner": owner, "fp": fp,
+            "digest": fp.digest, "metadata": metadata or {}, "policy": policy or {},
+        })
+
+    def delete(self, ref_id: str) -> Reference:
+        """Stage a tombstone for ``ref_id``."""
+        self._require_writer()
+        reference = self.get(ref_id)
+        if reference.ordinal not in self._staged_deletes:
+            self._staged_deletes.append(reference.ordinal)
+        return reference
+
+    def set_policy(self, ref_id: str, policy: dict) -> Reference:
+        """Stage a new match policy for ``ref_id`` (label, excluded reference ranges)."""
+        self._require_writer()
+        reference = self.get(ref_id)
+        self._staged_policies[reference.ordinal] = policy
+        return reference
+
+    @property
+    def has_staged(self) -> bool:
+        return bool(self._staged_refs or self._staged_deletes or self._staged_policies)
+
+    def rollback(self) -> None:
+        self._staged_refs.clear()
+        self._staged_deletes.clear()
+        self._staged_policies.clear()
+
+    def commit(self) -> int:
+        """Make staged changes durable and visible; returns the new generation."""
+        self._require_writer()
+        if not self.has_staged:
+            return self.generation
+        g = self.generation + 1
+        manifest = json.loads(json.dumps(self.manifest))
+        now = time.time()
+        with self._db:
+            ordinals = []
+            for ref in self._staged_refs:
+                fp: Fingerprint = ref["fp"]
+                cursor = self._db.execute(
+                    "INSERT INTO refs (ref_id, title, owner, duration_s, digest, metadata, policy,"
+                    " n_hashes, n_keyframes, created_at, generation) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (ref["ref_id"], ref["title"], ref["owner"], fp.duration_s, ref["digest"],
+                     json.dumps(ref["metadata"]), json.dumps(ref["policy"]),
+                     len(fp.audio) if fp.audio is not None else 0,
+                     len(fp.video) if fp.video is not None else 0, now, g),
+                )
+                ordinals.append(cursor.lastrowid)
+            for ordinal in self._staged_deletes:
+                self._db.execute(
+                    "UPDATE refs SET deleted_generation = ? WHERE ordinal = ?", (g, ordinal)
+                )
+            for ordinal, policy in self._staged_policies.items():
+                self._db.execute(
+                    "UPDATE refs SET policy = ? WHERE ordinal = ?", (json.dumps(policy), ordinal)
+                )
+            # Segment files go to disk before SQLite commits, and the manifest after both.
+            self._write_new_segments(manifest, g, ordinals)
+        manifest["generation"] = g
+        manifest["committed_at"] = now
+        self._write_manifest(manifest)
+        self.rollback()
+        self._load_manifest()
+        self._postings = None
+        self._vectors = None
+        return g
+
+    def _write_new_segments(self, manifest: dict, g: int, ordinals: list[int]) -> None:
+        audio = [(o, r["fp"].audio) for o, r in zip(ordinals, self._staged_refs)
+                 if r["fp"].audio is not None and len(r["fp"].audio)]
+        if audio:
+            keys = np.concatenate([lm.hashes for _, lm in audio])
+            values = np.concatenate([
+                pack_values(np.full(len(lm), o, np.uint32), lm.frames) for o, lm in audio
+            ])
+            name = f"audio/seg-{g:08d}.pst"
+            size = self._write_file(name, lambda p: write_segment(p, keys, values))
+            manifest["audio_segments"].append({"file": name, "count": int(keys.size),
+                                               "bytes": size})
+        video = [(o, r["fp"].video) for o, r in zip(ordinals, self._staged_refs)
+                 if r["fp"].video is not None and len(r["fp"].video)]
+        if video:
+            tags = {v.params_tag for _, v in video}
+            if not manifest.get("video_params_tag"):
+                manifest["video_params_tag"] = tags.pop()
+            vectors = np.concatenate([v.vectors for _, v in video])
+            ords = np.concatenate([np.full(len(v), o, np.uint32) for o, v in video])
+            times = np.concatenate([v.times_s for _, v in video])
+            name = f"video/seg-{g:08d}.vec"
+            size = self._write_file(name, lambda p: write_vector_segment(p, vectors, ords, times))
+            manifest["video_segments"].append({"file": name, "count": int(ords.size),
+                                               "bytes": size})
+
+    def _write_file(self, name: str, writer) -> int:
+        final = self.path / name
+        tmp = final.with_name(final.name + ".tmp")
+        size = writer(tmp)
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+        return size
+
+    def _write_manifest(self, manifest: dict) -> None:
+        tmp = self.path / "manifest.json.tmp"
+        with open(tmp, "w") as handle:
+            json.dump(manifest, handle, indent=1)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.path / "manifest.json")
+        _fsync_dir(self.path)
+
+    def compact(self) -> dict:
+        """Merge all segments into one per modality and purge tombstoned references."""
+        self._require_writer()
+        if self.has_staged:
+            self.commit()
+        dead = self.deleted_ordinals()
+        g = self.generation + 1
+        manifest = json.loads(json.dumps(self.manifest))
+        old_files = [s["file"] for s in manifest["audio_segments"] + manifest["video_segments"]]
+        keys, values = self.postings().all_postings()
+        keep = ~np.isin((values >> np.uint64(32)).astype(np.uint32), dead)
+        manifest["audio_segments"] = []
+        if keep.any():
+            name = f"audio/seg-{g:08d}.pst"
+            k, v = keys[keep], values[keep]
+            size = self._write_file(name, lambda p: write_segment(p, k, v))
+            manifest["audio_segments"].append({"file": name, "count": int(k.size), "bytes": size})
+        segments = [VectorSegment(self.path / s["file"]) for s in manifest["video_segments"]]
+        manifest["video_segments"] = []
+        if segments:
+            vectors = np.concatenate([s.vectors for s in segments])
+            ords = np.concatenate([s.ordinals for s in segments])
+            times = np.concatenate([s.times_s for s in segments])
+            alive = ~np.isin(ords, dead)
+            if alive.any():
+                name = f"video/seg-{g:08d}.vec"
+                size = self._write_file(
+                    name, lambda p: write_vector_segment(p, vectors[alive], ords[alive],
+                                                         times[alive]))
+                manifest["video_segments"].append({"file": name, "count": int(alive.sum()),
+                                                   "bytes": size})
+        manifest["generation"] = g
+        manifest["committed_at"] = time.time()
+        with self._db:
+            # Rows stay until the manifest no longer names their postings; purged after.
+            self._write_manifest(manifest)
+        self._load_manifest()
+        self._postings = None
+        self._vectors = None
+        with self._db:
+            self._db.executemany("DELETE FROM refs WHERE ordinal = ?", [(int(o),) for o in dead])
+        for file in old_files:
+            (self.path / file).unlink(missing_ok=True)
+        return {"generation": g, "purged_references": int(dead.size),
+                "audio_postings": int(keep.sum()),
+                "video_vectors": sum(s["count"] for s in manifest["video_segments"])}

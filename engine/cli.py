@@ -1,0 +1,231 @@
+"""The engine's subcommands: register, query, delete, list, stats, compact.
+
+A stable contract: scripts depend on the flags and on ``query --json`` (one JSON object per
+query file, one per line). The catalog is ``--catalog DIR``, else ``$NANHU_CATALOG``, else
+``./var/catalog``. Errors go to stderr as ``nanhu: WHAT: REASON``; exit codes come from
+:data:`EXIT_CODES`, the one table from exception type to exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from engine import errors
+
+#: exit code per exception type (first match in order wins); 0 is success.
+EXIT_CODES: list[tuple[type[BaseException], int]] = [
+    (errors.InvalidArgument, 2),
+    (errors.EmptyMediaError, 3),
+    (errors.MediaError, 3),
+    (errors.NotFound, 4),
+    (errors.AlreadyExists, 5),
+    (errors.CatalogLocked, 6),
+    (errors.CatalogCorrupt, 7),
+    (errors.VersionMismatch, 7),
+    (errors.LimitExceeded, 8),
+    (errors.PermissionDenied, 9),
+    (errors.Unauthenticated, 9),
+    (errors.NanhuError, 1),
+]
+
+
+def exit_code_for(exc: BaseException) -> int:
+    for kind, code in EXIT_CODES:
+        if isinstance(exc, kind):
+            return code
+    return 1
+
+
+def default_catalog() -> Path:
+    return Path(os.environ.get("NANHU_CATALOG") or "var/catalog")
+
+
+def _catalog_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--catalog", type=Path, default=None,
+        help="catalog directory (default: $NANHU_CATALOG, else ./var/catalog)",
+    )
+
+
+def add_commands(subparsers) -> None:
+    """Register the engine's subcommands on an argparse subparsers object."""
+    p = subparsers.add_parser("register", help="register media files as references")
+    _catalog_arg(p)
+    p.add_argument("--id", dest="ref_id", help="reference id (default: the file's stem)")
+    p.add_argument("--title", help="title (default: the file's stem)")
+    p.add_argument("--owner", default="", help="owning tenant (default: none)")
+    p.add_argument("--no-video", action="store_true", help="fingerprint the audio track only")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p.set_defaults(func=cmd_register)
+
+    p = subparsers.add_parser("query", help="find which references media files copy")
+    _catalog_arg(p)
+    p.add_argument("--json", action="store_true", help="one JSON object per file per line")
+    p.add_argument("--min-score", type=float, default=None, help="lowest score reported")
+    p.add_argument("--no-video", action="store_true", help="match the audio track only")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p.set_defaults(func=cmd_query)
+
+    p = subparsers.add_parser("delete", help="delete references by id")
+    _catalog_arg(p)
+    p.add_argument("ids", nargs="+", metavar="ID")
+    p.set_defaults(func=cmd_delete)
+
+    p = subparsers.add_parser("list", help="list references")
+    _catalog_arg(p)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--owner", default=None)
+    p.set_defaults(func=cmd_list)
+
+    p = subparsers.add_parser("stats", help="catalog statistics")
+    _catalog_arg(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_stats)
+
+    p = subparsers.add_parser("compact", help="merge segments and purge deleted references")
+    _catalog_arg(p)
+    p.set_defaults(func=cmd_compact)
+
+
+def _say(message: str) -> None:
+    print(f"nanhu: {message}", file=sys.stderr, flush=True)
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    from engine.catalog import Catalog
+    from engine.fingerprint import fingerprint_media
+
+    if args.ref_id and len(args.files) > 1:
+        _say("--id names one reference; it cannot be used with several files")
+        return 2
+    worst = 0
+    registered = 0
+    with Catalog(args.catalog or default_catalog(), writable=True, create=True) as catalog:
+        for number, path in enumerate(args.files, 1):
+            ref_id = args.ref_id or path.stem
+            try:
+                fp = fingerprint_media(path, audio_params=catalog.audio_params,
+                                       video=not args.no_video)
+                catalog.add(ref_id, fp, title=args.title or path.stem, owner=args.owner,
+                            metadata={"source": path.name})
+            except errors.NanhuError as exc:
+                _say(f"{path}: {exc}" if str(path) not in str(exc) else str(exc))
+                worst = max(worst, exit_code_for(exc))
+                continue
+            registered += 1
+            parts = []
+            if fp.audio is not None:
+                parts.append(f"{len(fp.audio)} audio hashes")
+            if fp.video is not None:
+                parts.append(f"{len(fp.video)} keyframes")
+            print(f"registered {ref_id}: {fp.duration_s:.1f} s, {', '.join(parts)}", flush=True)
+            if len(args.files) > 1:
+                _say(f"[{number}/{len(args.files)}] {path}")
+            if registered % 50 == 0:  # bound what a crash can lose on long runs
+                catalog.commit()
+        catalog.commit()
+    return worst
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from engine.audio_align import AudioMatchParams
+    from engine.catalog import Catalog
+    from engine.fingerprint import fingerprint_media
+    from engine.matcher import Matcher
+
+    catalog = Catalog(args.catalog or default_catalog())
+    match_params = AudioMatchParams()
+    if args.min_score is not None:
+        match_params = AudioMatchParams(min_score=args.min_score)
+    matcher = Matcher(catalog, audio_match=match_params)
+    worst = 0
+    for number, path in enumerate(args.files, 1):
+        started = time.perf_counter()
+        try:
+            fp = fingerprint_media(path, audio_params=catalog.audio_params, query=True,
+                                   video=not args.no_video)
+            matches = matcher.match(fp)
+        except errors.NanhuError as exc:
+            worst = max(worst, exit_code_for(exc))
+            if args.json:
+                print(json.dumps({"query": str(path), "error": str(exc)}), flush=True)
+            _say(f"{path}: {exc}" if str(path) not in str(exc) else str(exc))
+            continue
+        if args.json:
+            print(json.dumps({
+                "query": str(path), "duration_s": round(fp.duration_s, 3),
+                "matches": [m.to_dict() for m in matches],
+            }), flush=True)
+        else:
+            print(f"{path}: {len(matches)} match(es) in {time.perf_counter() - started:.2f} s")
+            for m in matches:
+                print(
+                    f"  {m.reference_id} [{m.modality}] score {m.score:.4f}  query "
+                    f"{m.query_start_s:.1f}-{m.query_end_s:.1f} s  reference "
+                    f"{m.reference_start_s:.1f}-{m.reference_end_s:.1f} s  speed {m.speed:.3f}"
+                )
+        if len(args.files) > 1 and not args.json:
+            _say(f"[{number}/{len(args.files)}] {path}")
+    catalog.close()
+    return worst
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from engine.catalog import Catalog
+
+    worst = 0
+    with Catalog(args.catalog or default_catalog(), writable=True) as catalog:
+        for ref_id in args.ids:
+            try:
+                catalog.delete(ref_id)
+            except errors.NanhuError as exc:
+                _say(str(exc))
+                worst = max(worst, exit_code_for(exc))
+                continue
+            print(f"deleted {ref_id}")
+        catalog.commit()
+    return worst
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from engine.catalog import Catalog
+
+    with Catalog(args.catalog or default_catalog()) as catalog:
+        after = None
+        while True:
+            page = catalog.list(owner=args.owner, limit=1000, after_id=after)
+            for ref in page:
+                if args.json:
+                    print(json.dumps(ref.to_dict()))
+                else:
+                    print(f"{ref.ref_id}\t{ref.duration_s:8.1f} s\t{ref.modalities}\t{ref.title}")
+            if len(page) < 1000:
+                break
+            after = page[-1].ref_id
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from engine.catalog import Catalog
+
+    with Catalog(args.catalog or default_catalog()) as catalog:
+        stats = catalog.stats()
+    if args.json:
+        print(json.dumps(stats))
+    else:
+        for key, value in stats.items():
+            print(f"{key:22s} {value}")
+    return 0
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    from engine.catalog import Catalog
+
+    with Catalog(args.catalog or default_catalog(), writable=True) as catalog:
+        print(json.dumps(catalog.compact()))
+    return 0

@@ -1,0 +1,169 @@
+"""The portable fingerprint of one piece of media, and how media becomes one.
+
+A :class:`Fingerprint` is all matching needs: audio landmarks, video keyframe embeddings, the
+duration and the content digest. It serialises to a small versioned binary (``to_bytes``; no
+pickle) and maps one to one onto the ``nanhu.v1.Fingerprint`` proto message, so clients can
+fingerprint at the edge and send only this.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engine.audio import Landmarks, audio_landmarks
+from engine.errors import EmptyMediaError, MediaError, VersionMismatch
+from engine.media import Source, content_digest, open_container, source_name
+from engine.params import AudioParams
+
+log = logging.getLogger(__name__)
+
+FORMAT = "nanhu-fingerprint"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class VideoPrint:
+    """Keyframe embeddings of a video track.
+
+    vectors : ndarray [shape=(n, d)], float32, L2-normalised
+    times_s : ndarray [shape=(n,)], float32, presentation time of each sampled frame (s)
+    """
+
+    vectors: np.ndarray
+    times_s: np.ndarray
+    params_tag: str
+
+    def __len__(self) -> int:
+        return int(self.times_s.size)
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """Fingerprint of one piece of media (a reference or a query)."""
+
+    duration_s: float
+    digest: str = ""
+    audio: Landmarks | None = None
+    audio_params_tag: str = ""
+    video: VideoPrint | None = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def is_empty(self) -> bool:
+        return (self.audio is None or len(self.audio) == 0) and (
+            self.video is None or len(self.video) == 0
+        )
+
+    # --- serialisation -------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """Versioned binary form: an ``.npz`` archive of plain arrays plus a JSON header."""
+        header = {
+            "format": FORMAT, "version": FORMAT_VERSION, "duration_s": self.duration_s,
+            "digest": self.digest, "audio_params": self.audio_params_tag,
+            "video_params": self.video.params_tag if self.video is not None else "",
+            "meta": self.meta,
+        }
+        arrays: dict[str, np.ndarray] = {
+            "header": np.frombuffer(json.dumps(header).encode(), np.uint8)
+        }
+        if self.audio is not None:
+            arrays.update(
+                audio_hashes=self.audio.hashes, audio_frames=self.audio.frames,
+                audio_speed_index=self.audio.speed_index, audio_speeds=self.audio.speeds,
+            )
+        if self.video is not None:
+            arrays.update(video_vectors=self.video.vectors, video_times_s=self.video.times_s)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Fingerprint:
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+                arrays = {name: archive[name] for name in archive.files}
+            header = json.loads(arrays["header"].tobytes().decode())
+        except (ValueError, KeyError, OSError, UnicodeDecodeError) as exc:
+            raise MediaError(f"not a Nanhu fingerprint ({exc})") from exc
+        if header.get("format") != FORMAT:
+            raise MediaError("not a Nanhu fingerprint (wrong format tag)")
+        if header.get("version") != FORMAT_VERSION:
+            raise VersionMismatch(
+                f"fingerprint format version {header.get('version')} is not supported "
+                f"(this Nanhu reads version {FORMAT_VERSION})"
+            )
+        audio = None
+        if "audio_hashes" in arrays:
+            audio = Landmarks(
+                arrays["audio_hashes"].astype(np.uint32), arrays["audio_frames"].astype(np.int32),
+                arrays["audio_speed_index"].astype(np.uint8),
+                arrays["audio_speeds"].astype(np.float32),
+            )
+        video = None
+        if "video_vectors" in arrays:
+            video = VideoPrint(
+                arrays["video_vectors"].astype(np.float32),
+                arrays["video_times_s"].astype(np.float32), header["video_params"],
+            )
+        return cls(
+            duration_s=float(header["duration_s"]), digest=header["digest"], audio=audio,
+            audio_params_tag=header["audio_params"], video=video, meta=header.get("meta", {}),
+        )
+
+
+def fingerprint_media(
+    source: Source,
+    *,
+    audio_params: AudioParams | None = None,
+    query: bool = False,
+    video: bool = True,
+    max_duration_s: float | None = None,
+) -> Fingerprint:
+    """Decode ``source`` and fingerprint its audio (and video, when present and enabled).
+
+    ``query=True`` hashes audio at every candidate speed of ``audio_params.query_speeds``.
+    Raises :class:`MediaError` when nothing can be fingerprinted (no usable track, silence).
+    """
+    from engine import media
+
+    params = audio_params or AudioParams()
+    name = source_name(source)
+    with open_container(source) as container:
+        has_audio = bool(container.streams.audio)
+        has_video = media._first_real_video(container) is not None
+    video_print = None
+    if video and has_video:
+        from engine import video as video_mod
+
+        video_print = video_mod.fingerprint_video(source, max_duration_s=max_duration_s)
+    landmarks = None
+    duration = 0.0
+    if has_audio:
+        speeds = params.query_speeds if query else (1.0,)
+        try:
+            landmarks, duration = audio_landmarks(
+                media.decode_audio(source, sample_rate=params.sample_rate,
+                                   max_duration_s=max_duration_s),
+                params=params, speeds=speeds,
+            )
+        except EmptyMediaError:
+            if video_print is None:
+                raise
+            landmarks = None
+    if not has_audio and video_print is None:
+        what = "no audio track" if not has_video else "no audio track and no usable video"
+        raise MediaError(f"{name}: {what}: nothing to fingerprint")
+    if video_print is not None and len(video_print):
+        duration = max(duration, float(video_print.times_s.max()) + 0.5)
+    fp = Fingerprint(
+        duration_s=duration, digest=content_digest(source), audio=landmarks,
+        audio_params_tag=params.tag() if landmarks is not None else "", video=video_print,
+    )
+    if fp.is_empty:
+        raise EmptyMediaError(f"{name}: nothing to fingerprint (silent or blank media)")
+    return fp

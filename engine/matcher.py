@@ -1,0 +1,213 @@
+"""Matching a query fingerprint against a catalog: audio and video segments, fused.
+
+``Matcher.match(fp)`` returns every reference the query copies, one :class:`Match` per copied
+stretch, best first. Audio (engine.audio_align) and video (engine.video_align) each produce
+aligned :class:`~engine.segments.Segment` s; :func:`fuse` merges an audio and a video segment
+of the same reference that overlap in query time into one ``audio+video`` match.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engine.audio_align import AudioMatchParams, align_audio, hits_for
+from engine.catalog import Catalog, Reference
+from engine.errors import CatalogCorrupt
+from engine.fingerprint import Fingerprint
+from engine.segments import Segment
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Match:
+    """One copied stretch: the public result shape (CLI JSON, gRPC)."""
+
+    reference_id: str
+    title: str
+    modality: str
+    score: float
+    query_start_s: float
+    query_end_s: float
+    reference_start_s: float
+    reference_end_s: float
+    speed: float
+    evidence: dict = field(default_factory=dict)
+    policy: str = ""
+    owner: str = ""
+
+    def to_dict(self) -> dict:
+        out = {
+            "reference_id": self.reference_id, "title": self.title, "modality": self.modality,
+            "score": round(self.score, 6),
+            "query_start_s": round(self.query_start_s, 3), "query_end_s": round(self.query_end_s, 3),
+            "reference_start_s": round(self.reference_start_s, 3),
+            "reference_end_s": round(self.reference_end_s, 3),
+            "speed": round(self.speed, 4), "evidence": self.evidence,
+        }
+        if self.policy:
+            out["policy"] = self.policy
+        return out
+
+
+def fuse(segments: list[Segment]) -> list[Segment]:
+    """Merge audio and video segments of one reference that overlap in query time.
+
+    The fused segment spans both, keeps the better-scored side's speed, and its score is the
+    chance that *both* are coincidences failing: ``1 - (1 - a) * (1 - v)``.
+    """
+    audio = [s for s in segments if s.modality == "audio"]
+    video = [s for s in segments if s.modality == "video"]
+    used_video: set[int] = set()
+    out: list[Segment] = []
+    for a in audio:
+        partner = None
+        for i, v in enumerate(video):
+            if i in used_video or v.reference != a.reference:
+                continue
+            if a.query_overlap_s(v) > 0.3 * min(a.query_duration_s, v.query_duration_s):
+                partner = i
+                break
+        if partner is None:
+            out.append(a)
+            continue
+        used_video.add(partner)
+        v = video[partner]
+        best = a if a.score >= v.score else v
+        out.append(Segment(
+            reference=a.reference, modality="audio+video",
+            query_start_s=min(a.query_start_s, v.query_start_s),
+            query_end_s=max(a.query_end_s, v.query_end_s),
+            reference_start_s=min(a.reference_start_s, v.reference_start_s),
+            reference_end_s=max(a.reference_end_s, v.reference_end_s),
+            speed=best.speed, score=1.0 - (1.0 - a.score) * (1.0 - v.score),
+            evidence={"audio": a.evidence, "video": v.evidence},
+        ))
+    out.extend(v for i, v in enumerate(video) if i not in used_video)
+    return out
+
+
+class Matcher:
+    """Answers queries against one catalog; call :meth:`refresh` to see new commits."""
+
+    def __init__(self, catalog: Catalog, *, audio_match: AudioMatchParams | None = None,
+                 video_match=None) -> None:
+        self.catalog = catalog
+        self.audio_match = audio_match or AudioMatchParams()
+        self.video_match = video_match
+        self._state_generation = -1
+
+    def refresh(self) -> bool:
+        return self.catalog.refresh()
+
+    def _ensure_state(self) -> None:
+        if self._state_generation == self.catalog.generation:
+            return
+        for attempt in range(3):
+            try:
+                self._deleted = self.catalog.deleted_ordinals()
+                self._catalog_frames = self.catalog.total_audio_frames
+                self._postings = self.catalog.postings()
+                break
+            except (CatalogCorrupt, FileNotFoundError):
+                # A compaction replaced the segments between reading the manifest and mapping
+                # them: read the new manifest and try again.
+                if attempt == 2 or not self.catalog.refresh():
+                    raise
+        self._state_generation = self.catalog.generation
+
+    def segments(self, fp: Fingerprint) -> list[Segment]:
+        """Aligned (unfused) segments of every modality the query carries."""
+        self.catalog.check_fingerprint(fp, what="query fingerprint")
+        self._ensure_state()
+        out: list[Segment] = []
+        if fp.audio is not None and len(fp.audio):
+            out.extend(self._audio_segments(fp))
+        if fp.video is not None and len(fp.video):
+            out.extend(self._video_segments(fp))
+        return out
+
+    def match(self, fp: Fingerprint) -> list[Match]:
+        """Every copied stretch the catalog knows of, best first."""
+        fused = fuse(self.segments(fp))
+        refs = self.catalog.by_ordinals(np.array([s.reference for s in fused], np.int64))
+        matches = []
+        for seg in fused:
+            reference = refs.get(seg.reference)
+            if reference is None:  # deleted after the postings were mapped
+                continue
+            if _excluded(seg, reference):
+                continue
+            matches.append(_to_match(seg, reference))
+        matches.sort(key=lambda m: (-m.score, -(m.query_end_s - m.query_start_s)))
+        return matches
+
+    def _audio_segments(self, fp: Fingerprint) -> list[Segment]:
+        landmarks = fp.audio
+        unique_keys, inverse = np.unique(landmarks.hashes, return_inverse=True)
+        key_index, ordinals, frames = self._postings.lookup(unique_keys)
+        if self._deleted.size and ordinals.size:
+            alive = ~np.isin(ordinals, self._deleted)
+            key_index, ordinals, frames = key_index[alive], ordinals[alive], frames[alive]
+        query_landmark, ordinals, ref_frames = hits_for(
+            landmarks, key_index, ordinals, frames, inverse.reshape(-1)
+        )
+        params = self.catalog.audio_params
+        # Reference lengths (frames) of the references with hits, for the chance model.
+        candidates = np.unique(ordinals)
+        lengths = self._reference_frames(candidates)
+        return align_audio(
+            landmarks, query_landmark, ordinals, ref_frames, params=params,
+            match=self.audio_match, reference_frames=lengths,
+            catalog_frames=max(self._catalog_frames, 1),
+        )
+
+    def _reference_frames(self, ordinals: np.ndarray) -> dict[int, int]:
+        if ordinals.size == 0:
+            return {}
+        counts = np.bincount(ordinals.astype(np.int64))
+        # Only references with enough raw hits can pass: look up just those.
+        busy = np.flatnonzero(counts >= self.audio_match.min_votes)
+        fps = self.catalog.audio_params.frames_per_second
+        return {o: int(r.duration_s * fps) for o, r in self.catalog.by_ordinals(busy).items()}
+
+    def _video_segments(self, fp: Fingerprint) -> list[Segment]:
+        from engine import video_align
+
+        index = self.catalog.vectors()
+        if len(index) == 0:
+            return []
+        params = self.video_match or video_align.default_params()
+        ordinals, times, sims = index.search(fp.video.vectors, params.k)
+        if self._deleted.size:
+            dead = np.isin(ordinals, self._deleted)
+            ordinals = np.where(dead, -1, ordinals)
+            sims = np.where(dead, -np.inf, sims).astype(np.float32)
+        return video_align.align_video(fp.video.times_s, ordinals, times, sims, params=params)
+
+
+def _excluded(seg: Segment, reference: Reference) -> bool:
+    """True when the segment lies inside the reference's excluded ranges (licensed, intros)."""
+    ranges = reference.policy.get("excluded_ranges") or []
+    if not ranges:
+        return False
+    length = max(seg.reference_end_s - seg.reference_start_s, 1e-9)
+    covered = sum(
+        max(0.0, min(seg.reference_end_s, end) - max(seg.reference_start_s, start))
+        for start, end in ranges
+    )
+    return covered >= 0.5 * length
+
+
+def _to_match(seg: Segment, reference: Reference) -> Match:
+    return Match(
+        reference_id=reference.ref_id, title=reference.title, modality=seg.modality,
+        score=seg.score, query_start_s=seg.query_start_s, query_end_s=seg.query_end_s,
+        reference_start_s=max(0.0, seg.reference_start_s),
+        reference_end_s=min(reference.duration_s, seg.reference_end_s) or seg.reference_end_s,
+        speed=seg.speed, evidence=seg.evidence, policy=reference.policy.get("label", ""),
+        owner=reference.owner,
+    )

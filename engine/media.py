@@ -1,0 +1,203 @@
+"""Decoding with PyAV: any container and codec FFmpeg opens, from a path or from bytes.
+
+Audio is mixed to mono and resampled by PyAV's resampler to the fingerprint's rate and
+*streamed* in chunks: a 3-hour file never sits in memory at its source rate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from engine.errors import EmptyMediaError, MediaError
+
+log = logging.getLogger(__name__)
+
+#: A media source: a filesystem path or the file's bytes.
+Source = str | Path | bytes | bytearray | memoryview
+
+# PyAV raises FFmpegError subclasses for bad data, and a few plain exceptions for odd files.
+_DECODE_ERRORS = (av.FFmpegError, ValueError, IndexError, EOFError, UnicodeDecodeError)
+
+
+def source_name(source: Source) -> str:
+    """How a source is named in messages: its path, or ``<N bytes>``."""
+    if isinstance(source, (str, Path)):
+        return str(source)
+    return f"<{len(source)} bytes>"
+
+
+def content_digest(source: Source) -> str:
+    """SHA-256 of the source's bytes, hex; read in 1 MiB blocks for paths."""
+    digest = hashlib.sha256()
+    if isinstance(source, (str, Path)):
+        with open(source, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    else:
+        digest.update(source)
+    return digest.hexdigest()
+
+
+def open_container(source: Source) -> av.container.InputContainer:
+    """Open ``source`` with PyAV, turning every failure into a :class:`MediaError`."""
+    name = source_name(source)
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.exists():
+            raise MediaError(f"{name}: no such file")
+        if path.is_dir():
+            raise MediaError(f"{name}: is a directory, not a media file")
+        if path.stat().st_size == 0:
+            raise MediaError(f"{name}: file is empty")
+        target: object = str(path)
+    else:
+        if len(source) == 0:
+            raise MediaError(f"{name}: no data")
+        target = io.BytesIO(bytes(source))
+    try:
+        return av.open(target, mode="r", metadata_errors="ignore")
+    except _DECODE_ERRORS as exc:
+        raise MediaError(f"{name}: not a media file PyAV can open ({_reason(exc)})") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.split("; last error log")[0]
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What a container holds, from its headers (no decoding)."""
+
+    duration_s: float | None
+    has_audio: bool
+    has_video: bool
+    audio_codec: str | None
+    video_codec: str | None
+    width: int | None
+    height: int | None
+
+
+def probe(source: Source) -> MediaInfo:
+    """Read container headers: duration and the first audio and video streams."""
+    with open_container(source) as container:
+        return _info(container)
+
+
+def _info(container: av.container.InputContainer) -> MediaInfo:
+    audio = container.streams.audio[0] if container.streams.audio else None
+    video = _first_real_video(container)
+    duration = container.duration / av.time_base if container.duration else None
+    return MediaInfo(
+        duration_s=duration,
+        has_audio=audio is not None,
+        has_video=video is not None,
+        audio_codec=audio.codec_context.name if audio is not None else None,
+        video_codec=video.codec_context.name if video is not None else None,
+        width=video.codec_context.width if video is not None else None,
+        height=video.codec_context.height if video is not None else None,
+    )
+
+
+def _first_real_video(container: av.container.InputContainer):
+    """The first video stream that is not an attached picture (cover art in mp3/m4a)."""
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    return None
+
+
+def decode_audio(
+    source: Source,
+    *,
+    sample_rate: int,
+    chunk_s: float = 10.0,
+    max_duration_s: float | None = None,
+) -> Iterator[np.ndarray]:
+    """Stream a source's first audio track as mono float32 chunks at ``sample_rate``.
+
+    Yields
+    ------
+    chunk : ndarray [shape=(n,)], float32, full scale ±1, about ``chunk_s`` seconds each.
+
+    Raises :class:`MediaError` when the source cannot be opened, has no audio track or breaks
+    while decoding (the message names the source and the reason), and
+    :class:`engine.errors.LimitExceeded` past ``max_duration_s``.
+    """
+    from engine.errors import LimitExceeded
+
+    name = source_name(source)
+    chunk_len = max(1, int(chunk_s * sample_rate))
+    max_samples = None if max_duration_s is None else int(max_duration_s * sample_rate)
+    with open_container(source) as container:
+        if not container.streams.audio:
+            raise MediaError(f"{name}: has no audio track")
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        pending: list[np.ndarray] = []
+        pending_len = 0
+        total = 0
+        try:
+            for frame in _decoded(container, stream, name):
+                for out in resampler.resample(frame):
+                    pending.append(out.to_ndarray().reshape(-1))
+                    pending_len += pending[-1].size
+                while pending_len >= chunk_len:
+                    block = np.concatenate(pending)
+                    yield block[:chunk_len]
+                    total += chunk_len
+                    pending, pending_len = [block[chunk_len:]], block.size - chunk_len
+                    if max_samples is not None and total > max_samples:
+                        raise LimitExceeded(
+                            f"{name}: audio is longer than the limit of {max_duration_s:g} s"
+                        )
+            for out in resampler.resample(None):
+                pending.append(out.to_ndarray().reshape(-1))
+        except _DECODE_ERRORS as exc:
+            raise MediaError(f"{name}: audio breaks while decoding ({_reason(exc)})") from exc
+        if pending:
+            tail = np.concatenate(pending)
+            if tail.size:
+                yield tail
+                total += tail.size
+        if total == 0:
+            raise EmptyMediaError(f"{name}: audio track decodes to no samples")
+
+
+def _decoded(container, stream, name: str):
+    """Decoded frames of ``stream``; skips single corrupt packets, fails on a broken stream."""
+    bad_packets = 0
+    good_frames = 0
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.InvalidDataError as exc:
+            bad_packets += 1
+            # A stray damaged packet happens in real uploads; a stream of them is garbage.
+            if bad_packets > 8 and bad_packets > good_frames:
+                raise MediaError(f"{name}: too many undecodable packets ({_reason(exc)})") from exc
+            continue
+        good_frames += len(frames)
+        yield from frames
+
+
+def load_audio(
+    source: Source, *, sample_rate: int, max_duration_s: float | None = None
+) -> np.ndarray:
+    """Whole first audio track as one mono float32 array at ``sample_rate`` (for short media).
+
+    Returns
+    -------
+    samples : ndarray [shape=(n,)], float32, full scale ±1
+    """
+    return np.concatenate(
+        list(decode_audio(source, sample_rate=sample_rate, max_duration_s=max_duration_s))
+    )

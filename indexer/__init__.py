@@ -1,0 +1,1 @@
+"""Nanhu indexer package."""
