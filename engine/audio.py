@@ -47,14 +47,18 @@ class Landmarks:
     hashes : ndarray [shape=(n,)], uint32, ``HASH_BITS`` significant bits
     frames : ndarray [shape=(n,)], int32, anchor frame rescaled to reference time
         (``round(query_frame * speed)``), so ``reference_frame - frames`` is constant for a copy
-    speed_index : ndarray [shape=(n,)], uint8, index into ``speeds``
-    speeds : ndarray [shape=(s,)], float32, candidate speeds (1.0 for references)
+    speed_index : ndarray [shape=(n,)], uint8, index into ``speeds`` / ``pitches``
+    speeds : ndarray [shape=(s,)], float32, candidate time scales: the query plays ``speed``
+        times faster than the reference (1.0 for references)
+    pitches : ndarray [shape=(s,)], float32, candidate frequency scales: the query sounds
+        ``pitch`` times higher (equal to ``speeds`` for resampling-style changes)
     """
 
     hashes: np.ndarray
     frames: np.ndarray
     speed_index: np.ndarray
     speeds: np.ndarray
+    pitches: np.ndarray
 
     def __len__(self) -> int:
         return int(self.hashes.size)
@@ -199,29 +203,32 @@ def stream_peaks(
 
 
 def landmark_hashes(
-    peaks: Peaks, *, params: AudioParams, speeds: tuple[float, ...] = (1.0,)
+    peaks: Peaks, *, params: AudioParams, warps: tuple[tuple[float, float], ...] = ((1.0, 1.0),)
 ) -> Landmarks:
     """Pair each anchor peak with its next ``fanout`` peaks in the target zone and hash pairs.
 
-    For each candidate ``speed`` the peak coordinates are first mapped back to reference time
-    and pitch (``frame * speed``, ``log_freq - bins_per_octave * log2(speed)``), so a query
-    played ``speed`` times faster than its reference yields the reference's hashes at that
-    candidate. References use ``speeds=(1.0,)``.
+    ``warps`` are candidate (speed, pitch) pairs. For each, the peak coordinates are first
+    mapped back to reference time and frequency (``frame * speed``,
+    ``log_freq - bins_per_octave * log2(pitch)``), so a query played ``speed`` times faster
+    and ``pitch`` times higher than its reference yields the reference's hashes at that
+    candidate. Resampling-style changes have ``speed == pitch``; time-stretching keeps
+    ``pitch == 1``; pitch-shifting keeps ``speed == 1``. References use ``((1.0, 1.0),)``.
     """
-    speeds_arr = np.asarray(speeds, np.float32)
+    speeds_arr = np.asarray([w[0] for w in warps], np.float32)
+    pitches_arr = np.asarray([w[1] for w in warps], np.float32)
     n = len(peaks)
     max_k = 4 * params.fanout
     if n < 2:
-        return _no_landmarks(speeds_arr)
+        return _no_landmarks(speeds_arr, pitches_arr)
     anchor_idx = np.repeat(np.arange(n), max_k)
     target_idx = anchor_idx + np.tile(np.arange(1, max_k + 1), n)
     inside = target_idx < n
     anchor_idx, target_idx = anchor_idx[inside], target_idx[inside]
     frame = peaks.frame.astype(np.float64)
     out_hash, out_frame, out_speed = [], [], []
-    for speed_index, speed in enumerate(speeds):
+    for speed_index, (speed, pitch) in enumerate(warps):
         t = frame * speed
-        lf = peaks.log_freq.astype(np.float64) - params.bins_per_octave * np.log2(speed)
+        lf = peaks.log_freq.astype(np.float64) - params.bins_per_octave * np.log2(pitch)
         dt = np.rint(t[target_idx] - t[anchor_idx])
         lf_anchor = np.rint(lf[anchor_idx])
         dlf = np.rint(lf[target_idx] - lf[anchor_idx])
@@ -243,17 +250,24 @@ def landmark_hashes(
         out_frame.append(np.rint(t[anchor_idx[keep]]).astype(np.int32))
         out_speed.append(np.full(keep.size, speed_index, np.uint8))
     return Landmarks(
-        np.concatenate(out_hash), np.concatenate(out_frame), np.concatenate(out_speed), speeds_arr
+        np.concatenate(out_hash), np.concatenate(out_frame), np.concatenate(out_speed),
+        speeds_arr, pitches_arr,
     )
 
 
-def _no_landmarks(speeds: np.ndarray) -> Landmarks:
-    return Landmarks(np.zeros(0, np.uint32), np.zeros(0, np.int32), np.zeros(0, np.uint8), speeds)
+def _no_landmarks(speeds: np.ndarray, pitches: np.ndarray) -> Landmarks:
+    return Landmarks(
+        np.zeros(0, np.uint32), np.zeros(0, np.int32), np.zeros(0, np.uint8), speeds, pitches
+    )
 
 
 def audio_landmarks(
-    chunks: Iterable[np.ndarray], *, params: AudioParams, speeds: tuple[float, ...] = (1.0,)
+    chunks: Iterable[np.ndarray], *, params: AudioParams,
+    warps: tuple[tuple[float, float], ...] = ((1.0, 1.0),),
 ) -> tuple[Landmarks, float]:
-    """Landmarks of a sample stream; returns (landmarks, duration_s)."""
+    """Landmarks of a sample stream; returns (landmarks, duration_s).
+
+    References use the default single warp; queries use ``params.query_warps``.
+    """
     peaks, n_samples = stream_peaks(chunks, params=params)
-    return landmark_hashes(peaks, params=params, speeds=speeds), n_samples / params.sample_rate
+    return landmark_hashes(peaks, params=params, warps=warps), n_samples / params.sample_rate

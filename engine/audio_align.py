@@ -129,6 +129,7 @@ def align_audio(
         pair = int(keys[c]) // span
         ordinal, s_index = divmod(pair, n_speeds)
         speed = float(landmarks.speeds[s_index])
+        pitch = float(landmarks.pitches[s_index])
         for part in _split_by_gaps(idx, landmarks.frames[query_landmark[idx]] / speed,
                                    match.max_gap_s * fps):
             anchors = np.unique(query_landmark[part])
@@ -158,6 +159,7 @@ def align_audio(
                     np.count_nonzero(landmarks.speed_index == s_index)),
                     "reference_hits": int(total_per_pair[pair]),
                     "log10_chance": round(float(max(log10_p, -300.0)), 2),
+                    "pitch": round(pitch, 4),
                     "offset_s": round(true_offset / fps, 3)},
             ))
             taken[part] = True

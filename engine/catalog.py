@@ -230,10 +230,10 @@ class Catalog:
                 f"(this Nanhu reads version {FORMAT_VERSION})"
             )
         self.manifest = manifest
-        self.audio_params = AudioParams(
-            **{k: tuple(v) if isinstance(v, list) else v
-               for k, v in manifest["audio_params"].items()}
-        )
+        self.audio_params = AudioParams(**{
+            k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+            for k, v in manifest["audio_params"].items()
+        })
 
     @property
     def generation(self) -> int:
@@ -406,7 +406,7 @@ class Catalog:
                 "starting with a letter or digit"
             )
         self.check_fingerprint(fp, what=f"fingerprint of {ref_id!r}")
-        if fp.audio is not None and np.any(fp.audio.speeds != 1.0):
+        if fp.audio is not None and (np.any(fp.audio.speeds != 1.0) or np.any(fp.audio.pitches != 1.0)):
             raise InvalidArgument(f"{ref_id!r}: a reference must be fingerprinted at speed 1.0")
         if fp.is_empty:
             raise InvalidArgument(f"{ref_id!r}: fingerprint holds nothing to register")

@@ -75,6 +75,7 @@ class Fingerprint:
             arrays.update(
                 audio_hashes=self.audio.hashes, audio_frames=self.audio.frames,
                 audio_speed_index=self.audio.speed_index, audio_speeds=self.audio.speeds,
+                audio_pitches=self.audio.pitches,
             )
         if self.video is not None:
             arrays.update(video_vectors=self.video.vectors, video_times_s=self.video.times_s)
@@ -103,6 +104,7 @@ class Fingerprint:
                 arrays["audio_hashes"].astype(np.uint32), arrays["audio_frames"].astype(np.int32),
                 arrays["audio_speed_index"].astype(np.uint8),
                 arrays["audio_speeds"].astype(np.float32),
+                arrays.get("audio_pitches", arrays["audio_speeds"]).astype(np.float32),
             )
         video = None
         if "video_vectors" in arrays:
@@ -126,7 +128,7 @@ def fingerprint_media(
 ) -> Fingerprint:
     """Decode ``source`` and fingerprint its audio (and video, when present and enabled).
 
-    ``query=True`` hashes audio at every candidate speed of ``audio_params.query_speeds``.
+    ``query=True`` hashes audio at every candidate (speed, pitch) of ``audio_params.query_warps``.
     Raises :class:`MediaError` when nothing can be fingerprinted (no usable track, silence).
     """
     from engine import media
@@ -144,12 +146,12 @@ def fingerprint_media(
     landmarks = None
     duration = 0.0
     if has_audio:
-        speeds = params.query_speeds if query else (1.0,)
+        warps = params.query_warps if query else ((1.0, 1.0),)
         try:
             landmarks, duration = audio_landmarks(
                 media.decode_audio(source, sample_rate=params.sample_rate,
                                    max_duration_s=max_duration_s),
-                params=params, speeds=speeds,
+                params=params, warps=warps,
             )
         except EmptyMediaError:
             if video_print is None:

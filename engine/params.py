@@ -27,6 +27,24 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def default_query_warps() -> tuple[tuple[float, float], ...]:
+    """Candidate (speed, pitch) pairs a query is hashed at.
+
+    - resampling (tape, DJ decks, "nightcore"): speed == pitch, 0.89..1.13 in 1.5 % steps;
+    - time stretch at constant pitch: speed 0.95..1.05 in 1.5-2.5 % steps, pitch 1;
+    - pitch shift at constant tempo: pitch within +-1 semitone (+-6 %) in 1.5 % steps, speed 1.
+
+    Each candidate costs hashing and lookups only (the audio is analysed once); the grid is
+    fine enough that a change between two candidates still keeps most hashes (log-frequency
+    steps are 1.09 %).
+    """
+    grid = np.round(1.015 ** np.arange(-8, 9), 4)
+    resample = [(float(s), float(s)) for s in grid]
+    stretch = [(float(s), 1.0) for s in (0.95, 0.97, 0.985, 1.015, 1.03, 1.05)]
+    shift = [(1.0, float(p)) for p in np.round(2 ** (np.array([-4, -3, -2, -1, 1, 2, 3, 4]) / 48), 4)]
+    return tuple(resample + stretch + shift)
+
+
 @dataclass(frozen=True)
 class AudioParams:
     """Audio landmark parameters; ``version`` changes whenever a hash would change."""
@@ -49,13 +67,20 @@ class AudioParams:
     max_dlf_steps: int = 63
     #: peaks quieter than this below the loudest bin of the whole signal are ignored (dB)
     floor_db: float = -70.0
-    #: candidate speeds a query is hashed at (query = reference played ``speed`` times faster,
-    #: resampling-style: tempo and pitch together). Geometric grid, 1.5 % apart, 0.89..1.13.
-    query_speeds: tuple[float, ...] = tuple(float(x) for x in np.round(1.015 ** np.arange(-8, 9), 4))
+    #: candidate (speed, pitch) warps a query is hashed at; see ``default_query_warps``.
+    query_warps: tuple[tuple[float, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.query_warps:
+            object.__setattr__(self, "query_warps", default_query_warps())
 
     @property
     def frames_per_second(self) -> float:
         return self.sample_rate / self.hop_length
+
+    @property
+    def query_speeds(self) -> tuple[float, ...]:
+        return tuple(w[0] for w in self.query_warps)
 
     def tag(self) -> str:
         return f"audio-v{self.version}"
