@@ -101,19 +101,23 @@ def run_audio_bench(
     out_dir: Path, *, quick: bool = False, seed: int = 0, queries_per_condition: int | None = None,
     negatives: int | None = None, conditions: list[str] | None = None,
     corpus: dict | None = None, catalog_dir: Path | None = None,
+    params: AudioParams | None = None, match: AudioMatchParams | None = None,
 ) -> dict:
     """Run the benchmark; writes ``out_dir/audio-results.json`` and returns the summary."""
     from benchmarks.corpus_audio import cache_dir, load_audio_corpus
 
     out_dir.mkdir(parents=True, exist_ok=True)
     corpus = corpus or load_audio_corpus()
-    params = AudioParams()
+    params = params or AudioParams()
+    match = match or AudioMatchParams()
     n_queries = queries_per_condition or (25 if quick else 200)
     n_negatives = negatives or (100 if quick else 1000)
     conditions = conditions or list(attacks.CONDITIONS)
     if quick:
         conditions = [c for c in conditions if c in QUICK_CONDITIONS]
-    catalog_dir = catalog_dir or cache_dir() / "bench" / f"audio-catalog-{params.tag()}-{_corpus_key(corpus)}"
+    catalog_dir = catalog_dir or (
+        cache_dir() / "bench" / f"audio-catalog-{params.tag()}-{_corpus_key(corpus)}"
+    )
     if (catalog_dir / "manifest.json").exists() and (catalog_dir / "build.json").exists():
         build = json.loads((catalog_dir / "build.json").read_text())
     else:
@@ -124,7 +128,7 @@ def run_audio_bench(
         build = build_catalog(corpus, catalog_dir, params)
         (catalog_dir / "build.json").write_text(json.dumps(build))
     catalog = Catalog(catalog_dir)
-    matcher = Matcher(catalog)
+    matcher = Matcher(catalog, audio_match=match)
     rng = np.random.default_rng(seed)
     refs = [r for r in corpus["references"] if r["duration_s"] >= 15]
     speech = [load_audio(s["path"], sample_rate=ATTACK_RATE) for s in corpus["speech"][:40]]
@@ -163,7 +167,7 @@ def run_audio_bench(
     summary["calibration"] = calibration
     summary["config"] = {"queries_per_condition": n_queries, "negatives": n_negatives,
                          "seed": seed, "quick": quick, "params": params.to_dict(),
-                         "match": asdict(AudioMatchParams())}
+                         "match": asdict(match)}
     summary["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     (out_dir / "audio-results.json").write_text(json.dumps(
         {"summary": summary, "queries": [asdict(r) for r in results],
