@@ -132,7 +132,13 @@ def align_audio(
         pitch = float(landmarks.pitches[s_index])
         for part in _split_by_gaps(idx, landmarks.frames[query_landmark[idx]] / speed,
                                    match.max_gap_s * fps):
-            anchors = np.unique(query_landmark[part])
+            # Votes are distinct query anchors, as min_votes says: the `fanout` landmarks of one
+            # anchor peak are one coincidence, not several (counted apart, a single matching
+            # pair of notes reached min_votes). An anchor is its frame and its log-frequency,
+            # the hash's top 8 bits (layout in engine.audio).
+            hit = query_landmark[part]
+            anchors = np.unique((landmarks.frames[hit].astype(np.int64) << 8)
+                                | (landmarks.hashes[hit] >> 14).astype(np.int64))
             votes = anchors.size
             if votes < match.min_votes:
                 continue

@@ -68,6 +68,11 @@ CREATE TABLE IF NOT EXISTS refs (
 CREATE UNIQUE INDEX IF NOT EXISTS refs_live_id ON refs(ref_id) WHERE deleted_generation IS NULL;
 CREATE INDEX IF NOT EXISTS refs_digest ON refs(digest);
 CREATE INDEX IF NOT EXISTS refs_owner ON refs(owner);
+CREATE TABLE IF NOT EXISTS policy_log (
+    ordinal INTEGER NOT NULL,
+    generation INTEGER NOT NULL,
+    old_policy TEXT NOT NULL
+);
 """
 
 
@@ -229,11 +234,18 @@ class Catalog:
                 f"{path}: catalog format version {manifest.get('version')} is not supported "
                 f"(this Nanhu reads version {FORMAT_VERSION})"
             )
+        try:
+            self.audio_params = AudioParams(**{
+                k: tuple(tuple(x) if isinstance(x, list) else x for x in v)
+                if isinstance(v, list) else v
+                for k, v in manifest["audio_params"].items()
+            })
+        except (TypeError, KeyError) as exc:
+            raise VersionMismatch(
+                f"{path}: catalog was made with audio parameters this Nanhu does not know "
+                f"({exc}); re-register its works with this version"
+            ) from exc
         self.manifest = manifest
-        self.audio_params = AudioParams(**{
-            k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
-            for k, v in manifest["audio_params"].items()
-        })
 
     @property
     def generation(self) -> int:
@@ -261,6 +273,12 @@ class Catalog:
             undeleted = self._db.execute(
                 "UPDATE refs SET deleted_generation = NULL WHERE deleted_generation > ?", (g,)
             ).rowcount
+            for ordinal, old in self._db.execute(
+                "SELECT ordinal, old_policy FROM policy_log WHERE generation > ? "
+                "ORDER BY generation DESC, rowid DESC", (g,)
+            ).fetchall():
+                self._db.execute("UPDATE refs SET policy = ? WHERE ordinal = ?", (old, ordinal))
+            self._db.execute("DELETE FROM policy_log WHERE generation > ?", (g,))
         named = {s["file"] for s in self.manifest["audio_segments"] + self.manifest["video_segments"]}
         orphans = 0
         for folder in ("audio", "video"):
@@ -478,6 +496,11 @@ class Catalog:
                     "UPDATE refs SET deleted_generation = ? WHERE ordinal = ?", (g, ordinal)
                 )
             for ordinal, policy in self._staged_policies.items():
+                # Policies change in place; the log lets recovery undo an uncommitted change.
+                self._db.execute(
+                    "INSERT INTO policy_log (ordinal, generation, old_policy) "
+                    "SELECT ordinal, ?, policy FROM refs WHERE ordinal = ?", (g, ordinal)
+                )
                 self._db.execute(
                     "UPDATE refs SET policy = ? WHERE ordinal = ?", (json.dumps(policy), ordinal)
                 )
@@ -485,7 +508,18 @@ class Catalog:
             self._write_new_segments(manifest, g, ordinals)
         manifest["generation"] = g
         manifest["committed_at"] = now
-        self._write_manifest(manifest)
+        try:
+            self._write_manifest(manifest)
+        except Exception:
+            # SQLite already holds rows of generation g: settle the catalog now, as the next
+            # writer would after a crash, or a retry would trip over them (IntegrityError).
+            self._load_manifest()
+            self._recover()
+            if self.generation == g:  # the swap itself went through: the commit stands
+                self.rollback()
+            self._postings = None
+            self._vectors = None
+            raise
         self.rollback()
         self._load_manifest()
         self._postings = None

@@ -99,18 +99,27 @@ def _say(message: str) -> None:
 def cmd_register(args: argparse.Namespace) -> int:
     from engine.catalog import Catalog
     from engine.fingerprint import fingerprint_media
+    from engine.params import AudioParams
 
     if args.ref_id and len(args.files) > 1:
         _say("--id names one reference; it cannot be used with several files")
         return 2
     worst = 0
     registered = 0
-    with Catalog(args.catalog or default_catalog(), writable=True, create=True) as catalog:
+    directory = args.catalog or default_catalog()
+    # The catalog is created only once a file fingerprints: a run of bad files leaves none.
+    try:
+        catalog = Catalog(directory, writable=True)
+    except errors.NotFound:
+        catalog = None
+    params = catalog.audio_params if catalog is not None else AudioParams()
+    try:
         for number, path in enumerate(args.files, 1):
             ref_id = args.ref_id or path.stem
             try:
-                fp = fingerprint_media(path, audio_params=catalog.audio_params,
-                                       video=not args.no_video)
+                fp = fingerprint_media(path, audio_params=params, video=not args.no_video)
+                if catalog is None:
+                    catalog = Catalog(directory, writable=True, create=True, audio_params=params)
                 catalog.add(ref_id, fp, title=args.title or path.stem, owner=args.owner,
                             metadata={"source": path.name})
             except errors.NanhuError as exc:
@@ -128,7 +137,11 @@ def cmd_register(args: argparse.Namespace) -> int:
                 _say(f"[{number}/{len(args.files)}] {path}")
             if registered % 50 == 0:  # bound what a crash can lose on long runs
                 catalog.commit()
-        catalog.commit()
+        if catalog is not None:
+            catalog.commit()
+    finally:
+        if catalog is not None:
+            catalog.close()
     return worst
 
 

@@ -63,9 +63,28 @@ def open_container(source: Source) -> av.container.InputContainer:
             raise MediaError(f"{name}: no data")
         target = io.BytesIO(bytes(source))
     try:
-        return av.open(target, mode="r", metadata_errors="ignore")
+        container = av.open(target, mode="r", metadata_errors="ignore")
     except _DECODE_ERRORS as exc:
         raise MediaError(f"{name}: not a media file PyAV can open ({_reason(exc)})") from exc
+    kind = _not_media_kind(container.format.name)
+    if kind is not None:
+        container.close()
+        raise MediaError(f"{name}: not an audio or video file (FFmpeg reads it as {kind})")
+    return container
+
+
+# FFmpeg opens a few kinds of files that hold no audio or video as one-frame "videos": text by
+# its extension (.txt, .nfo: the "tty" ANSI-art demuxer) and single pictures (PNG, JPEG...).
+# Fingerprinting them would register a picture of text as a video reference.
+_TEXT_FORMATS = {"tty", "bin", "xbin", "adf", "idf"}
+
+
+def _not_media_kind(format_name: str) -> str | None:
+    if format_name in _TEXT_FORMATS:
+        return "text"
+    if format_name == "image2" or format_name.endswith("_pipe"):
+        return "a still image"
+    return None
 
 
 def _reason(exc: BaseException) -> str:
@@ -100,11 +119,19 @@ def _info(container: av.container.InputContainer) -> MediaInfo:
         duration_s=duration,
         has_audio=audio is not None,
         has_video=video is not None,
-        audio_codec=audio.codec_context.name if audio is not None else None,
-        video_codec=video.codec_context.name if video is not None else None,
-        width=video.codec_context.width if video is not None else None,
-        height=video.codec_context.height if video is not None else None,
+        audio_codec=_codec_name(audio),
+        video_codec=_codec_name(video),
+        width=video.codec_context.width if _codec_name(video) else None,
+        height=video.codec_context.height if _codec_name(video) else None,
     )
+
+
+def _codec_name(stream) -> str | None:
+    """The stream's decoder name; None without a stream or when FFmpeg has no decoder for it
+    (PyAV then gives the stream no codec context)."""
+    if stream is None or stream.codec_context is None:
+        return None
+    return stream.codec_context.name
 
 
 def _first_real_video(container: av.container.InputContainer):
@@ -141,6 +168,8 @@ def decode_audio(
         if not container.streams.audio:
             raise MediaError(f"{name}: has no audio track")
         stream = container.streams.audio[0]
+        if _codec_name(stream) is None:
+            raise MediaError(f"{name}: its audio codec is not supported (FFmpeg has no decoder)")
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         pending: list[np.ndarray] = []
         pending_len = 0
@@ -170,6 +199,23 @@ def decode_audio(
                 total += tail.size
         if total == 0:
             raise EmptyMediaError(f"{name}: audio track decodes to no samples")
+        _warn_if_short(stream, total / sample_rate, name)
+
+
+def _warn_if_short(stream, decoded_s: float, name: str) -> None:
+    """Log when the audio ends well before the duration its header declares.
+
+    A file cut short (an interrupted download) still decodes: MP3 and ADTS are streams of
+    self-contained frames, and the part that is there is real audio. It cannot be refused,
+    because a header's duration may be an estimate from the bit rate (an intact VBR MP3
+    without a Xing header can "declare" twice its length), but the user should hear of it.
+    """
+    if not stream.duration or stream.time_base is None:
+        return
+    declared_s = float(stream.duration * stream.time_base)
+    if declared_s - decoded_s > max(1.0, 0.1 * declared_s):
+        log.warning("%s: audio ends at %.1f s but the file's header declares %.1f s "
+                    "(truncated file?)", name, decoded_s, declared_s)
 
 
 def _decoded(container, stream, name: str):

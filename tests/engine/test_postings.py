@@ -1,0 +1,281 @@
+"""Audio postings and video vectors: the fast indexes against their brute-force twins."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from engine.audio import Landmarks
+from engine.catalog import Catalog
+from engine.errors import CatalogCorrupt
+from engine.fingerprint import Fingerprint
+from engine.params import AudioParams
+from engine.postings import (
+    BruteForcePostings,
+    FaissBinaryPostings,
+    Segment,
+    SegmentPostings,
+    pack_values,
+    unpack_values,
+    write_segment,
+)
+from engine.vectors import (
+    BruteForceVectorIndex,
+    FaissVectorIndex,
+    VectorSegment,
+    write_vector_segment,
+)
+
+# Keys come from a small pool spread over the 22-bit hash space, so that postings collide.
+KEY_POOL = [(k * 2654435761) % (1 << 22) for k in range(48)]
+keys_st = st.sampled_from(KEY_POOL)
+batch_st = st.tuples(
+    st.integers(0, 2**20),  # ordinal
+    st.lists(st.tuples(keys_st, st.integers(-3, 2**24)), max_size=60),  # (key, frame)
+)
+
+
+def triples(result: tuple[np.ndarray, np.ndarray, np.ndarray]) -> list[tuple[int, int, int]]:
+    """A lookup result as a sorted list of (key index, ordinal, frame)."""
+    key_index, ordinals, frames = result
+    assert key_index.dtype == np.int64
+    assert ordinals.dtype == np.uint32 and frames.dtype == np.uint32
+    return sorted(zip(key_index.tolist(), ordinals.tolist(), frames.tolist()))
+
+
+def as_arrays(pairs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    keys = np.array([k for k, _ in pairs], np.uint32)
+    frames = np.array([f for _, f in pairs], np.int64)
+    return keys, frames
+
+
+@given(st.lists(st.integers(0, 2**32 - 1), max_size=50),
+       st.lists(st.integers(0, 2**32 - 1), max_size=50))
+def test_values_pack_and_unpack(ordinals, frames):
+    n = min(len(ordinals), len(frames))
+    o, f = np.array(ordinals[:n], np.uint32), np.array(frames[:n], np.int64)
+    back_o, back_f = unpack_values(pack_values(o, f))
+    assert back_o.tolist() == o.tolist() and back_f.tolist() == f.tolist()
+
+
+@settings(max_examples=60, deadline=None)
+@given(batches=st.lists(batch_st, max_size=6),
+       query=st.lists(st.one_of(keys_st, st.integers(0, (1 << 22) - 1)), unique=True, max_size=30))
+def test_segments_and_faiss_agree_with_brute_force(batches, query):
+    brute = BruteForcePostings()
+    faiss_postings = FaissBinaryPostings()
+    with tempfile.TemporaryDirectory() as folder:
+        paths = []
+        for n, (ordinal, pairs) in enumerate(batches):
+            keys, frames = as_arrays(pairs)
+            brute.add(ordinal, keys, frames)
+            values = pack_values(np.full(keys.size, ordinal, np.uint32), frames)
+            if keys.size:
+                faiss_postings.add(keys, values)
+            paths.append(Path(folder) / f"seg-{n}.pst")
+            write_segment(paths[-1], keys, values)
+        segments = SegmentPostings(paths)
+        query_keys = np.array(query, np.uint32)
+        expected = triples(brute.lookup(query_keys))
+        assert triples(segments.lookup(query_keys)) == expected
+        assert triples(faiss_postings.lookup(query_keys)) == expected
+        assert len(segments) == len(faiss_postings) == len(brute)
+        all_keys, all_values = segments.all_postings()
+        assert all_keys.size == all_values.size == len(brute)
+        del segments  # unmap before the folder goes
+
+
+def test_segment_file_round_trip_and_sorted_keys(tmp_path):
+    rng = np.random.default_rng(0)
+    keys = rng.integers(0, 1 << 22, 1001).astype(np.uint32)  # odd count: padding after keys
+    values = pack_values(rng.integers(0, 50, keys.size).astype(np.uint32),
+                         rng.integers(0, 10**6, keys.size))
+    size = write_segment(tmp_path / "a.pst", keys, values)
+    segment = Segment(tmp_path / "a.pst")
+    assert size == (tmp_path / "a.pst").stat().st_size == 24 + 1001 * 4 + 4 + 1001 * 8
+    assert np.all(np.diff(segment.keys.astype(np.int64)) >= 0)
+    assert sorted(zip(segment.keys.tolist(), segment.values.tolist())) == sorted(
+        zip(keys.tolist(), values.tolist()))
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda data: data[: len(data) - 8], "truncated"),
+        (lambda data: b"NOTNANHU" + data[8:], "not a Nanhu postings segment"),
+        (lambda data: data[:8] + (7).to_bytes(4, "little") + data[12:], "version 7"),
+        (lambda data: b"", "cannot map|not a Nanhu"),
+    ],
+)
+def test_damaged_segments_are_refused(tmp_path, damage, message):
+    path = tmp_path / "seg.pst"
+    write_segment(path, np.arange(10, dtype=np.uint32), np.arange(10, dtype=np.uint64))
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(CatalogCorrupt, match=message):
+        SegmentPostings([path])
+
+
+def test_empty_indexes_answer_empty(tmp_path):
+    keys = np.array([1, 2, 3], np.uint32)
+    for index in (SegmentPostings([]), FaissBinaryPostings(), BruteForcePostings()):
+        assert triples(index.lookup(keys)) == [] and len(index) == 0
+
+
+# --- the catalog's postings: add, delete (tombstones), commit, reopen, compaction ----------
+class CatalogPostingsMachine(RuleBasedStateMachine):
+    """Random registrations, deletions, commits, reopenings and compactions of a catalog,
+    compared after every step with a dict of lists holding the committed live postings."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.folder = tempfile.TemporaryDirectory()
+        self.path = Path(self.folder.name) / "catalog"
+        self.catalog: Catalog | None = None
+        self.committed: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.staged: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.staged_deletes: set[str] = set()
+        self.counter = 0
+
+    @initialize()
+    def open_writer(self) -> None:
+        self.catalog = Catalog(self.path, writable=True, create=True)
+
+    @rule(pairs=st.lists(st.tuples(keys_st, st.integers(0, 5000)), min_size=1, max_size=40))
+    def add(self, pairs) -> None:
+        self.counter += 1
+        ref_id = f"ref-{self.counter}"
+        keys, frames = as_arrays(pairs)
+        self.catalog.add(ref_id, _fingerprint(keys, frames, digest=f"digest-{self.counter}"))
+        self.staged[ref_id] = (keys, frames)
+
+    @precondition(lambda self: bool(set(self.committed) - self.staged_deletes))
+    @rule(data=st.data())
+    def delete(self, data) -> None:
+        ref_id = data.draw(st.sampled_from(sorted(set(self.committed) - self.staged_deletes)))
+        self.catalog.delete(ref_id)
+        self.staged_deletes.add(ref_id)
+
+    @rule()
+    def commit(self) -> None:
+        self.catalog.commit()
+        self.committed.update(self.staged)
+        for ref_id in self.staged_deletes:
+            del self.committed[ref_id]
+        self.staged, self.staged_deletes = {}, set()
+
+    @rule()
+    def compact(self) -> None:
+        self.commit()  # compaction commits what is staged first
+        self.catalog.compact()
+        postings = self.catalog.postings()
+        assert len(postings) == sum(keys.size for keys, _ in self.committed.values())
+        assert self.catalog.deleted_ordinals().size == 0
+
+    @rule()
+    def reopen(self) -> None:
+        self.catalog.close()  # staged work is lost, as after a crash
+        self.staged, self.staged_deletes = {}, set()
+        self.catalog = Catalog(self.path, writable=True)
+
+    @invariant()
+    def readers_see_exactly_the_committed_postings(self) -> None:
+        if self.catalog is None:
+            return
+        with Catalog(self.path) as reader:
+            brute = BruteForcePostings()
+            ordinals = {}
+            for ref_id, (keys, frames) in self.committed.items():
+                ordinals[ref_id] = reader.get(ref_id).ordinal
+                brute.add(ordinals[ref_id], keys, frames)
+            assert {r.ref_id for r in reader.list()} == set(self.committed)
+            query = np.array(KEY_POOL, np.uint32)
+            key_index, found_ordinals, frames = reader.postings().lookup(query)
+            alive = ~np.isin(found_ordinals, reader.deleted_ordinals())  # as the matcher does
+            assert triples((key_index[alive], found_ordinals[alive], frames[alive])) == triples(
+                brute.lookup(query))
+
+    def teardown(self) -> None:
+        if self.catalog is not None:
+            self.catalog.close()
+        self.folder.cleanup()
+
+
+def _fingerprint(keys, frames, *, digest):
+    """Like the ``kit.fingerprint`` fixture helper (a state machine gets no fixtures)."""
+    landmarks = Landmarks(keys, frames.astype(np.int32), np.zeros(keys.size, np.uint8),
+                          np.ones(1, np.float32), np.ones(1, np.float32))
+    return Fingerprint(duration_s=60.0, digest=digest, audio=landmarks,
+                       audio_params_tag=AudioParams().tag())
+
+
+TestCatalogPostings = CatalogPostingsMachine.TestCase
+TestCatalogPostings.settings = settings(max_examples=20, stateful_step_count=12, deadline=None,
+                                        suppress_health_check=[HealthCheck.too_slow])
+
+
+# --- video vectors ------------------------------------------------------------------------
+def random_unit_vectors(rng, n: int, dim: int) -> np.ndarray:
+    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), sizes=st.lists(st.integers(1, 300), min_size=1, max_size=3),
+       k=st.integers(1, 20), dim=st.sampled_from([8, 64]))
+def test_faiss_vectors_agree_with_exact_search(seed, sizes, k, dim):
+    rng = np.random.default_rng(seed)
+    with tempfile.TemporaryDirectory() as folder:
+        segments, parts = [], []
+        for n, size in enumerate(sizes):
+            part = (random_unit_vectors(rng, size, dim), rng.integers(0, 99, size).astype(np.uint32),
+                    rng.uniform(0, 600, size).astype(np.float32))
+            write_vector_segment(Path(folder) / f"v{n}.vec", *part)
+            segments.append(VectorSegment(Path(folder) / f"v{n}.vec"))
+            parts.append(part)
+        fast = FaissVectorIndex(segments)
+        exact = BruteForceVectorIndex(*(np.concatenate(p) for p in zip(*parts)))
+        queries = random_unit_vectors(rng, 7, dim)
+        fast_result, exact_result = fast.search(queries, k), exact.search(queries, k)
+        assert len(fast) == len(exact) == sum(sizes)
+        np.testing.assert_array_equal(fast_result[0], exact_result[0])
+        np.testing.assert_allclose(fast_result[1], exact_result[1])
+        np.testing.assert_allclose(fast_result[2], exact_result[2], atol=1e-5)
+        if k > sum(sizes):  # missing neighbours are padded
+            assert (fast_result[0][:, sum(sizes):] == -1).all()
+            assert np.isneginf(fast_result[2][:, sum(sizes):]).all()
+        del fast, segments
+
+
+def test_hnsw_vectors_find_nearly_all_exact_neighbours(tmp_path):
+    rng = np.random.default_rng(9)
+    vectors = random_unit_vectors(rng, 3000, 32)
+    write_vector_segment(tmp_path / "v.vec", vectors, np.arange(3000, dtype=np.uint32),
+                         np.zeros(3000, np.float32))
+    fast = FaissVectorIndex([VectorSegment(tmp_path / "v.vec")], hnsw_threshold=1000)
+    assert type(fast.index).__name__ == "IndexHNSWFlat"
+    queries = vectors[:200] + 0.05 * random_unit_vectors(rng, 200, 32)
+    found, _, _ = fast.search(queries, 1)
+    assert (found[:, 0] == np.arange(200)).mean() >= 0.95
+
+
+def test_empty_vector_index_pads_every_row():
+    for index in (FaissVectorIndex([]), BruteForceVectorIndex(np.zeros((0, 8)), [], [])):
+        ordinals, times, sims = index.search(np.ones((3, 8), np.float32), 4)
+        assert ordinals.shape == (3, 4) and (ordinals == -1).all() and np.isneginf(sims).all()
+
+
+def test_damaged_vector_segment_is_refused(tmp_path):
+    path = tmp_path / "v.vec"
+    write_vector_segment(path, np.ones((4, 8), np.float32), np.arange(4, dtype=np.uint32),
+                         np.arange(4, dtype=np.float32))
+    loaded = VectorSegment(path)
+    assert loaded.dim == 8 and loaded.times_s.tolist() == [0, 1, 2, 3]
+    path.write_bytes(path.read_bytes()[:-4])
+    with pytest.raises(CatalogCorrupt, match="truncated"):
+        VectorSegment(path)
