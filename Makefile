@@ -34,5 +34,8 @@ bench-audio: $(STAMP)
 bench-video: $(STAMP)
 	$(BIN)/nanhu bench video
 
+bench-ingest: $(STAMP)
+	$(BIN)/python -m benchmarks.ingest_bench
+
 clean:
 	rm -rf $(VENV) var .pytest_cache

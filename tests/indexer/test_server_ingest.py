@@ -1,0 +1,71 @@
+"""`nanhu ingest --server`: fingerprint here, register over gRPC, resumable the same way."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.catalog import Catalog
+from nanhu_cli import main
+
+pytest.importorskip("server.client", reason="the gRPC client (server/client.py) is not there")
+from server.app import create_server  # noqa: E402
+from server.auth import KeyFile  # noqa: E402
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A Nanhu server on a loopback port with one register key and one screen-only key."""
+    keys = KeyFile(tmp_path / "keys.json")
+    _, register_key = keys.add("label-a", ["register"])
+    _, screen_key = keys.add("tube", ["screen"])
+    keys.save()
+    srv, port = create_server(tmp_path / "served", workers=1, auth=tmp_path / "keys.json")
+    srv.start()
+    yield {"address": f"127.0.0.1:{port}", "key": register_key, "screen_key": screen_key,
+           "catalog": tmp_path / "served"}
+    srv.stop(0).wait(30)
+
+
+def test_ingest_over_grpc_registers_like_the_local_path_and_resumes(tmp_path, clip_bank, helpers,
+                                                                   server, capsys):
+    (tmp_path / "bad.wav").write_bytes(b"RIFF" + bytes(100))
+    rows = [[clip, f"ref-{i}", f"Title {i}", "EU"] for i, clip in enumerate(clip_bank[:4])]
+    rows += [[clip_bank[0], "ref-0-copy", "", ""], [tmp_path / "bad.wav", "bad", "", ""]]
+    manifest = helpers.write_csv(tmp_path / "m.csv", ["path", "id", "title", "territory"], rows)
+    report = tmp_path / "report.jsonl"
+    args = ["ingest", "--server", server["address"], "--key", server["key"], "--workers", "2",
+            "--report", str(report), str(manifest)]
+    assert main(args) == 10
+    statuses = {r["id"]: r["status"] for r in helpers.read_report(report)}
+    assert statuses == {"ref-0": "registered", "ref-1": "registered", "ref-2": "registered",
+                        "ref-3": "registered", "ref-0-copy": "skipped-duplicate", "bad": "failed"}
+    with Catalog(server["catalog"]) as served:
+        ref = served.get("ref-1")
+        assert ref.owner == "label-a" and ref.title == "Title 1"
+        assert ref.metadata["territory"] == "EU"
+    assert (tmp_path / f"ingest-journal-{server['address'].replace(':', '_')}.jsonl").exists()
+
+    local = tmp_path / "local"
+    good = helpers.write_csv(tmp_path / "good.csv", ["path", "id"], [r[:2] for r in rows[:4]])
+    assert main(["ingest", "--catalog", str(local), "--report", str(tmp_path / "l.jsonl"),
+                 str(good)]) == 0
+    assert helpers.postings_by_id(server["catalog"]) == helpers.postings_by_id(local)
+
+    (tmp_path / "bad.wav").unlink()
+    manifest = helpers.write_csv(tmp_path / "m.csv", ["path", "id", "title", "territory"], rows[:5])
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "0 registered, 1 skipped-duplicate, 4 skipped-existing, 0 failed" in capsys.readouterr().out
+
+
+def test_a_key_without_the_register_role_fails_each_file_and_a_refused_key_stops(
+        tmp_path, clip_bank, helpers, server, capsys, monkeypatch):
+    manifest = helpers.write_csv(tmp_path / "m.csv", ["path", "id"], [[clip_bank[0], "a"]])
+    report = str(tmp_path / "r.jsonl")
+    monkeypatch.setenv("NANHU_API_KEY", server["screen_key"])  # --key's default
+    assert main(["ingest", "--server", server["address"], "--report", report,
+                 str(manifest)]) == 10
+    assert "lacks the 'register' role" in helpers.read_report(tmp_path / "r.jsonl")[0]["reason"]
+    assert main(["ingest", "--server", server["address"], "--key", "nanhu_nope_nope",
+                 "--report", report, str(manifest)]) == 9
+    assert "refused the key" in capsys.readouterr().err
