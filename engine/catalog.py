@@ -49,6 +49,11 @@ log = logging.getLogger(__name__)
 FORMAT = "nanhu-catalog"
 FORMAT_VERSION = 1
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,199}$")
+
+
+def is_valid_reference_id(ref_id: str) -> bool:
+    """1-200 letters, digits and ``._:@+-``, starting with a letter or digit."""
+    return bool(_ID_PATTERN.match(ref_id or ""))
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS refs (
     ordinal INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -418,7 +423,7 @@ class Catalog:
     ) -> None:
         """Stage a reference; raises AlreadyExists for a taken id or already-registered bytes."""
         self._require_writer()
-        if not _ID_PATTERN.match(ref_id or ""):
+        if not is_valid_reference_id(ref_id):
             raise InvalidArgument(
                 f"invalid reference id {ref_id!r}: use 1-200 letters, digits and ._:@+- "
                 "starting with a letter or digit"

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.catalog import _ID_PATTERN as ID_PATTERN  # the catalog's own rule for ids
+from engine.catalog import is_valid_reference_id  # the catalog's own rule for ids
 from engine.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
@@ -267,7 +267,7 @@ class Source:
 
     def _checked(self, path: Path, ref_id: str, title: str, owner: str, metadata: dict,
                  line: int | None) -> Entry | Problem:
-        if not ID_PATTERN.match(ref_id):
+        if not is_valid_reference_id(ref_id):
             return Problem(
                 f"bad id {ref_id!r}: use 1-200 letters, digits and ._:@+- starting with a letter "
                 "or digit", line, str(path), ref_id)
