@@ -26,6 +26,7 @@ import numpy as np
 from benchmarks import audio_attacks as attacks
 from engine.audio_align import AudioMatchParams
 from engine.catalog import Catalog
+from engine.errors import EmptyMediaError
 from engine.fingerprint import fingerprint_media
 from engine.matcher import Matcher
 from engine.media import load_audio
@@ -216,12 +217,20 @@ def _attack(condition, source, rng, speech, fillers):
     return function(source, ATTACK_RATE, rng, **kwargs), 0.0
 
 
+def query_fingerprint(data: bytes, params: AudioParams):
+    """The query's fingerprint, or None when it holds nothing (a silent excerpt: no match)."""
+    try:
+        return fingerprint_media(data, audio_params=params, query=True, video=False)
+    except EmptyMediaError:
+        return None
+
+
 def _screen(matcher, params, query, condition, length, ref, offset, query_start) -> QueryResult:
     data = attacks.to_wav_bytes(query, ATTACK_RATE)
     t0 = time.perf_counter()
-    fp = fingerprint_media(data, audio_params=params, query=True, video=False)
+    fp = query_fingerprint(data, params)
     t1 = time.perf_counter()
-    matches = matcher.match(fp)
+    matches = matcher.match(fp) if fp is not None else []
     t2 = time.perf_counter()
     best = matches[0] if matches else None
     correct = best is not None and best.reference_id == ref["id"]
@@ -258,10 +267,9 @@ def _negatives(matcher, params, corpus, n, seed, speech) -> dict:
         condition = NEGATIVE_CONDITIONS[i % len(NEGATIVE_CONDITIONS)]
         query, _ = _attack(condition, x[start : start + int(length * ATTACK_RATE * 1.2)], rng,
                            speech, [])
-        fp = fingerprint_media(attacks.to_wav_bytes(query, ATTACK_RATE), audio_params=params,
-                               query=True, video=False)
+        fp = query_fingerprint(attacks.to_wav_bytes(query, ATTACK_RATE), params)
         t0 = time.perf_counter()
-        matches = matcher.match(fp)
+        matches = matcher.match(fp) if fp is not None else []
         match_ms.append((time.perf_counter() - t0) * 1000)
         for m in matches:
             false_matches.append({"query": ref["id"], "condition": condition,
@@ -293,9 +301,8 @@ def _calibrate(catalog, params, corpus, refs, excerpt_of, seed, quick) -> dict:
         query = x[start : start + 5 * ATTACK_RATE]
         if i % 2:
             query = attacks.add_pink_noise(query, ATTACK_RATE, rng, snr_db=5)
-        fp = fingerprint_media(attacks.to_wav_bytes(query, ATTACK_RATE), audio_params=params,
-                               query=True, video=False)
-        segs = loose.segments(fp)
+        fp = query_fingerprint(attacks.to_wav_bytes(query, ATTACK_RATE), params)
+        segs = loose.segments(fp) if fp is not None else []
         best = max(segs, key=lambda s: s.evidence["aligned_hashes"], default=None)
         null_votes.append(best.evidence["aligned_hashes"] if best else 0)
         null_log10.append(best.evidence["log10_chance"] if best else 0.0)
