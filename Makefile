@@ -13,8 +13,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+LISTEN ?= 127.0.0.1:50051
+
+# Seeds the embedded catalog with demo works (once), shows a screening, then serves gRPC.
 run: $(STAMP)
 	$(BIN)/python -m benchmarks.demo --catalog $(CATALOG)
+	$(BIN)/nanhu serve --catalog $(CATALOG) --listen $(LISTEN)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not real_media" tests
@@ -33,6 +37,9 @@ bench-audio: $(STAMP)
 
 bench-video: $(STAMP)
 	$(BIN)/nanhu bench video
+
+bench-server: $(STAMP)
+	$(BIN)/nanhu bench server
 
 bench-ingest: $(STAMP)
 	$(BIN)/python -m benchmarks.ingest_bench

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from engine.audio import Landmarks
 from engine.params import AudioParams
@@ -40,6 +40,12 @@ class AudioMatchParams:
     max_gap_s: float = 8.0
     #: most candidate (reference, speed, offset) bins examined per query
     max_candidates: int = 64
+    #: a hash holding more than ``stop_hash_factor * mean + stop_hash_floor`` postings (mean
+    #: over the whole key space) is a stop-hash, skipped at query time
+    stop_hash_factor: float = 64.0
+    stop_hash_floor: float = 64.0
+    #: most bins examined per reference (several copies of one work in one upload each need one)
+    bins_per_reference: int = 32
 
 
 def hits_for(
@@ -87,19 +93,25 @@ def align_audio(
     n_speeds = landmarks.speeds.size
     speed_index = landmarks.speed_index[query_landmark].astype(np.int64)
     offsets = ref_frames - landmarks.frames[query_landmark].astype(np.int64)
-    # Stage 1: references with enough raw hits at some speed to possibly pass.
+    # One sort of the (reference, warp, offset) bin of every hit; every count below is a run
+    # length in that order (pairs are contiguous because the pair is the key's high part).
     ref_speed = ordinals.astype(np.int64) * n_speeds + speed_index
-    pair_keys, pair_counts = np.unique(ref_speed, return_counts=True)
-    promising = pair_keys[pair_counts >= match.min_votes]
-    if promising.size == 0:
-        return []
-    keep = np.isin(ref_speed, promising)
-    query_landmark, ref_speed, offsets = query_landmark[keep], ref_speed[keep], offsets[keep]
-    # Stage 2: offset histogram per (reference, speed), smoothed over +-tolerance frames.
     offset_base = int(offsets.min()) - match.offset_tolerance
     span = int(offsets.max()) - offset_base + match.offset_tolerance + 1
     bin_key = ref_speed * span + (offsets - offset_base)
-    keys, counts = np.unique(bin_key, return_counts=True)
+    by_bin = np.argsort(bin_key)
+    sorted_bins = bin_key[by_bin]
+    pair_of_sorted = sorted_bins // span
+    pair_starts = np.flatnonzero(np.r_[True, pair_of_sorted[1:] != pair_of_sorted[:-1]])
+    pair_keys = pair_of_sorted[pair_starts]
+    pair_counts = np.diff(np.r_[pair_starts, sorted_bins.size])
+    # Stage 1: only (reference, warp) pairs with enough raw hits can pass.
+    if not np.any(pair_counts >= match.min_votes):
+        return []
+    bin_starts = np.flatnonzero(np.r_[True, sorted_bins[1:] != sorted_bins[:-1]])
+    keys = sorted_bins[bin_starts]
+    counts = np.diff(np.r_[bin_starts, sorted_bins.size])
+    # Stage 2: offset histogram per (reference, warp), smoothed over +-tolerance frames.
     smoothed = counts.copy()
     for shift in range(1, match.offset_tolerance + 1):
         for sign in (-1, 1):
@@ -109,15 +121,22 @@ def align_audio(
     candidates = np.flatnonzero(smoothed >= match.min_votes)
     if candidates.size == 0:
         return []
+    # One copy lights up neighbouring offsets at several neighbouring warps: examine only the
+    # strongest few bins of each reference (a long upload with several copies of one work
+    # needs several), strongest first.
+    cand_ordinal = (keys[candidates] // span) // n_speeds
+    order = np.lexsort((-smoothed[candidates], cand_ordinal))
+    cand_sorted = cand_ordinal[order]
+    rank = np.arange(order.size) - np.searchsorted(cand_sorted, cand_sorted, side="left")
+    candidates = candidates[order[rank < match.bins_per_reference]]
     candidates = candidates[np.argsort(-smoothed[candidates], kind="stable")][
         : match.max_candidates * 4
     ]
-    total_per_pair = dict(zip(pair_keys.tolist(), pair_counts.tolist()))
     segments: list[Segment] = []
     taken = np.zeros(bin_key.size, bool)
-    by_bin = np.argsort(bin_key, kind="stable")
-    sorted_bins = bin_key[by_bin]
     tol = match.offset_tolerance
+    # Query time of every hit in query frames, whatever warp it was hashed at.
+    hit_query_frame = landmarks.frames[query_landmark] / landmarks.speeds[speed_index]
     for c in candidates:
         if len(segments) >= match.max_candidates:
             break
@@ -144,10 +163,13 @@ def align_audio(
                 continue
             n_ref = reference_frames.get(ordinal, 0)
             query_span = landmarks.frames.max() - landmarks.frames.min() + 1
-            mu = (2 * match.offset_tolerance + 1) * total_per_pair[pair] / max(
-                1.0, float(n_ref + query_span))
+            pair_hits = int(pair_counts[np.searchsorted(pair_keys, pair)])
+            mu = (2 * match.offset_tolerance + 1) * pair_hits / max(1.0, float(n_ref + query_span))
             n_bins = max(1.0, float(catalog_frames) * n_speeds)
-            log10_p = (stats.poisson.logsf(votes - 1, mu) / np.log(10)) + np.log10(n_bins)
+            # P(Poisson(mu) >= votes) = pdtrc(votes - 1, mu); a ufunc, not scipy.stats'
+            # per-call machinery (this runs once per candidate segment).
+            chance = special.pdtrc(votes - 1, mu)
+            log10_p = float(np.log10(max(chance, 1e-300))) + np.log10(n_bins)
             score = float(np.clip(1.0 - 10.0 ** min(0.0, log10_p), 0.0, 1.0))
             if score < match.min_score:
                 continue
@@ -163,12 +185,16 @@ def align_audio(
                 speed=speed, score=score,
                 evidence={"aligned_hashes": int(votes), "query_hashes": int(
                     np.count_nonzero(landmarks.speed_index == s_index)),
-                    "reference_hits": int(total_per_pair[pair]),
+                    "reference_hits": pair_hits,
                     "log10_chance": round(float(max(log10_p, -300.0)), 2),
                     "pitch": round(pitch, 4),
                     "offset_s": round(true_offset / fps, 3)},
             ))
-            taken[part] = True
+            # Every other hit of this reference in this stretch of the query, at any warp or
+            # offset, is this copy seen slightly askew: claim them so that no candidate bin
+            # re-examines the same copy.
+            taken |= ((ordinals == ordinal) & (hit_query_frame >= q_frames.min())
+                      & (hit_query_frame <= q_frames.max()))
     return _merge_continuations(_suppress_overlaps(segments), max_gap_s=match.max_gap_s)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engine.audio import HASH_BITS
 from engine.audio_align import AudioMatchParams, align_audio, hits_for
 from engine.catalog import Catalog, Reference
 from engine.errors import CatalogCorrupt
@@ -111,6 +112,9 @@ class Matcher:
                 self._deleted = self.catalog.deleted_ordinals()
                 self._catalog_frames = self.catalog.total_audio_frames
                 self._postings = self.catalog.postings()
+                mean = len(self._postings) / float(1 << HASH_BITS)
+                self._stop_hash_postings = int(
+                    self.audio_match.stop_hash_factor * mean + self.audio_match.stop_hash_floor)
                 break
             except (CatalogCorrupt, FileNotFoundError):
                 # A compaction replaced the segments between reading the manifest and mapping
@@ -148,7 +152,8 @@ class Matcher:
     def _audio_segments(self, fp: Fingerprint) -> list[Segment]:
         landmarks = fp.audio
         unique_keys, inverse = np.unique(landmarks.hashes, return_inverse=True)
-        key_index, ordinals, frames = self._postings.lookup(unique_keys)
+        key_index, ordinals, frames = self._postings.lookup(
+            unique_keys, max_postings=self._stop_hash_postings)
         if self._deleted.size and ordinals.size:
             alive = ~np.isin(ordinals, self._deleted)
             key_index, ordinals, frames = key_index[alive], ordinals[alive], frames[alive]

@@ -124,13 +124,24 @@ class SegmentPostings:
     def __len__(self) -> int:
         return sum(len(segment) for segment in self.segments)
 
-    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def lookup(
+        self, keys: np.ndarray, *, max_postings: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """See :meth:`PostingsIndex.lookup`; keys holding more than ``max_postings`` postings
+        in all (stop-hashes: the commonest spectral patterns, which say little about which
+        work it is) return nothing."""
         keys = np.asarray(keys, np.uint32)
-        key_index, values = [], []
+        ranges = []
+        total = np.zeros(keys.size, np.int64)
         for segment in self.segments:
             left = np.searchsorted(segment.keys, keys, side="left")
             right = np.searchsorted(segment.keys, keys, side="right")
-            lengths = right - left
+            ranges.append((left, right))
+            total += right - left
+        usable = total <= max_postings if max_postings is not None else np.ones(keys.size, bool)
+        key_index, values = [], []
+        for segment, (left, right) in zip(self.segments, ranges):
+            lengths = np.where(usable, right - left, 0)
             positions = _expand_ranges(left, lengths)
             key_index.append(np.repeat(np.arange(keys.size, dtype=np.int64), lengths))
             values.append(segment.values[positions])

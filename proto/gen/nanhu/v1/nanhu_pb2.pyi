@@ -1,0 +1,293 @@
+from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ScreenOptions(_message.Message):
+    __slots__ = ("min_matched_duration_s", "min_upload_share", "min_reference_share")
+    MIN_MATCHED_DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    MIN_UPLOAD_SHARE_FIELD_NUMBER: _ClassVar[int]
+    MIN_REFERENCE_SHARE_FIELD_NUMBER: _ClassVar[int]
+    min_matched_duration_s: float
+    min_upload_share: float
+    min_reference_share: float
+    def __init__(self, min_matched_duration_s: _Optional[float] = ..., min_upload_share: _Optional[float] = ..., min_reference_share: _Optional[float] = ...) -> None: ...
+
+class ScreenHeader(_message.Message):
+    __slots__ = ("filename", "hints", "options")
+    class HintsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    HINTS_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    filename: str
+    hints: _containers.ScalarMap[str, str]
+    options: ScreenOptions
+    def __init__(self, filename: _Optional[str] = ..., hints: _Optional[_Mapping[str, str]] = ..., options: _Optional[_Union[ScreenOptions, _Mapping]] = ...) -> None: ...
+
+class ScreenChunk(_message.Message):
+    __slots__ = ("header", "data")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    header: ScreenHeader
+    data: bytes
+    def __init__(self, header: _Optional[_Union[ScreenHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class ScreenFingerprintRequest(_message.Message):
+    __slots__ = ("fingerprint", "options", "filename")
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    fingerprint: Fingerprint
+    options: ScreenOptions
+    filename: str
+    def __init__(self, fingerprint: _Optional[_Union[Fingerprint, _Mapping]] = ..., options: _Optional[_Union[ScreenOptions, _Mapping]] = ..., filename: _Optional[str] = ...) -> None: ...
+
+class ScreenResponse(_message.Message):
+    __slots__ = ("duration_s", "matches", "digest")
+    DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    MATCHES_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    duration_s: float
+    matches: _containers.RepeatedCompositeFieldContainer[Match]
+    digest: str
+    def __init__(self, duration_s: _Optional[float] = ..., matches: _Optional[_Iterable[_Union[Match, _Mapping]]] = ..., digest: _Optional[str] = ...) -> None: ...
+
+class Match(_message.Message):
+    __slots__ = ("reference_id", "title", "modality", "score", "query_start_s", "query_end_s", "reference_start_s", "reference_end_s", "speed", "evidence", "policy")
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    MODALITY_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    QUERY_START_S_FIELD_NUMBER: _ClassVar[int]
+    QUERY_END_S_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_START_S_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_END_S_FIELD_NUMBER: _ClassVar[int]
+    SPEED_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    reference_id: str
+    title: str
+    modality: str
+    score: float
+    query_start_s: float
+    query_end_s: float
+    reference_start_s: float
+    reference_end_s: float
+    speed: float
+    evidence: _struct_pb2.Struct
+    policy: str
+    def __init__(self, reference_id: _Optional[str] = ..., title: _Optional[str] = ..., modality: _Optional[str] = ..., score: _Optional[float] = ..., query_start_s: _Optional[float] = ..., query_end_s: _Optional[float] = ..., reference_start_s: _Optional[float] = ..., reference_end_s: _Optional[float] = ..., speed: _Optional[float] = ..., evidence: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., policy: _Optional[str] = ...) -> None: ...
+
+class AudioLandmarks(_message.Message):
+    __slots__ = ("params_tag", "hashes", "frames", "speed_index", "speeds", "pitches")
+    PARAMS_TAG_FIELD_NUMBER: _ClassVar[int]
+    HASHES_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    SPEED_INDEX_FIELD_NUMBER: _ClassVar[int]
+    SPEEDS_FIELD_NUMBER: _ClassVar[int]
+    PITCHES_FIELD_NUMBER: _ClassVar[int]
+    params_tag: str
+    hashes: _containers.RepeatedScalarFieldContainer[int]
+    frames: _containers.RepeatedScalarFieldContainer[int]
+    speed_index: _containers.RepeatedScalarFieldContainer[int]
+    speeds: _containers.RepeatedScalarFieldContainer[float]
+    pitches: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, params_tag: _Optional[str] = ..., hashes: _Optional[_Iterable[int]] = ..., frames: _Optional[_Iterable[int]] = ..., speed_index: _Optional[_Iterable[int]] = ..., speeds: _Optional[_Iterable[float]] = ..., pitches: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class VideoKeyframes(_message.Message):
+    __slots__ = ("params_tag", "dim", "vectors", "times_s")
+    PARAMS_TAG_FIELD_NUMBER: _ClassVar[int]
+    DIM_FIELD_NUMBER: _ClassVar[int]
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
+    TIMES_S_FIELD_NUMBER: _ClassVar[int]
+    params_tag: str
+    dim: int
+    vectors: _containers.RepeatedScalarFieldContainer[float]
+    times_s: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, params_tag: _Optional[str] = ..., dim: _Optional[int] = ..., vectors: _Optional[_Iterable[float]] = ..., times_s: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class Fingerprint(_message.Message):
+    __slots__ = ("format_version", "duration_s", "digest", "audio", "video")
+    FORMAT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_FIELD_NUMBER: _ClassVar[int]
+    format_version: int
+    duration_s: float
+    digest: str
+    audio: AudioLandmarks
+    video: VideoKeyframes
+    def __init__(self, format_version: _Optional[int] = ..., duration_s: _Optional[float] = ..., digest: _Optional[str] = ..., audio: _Optional[_Union[AudioLandmarks, _Mapping]] = ..., video: _Optional[_Union[VideoKeyframes, _Mapping]] = ...) -> None: ...
+
+class TimeRange(_message.Message):
+    __slots__ = ("start_s", "end_s")
+    START_S_FIELD_NUMBER: _ClassVar[int]
+    END_S_FIELD_NUMBER: _ClassVar[int]
+    start_s: float
+    end_s: float
+    def __init__(self, start_s: _Optional[float] = ..., end_s: _Optional[float] = ...) -> None: ...
+
+class Policy(_message.Message):
+    __slots__ = ("label", "excluded_ranges")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDED_RANGES_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    excluded_ranges: _containers.RepeatedCompositeFieldContainer[TimeRange]
+    def __init__(self, label: _Optional[str] = ..., excluded_ranges: _Optional[_Iterable[_Union[TimeRange, _Mapping]]] = ...) -> None: ...
+
+class Reference(_message.Message):
+    __slots__ = ("reference_id", "title", "owner", "duration_s", "digest", "modalities", "metadata", "policy", "audio_hashes", "keyframes", "created_at_unix_s")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    MODALITIES_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_HASHES_FIELD_NUMBER: _ClassVar[int]
+    KEYFRAMES_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_UNIX_S_FIELD_NUMBER: _ClassVar[int]
+    reference_id: str
+    title: str
+    owner: str
+    duration_s: float
+    digest: str
+    modalities: str
+    metadata: _containers.ScalarMap[str, str]
+    policy: Policy
+    audio_hashes: int
+    keyframes: int
+    created_at_unix_s: float
+    def __init__(self, reference_id: _Optional[str] = ..., title: _Optional[str] = ..., owner: _Optional[str] = ..., duration_s: _Optional[float] = ..., digest: _Optional[str] = ..., modalities: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., policy: _Optional[_Union[Policy, _Mapping]] = ..., audio_hashes: _Optional[int] = ..., keyframes: _Optional[int] = ..., created_at_unix_s: _Optional[float] = ...) -> None: ...
+
+class RegisterHeader(_message.Message):
+    __slots__ = ("reference_id", "title", "metadata", "policy", "owner", "filename")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    reference_id: str
+    title: str
+    metadata: _containers.ScalarMap[str, str]
+    policy: Policy
+    owner: str
+    filename: str
+    def __init__(self, reference_id: _Optional[str] = ..., title: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., policy: _Optional[_Union[Policy, _Mapping]] = ..., owner: _Optional[str] = ..., filename: _Optional[str] = ...) -> None: ...
+
+class RegisterChunk(_message.Message):
+    __slots__ = ("header", "data")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    header: RegisterHeader
+    data: bytes
+    def __init__(self, header: _Optional[_Union[RegisterHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class RegisterFingerprintRequest(_message.Message):
+    __slots__ = ("header", "fingerprint")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    header: RegisterHeader
+    fingerprint: Fingerprint
+    def __init__(self, header: _Optional[_Union[RegisterHeader, _Mapping]] = ..., fingerprint: _Optional[_Union[Fingerprint, _Mapping]] = ...) -> None: ...
+
+class GetReferenceRequest(_message.Message):
+    __slots__ = ("reference_id",)
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    reference_id: str
+    def __init__(self, reference_id: _Optional[str] = ...) -> None: ...
+
+class ListReferencesRequest(_message.Message):
+    __slots__ = ("owner", "page_size", "page_token")
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    owner: str
+    page_size: int
+    page_token: str
+    def __init__(self, owner: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListReferencesResponse(_message.Message):
+    __slots__ = ("references", "next_page_token")
+    REFERENCES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    references: _containers.RepeatedCompositeFieldContainer[Reference]
+    next_page_token: str
+    def __init__(self, references: _Optional[_Iterable[_Union[Reference, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class DeleteReferenceRequest(_message.Message):
+    __slots__ = ("reference_id",)
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    reference_id: str
+    def __init__(self, reference_id: _Optional[str] = ...) -> None: ...
+
+class DeleteReferenceResponse(_message.Message):
+    __slots__ = ("reference",)
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    reference: Reference
+    def __init__(self, reference: _Optional[_Union[Reference, _Mapping]] = ...) -> None: ...
+
+class SetPolicyRequest(_message.Message):
+    __slots__ = ("reference_id", "policy")
+    REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    reference_id: str
+    policy: Policy
+    def __init__(self, reference_id: _Optional[str] = ..., policy: _Optional[_Union[Policy, _Mapping]] = ...) -> None: ...
+
+class StatsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StatsResponse(_message.Message):
+    __slots__ = ("references", "audio_references", "video_references", "hours", "audio_hashes", "keyframes", "generation", "audio_index_bytes", "video_index_bytes", "audio_params", "video_params")
+    REFERENCES_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_REFERENCES_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_REFERENCES_FIELD_NUMBER: _ClassVar[int]
+    HOURS_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_HASHES_FIELD_NUMBER: _ClassVar[int]
+    KEYFRAMES_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_INDEX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_INDEX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    references: int
+    audio_references: int
+    video_references: int
+    hours: float
+    audio_hashes: int
+    keyframes: int
+    generation: int
+    audio_index_bytes: int
+    video_index_bytes: int
+    audio_params: str
+    video_params: str
+    def __init__(self, references: _Optional[int] = ..., audio_references: _Optional[int] = ..., video_references: _Optional[int] = ..., hours: _Optional[float] = ..., audio_hashes: _Optional[int] = ..., keyframes: _Optional[int] = ..., generation: _Optional[int] = ..., audio_index_bytes: _Optional[int] = ..., video_index_bytes: _Optional[int] = ..., audio_params: _Optional[str] = ..., video_params: _Optional[str] = ...) -> None: ...

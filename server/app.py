@@ -1,0 +1,174 @@
+"""Assembling the gRPC server: servicers, health checking, reflection, TLS, limits, shutdown.
+
+``create_server(catalog_dir, "127.0.0.1:0")`` returns a bound but not yet started server and its
+port (tests bind port 0). Without a keys file the server refuses to bind anything but loopback.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from engine.errors import InvalidArgument
+from proto.gen.nanhu.v1 import nanhu_pb2 as pb
+from proto.gen.nanhu.v1 import nanhu_pb2_grpc as pb_grpc
+from server.auth import Authenticator
+from server.service import Core, Limits
+from server.servicers import CatalogServicer, ScreeningServicer, Shared
+from server.status import kv
+from server.work import Limiter, Spool, WorkerPool
+
+log = logging.getLogger("server")
+
+SERVICE_NAMES = tuple(s.full_name for s in pb.DESCRIPTOR.services_by_name.values())
+_LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]", "ip6-localhost"}
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise InvalidArgument(f"listen address {address!r} is not HOST:PORT")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    return host in _LOOPBACK or host.startswith("127.")
+
+
+class NanhuServer:
+    """A gRPC server with Nanhu's state; :meth:`stop` drains calls, then frees workers and spool."""
+
+    def __init__(self, grpc_server: grpc.Server, shared: Shared, health_servicer, *,
+                 address: str, port: int, tls: bool) -> None:
+        self.grpc_server = grpc_server
+        self.shared = shared
+        self.health = health_servicer
+        self.address = address
+        self.port = port
+        self.tls = tls
+        self._stopped = threading.Event()
+        self._stopping = threading.Lock()
+        self._stop_started = False
+
+    @property
+    def limiter(self) -> Limiter:
+        return self.shared.limiter
+
+    @property
+    def spool(self) -> Spool:
+        return self.shared.spool
+
+    def start(self) -> NanhuServer:
+        self.shared.pool.warm()
+        self.grpc_server.start()
+        for name in ("", *SERVICE_NAMES):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("%s", kv(event="listening", address=self.address, port=self.port, tls=self.tls,
+                          auth=self.shared.auth.enabled, workers=self.shared.pool.workers,
+                          catalog=self.shared.core.catalog_dir))
+        return self
+
+    def stop(self, grace: float | None = 5.0) -> threading.Event:
+        """Refuse new calls, let calls in flight finish for up to ``grace`` seconds, then release
+        the worker processes and the spool. Returns an event set when all of that is done."""
+        with self._stopping:
+            if self._stop_started:
+                return self._stopped
+            self._stop_started = True
+        self.health.enter_graceful_shutdown()
+        drained = self.grpc_server.stop(grace)
+        log.info("%s", kv(event="stopping", grace_s=grace, in_flight=self.limiter.in_flight))
+
+        def finish() -> None:
+            drained.wait()
+            self.shared.pool.shutdown(wait=True)
+            self.shared.spool.close()
+            log.info("%s", kv(event="stopped"))
+            self._stopped.set()
+
+        threading.Thread(target=finish, name="nanhu-stop", daemon=True).start()
+        return self._stopped
+
+    def wait_for_termination(self, timeout: float | None = None) -> bool:
+        self.grpc_server.wait_for_termination(timeout)
+        return self._stopped.wait(timeout)
+
+
+def create_server(
+    catalog_dir: str | Path,
+    address: str = "127.0.0.1:0",
+    *,
+    workers: int = 2,
+    auth: str | Path | None = None,
+    limits: Limits | None = None,
+    tls_cert: str | Path | None = None,
+    tls_key: str | Path | None = None,
+    threads: int | None = None,
+) -> tuple[NanhuServer, int]:
+    """Build the server on ``catalog_dir`` (created if missing) and bind ``address``.
+
+    ``auth`` is a keys file (see :mod:`server.auth`); without one only loopback addresses are
+    accepted. ``tls_cert``/``tls_key`` (PEM files) switch the port to TLS. ``workers`` is the
+    number of processes that fingerprint and match; ``threads`` the gRPC handler threads
+    (default: enough for ``limits.max_concurrent`` heavy calls plus cheap ones).
+
+    The workers are started with multiprocessing's forkserver, so, as with any multiprocessing
+    code, a script that starts the server must guard its entry point with
+    ``if __name__ == "__main__":``.
+    """
+    limits = limits or Limits()
+    host, _ = split_address(address)
+    if auth is None and not is_loopback(host):
+        raise InvalidArgument(
+            f"refusing to listen on {address} without an auth file: anyone could register and "
+            "delete works. Pass --auth FILE (see `nanhu keys add`) or listen on 127.0.0.1"
+        )
+    if (tls_cert is None) != (tls_key is None):
+        raise InvalidArgument("TLS needs both a certificate and a key")
+    authenticator = Authenticator(auth)
+    core = Core(Path(catalog_dir), limits)
+    pool = WorkerPool(workers, str(core.catalog_dir))
+    shared = Shared(core, authenticator, pool, Limiter(limits.max_concurrent), Spool())
+    threads = threads or limits.max_concurrent + 8
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=threads, thread_name_prefix="nanhu-rpc"),
+        maximum_concurrent_rpcs=4 * threads,
+        options=[("grpc.max_receive_message_length", limits.max_message_bytes),
+                 ("grpc.max_send_message_length", limits.max_message_bytes),
+                 ("grpc.so_reuseport", 0)],
+    )
+    pb_grpc.add_ScreeningServicer_to_server(ScreeningServicer(shared), server)
+    pb_grpc.add_CatalogServicer_to_server(CatalogServicer(shared), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+         reflection.SERVICE_NAME), server)
+    try:
+        if tls_cert is not None:
+            credentials = grpc.ssl_server_credentials(
+                [(Path(tls_key).read_bytes(), Path(tls_cert).read_bytes())])
+            port = server.add_secure_port(address, credentials)
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        shared.pool.shutdown(wait=False)
+        shared.spool.close()
+        raise InvalidArgument(f"cannot listen on {address} ({exc})") from exc
+    if not port:
+        shared.pool.shutdown(wait=False)
+        shared.spool.close()
+        raise InvalidArgument(f"cannot listen on {address}")
+    if authenticator.enabled:
+        log.info("%s", kv(event="auth", keys_file=auth))
+    else:
+        log.warning("%s", kv(event="auth", keys_file="none",
+                             note="no auth file: every local caller is admin; loopback only"))
+    return NanhuServer(server, shared, health_servicer, address=address, port=port,
+                       tls=tls_cert is not None), port

@@ -1,0 +1,153 @@
+"""The server's subcommands: ``nanhu serve`` and ``nanhu keys add/list/revoke``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from engine.cli import default_catalog
+
+DEFAULT_LISTEN = "127.0.0.1:50051"
+
+
+def default_keys_file() -> Path:
+    return Path(os.environ.get("NANHU_KEYS") or "var/keys.json")
+
+
+def add_commands(subparsers) -> None:
+    p = subparsers.add_parser("serve", help="run the gRPC service (screening and catalog)")
+    p.add_argument("--catalog", type=Path, default=None,
+                   help="catalog directory (default: $NANHU_CATALOG, else ./var/catalog)")
+    p.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
+                   help=f"address to listen on (default {DEFAULT_LISTEN}; loopback only without --auth)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 2,
+                   help="processes that decode, fingerprint and match (default: one per core)")
+    p.add_argument("--auth", type=Path, default=None, metavar="FILE",
+                   help="API keys file (see `nanhu keys`); without it only loopback is served")
+    p.add_argument("--tls-cert", type=Path, default=None, metavar="FILE", help="PEM certificate chain")
+    p.add_argument("--tls-key", type=Path, default=None, metavar="FILE", help="PEM private key")
+    p.add_argument("--max-upload-mb", type=float, default=512.0, help="largest upload (MiB)")
+    p.add_argument("--max-duration-s", type=float, default=3 * 3600.0, help="longest media (s)")
+    p.add_argument("--max-concurrent", type=int, default=64,
+                   help="screening/registration calls at once; beyond: RESOURCE_EXHAUSTED")
+    p.add_argument("--grace", type=float, default=10.0,
+                   help="seconds calls in flight get to finish on SIGTERM/SIGINT")
+    p.set_defaults(func=cmd_serve)
+
+    p = subparsers.add_parser("keys", help="manage API keys (add, list, revoke)")
+    keys = p.add_subparsers(dest="keys_command", metavar="ACTION")
+    k = keys.add_parser("add", help="make a key for a tenant; it is printed once")
+    _keys_file_arg(k)
+    k.add_argument("--tenant", required=True, help="tenant the key acts for (owner of its works)")
+    k.add_argument("--role", dest="roles", action="append", required=True,
+                   choices=("screen", "register", "admin"), help="role; repeat for several")
+    k.add_argument("--note", default="", help="free text shown by `keys list`")
+    k.set_defaults(func=cmd_keys_add)
+    k = keys.add_parser("list", help="list keys (never the keys themselves)")
+    _keys_file_arg(k)
+    k.add_argument("--json", action="store_true")
+    k.set_defaults(func=cmd_keys_list)
+    k = keys.add_parser("revoke", help="revoke a key by id; the server stops accepting it at once")
+    _keys_file_arg(k)
+    k.add_argument("key_id", metavar="KEY_ID")
+    k.set_defaults(func=cmd_keys_revoke)
+    p.set_defaults(func=lambda args: p.print_help() or 2)
+
+
+def _keys_file_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--file", type=Path, default=None,
+                        help="keys file (default: $NANHU_KEYS, else ./var/keys.json)")
+
+
+def cmd_keys_add(args: argparse.Namespace) -> int:
+    from server.auth import KeyFile
+
+    keys = KeyFile(args.file or default_keys_file())
+    key_id, key = keys.add(args.tenant, args.roles, note=args.note)
+    keys.save()
+    print(key)
+    print(f"nanhu: key {key_id} for tenant {args.tenant!r} ({', '.join(sorted(set(args.roles)))}) saved "
+          f"to {keys.path}; the key is shown only now", file=sys.stderr)
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    from server.auth import KeyFile
+
+    for entry in KeyFile(args.file or default_keys_file()).entries():
+        if args.json:
+            print(json.dumps(entry))
+            continue
+        state = "revoked" if entry.get("revoked_at") else "active"
+        created = time.strftime("%Y-%m-%d", time.gmtime(entry["created_at"]))
+        print(f"{entry['key_id']}\t{state}\t{entry['tenant']}\t{','.join(entry['roles'])}\t{created}"
+              f"\t{entry.get('note', '')}")
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from server.auth import KeyFile
+
+    keys = KeyFile(args.file or default_keys_file())
+    entry = keys.revoke(args.key_id)
+    keys.save()
+    print(f"revoked {entry['key_id']} (tenant {entry['tenant']})")
+    return 0
+
+
+def how_to_try(host: str, port: int, *, auth: bool, tls: bool) -> list[str]:
+    """The lines ``serve`` prints: a grpcurl call and a Python client call."""
+    target = f"{host}:{port}"
+    flags = "-insecure" if tls else "-plaintext"
+    header = " -H 'x-api-key: KEY'" if auth else ""
+    key = ", key='KEY'" if auth else ""
+    tls_arg = ", tls=True" if tls else ""
+    return [
+        f"  grpcurl {flags} {target} list",
+        f"  grpcurl {flags}{header} -d '{{}}' {target} nanhu.v1.Catalog/Stats",
+        f"  python -c \"from server.client import NanhuClient; "
+        f"print(NanhuClient('{target}'{key}{tls_arg}).screen_file('clip.mp3'))\"",
+    ]
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from server.app import create_server, split_address
+    from server.service import Limits
+
+    server_log = logging.getLogger("server")
+    if server_log.getEffectiveLevel() > logging.INFO:
+        server_log.setLevel(logging.INFO)
+    limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20),
+                    max_duration_s=args.max_duration_s, max_concurrent=args.max_concurrent)
+    catalog = args.catalog or default_catalog()
+    server, port = create_server(catalog, args.listen, workers=args.workers, auth=args.auth,
+                                 limits=limits, tls_cert=args.tls_cert, tls_key=args.tls_key)
+    server.start()
+    host, _ = split_address(args.listen)
+    print(f"nanhu: serving catalog {catalog} on {host}:{port} "
+          f"({'TLS' if args.tls_cert else 'plaintext'}, {args.workers} worker processes)", flush=True)
+    if args.auth is None:
+        print("nanhu: no --auth file: listening on loopback only; every local caller acts as admin",
+              flush=True)
+    print("try it:", *how_to_try(host, port, auth=args.auth is not None, tls=args.tls_cert is not None),
+          sep="\n", flush=True)
+    stopped = threading.Event()
+
+    def on_signal(signum, _frame) -> None:
+        print(f"nanhu: {signal.Signals(signum).name}: finishing calls in flight (up to {args.grace:g} s)",
+              file=sys.stderr, flush=True)
+        server.stop(args.grace).wait()
+        stopped.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda s, f: threading.Thread(target=on_signal, args=(s, f)).start())
+    while not stopped.wait(3600):
+        pass
+    return 0

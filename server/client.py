@@ -1,0 +1,149 @@
+"""A small Python client for platforms and rights holders.
+
+    from server.client import NanhuClient
+
+    with NanhuClient("127.0.0.1:50051", key="nanhu_...") as nanhu:
+        result = nanhu.screen_file("upload.mp4", min_matched_duration_s=5)
+        for match in result["matches"]:
+            print(match["reference_id"], match["query_start_s"], match.get("policy", ""))
+
+Results are plain dicts shaped like ``nanhu query --json`` (screening) and ``nanhu list --json``
+(references). Every call has a deadline (``timeout`` seconds unless given per call); errors are
+``grpc.RpcError`` with the server's status code and message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+
+from proto.gen.nanhu.v1 import nanhu_pb2 as pb
+from proto.gen.nanhu.v1 import nanhu_pb2_grpc as pb_grpc
+from server import convert
+
+CHUNK_BYTES = 256 * 1024
+
+
+def _chunks(path: Path, first, kind) -> Iterator:
+    yield first
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK_BYTES), b""):
+            yield kind(data=block)
+
+
+class NanhuClient:
+    """One channel to a Nanhu server; thread-safe, cheap to share."""
+
+    def __init__(self, address: str, *, key: str | None = None, timeout: float = 60.0,
+                 tls: bool = False, root_certificates: bytes | None = None,
+                 max_message_bytes: int = 64 * 2**20) -> None:
+        options = [("grpc.max_send_message_length", max_message_bytes),
+                   ("grpc.max_receive_message_length", max_message_bytes)]
+        if tls or root_certificates is not None:
+            credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+            self.channel = grpc.secure_channel(address, credentials, options=options)
+        else:
+            self.channel = grpc.insecure_channel(address, options=options)
+        self.timeout = timeout
+        self.metadata = (("x-api-key", key),) if key else ()
+        self.screening = pb_grpc.ScreeningStub(self.channel)
+        self.catalog = pb_grpc.CatalogStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> NanhuClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _call(self, method, request, timeout: float | None):
+        return method(request, timeout=timeout or self.timeout, metadata=self.metadata)
+
+    # --- screening ---------------------------------------------------------------------------
+    def screen_file(self, path: str | Path, *, min_matched_duration_s: float = 0.0,
+                    min_upload_share: float = 0.0, min_reference_share: float = 0.0,
+                    hints: dict | None = None, timeout: float | None = None) -> dict:
+        """Upload a media file and return ``{"duration_s", "digest", "matches": [...]}``."""
+        path = Path(path)
+        header = pb.ScreenHeader(filename=path.name, hints=hints or {}, options=pb.ScreenOptions(
+            min_matched_duration_s=min_matched_duration_s, min_upload_share=min_upload_share,
+            min_reference_share=min_reference_share))
+        response = self._call(self.screening.Screen,
+                              _chunks(path, pb.ScreenChunk(header=header), pb.ScreenChunk), timeout)
+        return convert.screen_response_to_dict(response)
+
+    def screen_fingerprint(self, fp, *, min_matched_duration_s: float = 0.0,
+                           min_upload_share: float = 0.0, min_reference_share: float = 0.0,
+                           name: str = "", timeout: float | None = None) -> dict:
+        """Screen a query fingerprint (``engine.fingerprint_media(path, query=True)``)."""
+        message = fp if isinstance(fp, pb.Fingerprint) else convert.fingerprint_to_proto(fp)
+        request = pb.ScreenFingerprintRequest(fingerprint=message, filename=name, options=pb.ScreenOptions(
+            min_matched_duration_s=min_matched_duration_s, min_upload_share=min_upload_share,
+            min_reference_share=min_reference_share))
+        return convert.screen_response_to_dict(self._call(self.screening.ScreenFingerprint, request,
+                                                          timeout))
+
+    # --- registration ------------------------------------------------------------------------
+    @staticmethod
+    def _header(reference_id: str, title: str, metadata: dict | None, policy_label: str,
+                excluded_ranges, owner: str, filename: str = "") -> pb.RegisterHeader:
+        return pb.RegisterHeader(
+            reference_id=reference_id, title=title, metadata=metadata or {}, owner=owner,
+            filename=filename, policy=convert.policy_to_proto(
+                {"label": policy_label, "excluded_ranges": list(excluded_ranges)}))
+
+    def register_file(self, path: str | Path, reference_id: str, *, title: str = "",
+                      metadata: dict | None = None, policy_label: str = "", excluded_ranges=(),
+                      owner: str = "", timeout: float | None = None) -> dict:
+        """Register a work from its media file; returns the reference as a dict."""
+        path = Path(path)
+        header = self._header(reference_id, title, metadata, policy_label, excluded_ranges, owner,
+                              path.name)
+        reference = self._call(self.catalog.Register,
+                               _chunks(path, pb.RegisterChunk(header=header), pb.RegisterChunk), timeout)
+        return convert.reference_to_dict(reference)
+
+    def register_fingerprint(self, fp, reference_id: str, *, title: str = "",
+                             metadata: dict | None = None, policy_label: str = "", excluded_ranges=(),
+                             owner: str = "", timeout: float | None = None) -> dict:
+        """Register a work from a reference fingerprint (``fingerprint_media(path)``)."""
+        message = fp if isinstance(fp, pb.Fingerprint) else convert.fingerprint_to_proto(fp)
+        request = pb.RegisterFingerprintRequest(
+            header=self._header(reference_id, title, metadata, policy_label, excluded_ranges, owner),
+            fingerprint=message)
+        return convert.reference_to_dict(self._call(self.catalog.RegisterFingerprint, request, timeout))
+
+    # --- catalog -----------------------------------------------------------------------------
+    def get(self, reference_id: str, *, timeout: float | None = None) -> dict:
+        return convert.reference_to_dict(self._call(
+            self.catalog.GetReference, pb.GetReferenceRequest(reference_id=reference_id), timeout))
+
+    def list(self, *, owner: str = "", page_size: int = 100, timeout: float | None = None) -> list[dict]:
+        """Every visible reference, all pages, in id order."""
+        out, token = [], ""
+        while True:
+            page = self._call(self.catalog.ListReferences, pb.ListReferencesRequest(
+                owner=owner, page_size=page_size, page_token=token), timeout)
+            out.extend(convert.reference_to_dict(r) for r in page.references)
+            token = page.next_page_token
+            if not token:
+                return out
+
+    def delete(self, reference_id: str, *, timeout: float | None = None) -> dict:
+        response = self._call(self.catalog.DeleteReference,
+                              pb.DeleteReferenceRequest(reference_id=reference_id), timeout)
+        return convert.reference_to_dict(response.reference)
+
+    def set_policy(self, reference_id: str, *, label: str = "", excluded_ranges=(),
+                   timeout: float | None = None) -> dict:
+        request = pb.SetPolicyRequest(reference_id=reference_id, policy=convert.policy_to_proto(
+            {"label": label, "excluded_ranges": list(excluded_ranges)}))
+        return convert.reference_to_dict(self._call(self.catalog.SetPolicy, request, timeout))
+
+    def stats(self, *, timeout: float | None = None) -> dict:
+        response = self._call(self.catalog.Stats, pb.StatsRequest(), timeout)
+        return {field.name: getattr(response, field.name) for field in response.DESCRIPTOR.fields}

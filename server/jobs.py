@@ -1,0 +1,140 @@
+"""What the worker processes run: fingerprinting uploads, and screening (fingerprint + match).
+
+Matching is mostly Python per candidate alignment, so it holds the GIL; it runs here, in the
+worker processes, next to fingerprinting, which lets screening use every core. Each worker keeps
+one read-only :class:`~engine.catalog.Catalog` + :class:`~engine.matcher.Matcher` per catalog
+directory and reopens them when the manifest's generation moves (checked per job: one small
+file read), so a registration committed before a job starts is visible to it. Postings are
+memory-mapped, so the workers share them through the page cache.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.catalog import Catalog
+from engine.errors import CatalogCorrupt, InvalidArgument, LimitExceeded, NanhuError
+from engine.fingerprint import Fingerprint
+from engine.matcher import Match, Matcher
+from engine.params import AudioParams
+
+_MATCHERS: dict[str, Matcher] = {}
+
+
+@dataclass(frozen=True)
+class ScreenOptions:
+    """Per-call match filters; each match (one copied stretch) is judged on its own."""
+
+    min_matched_duration_s: float = 0.0
+    min_upload_share: float = 0.0
+    min_reference_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("min_matched_duration_s", "min_upload_share", "min_reference_share"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0 or (name != "min_matched_duration_s" and value > 1):
+                raise InvalidArgument(f"{name} = {value} is out of range")
+
+
+def filter_matches(matches: list[Match], *, duration_s: float, options: ScreenOptions,
+                   reference_duration_s) -> list[Match]:
+    """Keep the matches that pass ``options``; ``reference_duration_s(id)`` gives a work's length."""
+    kept = []
+    for match in matches:
+        matched_s = match.query_end_s - match.query_start_s
+        if matched_s < options.min_matched_duration_s:
+            continue
+        if options.min_upload_share and matched_s < options.min_upload_share * duration_s:
+            continue
+        if options.min_reference_share:
+            ref_span = match.reference_end_s - match.reference_start_s
+            if ref_span < options.min_reference_share * reference_duration_s(match.reference_id):
+                continue
+        kept.append(match)
+    return kept
+
+
+def manifest_generation(catalog_dir: Path) -> int | None:
+    """The committed generation on disk, or None while it cannot be read."""
+    try:
+        return int(json.loads((Path(catalog_dir) / "manifest.json").read_text())["generation"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def matcher_for(catalog_dir: str) -> Matcher:
+    """This process's matcher for ``catalog_dir``, at the generation on disk."""
+    matcher = _MATCHERS.get(catalog_dir)
+    on_disk = manifest_generation(Path(catalog_dir))
+    if matcher is None or (on_disk is not None and on_disk != matcher.catalog.generation):
+        for attempt in range(3):
+            catalog = Catalog(catalog_dir)
+            try:
+                catalog.postings()  # map the segments now, not inside the first alignment
+                break
+            except (CatalogCorrupt, FileNotFoundError):
+                # A compaction replaced the segments between reading the manifest and mapping
+                # them: read the new manifest.
+                catalog.close()
+                if attempt == 2:
+                    raise
+        matcher = Matcher(catalog)
+        old = _MATCHERS.pop(catalog_dir, None)
+        if old is not None:
+            old.catalog.close()
+        _MATCHERS[catalog_dir] = matcher
+    return matcher
+
+
+def ready(catalog_dir: str | None = None) -> int:
+    """Warm-up job: import everything, open the catalog; returns the worker's pid."""
+    if catalog_dir is not None:
+        matcher_for(catalog_dir)
+    return os.getpid()
+
+
+def fingerprint_file(path: str, name: str, *, audio_params: AudioParams, query: bool,
+                     max_duration_s: float | None) -> Fingerprint:
+    """Fingerprint a spooled upload; errors name the upload (``name``), not the spool path."""
+    from engine.fingerprint import fingerprint_media
+
+    try:
+        fp = fingerprint_media(path, audio_params=audio_params, query=query,
+                               max_duration_s=max_duration_s)
+    except NanhuError as exc:
+        raise type(exc)(str(exc).replace(path, name)) from None
+    check_duration(fp, name, max_duration_s)
+    return fp
+
+
+def check_duration(fp: Fingerprint, name: str, max_duration_s: float | None) -> None:
+    if max_duration_s is not None and fp.duration_s > max_duration_s + 1.0:
+        raise LimitExceeded(f"{name}: media of {fp.duration_s:.0f} s is longer than the limit of "
+                            f"{max_duration_s:g} s")
+
+
+def screen(catalog_dir: str, source: str | Fingerprint, name: str, *, options: ScreenOptions,
+           max_duration_s: float | None) -> tuple[float, str, list[Match]]:
+    """Screen a spooled upload (a path) or a query fingerprint: ``(duration_s, digest, matches)``."""
+    matcher = matcher_for(catalog_dir)
+    if isinstance(source, Fingerprint):
+        fp = source
+        check_duration(fp, name, max_duration_s)
+    else:
+        fp = fingerprint_file(source, name, audio_params=matcher.catalog.audio_params, query=True,
+                              max_duration_s=max_duration_s)
+    matches = matcher.match(fp)
+    durations: dict[str, float] = {}
+
+    def reference_duration_s(ref_id: str) -> float:
+        if ref_id not in durations:
+            durations[ref_id] = matcher.catalog.get(ref_id).duration_s
+        return durations[ref_id]
+
+    kept = filter_matches(matches, duration_s=fp.duration_s, options=options,
+                          reference_duration_s=reference_duration_s)
+    return fp.duration_s, fp.digest, kept

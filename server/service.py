@@ -1,0 +1,202 @@
+"""The server's state and the engine calls behind the catalog RPCs (no gRPC messages here).
+
+Screening runs in the worker processes (:mod:`server.jobs`); this module holds the rest:
+
+- :class:`Snapshots`: the read side for catalog calls (get, list, stats). A read-only
+  :class:`~engine.catalog.Catalog` pinned at one generation, shared by the gRPC threads and
+  swapped for a fresh one when the manifest's generation moves (checked at most once per
+  ``refresh_interval_s``, and at once after this server's own commits). A call keeps the
+  catalog it started with, so it never sees a half-updated one.
+- :class:`Writer`: the single writer. Each mutation opens the catalog writable under a lock,
+  commits and closes it, so the writer lock is held only while committing and the CLI or the
+  indexer can write between registrations (they get CatalogLocked -> UNAVAILABLE meanwhile).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.catalog import Catalog, Reference
+from engine.errors import AlreadyExists, NotFound
+from engine.fingerprint import Fingerprint
+from server.auth import Principal
+from server.jobs import check_duration, manifest_generation
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one call may ask of the server; beyond any of these: RESOURCE_EXHAUSTED."""
+
+    #: largest upload accepted (bytes)
+    max_upload_bytes: int = 512 * 2**20
+    #: longest media accepted, uploads and fingerprints alike (seconds)
+    max_duration_s: float = 3 * 3600.0
+    #: screening and registration calls in progress at once
+    max_concurrent: int = 64
+    #: largest single gRPC message (a chunk or a fingerprint), bytes
+    max_message_bytes: int = 64 * 2**20
+    #: how stale the read side may be after another process commits (seconds)
+    refresh_interval_s: float = 1.0
+
+
+class Snapshots:
+    """The current read-only catalog; see the module docstring."""
+
+    def __init__(self, path: Path, *, refresh_interval_s: float = 1.0) -> None:
+        self.path = Path(path)
+        self.refresh_interval_s = refresh_interval_s
+        self._lock = threading.Lock()
+        self._catalog = Catalog(self.path)
+        self._checked = time.monotonic()
+
+    def current(self) -> Catalog:
+        if time.monotonic() - self._checked >= self.refresh_interval_s:
+            self.refresh(wait=False)
+        return self._catalog
+
+    def refresh(self, *, wait: bool = True) -> bool:
+        """Swap in the on-disk generation if it moved; True when it did.
+
+        With ``wait=False`` a call that finds another thread refreshing goes on with the
+        current catalog instead of waiting.
+        """
+        if not self._lock.acquire(blocking=wait):
+            return False
+        try:
+            self._checked = time.monotonic()
+            on_disk = manifest_generation(self.path)
+            if on_disk is None or on_disk == self._catalog.generation:
+                return False
+            old = self._catalog.generation
+            # Calls in flight keep the old catalog (closed when the last one drops it).
+            self._catalog = Catalog(self.path)
+        finally:
+            self._lock.release()
+        log.info("catalog refreshed generation=%d previous=%d", self._catalog.generation, old)
+        return True
+
+
+class Writer:
+    """The single catalog writer: one mutation at a time, each its own commit."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def open(self) -> Iterator[Catalog]:
+        with self._lock, Catalog(self.path, writable=True) as catalog:
+            try:
+                yield catalog
+            except BaseException:
+                catalog.rollback()
+                raise
+            catalog.commit()
+
+
+@dataclass(frozen=True)
+class NewReference:
+    """What a registration asks for (from a RegisterHeader)."""
+
+    reference_id: str
+    title: str = ""
+    owner: str = ""
+    metadata: dict | None = None
+    policy: dict | None = None
+    filename: str = ""
+
+
+class Core:
+    """The engine calls behind the RPCs, with tenancy checks; used by the servicers."""
+
+    def __init__(self, catalog_dir: Path, limits: Limits) -> None:
+        self.catalog_dir = Path(catalog_dir)
+        self.limits = limits
+        if not (self.catalog_dir / "manifest.json").exists():
+            Catalog(self.catalog_dir, writable=True, create=True).close()
+            log.info("catalog created path=%s", self.catalog_dir)
+        self.snapshots = Snapshots(self.catalog_dir, refresh_interval_s=limits.refresh_interval_s)
+        self.writer = Writer(self.catalog_dir)
+
+    @property
+    def audio_params(self):
+        return self.snapshots.current().audio_params
+
+    # --- registration ------------------------------------------------------------------------
+    def owner_for(self, principal: Principal, requested_owner: str) -> str:
+        """The owner of a new work: the caller's tenant; admins may name another."""
+        if requested_owner and requested_owner != principal.tenant:
+            principal.require_owner(requested_owner, f"tenant {requested_owner!r}")
+            return requested_owner
+        return principal.tenant
+
+    def precheck(self, new: NewReference) -> None:
+        """Refuse a taken id before receiving the upload (the commit checks again)."""
+        try:
+            self.snapshots.current().get(new.reference_id)
+        except NotFound:
+            return
+        raise AlreadyExists(f"reference id {new.reference_id!r} already exists",
+                            existing_id=new.reference_id)
+
+    def register(self, new: NewReference, fp: Fingerprint) -> Reference:
+        check_duration(fp, new.filename or new.reference_id, self.limits.max_duration_s)
+        metadata = dict(new.metadata or {})
+        if new.filename:
+            metadata.setdefault("source", new.filename)
+        with self.writer.open() as catalog:
+            catalog.add(new.reference_id, fp, title=new.title or new.reference_id, owner=new.owner,
+                        metadata=metadata, policy=new.policy or {})
+        self.snapshots.refresh()
+        reference = self.snapshots.current().get(new.reference_id)
+        log.info("registered reference=%s owner=%s duration_s=%.1f", reference.ref_id,
+                 reference.owner or "-", reference.duration_s)
+        return reference
+
+    # --- catalog management ------------------------------------------------------------------
+    def get(self, principal: Principal, ref_id: str) -> Reference:
+        reference = self.snapshots.current().get(ref_id)
+        principal.require_owner(reference.owner, f"reference {ref_id!r}")
+        return reference
+
+    def list(self, principal: Principal, *, owner: str, page_size: int,
+             after_id: str | None) -> tuple[list[Reference], str | None]:
+        """One page in id order and the id to continue after (None on the last page)."""
+        if not principal.is_admin:
+            if owner and owner != principal.tenant:
+                principal.require_owner(owner, f"the works of tenant {owner!r}")
+            owner = principal.tenant
+        size = min(max(page_size or 100, 1), 1000)
+        page = self.snapshots.current().list(owner=owner or None, limit=size + 1,
+                                                     after_id=after_id)
+        more = len(page) > size
+        page = page[:size]
+        return page, page[-1].ref_id if more else None
+
+    def delete(self, principal: Principal, ref_id: str) -> Reference:
+        with self.writer.open() as catalog:
+            reference = catalog.get(ref_id)
+            principal.require_owner(reference.owner, f"reference {ref_id!r}")
+            catalog.delete(ref_id)
+        self.snapshots.refresh()
+        log.info("deleted reference=%s owner=%s", ref_id, reference.owner or "-")
+        return reference
+
+    def set_policy(self, principal: Principal, ref_id: str, policy: dict) -> Reference:
+        with self.writer.open() as catalog:
+            reference = catalog.get(ref_id)
+            principal.require_owner(reference.owner, f"reference {ref_id!r}")
+            catalog.set_policy(ref_id, policy)
+        self.snapshots.refresh()
+        return self.snapshots.current().get(ref_id)
+
+    def stats(self) -> dict:
+        return self.snapshots.current().stats()

@@ -1,0 +1,201 @@
+"""The ``nanhu.v1`` servicers: messages in, engine calls (via :class:`server.service.Core`), messages out.
+
+Every method runs inside :func:`server.status.rpc`, which maps engine errors to status codes and
+logs the call. Authentication comes first in each method, before any work or any read of the
+upload.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import itertools
+from collections.abc import Iterator
+
+from engine.errors import InvalidArgument
+from proto.gen.nanhu.v1 import nanhu_pb2 as pb
+from proto.gen.nanhu.v1 import nanhu_pb2_grpc as pb_grpc
+from server import convert, jobs
+from server.auth import Authenticator
+from server.jobs import ScreenOptions
+from server.service import Core, NewReference
+from server.status import CallCancelled, rpc
+from server.work import Limiter, Spool, WorkerPool, wait_for_call
+
+
+def _options(msg: pb.ScreenOptions) -> ScreenOptions:
+    return ScreenOptions(min_matched_duration_s=msg.min_matched_duration_s,
+                         min_upload_share=msg.min_upload_share,
+                         min_reference_share=msg.min_reference_share)
+
+
+def _first(request_iterator) -> tuple:
+    """The first chunk (which holds the header) and an iterator over every chunk's data."""
+    first = next(request_iterator, None)
+    if first is None or not first.HasField("header"):
+        raise InvalidArgument("the first chunk of the stream must carry the header")
+
+    def data() -> Iterator[bytes]:
+        for chunk in itertools.chain([first], request_iterator):
+            if chunk is not first and chunk.HasField("header"):
+                raise InvalidArgument("only the first chunk may carry a header")
+            yield chunk.data
+
+    return first.header, data()
+
+
+def _page_token(ref_id: str | None) -> str:
+    return base64.urlsafe_b64encode(ref_id.encode()).decode() if ref_id else ""
+
+
+def _after_id(token: str) -> str | None:
+    if not token:
+        return None
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgument("page_token is not one this server gave out") from None
+
+
+class Shared:
+    """What both servicers use: the core, auth, the worker pool, the limiter and the spool."""
+
+    def __init__(self, core: Core, auth: Authenticator, pool: WorkerPool, limiter: Limiter,
+                 spool: Spool) -> None:
+        self.core, self.auth, self.pool, self.limiter, self.spool = core, auth, pool, limiter, spool
+
+    def run(self, context, slot, job, /, *args, **kwargs):
+        """Run ``job`` in a worker process while the call lives; the slot stays taken until the
+        job ends, even if the call does not wait for it."""
+        return wait_for_call(slot.hold_until(self.pool.submit(job, *args, **kwargs)), context)
+
+    def run_upload(self, context, slot, chunks, name: str, job, /, **kwargs):
+        """Receive an upload into the spool, then run ``job(path, name, **kwargs)`` on it."""
+        limits = self.core.limits
+        with self.spool.receive(chunks, name=name, max_bytes=limits.max_upload_bytes) as path:
+            if not context.is_active():
+                raise CallCancelled("client went away after uploading")
+            return self.run(context, slot, job, str(path), name, **kwargs)
+
+    def screen(self, context, slot, source, name: str, options: ScreenOptions, chunks=None):
+        """``(duration_s, digest, matches)`` of an upload (``chunks``) or a fingerprint."""
+        catalog_dir = str(self.core.catalog_dir)
+        job = functools.partial(jobs.screen, catalog_dir, options=options,
+                                max_duration_s=self.core.limits.max_duration_s)
+        if chunks is not None:
+            return self.run_upload(context, slot, chunks, name, job)
+        return self.run(context, slot, job, source, name)
+
+
+def _screen_response(duration_s: float, digest: str, matches) -> pb.ScreenResponse:
+    return pb.ScreenResponse(duration_s=duration_s, digest=digest,
+                             matches=[convert.match_to_proto(m) for m in matches])
+
+
+class ScreeningServicer(pb_grpc.ScreeningServicer):
+    def __init__(self, shared: Shared) -> None:
+        self.s = shared
+
+    @rpc
+    def Screen(self, request_iterator, context, call):
+        principal = self.s.auth.principal(context).require("screen")
+        call.note(tenant=principal.tenant, key=principal.key_id)
+        with self.s.limiter.slot("screen") as slot:
+            header, chunks = _first(request_iterator)
+            name = header.filename or "upload"
+            call.note(file=name, **{f"hint.{k}": v for k, v in sorted(header.hints.items())})
+            duration_s, digest, matches = self.s.screen(context, slot, None, name,
+                                                        _options(header.options), chunks=chunks)
+        call.note(duration_s=duration_s, matches=len(matches))
+        return _screen_response(duration_s, digest, matches)
+
+    @rpc
+    def ScreenFingerprint(self, request, context, call):
+        principal = self.s.auth.principal(context).require("screen")
+        call.note(tenant=principal.tenant, key=principal.key_id, file=request.filename)
+        fp = convert.fingerprint_from_proto(request.fingerprint)
+        with self.s.limiter.slot("screen") as slot:
+            duration_s, digest, matches = self.s.screen(context, slot, fp, request.filename or "fingerprint",
+                                                        _options(request.options))
+        call.note(duration_s=duration_s, matches=len(matches))
+        return _screen_response(duration_s, digest, matches)
+
+
+class CatalogServicer(pb_grpc.CatalogServicer):
+    def __init__(self, shared: Shared) -> None:
+        self.s = shared
+
+    def _new_reference(self, principal, header: pb.RegisterHeader) -> NewReference:
+        if not header.reference_id:
+            raise InvalidArgument("reference_id is required")
+        return NewReference(
+            reference_id=header.reference_id, title=header.title,
+            owner=self.s.core.owner_for(principal, header.owner), metadata=dict(header.metadata),
+            policy=convert.policy_from_proto(header.policy), filename=header.filename,
+        )
+
+    @rpc
+    def Register(self, request_iterator, context, call):
+        principal = self.s.auth.principal(context).require("register")
+        call.note(tenant=principal.tenant, key=principal.key_id)
+        with self.s.limiter.slot("register") as slot:
+            header, chunks = _first(request_iterator)
+            new = self._new_reference(principal, header)
+            call.note(reference=new.reference_id, file=header.filename)
+            self.s.core.precheck(new)
+            fp = self.s.run_upload(context, slot, chunks, header.filename or new.reference_id,
+                                   jobs.fingerprint_file, audio_params=self.s.core.audio_params,
+                                   query=False, max_duration_s=self.s.core.limits.max_duration_s)
+            if not context.is_active():
+                raise CallCancelled("client went away before the commit")
+            reference = self.s.core.register(new, fp)
+        return convert.reference_to_proto(reference)
+
+    @rpc
+    def RegisterFingerprint(self, request, context, call):
+        principal = self.s.auth.principal(context).require("register")
+        new = self._new_reference(principal, request.header)
+        call.note(tenant=principal.tenant, key=principal.key_id, reference=new.reference_id)
+        with self.s.limiter.slot("register"):
+            fp = convert.fingerprint_from_proto(request.fingerprint)
+            reference = self.s.core.register(new, fp)
+        return convert.reference_to_proto(reference)
+
+    @rpc
+    def GetReference(self, request, context, call):
+        principal = self.s.auth.principal(context).require("register")
+        call.note(tenant=principal.tenant, reference=request.reference_id)
+        return convert.reference_to_proto(self.s.core.get(principal, request.reference_id))
+
+    @rpc
+    def ListReferences(self, request, context, call):
+        principal = self.s.auth.principal(context).require("register")
+        call.note(tenant=principal.tenant, owner=request.owner)
+        page, last = self.s.core.list(principal, owner=request.owner, page_size=request.page_size,
+                                      after_id=_after_id(request.page_token))
+        return pb.ListReferencesResponse(references=[convert.reference_to_proto(r) for r in page],
+                                         next_page_token=_page_token(last))
+
+    @rpc
+    def DeleteReference(self, request, context, call):
+        principal = self.s.auth.principal(context).require("register")
+        call.note(tenant=principal.tenant, reference=request.reference_id)
+        reference = self.s.core.delete(principal, request.reference_id)
+        return pb.DeleteReferenceResponse(reference=convert.reference_to_proto(reference))
+
+    @rpc
+    def SetPolicy(self, request, context, call):
+        principal = self.s.auth.principal(context).require("register")
+        call.note(tenant=principal.tenant, reference=request.reference_id)
+        policy = convert.policy_from_proto(request.policy)
+        return convert.reference_to_proto(self.s.core.set_policy(principal, request.reference_id, policy))
+
+    @rpc
+    def Stats(self, request, context, call):
+        principal = self.s.auth.principal(context)
+        call.note(tenant=principal.tenant)
+        stats = self.s.core.stats()
+        return pb.StatsResponse(**{k: stats[k] for k in (
+            "references", "audio_references", "video_references", "hours", "audio_hashes",
+            "keyframes", "generation", "audio_index_bytes", "video_index_bytes", "audio_params",
+            "video_params")})
