@@ -138,39 +138,28 @@ def run_ingest(source: Path, workdir: Path, *, workers: int, ray: str | None = N
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("bench-out/ingest"))
-    parser.add_argument("--cache", type=Path, default=Path("bench-out/ingest-media"),
-                        help="where generated media is kept between runs")
-    parser.add_argument("--corpus", type=Path, default=None,
-                        help="a folder of real media (default: generated clips)")
-    parser.add_argument("--long", type=int, default=16, help="generated corpus: files")
-    parser.add_argument("--long-seconds", type=float, default=120.0)
-    parser.add_argument("--short", type=int, default=2000, help="short-clip manifest: files")
-    parser.add_argument("--short-seconds", type=float, default=1.0)
-    parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
-    parser.add_argument("--ray", action="store_true", help="also run with --ray local")
-    args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    corpus = args.corpus or generate_corpus(
-        args.cache / f"long-{args.long}x{args.long_seconds:g}s", files=args.long,
-        seconds=args.long_seconds, seed0=10_000, suffixes=(".mp3", ".flac", ".ogg", ".m4a"))
+def run_ingest_bench(out: Path, *, cache: Path, corpus: Path | None = None, long: int = 16,
+                     long_seconds: float = 120.0, short: int = 2000, short_seconds: float = 1.0,
+                     workers: tuple[int, ...] = (1, 2), ray: bool = False) -> dict:
+    """Every configuration in turn; returns (and writes ``out/ingest.json``) the results."""
+    out.mkdir(parents=True, exist_ok=True)
+    corpus = corpus or generate_corpus(
+        cache / f"long-{long}x{long_seconds:g}s", files=long,
+        seconds=long_seconds, seed0=10_000, suffixes=(".mp3", ".flac", ".ogg", ".m4a"))
     results: dict = {"corpus": str(corpus), "cores": len(os.sched_getaffinity(0)), "runs": []}
-    worker_counts = [int(w) for w in args.workers.split(",")]
-    configs = [(w, None) for w in worker_counts]
-    if args.ray:
-        configs.append((max(worker_counts), "local"))
-    for workers, ray in configs:
-        run = run_ingest(corpus, args.out / "work", workers=workers, ray=ray)
-        run["what"] = f"corpus, {workers} {'ray' if ray else 'local'} worker(s)"
+    configs = [(w, None) for w in workers]
+    if ray:
+        configs.append((max(workers), "local"))
+    for n_workers, executor in configs:
+        run = run_ingest(corpus, out / "work", workers=n_workers, ray=executor)
+        run["what"] = f"corpus, {n_workers} {'ray' if executor else 'local'} worker(s)"
         results["runs"].append(run)
         print(json.dumps(run), flush=True)
-    if args.short:
-        clips = generate_corpus(args.cache / f"short-{args.short}x{args.short_seconds:g}s",
-                                files=args.short, seconds=args.short_seconds, seed0=50_000,
+    if short:
+        clips = generate_corpus(cache / f"short-{short}x{short_seconds:g}s",
+                                files=short, seconds=short_seconds, seed0=50_000,
                                 suffixes=(".wav",))
-        run = run_ingest(clips, args.out / "work", workers=1)
+        run = run_ingest(clips, out / "work", workers=1)
         files = run["registered"]
         run["what"] = f"{files} short clips, 1 local worker"
         run["overhead_ms_per_file"] = round(
@@ -197,9 +186,56 @@ def main(argv: list[str] | None = None) -> int:
         results["local_vs_ray_projected_idle_cores"] = round(
             same["projected_media_h_per_h_idle_cores"]
             / ray_runs[0]["projected_media_h_per_h_idle_cores"], 2)
-    (args.out / "ingest.json").write_text(json.dumps(results, indent=1))
+    (out / "ingest.json").write_text(json.dumps(results, indent=1))
+    shutil.rmtree(out / "work", ignore_errors=True)
+    return results
+
+
+def markdown(results: dict) -> str:
+    """The ingest section of the benchmark report."""
+    lines = ["## Ingest", "", "| run | files | media h per wall h | peak RSS (MB) | notes |",
+             "|---|---|---|---|---|"]
+    for run in results["runs"]:
+        notes = ""
+        if "overhead_ms_per_file" in run:
+            notes = (f"overhead {run['overhead_ms_per_file']} ms/file beyond fingerprinting; "
+                     f"writer {run['writer_cpu_ms_per_file']} ms CPU/file")
+        lines.append(f"| {run['what']} | {run.get('registered', '–')} | "
+                     f"{run.get('media_h_per_h', '–')} | {run.get('peak_rss_mb_all_processes', '–')} | {notes} |")
+    for key in ("speedup_2_vs_1", "speedup_2_vs_1_after_startup",
+                "projected_speedup_2_vs_1_idle_cores", "local_vs_ray_wall"):
+        if key in results:
+            lines.append(f"\n{key.replace('_', ' ')}: {results[key]}")
+    return "\n".join(lines) + "\n"
+
+
+def run_ingest_bench_section(out: Path, *, quick: bool = False, seed: int = 0) -> tuple[str, dict]:
+    """``nanhu bench ingest``: generated audio, 1 and 2 workers, and the short-clip manifest."""
+    del seed  # generated media is seeded per file (seed0 below) so runs repeat exactly
+    results = run_ingest_bench(out / "ingest", cache=out / "ingest-media",
+                               long=6 if quick else 16, short=300 if quick else 10_000)
+    return markdown(results), results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("bench-out/ingest"))
+    parser.add_argument("--cache", type=Path, default=Path("bench-out/ingest-media"),
+                        help="where generated media is kept between runs")
+    parser.add_argument("--corpus", type=Path, default=None,
+                        help="a folder of real media (default: generated clips)")
+    parser.add_argument("--long", type=int, default=16, help="generated corpus: files")
+    parser.add_argument("--long-seconds", type=float, default=120.0)
+    parser.add_argument("--short", type=int, default=2000, help="short-clip manifest: files")
+    parser.add_argument("--short-seconds", type=float, default=1.0)
+    parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
+    parser.add_argument("--ray", action="store_true", help="also run with --ray local")
+    args = parser.parse_args(argv)
+    results = run_ingest_bench(
+        args.out, cache=args.cache, corpus=args.corpus, long=args.long,
+        long_seconds=args.long_seconds, short=args.short, short_seconds=args.short_seconds,
+        workers=tuple(int(w) for w in args.workers.split(",")), ray=args.ray)
     print(json.dumps({k: v for k, v in results.items() if k != "runs"}))
-    shutil.rmtree(args.out / "work", ignore_errors=True)
     return 0
 
 
