@@ -201,7 +201,8 @@ def markdown(results: dict) -> str:
             notes = (f"overhead {run['overhead_ms_per_file']} ms/file beyond fingerprinting; "
                      f"writer {run['writer_cpu_ms_per_file']} ms CPU/file")
         lines.append(f"| {run['what']} | {run.get('registered', '–')} | "
-                     f"{run.get('media_h_per_h', '–')} | {run.get('peak_rss_mb_all_processes', '–')} | {notes} |")
+                     f"{run.get('media_h_per_h', '–')} | "
+                     f"{run.get('peak_rss_mb_all_processes', '–')} | {notes} |")
     for key in ("speedup_2_vs_1", "speedup_2_vs_1_after_startup",
                 "projected_speedup_2_vs_1_idle_cores", "local_vs_ray_wall"):
         if key in results:
