@@ -23,34 +23,39 @@ def add_commands(subparsers) -> None:
     p.add_argument("--quick", action="store_true", help="a few minutes on 2 cores")
     p.add_argument("--out", type=Path, default=Path("bench-out"), help="report directory")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--queries", type=int, default=None,
+                   help="audio: queries per condition and length (default 200; --quick 25)")
+    p.add_argument("--scale-hours", type=float, default=None,
+                   help="audio: hours of synthetic postings in the scale run (default 10000)")
     p.set_defaults(func=cmd_bench)
 
 
-def _audio(out: Path, quick: bool, seed: int) -> tuple[str, dict]:
+def _audio(out: Path, quick: bool, seed: int, args: argparse.Namespace) -> tuple[str, dict]:
     from benchmarks import report
     from benchmarks.audio_bench import run_audio_bench
     from benchmarks.scale_audio import run_scale
 
-    summary = run_audio_bench(out, quick=quick, seed=seed)
-    summary["scale"] = run_scale(hours=200 if quick else 10_000, seed=seed)
+    summary = run_audio_bench(out, quick=quick, seed=seed, queries_per_condition=args.queries)
+    hours = args.scale_hours or (200 if quick else 10_000)
+    summary["scale"] = run_scale(hours=hours, seed=seed)
     plots = report.audio_plots(summary, out)
     text = report.audio_markdown(summary) + "".join(f"\n![{p}]({p})\n" for p in plots)
     return text, summary
 
 
-def _video(out: Path, quick: bool, seed: int) -> tuple[str, dict]:
+def _video(out: Path, quick: bool, seed: int, args: argparse.Namespace) -> tuple[str, dict]:
     from benchmarks.video_bench import run_video_bench_section
 
     return run_video_bench_section(out, quick=quick, seed=seed)
 
 
-def _server(out: Path, quick: bool, seed: int) -> tuple[str, dict]:
+def _server(out: Path, quick: bool, seed: int, args: argparse.Namespace) -> tuple[str, dict]:
     from benchmarks.server_bench import run_server_bench_section
 
     return run_server_bench_section(out, quick=quick, seed=seed)
 
 
-def _ingest(out: Path, quick: bool, seed: int) -> tuple[str, dict]:
+def _ingest(out: Path, quick: bool, seed: int, args: argparse.Namespace) -> tuple[str, dict]:
     from benchmarks.ingest_bench import run_ingest_bench_section
 
     return run_ingest_bench_section(out, quick=quick, seed=seed)
@@ -74,7 +79,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         print(f"nanhu bench: {kind} ...", file=sys.stderr, flush=True)
         try:
-            text, results = RUNS[kind](args.out, args.quick, args.seed)
+            text, results = RUNS[kind](args.out, args.quick, args.seed, args)
         except ModuleNotFoundError as exc:
             if not (exc.name or "").startswith("benchmarks."):
                 raise

@@ -137,6 +137,8 @@ def align_audio(
     tol = match.offset_tolerance
     # Query time of every hit in query frames, whatever warp it was hashed at.
     hit_query_frame = landmarks.frames[query_landmark] / landmarks.speeds[speed_index]
+    hit_speed = landmarks.speeds[speed_index]
+    hit_pitch = landmarks.pitches[speed_index]
     for c in candidates:
         if len(segments) >= match.max_candidates:
             break
@@ -173,8 +175,17 @@ def align_audio(
             score = float(np.clip(1.0 - 10.0 ** min(0.0, log10_p), 0.0, 1.0))
             if score < match.min_score:
                 continue
-            q_frames = landmarks.frames[query_landmark[part]].astype(np.float64) / speed
             true_offset = float(np.median(offsets[part]))
+            q_frames = landmarks.frames[query_landmark[part]].astype(np.float64) / speed
+            # The copy's ends: every hit of this reference, at any warp, that agrees with this
+            # alignment (a neighbouring warp sees the copy's edges too), near the votes.
+            near = ((ordinals == ordinal)
+                    & (np.abs(hit_speed - speed) <= 0.035) & (np.abs(hit_pitch - pitch) <= 0.035)
+                    & (hit_query_frame >= q_frames.min() - 2.0 * fps)
+                    & (hit_query_frame <= q_frames.max() + 2.0 * fps))
+            agree = near & (np.abs(ref_frames - (hit_query_frame * speed + true_offset))
+                            <= 2 * tol + 1)
+            q_frames = np.concatenate([q_frames, hit_query_frame[agree]])
             q_start, q_end = q_frames.min() / fps, q_frames.max() / fps
             segments.append(Segment(
                 reference=ordinal, modality="audio",

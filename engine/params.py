@@ -49,7 +49,7 @@ def default_query_warps() -> tuple[tuple[float, float], ...]:
 class AudioParams:
     """Audio landmark parameters; ``version`` changes whenever a hash would change."""
 
-    version: int = 1
+    version: int = 2
     sample_rate: int = 8000
     n_fft: int = 1024
     hop_length: int = 128
@@ -59,9 +59,9 @@ class AudioParams:
     #: local-maximum neighbourhood (frames, FFT bins)
     neighbourhood: tuple[int, int] = (9, 15)
     #: peaks kept per second of audio (strongest by prominence within 1 s blocks)
-    peaks_per_second: float = 32.0
+    peaks_per_second: float = 16.0
     #: pairs formed per anchor peak
-    fanout: int = 5
+    fanout: int = 4
     #: target zone: time delta in frames [1, max_dt_frames], |log-frequency delta| < 64 steps
     max_dt_frames: int = 127
     max_dlf_steps: int = 63

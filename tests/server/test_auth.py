@@ -9,6 +9,7 @@ import pytest
 
 import nanhu_cli
 from engine.errors import InvalidArgument
+from engine.params import AudioParams
 from proto.gen.nanhu.v1 import nanhu_pb2 as pb
 from server.app import create_server
 from server.auth import KeyFile
@@ -34,7 +35,7 @@ def test_missing_wrong_and_revoked_keys_are_unauthenticated(env):
     # The key works as a bearer token as well.
     stats = catalog.Stats(pb.StatsRequest(), timeout=10,
                           metadata=(("authorization", f"Bearer {env.keys['platform']}"),))
-    assert stats.audio_params == "audio-v1"
+    assert stats.audio_params == AudioParams().tag()
     channel.close()
 
 

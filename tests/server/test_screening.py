@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 
 import nanhu_cli
 from benchmarks.synth import music_like
+from engine.params import AudioParams
 from proto.gen.nanhu.v1 import nanhu_pb2 as pb
 
 RATE = 22050
@@ -124,7 +125,7 @@ def test_list_pages_and_stats(env):
     assert [r["reference_id"] for r in listed] == ["page-107", "page-108", "page-109"]
     assert listed[0]["metadata"] == {"isrc": "X107"} and listed[0]["owner"] == "label-page"
     stats = env.client("platform").stats()
-    assert stats["references"] >= 3 and stats["audio_params"] == "audio-v1"
+    assert stats["references"] >= 3 and stats["audio_params"] == AudioParams().tag()
 
 
 def test_health_and_reflection(env):
