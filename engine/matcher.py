@@ -162,8 +162,7 @@ class Matcher:
         )
         params = self.catalog.audio_params
         # Reference lengths (frames) of the references with hits, for the chance model.
-        candidates = np.unique(ordinals)
-        lengths = self._reference_frames(candidates)
+        lengths = self._reference_frames(ordinals)
         return align_audio(
             landmarks, query_landmark, ordinals, ref_frames, params=params,
             match=self.audio_match, reference_frames=lengths,
@@ -173,9 +172,9 @@ class Matcher:
     def _reference_frames(self, ordinals: np.ndarray) -> dict[int, int]:
         if ordinals.size == 0:
             return {}
-        counts = np.bincount(ordinals.astype(np.int64))
         # Only references with enough raw hits can pass: look up just those.
-        busy = np.flatnonzero(counts >= self.audio_match.min_votes)
+        unique, counts = np.unique(ordinals, return_counts=True)
+        busy = unique[counts >= self.audio_match.min_votes]
         fps = self.catalog.audio_params.frames_per_second
         return {o: int(r.duration_s * fps) for o, r in self.catalog.by_ordinals(busy).items()}
 
