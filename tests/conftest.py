@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
 from scipy import signal
 
 import nanhu_cli
@@ -26,6 +27,11 @@ from engine.audio import Landmarks
 from engine.catalog import Catalog
 from engine.fingerprint import Fingerprint, fingerprint_media
 from engine.params import AudioParams
+
+# No wall-clock limits in tests: the machines are shared and noisy. Hypothesis' per-example
+# deadline is one, so it is off for every property test.
+settings.register_profile("nanhu", deadline=None)
+settings.load_profile("nanhu")
 
 #: sample rate of the generated signals (Hz)
 RATE = 22050
