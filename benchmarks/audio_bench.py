@@ -373,9 +373,10 @@ def compare_postings_backends(catalog_dir: Path, corpus: dict, *, queries: int =
         ref = refs[int(rng.integers(len(refs)))]
         x = load_head(ref["path"], 60.0)
         start = int(rng.uniform(0, max(1, x.size / ATTACK_RATE - 6)) * ATTACK_RATE)
-        fp = fingerprint_media(attacks.to_wav_bytes(x[start : start + 5 * ATTACK_RATE], ATTACK_RATE),
-                               audio_params=params, query=True, video=False)
-        key_sets.append(np.unique(fp.audio.hashes))
+        fp = query_fingerprint(attacks.to_wav_bytes(x[start : start + 5 * ATTACK_RATE], ATTACK_RATE),
+                               params)
+        if fp is not None:
+            key_sets.append(np.unique(fp.audio.hashes))
     timings = {}
     for name, store in (("segments", segments), ("faiss_binary_hash", faiss_store)):
         times = []
