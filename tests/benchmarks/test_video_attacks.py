@@ -1,0 +1,216 @@
+"""Fast tests of the video attacks: geometry, frame counts, frame rates and the mp4 round trip,
+on a tiny generated clip (160x90, 10 fps, 2 s, with a soundtrack)."""
+
+import io
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from benchmarks import video_attacks as va
+from benchmarks.synth import music_like, write_video
+
+W, H, FPS, SECONDS = 160, 90, 10, 2.0
+N = int(FPS * SECONDS)
+
+
+def _frames(seed: int) -> np.ndarray:
+    """Moving textured frames, uint8 [N, H, W, 3]; different seeds give different pictures."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:H, 0:W]
+    base = rng.integers(0, 255, 3)
+    frames = []
+    for i in range(N):
+        r = (xx * 255 // W + 7 * i + base[0]) % 256
+        g = (yy * 255 // H + base[1]) % 256
+        b = (((xx + 3 * i) // 8 + yy // 8) % 2) * 200 + base[2] % 55
+        frames.append(np.stack([r, g, b], axis=2))
+    return np.array(frames, np.uint8)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("video-attacks")
+    out = {}
+    for name, seed in (("ref", 1), ("other", 2)):
+        out[name] = write_video(tmp / f"{name}.mp4", _frames(seed), FPS,
+                                audio=music_like(SECONDS, seed=seed, sample_rate=22050),
+                                sample_rate=22050, crf=18)
+    return out
+
+
+@pytest.fixture(scope="module")
+def clip(files) -> va.Clip:
+    return va.read_window(files["ref"], 0.0, SECONDS, size=None)
+
+
+@pytest.fixture(scope="module")
+def other(files) -> va.Clip:
+    return va.read_window(files["other"], 0.0, SECONDS, size=None)
+
+
+def _probe(data: bytes) -> tuple[int, int, int, float, bool]:
+    """(width, height, decoded frames, average fps, has audio) of mp4 bytes."""
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(stream))
+        return (stream.width, stream.height, frames, float(stream.average_rate),
+                bool(container.streams.audio))
+
+
+def test_read_window_cuts_the_requested_span(files, clip):
+    assert clip.frames.shape == (N, H, W, 3)
+    assert clip.fps == FPS
+    assert clip.audio.size == int(SECONDS * va.AUDIO_RATE)
+    part = va.read_window(files["ref"], 0.5, 1.0, size=(80, 46))
+    assert part.frames.shape == (10, 46, 80, 3)
+    assert part.audio.size == va.AUDIO_RATE
+    # The window starts at frame 5 of the file: same picture as the full clip's frame 5.
+    full = va.read_window(files["ref"], 0.0, SECONDS, size=(80, 46))
+    assert np.abs(part.frames[0].astype(int) - full.frames[5]).mean() < 1.0
+    # Same sound from 0.5 s (to within the sub-sample phase a fresh resampler starts at).
+    assert np.corrcoef(part.audio[1000:15000], full.audio[9000:23000])[0, 1] > 0.95
+
+
+#: attack -> (width, height, frames, fps) expected from the 160x90, 20-frame, 10 fps clip
+EXPECTED = {
+    "360p": (160, 90, 20, 10), "low-bitrate-150k": (160, 90, 20, 10),
+    "240p": (426, 240, 20, 10), "letterbox": (160, 120, 20, 10), "pillarbox": (214, 90, 20, 10),
+    "crop-10%": (160, 90, 20, 10), "crop-20%": (160, 90, 20, 10), "hflip": (160, 90, 20, 10),
+    "brightness+20%": (160, 90, 20, 10), "contrast-0.6": (160, 90, 20, 10),
+    "gamma-1.6": (160, 90, 20, 10), "grayscale": (160, 90, 20, 10),
+    "blur-3px": (160, 90, 20, 10), "noise-20": (160, 90, 20, 10), "caption": (160, 90, 20, 10),
+    "logo": (160, 90, 20, 10), "fps-15": (160, 90, 30, 15), "fps-60": (160, 90, 120, 60),
+    "speed-0.8": (160, 90, 25, 10), "speed-1.25": (160, 90, 16, 10),
+    "pip-50%": (160, 90, 20, 10), "side-by-side": (320, 90, 20, 10), "rotate-90": (90, 160, 20, 10),
+    "crop10+flip+bright": (160, 90, 20, 10), "letterbox+logo+360p": (480, 360, 20, 10),
+    "soundtrack-replaced": (160, 90, 20, 10),
+}
+
+
+def test_every_attack_is_covered():
+    assert set(EXPECTED) == set(va.ATTACKS)
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_attack_geometry_and_round_trip(name, clip, other):
+    attack = va.ATTACKS[name]
+    attacked = attack.apply(clip, np.random.default_rng(0), other=other)
+    width, height, frames, fps = EXPECTED[name]
+    assert attacked.frames.dtype == np.uint8
+    assert attacked.frames.shape == (frames, height, width, 3)
+    assert attacked.fps == fps
+    # The soundtrack still covers the picture (speed changes resample it with the frames).
+    assert abs(attacked.audio.size / attacked.sample_rate - attacked.duration_s) < 0.15
+    assert _probe(attack.encode(attacked)) == (width, height, frames, fps, True)
+
+
+def test_low_bitrate_encode_is_smaller(clip):
+    plain = va.ATTACKS["360p"].encode(clip)
+    low = va.encode_clip(clip, bit_rate=20_000)
+    assert len(low) < len(plain)
+
+
+def test_pixel_attacks_do_what_they_say(clip):
+    rng = np.random.default_rng(0)
+    frames = clip.frames.astype(int)
+    assert np.array_equal(va.hflip(clip, rng).frames, clip.frames[:, :, ::-1])
+    assert va.brightness(clip, rng, delta=0.2).frames.astype(int).mean() > frames.mean() + 30
+    gray = va.grayscale(clip, rng).frames
+    assert np.array_equal(gray[..., 0], gray[..., 1]) and np.array_equal(gray[..., 1], gray[..., 2])
+    assert va.contrast(clip, rng, factor=0.6).frames.std() < 0.7 * clip.frames.std()
+    assert va.blur(clip, rng, sigma=3.0).frames.astype(int).std() < frames.std()
+    noisy = va.noise(clip, rng, sigma=20.0).frames.astype(int)
+    assert 10 < np.abs(noisy - frames).mean() < 25
+    rotated = va.rotate90(clip, rng).frames
+    assert np.array_equal(rotated[0], np.rot90(clip.frames[0]))
+
+
+def test_overlays_stay_in_their_regions(clip):
+    rng = np.random.default_rng(0)
+    changed = np.any(va.caption(clip, rng).frames != clip.frames, axis=(0, 3))
+    rows, cols = np.nonzero(changed)
+    assert rows.min() > H // 2 and changed.mean() <= 0.12  # a low box of ~10 % of the frame
+    changed = np.any(va.logo(clip, rng).frames != clip.frames, axis=(0, 3))
+    rows, cols = np.nonzero(changed)
+    assert rows.max() < H // 2 and cols.min() > W // 2  # top-right corner
+    assert 0.05 < changed.mean() < 0.15
+
+
+def test_composites_hold_the_reference(clip, other):
+    rng = np.random.default_rng(0)
+    pip = va.picture_in_picture(clip, rng, other=other).frames
+    sw, sh = va._even(W / 2), va._even(H / 2)
+    small = va.resize_frames(clip.frames, sw, sh)
+    mx, my = int(0.04 * W), int(0.04 * H)
+    corners = [pip[:, y:y + sh, x:x + sw] for y in (my, H - sh - my) for x in (mx, W - sw - mx)]
+    assert min(np.abs(c.astype(int) - small).mean() for c in corners) < 1.0
+    pair = va.side_by_side(clip, rng, other=other).frames
+    halves = (pair[:, :, :W], pair[:, :, W:])
+    assert any(np.array_equal(h, clip.frames) for h in halves)
+    swapped = va.replace_soundtrack(clip, rng, other=other)
+    assert np.array_equal(swapped.frames, clip.frames)
+    assert not np.allclose(swapped.audio, clip.audio)
+
+
+def test_retiming_plays_faster_and_slower():
+    fast = va._retime_indices(100, 25.0, 25.0, 1.25)
+    slow = va._retime_indices(100, 25.0, 25.0, 0.8)
+    assert fast.size == 80 and slow.size == 125
+    assert np.all(np.diff(fast) >= 1) and np.all(np.diff(slow) >= 0)
+    assert fast[-1] <= 99 and slow[-1] <= 99
+    doubled = va._retime_indices(100, 25.0, 50.0, 1.0)
+    assert doubled.size == 200 and np.array_equal(doubled[::2], np.arange(100))
+
+
+# --- the benchmark's scoring helpers (no media needed) -------------------------------------
+
+
+def _flip_bits(hashes: np.ndarray, row: int, n_bits: int, rng: np.random.Generator) -> None:
+    for bit in rng.choice(256, n_bits, replace=False):
+        hashes[row, bit // 8] ^= np.uint8(1 << (7 - bit % 8))
+
+
+def test_vpdq_rule_needs_80_percent_of_query_frames_within_31_bits():
+    from benchmarks import pdq_baseline as pb
+
+    rng = np.random.default_rng(0)
+
+    def frames(hashes: np.ndarray, quality: int = 100) -> pb.PdqFrames:
+        return pb.PdqFrames(hashes, np.full(len(hashes), quality, np.int32),
+                            np.arange(len(hashes), dtype=np.float32))
+
+    reference = rng.integers(0, 256, (50, 32), np.uint8)
+    index = pb.VpdqIndex()
+    index.add("ref", frames(reference))
+    index.add("other", frames(rng.integers(0, 256, (50, 32), np.uint8)))
+    query = reference[:10].copy()
+    for row in range(10):  # 8 frames 20 bits away (match), 2 frames 60 bits away (no match)
+        _flip_bits(query, row, 20 if row < 8 else 60, rng)
+    found = index.match(frames(query))
+    assert [(m.reference_id, m.query_match_percent) for m in found] == [("ref", 80.0)]
+    _flip_bits(query, 0, 60, rng)  # now 7 of 10
+    assert index.match(frames(query)) == []
+    assert index.match(frames(reference[:10], quality=49)) == []  # below PDQ quality 50
+
+
+def test_micro_ap_ranks_pooled_predictions():
+    from benchmarks.video_bench import micro_ap
+
+    truth = {"query_start_s": 0.0, "query_end_s": 10.0, "reference_start_s": 5.0,
+             "reference_end_s": 15.0}
+
+    def prediction(ref: str, score: float, start: float = 5.0) -> dict:
+        return {"reference_id": ref, "score": score, "strength": 0.0, "query_start_s": 0.0,
+                "query_end_s": 10.0, "reference_start_s": start, "reference_end_s": start + 10}
+
+    positives = [{"reference_id": "a", "truth": truth, "fused": [prediction("a", 0.9)]},
+                 {"reference_id": "b", "truth": truth, "fused": [prediction("b", 0.5)]}]
+    negatives = [{"fused": [prediction("x", 0.7)]}]
+    # Ranking: a (correct, P=1), x (false), b (correct, P=2/3).
+    assert micro_ap(positives, negatives, "fused") == pytest.approx((1 + 2 / 3) / 2)
+    positives[1]["fused"] = [prediction("b", 0.5, start=30.0)]  # right work, wrong place
+    assert micro_ap(positives, negatives, "fused") == pytest.approx(0.5)
+    positives[1]["fused"] = [prediction("b", 0.95), prediction("b", 0.94)]  # a duplicate
+    assert micro_ap(positives, [], "fused") == pytest.approx((1 + 2 / 3) / 2)
