@@ -497,8 +497,9 @@ def scale_test(catalog: Catalog, queries: list[tuple[np.ndarray, np.ndarray]], *
             best.append(segs[0].reference if segs else None)
         top[kind] = best
         stacked = np.concatenate([v for v, _ in queries]) if queries else np.zeros((0, dim), np.float32)
-        entry = {"build_s": build_s, "latency_ms_p50": float(np.percentile(latencies, 50)),
-                 "latency_ms_p99": float(np.percentile(latencies, 99)),
+        entry = {"build_s": build_s,
+                 "latency_ms_p50": float(np.percentile(latencies, 50)) if latencies else None,
+                 "latency_ms_p99": float(np.percentile(latencies, 99)) if latencies else None,
                  "memory_bytes_estimate": (n_real + n_synthetic) * dim * 4
                  + (int(n_real + n_synthetic) * 32 * 2 * 4 if kind == "hnsw" else 0)}
         if kind == "flat":
@@ -517,14 +518,14 @@ def scale_test(catalog: Catalog, queries: list[tuple[np.ndarray, np.ndarray]], *
     return result
 
 
-def _overlap_recall(found: np.ndarray, exact: np.ndarray) -> float:
+def _overlap_recall(found: np.ndarray, exact: np.ndarray) -> float | None:
     """Mean share of each row's exact neighbours that ``found`` also returned."""
     shares = []
     for f, e in zip(found, exact):
         e = e[e >= 0]
         if e.size:
             shares.append(np.isin(e, f).mean())
-    return float(np.mean(shares)) if shares else 1.0
+    return float(np.mean(shares)) if shares else None
 
 
 # ---------------------------------------------------------------------------- run
@@ -585,6 +586,10 @@ def run_video_bench(
     deadline = None if time_budget_s is None else wall0 + time_budget_s
     positives = screen_positives(screener, picks, attack_names, seed, deadline)
     summary = summarise(positives, negative_records, attack_names)
+    results_path = out_dir / "video-results.json"
+    # Written now and again at the end: the scale test is long and must not lose the queries.
+    results_path.write_text(json.dumps({"summary": summary, "positives": positives,
+                                        "negatives": negative_records}, indent=1, default=float))
     summary["scale"] = scale_test(catalog, screener.query_vectors, total_keyframes=n_synthetic,
                                   seed=seed)
     hours = build["media_hours"]
@@ -602,7 +607,7 @@ def run_video_bench(
         "wall_s": time.perf_counter() - wall0,
         "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     })
-    (out_dir / "video-results.json").write_text(json.dumps(
+    results_path.write_text(json.dumps(
         {"summary": summary, "positives": positives, "negatives": negative_records},
         indent=1, default=float))
     catalog.close()
@@ -610,8 +615,8 @@ def run_video_bench(
 
 
 # ---------------------------------------------------------------------------- report
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.0f}"
+def _pct(value: float | None, digits: int = 0) -> str:
+    return "–" if value is None else f"{100 * value:.{digits}f}"
 
 
 def _ms(value: float | None) -> str:
@@ -684,7 +689,7 @@ def video_markdown(summary: dict) -> str:
         f"{_ms(scale['hnsw']['latency_ms_p50'])} / {_ms(scale['hnsw']['latency_ms_p99'])} ms "
         f"(build {scale['hnsw']['build_s']:.0f} s) |",
         f"| HNSW recall@{scale['k']} vs flat on real query vectors | "
-        + ", ".join(f"efSearch {ef}: {100 * r:.1f} %" for ef, r in scale["hnsw"]["recall_at_k"].items())
+        + ", ".join(f"efSearch {ef}: {_pct(r, 1)} %" for ef, r in scale["hnsw"]["recall_at_k"].items())
         + f"; same best reference after alignment: {_pct(scale['top1_agreement'])} % |",
         f"| video index size | {bph['video'] / 2**20:.2f} MiB per hour "
         f"({bph['keyframes_per_hour']:.0f} keyframes per hour); audio {bph['audio'] / 2**20:.2f} "
