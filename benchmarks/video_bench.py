@@ -492,7 +492,9 @@ def scale_test(catalog: Catalog, queries: list[tuple[np.ndarray, np.ndarray]], *
         for vectors, times in queries:
             t0 = time.perf_counter()
             ordinals, ref_times, sims = index.search(vectors, params.k)
-            segs = video_align.align_video(times, ordinals, ref_times, sims, params=params)
+            segs = video_align.align_video(times, ordinals, ref_times, sims, params=params,
+                                           query_vectors=vectors,
+                                           catalog_keyframes=n_real + n_synthetic)
             latencies.append((time.perf_counter() - t0) * 1000)
             best.append(segs[0].reference if segs else None)
         top[kind] = best

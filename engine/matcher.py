@@ -178,6 +178,11 @@ class Matcher:
         fps = self.catalog.audio_params.frames_per_second
         return {o: int(r.duration_s * fps) for o, r in self.catalog.by_ordinals(busy).items()}
 
+    def _reference_keyframes(self, ordinals: np.ndarray) -> np.ndarray:
+        refs = self.catalog.by_ordinals(ordinals)
+        return np.array([refs[int(o)].n_keyframes if int(o) in refs else 1 for o in ordinals],
+                        np.int64)
+
     def _video_segments(self, fp: Fingerprint) -> list[Segment]:
         from engine import video_align
 
@@ -190,7 +195,10 @@ class Matcher:
             dead = np.isin(ordinals, self._deleted)
             ordinals = np.where(dead, -1, ordinals)
             sims = np.where(dead, -np.inf, sims).astype(np.float32)
-        return video_align.align_video(fp.video.times_s, ordinals, times, sims, params=params)
+        return video_align.align_video(fp.video.times_s, ordinals, times, sims, params=params,
+                                       query_vectors=fp.video.vectors,
+                                       catalog_keyframes=len(index),
+                                       reference_keyframes=self._reference_keyframes)
 
 
 def _excluded(seg: Segment, reference: Reference) -> bool:

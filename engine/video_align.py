@@ -22,36 +22,55 @@ Method, per candidate reference (a loop over references; everything inside is ve
    query may copy several parts of one work), until the best bin cannot pass, four lines in a
    row fail, or ``max_segments_per_reference`` segments are found.
 
-Score. Under the null hypothesis ("the query keyframes are unrelated to this reference") each
-query keyframe finds a neighbour on a given line with a small probability ``p_null``. A segment
-whose span holds ``n`` query keyframes of which ``m`` are aligned has the binomial tail
-``P = P(Binomial(n, p_null) >= m)``; picking the best of many lines is paid for with a factor
-``n_lines`` (every hit above ``min_similarity`` could seed a line at every candidate speed):
-``log10_chance = log10(n_lines * P)``. The score maps this onto 0..1 as
+Score. Under the null hypothesis ("the query is unrelated to this reference") a segment's
+evidence is a run of query keyframes that each found a reference keyframe on one line. Two
+facts of real footage shape the model:
+
+- *Similarity is evidence.* Unrelated keyframes are rarely very similar: over the ~2 x 10^8
+  pairs of keyframes of different references of the benchmark corpus (real footage and
+  photographs), 0.55 % reach cosine 0.6, 0.006 % reach 0.8 and none reach 0.95. The table
+  ``pair_chance`` holds that measured tail ``P(sim >= s)`` for one pair of unrelated
+  keyframes; beyond its last measured point it is extrapolated on the last measured slope,
+  which stays above the empirical bound (no pair of 2 x 10^8).
+- *Keyframes of one shot are not independent.* A still photograph or a slow pan gives a run of
+  near-identical keyframes; counted one by one they would be many coincidences where there is
+  one. Consecutive query keyframes more similar than ``unit_similarity`` form one *unit*, and
+  the evidence counts units.
+
+A segment with ``m`` aligned units of ``U`` units spanned, best similarities ``s_1 >= s_2 ...``:
+
+- the *seed* (best unit) could have hit any of the ``N`` catalog keyframes, from any of the
+  query's ``n_units``: ``n_units * min(1, N * pair_chance(s_1))``;
+- every other aligned unit had to land on the seeded line, whose band of ``2 * tolerance_s``
+  holds ``band`` reference keyframes: ``p_u = min(1, band * pair_chance(s_u))`` each (raised
+  to the reference's own background rate, below, when ``s_u`` is under
+  ``near_duplicate_similarity``), times ``C(U - 1, m - 1)`` choices of which, times the
+  ``n_speeds`` slopes the line could take;
+
+``log10_chance`` is the ``log10`` of that product, and the score maps it onto 0..1 as
 ``score = 1 - 10 ** (log10_chance / score_scale)`` (0 when the chance is 1 or more): with the
 default ``score_scale = 10``, score 0.5 means odds of 1 in 1,000 that chance alone explains the
-segment, 0.9 one in 10^10, 0.99 one in 10^20. The default threshold ``min_score = 0.5`` is
-therefore "1 in 1,000 per query". With ``k = 32`` neighbours per keyframe all above
-``min_similarity``, a 5 s clip with all 10 keyframes in line scores about 0.87, 8 of 10 about
-0.65, and a 2.5 s stretch (5 keyframes) about 0.45, below the threshold.
+segment, 0.9 one in 10^10. The default threshold ``min_score = 0.5`` is therefore "1 in 1,000
+per query". The seed term grows with the catalog: a single still image needs a closer
+likeness in a large catalog than in a small one.
 
-``p_null`` is the larger of ``p_chance = 0.05`` and the reference's own background rate, measured
-on its hits off the line (see :func:`_background_rate`): a reference that every query keyframe
-hits somewhere (a catalog of a handful of works, a reference that looks like everything) lines up
-by accident more often. ``p_chance`` is deliberately pessimistic: on unrelated generated and real
-footage (``benchmarks/video_probe.py``) far fewer than 5 % of query keyframes have any neighbour
-above the default ``min_similarity`` at all, so real-world coincidences (title cards, similar
-compositions, temporally correlated keyframes of one shot) still stay under the threshold. Each
-aligned keyframe also needs ``min_similarity``, so weak neighbours cannot inflate the count.
+Background. A reference that unrelated keyframes hit everywhere (a catalog of a handful of
+works, a reference that looks like everything) lines up by accident more easily than the table
+says; its rate is measured on its hits off the line (:func:`_background_rate`) and used as a
+floor for units below ``near_duplicate_similarity``. Near-duplicate hits off the line are not
+background but repeats (a slideshow shows one photograph several times): the corpus has no
+unrelated pair that close.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from engine.segments import Segment
 
@@ -80,8 +99,18 @@ class VideoMatchParams:
     tolerance_s: float = 0.75
     #: aligned keyframes further apart than this in query time start a new segment (s)
     max_gap_s: float = 6.0
-    #: null-hypothesis chance that a query keyframe has a hit on a given line
-    p_chance: float = 0.05
+    #: (cosine similarity, P(sim >= it) for two unrelated keyframes): the measured tail over the
+    #: ~2e8 cross-reference keyframe pairs of the benchmark corpus (real footage and photographs,
+    #: ``benchmarks/corpus_video.py``); the last two points are extrapolated on the slope of the
+    #: last measured step, above the empirical bound (none of the pairs reached 0.95)
+    pair_chance: tuple[tuple[float, float], ...] = (
+        (0.5, 2.9e-2), (0.55, 1.3e-2), (0.6, 5.5e-3), (0.65, 2.0e-3), (0.7, 6.4e-4),
+        (0.75, 2.0e-4), (0.8, 5.9e-5), (0.85, 2.0e-5), (0.9, 6.1e-6), (0.925, 1.5e-6),
+        (0.95, 3.8e-7), (1.0, 2.4e-8))
+    #: consecutive query keyframes at least this similar are one unit of evidence (one shot)
+    unit_similarity: float = 0.95
+    #: reference keyframes per second (the sampling rate of ``VideoParams``)
+    reference_keyframes_per_s: float = 2.0
     #: ``-log10`` chance that maps to score 0.9 (score = 1 - 10 ** (log10_chance / scale))
     score_scale: float = 10.0
     #: most segments returned per reference
@@ -100,6 +129,9 @@ def align_video(
     neighbour_sims: np.ndarray,
     *,
     params: VideoMatchParams | None = None,
+    query_vectors: np.ndarray | None = None,
+    catalog_keyframes: int = 1_000_000,
+    reference_keyframes: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> list[Segment]:
     """Time-aligned segments from the nearest reference keyframes of each query keyframe.
 
@@ -107,6 +139,12 @@ def align_video(
     neighbour_refs : ndarray [shape=(n, k)], int64, reference ordinal of each neighbour; -1 none
     neighbour_times_s : ndarray [shape=(n, k)], float32, reference time of each neighbour (s)
     neighbour_sims : ndarray [shape=(n, k)], float32, cosine similarity (-inf for none)
+    query_vectors : ndarray [shape=(n, d)], float32, L2-normalised query embeddings; they tell
+        which keyframes are one shot (one unit of evidence). Without them every keyframe is
+        its own unit, which overrates static queries: pass them.
+    catalog_keyframes : keyframes in the searched index (the look-elsewhere of the best hit)
+    reference_keyframes : given reference ordinals, their keyframe counts; without it every
+        reference is taken to be as large as the catalog (weaker scores)
     Returns segments (modality ``"video"``), best score first.
     """
     params = params or VideoMatchParams()
@@ -124,26 +162,125 @@ def align_video(
         return []
     # References whose hits cover enough distinct query keyframes to possibly pass.
     pairs = np.unique(hit_ref * n + rows)
-    ref_of_pair = pairs // n
-    candidates, per_ref = np.unique(ref_of_pair, return_counts=True)
-    least_votes = _least_votes(hit_ref.size, params)
-    candidates = candidates[per_ref >= least_votes]
+    candidates, per_ref = np.unique(pairs // n, return_counts=True)
+    candidates = candidates[per_ref >= params.min_keyframes]
     if candidates.size == 0:
         return []
     speeds = _speed_grid(params)
-    n_lines = _n_lines(hit_ref.size, speeds.size)
+    order_in_time, alike = consecutive_similarity(query_times, query_vectors)
+    chance = _Chance(params, order=order_in_time, alike=alike, n_speeds=speeds.size,
+                     catalog_keyframes=max(int(catalog_keyframes), 1))
+    sizes = (np.full(candidates.size, chance.catalog_keyframes, np.int64)
+             if reference_keyframes is None else np.asarray(reference_keyframes(candidates)))
     order = np.argsort(hit_ref, kind="stable")
     sorted_refs = hit_ref[order]
     segments: list[Segment] = []
-    for ordinal in candidates:
+    for ordinal, size in zip(candidates, sizes):
         lo, hi = np.searchsorted(sorted_refs, [ordinal, ordinal + 1])
         idx = order[lo:hi]
         segments.extend(_segments_of_reference(
             int(ordinal), query_times, rows[idx], hit_rt[idx], hit_sim[idx],
-            speeds=speeds, n_lines=n_lines, least_votes=least_votes, params=params,
+            speeds=speeds, chance=chance.for_reference(int(size)), params=params,
         ))
     segments.sort(key=lambda s: (-s.score, -s.evidence["aligned_keyframes"]))
     return segments
+
+
+def consecutive_similarity(query_times: np.ndarray,
+                           query_vectors: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Time order of the query keyframes and the similarity of each to the one before it.
+
+    query_times : ndarray [shape=(n,)], float, keyframe times (s)
+    query_vectors : ndarray [shape=(n, d)], float32, L2-normalised, or None (nothing alike)
+    Returns (order : ndarray [shape=(n,)], int64; alike : ndarray [shape=(n - 1,)], float32).
+    """
+    n = np.size(query_times)
+    order = np.argsort(query_times, kind="stable")
+    if query_vectors is None or n < 2:
+        return order, np.full(max(n - 1, 0), -1.0, np.float32)
+    vectors = np.asarray(query_vectors, np.float32).reshape(n, -1)[order]
+    return order, np.sum(vectors[1:] * vectors[:-1], axis=1)
+
+
+class _Chance:
+    """The null model of the module docstring, for one query."""
+
+    def __init__(self, params: VideoMatchParams, *, order: np.ndarray, alike: np.ndarray,
+                 n_speeds: int, catalog_keyframes: int) -> None:
+        table = np.asarray(params.pair_chance, np.float64)
+        self.table_sims, self.table_log10 = table[:, 0], np.log10(table[:, 1])
+        self.params = params
+        self.order, self.alike = order, alike
+        self.units = self.units_at(params.unit_similarity)
+        self.log10_n_units = float(np.log10(int(self.units.max()) + 1 if self.units.size else 1))
+        self.log10_n_speeds = float(np.log10(max(n_speeds, 1)))
+        self.catalog_keyframes = catalog_keyframes
+        self.log10_catalog = float(np.log10(catalog_keyframes))
+        self.log10_reference = self.log10_catalog
+        band = 2 * params.tolerance_s * params.reference_keyframes_per_s
+        self.log10_band = float(np.log10(max(band, 1.0)))
+
+    def for_reference(self, keyframes: int) -> _Chance:
+        """This model for one reference of ``keyframes`` keyframes."""
+        out = copy.copy(self)
+        out.log10_reference = float(np.log10(min(max(keyframes, 1), self.catalog_keyframes)))
+        return out
+
+    def log10_pair(self, sims: np.ndarray) -> np.ndarray:
+        """log10 P(sim >= s) for unrelated keyframes (log-linear in the table; flat below it)."""
+        return np.interp(sims, self.table_sims, self.table_log10)
+
+    def units_at(self, threshold: float) -> np.ndarray:
+        """Unit of each query keyframe when consecutive keyframes at least ``threshold`` alike
+        are one unit: ndarray [shape=(n,)], int64, ids in time order."""
+        units = np.empty(self.order.size, np.int64)
+        units[self.order] = np.concatenate([[0], np.cumsum(self.alike < threshold)])
+        return units
+
+    def line_units(self, line_sims: np.ndarray) -> np.ndarray:
+        """Units for a line whose hits have similarities ``line_sims``: keyframes more alike
+        each other than the line's median likeness to the reference are one piece of evidence
+        (an unrelated pan across one photograph is not ten coincidences)."""
+        threshold = min(self.params.unit_similarity, float(np.median(line_sims)))
+        return self.units_at(threshold)
+
+    def unit_sims(self, rows: np.ndarray, sims: np.ndarray, units: np.ndarray) -> np.ndarray:
+        """Best similarity per unit among hits (``rows``: their query keyframes)."""
+        units = units[rows]
+        order = np.lexsort((-sims, units))
+        first = np.concatenate([[True], units[order][1:] != units[order][:-1]])
+        return sims[order][first]
+
+    def log10(self, unit_sims: np.ndarray, spanned_units: int, background: float) -> float:
+        """log10 of the chance of a line with these aligned units' best similarities."""
+        best = np.sort(np.asarray(unit_sims, np.float64))[::-1]
+        m = best.size
+        if m == 0:
+            return 0.0
+        log_pair = self.log10_pair(best)
+        total = self.log10_n_units + min(0.0, self.log10_catalog + float(log_pair[0]))
+        if m == 1:
+            return total
+        others = self.log10_band + log_pair[1:]
+        if background > 0:
+            others = np.maximum(others, np.log10(background))
+        # However crowded the line, a unit this close to *some* keyframe of the reference is
+        # evidence of the reference (repeats blur where, not whether).
+        others = np.minimum(others, self.log10_reference + log_pair[1:])
+        spanned = max(int(spanned_units), m)
+        combinations = (special.gammaln(spanned) - special.gammaln(m)
+                        - special.gammaln(spanned - m + 1)) / np.log(10)
+        return float(total + self.log10_n_speeds + combinations + np.minimum(others, 0.0).sum())
+
+    def spanned_units(self, query_times: np.ndarray, start: float, end: float,
+                      units: np.ndarray) -> int:
+        inside = (query_times >= start - 1e-6) & (query_times <= end + 1e-6)
+        return int(np.unique(units[inside]).size)
+
+
+def _needed_log10(params: VideoMatchParams) -> float:
+    """The ``log10_chance`` a segment must reach (at most) for ``min_score``."""
+    return params.score_scale * np.log10(max(1.0 - params.min_score, 1e-300))
 
 
 def _speed_grid(params: VideoMatchParams) -> np.ndarray:
@@ -155,39 +292,33 @@ def _speed_grid(params: VideoMatchParams) -> np.ndarray:
     return np.exp(np.concatenate([down[::-1], up]))
 
 
-def _least_votes(n_hits: int, params: VideoMatchParams) -> int:
-    """Fewest aligned keyframes that can reach ``min_score`` even with every spanned keyframe
-    aligned and the lowest null rate: lines with fewer votes need not be examined."""
-    needed = -params.score_scale * np.log10(max(1.0 - params.min_score, 1e-300))
-    n_lines = _n_lines(n_hits, _speed_grid(params).size)
-    least = (np.log10(n_lines) + needed) / -np.log10(params.p_chance)
-    # The vote can undercount a line that the least-squares fit then completes: keep a margin.
-    return max(params.min_keyframes, int(np.floor(least)) - 2)
-
-
-def _n_lines(n_hits: int, n_speeds: int) -> float:
-    """How many lines the search could have picked: every hit could seed a line at every
-    candidate speed (the look-elsewhere factor of the score)."""
-    return float(max(n_hits, 1) * n_speeds)
-
-
 def _background_rate(rows: np.ndarray, span_s: float, n_query: int,
                      params: VideoMatchParams) -> float:
     """Chance that a query keyframe has a hit on a given line of this reference if its hits
     fell at random reference times: averaged over query keyframes, ``1 - (1 - w / span) ** h``
-    for its ``h`` hits off the line spread over ``span_s`` seconds of the reference, ``w`` the
-    line's band. When every query keyframe hits a reference (a catalog of a few works, a
-    reference that looks like everything), lines form by accident more easily than
-    ``p_chance`` assumes; hits on the line itself are the evidence, not the background."""
+    for its ``h`` hits off the line (``rows``: their query keyframes) spread over ``span_s``
+    seconds of the reference, ``w`` the line's band."""
     width = 2 * params.tolerance_s
     per_keyframe = np.bincount(rows, minlength=n_query)
     return float(np.mean(1.0 - (1.0 - min(1.0, width / (span_s + width))) ** per_keyframe))
 
 
+def _off_line_background(query_times, rows, ref_times, speed, offset, chance: _Chance,
+                         params: VideoMatchParams) -> float:
+    """Background rate from this reference's hits off the line, counted per unit: a unit's hits
+    at one reference keyframe count once however many of its keyframes share them (a still
+    shot repeats its hits), so a photograph shown twice in a reference is one coincidence."""
+    off_line = ~_near(query_times[rows], ref_times, speed, offset, params.tolerance_s)
+    units = chance.units[rows[off_line]]
+    slots = np.round(ref_times[off_line] * params.reference_keyframes_per_s).astype(np.int64)
+    distinct = np.unique(units * (slots.max(initial=0) + 1) + slots) // (slots.max(initial=0) + 1)
+    n_units = int(chance.units.max()) + 1 if chance.units.size else 1
+    return _background_rate(distinct, float(np.ptp(ref_times)), n_units, params)
+
+
 def _segments_of_reference(
     ordinal: int, query_times: np.ndarray, rows: np.ndarray, ref_times: np.ndarray,
-    sims: np.ndarray, *, speeds: np.ndarray, n_lines: float, least_votes: int,
-    params: VideoMatchParams,
+    sims: np.ndarray, *, speeds: np.ndarray, chance: _Chance, params: VideoMatchParams,
 ) -> list[Segment]:
     """Every segment of one reference: repeated vote, fit, cut and score."""
     out: list[Segment] = []
@@ -221,13 +352,15 @@ def _segments_of_reference(
         # count tells them apart, then the speed nearest 1.0 wins (short segments fit many).
         nearness = -np.abs(np.log(speeds[cells // n_bins]))
         best = int(np.lexsort((nearness, votes, smoothed))[-1])
-        if smoothed[best] < least_votes:
+        if smoothed[best] < params.min_keyframes:
             break
         s_index, b = divmod(int(cells[best]), n_bins)
         speed = float(speeds[s_index])
         offset = (b - 1 + base + 0.5) * width
-        if not _could_pass(q, r, rows, idx, query_times, ref_times, speed, offset, n_lines,
-                           params):
+        background = _off_line_background(query_times, rows, ref_times, speed, offset, chance,
+                                          params)
+        if not _could_pass(q, r, rows[idx], sims[idx], query_times, speed, offset, background,
+                           chance, params):
             active[idx[_near(q, r, speed, offset, 2 * params.tolerance_s)]] = False
             continue
         line = _fit_line(q, r, sims[idx], rows[idx], speed, offset, params, speeds)
@@ -235,13 +368,12 @@ def _segments_of_reference(
             active[idx[_near(q, r, speed, offset, 2 * params.tolerance_s)]] = False
             continue
         speed, offset, inliers = line
-        off_line = ~_near(query_times[rows], ref_times, speed, offset, params.tolerance_s)
-        p_null = max(params.p_chance, _background_rate(
-            rows[off_line], float(np.ptp(ref_times)), query_times.size, params))
+        background = _off_line_background(query_times, rows, ref_times, speed, offset, chance,
+                                          params)
         found = False
         for part in _split_by_gaps(inliers, q, params.max_gap_s):
-            seg = _segment(ordinal, query_times, q, sims[idx], part, speed, offset, n_lines,
-                           p_null, params)
+            seg = _segment(ordinal, query_times, q, rows[idx], sims[idx], part, speed, offset,
+                           background, chance, params)
             if seg is not None:
                 out.append(seg)
                 found = True
@@ -255,28 +387,24 @@ def _segments_of_reference(
     return out
 
 
-def _could_pass(q, r, rows, idx, query_times, ref_times, speed, offset, n_lines,
-                params: VideoMatchParams) -> bool:
-    """Cheap bound before the line fit: could any gap-free run of this line's keyframes reach
-    ``min_score`` with two more aligned keyframes than the vote found (the fit may add some)?
-    Chance lines among crowded hits fail here, which keeps their cost down."""
-    near = _near(q, r, speed, offset, 2 * params.tolerance_s)
-    aligned_rows = np.unique(rows[idx][near])  # sorted query keyframe indices
-    if aligned_rows.size == 0:
+def _could_pass(q, r, hit_rows, sims, query_times, speed, offset, background,
+                chance: _Chance, params: VideoMatchParams) -> bool:
+    """Cheap bound before the line fit: could any gap-free run of this line's hits (within twice
+    the tolerance, every spanned unit counted as aligned) reach ``min_score``? Chance lines among
+    crowded hits fail here, which keeps their cost down."""
+    near = np.flatnonzero(_near(q, r, speed, offset, 2 * params.tolerance_s))
+    if near.size == 0:
         return False
-    times = query_times[aligned_rows]
+    times = q[near]
+    order = np.argsort(times, kind="stable")
+    near, times = near[order], times[order]
     cuts = np.flatnonzero(np.diff(times) > params.max_gap_s) + 1
-    starts, stops = np.r_[0, cuts], np.r_[cuts, aligned_rows.size]
-    aligned = stops - starts + 2
-    spanned = np.searchsorted(query_times, times[stops - 1], side="right") - np.searchsorted(
-        query_times, times[starts], side="left")
-    spanned = np.maximum(spanned + 2, aligned)
-    off_line = ~_near(query_times[rows], ref_times, speed, offset, params.tolerance_s)
-    p_null = max(params.p_chance, _background_rate(
-        rows[off_line], float(np.ptp(ref_times)), query_times.size, params))
-    log10_best = np.log10(n_lines) + stats.binom.logsf(aligned - 1, spanned, p_null) / np.log(10)
-    needed = -params.score_scale * np.log10(max(1.0 - params.min_score, 1e-300))
-    return bool(np.any(-log10_best >= needed))
+    needed = _needed_log10(params)
+    for run in np.split(near, cuts):
+        unit_sims = chance.unit_sims(hit_rows[run], sims[run], chance.line_units(sims[run]))
+        if chance.log10(unit_sims, unit_sims.size, background) <= needed:
+            return True
+    return False
 
 
 def _near(q: np.ndarray, r: np.ndarray, speed: float, offset: float, tol: float) -> np.ndarray:
@@ -353,8 +481,8 @@ def _split_by_gaps(inliers: np.ndarray, q: np.ndarray, max_gap_s: float) -> list
     return np.split(order, cuts)
 
 
-def _segment(ordinal, query_times, q, sims, part, speed, offset, n_lines, p_null,
-             params: VideoMatchParams) -> Segment | None:
+def _segment(ordinal, query_times, q, hit_rows, sims, part, speed, offset, background,
+             chance: _Chance, params: VideoMatchParams) -> Segment | None:
     """Score one run of aligned keyframes; None when it does not pass the thresholds."""
     aligned = part.size
     if aligned < params.min_keyframes:
@@ -362,8 +490,10 @@ def _segment(ordinal, query_times, q, sims, part, speed, offset, n_lines, p_null
     q_start, q_end = float(q[part].min()), float(q[part].max())
     spanned = int(np.count_nonzero((query_times >= q_start - 1e-6) & (query_times <= q_end + 1e-6)))
     spanned = max(spanned, aligned)
-    log10_tail = stats.binom.logsf(aligned - 1, spanned, p_null) / np.log(10)
-    log10_chance = float(log10_tail + np.log10(max(n_lines, 1.0)))
+    units = chance.line_units(sims[part])
+    unit_sims = chance.unit_sims(hit_rows[part], sims[part], units)
+    spanned_units = chance.spanned_units(query_times, q_start, q_end, units)
+    log10_chance = chance.log10(unit_sims, spanned_units, background)
     score = float(1.0 - 10.0 ** (-max(0.0, -log10_chance) / params.score_scale))
     if score < params.min_score:
         return None
@@ -376,9 +506,11 @@ def _segment(ordinal, query_times, q, sims, part, speed, offset, n_lines, p_null
         speed=speed, score=score,
         evidence={
             "aligned_keyframes": int(aligned), "query_keyframes": spanned,
+            "aligned_units": int(unit_sims.size), "query_units": spanned_units,
             "mean_similarity": round(float(sims[part].mean()), 4),
+            "best_similarity": round(float(unit_sims.max()), 4),
             "log10_chance": round(max(log10_chance, -300.0), 2),
-            "offset_s": round(offset, 3), "p_null": round(p_null, 4),
+            "offset_s": round(offset, 3), "background": round(background, 4),
         },
     )
 
