@@ -94,6 +94,89 @@ def audio_markdown(summary: dict) -> str:
             f"{scale['match_ms_p99']:.1f} ms |",
             f"| scale: resident memory after queries | {scale['rss_mb']:.0f} MiB |",
         ]
+    if summary.get("peer"):
+        lines += ["", audio_peer_markdown(summary)]
+    return "\n".join(lines) + "\n"
+
+
+def _ratio(peer, nanhu) -> str:
+    if peer is None or nanhu is None or nanhu == 0:
+        return "–"
+    return f"{peer / nanhu:.2f}×"
+
+
+def audio_peer_markdown(summary: dict) -> str:
+    """Nanhu next to audfprint (``summary["peer"]``, :mod:`benchmarks.peer_audfprint`): recall
+    per condition, then false matches, speed, latency and size with peer ÷ Nanhu ratios."""
+    peer = summary["peer"]
+    names = peer["settings"]
+    per = peer["by_setting"]
+    nanhu = {(r["condition"], r["length_s"]): r["top1_recall"] for r in summary["rows"]}
+    got = {(r["condition"], r["length_s"]): r["top1_recall"] for r in peer["rows"]}
+    conditions = list(dict.fromkeys(r["condition"] for r in peer["rows"]))
+    header = " | ".join(f"{who} {length:.0f} s" for length in (5.0, 10.0)
+                        for who in ["Nanhu", *(f"peer {n}" for n in names)])
+    lines = [
+        f"### Peer: {peer['package']} (audfprint), same queries, same machine, same run",
+        "",
+        f"| condition | {header} |",
+        "|---|" + "---|" * (2 * (1 + len(names))),
+    ]
+    for c in conditions:
+        cells = []
+        for length in (5.0, 10.0):
+            cells.append(_pct(nanhu.get((c, length))))
+            cells += [_pct(got[(c, length)][n]) if (c, length) in got else "–" for n in names]
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    rows = summary["rows"]
+    build, neg = summary["build"], summary["negatives"]
+    nanhu_recall = (sum(r["top1_recall"] * r["queries"] for r in rows)
+                    / max(1, sum(r["queries"] for r in rows)))
+    measures = [
+        # label, Nanhu value, per-setting value, format
+        ("top-1 recall, all queries", nanhu_recall, lambda p: p["top1_recall_all"], _pct),
+        (f"false matches in {neg['queries']} negative queries", neg["false_matches"],
+         lambda p: p["negatives"]["false_matches"], str),
+        ("fingerprinting, × real time per core (decode included)",
+         build["fingerprint_x_realtime_per_core"],
+         lambda p: p["build"]["fingerprint_x_realtime_per_core"], lambda v: f"{v:.0f}"),
+        ("query latency p50, decode + fingerprint + match (ms)", peer.get("nanhu_total_ms_p50"),
+         lambda p: p["query_total_ms_p50"], lambda v: f"{v:.1f}"),
+        ("query latency p99, decode + fingerprint + match (ms)", peer.get("nanhu_total_ms_p99"),
+         lambda p: p["query_total_ms_p99"], lambda v: f"{v:.1f}"),
+        ("matching only p50 / p99 (ms)", (summary["query_match_ms_p50"],
+                                          summary["query_match_ms_p99"]),
+         lambda p: (p["query_match_ms_p50"], p["query_match_ms_p99"]),
+         lambda v: f"{v[0]:.1f} / {v[1]:.1f}"),
+        ("index on disk, MiB per hour of audio", build["index_bytes_per_hour"] / 2**20,
+         lambda p: p["build"]["index_bytes_per_hour"] / 2**20, lambda v: f"{v:.2f}"),
+    ]
+    lines += [
+        "",
+        "| measure | Nanhu | " + " | ".join(f"peer {n}" for n in names) + " | "
+        + " | ".join(f"{n} ÷ Nanhu" for n in names) + " |",
+        "|---|---|" + "---|" * (2 * len(names)),
+    ]
+    for label, ours, theirs, fmt in measures:
+        values = [theirs(per[n]) for n in names]
+        cells = [("–" if ours is None else fmt(ours))] + [fmt(v) for v in values]
+        if isinstance(ours, tuple):
+            cells += [_ratio(v[1], ours[1]) + " (p99)" for v in values]
+        else:
+            cells += [_ratio(v, ours) for v in values]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    memory = ", ".join(f"{n} {per[n]['build']['table_bytes_in_memory'] / 2**20:.0f} MiB"
+                       for n in names)
+    settings = "; ".join(
+        f"{n}: density {per[n]['settings']['density']:g}, fanout {per[n]['settings']['fanout']}, "
+        f"query shifts {per[n]['settings']['query_shifts'] or 4}, "
+        f"min-count {per[n]['settings']['min_count']}, maxtime 2^{per[n]['settings']['maxtimebits']}"
+        for n in names)
+    lines += [
+        "",
+        f"Peer settings ({settings}). audfprint holds its whole hash table in memory ({memory}), "
+        "whatever the catalog size; it has no speed or pitch invariance.",
+    ]
     return "\n".join(lines) + "\n"
 
 

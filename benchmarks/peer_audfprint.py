@@ -1,0 +1,519 @@
+"""An audio peer for the benchmark: audfprint (Dan Ellis's landmark fingerprinter), as packaged
+on PyPI by ``audfprint2``, run through its own library on the same queries Nanhu answers.
+
+audfprint is the reference open implementation of Shazam-style landmarks (Wang 2003): peaks of a
+512-point STFT at 11025 Hz picked under a decaying masking threshold, paired into (f1, f2 - f1,
+dt) hashes of 20 bits, stored in a dense table of 2^20 buckets x 100 entries of (track id, time);
+a query is matched by counting hits at one time skew. It has no speed or pitch invariance.
+
+How it is driven here, and why:
+
+* Analysers and matchers come from ``audfprint2.cli.setup_analyzer`` / ``setup_matcher``, the
+  functions its command line uses, so "defaults" are exactly ``audfprint new`` and
+  ``audfprint match`` without options (queries analysed at 4 sub-frame shifts, references at 1,
+  ``--match-win 2``, ``--min-count 5``, ``--density 20``, ``--fanout 3``).
+* Audio reaches it as 16-bit WAV files at its own rate (11025 Hz) in a temporary directory:
+  audfprint2 reads anything else through an ``ffmpeg`` binary, which this machine lacks, and its
+  fallback reader takes WAV at the target rate only. We decode with PyAV
+  (:func:`engine.media.load_audio`) and hand over the file; the decode is counted in its
+  fingerprinting time, as it is in Nanhu's.
+* Its database is its own HDF5 file (``HashTable.save``, gzip level 1), cached under
+  ``<cache>/bench/peer-audfprint2-<settings>-<corpus>/`` with the build timings, as Nanhu's catalog
+  is; its size on disk is what the benchmark reports, next to the table it holds in memory
+  (2^hashbits x bucketsize x 4 bytes whatever the catalog size).
+
+The two settings compared, :data:`DEFAULTS` and :data:`TUNED`, are described on :data:`TUNED`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.errors import EmptyMediaError
+from engine.media import Source, load_audio
+
+log = logging.getLogger(__name__)
+
+#: the PyPI distribution compared
+PACKAGE = "audfprint2"
+
+
+def available() -> bool:
+    """Whether the peer package is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec(PACKAGE) is not None
+
+
+def package_version() -> str:
+    from importlib.metadata import version
+
+    return version(PACKAGE)
+
+
+@dataclass(frozen=True)
+class PeerSettings:
+    """One audfprint configuration, in the command line's terms (``audfprint --help``).
+
+    ``ref_*`` apply when building the database (``audfprint new``), ``query_*`` when matching
+    (``audfprint match``); ``None`` for a query value means "the same as the reference".
+    Times: frames of ``n_hop = 256`` samples at ``sample_rate`` (23.2 ms at 11025 Hz).
+    """
+
+    name: str
+    density: float = 20.0           # -n: target hashes per second
+    fanout: int = 3                 # -F: pairs per peak
+    pks_per_frame: int = 5          # -P
+    freq_sd: float = 30.0           # -S: masking spread (bins)
+    ref_shifts: int = 0             # -i when building: 0 means the CLI's choice, 1
+    query_shifts: int = 0           # -i when matching: 0 means the CLI's choice, 4
+    query_density: float | None = None
+    query_fanout: int | None = None
+    match_win: int = 2              # -w
+    min_count: int = 5              # -N
+    search_depth: int = 100         # -D
+    exact_count: bool = False       # -X
+    hashbits: int = 20              # -h
+    bucketsize: int = 100           # -b
+    maxtimebits: int = 14           # -u: times wrap after 2^14 frames (380 s)
+    sample_rate: int = 11025        # -r
+
+    def reference_key(self) -> str:
+        """What the database depends on: settings with the same key share one database."""
+        ref = (self.density, self.fanout, self.pks_per_frame, self.freq_sd, self.ref_shifts,
+               self.hashbits, self.bucketsize, self.maxtimebits, self.sample_rate)
+        return hashlib.sha256(repr(ref).encode()).hexdigest()[:10]
+
+    def analyzer(self, *, query: bool):
+        """An ``audfprint2`` Analyzer set up as its CLI sets it up for ``match`` or ``new``."""
+        from audfprint2.cli import setup_analyzer
+
+        density = (self.query_density or self.density) if query else self.density
+        fanout = (self.query_fanout or self.fanout) if query else self.fanout
+        return setup_analyzer(density, query, self.pks_per_frame, fanout, self.freq_sd,
+                              self.query_shifts if query else self.ref_shifts, self.sample_rate,
+                              False, None)
+
+    def matcher(self):
+        from audfprint2.cli import setup_matcher
+
+        return setup_matcher(self.match_win, self.search_depth, self.min_count, 1,
+                             self.exact_count, False, 0.05, False, False, False)
+
+    @property
+    def frame_s(self) -> float:
+        return 256 / self.sample_rate
+
+
+#: ``audfprint new`` / ``audfprint match`` with no options.
+DEFAULTS = PeerSettings("defaults")
+
+#: Tuned for noisy, short excerpts, within what audfprint's author advises (dpwe/audfprint#27,
+#: #9: raise ``--density`` first, aim for dozens of hashes per query; ``--maxtime`` above the
+#: longest track so offsets do not wrap). Chosen on a 30-reference subset of the corpus, 8 queries
+#: per condition and length, before the benchmark run; see ``tune`` in this module's history and
+#: the figures in the report. Database density 40 (about 2x the hashes), query shifts 4 as by
+#: default, 2^17-frame times (50 min; the longest reference is 29 min).
+TUNED = replace(DEFAULTS, name="tuned", density=40.0, maxtimebits=17)
+
+
+@dataclass
+class PeerMatch:
+    """The peer's answer to one query; ``reference_id`` is None when it finds nothing."""
+
+    reference_id: str | None
+    offset_s: float | None           # reference time at the query's start (s)
+    aligned_hashes: int              # hashes agreeing on that time skew (within match_win)
+    common_hashes: int               # hashes the query shares with that reference at any skew
+    query_hashes: int                # distinct hashes analysed from the query
+    fingerprint_ms: float            # decode, WAV hand-over and analysis
+    match_ms: float                  # lookup and time-skew counting
+
+
+@contextlib.contextmanager
+def _wav_reader() -> Iterator[None]:
+    """Make audfprint2 read our WAV files with scipy (its no-ffmpeg path), then restore."""
+    from audfprint2.utils import audio
+
+    before = audio.HAVE_FFMPEG
+    audio.HAVE_FFMPEG = False
+    try:
+        yield
+    finally:
+        audio.HAVE_FFMPEG = before
+
+
+def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> Path:
+    """16-bit mono WAV of float samples (full scale ±1), for audfprint's reader."""
+    from scipy.io import wavfile
+
+    wavfile.write(path, sample_rate, (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16))
+    return path
+
+
+class AudfprintPeer:
+    """One setting's analyser, matcher and hash table, answering queries from bytes or paths.
+
+    ``table`` is an ``audfprint2.HashTable`` (built by :func:`build_databases` or loaded from its
+    HDF file); reference names in it are the corpus ids.
+    """
+
+    def __init__(self, settings: PeerSettings, table, workdir: Path | None = None) -> None:
+        self.settings = settings
+        self.table = table
+        self.analyzer = settings.analyzer(query=True)
+        self.matcher = settings.matcher()
+        self._own_dir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="peer-audfprint-"))
+
+    def close(self) -> None:
+        if self._own_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def match(self, query: Source) -> PeerMatch:
+        """Best reference for a query (WAV bytes, any PyAV-readable bytes or a path)."""
+        s = self.settings
+        t0 = time.perf_counter()
+        try:
+            samples = load_audio(query, sample_rate=s.sample_rate)
+        except EmptyMediaError:
+            samples = np.zeros(0, np.float32)
+        wav = write_wav(self.workdir / "query.wav", samples, s.sample_rate)
+        with _wav_reader():
+            hashes = self.analyzer.wavfile2hashes(str(wav))
+        t1 = time.perf_counter()
+        results = self.matcher.match_hashes(self.table, hashes) if len(hashes) else np.zeros((0, 7))
+        t2 = time.perf_counter()
+        fp_ms, match_ms = (t1 - t0) * 1000, (t2 - t1) * 1000
+        if len(results) == 0:
+            return PeerMatch(None, None, 0, 0, len(hashes), fp_ms, match_ms)
+        track, aligned, skew, raw = (int(v) for v in results[0, :4])
+        return PeerMatch(str(self.table.names[track]), skew * s.frame_s, aligned, raw, len(hashes),
+                         fp_ms, match_ms)
+
+    def index_bytes_in_memory(self) -> int:
+        return int(self.table.table.nbytes + self.table.counts.nbytes)
+
+
+def _corpus_key(references: Sequence[dict]) -> str:
+    ids = ",".join(sorted(r.get("sha256", r["id"]) for r in references))
+    return hashlib.sha256(ids.encode()).hexdigest()[:10]
+
+
+def database_dir(settings: PeerSettings, references: Sequence[dict], cache: Path | None = None
+                 ) -> Path:
+    from benchmarks.corpus_audio import cache_dir
+
+    return ((cache or cache_dir() / "bench")
+            / f"peer-{PACKAGE}-{settings.reference_key()}-{_corpus_key(references)}")
+
+
+def build_databases(references: Sequence[dict], settings: Sequence[PeerSettings], *,
+                    cache: Path | None = None) -> dict[str, tuple[Any, dict]]:
+    """Build (or reuse) one database per distinct reference key; returns name -> (table, build).
+
+    Each reference is decoded once (PyAV, at 11025 Hz) and written as WAV; every database that
+    needs it then analyses it (``Analyzer.wavfile2hashes``) and stores it (``HashTable.store``),
+    as ``audfprint new`` does. A database's CPU time is the shared decode plus its own analysis
+    and storing, so ``x_realtime_per_core`` means what Nanhu's does: media seconds per CPU
+    second of one process, decode included.
+
+    ``build`` holds ``references``, ``media_hours``, ``fingerprint_cpu_s``,
+    ``fingerprint_x_realtime_per_core``, ``hashes`` (stored), ``dropped`` (bucket overflow),
+    ``index_bytes`` (the HDF file), ``index_bytes_per_hour`` and ``table_bytes_in_memory``.
+    """
+    from audfprint2 import HashTable
+
+    by_key: dict[str, PeerSettings] = {}
+    for s in settings:
+        by_key.setdefault(s.reference_key(), s)
+    out_dirs = {k: database_dir(s, references, cache) for k, s in by_key.items()}
+    loaded: dict[str, tuple[Any, dict]] = {}
+    todo: dict[str, PeerSettings] = {}
+    for key, s in by_key.items():
+        d = out_dirs[key]
+        if (d / "db.hdf").exists() and (d / "build.json").exists():
+            loaded[key] = (HashTable(str(d / "db.hdf")), json.loads((d / "build.json").read_text()))
+        else:
+            todo[key] = s
+    if todo:
+        loaded.update(_build(references, todo, out_dirs))
+    return {s.name: loaded[s.reference_key()] for s in settings}
+
+
+def _build(references: Sequence[dict], todo: dict[str, PeerSettings], out_dirs: dict[str, Path]
+           ) -> dict[str, tuple[Any, dict]]:
+    from audfprint2 import HashTable
+
+    rates = {s.sample_rate for s in todo.values()}
+    assert len(rates) == 1, "one decode serves every database"
+    rate = rates.pop()
+    tables = {k: HashTable(hashbits=s.hashbits, depth=s.bucketsize, maxtime=1 << s.maxtimebits)
+              for k, s in todo.items()}
+    for k, s in todo.items():
+        tables[k].params["samplerate"] = s.sample_rate
+    analyzers = {k: s.analyzer(query=False) for k, s in todo.items()}
+    cpu = dict.fromkeys(todo, 0.0)
+    hashes = dict.fromkeys(todo, 0)
+    media_s = 0.0
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="peer-build-") as tmp, _wav_reader():
+        wav = Path(tmp) / "reference.wav"
+        for number, ref in enumerate(references, 1):
+            c0 = time.process_time()
+            samples = load_audio(ref["path"], sample_rate=rate)
+            write_wav(wav, samples, rate)
+            shared = time.process_time() - c0
+            media_s += samples.size / rate
+            for k, table in tables.items():
+                c0 = time.process_time()
+                found = analyzers[k].wavfile2hashes(str(wav))
+                # What Analyzer.ingest does, under the corpus id instead of the file name.
+                table.store(ref["id"], [(int(t), int(h)) for t, h in found.tolist()])
+                cpu[k] += shared + time.process_time() - c0
+                hashes[k] += len(found)
+            if number % 25 == 0:
+                rate_n = number / (time.perf_counter() - started)
+                log.warning("peer %s: %d/%d references (ETA %.0f s)", PACKAGE, number,
+                            len(references), (len(references) - number) / rate_n)
+    out = {}
+    for k, table in tables.items():
+        d = out_dirs[k]
+        if d.exists():
+            shutil.rmtree(d)
+        d.mkdir(parents=True)
+        path = Path(table.save(str(d / "db.hdf")))
+        counts = table.counts.astype(np.int64)
+        build = {
+            "settings": asdict(todo[k]), "references": len(references),
+            "media_hours": media_s / 3600, "fingerprint_cpu_s": cpu[k],
+            "fingerprint_x_realtime_per_core": media_s / max(cpu[k], 1e-9),
+            "hashes": int(hashes[k]), "hashes_per_s": hashes[k] / max(media_s, 1e-9),
+            "dropped": int(np.maximum(counts - table.depth, 0).sum()),
+            "index_bytes": path.stat().st_size,
+            "index_bytes_per_hour": path.stat().st_size / max(media_s / 3600, 1e-9),
+            "table_bytes_in_memory": int(table.table.nbytes + table.counts.nbytes),
+        }
+        (d / "build.json").write_text(json.dumps(build, indent=1))
+        out[k] = (table, build)
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# Side-by-side comparison on the benchmark's queries
+
+
+@dataclass
+class PeerQuery:
+    """One positive query as the benchmark made it: WAV bytes and the truth behind them."""
+
+    data: bytes
+    condition: str
+    length_s: float
+    reference: dict                  # the corpus reference (id, loop_period_s, repeat_lags_s)
+    offset_s: float                  # true reference time of the excerpt's start
+    query_start_s: float = 0.0       # where the excerpt starts inside the query (embedding)
+    nanhu_ms: float | None = None    # Nanhu's fingerprint + match time for the same bytes
+
+
+@dataclass
+class AudioPeerComparison:
+    """Screens the benchmark's queries with every peer setting as they are made.
+
+    ``query`` and ``negative`` are called from :func:`benchmarks.audio_bench.run_audio_bench`
+    with the very WAV bytes Nanhu screened; ``summary`` gives ``summary["peer"]``.
+    """
+
+    references: Sequence[dict]
+    settings: Sequence[PeerSettings] = (DEFAULTS, TUNED)
+    cache: Path | None = None
+    peers: dict[str, AudfprintPeer] = field(init=False, default_factory=dict)
+    builds: dict[str, dict] = field(init=False, default_factory=dict)
+    rows: list[dict] = field(init=False, default_factory=list)
+    negatives: list[dict] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        for name, (table, build) in build_databases(self.references, self.settings,
+                                                    cache=self.cache).items():
+            setting = next(s for s in self.settings if s.name == name)
+            self.peers[name] = AudfprintPeer(setting, table)
+            self.builds[name] = build
+
+    def query(self, q: PeerQuery) -> dict:
+        """Screen one positive query with every setting; returns and keeps its row."""
+        from benchmarks.audio_bench import _offset_error
+
+        row: dict[str, Any] = {"condition": q.condition, "length_s": q.length_s,
+                               "reference_id": q.reference["id"], "nanhu_ms": q.nanhu_ms}
+        for name, peer in self.peers.items():
+            m = peer.match(q.data)
+            correct = m.reference_id == q.reference["id"]
+            error = None
+            if correct and m.offset_s is not None:
+                error = _offset_error(m.offset_s + q.query_start_s, q.offset_s, q.reference)
+            row[name] = {**asdict(m), "correct": correct, "offset_error_s": error}
+        self.rows.append(row)
+        return row
+
+    def negative(self, data: bytes, condition: str) -> dict:
+        """Screen one never-registered query; any match is a false one."""
+        row: dict[str, Any] = {"condition": condition}
+        for name, peer in self.peers.items():
+            row[name] = asdict(peer.match(data))
+        self.negatives.append(row)
+        return row
+
+    def summary(self) -> dict:
+        return summarise_peer(self.rows, self.negatives, self.builds, self.settings)
+
+    def close(self) -> None:
+        for peer in self.peers.values():
+            peer.close()
+
+
+def summarise_peer(rows: Sequence[dict], negatives: Sequence[dict], builds: dict[str, dict],
+                   settings: Sequence[PeerSettings]) -> dict:
+    """Per condition and length: each setting's top-1 recall; then per setting its false
+    matches, speed, latency and size."""
+    names = [s.name for s in settings]
+    keys = list(dict.fromkeys((r["condition"], r["length_s"]) for r in rows))
+    table = []
+    for condition, length in keys:
+        group = [r for r in rows if r["condition"] == condition and r["length_s"] == length]
+        table.append({"condition": condition, "length_s": length, "queries": len(group),
+                      "top1_recall": {n: float(np.mean([r[n]["correct"] for r in group]))
+                                      for n in names}})
+    per_setting = {}
+    for n in names:
+        fp = np.array([r[n]["fingerprint_ms"] for r in rows]) if rows else np.zeros(1)
+        mt = np.array([r[n]["match_ms"] for r in rows]) if rows else np.zeros(1)
+        errors = [r[n]["offset_error_s"] for r in rows
+                  if r[n]["correct"] and r[n]["offset_error_s"] is not None]
+        false = [x for x in negatives if x[n]["reference_id"] is not None]
+        per_setting[n] = {
+            "settings": asdict(next(s for s in settings if s.name == n)),
+            "build": builds[n],
+            "top1_recall_all": float(np.mean([r[n]["correct"] for r in rows])) if rows else None,
+            "offset_within_0.1s_all": (float(np.mean(np.array(errors) <= 0.1)) if errors else None),
+            "query_hashes_p50": float(np.median([r[n]["query_hashes"] for r in rows])) if rows
+            else None,
+            "query_fingerprint_ms_p50": float(np.percentile(fp, 50)),
+            "query_match_ms_p50": float(np.percentile(mt, 50)),
+            "query_match_ms_p99": float(np.percentile(mt, 99)),
+            "query_total_ms_p50": float(np.percentile(fp + mt, 50)),
+            "query_total_ms_p99": float(np.percentile(fp + mt, 99)),
+            "negatives": {"queries": len(negatives), "false_matches": len(false),
+                          "false_match_examples": [{"condition": x["condition"],
+                                                    "reference_id": x[n]["reference_id"],
+                                                    "aligned_hashes": x[n]["aligned_hashes"]}
+                                                   for x in false[:10]]},
+        }
+    nanhu_ms = np.array([r["nanhu_ms"] for r in rows if r.get("nanhu_ms") is not None])
+    return {
+        "package": f"{PACKAGE} {package_version()}", "settings": names, "rows": table,
+        "by_setting": per_setting,
+        "nanhu_total_ms_p50": float(np.percentile(nanhu_ms, 50)) if nanhu_ms.size else None,
+        "nanhu_total_ms_p99": float(np.percentile(nanhu_ms, 99)) if nanhu_ms.size else None,
+    }
+
+
+def compare_audio_peer(corpus: dict, refs: Sequence[dict], queries: Iterable[PeerQuery],
+                       negatives: Iterable[tuple[bytes, str]] = (), *,
+                       settings: Sequence[PeerSettings] = (DEFAULTS, TUNED),
+                       cache: Path | None = None) -> dict:
+    """Run the peer on given queries: a database of ``refs`` (default: all corpus references),
+    each positive ``PeerQuery`` and each ``(wav_bytes, condition)`` negative screened by every
+    setting. Returns the dict ``summary["peer"]`` holds (see :func:`summarise_peer`).
+
+    The audio benchmark does the same thing incrementally (``run_audio_bench(peer=True)``), so
+    that its queries need not be kept in memory.
+    """
+    comparison = AudioPeerComparison(list(refs or corpus["references"]), settings, cache)
+    try:
+        for q in queries:
+            comparison.query(q)
+        for data, condition in negatives:
+            comparison.negative(data, condition)
+        return comparison.summary()
+    finally:
+        comparison.close()
+
+
+# ------------------------------------------------------------------------------------------
+# Choosing TUNED
+
+
+TUNING_CONDITIONS = ("clean", "amr-nb-12.2k", "pink-snr5", "pink-snr0", "babble-snr5",
+                     "tempo-1.05", "pitch+1")
+
+
+def tune(corpus: dict, candidates: Sequence[PeerSettings], *, n_refs: int | None = 30,
+         per_condition: int = 8, n_negatives: int = 40, seed: int = 1,
+         thresholds: Sequence[int] = (4, 5, 6, 8, 10), cache: Path | None = None) -> dict:
+    """Recall and chance matches of candidate settings on ``n_refs`` references (None: all),
+    away from the benchmark's own queries (another seed). Every candidate matches with
+    ``min_count=2`` and the aligned count of its best answer is kept, so each ``--min-count``
+    in ``thresholds`` is read off afterwards. Returns {candidate: {"recall": {threshold:
+    {(condition, length): share}}, "null_aligned": [best aligned count per negative],
+    "query_hashes_p50", "hashes_per_s", "x_realtime_per_core"}}.
+    """
+    from benchmarks import audio_attacks as attacks
+    from benchmarks.audio_bench import ATTACK_RATE, _attack
+
+    rng = np.random.default_rng(seed)
+    pool = [r for r in corpus["references"] if r["duration_s"] >= 30]
+    order = rng.permutation(len(pool))
+    refs = corpus["references"] if n_refs is None else [pool[i] for i in order[:n_refs]]
+    speech = [load_audio(s["path"], sample_rate=ATTACK_RATE) for s in corpus["speech"][:20]]
+    queries: list[tuple[bytes, str, float, dict]] = []
+    for ref in [pool[i] for i in order[:per_condition]]:
+        x = load_audio(ref["path"], sample_rate=ATTACK_RATE)
+        for length in (5.0, 10.0):
+            start = int(rng.uniform(0, ref["duration_s"] - 13) * ATTACK_RATE)
+            for condition in TUNING_CONDITIONS:
+                n = int(length * attacks.speed_of(condition) * ATTACK_RATE)
+                q, _ = _attack(condition, x[start : start + n], rng, speech, [])
+                queries.append((attacks.to_wav_bytes(q, ATTACK_RATE), condition, length, ref))
+    negs = []
+    for i in range(n_negatives):
+        ref = corpus["negatives"][i % len(corpus["negatives"])]
+        x = load_audio(ref["path"], sample_rate=ATTACK_RATE)
+        length = 5.0 if i % 2 == 0 else 10.0
+        start = int(rng.uniform(0, max(1.0, x.size / ATTACK_RATE - length - 1)) * ATTACK_RATE)
+        q = x[start : start + int(length * ATTACK_RATE)]
+        if i % 4 == 1:
+            q = attacks.add_pink_noise(q, ATTACK_RATE, rng, snr_db=5)
+        negs.append(attacks.to_wav_bytes(q, ATTACK_RATE))
+    tables = build_databases(refs, candidates, cache=cache)
+    out = {}
+    for s in candidates:
+        table, build = tables[s.name]
+        peer = AudfprintPeer(replace(s, min_count=2), table)
+        answers = [(peer.match(data), condition, length, ref)
+                   for data, condition, length, ref in queries]
+        null = [peer.match(data).aligned_hashes for data in negs]
+        peer.close()
+        recall = {}
+        for t in thresholds:
+            cells: dict[tuple[str, float], list[bool]] = {}
+            for m, condition, length, ref in answers:
+                cells.setdefault((condition, length), []).append(
+                    m.reference_id == ref["id"] and m.aligned_hashes > t)
+            recall[t] = {k: float(np.mean(v)) for k, v in cells.items()}
+        out[s.name] = {"recall": recall, "null_aligned": null,
+                       "query_hashes_p50": float(np.median([a[0].query_hashes for a in answers])),
+                       "hashes_per_s": build["hashes_per_s"],
+                       "x_realtime_per_core": build["fingerprint_x_realtime_per_core"]}
+    return out
