@@ -103,8 +103,13 @@ def run_audio_bench(
     negatives: int | None = None, conditions: list[str] | None = None,
     corpus: dict | None = None, catalog_dir: Path | None = None,
     params: AudioParams | None = None, match: AudioMatchParams | None = None,
+    peer: bool = False,
 ) -> dict:
-    """Run the benchmark; writes ``out_dir/audio-results.json`` and returns the summary."""
+    """Run the benchmark; writes ``out_dir/audio-results.json`` and returns the summary.
+
+    ``peer=True`` also screens every query's WAV bytes with audfprint (defaults and tuned,
+    :mod:`benchmarks.peer_audfprint`) and adds the side-by-side figures as ``summary["peer"]``.
+    """
     from benchmarks.corpus_audio import cache_dir, load_audio_corpus
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -130,6 +135,11 @@ def run_audio_bench(
         (catalog_dir / "build.json").write_text(json.dumps(build))
     catalog = Catalog(catalog_dir)
     matcher = Matcher(catalog, audio_match=match)
+    peer_run = None
+    if peer:
+        from benchmarks.peer_audfprint import AudioPeerComparison
+
+        peer_run = AudioPeerComparison(corpus["references"])
     rng = np.random.default_rng(seed)
     refs = [r for r in corpus["references"] if r["duration_s"] >= 15]
     speech = [load_audio(s["path"], sample_rate=ATTACK_RATE) for s in corpus["speech"][:40]]
@@ -159,10 +169,10 @@ def run_audio_bench(
                 source = excerpt_of(ref, offset, length * speed)
                 query, query_start = _attack(condition, source, crng, speech, fillers)
                 results.append(_screen(matcher, params, query, condition, length, ref, offset,
-                                       query_start))
+                                       query_start, peer=peer_run))
                 if len(results) % 200 == 0:
                     _progress(len(results), total, "positive queries", started)
-    negatives_out = _negatives(matcher, params, corpus, n_negatives, seed, speech)
+    negatives_out = _negatives(matcher, params, corpus, n_negatives, seed, speech, peer=peer_run)
     calibration = _calibrate(catalog, params, corpus, refs, excerpt_of, seed, quick)
     summary = summarise(results, negatives_out, build, catalog)
     summary["calibration"] = calibration
@@ -171,10 +181,14 @@ def run_audio_bench(
     summary["config"] = {"queries_per_condition": n_queries, "negatives": n_negatives,
                          "seed": seed, "quick": quick, "params": params.to_dict(),
                          "match": asdict(match)}
+    if peer_run is not None:
+        summary["peer"] = peer_run.summary()
+        peer_run.close()
     summary["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     (out_dir / "audio-results.json").write_text(json.dumps(
         {"summary": summary, "queries": [asdict(r) for r in results],
-         "negatives": negatives_out}, indent=1))
+         "negatives": negatives_out,
+         "peer_queries": peer_run.rows if peer_run else None}, indent=1))
     catalog.close()
     return summary
 
@@ -225,13 +239,19 @@ def query_fingerprint(data: bytes, params: AudioParams):
         return None
 
 
-def _screen(matcher, params, query, condition, length, ref, offset, query_start) -> QueryResult:
+def _screen(matcher, params, query, condition, length, ref, offset, query_start,
+            peer=None) -> QueryResult:
     data = attacks.to_wav_bytes(query, ATTACK_RATE)
     t0 = time.perf_counter()
     fp = query_fingerprint(data, params)
     t1 = time.perf_counter()
     matches = matcher.match(fp) if fp is not None else []
     t2 = time.perf_counter()
+    if peer is not None:
+        from benchmarks.peer_audfprint import PeerQuery
+
+        peer.query(PeerQuery(data, condition, length, ref, offset, query_start,
+                             nanhu_ms=(t2 - t0) * 1000))
     best = matches[0] if matches else None
     correct = best is not None and best.reference_id == ref["id"]
     error = None
@@ -250,7 +270,7 @@ NEGATIVE_CONDITIONS = ["clean", "mp3-128k", "pink-snr5", "speed-1.05", "speed-0.
                        "gain-20dB", "babble-snr10"]
 
 
-def _negatives(matcher, params, corpus, n, seed, speech) -> dict:
+def _negatives(matcher, params, corpus, n, seed, speech, peer=None) -> dict:
     """Never-registered music, excerpted and attacked: every match returned is a false one."""
     rng = np.random.default_rng([seed, 99])
     negatives = [r for r in corpus["negatives"] if r["duration_s"] >= 15]
@@ -267,10 +287,13 @@ def _negatives(matcher, params, corpus, n, seed, speech) -> dict:
         condition = NEGATIVE_CONDITIONS[i % len(NEGATIVE_CONDITIONS)]
         query, _ = _attack(condition, x[start : start + int(length * ATTACK_RATE * 1.2)], rng,
                            speech, [])
-        fp = query_fingerprint(attacks.to_wav_bytes(query, ATTACK_RATE), params)
+        data = attacks.to_wav_bytes(query, ATTACK_RATE)
+        fp = query_fingerprint(data, params)
         t0 = time.perf_counter()
         matches = matcher.match(fp) if fp is not None else []
         match_ms.append((time.perf_counter() - t0) * 1000)
+        if peer is not None:
+            peer.negative(data, condition)
         for m in matches:
             false_matches.append({"query": ref["id"], "condition": condition,
                                   "reference_id": m.reference_id, "score": m.score,
