@@ -1,13 +1,16 @@
-"""``nanhu bench [audio|video|server|ingest|all] [--quick] [--out DIR]``.
+"""``nanhu bench [audio|video|server|ingest|all] [--quick | --tiny] [--out DIR]``.
 
 Each run builds or reuses the cached real-media corpus, measures, and contributes a section,
-plots and raw results to ``DIR/report.md`` / ``DIR/results.json``.
+plots and raw results to ``DIR/report.md`` / ``DIR/results.json``. ``--tiny`` runs every step
+on a few generated files instead (no download, about a minute or two): a smoke test of the
+tooling whose numbers mean nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -16,61 +19,129 @@ log = logging.getLogger(__name__)
 
 KINDS = ("audio", "video", "server", "ingest")
 
+#: what each size runs, as told up front
+PLANS = {
+    "tiny": "tiny (generated media, a minute or two; a smoke test, not a measurement)",
+    "quick": "quick (real corpus, cut-down query counts; a few minutes per section once the "
+             "corpus is cached)",
+    "full": "full (real corpus, 200 audio queries per condition, 300 video negatives, "
+            "10,000-hour and 1,000,000-keyframe synthetic catalogs: several hours on 2 cores)",
+}
+
 
 def add_commands(subparsers) -> None:
     p = subparsers.add_parser("bench", help="run benchmarks and write a report")
     p.add_argument("kind", nargs="?", default="all", choices=(*KINDS, "all"))
-    p.add_argument("--quick", action="store_true", help="a few minutes on 2 cores")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="a few minutes per section on 2 cores")
+    size.add_argument("--tiny", action="store_true",
+                      help="generated media, every step once: a smoke test of the tooling")
     p.add_argument("--out", type=Path, default=Path("bench-out"), help="report directory")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--queries", type=int, default=None,
                    help="audio: queries per condition and length (default 200; --quick 25)")
-    p.add_argument("--scale-hours", type=float, default=None,
-                   help="audio: hours of synthetic postings in the scale run (default 10000)")
+    p.add_argument("--scale-hours", type=float, nargs="+", default=None,
+                   help="audio: hours of synthetic postings in the scale runs "
+                        "(default 100 1000 10000; --quick 20 200)")
     p.set_defaults(func=cmd_bench)
 
 
-def _audio(out: Path, quick: bool, seed: int, args: argparse.Namespace) -> tuple[str, dict]:
+def _size(args: argparse.Namespace) -> str:
+    return "tiny" if args.tiny else "quick" if args.quick else "full"
+
+
+def _audio(out: Path, size: str, seed: int, args: argparse.Namespace) -> tuple[str, dict]:
     from benchmarks import report
     from benchmarks.audio_bench import run_audio_bench
-    from benchmarks.scale_audio import run_scale
+    from benchmarks.scale_audio import run_scale_series
 
-    summary = run_audio_bench(out, quick=quick, seed=seed, queries_per_condition=args.queries)
-    hours = args.scale_hours or (200 if quick else 10_000)
-    summary["scale"] = run_scale(hours=hours, seed=seed)
+    if size == "tiny":
+        summary = run_audio_bench(out, quick=True, seed=seed, queries_per_condition=1,
+                                  negatives=3, conditions=["clean", "pink-snr5", "speed-1.1"])
+    else:
+        summary = run_audio_bench(out, quick=size == "quick", seed=seed,
+                                  queries_per_condition=args.queries)
+    hours = args.scale_hours or {"tiny": [2.0], "quick": [20.0, 200.0],
+                                 "full": [100.0, 1000.0, 10_000.0]}[size]
+    # The largest catalogs are slow to query while their hash keys are unspecific (see the
+    # closing notes of the audio issue): fewer queries there.
+    queries = [2 if size == "tiny" else 20 if h <= 1000 else 5 for h in sorted(hours)]
+    summary["scale_series"] = run_scale_series(hours, seed=seed, queries=queries)
+    summary["scale"] = summary["scale_series"][-1]
     plots = report.audio_plots(summary, out)
     text = report.audio_markdown(summary) + "".join(f"\n![{p}]({p})\n" for p in plots)
     return text, summary
 
 
-def _video(out: Path, quick: bool, seed: int, args: argparse.Namespace) -> tuple[str, dict]:
+def _video(out: Path, size: str, seed: int, args: argparse.Namespace) -> tuple[str, dict]:
     from benchmarks.video_bench import run_video_bench_section
 
-    return run_video_bench_section(out, quick=quick, seed=seed)
+    return run_video_bench_section(out, quick=size == "quick", seed=seed, tiny=size == "tiny")
 
 
-def _server(out: Path, quick: bool, seed: int, args: argparse.Namespace) -> tuple[str, dict]:
+def _server(out: Path, size: str, seed: int, args: argparse.Namespace) -> tuple[str, dict]:
     from benchmarks.server_bench import run_server_bench_section
 
-    return run_server_bench_section(out, quick=quick, seed=seed)
+    return run_server_bench_section(out, quick=size == "quick", seed=seed, tiny=size == "tiny")
 
 
-def _ingest(out: Path, quick: bool, seed: int, args: argparse.Namespace) -> tuple[str, dict]:
+def _ingest(out: Path, size: str, seed: int, args: argparse.Namespace) -> tuple[str, dict]:
     from benchmarks.ingest_bench import run_ingest_bench_section
 
-    return run_ingest_bench_section(out, quick=quick, seed=seed)
+    return run_ingest_bench_section(out, quick=size == "quick", seed=seed, tiny=size == "tiny")
 
 
 RUNS = {"audio": _audio, "video": _video, "server": _server, "ingest": _ingest}
 
 
+def _corpus_manifests(raw: dict) -> dict:
+    """The corpora the run used (package, version, file, checksum), for the report."""
+    out = {}
+    if "audio" in raw or "server" in raw:
+        from benchmarks.corpus_audio import load_audio_corpus
+
+        corpus = load_audio_corpus()
+        out["corpus_audio"] = {
+            "packages": corpus["packages"],
+            "files": [{k: r[k] for k in ("id", "package", "member", "sha256")}
+                      for r in corpus["references"] + corpus["negatives"]]}
+    if "video" in raw:
+        from benchmarks.corpus_video import load_video_corpus
+
+        corpus = load_video_corpus()
+        out["corpus_video"] = {
+            "packages": corpus.get("packages", []),
+            "files": [{k: r.get(k) for k in ("id", "width", "height", "fps", "duration_s",
+                                             "sources")}
+                      for r in corpus["references"] + corpus["negatives"]]}
+    return out
+
+
+def _corpus_markdown(raw: dict) -> str:
+    """Which packages the corpora came from (every file and checksum is in results.json)."""
+    lines = ["## Corpus", "", "| corpus | package | version | sha256 (first 16) |", "|---|---|---|---|"]
+    for key in ("corpus_audio", "corpus_video"):
+        for package in raw.get(key, {}).get("packages", []):
+            lines.append(f"| {key.split('_')[1]} | {package.get('name', package.get('package'))} | "
+                         f"{package.get('version', '')} | {str(package.get('sha256', ''))[:16]} |")
+        if key in raw:
+            lines.append(f"| {key.split('_')[1]} | {len(raw[key]['files'])} files | | |")
+    return "\n".join(lines) + "\n"
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
-    from benchmarks import report
+    from benchmarks import report, scale_plots
 
     logging.getLogger("benchmarks").setLevel(logging.INFO)
+    size = _size(args)
+    if size == "tiny":
+        from benchmarks.tiny_corpus import build_tiny_corpora
+
+        cache = (args.out / "tiny-cache").resolve()
+        os.environ["NANHU_CACHE"] = str(cache)
+        build_tiny_corpora(cache, seed=args.seed)
     kinds = KINDS if args.kind == "all" else (args.kind,)
-    size = "quick (a few minutes)" if args.quick else "full (about an hour or more on 2 cores)"
-    print(f"nanhu bench {' '.join(kinds)}: {size}; report in {args.out}/report.md",
+    print(f"nanhu bench {' '.join(kinds)}: {PLANS[size]}; report in {args.out}/report.md",
           file=sys.stderr)
     sections: dict[str, str] = {}
     raw: dict = {}
@@ -79,7 +150,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         print(f"nanhu bench: {kind} ...", file=sys.stderr, flush=True)
         try:
-            text, results = RUNS[kind](args.out, args.quick, args.seed, args)
+            text, results = RUNS[kind](args.out, size, args.seed, args)
         except ModuleNotFoundError as exc:
             if not (exc.name or "").startswith("benchmarks."):
                 raise
@@ -90,13 +161,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raw[kind] = results
         print(f"nanhu bench: {kind} done in {time.perf_counter() - started:.0f} s",
               file=sys.stderr, flush=True)
-    if "audio" in raw:
-        from benchmarks.corpus_audio import load_audio_corpus
-
-        corpus = load_audio_corpus()
-        raw["corpus_audio"] = {"packages": corpus["packages"],
-                               "files": [{k: r[k] for k in ("id", "package", "member", "sha256")}
-                                         for r in corpus["references"] + corpus["negatives"]]}
+    if {"audio", "video"} & raw.keys():
+        plots = (scale_plots.latency_vs_size_plot(raw, args.out)
+                 + scale_plots.index_size_plot(raw, args.out))
+        sections["scale"] = scale_plots.summary_markdown(raw) + "".join(
+            f"\n![{p}]({p})\n" for p in plots)
+    raw.update(_corpus_manifests(raw))
+    sections["corpus"] = _corpus_markdown(raw)
     command = "nanhu bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "nanhu bench"
     path = report.write_report(args.out, sections, raw, command)
     print(f"nanhu bench: wrote {path}", file=sys.stderr)

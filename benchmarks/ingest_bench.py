@@ -210,11 +210,15 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_ingest_bench_section(out: Path, *, quick: bool = False, seed: int = 0) -> tuple[str, dict]:
-    """``nanhu bench ingest``: generated audio, 1 and 2 workers, and the short-clip manifest."""
+def run_ingest_bench_section(out: Path, *, quick: bool = False, seed: int = 0,
+                             tiny: bool = False) -> tuple[str, dict]:
+    """``nanhu bench ingest``: generated audio, 1 and 2 workers, and the short-clip manifest
+    (``tiny``: 2 files of 20 s and 20 clips, a smoke run)."""
     del seed  # generated media is seeded per file (seed0 below) so runs repeat exactly
     results = run_ingest_bench(out / "ingest", cache=out / "ingest-media",
-                               long=6 if quick else 16, short=300 if quick else 10_000)
+                               long=2 if tiny else 6 if quick else 16,
+                               long_seconds=20.0 if tiny else 120.0,
+                               short=20 if tiny else 300 if quick else 10_000)
     return markdown(results), results
 
 

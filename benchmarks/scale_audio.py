@@ -149,3 +149,10 @@ def run_scale(*, hours: float = 10_000, seed: int = 0, queries: int = 100) -> di
             "match_ms_p50": float(np.percentile(latencies, 50)),
             "match_ms_p99": float(np.percentile(latencies, 99)),
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def run_scale_series(hours: list[float], *, seed: int = 0, queries: list[int] | int = 20) -> list[dict]:
+    """:func:`run_scale` at each catalog size in ``hours`` (smallest first), for the latency
+    against catalog size plot; ``queries`` per size (a list, or one count for all)."""
+    counts = queries if isinstance(queries, list) else [queries] * len(hours)
+    return [run_scale(hours=h, seed=seed, queries=n) for h, n in zip(sorted(hours), counts)]

@@ -235,7 +235,10 @@ def soak(address: str, queries: list[Path], folder: Path, *, seconds: float, see
 
 
 def run_server_bench(out: Path, *, quick: bool = False, seed: int = 0, workers: int | None = None,
-                     references: int | None = None, soak_s: float | None = None) -> dict:
+                     references: int | None = None, soak_s: float | None = None,
+                     tiny: bool = False) -> dict:
+    """Load test of ``nanhu serve``. ``tiny``: a smoke run (10 s uploads, 1 and 8 clients, a few
+    requests each, no soak) for ``nanhu bench --tiny``."""
     from benchmarks.corpus_audio import load_audio_corpus
     from engine.fingerprint import fingerprint_media
     from server.client import NanhuClient
@@ -245,22 +248,26 @@ def run_server_bench(out: Path, *, quick: bool = False, seed: int = 0, workers: 
     references = references or (30 if quick else len(corpus["references"]))
     workers = workers or os.cpu_count() or 2
     catalog = ensure_catalog(corpus, references)
-    lengths = (10.0, 60.0)
-    queries = {length: make_queries(corpus, out / "queries", count=12 if quick else 40,
+    lengths = (10.0,) if tiny else (10.0, 60.0)
+    levels = (1, 8) if tiny else LEVELS
+    quick = quick or tiny
+    queries = {length: make_queries(corpus, out / "queries", count=4 if tiny else 12 if quick else 40,
                                     length_s=length, seed=seed + int(length), references=references)
                for length in lengths}
     summary: dict = {"references": references, "workers": workers, "cores": os.cpu_count(),
                      "quick": quick, "baseline": {}, "stream": {}, "fingerprint": {}}
     for length in lengths:
-        summary["baseline"][f"{length:g}s"] = in_process(catalog, queries[length][:6 if quick else 20])
+        summary["baseline"][f"{length:g}s"] = in_process(
+            catalog, queries[length][:2 if tiny else 6 if quick else 20])
     edge = {length: [fingerprint_media(p, query=True) for p in queries[length]] for length in lengths}
     proc, address = start_server(catalog, workers)
     try:
         summary["server_rss_mb_start"] = round(_tree_rss_mb(proc.pid), 1)
-        clients = [NanhuClient(address, timeout=600) for _ in range(max(LEVELS))]
+        clients = [NanhuClient(address, timeout=600) for _ in range(max(levels))]
         for length in lengths:
-            for level in LEVELS:
-                bound = (max(2 * level, 12 if length < 30 else 4) if quick else max(4 * level, 40))
+            for level in levels:
+                bound = (level if tiny else max(2 * level, 12 if length < 30 else 4) if quick
+                         else max(4 * level, 40))
                 seconds = (40 if length < 30 else 60) if quick else 300
                 key = f"{length:g}s x{level}"
                 summary["stream"][key] = load(lambda i, p: clients[i].screen_file(p), queries[length],
@@ -273,7 +280,7 @@ def run_server_bench(out: Path, *, quick: bool = False, seed: int = 0, workers: 
         summary["server_rss_mb_end"] = round(_tree_rss_mb(proc.pid), 1)
         for client in clients:
             client.close()
-        soak_s = soak_s if soak_s is not None else (60.0 if quick else 600.0)
+        soak_s = soak_s if soak_s is not None else (0.0 if tiny else 60.0 if quick else 600.0)
         if soak_s > 0:
             summary["soak"] = soak(address, queries[10.0], out / "soak", seconds=soak_s, seed=seed,
                                    server_pid=proc.pid)
@@ -328,8 +335,10 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def run_server_bench_section(out: Path, *, quick: bool = False, seed: int = 0) -> tuple[str, dict]:
-    summary = run_server_bench(out / "server", quick=quick, seed=seed)
+def run_server_bench_section(out: Path, *, quick: bool = False, seed: int = 0,
+                             tiny: bool = False) -> tuple[str, dict]:
+    summary = run_server_bench(out / "server", quick=quick, seed=seed, tiny=tiny,
+                               references=3 if tiny else None)
     return markdown(summary), summary
 
 

@@ -195,7 +195,7 @@ def _prediction(m: Match) -> dict:
     return {"reference_id": m.reference_id, "modality": m.modality, "score": m.score,
             "strength": _strength(m.evidence), "query_start_s": m.query_start_s,
             "query_end_s": m.query_end_s, "reference_start_s": m.reference_start_s,
-            "reference_end_s": m.reference_end_s, "speed": m.speed}
+            "reference_end_s": m.reference_end_s, "speed": m.speed, "evidence": m.evidence}
 
 
 class Screener:
@@ -547,12 +547,12 @@ def run_video_bench(
     positive clips after the round in progress once spent (every attack then still has the
     same clips); the counts actually run are in the summary.
     """
-    from benchmarks.corpus_video import cache_dir, load_video_corpus
+    from benchmarks.corpus_video import cache_dir
 
     wall0 = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    corpus = corpus or load_video_corpus()
+    corpus = corpus or load_or_build_corpus()
     refs = corpus["references"][: references or (20 if quick else len(corpus["references"]))]
     negative_videos = corpus["negatives"]
     attack_names = attack_names or list(ATTACKS)
@@ -739,13 +739,35 @@ def video_plots(summary: dict, out_dir: Path) -> list[str]:
 FULL_TIME_BUDGET_S = 3600.0
 
 
-def run_video_bench_section(out_dir: Path, *, quick: bool, seed: int) -> tuple[str, dict]:
+def load_or_build_corpus() -> dict:
+    """The cached video corpus, built first (about an hour on 2 cores) when it is missing."""
+    from benchmarks.corpus_video import build_video_corpus, load_video_corpus
+
+    try:
+        return load_video_corpus()
+    except FileNotFoundError:
+        log.warning("building the video corpus (100 references, 30 negatives; about an hour "
+                    "on 2 cores, once)")
+        return build_video_corpus(progress=lambda done, total, what: log.warning(
+            "video corpus: %d/%d (%s)", done, total, what))
+
+
+#: ``nanhu bench --tiny``: a smoke run of every step on the tiny generated corpus
+TINY = {"references": 3, "clips_per_length": {5.0: 1, 10.0: 1}, "negatives": 2,
+        "negative_lengths": (5.0,), "synthetic_keyframes": 5_000,
+        "attack_names": ["360p", "hflip", "speed-1.25", "pip-50%"]}
+
+
+def run_video_bench_section(out_dir: Path, *, quick: bool, seed: int,
+                            tiny: bool = False) -> tuple[str, dict]:
     """What ``nanhu bench video`` calls: (Markdown section with plots, summary dict).
 
     The full run takes as many rounds of positive clips (up to 20 per attack and length) as
     fit in :data:`FULL_TIME_BUDGET_S`; the report states the counts.
     """
-    summary = run_video_bench(Path(out_dir), quick=quick, seed=seed,
-                              time_budget_s=None if quick else FULL_TIME_BUDGET_S)
+    sizes = TINY if tiny else {}
+    summary = run_video_bench(Path(out_dir), quick=quick or tiny, seed=seed,
+                              time_budget_s=None if quick or tiny else FULL_TIME_BUDGET_S,
+                              **sizes)
     plots = video_plots(summary, Path(out_dir))
     return video_markdown(summary) + "".join(f"\n![{p}]({p})\n" for p in plots), summary

@@ -1,0 +1,127 @@
+"""Cross-section plots of the benchmark report: latency against catalog size, index size.
+
+Both read the summaries the sections already produce (``results.json`` keys ``audio`` and
+``video``) and skip what a run did not measure.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def latency_points(raw: dict) -> dict[str, list[tuple[float, float, float]]]:
+    """Series of (catalog size, p50 ms, p99 ms): audio by hours of audio, video by keyframes."""
+    series: dict[str, list[tuple[float, float, float]]] = {}
+    audio = raw.get("audio")
+    if audio:
+        points = [(audio["build"]["media_hours"], audio["query_match_ms_p50"],
+                   audio["query_match_ms_p99"])]
+        points += [(s["hours"], s["match_ms_p50"], s["match_ms_p99"])
+                   for s in audio.get("scale_series") or [audio.get("scale")] if s]
+        series["audio (hours of audio)"] = sorted(set(points))
+    video = raw.get("video")
+    if video:
+        latency, scale = video["latency"], video.get("scale") or {}
+        corpus = (video["build"]["keyframes"], latency["match_video_ms_p50"],
+                  latency["match_video_ms_p99"])
+        for kind, label in (("flat", "video, exact search (keyframes)"),
+                            ("hnsw", "video, HNSW (keyframes)")):
+            entry = scale.get(kind) or {}
+            if entry.get("latency_ms_p50") is not None:
+                series[label] = [corpus, (scale["keyframes"], entry["latency_ms_p50"],
+                                          entry["latency_ms_p99"])]
+    return series
+
+
+def latency_vs_size_plot(raw: dict, out_dir: Path) -> list[str]:
+    """latency-vs-catalog-size.png: match latency p50 (line) and p99 (dotted), log-log."""
+    series = latency_points(raw)
+    if not series:
+        return []
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for label, points in series.items():
+        ax = axes[0] if label.startswith("audio") else axes[1]
+        sizes, p50, p99 = zip(*points)
+        line, = ax.plot(sizes, p50, marker="o", label=f"{label} p50")
+        ax.plot(sizes, p99, marker="x", linestyle=":", color=line.get_color(), label=f"{label} p99")
+    for ax, xlabel, title in ((axes[0], "catalog size (hours of audio)", "Audio matching"),
+                              (axes[1], "catalog size (keyframes)", "Video search + alignment")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.axhline(100, color="grey", linewidth=0.8, linestyle="--")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("latency per query (ms)")
+        ax.set_title(title)
+        ax.grid(alpha=0.3, which="both")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.suptitle("Latency against catalog size (dashed: 100 ms)")
+    fig.tight_layout()
+    fig.savefig(out_dir / "latency-vs-catalog-size.png", dpi=110)
+    plt.close(fig)
+    return ["latency-vs-catalog-size.png"]
+
+
+def index_sizes(raw: dict) -> dict[str, float]:
+    """Index bytes per hour of media, per system and modality."""
+    sizes: dict[str, float] = {}
+    audio = raw.get("audio")
+    if audio:
+        sizes["Nanhu audio"] = audio["build"]["index_bytes_per_hour"]
+        peer = audio.get("peer") or {}
+        for name, entry in (peer.get("settings") or {}).items():
+            if entry.get("index_bytes_per_hour"):
+                sizes[f"{peer.get('name', 'peer')} audio ({name})"] = entry["index_bytes_per_hour"]
+    video = raw.get("video")
+    if video:
+        sizes["Nanhu video"] = video["bytes_per_hour"]["video"]
+        base = video.get("baseline") or {}
+        hours = video["build"]["media_hours"]
+        if base.get("frames"):
+            # A PDQ hash is 32 bytes; vPDQ also keeps a quality and a timestamp per frame.
+            sizes["vPDQ video (1 fps)"] = base["frames"] * (32 + 4 + 4) / hours
+    return sizes
+
+
+def index_size_plot(raw: dict, out_dir: Path) -> list[str]:
+    """index-bytes-per-hour.png: a bar per system and modality (log scale)."""
+    sizes = index_sizes(raw)
+    if not sizes:
+        return []
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    names = list(sizes)
+    values = [sizes[n] / 2**20 for n in names]
+    bars = ax.barh(names, values)
+    ax.bar_label(bars, labels=[f"{v:.2f} MiB/h" for v in values], fontsize=8, padding=3)
+    ax.set_xscale("log")
+    ax.set_xlabel("index size (MiB per hour of media, log scale)")
+    ax.set_title("Index bytes per hour")
+    ax.set_xlim(min(values) / 3, max(values) * 20)
+    ax.grid(axis="x", alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(out_dir / "index-bytes-per-hour.png", dpi=110)
+    plt.close(fig)
+    return ["index-bytes-per-hour.png"]
+
+
+def summary_markdown(raw: dict) -> str:
+    """The cross-section part of the report: latency series table, index sizes."""
+    lines = ["## Scale and size", "", "| series | catalog size | p50 (ms) | p99 (ms) |",
+             "|---|---|---|---|"]
+    for label, points in latency_points(raw).items():
+        lines += [f"| {label} | {size:,.{2 if size < 10 else 0}f} | {p50:.1f} | {p99:.1f} |"
+                  for size, p50, p99 in points]
+    lines += ["", "| index | MiB per hour of media |", "|---|---|"]
+    lines += [f"| {name} | {value / 2**20:.3f} |" for name, value in index_sizes(raw).items()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,69 @@
+"""``nanhu bench all --tiny`` end to end: every section runs and the report is whole.
+
+The tiny size generates its own media (no download), so this is the benchmark tooling's
+smoke test on a fresh machine; the numbers it prints are not asserted (no timing asserts),
+only that each section measured something and wrote it where the report says.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bench")
+    env = {k: v for k, v in os.environ.items() if k != "NANHU_CACHE"}
+    done = subprocess.run(
+        [sys.executable, "-m", "nanhu_cli", "bench", "all", "--tiny", "--out", str(out)],
+        capture_output=True, text=True, env=env, timeout=1800,
+        cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "tiny (generated media" in done.stderr  # the size is stated up front
+    return out
+
+
+@pytest.mark.slow
+def test_every_section_is_in_the_report(tiny_report):
+    text = (tiny_report / "report.md").read_text()
+    for heading in ("# Nanhu benchmark report", "## Audio", "## Video", "## Server",
+                    "## Ingest", "## Scale and size", "## Corpus"):
+        assert heading in text, heading
+    assert "Command: `nanhu bench all --tiny" in text
+    assert "Machine: " in text and "cores" in text
+
+
+@pytest.mark.slow
+def test_every_plot_the_report_links_is_a_png(tiny_report):
+    text = (tiny_report / "report.md").read_text()
+    linked = [line.split("(")[1].rstrip(")") for line in text.splitlines()
+              if line.startswith("![")]
+    assert {"recall-vs-snr.png", "recall-vs-speed.png", "video-recall-per-attack.png",
+            "latency-vs-catalog-size.png", "index-bytes-per-hour.png"} <= set(linked)
+    for name in linked:
+        assert (tiny_report / name).read_bytes()[:8] == PNG_MAGIC, name
+
+
+@pytest.mark.slow
+def test_raw_results_hold_each_measurement_and_the_corpus(tiny_report):
+    raw = json.loads((tiny_report / "results.json").read_text())
+    audio, video = raw["audio"], raw["video"]
+    # Generated music, clean 10 s excerpts: the engine finds them (the tiny run still screens).
+    clean = [r for r in audio["rows"] if r["condition"] == "clean"]
+    assert clean and all(r["top1_recall"] == 1.0 for r in clean)
+    assert [round(s["hours"]) for s in audio["scale_series"]] == [2]  # whole synthetic works
+    assert video["config"]["negatives"] == 2 and video["rows"]
+    assert video["scale"]["keyframes"] == 5_000
+    assert raw["server"]["stream"]["10s x1"]["errors"] == 0
+    assert raw["ingest"]["runs"] and all(r["failed"] == 0 for r in raw["ingest"]["runs"])
+    files = {f["id"] for f in raw["corpus_audio"]["files"]}
+    assert "tiny-ref-0" in files and all(len(f["sha256"]) == 64 for f in raw["corpus_audio"]["files"])
+    assert {f["id"] for f in raw["corpus_video"]["files"]} >= {"tiny-ref-0", "tiny-neg-0"}
