@@ -7,6 +7,7 @@ Layout (format version 1)::
                              that committed it and the generation that deleted it (tombstone)
     DIR/audio/seg-*.pst      immutable postings segments (engine.postings)
     DIR/video/seg-*.vec      immutable keyframe-vector segments (engine.vectors)
+    DIR/video/seg-*.hnsw     HNSW graph of a large vector segment (FAISS format, derived data)
     DIR/writer.lock          flock()ed by the single writer
 
 Commit protocol: new segment files are written under temporary names, fsynced and renamed;
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine import vectors as vector_store
 from engine.errors import (
     AlreadyExists,
     CatalogCorrupt,
@@ -284,7 +286,7 @@ class Catalog:
             ).fetchall():
                 self._db.execute("UPDATE refs SET policy = ? WHERE ordinal = ?", (old, ordinal))
             self._db.execute("DELETE FROM policy_log WHERE generation > ?", (g,))
-        named = {s["file"] for s in self.manifest["audio_segments"] + self.manifest["video_segments"]}
+        named = set(_segment_files(self.manifest))
         orphans = 0
         for folder in ("audio", "video"):
             (self.path / folder).mkdir(exist_ok=True)
@@ -358,10 +360,10 @@ class Catalog:
             "COALESCE(SUM(n_keyframes), 0), COALESCE(SUM(n_hashes > 0), 0), "
             "COALESCE(SUM(n_keyframes > 0), 0) FROM refs WHERE {visible}"
         )[0]
-        files = [self.path / s["file"] for s in
-                 self.manifest["audio_segments"] + self.manifest["video_segments"]]
+        files = [self.path / f for f in _segment_files(self.manifest)]
         audio_bytes = sum(s["bytes"] for s in self.manifest["audio_segments"])
-        video_bytes = sum(s["bytes"] for s in self.manifest["video_segments"])
+        video_bytes = sum(s["bytes"] + s.get("graph_bytes", 0)
+                          for s in self.manifest["video_segments"])
         hours = row[1] / 3600.0
         return {
             "catalog": str(self.path), "format_version": FORMAT_VERSION,
@@ -387,8 +389,10 @@ class Catalog:
 
     def vectors(self) -> FaissVectorIndex:
         if self._vectors is None:
+            entries = self.manifest["video_segments"]
             self._vectors = FaissVectorIndex(
-                [VectorSegment(self.path / s["file"]) for s in self.manifest["video_segments"]]
+                [VectorSegment(self.path / s["file"]) for s in entries],
+                graphs=[self.path / s["graph"] if s.get("graph") else None for s in entries],
             )
         return self._vectors
 
@@ -552,10 +556,21 @@ class Catalog:
             vectors = np.concatenate([v.vectors for _, v in video])
             ords = np.concatenate([np.full(len(v), o, np.uint32) for o, v in video])
             times = np.concatenate([v.times_s for _, v in video])
-            name = f"video/seg-{g:08d}.vec"
-            size = self._write_file(name, lambda p: write_vector_segment(p, vectors, ords, times))
-            manifest["video_segments"].append({"file": name, "count": int(ords.size),
-                                               "bytes": size})
+            manifest["video_segments"].append(
+                self._write_vector_segment(f"video/seg-{g:08d}.vec", vectors, ords, times))
+
+    def _write_vector_segment(self, name: str, vectors: np.ndarray, ords: np.ndarray,
+                              times: np.ndarray) -> dict:
+        """Write a vector segment (and, when it is large, its HNSW graph); its manifest entry.
+        Both files are written before the manifest names them, like every segment."""
+        size = self._write_file(name, lambda p: write_vector_segment(p, vectors, ords, times))
+        entry = {"file": name, "count": int(ords.size), "bytes": size}
+        if ords.size >= vector_store.HNSW_MIN_VECTORS:
+            graph = name.removesuffix(".vec") + ".hnsw"
+            entry["graph"] = graph
+            entry["graph_bytes"] = self._write_file(
+                graph, lambda p: vector_store.write_hnsw_graph(p, vectors))
+        return entry
 
     def _write_file(self, name: str, writer) -> int:
         final = self.path / name
@@ -582,7 +597,7 @@ class Catalog:
         dead = self.deleted_ordinals()
         g = self.generation + 1
         manifest = json.loads(json.dumps(self.manifest))
-        old_files = [s["file"] for s in manifest["audio_segments"] + manifest["video_segments"]]
+        old_files = _segment_files(manifest)
         keys, values = self.postings().all_postings()
         keep = ~np.isin((values >> np.uint64(32)).astype(np.uint32), dead)
         manifest["audio_segments"] = []
@@ -599,12 +614,8 @@ class Catalog:
             times = np.concatenate([s.times_s for s in segments])
             alive = ~np.isin(ords, dead)
             if alive.any():
-                name = f"video/seg-{g:08d}.vec"
-                size = self._write_file(
-                    name, lambda p: write_vector_segment(p, vectors[alive], ords[alive],
-                                                         times[alive]))
-                manifest["video_segments"].append({"file": name, "count": int(alive.sum()),
-                                                   "bytes": size})
+                manifest["video_segments"].append(self._write_vector_segment(
+                    f"video/seg-{g:08d}.vec", vectors[alive], ords[alive], times[alive]))
         manifest["generation"] = g
         manifest["committed_at"] = time.time()
         with self._db:
@@ -620,3 +631,9 @@ class Catalog:
         return {"generation": g, "purged_references": int(dead.size),
                 "audio_postings": int(keep.sum()),
                 "video_vectors": sum(s["count"] for s in manifest["video_segments"])}
+
+
+def _segment_files(manifest: dict) -> list[str]:
+    """Every file the manifest names: segments and the graphs of large vector segments."""
+    files = [s["file"] for s in manifest["audio_segments"] + manifest["video_segments"]]
+    return files + [s["graph"] for s in manifest["video_segments"] if s.get("graph")]

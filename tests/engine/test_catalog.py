@@ -441,3 +441,52 @@ def test_crash_before_the_manifest_swap_undoes_a_policy_change(two_refs, monkeyp
         recovering.commit()
     with Catalog(two_refs) as reader:
         assert reader.get("ref-a").policy == {"label": "block"}
+
+
+# --- large vector segments ---------------------------------------------------------------------
+def with_keyframes(fp, seed: int, n: int = 120):
+    """``fp`` with ``n`` random unit keyframe vectors (2 per second) added."""
+    from engine.fingerprint import VideoPrint
+    from engine.video import VideoParams
+
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((n, 248)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    video = VideoPrint(vectors, (np.arange(n) * 0.5).astype(np.float32), VideoParams().tag())
+    return dataclasses.replace(fp, video=video)
+
+
+def test_a_large_vector_segment_gets_a_graph_that_survives_reopen_and_crashes(
+        catalog_dir, make_fp, monkeypatch):
+    monkeypatch.setattr("engine.vectors.HNSW_MIN_VECTORS", 200)
+    fps = [with_keyframes(make_fp(i), seed=i) for i in range(3)]
+    with Catalog(catalog_dir, writable=True, create=True) as catalog:
+        for i, fp in enumerate(fps[:2]):
+            catalog.add(f"ref-{i}", fp)
+            catalog.commit()  # two small segments (120 vectors each): exact search only
+        assert not any(s.get("graph") for s in catalog.manifest["video_segments"])
+        catalog.compact()  # one segment of 240 vectors: it gets its graph
+        [entry] = catalog.manifest["video_segments"]
+        assert entry["graph"] == entry["file"].replace(".vec", ".hnsw")
+        assert (catalog_dir / entry["graph"]).exists()
+        assert catalog.stats()["video_index_bytes"] == entry["bytes"] + entry["graph_bytes"]
+    # A compaction that dies before the manifest swap leaves a new graph behind: recovery
+    # removes it, and the catalog is exactly its last commit.
+    writer = Catalog(catalog_dir, writable=True)
+    writer.add("ref-2", fps[2])
+    writer.commit()
+    committed = segment_files(catalog_dir)
+    with monkeypatch.context() as patch:
+        crash_on_manifest_swap(patch)
+        with pytest.raises(SimulatedCrash):
+            writer.compact()
+    assert any(f.endswith(".hnsw") for f in segment_files(catalog_dir) - committed)
+    del writer
+    with Catalog(catalog_dir, writable=True):
+        assert segment_files(catalog_dir) == committed
+    with Catalog(catalog_dir) as catalog:
+        index = catalog.vectors()
+        assert sorted(type(p.index).__name__ for p in index.parts) == ["IndexFlatIP", "IndexHNSWFlat"]
+        ordinals, times, sims = index.search(fps[1].video.vectors[:20], 1)
+        assert (ordinals[:, 0] == catalog.get("ref-1").ordinal).all()
+        np.testing.assert_allclose(times[:, 0], fps[1].video.times_s[:20])

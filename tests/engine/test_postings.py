@@ -29,6 +29,7 @@ from engine.vectors import (
     BruteForceVectorIndex,
     FaissVectorIndex,
     VectorSegment,
+    write_hnsw_graph,
     write_vector_segment,
 )
 
@@ -258,10 +259,33 @@ def test_hnsw_vectors_find_nearly_all_exact_neighbours(tmp_path):
     write_vector_segment(tmp_path / "v.vec", vectors, np.arange(3000, dtype=np.uint32),
                          np.zeros(3000, np.float32))
     fast = FaissVectorIndex([VectorSegment(tmp_path / "v.vec")], hnsw_threshold=1000)
-    assert type(fast.index).__name__ == "IndexHNSWFlat"
+    assert [type(p.index).__name__ for p in fast.parts] == ["IndexHNSWFlat"]
     queries = vectors[:200] + 0.05 * random_unit_vectors(rng, 200, 32)
     found, _, _ = fast.search(queries, 1)
     assert (found[:, 0] == np.arange(200)).mean() >= 0.95
+
+
+def test_a_persisted_graph_is_mapped_and_merged_with_small_segments(tmp_path, caplog):
+    rng = np.random.default_rng(10)
+    big, small = random_unit_vectors(rng, 2000, 32), random_unit_vectors(rng, 50, 32)
+    write_vector_segment(tmp_path / "big.vec", big, np.zeros(2000, np.uint32),
+                         np.arange(2000, dtype=np.float32))
+    write_vector_segment(tmp_path / "small.vec", small, np.ones(50, np.uint32),
+                         np.arange(50, dtype=np.float32))
+    assert write_hnsw_graph(tmp_path / "big.hnsw", big) > 0
+    segments = [VectorSegment(tmp_path / "big.vec"), VectorSegment(tmp_path / "small.vec")]
+    fast = FaissVectorIndex(segments, graphs=[tmp_path / "big.hnsw", None])
+    assert sorted(type(p.index).__name__ for p in fast.parts) == ["IndexFlatIP", "IndexHNSWFlat"]
+    queries = np.concatenate([big[:100], small[:20]]) + 0.02 * random_unit_vectors(rng, 120, 32)
+    ordinals, times, _ = fast.search(queries, 1)
+    # Each query finds its own vector, whichever part holds it: the merge keeps the best.
+    assert (ordinals[:100, 0] == 0).all() and (ordinals[100:, 0] == 1).all()
+    assert np.mean(times[:, 0] == np.r_[np.arange(100), np.arange(20)]) >= 0.95
+    # A damaged graph is derived data: rebuilt in memory, with a warning naming the file.
+    (tmp_path / "big.hnsw").write_bytes(b"not a faiss index")
+    rebuilt = FaissVectorIndex(segments, graphs=[tmp_path / "big.hnsw", None], hnsw_threshold=1000)
+    assert "big.hnsw" in caplog.text
+    np.testing.assert_array_equal(rebuilt.search(queries, 1)[0], ordinals)
 
 
 def test_empty_vector_index_pads_every_row():
