@@ -90,10 +90,13 @@ class PeerSettings:
     maxtimebits: int = 14           # -u: times wrap after 2^14 frames (380 s)
     sample_rate: int = 11025        # -r
 
+    def reference_settings(self) -> dict:
+        """The fields the database depends on."""
+        return {k: getattr(self, k) for k in REFERENCE_FIELDS}
+
     def reference_key(self) -> str:
-        """What the database depends on: settings with the same key share one database."""
-        ref = (self.density, self.fanout, self.pks_per_frame, self.freq_sd, self.ref_shifts,
-               self.hashbits, self.bucketsize, self.maxtimebits, self.sample_rate)
+        """Settings with the same key share one database."""
+        ref = tuple(self.reference_settings().values())
         return hashlib.sha256(repr(ref).encode()).hexdigest()[:10]
 
     def analyzer(self, *, query: bool):
@@ -117,16 +120,28 @@ class PeerSettings:
         return 256 / self.sample_rate
 
 
+REFERENCE_FIELDS = ("density", "fanout", "pks_per_frame", "freq_sd", "ref_shifts", "hashbits",
+                    "bucketsize", "maxtimebits", "sample_rate")
+
 #: ``audfprint new`` / ``audfprint match`` with no options.
 DEFAULTS = PeerSettings("defaults")
 
-#: Tuned for noisy, short excerpts, within what audfprint's author advises (dpwe/audfprint#27,
-#: #9: raise ``--density`` first, aim for dozens of hashes per query; ``--maxtime`` above the
-#: longest track so offsets do not wrap). Chosen on a 30-reference subset of the corpus, 8 queries
-#: per condition and length, before the benchmark run; see ``tune`` in this module's history and
-#: the figures in the report. Database density 40 (about 2x the hashes), query shifts 4 as by
-#: default, 2^17-frame times (50 min; the longest reference is 29 min).
-TUNED = replace(DEFAULTS, name="tuned", density=40.0, maxtimebits=17)
+#: Tuned for short, noisy excerpts the way audfprint's author advises (dpwe/audfprint#27, #9:
+#: raise ``--density`` first, aim for dozens of matching hashes; keep the matches that chance
+#: cannot reach; ``--maxtime`` above the longest track so offsets do not wrap), chosen with
+#: :func:`tune` on other queries than the benchmark's (seed 1: 8 references x 7 conditions x
+#: 5/10 s, 100 never-registered excerpts), against the database of all 271 references:
+#:
+#: * defaults (20.7 hashes/s stored, 450 hashes per query p50): mean recall over the 14
+#:   condition/length cells 46 % at its ``--min-count 5``, but 5 of 100 negatives matched
+#:   (chance reaches 8 aligned hashes in a 271-track database); 35 % at a chance-free 8.
+#: * ``--density 70`` (68 hashes/s stored, about Nanhu's 61 postings/s; 1844 query hashes):
+#:   67 % at ``--min-count 5`` with 76/100 false matches; chance reaches 15 aligned hashes
+#:   (p99 12), and at ``--min-count 15`` recall is 52-54 % with no false match. Kept.
+#: * On a 30-reference subset: ``--density 40`` (with and without ``--fanout 5``) sat between
+#:   the two; ``--exact-count`` changed nothing; a query-side ``--fanout 10`` against the default
+#:   database gained 1 point. Shifts stay at the CLI's 4 for queries.
+TUNED = replace(DEFAULTS, name="tuned", density=70.0, maxtimebits=17, min_count=15)
 
 
 @dataclass
@@ -297,7 +312,7 @@ def _build(references: Sequence[dict], todo: dict[str, PeerSettings], out_dirs: 
         path = Path(table.save(str(d / "db.hdf")))
         counts = table.counts.astype(np.int64)
         build = {
-            "settings": asdict(todo[k]), "references": len(references),
+            "reference_settings": todo[k].reference_settings(), "references": len(references),
             "media_hours": media_s / 3600, "fingerprint_cpu_s": cpu[k],
             "fingerprint_x_realtime_per_core": media_s / max(cpu[k], 1e-9),
             "hashes": int(hashes[k]), "hashes_per_s": hashes[k] / max(media_s, 1e-9),
