@@ -79,9 +79,10 @@ def index_sizes(raw: dict) -> dict[str, float]:
     if audio:
         sizes["Nanhu audio"] = audio["build"]["index_bytes_per_hour"]
         peer = audio.get("peer") or {}
-        for name, entry in (peer.get("settings") or {}).items():
-            if entry.get("index_bytes_per_hour"):
-                sizes[f"{peer.get('name', 'peer')} audio ({name})"] = entry["index_bytes_per_hour"]
+        for name, entry in (peer.get("by_setting") or {}).items():
+            per_hour = (entry.get("build") or {}).get("index_bytes_per_hour")
+            if per_hour:
+                sizes[f"audfprint audio ({name})"] = per_hour
     video = raw.get("video")
     if video:
         sizes["Nanhu video"] = video["bytes_per_hour"]["video"]

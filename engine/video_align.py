@@ -30,8 +30,9 @@ facts of real footage shape the model:
   pairs of keyframes of different references of the benchmark corpus (real footage and
   photographs), 0.55 % reach cosine 0.6, 0.006 % reach 0.8 and none reach 0.95. The table
   ``pair_chance`` holds that measured tail ``P(sim >= s)`` for one pair of unrelated
-  keyframes; beyond its last measured point it is extrapolated on the last measured slope,
-  which stays above the empirical bound (no pair of 2 x 10^8).
+  keyframes. Where no pair was seen (0.95 and above) it holds the 95 % upper bound of a
+  zero count, 3 / 2 x 10^8 = 1.5 x 10^-8, flat: extrapolating the slope of the last measured
+  step would predict ~76 such pairs, and there were none.
 - *Keyframes of one shot are not independent.* A still photograph or a slow pan gives a run of
   near-identical keyframes; counted one by one they would be many coincidences where there is
   one. Consecutive query keyframes more similar than ``unit_similarity`` form one *unit*, and
@@ -101,12 +102,12 @@ class VideoMatchParams:
     max_gap_s: float = 6.0
     #: (cosine similarity, P(sim >= it) for two unrelated keyframes): the measured tail over the
     #: ~2e8 cross-reference keyframe pairs of the benchmark corpus (real footage and photographs,
-    #: ``benchmarks/corpus_video.py``); the last two points are extrapolated on the slope of the
-    #: last measured step, above the empirical bound (none of the pairs reached 0.95)
+    #: ``benchmarks/corpus_video.py``); from 0.95 up no pair was seen: the 95 % upper bound of a
+    #: zero count (3 / 2e8), kept flat
     pair_chance: tuple[tuple[float, float], ...] = (
         (0.5, 2.9e-2), (0.55, 1.3e-2), (0.6, 5.5e-3), (0.65, 2.0e-3), (0.7, 6.4e-4),
         (0.75, 2.0e-4), (0.8, 5.9e-5), (0.85, 2.0e-5), (0.9, 6.1e-6), (0.925, 1.5e-6),
-        (0.95, 3.8e-7), (1.0, 2.4e-8))
+        (0.95, 1.5e-8), (1.0, 1.5e-8))
     #: consecutive query keyframes at least this similar are one unit of evidence (one shot)
     unit_similarity: float = 0.95
     #: reference keyframes per second (the sampling rate of ``VideoParams``)
@@ -244,16 +245,22 @@ class _Chance:
         threshold = min(self.params.unit_similarity, float(np.median(line_sims)))
         return self.units_at(threshold)
 
-    def unit_sims(self, rows: np.ndarray, sims: np.ndarray, units: np.ndarray) -> np.ndarray:
-        """Best similarity per unit among hits (``rows``: their query keyframes)."""
+    def unit_sims(self, rows: np.ndarray, sims: np.ndarray, units: np.ndarray,
+                  ref_times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Best similarity per unit among hits (``rows``: their query keyframes) and the
+        reference keyframe slot of that best hit: (float64[m], int64[m])."""
         units = units[rows]
         order = np.lexsort((-sims, units))
         first = np.concatenate([[True], units[order][1:] != units[order][:-1]])
-        return sims[order][first]
+        slots = np.round(ref_times * self.params.reference_keyframes_per_s).astype(np.int64)
+        return sims[order][first], slots[order][first]
 
-    def log10(self, unit_sims: np.ndarray, spanned_units: int, background: float) -> float:
-        """log10 of the chance of a line with these aligned units' best similarities."""
-        best = np.sort(np.asarray(unit_sims, np.float64))[::-1]
+    def log10(self, unit_sims: np.ndarray, slots: np.ndarray, spanned_units: int,
+              background: float) -> float:
+        """log10 of the chance of a line with these aligned units' best similarities (and the
+        reference slots they hit)."""
+        order = np.argsort(-np.asarray(unit_sims, np.float64), kind="stable")
+        best = np.asarray(unit_sims, np.float64)[order]
         m = best.size
         if m == 0:
             return 0.0
@@ -265,8 +272,14 @@ class _Chance:
         if background > 0:
             others = np.maximum(others, np.log10(background))
         # However crowded the line, a unit this close to *some* keyframe of the reference is
-        # evidence of the reference (repeats blur where, not whether).
-        others = np.minimum(others, self.log10_reference + log_pair[1:])
+        # evidence of the reference (repeats blur where, not whether) - once per reference
+        # keyframe: units that all found the same one are one likeness, not several.
+        slots = np.asarray(slots)[order]
+        _, first = np.unique(slots, return_index=True)
+        fresh = np.zeros(m, bool)
+        fresh[first] = True
+        identity = np.where(fresh[1:], self.log10_reference + log_pair[1:], 0.0)
+        others = np.minimum(others, identity)
         spanned = max(int(spanned_units), m)
         combinations = (special.gammaln(spanned) - special.gammaln(m)
                         - special.gammaln(spanned - m + 1)) / np.log(10)
@@ -372,8 +385,8 @@ def _segments_of_reference(
                                           params)
         found = False
         for part in _split_by_gaps(inliers, q, params.max_gap_s):
-            seg = _segment(ordinal, query_times, q, rows[idx], sims[idx], part, speed, offset,
-                           background, chance, params)
+            seg = _segment(ordinal, query_times, q, r, rows[idx], sims[idx], part, speed,
+                           offset, background, chance, params)
             if seg is not None:
                 out.append(seg)
                 found = True
@@ -401,8 +414,9 @@ def _could_pass(q, r, hit_rows, sims, query_times, speed, offset, background,
     cuts = np.flatnonzero(np.diff(times) > params.max_gap_s) + 1
     needed = _needed_log10(params)
     for run in np.split(near, cuts):
-        unit_sims = chance.unit_sims(hit_rows[run], sims[run], chance.line_units(sims[run]))
-        if chance.log10(unit_sims, unit_sims.size, background) <= needed:
+        unit_sims, slots = chance.unit_sims(hit_rows[run], sims[run],
+                                            chance.line_units(sims[run]), r[run])
+        if chance.log10(unit_sims, slots, unit_sims.size, background) <= needed:
             return True
     return False
 
@@ -481,7 +495,7 @@ def _split_by_gaps(inliers: np.ndarray, q: np.ndarray, max_gap_s: float) -> list
     return np.split(order, cuts)
 
 
-def _segment(ordinal, query_times, q, hit_rows, sims, part, speed, offset, background,
+def _segment(ordinal, query_times, q, ref_times, hit_rows, sims, part, speed, offset, background,
              chance: _Chance, params: VideoMatchParams) -> Segment | None:
     """Score one run of aligned keyframes; None when it does not pass the thresholds."""
     aligned = part.size
@@ -491,9 +505,9 @@ def _segment(ordinal, query_times, q, hit_rows, sims, part, speed, offset, backg
     spanned = int(np.count_nonzero((query_times >= q_start - 1e-6) & (query_times <= q_end + 1e-6)))
     spanned = max(spanned, aligned)
     units = chance.line_units(sims[part])
-    unit_sims = chance.unit_sims(hit_rows[part], sims[part], units)
+    unit_sims, slots = chance.unit_sims(hit_rows[part], sims[part], units, ref_times[part])
     spanned_units = chance.spanned_units(query_times, q_start, q_end, units)
-    log10_chance = chance.log10(unit_sims, spanned_units, background)
+    log10_chance = chance.log10(unit_sims, slots, spanned_units, background)
     score = float(1.0 - 10.0 ** (-max(0.0, -log10_chance) / params.score_scale))
     if score < params.min_score:
         return None
