@@ -165,6 +165,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
             sections[kind] = f"## {kind.capitalize()}\n\nNot available in this build ({exc}).\n"
             status = 1
             continue
+        except Exception as exc:  # one section failing must not lose the others' results
+            log.exception("nanhu bench: %s failed", kind)
+            sections[kind] = (f"## {kind.capitalize()}\n\nThis section failed: "
+                              f"{type(exc).__name__}: {exc}\n")
+            status = 1
+            continue
         sections[kind] = text
         raw[kind] = results
         print(f"nanhu bench: {kind} done in {time.perf_counter() - started:.0f} s",

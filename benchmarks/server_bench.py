@@ -84,15 +84,20 @@ def make_queries(corpus: dict, folder: Path, *, count: int, length_s: float, see
     decoded: dict[str, np.ndarray] = {}
     paths = []
     for number in range(count):
-        ref = works[int(rng.integers(len(works)))]
-        offset = float(rng.uniform(0, ref["duration_s"] - length_s - 1))
-        path = folder / f"q{int(length_s)}s-{number:03d}.mp3"
-        if not path.exists():
+        path = folder / f"q{int(length_s)}s-{number:03d}-v2.mp3"
+        # Some tracks have silent passages; an upload of silence is not a screening load.
+        for _attempt in range(20):
+            ref = works[int(rng.integers(len(works)))]
+            offset = float(rng.uniform(0, ref["duration_s"] - length_s - 1))
+            if path.exists():
+                break
             if ref["id"] not in decoded:
                 decoded[ref["id"]] = load_audio(ref["path"], sample_rate=RATE)
             samples = decoded[ref["id"]]
             clip = samples[int(offset * RATE) : int((offset + length_s) * RATE)]
-            write_audio(path.with_name("tmp-" + path.name), clip, RATE).rename(path)
+            if np.sqrt(np.mean(np.square(clip, dtype=np.float64))) > 1e-3:
+                write_audio(path.with_name("tmp-" + path.name), clip, RATE).rename(path)
+                break
         paths.append(path)
     return paths
 
