@@ -67,3 +67,27 @@ def test_raw_results_hold_each_measurement_and_the_corpus(tiny_report):
     files = {f["id"] for f in raw["corpus_audio"]["files"]}
     assert "tiny-ref-0" in files and all(len(f["sha256"]) == 64 for f in raw["corpus_audio"]["files"])
     assert {f["id"] for f in raw["corpus_video"]["files"]} >= {"tiny-ref-0", "tiny-neg-0"}
+
+
+def test_a_failing_section_is_reported_and_the_others_kept(tmp_path, monkeypatch):
+    import argparse
+
+    from benchmarks import cli
+
+    def fine(out, size, seed, args):
+        return "## Fine\n\nmeasured\n", {"value": 1}
+
+    def broken(out, size, seed, args):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(cli, "RUNS", {"audio": broken, "video": broken, "server": fine,
+                                      "ingest": fine})
+    monkeypatch.setattr(cli, "_corpus_manifests", lambda raw: {})
+    args = argparse.Namespace(kind="all", tiny=False, quick=True, out=tmp_path, seed=0,
+                              queries=None, scale_hours=None)
+    assert cli.cmd_bench(args) == 1
+    text = (tmp_path / "report.md").read_text()
+    assert text.count("This section failed: RuntimeError: disk on fire") == 2
+    assert text.count("measured") == 2
+    assert json.loads((tmp_path / "results.json").read_text()) == {"server": {"value": 1},
+                                                                     "ingest": {"value": 1}}
