@@ -175,6 +175,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raw[kind] = results
         print(f"nanhu bench: {kind} done in {time.perf_counter() - started:.0f} s",
               file=sys.stderr, flush=True)
+    if raw:
+        table = scale_plots.headline_table(raw)
+        (args.out / "summary.md").write_text(table)
+        sections = {"summary": "## Summary\n\n" + table, **sections}
     if {"audio", "video"} & raw.keys():
         plots = (scale_plots.latency_vs_size_plot(raw, args.out)
                  + scale_plots.index_size_plot(raw, args.out))

@@ -126,3 +126,84 @@ def summary_markdown(raw: dict) -> str:
     lines += ["", "| index | MiB per hour of media |", "|---|---|"]
     lines += [f"| {name} | {value / 2**20:.3f} |" for name, value in index_sizes(raw).items()]
     return "\n".join(lines) + "\n"
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _p(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.0f} %"
+
+
+def headline_table(raw: dict) -> str:
+    """One short table of the run's headline figures, Nanhu beside the peers (the README's
+    results section is this table)."""
+    rows = ["| measure | Nanhu | peer |", "|---|---|---|"]
+    audio = raw.get("audio")
+    if audio:
+        by = {(r["condition"], r["length_s"]): r for r in audio["rows"]}
+        peer = audio.get("peer") or {}
+        peer_rows = {(r["condition"], r["length_s"]): r for r in peer.get("rows", [])}
+        names = peer.get("settings") or []
+
+        def peer_cell(conditions: list[str], length: float) -> str:
+            cells = []
+            for name in names:
+                values = [peer_rows[(c, length)]["top1_recall"][name] for c in conditions
+                          if (c, length) in peer_rows]
+                cells.append(f"{name} {_p(_mean(values))}")
+            return "audfprint " + ", ".join(cells) if cells else "–"
+
+        groups = [("audio 5 s, clean + mp3 + AMR", ["clean", "mp3-128k", "amr-nb-12.2k"]),
+                  ("audio 5 s, pink noise 5 / 0 dB", ["pink-snr5", "pink-snr0"]),
+                  ("audio 5 s, speed 0.9 / 1.1", ["speed-0.9", "speed-1.1"]),
+                  ("audio 5 s, tempo 1.05 / pitch +1", ["tempo-1.05", "pitch+1"])]
+        for label, conditions in groups:
+            values = [by[(c, 5.0)]["top1_recall"] for c in conditions if (c, 5.0) in by]
+            if values:
+                rows.append(f"| {label} (mean top-1 recall) | {_p(_mean(values))} | "
+                            f"{peer_cell(conditions, 5.0)} |")
+        neg = audio["negatives"]
+        peer_false = ", ".join(
+            f"{n} {s['negatives']['false_matches']}" for n, s in (peer.get("by_setting") or {}).items())
+        rows.append(f"| audio false matches | {neg['false_matches']} in {neg['queries']} | "
+                    f"{'audfprint ' + peer_false if peer_false else '–'} |")
+        rows.append(f"| audio match latency p50 / p99 ({audio['build']['media_hours']:.1f} h) | "
+                    f"{audio['query_match_ms_p50']:.0f} / {audio['query_match_ms_p99']:.0f} ms | – |")
+    video = raw.get("video")
+    if video:
+        pooled = {r["attack"]: r for r in video["rows"] if r["length_s"] is None}
+        mild = ["360p", "low-bitrate-150k", "240p", "letterbox", "pillarbox", "brightness+20%",
+                "contrast-0.6", "gamma-1.6", "grayscale", "blur-3px", "fps-15", "fps-60"]
+        hard = ["crop-20%", "hflip", "caption", "logo", "noise-20", "speed-0.8", "speed-1.25"]
+        groups_v = (("video, mild attacks", mild),
+                    ("video, crop/flip/caption/logo/noise/speed", hard))
+        for label, names in groups_v:
+            present = [pooled[n] for n in names if n in pooled]
+            if present:
+                rows.append(
+                    f"| {label} (mean top-1 recall, fused / video only) | "
+                    f"{_p(_mean([r['recall_fused'] for r in present]))} / "
+                    f"{_p(_mean([r['recall_video'] for r in present]))} | "
+                    f"vPDQ {_p(_mean([r['recall_pdq'] or 0 for r in present]))} |")
+        fm = video["false_matches"]
+        pdq_fm = fm.get("pdq") or {}
+        rows.append(f"| video false matches | {fm['fused']['queries_with_false_match']} in "
+                    f"{fm['fused']['queries']} | vPDQ {pdq_fm.get('queries_with_false_match', '–')} |")
+        rows.append(f"| video fingerprinting / plain decode | {video['speed']['ratio_median']:.2f}x | – |")
+        scale = video.get("scale") or {}
+        if (scale.get("hnsw") or {}).get("latency_ms_p50") is not None:
+            rows.append(f"| video search + alignment at {scale['keyframes']:,} keyframes p50 | "
+                        f"{scale['hnsw']['latency_ms_p50']:.0f} ms (HNSW) | – |")
+    server = raw.get("server")
+    if server:
+        rows.append(f"| server: 10 s uploads, 1 client p50; 8 vs 1 client throughput | "
+                    f"{server['stream']['10s x1']['p50_s']:.2f} s; "
+                    f"{server['speedup_8_over_1_10s']:.2f}x | – |")
+    ingest = raw.get("ingest")
+    if ingest and "speedup_2_vs_1" in ingest:
+        rows.append(f"| ingest: 2 vs 1 workers | {ingest['speedup_2_vs_1']:.2f}x | – |")
+    for name, value in index_sizes(raw).items():
+        rows.append(f"| index size, {name} | {value / 2**20:.2f} MiB/h | – |")
+    return "\n".join(rows) + "\n"

@@ -34,7 +34,8 @@ def tiny_report(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_every_section_is_in_the_report(tiny_report):
     text = (tiny_report / "report.md").read_text()
-    for heading in ("# Nanhu benchmark report", "## Audio", "## Video", "## Server",
+    assert (tiny_report / "summary.md").read_text() in text  # the headline table, also alone
+    for heading in ("# Nanhu benchmark report", "## Summary", "## Audio", "## Video", "## Server",
                     "## Ingest", "## Scale and size", "## Corpus"):
         assert heading in text, heading
     assert "Command: `nanhu bench all --tiny" in text
