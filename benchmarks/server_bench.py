@@ -65,7 +65,8 @@ def ensure_catalog(corpus: dict, references: int) -> Path:
     from benchmarks.corpus_audio import cache_dir
     from engine.params import AudioParams
 
-    folder = cache_dir() / "bench" / f"server-catalog-{references}"
+    # Keyed by the fingerprint parameters: an old catalog refuses new edge fingerprints.
+    folder = cache_dir() / "bench" / f"server-catalog-{AudioParams().tag()}-{references}"
     if not (folder / "build.json").exists():
         subset = {**corpus, "references": corpus["references"][:references]}
         build = build_catalog(subset, folder, AudioParams())
