@@ -176,7 +176,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"nanhu bench: {kind} done in {time.perf_counter() - started:.0f} s",
               file=sys.stderr, flush=True)
     if raw:
-        table = scale_plots.headline_table(raw)
+        try:
+            table = scale_plots.headline_table(raw)
+        except (KeyError, TypeError, ValueError) as exc:  # a partial run: keep the sections
+            log.exception("nanhu bench: no summary table")
+            table = f"(no summary: {type(exc).__name__}: {exc})\n"
         (args.out / "summary.md").write_text(table)
         sections = {"summary": "## Summary\n\n" + table, **sections}
     if {"audio", "video"} & raw.keys():

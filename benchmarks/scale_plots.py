@@ -197,7 +197,7 @@ def headline_table(raw: dict) -> str:
             rows.append(f"| video search + alignment at {scale['keyframes']:,} keyframes p50 | "
                         f"{scale['hnsw']['latency_ms_p50']:.0f} ms (HNSW) | – |")
     server = raw.get("server")
-    if server:
+    if server and "10s x1" in server.get("stream", {}):
         rows.append(f"| server: 10 s uploads, 1 client p50; 8 vs 1 client throughput | "
                     f"{server['stream']['10s x1']['p50_s']:.2f} s; "
                     f"{server['speedup_8_over_1_10s']:.2f}x | – |")
