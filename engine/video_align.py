@@ -6,8 +6,8 @@ query time ``q`` to reference time ``r = speed * q + offset``; chance neighbours
 
 Method, per candidate reference (a loop over references; everything inside is vectorised):
 
-1. Hits below ``min_similarity`` are dropped; references whose hits cover too few distinct
-   query keyframes to ever reach ``min_score`` are not examined.
+1. Hits below ``min_similarity`` are dropped; references whose hits cover fewer than
+   ``min_keyframes`` distinct query keyframes are not examined.
 2. Hough vote over (speed, offset): every hit votes, at each candidate speed of a 1 % geometric
    grid over ``speed_range`` (0.8..1.25), for the ``2 * tolerance_s`` offset bin of
    ``r - speed * q``. A query keyframe counts once per bin (a static shot matches many
@@ -35,18 +35,22 @@ facts of real footage shape the model:
   step would predict ~76 such pairs, and there were none.
 - *Keyframes of one shot are not independent.* A still photograph or a slow pan gives a run of
   near-identical keyframes; counted one by one they would be many coincidences where there is
-  one. Consecutive query keyframes more similar than ``unit_similarity`` form one *unit*, and
-  the evidence counts units.
+  one. Consecutive query keyframes at least as alike as ``unit_similarity``, or as the line's
+  median likeness to the reference if that is lower, form one *unit*, and the evidence counts
+  units (an unrelated pan across one photograph is not ten coincidences).
 
 A segment with ``m`` aligned units of ``U`` units spanned, best similarities ``s_1 >= s_2 ...``:
 
 - the *seed* (best unit) could have hit any of the ``N`` catalog keyframes, from any of the
   query's ``n_units``: ``n_units * min(1, N * pair_chance(s_1))``;
 - every other aligned unit had to land on the seeded line, whose band of ``2 * tolerance_s``
-  holds ``band`` reference keyframes: ``p_u = min(1, band * pair_chance(s_u))`` each (raised
-  to the reference's own background rate, below, when ``s_u`` is under
-  ``near_duplicate_similarity``), times ``C(U - 1, m - 1)`` choices of which, times the
-  ``n_speeds`` slopes the line could take;
+  holds ``band`` reference keyframes: ``p_u = band * pair_chance(s_u)`` each, raised to the
+  reference's own background rate (below), but never above ``R * pair_chance(s_u)`` for a
+  reference of ``R`` keyframes when the unit's best hit is a reference keyframe no other unit
+  took: a unit that close to *some* keyframe of the reference is evidence of it however
+  crowded the line (a slideshow repeats its photographs: repeats blur where, not whether);
+  times ``C(U - 1, m - 1)`` choices of which, times the ``n_speeds`` slopes the line could
+  take;
 
 ``log10_chance`` is the ``log10`` of that product, and the score maps it onto 0..1 as
 ``score = 1 - 10 ** (log10_chance / score_scale)`` (0 when the chance is 1 or more): with the
@@ -57,10 +61,8 @@ likeness in a large catalog than in a small one.
 
 Background. A reference that unrelated keyframes hit everywhere (a catalog of a handful of
 works, a reference that looks like everything) lines up by accident more easily than the table
-says; its rate is measured on its hits off the line (:func:`_background_rate`) and used as a
-floor for units below ``near_duplicate_similarity``. Near-duplicate hits off the line are not
-background but repeats (a slideshow shows one photograph several times): the corpus has no
-unrelated pair that close.
+says; its rate is measured on its hits off the line (:func:`_off_line_background`), counting a
+unit's hits at one reference keyframe once, and used as a floor for every unit but the seed.
 """
 
 from __future__ import annotations
@@ -213,7 +215,8 @@ class _Chance:
         self.params = params
         self.order, self.alike = order, alike
         self.units = self.units_at(params.unit_similarity)
-        self.log10_n_units = float(np.log10(int(self.units.max()) + 1 if self.units.size else 1))
+        self.n_units = int(self.units.max()) + 1 if self.units.size else 1
+        self.log10_n_units = float(np.log10(self.n_units))
         self.log10_n_speeds = float(np.log10(max(n_speeds, 1)))
         self.catalog_keyframes = catalog_keyframes
         self.log10_catalog = float(np.log10(catalog_keyframes))
@@ -252,8 +255,7 @@ class _Chance:
         units = units[rows]
         order = np.lexsort((-sims, units))
         first = np.concatenate([[True], units[order][1:] != units[order][:-1]])
-        slots = np.round(ref_times * self.params.reference_keyframes_per_s).astype(np.int64)
-        return sims[order][first], slots[order][first]
+        return sims[order][first], _slots(ref_times, self.params)[order][first]
 
     def log10(self, unit_sims: np.ndarray, slots: np.ndarray, spanned_units: int,
               background: float) -> float:
@@ -291,6 +293,11 @@ class _Chance:
         return int(np.unique(units[inside]).size)
 
 
+def _slots(ref_times: np.ndarray, params: VideoMatchParams) -> np.ndarray:
+    """Reference keyframe index of each reference time (int64, same shape)."""
+    return np.round(ref_times * params.reference_keyframes_per_s).astype(np.int64)
+
+
 def _needed_log10(params: VideoMatchParams) -> float:
     """The ``log10_chance`` a segment must reach (at most) for ``min_score``."""
     return params.score_scale * np.log10(max(1.0 - params.min_score, 1e-300))
@@ -323,10 +330,10 @@ def _off_line_background(query_times, rows, ref_times, speed, offset, chance: _C
     shot repeats its hits), so a photograph shown twice in a reference is one coincidence."""
     off_line = ~_near(query_times[rows], ref_times, speed, offset, params.tolerance_s)
     units = chance.units[rows[off_line]]
-    slots = np.round(ref_times[off_line] * params.reference_keyframes_per_s).astype(np.int64)
-    distinct = np.unique(units * (slots.max(initial=0) + 1) + slots) // (slots.max(initial=0) + 1)
-    n_units = int(chance.units.max()) + 1 if chance.units.size else 1
-    return _background_rate(distinct, float(np.ptp(ref_times)), n_units, params)
+    slots = _slots(ref_times[off_line], params)
+    stride = slots.max(initial=0) + 1
+    distinct = np.unique(units * stride + slots) // stride
+    return _background_rate(distinct, float(np.ptp(ref_times)), chance.n_units, params)
 
 
 def _segments_of_reference(
