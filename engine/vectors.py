@@ -12,10 +12,10 @@ segment. Small segments share one exact ``IndexFlatIP`` (copying their vectors i
 A segment of :data:`HNSW_MIN_VECTORS` or more (compaction makes them) gets an HNSW graph
 (``IndexHNSWFlat``), written once beside the segment as ``<segment>.hnsw`` by FAISS's own
 ``write_index`` and memory-mapped on open, so reopening a large catalog costs no rebuild: at
-1,000,000 keyframes exact search took ~1.8 s per query and building the graph ~20 minutes on
-2 cores, against ~60 ms per query through the graph (video benchmark). Results of the parts are
-merged by similarity. :class:`BruteForceVectorIndex` is the exact numpy twin for differential
-tests.
+1,000,000 keyframes a query's exact search + alignment took 724 ms p50 and building the graph
+~10 minutes on 2 cores, against 14 ms p50 through the graph (video benchmark,
+``docs/results/video-2026-11-28.md``). Results of the parts are merged by similarity.
+:class:`BruteForceVectorIndex` is the exact numpy twin for differential tests.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ import numpy as np
 
 from engine.errors import CatalogCorrupt
 
-#: a segment this large gets a persisted HNSW graph: exact search over ~50,000 keyframes
-#: (7 hours of video) costs about what one graph search costs at 1,000,000
+#: a segment this large gets a persisted HNSW graph: exact search + alignment measured 59 ms
+#: p50 at 100,000 keyframes, about 30 ms at this size (7 hours of video), against 14 ms
+#: through a graph at 1,000,000
 HNSW_MIN_VECTORS = 50_000
 HNSW_M = 32
 HNSW_EF_SEARCH = 64
@@ -253,12 +254,11 @@ class FaissVectorIndex:
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Same contract as :meth:`BruteForceVectorIndex.search`."""
-        m = queries.shape[0]
-        if not self.parts or m == 0:
-            return _empty(m, k)
-        sims, rows = self.search_rows(queries, k)
+        if not self.parts:  # nothing to map rows to
+            return _empty(queries.shape[0], k)
+        sims, rows = self.search_rows(queries, k)  # -inf / -1 already where missing
         valid = rows >= 0
         safe = np.where(valid, rows, 0)
         ordinals = np.where(valid, self.ordinals[safe].astype(np.int64), -1)
         times = np.where(valid, self.times_s[safe], 0).astype(np.float32)
-        return ordinals, times, np.where(valid, sims, -np.inf).astype(np.float32)
+        return ordinals, times, sims
