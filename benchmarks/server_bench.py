@@ -76,30 +76,34 @@ def ensure_catalog(corpus: dict, references: int) -> Path:
 
 def make_queries(corpus: dict, folder: Path, *, count: int, length_s: float, seed: int,
                  references: int) -> list[Path]:
-    """``count`` MP3 excerpts of ``length_s`` seconds from random registered works."""
+    """``count`` MP3 excerpts of ``length_s`` seconds from random registered works.
+
+    Each query draws from its own seeded generator, so the set does not depend on which files
+    a previous run left cached; draws that land in a silent passage (some tracks have them:
+    an upload of silence is not a screening load) are drawn again.
+    """
     from engine.media import load_audio
 
     folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
     works = [r for r in corpus["references"][:references] if r["duration_s"] >= length_s + 2]
     decoded: dict[str, np.ndarray] = {}
     paths = []
     for number in range(count):
-        path = folder / f"q{int(length_s)}s-{number:03d}-v2.mp3"
-        # Some tracks have silent passages; an upload of silence is not a screening load.
+        path = folder / f"q{int(length_s)}s-{seed}-{number:03d}.mp3"
+        paths.append(path)
+        rng = np.random.default_rng([seed, number])
         for _attempt in range(20):
-            ref = works[int(rng.integers(len(works)))]
-            offset = float(rng.uniform(0, ref["duration_s"] - length_s - 1))
             if path.exists():
                 break
+            ref = works[int(rng.integers(len(works)))]
+            offset = float(rng.uniform(0, ref["duration_s"] - length_s - 1))
             if ref["id"] not in decoded:
                 decoded[ref["id"]] = load_audio(ref["path"], sample_rate=RATE)
-            samples = decoded[ref["id"]]
-            clip = samples[int(offset * RATE) : int((offset + length_s) * RATE)]
+            clip = decoded[ref["id"]][int(offset * RATE) : int((offset + length_s) * RATE)]
             if np.sqrt(np.mean(np.square(clip, dtype=np.float64))) > 1e-3:
                 write_audio(path.with_name("tmp-" + path.name), clip, RATE).rename(path)
-                break
-        paths.append(path)
+        if not path.exists():
+            raise RuntimeError(f"{folder}: 20 draws of a {length_s:g} s excerpt were all silent")
     return paths
 
 
