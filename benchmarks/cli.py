@@ -50,17 +50,10 @@ def _size(args: argparse.Namespace) -> str:
     return "tiny" if args.tiny else "quick" if args.quick else "full"
 
 
-def _have(module: str) -> bool:
-    """Whether a peer's package imports (the bench extra installs them; without, the report
-    says the peer was not run)."""
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
-
-
 def _audio(out: Path, size: str, seed: int, args: argparse.Namespace) -> tuple[str, dict]:
     from benchmarks import report
     from benchmarks.audio_bench import run_audio_bench
+    from benchmarks.peer_audfprint import available as peer_available
     from benchmarks.scale_audio import run_scale_series
 
     if size == "tiny":
@@ -68,7 +61,7 @@ def _audio(out: Path, size: str, seed: int, args: argparse.Namespace) -> tuple[s
                                   negatives=3, conditions=["clean", "pink-snr5", "speed-1.1"])
     else:
         summary = run_audio_bench(out, quick=size == "quick", seed=seed,
-                                  queries_per_condition=args.queries, peer=_have("audfprint2"))
+                                  queries_per_condition=args.queries, peer=peer_available())
     hours = args.scale_hours or {"tiny": [2.0], "quick": [20.0, 200.0],
                                  "full": [100.0, 1000.0, 10_000.0]}[size]
     # The largest catalogs are slow to query while their hash keys are unspecific (see the

@@ -35,6 +35,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from benchmarks.corpus_audio import cache_dir, sha256_file
+
 log = logging.getLogger(__name__)
 
 MANIFEST_VERSION = 1
@@ -87,24 +89,7 @@ RENDER_VERSION = 1  # bump when rendering changes pixels or sound: outputs are t
 Box = tuple[int, int, int, int]  # x, y, width, height in source pixels
 
 
-def cache_dir() -> Path:
-    """The media cache: ``$NANHU_CACHE`` if set, else ~/.cache/nanhu."""
-    return Path(os.environ.get("NANHU_CACHE") or Path.home() / ".cache" / "nanhu")
-
-
-try:  # share one definition with the audio corpus builder when it is present
-    from benchmarks.corpus_audio import cache_dir  # type: ignore[no-redef]
-except ImportError:
-    pass
-
-
 # ---------------------------------------------------------------------------- fetching
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch_debian(cache: Path, packages: Iterable[str]) -> list[dict]:
@@ -132,7 +117,7 @@ def fetch_debian(cache: Path, packages: Iterable[str]) -> list[dict]:
             partial.rename(tree)
         version = subprocess.run(["dpkg-deb", "-f", str(deb), "Version"], check=True,
                                  capture_output=True, text=True).stdout.strip()
-        records.append({"name": name, "version": version, "sha256": _sha256(deb),
+        records.append({"name": name, "version": version, "sha256": sha256_file(deb),
                         "source": "debian"})
     return records
 
@@ -162,7 +147,7 @@ def fetch_pypi_footage(cache: Path) -> tuple[dict, Path] | None:
             entry = archive.getmember(f"iscc_samples-{version}/{member}")
             clip.parent.mkdir(parents=True, exist_ok=True)
             clip.write_bytes(archive.extractfile(entry).read())  # type: ignore[union-attr]
-    record = {"name": name, "version": version, "sha256": _sha256(sdist), "source": "pypi"}
+    record = {"name": name, "version": version, "sha256": sha256_file(sdist), "source": "pypi"}
     return record, clip
 
 
@@ -272,7 +257,7 @@ def find_photos(debs: Path) -> dict[str, list[PhotoTile]]:
     thumbs: list[np.ndarray] = []
     members: list[str] = []
     for (package, _), path in sorted(candidates.items()):
-        digest = _sha256(path)
+        digest = sha256_file(path)
         image = read_image(path)
         height, width = image.shape[:2]
         if digest in hashes or width < 640 or height < 360:
@@ -314,7 +299,7 @@ def find_tracks(debs: Path, packages: dict[str, tuple[str, ...]]) -> list[Track]
             for path in sorted((debs / package).glob(pattern)):
                 rel = path.relative_to(debs / package).as_posix()
                 key = (package, path.parent.name if path.name == "song.ogg" else _name_key(rel))
-                digest = _sha256(path)
+                digest = sha256_file(path)
                 if key in seen or digest in seen or f"{package}/{rel}" in NEAR_DUPLICATE_TRACKS:
                     continue
                 seen.update({key, digest})

@@ -180,12 +180,19 @@ def audio_peer_markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def audio_plots(summary: dict, out_dir: Path) -> list[str]:
-    """recall-vs-snr.png and recall-vs-speed.png; returns the file names written."""
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (benchmarks run without a display)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def audio_plots(summary: dict, out_dir: Path) -> list[str]:
+    """recall-vs-snr.png and recall-vs-speed.png; returns the file names written."""
+    plt = pyplot()
 
     rows = summary["rows"]
     written = []

@@ -8,14 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from benchmarks.report import pyplot
 
 
 def latency_points(raw: dict) -> dict[str, list[tuple[float, float, float]]]:
@@ -47,7 +40,7 @@ def latency_vs_size_plot(raw: dict, out_dir: Path) -> list[str]:
     series = latency_points(raw)
     if not series:
         return []
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for label, points in series.items():
         ax = axes[0] if label.startswith("audio") else axes[1]
@@ -99,7 +92,7 @@ def index_size_plot(raw: dict, out_dir: Path) -> list[str]:
     sizes = index_sizes(raw)
     if not sizes:
         return []
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.6))
     names = list(sizes)
     values = [sizes[n] / 2**20 for n in names]
@@ -186,7 +179,7 @@ def headline_table(raw: dict) -> str:
                     f"| {label} (mean top-1 recall, fused / video only) | "
                     f"{_p(_mean([r['recall_fused'] for r in present]))} / "
                     f"{_p(_mean([r['recall_video'] for r in present]))} | "
-                    f"vPDQ {_p(_mean([r['recall_pdq'] or 0 for r in present]))} |")
+                    f"vPDQ {_p(_mean([r['recall_pdq'] for r in present if r['recall_pdq'] is not None]))} |")
         fm = video["false_matches"]
         pdq_fm = fm.get("pdq") or {}
         rows.append(f"| video false matches | {fm['fused']['queries_with_false_match']} in "

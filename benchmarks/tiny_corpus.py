@@ -15,7 +15,6 @@ Deterministic for a seed; files already present are kept.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -30,13 +29,9 @@ VIDEO_REFERENCES, VIDEO_NEGATIVES = 3, 2
 VIDEO_SIZE, VIDEO_FPS, VIDEO_SECONDS, SHOT_SECONDS = (320, 180), 25, 24.0, 4.0
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _audio_entry(path: Path, entry_id: str, seconds: float) -> dict:
     return {"id": entry_id, "path": str(path), "package": "generated",
-            "member": path.name, "sha256": _sha256(path), "duration_s": seconds,
+            "member": path.name, "sha256": corpus_audio.sha256_file(path), "duration_s": seconds,
             "loop_period_s": None, "repeat_lags_s": []}
 
 

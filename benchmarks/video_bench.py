@@ -709,10 +709,9 @@ def video_markdown(summary: dict) -> str:
 
 def video_plots(summary: dict, out_dir: Path) -> list[str]:
     """video-recall-per-attack.png: recall per attack (all lengths) for Nanhu and vPDQ."""
-    import matplotlib
+    from benchmarks.report import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = summary["config"]["attacks"]
     pooled = {r["attack"]: r for r in summary["rows"] if r["length_s"] is None}
