@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import audio_attacks as attacks
-from engine.audio_align import AudioMatchParams
+from engine.audio.align import AudioMatchParams
+from engine.audio.params import AudioParams
 from engine.catalog import Catalog
 from engine.errors import EmptyMediaError
 from engine.fingerprint import fingerprint_media
 from engine.matcher import Matcher
 from engine.media import load_audio
-from engine.params import AudioParams
 
 log = logging.getLogger(__name__)
 
@@ -377,7 +377,7 @@ def compare_postings_backends(catalog_dir: Path, corpus: dict, *, queries: int =
     Both return the same postings (checked here), so recall is equal by construction; the
     comparison is lookup time, build/open time and memory.
     """
-    from engine.postings import FaissBinaryPostings, SegmentPostings
+    from engine.store.postings import FaissBinaryPostings, SegmentPostings
 
     params = AudioParams()
     catalog = Catalog(catalog_dir)

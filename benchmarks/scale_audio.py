@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import audio_attacks as attacks
-from engine.audio import HASH_BITS
+from engine.audio.landmarks import HASH_BITS
 from engine.catalog import Catalog
 from engine.fingerprint import fingerprint_media
 from engine.matcher import Matcher
 from engine.media import load_audio
-from engine.postings import MAGIC, SEGMENT_VERSION, Segment
+from engine.store.postings import MAGIC, SEGMENT_VERSION, Segment
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def run_scale(*, hours: float = 10_000, seed: int = 0, queries: int = 100) -> di
     """Build (or reuse) the scale catalog and time real queries against it."""
     from benchmarks.audio_bench import _corpus_key
     from benchmarks.corpus_audio import cache_dir, load_audio_corpus
-    from engine.params import AudioParams
+    from engine.audio.params import AudioParams
 
     corpus = load_audio_corpus()
     params = AudioParams()

@@ -63,7 +63,7 @@ def ensure_catalog(corpus: dict, references: int) -> Path:
     holds them all)."""
     from benchmarks.audio_bench import build_catalog
     from benchmarks.corpus_audio import cache_dir
-    from engine.params import AudioParams
+    from engine.audio.params import AudioParams
 
     # Keyed by the fingerprint parameters: an old catalog refuses new edge fingerprints.
     folder = cache_dir() / "bench" / f"server-catalog-{AudioParams().tag()}-{references}"

@@ -74,7 +74,7 @@ def _file_key(entries: list[dict]) -> str:
 
 def _params_key() -> str:
     """The fingerprint parameter versions (a catalog is only reused for the same ones)."""
-    from engine.params import AudioParams
+    from engine.audio.params import AudioParams
     from engine.video import VideoParams
 
     return f"{AudioParams().tag()}-{VideoParams().tag()}"

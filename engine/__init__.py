@@ -10,11 +10,11 @@ Typical use::
     matches = Matcher(Catalog("var/catalog")).match(fingerprint_media("clip.mp4", query=True))
 """
 
+from engine.audio.params import AudioParams
 from engine.catalog import Catalog, Reference
 from engine.errors import NanhuError
 from engine.fingerprint import Fingerprint, fingerprint_media
 from engine.matcher import Match, Matcher
-from engine.params import AudioParams
 
 __all__ = [
     "AudioParams", "Catalog", "Fingerprint", "Match", "Matcher", "NanhuError", "Reference",

@@ -5,7 +5,7 @@ Layout (format version 1)::
     DIR/manifest.json        {"format": "nanhu-catalog", "version": 1, "generation": g, ...}
     DIR/meta.sqlite          references (SQLite, WAL mode); each row carries the generation
                              that committed it and the generation that deleted it (tombstone)
-    DIR/audio/seg-*.pst      immutable postings segments (engine.postings)
+    DIR/audio/seg-*.pst      immutable postings segments (engine.store.postings)
     DIR/video/seg-*.vec      immutable keyframe-vector segments (engine.vectors)
     DIR/video/seg-*.hnsw     HNSW graph of a large vector segment (FAISS format, derived data)
     DIR/writer.lock          flock()ed by the single writer
@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from engine import vectors as vector_store
+from engine.audio.params import AudioParams
 from engine.errors import (
     AlreadyExists,
     CatalogCorrupt,
@@ -42,8 +43,7 @@ from engine.errors import (
     VersionMismatch,
 )
 from engine.fingerprint import Fingerprint
-from engine.params import AudioParams
-from engine.postings import SegmentPostings, pack_values, write_segment
+from engine.store.postings import SegmentPostings, pack_values, write_segment
 from engine.vectors import FaissVectorIndex, VectorSegment, write_vector_segment
 
 log = logging.getLogger(__name__)

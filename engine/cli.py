@@ -97,9 +97,9 @@ def _say(message: str) -> None:
 
 
 def cmd_register(args: argparse.Namespace) -> int:
+    from engine.audio.params import AudioParams
     from engine.catalog import Catalog
     from engine.fingerprint import fingerprint_media
-    from engine.params import AudioParams
 
     if args.ref_id and len(args.files) > 1:
         _say("--id names one reference; it cannot be used with several files")
@@ -146,7 +146,7 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from engine.audio_align import AudioMatchParams
+    from engine.audio.align import AudioMatchParams
     from engine.catalog import Catalog
     from engine.fingerprint import fingerprint_media
     from engine.matcher import Matcher

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.audio import Landmarks, audio_landmarks
+from engine.audio.landmarks import Landmarks, audio_landmarks
+from engine.audio.params import AudioParams
 from engine.errors import EmptyMediaError, MediaError, VersionMismatch
 from engine.media import Source, content_digest, open_container, source_name
-from engine.params import AudioParams
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Matching a query fingerprint against a catalog: audio and video segments, fused.
 
 ``Matcher.match(fp)`` returns every reference the query copies, one :class:`Match` per copied
-stretch, best first. Audio (engine.audio_align) and video (engine.video_align) each produce
+stretch, best first. Audio (engine.audio.align) and video (engine.video_align) each produce
 aligned :class:`~engine.segments.Segment` s; :func:`fuse` merges an audio and a video segment
 of the same reference that overlap in query time into one ``audio+video`` match.
 """
@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.audio import HASH_BITS
-from engine.audio_align import AudioMatchParams, align_audio, hits_for
+from engine.audio.align import AudioMatchParams, align_audio, hits_for
+from engine.audio.landmarks import HASH_BITS
 from engine.catalog import Catalog, Reference
 from engine.errors import CatalogCorrupt
 from engine.fingerprint import Fingerprint

@@ -13,10 +13,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.audio.params import AudioParams
 from engine.catalog import Catalog
 from engine.errors import AlreadyExists, InvalidArgument, NanhuError, NotFound, Unauthenticated
 from engine.fingerprint import Fingerprint
-from engine.params import AudioParams
 from indexer.manifest import Entry
 
 log = logging.getLogger(__name__)

@@ -11,9 +11,9 @@ import os
 import signal
 import time
 
+from engine.audio.params import AudioParams
 from engine.errors import NanhuError
 from engine.fingerprint import fingerprint_media
-from engine.params import AudioParams
 
 
 def params_from_dict(values: dict) -> AudioParams:

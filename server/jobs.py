@@ -16,11 +16,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.audio.params import AudioParams
 from engine.catalog import Catalog
 from engine.errors import CatalogCorrupt, InvalidArgument, LimitExceeded, NanhuError
 from engine.fingerprint import Fingerprint
 from engine.matcher import Match, Matcher
-from engine.params import AudioParams
 
 _MATCHERS: dict[str, Matcher] = {}
 

@@ -23,10 +23,10 @@ from scipy import signal
 
 import nanhu_cli
 from benchmarks.synth import music_like, write_audio, write_video
-from engine.audio import Landmarks
+from engine.audio.landmarks import Landmarks
+from engine.audio.params import AudioParams
 from engine.catalog import Catalog
 from engine.fingerprint import Fingerprint, fingerprint_media
-from engine.params import AudioParams
 
 # No wall-clock limits in tests: the machines are shared and noisy. Hypothesis' per-example
 # deadline is one, so it is off for every property test.

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.audio.params import AudioParams
 from engine.catalog import Catalog
 from engine.errors import (
     AlreadyExists,
@@ -21,7 +22,6 @@ from engine.errors import (
     VersionMismatch,
 )
 from engine.matcher import Matcher
-from engine.params import AudioParams
 
 
 class SimulatedCrash(BaseException):

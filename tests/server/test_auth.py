@@ -8,8 +8,8 @@ import grpc
 import pytest
 
 import nanhu_cli
+from engine.audio.params import AudioParams
 from engine.errors import InvalidArgument
-from engine.params import AudioParams
 from proto.gen.nanhu.v1 import nanhu_pb2 as pb
 from server.app import create_server
 from server.auth import KeyFile

@@ -14,7 +14,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 
 import nanhu_cli
 from benchmarks.synth import music_like
-from engine.params import AudioParams
+from engine.audio.params import AudioParams
 from proto.gen.nanhu.v1 import nanhu_pb2 as pb
 
 RATE = 22050

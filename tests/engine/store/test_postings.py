@@ -11,12 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from engine.audio import Landmarks
+from engine.audio.landmarks import Landmarks
+from engine.audio.params import AudioParams
 from engine.catalog import Catalog
 from engine.errors import CatalogCorrupt
 from engine.fingerprint import Fingerprint
-from engine.params import AudioParams
-from engine.postings import (
+from engine.store.postings import (
     BruteForcePostings,
     FaissBinaryPostings,
     Segment,

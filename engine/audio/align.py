@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from engine.audio import Landmarks
-from engine.params import AudioParams
+from engine.audio.landmarks import Landmarks
+from engine.audio.params import AudioParams
 from engine.segments import Segment
 
 

@@ -5,7 +5,7 @@ The pipeline is pure numpy/scipy over arrays:
 ``samples -> stft_db -> spectral_peaks -> landmark_hashes``
 
 and :func:`stream_peaks` runs the first two in blocks so that memory stays bounded whatever the
-length of the input. Parameter choices and the measurements behind them: :mod:`engine.params`.
+length of the input. Parameter choices and their measurements: :mod:`engine.audio.params`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from engine.params import AudioParams
+from engine.audio.params import AudioParams
 
 # Hash layout: anchor log-frequency (8 bits) | log-frequency delta + 64 (7 bits) | dt (7 bits).
 _LF_BITS, _DLF_BITS, _DT_BITS = 8, 7, 7

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from benchmarks.synth import music_like
-from engine.audio import (
+from engine.audio.landmarks import (
     HASH_BITS,
     Peaks,
     audio_landmarks,
@@ -20,9 +20,9 @@ from engine.audio import (
     stft_db,
     stream_peaks,
 )
+from engine.audio.params import AudioParams
 from engine.errors import EmptyMediaError, MediaError, VersionMismatch
 from engine.fingerprint import Fingerprint, fingerprint_media
-from engine.params import AudioParams
 
 PARAMS = AudioParams()
 RATE = PARAMS.sample_rate
