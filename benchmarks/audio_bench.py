@@ -176,8 +176,6 @@ def run_audio_bench(
     calibration = _calibrate(catalog, params, corpus, refs, excerpt_of, seed, quick)
     summary = summarise(results, negatives_out, build, catalog)
     summary["calibration"] = calibration
-    summary["postings_backends"] = compare_postings_backends(catalog_dir, corpus, seed=seed,
-                                                             queries=30 if quick else 100)
     summary["config"] = {"queries_per_condition": n_queries, "negatives": n_negatives,
                          "seed": seed, "quick": quick, "params": params.to_dict(),
                          "match": asdict(match)}
@@ -369,54 +367,3 @@ def summarise(results: list[QueryResult], negatives: dict, build: dict, catalog:
         "catalog": catalog.stats(),
     }
 
-
-def compare_postings_backends(catalog_dir: Path, corpus: dict, *, queries: int = 100,
-                              seed: int = 0) -> dict:
-    """Time the same lookups on the segment store and on FAISS ``IndexBinaryHash``.
-
-    Both return the same postings (checked here), so recall is equal by construction; the
-    comparison is lookup time, build/open time and memory.
-    """
-    from engine.store.postings import FaissBinaryPostings, SegmentPostings
-
-    params = AudioParams()
-    catalog = Catalog(catalog_dir)
-    t0 = time.perf_counter()
-    segments = SegmentPostings([catalog_dir / s["file"] for s in catalog.manifest["audio_segments"]])
-    open_segments_s = time.perf_counter() - t0
-    keys, values = segments.all_postings()
-    t0 = time.perf_counter()
-    faiss_store = FaissBinaryPostings()
-    faiss_store.add(keys, values)
-    build_faiss_s = time.perf_counter() - t0
-    rng = np.random.default_rng([seed, 3])
-    refs = corpus["references"]
-    key_sets = []
-    for _ in range(queries):
-        ref = refs[int(rng.integers(len(refs)))]
-        x = load_head(ref["path"], 60.0)
-        start = int(rng.uniform(0, max(1, x.size / ATTACK_RATE - 6)) * ATTACK_RATE)
-        fp = query_fingerprint(attacks.to_wav_bytes(x[start : start + 5 * ATTACK_RATE], ATTACK_RATE),
-                               params)
-        if fp is not None:
-            key_sets.append(np.unique(fp.audio.hashes))
-    timings = {}
-    for name, store in (("segments", segments), ("faiss_binary_hash", faiss_store)):
-        times = []
-        for keys_q in key_sets:
-            t0 = time.perf_counter()
-            store.lookup(keys_q)
-            times.append((time.perf_counter() - t0) * 1000)
-        timings[name] = {"lookup_ms_p50": float(np.percentile(times, 50)),
-                         "lookup_ms_p99": float(np.percentile(times, 99))}
-    same = all(
-        _canonical(segments.lookup(k)) == _canonical(faiss_store.lookup(k)) for k in key_sets[:10]
-    )
-    catalog.close()
-    return {"postings": int(keys.size), "open_segments_s": open_segments_s,
-            "build_faiss_s": build_faiss_s, "identical_results": same, **timings}
-
-
-def _canonical(result) -> list:
-    key_index, ordinals, frames = result
-    return sorted(zip(key_index.tolist(), ordinals.tolist(), frames.tolist()))

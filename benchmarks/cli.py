@@ -1,4 +1,4 @@
-"""``nanhu bench [audio|video|server|ingest|all] [--quick | --tiny] [--out DIR]``.
+"""``nanhu bench [audio|video|server|ingest|scale|all] [--quick | --tiny] [--out DIR]``.
 
 Each run builds or reuses the cached real-media corpus, measures, and contributes a section,
 plots and raw results to ``DIR/report.md`` / ``DIR/results.json``. ``--tiny`` runs every step
@@ -17,7 +17,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-KINDS = ("audio", "video", "server", "ingest")
+KINDS = ("audio", "video", "server", "ingest", "scale")
 
 #: what each size runs, as told up front
 PLANS = {
@@ -40,9 +40,9 @@ def add_commands(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--queries", type=int, default=None,
                    help="audio: queries per condition and length (default 200; --quick 25)")
-    p.add_argument("--scale-hours", type=float, nargs="+", default=None,
-                   help="audio: hours of synthetic postings in the scale runs "
-                        "(default 100 1000 10000; --quick 20 200)")
+    p.add_argument("--audio-hours", "--scale-hours", dest="scale_hours", type=float, nargs="+",
+                   default=None, help="scale: hours of decoys beside the real catalog "
+                                      "(default 100 1000 10000; --quick 100 1000)")
     p.set_defaults(func=cmd_bench)
 
 
@@ -54,24 +54,40 @@ def _audio(out: Path, size: str, seed: int, args: argparse.Namespace) -> tuple[s
     from benchmarks import report
     from benchmarks.audio_bench import run_audio_bench
     from benchmarks.peer_audfprint import available as peer_available
-    from benchmarks.scale_audio import run_scale_series
-
     if size == "tiny":
         summary = run_audio_bench(out, quick=True, seed=seed, queries_per_condition=1,
                                   negatives=3, conditions=["clean", "pink-snr5", "speed-1.1"])
     else:
         summary = run_audio_bench(out, quick=size == "quick", seed=seed,
                                   queries_per_condition=args.queries, peer=peer_available())
-    hours = args.scale_hours or {"tiny": [2.0], "quick": [20.0, 200.0],
-                                 "full": [100.0, 1000.0, 10_000.0]}[size]
-    # The largest catalogs are slow to query while their hash keys are unspecific (see the
-    # closing notes of the audio issue): fewer queries there.
-    queries = [2 if size == "tiny" else 20 if h <= 1000 else 5 for h in sorted(hours)]
-    summary["scale_series"] = run_scale_series(hours, seed=seed, queries=queries)
-    summary["scale"] = summary["scale_series"][-1]
     plots = report.audio_plots(summary, out)
     text = report.audio_markdown(summary) + "".join(f"\n![{p}]({p})\n" for p in plots)
     return text, summary
+
+
+def _scale(out: Path, size: str, seed: int, args: argparse.Namespace) -> tuple[str, dict]:
+    """Audio at catalog scale (``benchmarks.scale_audio``): latency, recall, false matches,
+    memory, bytes per hour, build and add-one-hour times, and the null calibration."""
+    from benchmarks import scale_plots
+    from benchmarks.scale_audio import run_scale_series
+
+    hours = args.scale_hours or {"tiny": [2.0], "quick": [100.0, 1000.0],
+                                 "full": [100.0, 1000.0, 10_000.0]}[size]
+    counts = {"tiny": (8, 8, 8), "quick": (100, 1000, 2000), "full": (200, 1000, 5000)}[size]
+    results = run_scale_series(hours, seed=seed, positives=counts[0], negatives=counts[1],
+                               null_queries=counts[2], out=out)
+    plots = scale_plots.calibration_plot(results["null_log10_chance"], out)
+    lines = ["## Audio at catalog scale", "",
+             "| hours | p50 ms | p99 ms | top-1 | false / negatives | RSS MiB (anon) | "
+             "bytes/h | build s | add 1 h s |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in results["audio"]:
+        lines.append(
+            f"| {r['hours']:,.0f} | {r['match_ms_p50']:.1f} | {r['match_ms_p99']:.1f} | "
+            f"{r['top1_recall']:.1%} | {r['false_matches']} / {r['negatives']} | "
+            f"{r['rss_mb']:.0f} ({r['rss_anon_mb']:.0f}) | {r['index_bytes_per_hour'] / 2**20:.2f} MiB | "
+            f"{r['build_s'] or 0:.0f} | {r.get('add_one_hour_s') or 0:.2f} |")
+    text = "\n".join(lines) + "\n" + "".join(f"\n![{p}]({p})\n" for p in plots)
+    return text, results
 
 
 def _video(out: Path, size: str, seed: int, args: argparse.Namespace) -> tuple[str, dict]:
@@ -92,7 +108,8 @@ def _ingest(out: Path, size: str, seed: int, args: argparse.Namespace) -> tuple[
     return run_ingest_bench_section(out, quick=size == "quick", seed=seed, tiny=size == "tiny")
 
 
-RUNS = {"audio": _audio, "video": _video, "server": _server, "ingest": _ingest}
+RUNS = {"audio": _audio, "video": _video, "server": _server, "ingest": _ingest,
+        "scale": _scale}
 
 
 def _corpus_manifests(raw: dict) -> dict:

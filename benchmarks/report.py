@@ -76,15 +76,6 @@ def audio_markdown(summary: dict) -> str:
             f"{cal['null_votes_max']} (p99 {cal['null_votes_p99']:.1f}) over "
             f"{cal['null_queries']} queries; default min_votes {cal['defaults']['min_votes']} |",
         ]
-    backends = summary.get("postings_backends")
-    if backends:
-        lines += [
-            f"| postings lookup p50, segments vs FAISS IndexBinaryHash | "
-            f"{backends['segments']['lookup_ms_p50']:.2f} vs "
-            f"{backends['faiss_binary_hash']['lookup_ms_p50']:.2f} ms "
-            f"(identical results: {backends['identical_results']}; FAISS build "
-            f"{backends['build_faiss_s']:.1f} s vs segment open {backends['open_segments_s']:.3f} s) |",
-        ]
     scale = summary.get("scale")
     if scale:
         lines += [

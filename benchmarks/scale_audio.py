@@ -1,11 +1,19 @@
-"""Audio at scale: a synthetic catalog of N hours of postings, queried with real excerpts.
+"""Audio at catalog scale: real references among N hours of decoys, real queries, the null.
 
-The synthetic postings follow the *real* hash distribution: keys are drawn (multinomially) with
-the frequencies they have in the benchmark's real-music catalog, at the real catalog's postings
-per second, for synthetic references of 4 minutes each; values are uniform over those
-references' frames. The real catalog's segment is added beside it, so real excerpts must still
-find their reference among N hours of decoys: the run reports latency, memory and recall at
-that size.
+Decoys follow the real key distribution: each synthetic reference is a real corpus reference's
+spectral peaks transposed 3-6 semitones up or down at a tempo of 0.90-1.10 (drawn per decoy),
+then keyed exactly as a registration is. Intervals and rhythms are real music's, while no
+decoy is reachable by a query's warps (those end at +-2 semitones off the resampling line), so
+a real excerpt must still find its own reference among N hours of realistic competition.
+Decoys are written in chunks of ``CHUNK_HOURS`` and merged into one segment with the catalog's
+own :func:`engine.store.postings.merge_segments` (the compaction path), so building 10,000 h
+also measures compaction at that size.
+
+Per size the run reports latency (match only, one process, one thread), top-1 recall on real
+attacked excerpts (clean, mp3, pink 5 dB, speed 1.1), false matches on never-registered music,
+resident memory, index bytes per hour, the build time and the time to register one more hour.
+:func:`null_calibration` screens thousands of never-registered queries with the thresholds
+off and records each one's best chance figure, for the predicted-against-observed plot.
 """
 
 from __future__ import annotations
@@ -13,146 +21,304 @@ from __future__ import annotations
 import json
 import logging
 import os
-import resource
 import shutil
 import sqlite3
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks import audio_attacks as attacks
-from engine.audio.landmarks import HASH_BITS
+from engine.audio.align import AudioMatchParams
+from engine.audio.keys import KEY_BITS, triplet_hashes
+from engine.audio.landmarks import Landmarks, Peaks, stream_peaks
+from engine.audio.params import AudioParams
 from engine.catalog import Catalog
-from engine.fingerprint import fingerprint_media
+from engine.fingerprint import Fingerprint, fingerprint_media
 from engine.matcher import Matcher
-from engine.media import load_audio
-from engine.store.postings import MAGIC, SEGMENT_VERSION, Segment
+from engine.media import decode_audio, load_audio
+from engine.store.postings import merge_segments, write_segment
 
 log = logging.getLogger(__name__)
 
-SYNTHETIC_REFERENCE_S = 240.0
 FIRST_SYNTHETIC_ORDINAL = 10_000_000
+CHUNK_HOURS = 250.0
+ATTACK_RATE = 16000
+QUERY_CONDITIONS = ("clean", "mp3-128k", "pink-5dB", "speed-1.1")
 
 
-def write_synthetic_segment(path: Path, key_probability: np.ndarray, n_postings: int,
-                            n_refs: int, frames_per_ref: int, rng: np.random.Generator) -> int:
-    """Stream a sorted postings segment of ``n_postings`` straight to disk (bounded memory)."""
-    counts = rng.multinomial(n_postings, key_probability)
-    total = int(counts.sum())
-    with open(path, "wb") as handle:
-        handle.write(MAGIC)
-        handle.write(np.array([SEGMENT_VERSION, 0], "<u4").tobytes())
-        handle.write(np.array([total], "<u8").tobytes())
-        step = 1 << 20
-        for start in range(0, counts.size, step):
-            block = counts[start : start + step]
-            handle.write(np.repeat(np.arange(start, start + block.size, dtype="<u4"), block).tobytes())
-        if (total * 4) % 8:
-            handle.write(b"\0" * 4)
-        chunk = 50_000_000
-        for start in range(0, total, chunk):
-            n = min(chunk, total - start)
-            ordinals = rng.integers(0, n_refs, n, dtype=np.uint64) + np.uint64(FIRST_SYNTHETIC_ORDINAL)
-            frames = rng.integers(0, frames_per_ref, n, dtype=np.uint64)
-            handle.write(((ordinals << np.uint64(32)) | frames).astype("<u8").tobytes())
-        handle.flush()
-        os.fsync(handle.fileno())
-    return path.stat().st_size
+def _rss_mb() -> tuple[float, float]:
+    """(VmRSS, RssAnon) of this process in MiB: mapped index pages count in the first only."""
+    fields = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        fields[name] = value.strip()
+    kb = lambda name: float(fields.get(name, "0 kB").split()[0])  # noqa: E731
+    return kb("VmRSS") / 1024, kb("RssAnon") / 1024
 
 
-def build_scale_catalog(real_catalog: Path, directory: Path, hours: float, seed: int) -> dict:
-    """Copy the real catalog's metadata and add a synthetic segment of ``hours`` of postings."""
+def corpus_peaks(corpus: dict, params: AudioParams, cache: Path) -> list[Peaks]:
+    """Spectral peaks of every corpus reference, cached as one npz (no pickle)."""
+    path = cache / f"peaks-{params.tag()}-{len(corpus['references'])}.npz"
+    if path.exists():
+        with np.load(path) as data:
+            frames, log_freq, bounds = data["frames"], data["log_freq"], data["bounds"]
+    else:
+        pieces = []
+        for ref in corpus["references"]:
+            peaks, _ = stream_peaks(decode_audio(ref["path"], sample_rate=params.sample_rate),
+                                    params=params)
+            pieces.append(peaks)
+        frames = np.concatenate([p.frame for p in pieces])
+        log_freq = np.concatenate([p.log_freq for p in pieces])
+        bounds = np.cumsum([0] + [len(p) for p in pieces])
+        cache.mkdir(parents=True, exist_ok=True)
+        np.savez(path, frames=frames, log_freq=log_freq, bounds=bounds)
+    ones = np.ones(0, np.float32)
+    return [Peaks(frames[a:b], log_freq[a:b], ones) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def decoy(peaks: Peaks, rng: np.random.Generator, params: AudioParams) -> Landmarks:
+    """One synthetic reference: ``peaks`` transposed 3-6 semitones (random sign) at a random
+    tempo of 0.90-1.10, keyed as a registration."""
+    semitones = rng.uniform(3.0, 6.0) * rng.choice([-1.0, 1.0])
+    tempo = rng.uniform(0.90, 1.10)
+    frames = np.rint(peaks.frame / tempo).astype(np.int64)
+    log_freq = (peaks.log_freq + params.bins_per_octave * semitones / 12).astype(np.float32)
+    return triplet_hashes(Peaks(frames, log_freq, np.ones(frames.size, np.float32)),
+                          params=params)
+
+
+def build_scale_catalog(real_catalog: Path, directory: Path, hours: float, seed: int,
+                        peaks: list[Peaks], params: AudioParams) -> dict:
+    """Copy the real catalog and add ``hours`` of decoys as one merged segment."""
+    started = time.perf_counter()
     if directory.exists():
         shutil.rmtree(directory)
-    directory.mkdir(parents=True)
-    (directory / "audio").mkdir()
+    (directory / "audio").mkdir(parents=True)
     (directory / "video").mkdir()
     manifest = json.loads((real_catalog / "manifest.json").read_text())
-    real_files = [real_catalog / s["file"] for s in manifest["audio_segments"]]
-    keys = np.concatenate([np.asarray(Segment(f).keys) for f in real_files])
-    with sqlite3.connect(real_catalog / "meta.sqlite") as db:
-        real_s = db.execute("SELECT SUM(duration_s) FROM refs WHERE n_hashes > 0").fetchone()[0]
-    postings_per_s = keys.size / real_s
-    probability = np.bincount(keys, minlength=1 << HASH_BITS).astype(np.float64) + 0.05
-    probability /= probability.sum()
-    n_refs = int(np.ceil(hours * 3600 / SYNTHETIC_REFERENCE_S))
-    fps = manifest["audio_params"]["sample_rate"] / manifest["audio_params"]["hop_length"]
-    n_postings = int(hours * 3600 * postings_per_s)
-    rng = np.random.default_rng(seed)
-    started = time.perf_counter()
-    size = write_synthetic_segment(directory / "audio" / "seg-synthetic.pst", probability,
-                                   n_postings, n_refs, int(SYNTHETIC_REFERENCE_S * fps), rng)
-    log.warning("scale: wrote %d postings (%.1f GiB) in %.0f s", n_postings, size / 2**30,
-                time.perf_counter() - started)
-    for f in real_files:
-        os.link(f, directory / "audio" / f.name) if _same_fs(f, directory) else shutil.copy(
-            f, directory / "audio" / f.name)
+    for entry in manifest["audio_segments"]:
+        os.link(real_catalog / entry["file"], directory / entry["file"])
     shutil.copy(real_catalog / "meta.sqlite", directory / "meta.sqlite")
+    fps = params.frames_per_second
+    rng = np.random.default_rng(seed)
+    rows, chunks, made_s = [], [], 0.0
+    keys, ords, frames, chunk_s = [], [], [], 0.0
+    while made_s < hours * 3600:
+        source = peaks[int(rng.integers(len(peaks)))]
+        if len(source) < 100:
+            continue
+        landmarks = decoy(source, rng, params)
+        ordinal = FIRST_SYNTHETIC_ORDINAL + len(rows)
+        duration = float(landmarks.frames.max() + 1) / fps if len(landmarks) else 0.0
+        rows.append((ordinal, f"synthetic-{len(rows)}", duration, len(landmarks)))
+        keys.append(landmarks.hashes)
+        ords.append(np.full(len(landmarks), ordinal, np.uint32))
+        frames.append(landmarks.frames)
+        made_s += duration
+        chunk_s += duration
+        if chunk_s >= CHUNK_HOURS * 3600 or made_s >= hours * 3600:
+            path = directory / "audio" / f"synthetic-chunk-{len(chunks):04d}.pst"
+            write_segment(path, np.concatenate(keys), np.concatenate(ords), np.concatenate(frames),
+                          key_bits=KEY_BITS)
+            chunks.append(path)
+            keys, ords, frames, chunk_s = [], [], [], 0.0
+            log.warning("scale %g h: decoys %.0f / %.0f h (%.0f s)", hours, made_s / 3600, hours,
+                        time.perf_counter() - started)
+    generated_s = time.perf_counter() - started
+    merged = directory / "audio" / "seg-synthetic.pst"
+    merge_started = time.perf_counter()
+    info = merge_segments(chunks, merged, key_bits=KEY_BITS, partitions=1024)
+    merge_s = time.perf_counter() - merge_started
+    for path in chunks:
+        path.unlink()
     with sqlite3.connect(directory / "meta.sqlite") as db:
-        g = manifest["generation"]
         db.executemany(
             "INSERT INTO refs (ordinal, ref_id, duration_s, digest, n_hashes, created_at, "
             "generation) VALUES (?,?,?,?,?,?,?)",
-            ((FIRST_SYNTHETIC_ORDINAL + i, f"synthetic-{i}", SYNTHETIC_REFERENCE_S, f"syn{i}", 1,
-              0.0, g) for i in range(n_refs)),
-        )
-    manifest["audio_segments"] = [
-        {"file": "audio/seg-synthetic.pst", "count": n_postings, "bytes": size},
-        *({"file": f"audio/{f.name}", "count": 0, "bytes": f.stat().st_size} for f in real_files),
-    ]
+            ((o, name, d, f"syn-{o}", n, 0.0, manifest["generation"]) for o, name, d, n in rows))
+    manifest["audio_segments"] = [*manifest["audio_segments"],
+                                  {"file": "audio/seg-synthetic.pst", "count": info["count"],
+                                   "bytes": info["bytes"]}]
     (directory / "manifest.json").write_text(json.dumps(manifest))
-    return {"hours": hours + real_s / 3600, "synthetic_hours": hours, "postings": n_postings,
-            "bytes": size, "postings_per_s": postings_per_s, "synthetic_references": n_refs}
+    return {"synthetic_hours": made_s / 3600, "synthetic_references": len(rows),
+            "postings": info["count"], "bytes": info["bytes"], "build_s": time.perf_counter() - started,
+            "generate_s": generated_s, "merge_s": merge_s}
 
 
-def _same_fs(a: Path, b: Path) -> bool:
-    return os.stat(a).st_dev == os.stat(b).st_dev
+def add_one_hour(directory: Path, peaks: list[Peaks], params: AudioParams, seed: int) -> float:
+    """Seconds to register and commit one more hour of (decoy) references, then delete them
+    again (a second commit, not timed) so the cached catalog keeps its size."""
+    rng = np.random.default_rng([seed, 77])
+    fps = params.frames_per_second
+    fingerprints, total = [], 0.0
+    while total < 3600:
+        landmarks = decoy(peaks[int(rng.integers(len(peaks)))], rng, params)
+        if not len(landmarks):
+            continue
+        duration = float(landmarks.frames.max() + 1) / fps
+        fingerprints.append(Fingerprint(duration_s=duration, digest=f"add-{seed}-{total}",
+                                        audio=landmarks, audio_params_tag=params.tag()))
+        total += duration
+    with Catalog(directory, writable=True) as catalog:
+        started = time.perf_counter()
+        for n, fp in enumerate(fingerprints):
+            catalog.add(f"added-hour-{n}", fp)
+        catalog.commit()
+        elapsed = time.perf_counter() - started
+        for n in range(len(fingerprints)):
+            catalog.delete(f"added-hour-{n}")
+        catalog.commit()
+    return elapsed
 
 
-def run_scale(*, hours: float = 10_000, seed: int = 0, queries: int = 100) -> dict:
-    """Build (or reuse) the scale catalog and time real queries against it."""
-    from benchmarks.audio_bench import _corpus_key
-    from benchmarks.corpus_audio import cache_dir, load_audio_corpus
-    from engine.audio.params import AudioParams
+def query_set(corpus: dict, params: AudioParams, *, positives: int, negatives: int,
+              seed: int, length_s: float = 5.0) -> tuple[list, list]:
+    """([(reference id, condition, fingerprint)], [fingerprint]) of attacked 5 s excerpts of
+    registered references and of never-registered music."""
+    rng = np.random.default_rng([seed, 11])
+    decoded: dict[str, np.ndarray] = {}
 
-    corpus = load_audio_corpus()
-    params = AudioParams()
-    real = cache_dir() / "bench" / f"audio-catalog-{params.tag()}-{_corpus_key(corpus)}"
-    directory = cache_dir() / "bench" / f"audio-scale-{params.tag()}-{int(hours)}h"
-    info_path = directory / "scale.json"
-    if info_path.exists():
-        info = json.loads(info_path.read_text())
-    else:
-        info = build_scale_catalog(real, directory, hours, seed)
-        info_path.write_text(json.dumps(info))
-    catalog = Catalog(directory)
-    matcher = Matcher(catalog)
-    rng = np.random.default_rng([seed, 5])
+    def excerpt(entry: dict, length: float) -> np.ndarray | None:
+        if entry["id"] not in decoded:
+            decoded[entry["id"]] = load_audio(entry["path"], sample_rate=ATTACK_RATE)
+        x = decoded[entry["id"]]
+        if x.size < (length + 2) * ATTACK_RATE:
+            return None
+        start = int(rng.uniform(0, x.size / ATTACK_RATE - length - 1) * ATTACK_RATE)
+        return x[start: start + int(length * ATTACK_RATE)]
+
+    def attack(x: np.ndarray, condition: str) -> np.ndarray:
+        if condition == "pink-5dB":
+            return attacks.add_pink_noise(x, ATTACK_RATE, rng, snr_db=5)
+        if condition == "speed-1.1":
+            return attacks.change_speed(x, ATTACK_RATE, rng, speed=1.1)
+        if condition == "mp3-128k":
+            return attacks.reencode(x, ATTACK_RATE, rng, suffix=".mp3", bit_rate=128_000)
+        return x
+
+    def fingerprint(x: np.ndarray):
+        try:
+            return fingerprint_media(attacks.to_wav_bytes(x, ATTACK_RATE), audio_params=params,
+                                     query=True, video=False)
+        except Exception:  # noqa: BLE001 - a silent excerpt holds nothing: skipped
+            return None
+
     refs = [r for r in corpus["references"] if r["duration_s"] >= 20]
-    latencies, correct = [], 0
-    for i in range(queries):
+    out_pos, out_neg = [], []
+    while len(out_pos) < positives:
         ref = refs[int(rng.integers(len(refs)))]
-        x = load_audio(ref["path"], sample_rate=16000)
-        start = int(rng.uniform(0, x.size / 16000 - 6) * 16000)
-        query = x[start : start + 5 * 16000]
-        if i % 2:
-            query = attacks.add_pink_noise(query, 16000, rng, snr_db=5)
-        fp = fingerprint_media(attacks.to_wav_bytes(query, 16000), audio_params=params,
-                               query=True, video=False)
+        condition = QUERY_CONDITIONS[len(out_pos) % len(QUERY_CONDITIONS)]
+        x = excerpt(ref, length_s * (1.1 if condition == "speed-1.1" else 1.0))
+        fp = fingerprint(attack(x, condition)) if x is not None else None
+        if fp is not None:
+            out_pos.append((ref["id"], condition, fp))
+    pool = corpus["negatives"]
+    while len(out_neg) < negatives:
+        x = excerpt(pool[int(rng.integers(len(pool)))], length_s)
+        condition = QUERY_CONDITIONS[len(out_neg) % len(QUERY_CONDITIONS)]
+        fp = fingerprint(attack(x, condition)) if x is not None else None
+        if fp is not None:
+            out_neg.append(fp)
+    return out_pos, out_neg
+
+
+def measure(directory: Path, positives: list, negatives: list,
+            match: AudioMatchParams | None = None) -> dict:
+    """Latency, recall and false matches of the query sets against one catalog."""
+    catalog = Catalog(directory)
+    matcher = Matcher(catalog, audio_match=match)
+    if positives:
+        matcher.match(positives[0][2])  # map the segments before timing
+    latencies, correct, by_condition = [], 0, {}
+    for ref_id, condition, fp in positives:
         t0 = time.perf_counter()
         matches = matcher.match(fp)
         latencies.append((time.perf_counter() - t0) * 1000)
-        correct += bool(matches and matches[0].reference_id == ref["id"])
+        hit = bool(matches and matches[0].reference_id == ref_id)
+        correct += hit
+        by_condition.setdefault(condition, []).append(hit)
+    false_matches = 0
+    for fp in negatives:
+        t0 = time.perf_counter()
+        false_matches += bool(matcher.match(fp))
+        latencies.append((time.perf_counter() - t0) * 1000)
+    stats = catalog.stats()
+    rss, anon = _rss_mb()
     catalog.close()
-    return {**info, "queries": queries, "top1_recall": correct / queries,
-            "match_ms_p50": float(np.percentile(latencies, 50)),
-            "match_ms_p99": float(np.percentile(latencies, 99)),
-            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "hours": stats["hours"], "queries": len(positives), "negatives": len(negatives),
+        "top1_recall": correct / max(1, len(positives)),
+        "recall_by_condition": {c: float(np.mean(v)) for c, v in by_condition.items()},
+        "false_matches": false_matches,
+        "match_ms_p50": float(np.percentile(latencies, 50)),
+        "match_ms_p99": float(np.percentile(latencies, 99)),
+        "rss_mb": rss, "rss_anon_mb": anon,
+        "index_bytes_per_hour": stats["audio_index_bytes"] / max(stats["hours"], 1e-9),
+    }
 
 
-def run_scale_series(hours: list[float], *, seed: int = 0, queries: list[int] | int = 20) -> list[dict]:
-    """:func:`run_scale` at each catalog size in ``hours`` (smallest first), for the latency
-    against catalog size plot; ``queries`` per size (a list, or one count for all)."""
-    counts = queries if isinstance(queries, list) else [queries] * len(hours)
-    return [run_scale(hours=h, seed=seed, queries=n) for h, n in zip(sorted(hours), counts)]
+def null_calibration(directory: Path, negatives: list) -> list[float]:
+    """Each never-registered query's smallest ``log10_chance`` (log10 of the expected number
+    of chance matches this strong) with the decision thresholds off; +inf when nothing aligned."""
+    relaxed = replace(AudioMatchParams(), min_votes=3, min_score=0.0)
+    with Catalog(directory) as catalog:
+        matcher = Matcher(catalog, audio_match=relaxed)
+        out = []
+        for fp in negatives:
+            segments = matcher.segments(fp)
+            out.append(min((s.evidence["log10_chance"] for s in segments), default=float("inf")))
+    return out
+
+
+def run_scale_series(hours: list[float], *, seed: int = 0, positives: int = 100,
+                     negatives: int = 1000, null_queries: int = 0, out: Path | None = None,
+                     params: AudioParams | None = None) -> dict:
+    """The scale benchmark: the real catalog alone, then with ``hours`` of decoys each."""
+    from benchmarks.audio_bench import _corpus_key, build_catalog
+    from benchmarks.corpus_audio import cache_dir, load_audio_corpus
+
+    params = params or AudioParams()
+    corpus = load_audio_corpus()
+    bench = cache_dir() / "bench"
+    real = bench / f"audio-catalog-{params.tag()}-{_corpus_key(corpus)}"
+    if not (real / "build.json").exists():
+        shutil.rmtree(real, ignore_errors=True)
+        (real.parent).mkdir(parents=True, exist_ok=True)
+        (real / "build.json").parent.mkdir(parents=True, exist_ok=True)
+        build = build_catalog(corpus, real, params)
+        (real / "build.json").write_text(json.dumps(build))
+    started = time.perf_counter()
+    pos, neg = query_set(corpus, params, positives=positives,
+                         negatives=max(negatives, null_queries), seed=seed)
+    log.warning("scale: %d + %d query fingerprints in %.0f s", len(pos), len(neg),
+                time.perf_counter() - started)
+    peaks = corpus_peaks(corpus, params, bench)
+    results, nulls = [], {}
+    for size in [0.0, *sorted(hours)]:
+        if size == 0:
+            directory, build = real, {"build_s": None, "synthetic_hours": 0.0}
+        else:
+            directory = bench / f"audio-scale-{params.tag()}-{int(size)}h"
+            info_path = directory / "scale.json"
+            if info_path.exists():
+                build = json.loads(info_path.read_text())
+            else:
+                build = build_scale_catalog(real, directory, size, seed, peaks, params)
+                info_path.write_text(json.dumps(build))
+        row = measure(directory, pos, neg[:negatives])
+        row.update(build_s=build.get("build_s"), synthetic_hours=build["synthetic_hours"],
+                   format=params.tag())
+        if size:
+            row["add_one_hour_s"] = add_one_hour(directory, peaks, params, seed)
+        if null_queries:
+            nulls[f"{row['hours']:.0f}"] = null_calibration(directory, neg[:null_queries])
+        results.append(row)
+        log.warning("scale: %s", json.dumps(row))
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "scale-results.json").write_text(json.dumps(
+                {"audio": results, "null_log10_chance": nulls}, indent=1))
+    return {"audio": results, "null_log10_chance": nulls}

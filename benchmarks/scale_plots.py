@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from benchmarks.report import pyplot
 
 
@@ -18,9 +20,11 @@ def latency_points(raw: dict) -> dict[str, list[tuple[float, float, float]]]:
     if audio:
         points = [(audio["build"]["media_hours"], audio["query_match_ms_p50"],
                    audio["query_match_ms_p99"])]
-        points += [(s["hours"], s["match_ms_p50"], s["match_ms_p99"])
-                   for s in audio.get("scale_series") or [audio.get("scale")] if s]
         series["audio (hours of audio)"] = sorted(set(points))
+    scale = (raw.get("scale") or {}).get("audio")
+    if scale:
+        series["audio, audio-v3 (hours of audio)"] = sorted(
+            (s["hours"], s["match_ms_p50"], s["match_ms_p99"]) for s in scale)
     video = raw.get("video")
     if video:
         latency, scale = video["latency"], video.get("scale") or {}
@@ -200,3 +204,30 @@ def headline_table(raw: dict) -> str:
     for name, value in index_sizes(raw).items():
         rows.append(f"| index size, {name} | {value / 2**20:.2f} MiB/h | – |")
     return "\n".join(rows) + "\n"
+
+
+def calibration_plot(null: dict[str, list[float]], out_dir: Path) -> list[str]:
+    """calibration.png: observed share of never-registered queries whose best chance figure is
+    at most x, against x (the predicted expected number of false matches), per catalog size."""
+    if not null:
+        return []
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    grid = np.logspace(-8, 1, 60)
+    for hours, values in sorted(null.items(), key=lambda kv: float(kv[0])):
+        e = 10.0 ** np.asarray(values, float)
+        observed = [(e <= x).mean() for x in grid]
+        ax.plot(grid, np.maximum(observed, 1e-5), label=f"{float(hours):,.0f} h (n={e.size})")
+    ax.plot(grid, grid, color="grey", linestyle="--", label="observed = predicted")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_ylim(1e-5, 1.5)
+    ax.set_xlabel("predicted: expected chance matches per query (E)")
+    ax.set_ylabel("observed: share of null queries with best E <= x")
+    ax.set_title("Audio score calibration (never-registered queries)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_dir / "calibration.png", dpi=110)
+    plt.close(fig)
+    return ["calibration.png"]

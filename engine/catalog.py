@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from engine import vectors as vector_store
+from engine.audio.keys import KEY_BITS
 from engine.audio.params import AudioParams
 from engine.errors import (
     AlreadyExists,
@@ -43,13 +45,24 @@ from engine.errors import (
     VersionMismatch,
 )
 from engine.fingerprint import Fingerprint
-from engine.store.postings import SegmentPostings, pack_values, write_segment
+from engine.store.postings import (
+    MAX_SEGMENT_FRAMES,
+    Segment,
+    SegmentPostings,
+    merge_segments,
+    write_segment,
+)
 from engine.vectors import FaissVectorIndex, VectorSegment, write_vector_segment
 
 log = logging.getLogger(__name__)
 
 FORMAT = "nanhu-catalog"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: what each older catalog format lacks, for the rebuild message
+_OLD_FORMATS = {1: "audio-v2 pair keys and version-1 postings segments"}
+#: a size tier holding this many audio segments is merged into one (tiered, log-structured:
+#: a posting is rewritten about log_8(catalog / batch) times over its life)
+TIER_FANOUT = 8
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,199}$")
 
 
@@ -236,6 +249,14 @@ class Catalog:
             raise CatalogCorrupt(f"{path}: unreadable manifest ({exc})") from exc
         if manifest.get("format") != FORMAT:
             raise CatalogCorrupt(f"{path}: not a Nanhu catalog manifest")
+        if manifest.get("version") in _OLD_FORMATS:
+            raise VersionMismatch(
+                f"{path}: catalog format version {manifest['version']} "
+                f"({_OLD_FORMATS[manifest['version']]}) is not supported by this Nanhu "
+                f"(format {FORMAT_VERSION}, fingerprints {AudioParams().tag()}). Rebuild it: "
+                "register the works again into a new catalog, e.g. `nanhu ingest MANIFEST "
+                "--catalog NEW_DIR` with the manifest used to build it"
+            )
         if manifest.get("version") != FORMAT_VERSION:
             raise CatalogCorrupt(
                 f"{path}: catalog format version {manifest.get('version')} is not supported "
@@ -292,7 +313,8 @@ class Catalog:
             (self.path / folder).mkdir(exist_ok=True)
             for file in (self.path / folder).iterdir():
                 if f"{folder}/{file.name}" not in named:
-                    file.unlink()
+                    # a merge's scratch folder, or a file of an uncommitted generation
+                    shutil.rmtree(file) if file.is_dir() else file.unlink()
                     orphans += 1
         for tmp in self.path.glob("*.tmp"):
             tmp.unlink()
@@ -529,8 +551,10 @@ class Catalog:
             self._postings = None
             self._vectors = None
             raise
+        before = self.manifest
         self.rollback()
         self._load_manifest()
+        self._remove_unnamed(before)
         self._postings = None
         self._vectors = None
         return g
@@ -540,13 +564,14 @@ class Catalog:
                  if r["fp"].audio is not None and len(r["fp"].audio)]
         if audio:
             keys = np.concatenate([lm.hashes for _, lm in audio])
-            values = np.concatenate([
-                pack_values(np.full(len(lm), o, np.uint32), lm.frames) for o, lm in audio
-            ])
+            ords = np.concatenate([np.full(len(lm), o, np.uint32) for o, lm in audio])
+            frames = np.concatenate([lm.frames for _, lm in audio])
             name = f"audio/seg-{g:08d}.pst"
-            size = self._write_file(name, lambda p: write_segment(p, keys, values))
+            size = self._write_file(
+                name, lambda p: write_segment(p, keys, ords, frames, key_bits=KEY_BITS))
             manifest["audio_segments"].append({"file": name, "count": int(keys.size),
                                                "bytes": size})
+            self._merge_tiers(manifest, g)
         video = [(o, r["fp"].video) for o, r in zip(ordinals, self._staged_refs)
                  if r["fp"].video is not None and len(r["fp"].video)]
         if video:
@@ -558,6 +583,47 @@ class Catalog:
             times = np.concatenate([v.times_s for _, v in video])
             manifest["video_segments"].append(
                 self._write_vector_segment(f"video/seg-{g:08d}.vec", vectors, ords, times))
+
+    def _merge_tiers(self, manifest: dict, g: int) -> None:
+        """Merge audio segments of one size tier once it holds ``TIER_FANOUT`` of them.
+
+        Tier ``t`` holds segments of ``8^t .. 8^(t+1)`` postings, so adding an hour to a large
+        catalog rewrites only the small segments (cost in proportion to the hour, amortised),
+        and a query searches O(log catalog) segments. Replaced files are removed once the new
+        manifest is in place (:meth:`_remove_unnamed`).
+        """
+        while True:
+            tiers: dict[int, list[dict]] = {}
+            for entry in manifest["audio_segments"]:
+                tiers.setdefault(max(0, int(entry["count"]).bit_length() // 3), []).append(entry)
+            full = [t for t, entries in sorted(tiers.items()) if len(entries) >= TIER_FANOUT]
+            if not full:
+                return
+            group = tiers[full[0]]
+            frames = sum(Segment(self.path / e["file"]).total_frames for e in group)
+            if frames > MAX_SEGMENT_FRAMES:
+                return  # at 19,000 h a segment is as large as positions allow: leave the tier
+            name = f"audio/seg-{g:08d}-m{len(manifest['audio_segments']):03d}.pst"
+            info = {}
+
+            def merge(path: Path, group=group, info=info) -> int:
+                info.update(merge_segments([self.path / e["file"] for e in group], path,
+                                           key_bits=KEY_BITS))
+                return info["bytes"]
+
+            size = self._write_file(name, merge)
+            names = {e["file"] for e in group}
+            manifest["audio_segments"] = [e for e in manifest["audio_segments"]
+                                          if e["file"] not in names]
+            manifest["audio_segments"].append({"file": name, "count": info["count"],
+                                               "bytes": size})
+
+    def _remove_unnamed(self, before: dict) -> None:
+        """Delete the files ``before`` named that the current manifest no longer does."""
+        named = set(_segment_files(self.manifest))
+        for file in _segment_files(before):
+            if file not in named:
+                (self.path / file).unlink(missing_ok=True)
 
     def _write_vector_segment(self, name: str, vectors: np.ndarray, ords: np.ndarray,
                               times: np.ndarray) -> dict:
@@ -598,14 +664,24 @@ class Catalog:
         g = self.generation + 1
         manifest = json.loads(json.dumps(self.manifest))
         old_files = _segment_files(manifest)
-        keys, values = self.postings().all_postings()
-        keep = ~np.isin((values >> np.uint64(32)).astype(np.uint32), dead)
+        sources = [self.path / s["file"] for s in manifest["audio_segments"]]
         manifest["audio_segments"] = []
-        if keep.any():
+        audio_postings = 0
+        if sources:
             name = f"audio/seg-{g:08d}.pst"
-            k, v = keys[keep], values[keep]
-            size = self._write_file(name, lambda p: write_segment(p, k, v))
-            manifest["audio_segments"].append({"file": name, "count": int(k.size), "bytes": size})
+            info: dict = {}
+
+            def merge(path: Path) -> int:
+                info.update(merge_segments(sources, path, key_bits=KEY_BITS, drop_ordinals=dead))
+                return info["bytes"]
+
+            size = self._write_file(name, merge)
+            audio_postings = info["count"]
+            if audio_postings:
+                manifest["audio_segments"].append({"file": name, "count": audio_postings,
+                                                   "bytes": size})
+            else:
+                (self.path / name).unlink()
         segments = [VectorSegment(self.path / s["file"]) for s in manifest["video_segments"]]
         manifest["video_segments"] = []
         if segments:
@@ -629,7 +705,7 @@ class Catalog:
         for file in old_files:
             (self.path / file).unlink(missing_ok=True)
         return {"generation": g, "purged_references": int(dead.size),
-                "audio_postings": int(keep.sum()),
+                "audio_postings": int(audio_postings),
                 "video_vectors": sum(s["count"] for s in manifest["video_segments"])}
 
 

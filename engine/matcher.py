@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.audio.align import AudioMatchParams, align_audio, hits_for
-from engine.audio.landmarks import HASH_BITS
+from engine.audio.align import AudioMatchParams, align_audio, hits_for, shortlist
 from engine.catalog import Catalog, Reference
 from engine.errors import CatalogCorrupt
 from engine.fingerprint import Fingerprint
@@ -112,9 +111,7 @@ class Matcher:
                 self._deleted = self.catalog.deleted_ordinals()
                 self._catalog_frames = self.catalog.total_audio_frames
                 self._postings = self.catalog.postings()
-                mean = len(self._postings) / float(1 << HASH_BITS)
-                self._stop_hash_postings = int(
-                    self.audio_match.stop_hash_factor * mean + self.audio_match.stop_hash_floor)
+                self._stop_key_postings = self.audio_match.stop_key_cap(len(self._postings))
                 break
             except (CatalogCorrupt, FileNotFoundError):
                 # A compaction replaced the segments between reading the manifest and mapping
@@ -150,15 +147,20 @@ class Matcher:
         return matches
 
     def _audio_segments(self, fp: Fingerprint) -> list[Segment]:
+        """Bounded audio matching: each distinct key is looked up once (across warps) and
+        returns at most the stop-key cap of postings; references are shortlisted by raw votes
+        (distinct query anchors with any hit), and only the shortlist's hits are aligned."""
         landmarks = fp.audio
         unique_keys, inverse = np.unique(landmarks.hashes, return_inverse=True)
         key_index, ordinals, frames = self._postings.lookup(
-            unique_keys, max_postings=self._stop_hash_postings)
+            unique_keys, max_postings=self._stop_key_postings)
         if self._deleted.size and ordinals.size:
             alive = ~np.isin(ordinals, self._deleted)
             key_index, ordinals, frames = key_index[alive], ordinals[alive], frames[alive]
+        keep = shortlist(key_index, ordinals, limit=self.audio_match.shortlist,
+                         min_votes=self.audio_match.min_votes)
         query_landmark, ordinals, ref_frames = hits_for(
-            landmarks, key_index, ordinals, frames, inverse.reshape(-1)
+            landmarks, key_index[keep], ordinals[keep], frames[keep], inverse.reshape(-1)
         )
         params = self.catalog.audio_params
         # Reference lengths (frames) of the references with hits, for the chance model.

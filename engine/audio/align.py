@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
+from engine.audio.keys import F_BITS
 from engine.audio.landmarks import Landmarks
 from engine.audio.params import AudioParams
 from engine.segments import Segment
@@ -40,12 +41,37 @@ class AudioMatchParams:
     max_gap_s: float = 8.0
     #: most candidate (reference, speed, offset) bins examined per query
     max_candidates: int = 64
-    #: a hash holding more than ``stop_hash_factor * mean + stop_hash_floor`` postings (mean
-    #: over the whole key space) is a stop-hash, skipped at query time
-    stop_hash_factor: float = 64.0
-    stop_hash_floor: float = 64.0
+    #: a key holding more than ``max(stop_key_floor, stop_key_share * postings)`` postings is
+    #: a stop-key, skipped at query time: a pattern met once every ~1.4 h of audio (at the
+    #: default density) says little about which work it is, and such keys are most of the work
+    stop_key_share: float = 2e-7
+    stop_key_floor: int = 64
+    #: references kept after the raw vote (distinct query keys with any hit), strongest first
+    shortlist: int = 48
     #: most bins examined per reference (several copies of one work in one upload each need one)
     bins_per_reference: int = 32
+
+    def stop_key_cap(self, total_postings: int) -> int:
+        """Most postings a key may hold at this catalog size and still be looked up."""
+        return int(max(self.stop_key_floor, self.stop_key_share * total_postings))
+
+
+def shortlist(key_index: np.ndarray, ordinals: np.ndarray, *, limit: int,
+              min_votes: int) -> np.ndarray:
+    """Postings of the ``limit`` references with the most distinct query keys among their hits.
+
+    key_index, ordinals : int64[k], uint32[k], postings found for the query's unique keys.
+    Returns a bool mask over the postings. A reference with fewer than ``min_votes`` distinct
+    keys cannot make a segment and is dropped before any hit is expanded.
+    """
+    if ordinals.size == 0:
+        return np.zeros(0, bool)
+    pair = np.unique(ordinals.astype(np.int64) << 32 | key_index)
+    refs, votes = np.unique(pair >> 32, return_counts=True)
+    ok = votes >= min_votes
+    refs, votes = refs[ok], votes[ok]
+    best = refs[np.argsort(-votes, kind="stable")[:limit]]
+    return np.isin(ordinals, best.astype(np.uint32))
 
 
 def hits_for(
@@ -156,10 +182,10 @@ def align_audio(
             # Votes are distinct query anchors, as min_votes says: the `fanout` landmarks of one
             # anchor peak are one coincidence, not several (counted apart, a single matching
             # pair of notes reached min_votes). An anchor is its frame and its log-frequency,
-            # the hash's top 8 bits (layout in engine.audio).
+            # the key's F field (layout in engine.audio.keys).
             hit = query_landmark[part]
-            anchors = np.unique((landmarks.frames[hit].astype(np.int64) << 8)
-                                | (landmarks.hashes[hit] >> 14).astype(np.int64))
+            anchors = np.unique((landmarks.frames[hit].astype(np.int64) << F_BITS)
+                                | (landmarks.hashes[hit] & ((1 << F_BITS) - 1)).astype(np.int64))
             votes = anchors.size
             if votes < match.min_votes:
                 continue

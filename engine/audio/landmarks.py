@@ -1,8 +1,8 @@
-"""Audio landmarks: spectral peaks paired into hashes (the Shazam / audfprint family).
+"""Audio landmarks: spectral peaks, and the :class:`Landmarks` keys made of them.
 
 The pipeline is pure numpy/scipy over arrays:
 
-``samples -> stft_db -> spectral_peaks -> landmark_hashes``
+``samples -> stft_db -> spectral_peaks -> engine.audio.keys.triplet_hashes``
 
 and :func:`stream_peaks` runs the first two in blocks so that memory stays bounded whatever the
 length of the input. Parameter choices and their measurements: :mod:`engine.audio.params`.
@@ -17,10 +17,6 @@ import numpy as np
 from scipy import ndimage
 
 from engine.audio.params import AudioParams
-
-# Hash layout: anchor log-frequency (8 bits) | log-frequency delta + 64 (7 bits) | dt (7 bits).
-_LF_BITS, _DLF_BITS, _DT_BITS = 8, 7, 7
-HASH_BITS = _LF_BITS + _DLF_BITS + _DT_BITS
 
 
 @dataclass(frozen=True)
@@ -44,7 +40,7 @@ class Peaks:
 class Landmarks:
     """Landmark hashes of one signal, hashed at one or more candidate speeds.
 
-    hashes : ndarray [shape=(n,)], uint32, ``HASH_BITS`` significant bits
+    hashes : ndarray [shape=(n,)], uint32 keys, ``engine.audio.keys.KEY_BITS`` significant bits
     frames : ndarray [shape=(n,)], int32, anchor frame rescaled to reference time
         (``round(query_frame * speed)``), so ``reference_frame - frames`` is constant for a copy
     speed_index : ndarray [shape=(n,)], uint8, index into ``speeds`` / ``pitches``
@@ -201,73 +197,3 @@ def stream_peaks(
         n_samples,
     )
 
-
-def landmark_hashes(
-    peaks: Peaks, *, params: AudioParams, warps: tuple[tuple[float, float], ...] = ((1.0, 1.0),)
-) -> Landmarks:
-    """Pair each anchor peak with its next ``fanout`` peaks in the target zone and hash pairs.
-
-    ``warps`` are candidate (speed, pitch) pairs. For each, the peak coordinates are first
-    mapped back to reference time and frequency (``frame * speed``,
-    ``log_freq - bins_per_octave * log2(pitch)``), so a query played ``speed`` times faster
-    and ``pitch`` times higher than its reference yields the reference's hashes at that
-    candidate. Resampling-style changes have ``speed == pitch``; time-stretching keeps
-    ``pitch == 1``; pitch-shifting keeps ``speed == 1``. References use ``((1.0, 1.0),)``.
-    """
-    speeds_arr = np.asarray([w[0] for w in warps], np.float32)
-    pitches_arr = np.asarray([w[1] for w in warps], np.float32)
-    n = len(peaks)
-    max_k = 4 * params.fanout
-    if n < 2:
-        return _no_landmarks(speeds_arr, pitches_arr)
-    anchor_idx = np.repeat(np.arange(n), max_k)
-    target_idx = anchor_idx + np.tile(np.arange(1, max_k + 1), n)
-    inside = target_idx < n
-    anchor_idx, target_idx = anchor_idx[inside], target_idx[inside]
-    frame = peaks.frame.astype(np.float64)
-    out_hash, out_frame, out_speed = [], [], []
-    for speed_index, (speed, pitch) in enumerate(warps):
-        t = frame * speed
-        lf = peaks.log_freq.astype(np.float64) - params.bins_per_octave * np.log2(pitch)
-        dt = np.rint(t[target_idx] - t[anchor_idx])
-        lf_anchor = np.rint(lf[anchor_idx])
-        dlf = np.rint(lf[target_idx] - lf[anchor_idx])
-        valid = (
-            (dt >= 1) & (dt <= params.max_dt_frames) & (np.abs(dlf) <= params.max_dlf_steps)
-            & (lf_anchor >= 0) & (lf_anchor < (1 << _LF_BITS))
-        )
-        # Keep the first `fanout` valid targets of each anchor (pairs are in anchor, k order).
-        sel_anchor = anchor_idx[valid]
-        first = np.searchsorted(sel_anchor, sel_anchor, side="left")
-        rank = np.arange(sel_anchor.size) - first
-        keep = np.flatnonzero(valid)[rank < params.fanout]
-        packed = (
-            (lf_anchor[keep].astype(np.uint32) << (_DLF_BITS + _DT_BITS))
-            | ((dlf[keep] + 64).astype(np.uint32) << _DT_BITS)
-            | dt[keep].astype(np.uint32)
-        )
-        out_hash.append(packed)
-        out_frame.append(np.rint(t[anchor_idx[keep]]).astype(np.int32))
-        out_speed.append(np.full(keep.size, speed_index, np.uint8))
-    return Landmarks(
-        np.concatenate(out_hash), np.concatenate(out_frame), np.concatenate(out_speed),
-        speeds_arr, pitches_arr,
-    )
-
-
-def _no_landmarks(speeds: np.ndarray, pitches: np.ndarray) -> Landmarks:
-    return Landmarks(
-        np.zeros(0, np.uint32), np.zeros(0, np.int32), np.zeros(0, np.uint8), speeds, pitches
-    )
-
-
-def audio_landmarks(
-    chunks: Iterable[np.ndarray], *, params: AudioParams,
-    warps: tuple[tuple[float, float], ...] = ((1.0, 1.0),),
-) -> tuple[Landmarks, float]:
-    """Landmarks of a sample stream; returns (landmarks, duration_s).
-
-    References use the default single warp; queries use ``params.query_warps``.
-    """
-    peaks, n_samples = stream_peaks(chunks, params=params)
-    return landmark_hashes(peaks, params=params, warps=warps), n_samples / params.sample_rate

@@ -15,8 +15,10 @@ Audio landmark choices (see ``docs/audio.md`` for the measurements behind them):
   speed change moves every peak by the same number of steps; queries are hashed at a grid of
   candidate speeds (peak coordinates are rescaled, the audio is analysed once) which is how
   Nanhu survives resampling-style speed changes without weakening reference hashes.
-- A hash packs (anchor log-frequency 8 bits, log-frequency delta 7 bits, time delta 7 bits)
-  into 22 bits of a uint32.
+- A key (fingerprint audio-v3) is a peak triplet packed into 30 bits: two log-frequency
+  differences, a time ratio, a coarse log time span and a coarse anchor frequency
+  (:mod:`engine.audio.keys`; the comparison with the 22-bit pair key of audio-v2 in
+  ``docs/audio.md``).
 """
 
 from __future__ import annotations
@@ -28,20 +30,21 @@ import numpy as np
 
 
 def default_query_warps() -> tuple[tuple[float, float], ...]:
-    """Candidate (speed, pitch) pairs a query is hashed at.
+    """Candidate (speed, pitch) pairs a query is hashed at (fingerprint audio-v3).
 
-    - resampling (tape, DJ decks, "nightcore"): speed == pitch, 0.89..1.13 in 1.5 % steps;
-    - time stretch at constant pitch: speed 0.95..1.05 in 1.5-2.5 % steps, pitch 1;
-    - pitch shift at constant tempo: pitch within +-1 semitone (+-6 %) in 1.5 % steps, speed 1.
+    - resampling (tape, DJ decks, "nightcore", re-uploads sped up to dodge filters):
+      speed == pitch, 0.80..1.25 in 2.5 % steps;
+    - time stretch at constant pitch: speed 0.95..1.05 in 2.5 % steps, pitch 1;
+    - pitch shift at constant tempo: pitch within +-2 semitones in 1/4-semitone (1.5 %) steps.
 
-    Each candidate costs hashing and lookups only (the audio is analysed once); the grid is
-    fine enough that a change between two candidates still keeps most hashes (log-frequency
-    steps are 1.09 %).
+    Speed steps are set by the offset histogram (a 1.25 % speed error drifts 4 frames over a
+    5 s query, inside the +-2-frame vote window); pitch steps by the key's F cell (1/16
+    octave, 4.4 %), which a step of a third of a cell always lands well inside. Most warps of
+    one peak triplet share a key, and keys are looked up once each.
     """
-    grid = np.round(1.015 ** np.arange(-8, 9), 4)
-    resample = [(float(s), float(s)) for s in grid]
-    stretch = [(float(s), 1.0) for s in (0.95, 0.97, 0.985, 1.015, 1.03, 1.05)]
-    shift = [(1.0, float(p)) for p in np.round(2 ** (np.array([-4, -3, -2, -1, 1, 2, 3, 4]) / 48), 4)]
+    resample = [(float(s), float(s)) for s in np.round(1.025 ** np.arange(-9, 10), 4)]
+    stretch = [(float(s), 1.0) for s in np.round(1.025 ** np.array([-2, -1, 1, 2]), 4)]
+    shift = [(1.0, float(p)) for p in np.round(2 ** (np.arange(-8, 9) / 48), 4) if p != 1.0]
     return tuple(resample + stretch + shift)
 
 
@@ -49,7 +52,7 @@ def default_query_warps() -> tuple[tuple[float, float], ...]:
 class AudioParams:
     """Audio landmark parameters; ``version`` changes whenever a hash would change."""
 
-    version: int = 2
+    version: int = 3
     sample_rate: int = 8000
     n_fft: int = 1024
     hop_length: int = 128
@@ -65,6 +68,15 @@ class AudioParams:
     #: target zone: time delta in frames [1, max_dt_frames], |log-frequency delta| < 64 steps
     max_dt_frames: int = 127
     max_dlf_steps: int = 63
+    #: triplet key quantisation (engine.audio.keys): frequency-difference step (log-freq
+    #: steps), log2 time-span steps per octave, anchor-frequency cell (log-freq steps), and
+    #: the shortest anchor-to-last-peak span keyed (frames; shorter spans are all jitter)
+    key_d_step: float = 1.0
+    key_t_per_octave: float = 6.0
+    key_f_step: float = 4.0
+    key_min_span_frames: int = 4
+    #: levels of the time-ratio field R (at most 16: its 4 bits)
+    key_r_levels: int = 16
     #: peaks quieter than this below the loudest bin of the whole signal are ignored (dB)
     floor_db: float = -70.0
     #: candidate (speed, pitch) warps a query is hashed at; see ``default_query_warps``.

@@ -1,44 +1,59 @@
-"""Audio postings: landmark hash -> (reference ordinal, frame), behind one narrow interface.
+"""Audio postings: landmark key -> (reference ordinal, frame), behind one narrow interface.
 
-Three implementations of :class:`PostingsIndex`:
-
-- :class:`SegmentPostings` (the default): immutable segment files of sorted ``uint32`` keys with
-  packed ``uint64`` values ``(ordinal << 32) | frame``, memory-mapped; lookups are one vectorised
-  ``searchsorted`` per segment. New registrations write new segments; compaction merges them.
-- :class:`FaissBinaryPostings`: the same postings in FAISS's ``IndexBinaryHash`` (the design
-  card's choice), with the value packed into the 64-bit id. Kept for the benchmark's
-  side-by-side measurement (``benchmarks/audio_bench.py``), see ``docs/audio.md``.
+- :class:`SegmentPostings` (the catalog's store): immutable, memory-mapped segment files; a
+  lookup is one directory read per key and a scan of that key's bucket, and no key may return
+  more than ``max_postings`` postings (stop-keys: the commonest spectral patterns say little
+  about which work it is and cost the most). New registrations write small segments;
+  :func:`merge_segments` merges them (tiered, in the writer's commit, and on ``compact``) in
+  bounded memory, partition by partition of the key space.
 - :class:`BruteForcePostings`: a dict of lists, obviously correct, for differential tests.
 
-Segment file format (version 1, little-endian)::
+Segment file format (version 2, little-endian)::
 
-    magic  b"NANHUPST"  8 bytes
-    version uint32, reserved uint32, count uint64
-    keys   uint32[count]   sorted ascending
-    pad to 8 bytes
-    values uint64[count]   (ordinal << 32) | frame
+    magic      b"NANHUPST"                                         8 bytes
+    header     version u4, key_bits u4, dir_bits u4, rem_bytes u4,
+               count u8, n_refs u8, total_frames u8                40 bytes
+    ordinals   u4[n_refs]              the segment's references, in timeline order
+    (pad to 8)
+    starts     u8[n_refs + 1]          first timeline position of each reference; last = total
+    directory  u4[2^dir_bits + 1]      first posting of each bucket (bucket = key >> rem_bits)
+    remainders u1|u2|u4[count]         key & (2^rem_bits - 1), sorted within each bucket
+    (pad to 4)
+    positions  u4[count]               starts[reference] + frame
+
+A posting costs ``rem_bytes + 4`` bytes (5 at catalog scale, where ``dir_bits`` is 23-26) plus
+4 bytes per bucket: about 1.3 MB per hour of audio at the default density. Positions are 32
+bits, so one segment holds at most 2^32 frames (19,000 hours at 62.5 frames/s); the merge
+policy keeps segments below that.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from engine.errors import CatalogCorrupt
+from engine.errors import CatalogCorrupt, LimitExceeded
 
 MAGIC = b"NANHUPST"
-SEGMENT_VERSION = 1
-_HEADER = 24
+SEGMENT_VERSION = 2
+_HEADER = 48
+MAX_SEGMENT_FRAMES = (1 << 32) - 1
+#: buckets holding more postings than this are skipped unread (pathological keys)
+BUCKET_SCAN_LIMIT = 1 << 16
 
 
 class PostingsIndex(Protocol):
     """Read side of an audio postings store."""
 
-    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """All postings of each key.
+    def lookup(self, keys: np.ndarray, *, max_postings: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The postings of each key; keys with more than ``max_postings`` in all give none.
 
         keys : ndarray [shape=(m,)], uint32, unique
         Returns (key_index int64[k] into ``keys``, ordinal uint32[k], frame uint32[k]).
@@ -47,37 +62,121 @@ class PostingsIndex(Protocol):
     def __len__(self) -> int: ...
 
 
-def pack_values(ordinals: np.ndarray, frames: np.ndarray) -> np.ndarray:
-    """uint64 ``(ordinal << 32) | frame``; frames are clipped to >= 0."""
-    return (ordinals.astype(np.uint64) << np.uint64(32)) | np.maximum(frames, 0).astype(np.uint64)
+def _dir_bits(count: int, key_bits: int) -> int:
+    """Directory size for ``count`` postings: 2-4 postings a bucket, within 10..26 bits (the
+    directory then costs 1-2 bytes a posting, and a bucket scan reads a few remainders)."""
+    return int(min(key_bits - 1, 26, max(10, int(count).bit_length() - 2)))
 
 
-def unpack_values(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return (values >> np.uint64(32)).astype(np.uint32), (values & np.uint64(0xFFFFFFFF)).astype(
-        np.uint32
-    )
+def _rem_dtype(rem_bits: int) -> np.dtype:
+    return np.dtype("<u1" if rem_bits <= 8 else "<u2" if rem_bits <= 16 else "<u4")
 
 
-def write_segment(path: Path, keys: np.ndarray, values: np.ndarray) -> int:
-    """Write a segment file (keys sorted here) and fsync it; returns its size in bytes.
+def _pad(handle, multiple: int) -> None:
+    extra = handle.tell() % multiple
+    if extra:
+        handle.write(b"\0" * (multiple - extra))
 
-    keys : ndarray [shape=(n,)], uint32; values : ndarray [shape=(n,)], uint64.
+
+def _timeline(ordinals: np.ndarray, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(unique ordinals in first-seen order, starts u8[n + 1]) giving each reference
+    ``max(frame) + 1`` positions."""
+    unique, first, inverse = np.unique(ordinals, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    length = np.zeros(unique.size, np.int64)
+    np.maximum.at(length, inverse, frames.astype(np.int64) + 1)
+    starts = np.concatenate([[0], np.cumsum(length[order])]).astype(np.uint64)
+    return unique[order].astype(np.uint32), starts
+
+
+def write_segment(path: Path, keys: np.ndarray, ordinals: np.ndarray, frames: np.ndarray, *,
+                  key_bits: int) -> int:
+    """Write one segment file (sorted here) and fsync it; returns its size in bytes.
+
+    keys : ndarray [shape=(n,)], uint32 < 2^key_bits; ordinals : uint32[n]; frames : int[n] >= 0.
     """
-    order = np.argsort(keys, kind="stable")
-    keys = np.ascontiguousarray(keys[order], dtype="<u4")
-    values = np.ascontiguousarray(values[order], dtype="<u8")
-    count = keys.size
-    with open(path, "wb") as handle:
-        handle.write(MAGIC)
-        handle.write(np.array([SEGMENT_VERSION, 0], "<u4").tobytes())
-        handle.write(np.array([count], "<u8").tobytes())
-        handle.write(keys.tobytes())
-        if (count * 4) % 8:
-            handle.write(b"\0" * 4)
-        handle.write(values.tobytes())
-        handle.flush()
-        os.fsync(handle.fileno())
+    keys = np.asarray(keys, np.uint32)
+    frames = np.maximum(np.asarray(frames, np.int64), 0)
+    ordinals = np.asarray(ordinals, np.uint32)
+    refs, starts = _timeline(ordinals, frames)
+    if int(starts[-1]) > MAX_SEGMENT_FRAMES:
+        raise LimitExceeded(f"{path}: a postings segment holds at most 2^32 frames")
+    by_ordinal = np.argsort(refs)
+    local = by_ordinal[np.searchsorted(refs, ordinals, sorter=by_ordinal)]
+    positions = (starts[local] + frames.astype(np.uint64)).astype(np.uint32)
+    order = np.lexsort((positions, keys))
+    with _SegmentWriter(path, key_bits, refs, starts, keys.size) as writer:
+        writer.append(keys[order], positions[order])
     return path.stat().st_size
+
+
+class _SegmentWriter:
+    """Streams sorted (key, position) runs into a segment file: remainders and positions go to
+    two files that are joined on close, so no more than one run is ever in memory."""
+
+    def __init__(self, path: Path, key_bits: int, refs: np.ndarray, starts: np.ndarray,
+                 expected_count: int) -> None:
+        self.path, self.key_bits = path, key_bits
+        self.refs, self.starts = refs.astype("<u4"), starts.astype("<u8")
+        self.dir_bits = _dir_bits(expected_count, key_bits)
+        self.rem_bits = key_bits - self.dir_bits
+        self.rem_dtype = _rem_dtype(self.rem_bits)
+        self.bucket_counts = np.zeros(1 << self.dir_bits, np.int64)
+        self.count = 0
+        self.last_key = -1
+        self._scratch = tempfile.TemporaryDirectory(dir=path.parent, prefix=".merge-")
+        scratch = Path(self._scratch.name)
+        self._rem = open(scratch / "rem", "wb")
+        self._pos = open(scratch / "pos", "wb")
+
+    def __enter__(self) -> _SegmentWriter:
+        return self
+
+    def append(self, keys: np.ndarray, positions: np.ndarray) -> None:
+        """Add postings whose keys are sorted and not below any key appended before."""
+        if keys.size == 0:
+            return
+        if int(keys[0]) < self.last_key or int(keys.max()) >= 1 << self.key_bits:
+            raise ValueError("postings appended out of key order or beyond the key width")
+        self.last_key = int(keys[-1])
+        self.bucket_counts += np.bincount(keys >> np.uint32(self.rem_bits),
+                                          minlength=self.bucket_counts.size)
+        mask = np.uint32((1 << self.rem_bits) - 1)
+        self._rem.write((keys & mask).astype(self.rem_dtype).tobytes())
+        self._pos.write(np.ascontiguousarray(positions, "<u4").tobytes())
+        self.count += keys.size
+
+    def __exit__(self, exc_type, *exc) -> None:
+        try:
+            self._rem.close()
+            self._pos.close()
+            if exc_type is None:
+                self._finish()
+        finally:
+            self._scratch.cleanup()
+
+    def _finish(self) -> None:
+        directory = np.concatenate([[0], np.cumsum(self.bucket_counts)])
+        if directory[-1] >= 1 << 32:
+            raise LimitExceeded(f"{self.path}: a postings segment holds fewer than 2^32 postings")
+        scratch = Path(self._scratch.name)
+        with open(self.path, "wb") as handle:
+            handle.write(MAGIC)
+            handle.write(np.array([SEGMENT_VERSION, self.key_bits, self.dir_bits,
+                                   self.rem_dtype.itemsize], "<u4").tobytes())
+            handle.write(np.array([self.count, self.refs.size, int(self.starts[-1])],
+                                  "<u8").tobytes())
+            handle.write(self.refs.tobytes())
+            _pad(handle, 8)
+            handle.write(self.starts.tobytes())
+            handle.write(directory.astype("<u4").tobytes())
+            with open(scratch / "rem", "rb") as part:
+                shutil.copyfileobj(part, handle, 1 << 24)
+            _pad(handle, 4)
+            with open(scratch / "pos", "rb") as part:
+                shutil.copyfileobj(part, handle, 1 << 24)
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
 class Segment:
@@ -91,21 +190,68 @@ class Segment:
             raise CatalogCorrupt(f"{path}: cannot map postings segment ({exc})") from exc
         if raw.size < _HEADER or bytes(raw[:8]) != MAGIC:
             raise CatalogCorrupt(f"{path}: not a Nanhu postings segment")
-        version = int(np.frombuffer(raw[8:12], "<u4")[0])
+        version, key_bits, dir_bits, rem_bytes = (int(v) for v in np.frombuffer(raw[8:24], "<u4"))
         if version != SEGMENT_VERSION:
-            raise CatalogCorrupt(f"{path}: postings segment version {version} is not supported")
-        count = int(np.frombuffer(raw[16:24], "<u8")[0])
-        key_bytes = count * 4 + (4 if (count * 4) % 8 else 0)
-        if raw.size != _HEADER + key_bytes + count * 8:
-            raise CatalogCorrupt(f"{path}: postings segment is truncated")
-        self.keys = np.frombuffer(raw, "<u4", count=count, offset=_HEADER)
-        self.values = np.frombuffer(raw, "<u8", count=count, offset=_HEADER + key_bytes)
+            raise CatalogCorrupt(
+                f"{path}: postings segment version {version} is not supported (this Nanhu reads "
+                f"version {SEGMENT_VERSION}; rebuild the catalog)")
+        count, n_refs, total = (int(v) for v in np.frombuffer(raw[24:48], "<u8"))
+        self.key_bits, self.dir_bits = key_bits, dir_bits
+        self.rem_bits = key_bits - dir_bits
+        offset = _HEADER
+        try:
+            self.ordinals = np.frombuffer(raw, "<u4", n_refs, offset)
+            offset += n_refs * 4 + (-(n_refs * 4) % 8)
+            self.starts = np.frombuffer(raw, "<u8", n_refs + 1, offset)
+            offset += (n_refs + 1) * 8
+            self.directory = np.frombuffer(raw, "<u4", (1 << dir_bits) + 1, offset)
+            offset += ((1 << dir_bits) + 1) * 4
+            self.remainders = np.frombuffer(raw, f"<u{rem_bytes}", count, offset)
+            offset += count * rem_bytes
+            offset += -offset % 4
+            self.positions = np.frombuffer(raw, "<u4", count, offset)
+            offset += count * 4
+        except ValueError as exc:
+            raise CatalogCorrupt(f"{path}: postings segment is truncated ({exc})") from exc
+        if offset != raw.size or int(self.starts[-1]) != total:
+            raise CatalogCorrupt(f"{path}: postings segment is truncated or padded")
+        self.total_frames = total
 
     def __len__(self) -> int:
-        return int(self.keys.size)
+        return int(self.positions.size)
+
+    def find(self, keys: np.ndarray, *, scan_limit: int = BUCKET_SCAN_LIMIT
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """(key_index int64[k], posting int64[k]) of every posting whose key is in ``keys``;
+        buckets holding more than ``scan_limit`` postings are skipped unread."""
+        # a key wider than the segment's (a malformed query) has no bucket and no postings
+        bucket = np.minimum((keys >> np.uint32(self.rem_bits)).astype(np.int64),
+                            self.directory.size - 2)
+        lo = self.directory[bucket].astype(np.int64)
+        lengths = self.directory[bucket + 1].astype(np.int64) - lo
+        lengths[(lengths > scan_limit) | (keys >= (1 << self.key_bits))] = 0
+        posting = expand_ranges(lo, lengths)
+        key_index = np.repeat(np.arange(keys.size, dtype=np.int64), lengths)
+        wanted = (keys & np.uint32((1 << self.rem_bits) - 1))[key_index]
+        hit = self.remainders[posting] == wanted
+        return key_index[hit], posting[hit]
+
+    def resolve(self, posting: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(ordinal uint32, frame uint32) of postings."""
+        position = self.positions[posting].astype(np.uint64)
+        local = np.searchsorted(self.starts, position, side="right") - 1
+        return self.ordinals[local], (position - self.starts[local]).astype(np.uint32)
+
+    def keys_in(self, first_bucket: int, stop_bucket: int) -> tuple[np.ndarray, np.ndarray]:
+        """(keys uint32, postings int64) of buckets [first_bucket, stop_bucket), in key order."""
+        lo, hi = int(self.directory[first_bucket]), int(self.directory[stop_bucket])
+        counts = np.diff(self.directory[first_bucket: stop_bucket + 1].astype(np.int64))
+        high = np.repeat(np.arange(first_bucket, stop_bucket, dtype=np.uint32), counts)
+        keys = (high << np.uint32(self.rem_bits)) | self.remainders[lo:hi].astype(np.uint32)
+        return keys, np.arange(lo, hi, dtype=np.int64)
 
 
-def _expand_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+def expand_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Concatenated ``arange(s, s + l)`` for each (s, l), vectorised."""
     total = int(lengths.sum())
     if total == 0:
@@ -118,46 +264,94 @@ def _expand_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 class SegmentPostings:
     """Postings over a list of memory-mapped segments (the catalog's default store)."""
 
-    def __init__(self, paths: list[Path]) -> None:
+    def __init__(self, paths: Sequence[Path]) -> None:
         self.segments = [Segment(path) for path in paths]
 
     def __len__(self) -> int:
         return sum(len(segment) for segment in self.segments)
 
-    def lookup(
-        self, keys: np.ndarray, *, max_postings: int | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """See :meth:`PostingsIndex.lookup`; keys holding more than ``max_postings`` postings
-        in all (stop-hashes: the commonest spectral patterns, which say little about which
-        work it is) return nothing."""
+    def lookup(self, keys: np.ndarray, *, max_postings: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """See :meth:`PostingsIndex.lookup`."""
         keys = np.asarray(keys, np.uint32)
-        ranges = []
-        total = np.zeros(keys.size, np.int64)
-        for segment in self.segments:
-            left = np.searchsorted(segment.keys, keys, side="left")
-            right = np.searchsorted(segment.keys, keys, side="right")
-            ranges.append((left, right))
-            total += right - left
-        usable = total <= max_postings if max_postings is not None else np.ones(keys.size, bool)
-        key_index, values = [], []
-        for segment, (left, right) in zip(self.segments, ranges):
-            lengths = np.where(usable, right - left, 0)
-            positions = _expand_ranges(left, lengths)
-            key_index.append(np.repeat(np.arange(keys.size, dtype=np.int64), lengths))
-            values.append(segment.values[positions])
-        if not values:
+        # A bucket is about one key at the directory sizes used; one holding several times the
+        # cap holds a stop-key, and is skipped before its postings are read.
+        limit = BUCKET_SCAN_LIMIT if max_postings is None else min(
+            BUCKET_SCAN_LIMIT, 4 * max_postings + 64)
+        found = [segment.find(keys, scan_limit=limit) for segment in self.segments]
+        if max_postings is not None and found:
+            per_key = sum(np.bincount(k, minlength=keys.size) for k, _ in found)
+            stop = per_key > max_postings
+            found = [(k[~stop[k]], p[~stop[k]]) for k, p in found]
+        key_index, ordinals, frames = [], [], []
+        for segment, (k, p) in zip(self.segments, found):
+            o, f = segment.resolve(p)
+            key_index.append(k)
+            ordinals.append(o)
+            frames.append(f)
+        if not key_index:
             return np.zeros(0, np.int64), np.zeros(0, np.uint32), np.zeros(0, np.uint32)
-        ordinals, frames = unpack_values(np.concatenate(values))
-        return np.concatenate(key_index), ordinals, frames
+        return np.concatenate(key_index), np.concatenate(ordinals), np.concatenate(frames)
 
-    def all_postings(self) -> tuple[np.ndarray, np.ndarray]:
-        """(keys uint32[n], values uint64[n]) of every segment, for merging."""
-        if not self.segments:
-            return np.zeros(0, np.uint32), np.zeros(0, np.uint64)
-        return (
-            np.concatenate([np.asarray(s.keys) for s in self.segments]),
-            np.concatenate([np.asarray(s.values) for s in self.segments]),
-        )
+    def all_postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(keys uint32[n], ordinals uint32[n], frames uint32[n]) of every segment, for tests
+        and diagnostics (memory in proportion to the catalog: not for the query path)."""
+        keys, ordinals, frames = [np.zeros(0, np.uint32)], [np.zeros(0, np.uint32)], [
+            np.zeros(0, np.uint32)]
+        for segment in self.segments:
+            k, posting = segment.keys_in(0, 1 << segment.dir_bits)
+            o, f = segment.resolve(posting)
+            keys.append(k)
+            ordinals.append(o)
+            frames.append(f)
+        return np.concatenate(keys), np.concatenate(ordinals), np.concatenate(frames)
+
+
+def merge_segments(paths: Sequence[Path], out: Path, *, key_bits: int,
+                   drop_ordinals: np.ndarray | None = None, partitions: int = 256) -> dict:
+    """Merge segments into one at ``out`` (fsynced), dropping ``drop_ordinals``' postings.
+
+    Memory holds one partition of the key space at a time (1/``partitions`` of the postings);
+    references keep their order (segment by segment), so merging is deterministic. Returns
+    {"count", "bytes", "references"}.
+    """
+    segments = [Segment(p) for p in paths]
+    drop = np.asarray(drop_ordinals if drop_ordinals is not None else [], np.uint32)
+    refs, lengths = [], []
+    for s in segments:
+        keep = ~np.isin(s.ordinals, drop)
+        refs.append(s.ordinals[keep])
+        lengths.append(np.diff(s.starts.astype(np.int64))[keep])
+    refs_all = np.concatenate(refs) if refs else np.zeros(0, np.uint32)
+    if np.unique(refs_all).size != refs_all.size:
+        raise CatalogCorrupt(f"{out}: a reference has postings in two segments")
+    starts = np.concatenate([[0], np.cumsum(np.concatenate(lengths) if lengths else [])])
+    if int(starts[-1]) > MAX_SEGMENT_FRAMES:
+        raise LimitExceeded(f"{out}: merged segment would exceed 2^32 frames")
+    by_ordinal = np.argsort(refs_all)
+    expected = sum(len(s) for s in segments)
+    part_bits = max(1, min(int(partitions).bit_length() - 1,
+                           min((s.dir_bits for s in segments), default=10)))
+    with _SegmentWriter(out, key_bits, refs_all, starts.astype(np.uint64), expected) as writer:
+        for part in range(1 << part_bits):
+            keys_p, pos_p = [], []
+            for s in segments:
+                shift = s.dir_bits - part_bits
+                keys, posting = s.keys_in(part << shift, (part + 1) << shift)
+                ordinal, frame = s.resolve(posting)
+                alive = ~np.isin(ordinal, drop) if drop.size else slice(None)
+                keys, ordinal, frame = keys[alive], ordinal[alive], frame[alive]
+                local = by_ordinal[np.searchsorted(refs_all, ordinal, sorter=by_ordinal)]
+                keys_p.append(keys)
+                pos_p.append((starts[local] + frame).astype(np.uint32))
+            if not keys_p:
+                continue
+            keys = np.concatenate(keys_p)
+            positions = np.concatenate(pos_p)
+            order = np.lexsort((positions, keys))
+            writer.append(keys[order], positions[order])
+        count = writer.count
+    return {"count": count, "bytes": out.stat().st_size, "references": int(refs_all.size)}
 
 
 class BruteForcePostings:
@@ -177,48 +371,15 @@ class BruteForcePostings:
     def __len__(self) -> int:
         return sum(len(v) for v in self.table.values())
 
-    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def lookup(self, keys: np.ndarray, *, max_postings: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rows = [
             (index, ordinal, frame)
             for index, key in enumerate(np.asarray(keys).tolist())
+            if max_postings is None or len(self.table.get(key, [])) <= max_postings
             for ordinal, frame in self.table.get(key, [])
         ]
         if not rows:
             return np.zeros(0, np.int64), np.zeros(0, np.uint32), np.zeros(0, np.uint32)
         array = np.array(rows, np.int64)
         return array[:, 0], array[:, 1].astype(np.uint32), array[:, 2].astype(np.uint32)
-
-
-class FaissBinaryPostings:
-    """Postings in ``faiss.IndexBinaryHash`` (exact-key buckets, id = packed value).
-
-    Each 32-bit hash is stored as a 4-byte binary code; the index buckets codes by their first
-    ``hash_bits`` bits; an exact lookup is a range search of radius 0.
-    """
-
-    def __init__(self, hash_bits: int = 22) -> None:
-        import faiss
-
-        self._faiss = faiss
-        self.hash_bits = hash_bits
-        self.index = faiss.IndexBinaryHash(32, hash_bits)
-
-    def _codes(self, keys: np.ndarray) -> np.ndarray:
-        # Big-endian bytes put the hash's high bits first, where IndexBinaryHash buckets.
-        shifted = np.asarray(keys, np.uint32) << np.uint32(32 - self.hash_bits)
-        return np.ascontiguousarray(shifted.astype(">u4")).view(np.uint8).reshape(-1, 4)
-
-    def add(self, keys: np.ndarray, values: np.ndarray) -> None:
-        self.index.add_with_ids(self._codes(keys), values.astype(np.int64))
-
-    def __len__(self) -> int:
-        return int(self.index.ntotal)
-
-    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        keys = np.asarray(keys, np.uint32)
-        if keys.size == 0 or self.index.ntotal == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.uint32), np.zeros(0, np.uint32)
-        lims, _, ids = self.index.range_search(self._codes(keys), 1)
-        counts = np.diff(lims).astype(np.int64)
-        ordinals, frames = unpack_values(ids.astype(np.uint64))
-        return np.repeat(np.arange(keys.size, dtype=np.int64), counts), ordinals, frames

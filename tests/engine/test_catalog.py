@@ -404,6 +404,9 @@ def test_missing_and_corrupt_catalogs(tmp_path, two_refs):
     (two_refs / "manifest.json").write_text(json.dumps({**manifest, "version": 99}))
     with pytest.raises(CatalogCorrupt, match="version 99"):
         Catalog(two_refs)
+    (two_refs / "manifest.json").write_text(json.dumps({**manifest, "version": 1}))
+    with pytest.raises(VersionMismatch, match="format version 1 .*audio-v2.*Rebuild it.*nanhu ingest"):
+        Catalog(two_refs)
     (two_refs / "manifest.json").write_text('{"format": "nanhu-cat')
     with pytest.raises(CatalogCorrupt, match="unreadable manifest"):
         Catalog(two_refs)
@@ -490,3 +493,20 @@ def test_a_large_vector_segment_gets_a_graph_that_survives_reopen_and_crashes(
         ordinals, times, sims = index.search(fps[1].video.vectors[:20], 1)
         assert (ordinals[:, 0] == catalog.get("ref-1").ordinal).all()
         np.testing.assert_allclose(times[:, 0], fps[1].video.times_s[:20])
+
+
+def test_small_commits_merge_by_tier_and_old_files_go(catalog_dir, make_fp):
+    """Eight one-reference commits fill tier 0 and are merged into one segment in the eighth
+    commit; the replaced files are removed and every posting is still found."""
+    from engine.catalog import TIER_FANOUT
+
+    with Catalog(catalog_dir, writable=True, create=True) as catalog:
+        for n in range(TIER_FANOUT):
+            catalog.add(f"ref-{n}", make_fp(100 + n))
+            catalog.commit()
+            assert len(catalog.manifest["audio_segments"]) == (n + 1 if n + 1 < TIER_FANOUT else 1)
+        files = sorted(p.name for p in (catalog_dir / "audio").iterdir())
+        assert files == [Path(catalog.manifest["audio_segments"][0]["file"]).name]
+        assert len(catalog.postings()) == 400 * TIER_FANOUT
+        for n in range(TIER_FANOUT):
+            assert catalog.get(f"ref-{n}").ordinal in lookup_ordinals(catalog, make_fp(100 + n))

@@ -51,8 +51,8 @@ def catalog_contents(path: Path) -> dict:
         refs = {r.ref_id: (r.ordinal, r.title, r.owner, r.duration_s, r.digest, r.metadata,
                            r.n_hashes, r.n_keyframes)
                 for r in catalog.list(limit=100_000)}
-        keys, values = catalog.postings().all_postings()
-        order = np.lexsort((values, keys))
+        keys, ordinals, frames = catalog.postings().all_postings()
+        order = np.lexsort((frames, ordinals, keys))
         segments = [VectorSegment(path / s["file"]) for s in catalog.manifest["video_segments"]]
         video = b""
         if segments:
@@ -60,16 +60,15 @@ def catalog_contents(path: Path) -> dict:
             times = np.concatenate([s.times_s for s in segments])
             rows = np.lexsort((times, ordinals))
             video = np.concatenate([s.vectors for s in segments])[rows].tobytes()
-        return {"refs": refs, "keys": keys[order].tobytes(), "values": values[order].tobytes(),
+        return {"refs": refs, "keys": keys[order].tobytes(),
+                "values": (ordinals[order].tobytes(), frames[order].tobytes()),
                 "video": video, "postings": int(keys.size)}
 
 
 def postings_by_id(path: Path) -> list[tuple[int, str, int]]:
     """(hash, reference id, frame) triplets, sorted: equal across catalogs whatever the ordinals."""
     with Catalog(path) as catalog:
-        keys, values = catalog.postings().all_postings()
-        ordinals = (values >> np.uint64(32)).astype(np.uint32)
-        frames = (values & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        keys, ordinals, frames = catalog.postings().all_postings()
         names = {o: r.ref_id for o, r in catalog.by_ordinals(np.unique(ordinals)).items()}
         return sorted(zip(keys.tolist(), (names[o] for o in ordinals.tolist()), frames.tolist()))
 

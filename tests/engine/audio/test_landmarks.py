@@ -1,9 +1,8 @@
-"""Audio landmarks: spectra, peaks, streaming in blocks, hash layout, speeds, fingerprints."""
+"""Audio landmarks: spectra, peaks, streaming in blocks, query warps, fingerprints."""
 
 from __future__ import annotations
 
 import dataclasses
-from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -11,15 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from benchmarks.synth import music_like
-from engine.audio.landmarks import (
-    HASH_BITS,
-    Peaks,
-    audio_landmarks,
-    landmark_hashes,
-    spectral_peaks,
-    stft_db,
-    stream_peaks,
-)
+from engine.audio.keys import audio_landmarks
+from engine.audio.landmarks import Peaks, spectral_peaks, stft_db, stream_peaks
 from engine.audio.params import AudioParams
 from engine.errors import EmptyMediaError, MediaError, VersionMismatch
 from engine.fingerprint import Fingerprint, fingerprint_media
@@ -104,68 +96,6 @@ def test_landmarks_are_deterministic(song_files):
     np.testing.assert_array_equal(first.audio.hashes, second.audio.hashes)
     np.testing.assert_array_equal(first.audio.frames, second.audio.frames)
     assert first.digest == second.digest and first.duration_s == second.duration_s
-
-
-def unpack(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(anchor log-frequency, log-frequency delta, time delta) from the documented layout."""
-    hashes = hashes.astype(np.int64)
-    return hashes >> 14, ((hashes >> 7) & 0x7F) - 64, hashes & 0x7F
-
-
-def test_hash_bit_layout(whole_peaks):
-    assert HASH_BITS == 22
-    landmarks = landmark_hashes(whole_peaks, params=PARAMS, warps=PARAMS.query_warps)
-    assert landmarks.hashes.dtype == np.uint32 and len(landmarks) > 1000
-    assert int(landmarks.hashes.max()) < 1 << HASH_BITS
-    anchor, dlf, dt = unpack(landmarks.hashes)
-    assert anchor.min() >= 0 and anchor.max() < 256
-    assert np.abs(dlf).max() <= PARAMS.max_dlf_steps
-    assert dt.min() >= 1 and dt.max() <= PARAMS.max_dt_frames
-
-
-def test_a_pair_of_peaks_hashes_to_its_coordinates():
-    peaks = Peaks(frame=np.array([10, 15, 200], np.int64),
-                  log_freq=np.array([100.2, 110.9, 50.0], np.float32),
-                  prominence=np.ones(3, np.float32))
-    landmarks = landmark_hashes(peaks, params=PARAMS)
-    # (10, 100.2) pairs with (15, 110.9); (200, 50) is 190 frames later: outside the zone.
-    assert landmarks.hashes.tolist() == [(100 << 14) | ((11 + 64) << 7) | 5]
-    assert landmarks.frames.tolist() == [10]
-    assert landmarks.speed_index.tolist() == [0]
-    assert landmarks.speeds.tolist() == landmarks.pitches.tolist() == [1.0]
-
-
-def test_each_anchor_pairs_with_at_most_fanout_targets(whole_peaks):
-    landmarks = landmark_hashes(whole_peaks, params=PARAMS)
-    # Several anchors can share a frame, so count per frame against anchors per frame.
-    anchors_per_frame = np.bincount(whole_peaks.frame)
-    pairs_per_frame = np.bincount(landmarks.frames, minlength=anchors_per_frame.size)
-    assert np.all(pairs_per_frame <= PARAMS.fanout * anchors_per_frame)
-
-
-@pytest.mark.parametrize(("speed", "pitch"), [(0.9, 0.9), (1.0, 1.0), (1.1, 1.1), (1.05, 1.0),
-                                             (1.0, 1.06)])
-def test_a_warped_query_hashes_back_to_the_reference(speed, pitch):
-    # A query `speed` times faster and `pitch` times higher than the reference has its peaks at
-    # frame / speed and log frequency + log2(pitch) octaves. Reference frames are multiples of
-    # the speed's numerator so that the query's frames are whole, and log frequencies sit away
-    # from rounding ties: the warp then maps every query pair exactly onto a reference pair.
-    numerator = Fraction(speed).limit_denominator(100).numerator
-    rng = np.random.default_rng(5)
-    frames = np.sort(rng.choice(np.arange(0, 600 * numerator, numerator), 300, replace=False))
-    log_freq = (rng.integers(20, 230, frames.size) + 0.25).astype(np.float32)
-    ones = np.ones(frames.size, np.float32)
-    reference = landmark_hashes(Peaks(frames.astype(np.int64), log_freq, ones), params=PARAMS)
-    shift = PARAMS.bins_per_octave * np.log2(pitch)
-    query_peaks = Peaks(np.rint(frames / speed).astype(np.int64),
-                        (log_freq + shift).astype(np.float32), ones)
-    query = landmark_hashes(query_peaks, params=PARAMS, warps=((1.0, 1.0), (speed, pitch)))
-    at_warp = query.speed_index == 1
-    ref_pairs = sorted(zip(reference.hashes.tolist(), reference.frames.tolist()))
-    assert len(ref_pairs) > 400
-    assert sorted(zip(query.hashes[at_warp].tolist(), query.frames[at_warp].tolist())) == ref_pairs
-    if (speed, pitch) != (1.0, 1.0):  # unwarped, the query shares few hashes with its reference
-        assert np.isin(query.hashes[~at_warp], reference.hashes).mean() < 0.2
 
 
 def test_audio_landmarks_report_duration(signal_8k):

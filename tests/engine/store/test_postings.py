@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from engine.audio.keys import KEY_BITS
 from engine.audio.landmarks import Landmarks
 from engine.audio.params import AudioParams
 from engine.catalog import Catalog
@@ -18,11 +19,9 @@ from engine.errors import CatalogCorrupt
 from engine.fingerprint import Fingerprint
 from engine.store.postings import (
     BruteForcePostings,
-    FaissBinaryPostings,
     Segment,
     SegmentPostings,
-    pack_values,
-    unpack_values,
+    merge_segments,
     write_segment,
 )
 from engine.vectors import (
@@ -33,12 +32,14 @@ from engine.vectors import (
     write_vector_segment,
 )
 
-# Keys come from a small pool spread over the 22-bit hash space, so that postings collide.
-KEY_POOL = [(k * 2654435761) % (1 << 22) for k in range(48)]
+# Keys come from a small pool spread over the 30-bit key space (so that postings collide),
+# plus neighbours sharing a bucket with them (so that in-bucket remainders are compared).
+KEY_POOL = sorted({(k * 2654435761) % (1 << KEY_BITS) for k in range(40)}
+                  | {(k * 2654435761 + 1) % (1 << KEY_BITS) for k in range(8)})
 keys_st = st.sampled_from(KEY_POOL)
 batch_st = st.tuples(
     st.integers(0, 2**20),  # ordinal
-    st.lists(st.tuples(keys_st, st.integers(-3, 2**24)), max_size=60),  # (key, frame)
+    st.lists(st.tuples(keys_st, st.integers(0, 2**24)), max_size=60),  # (key, frame)
 )
 
 
@@ -56,53 +57,83 @@ def as_arrays(pairs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
     return keys, frames
 
 
-@given(st.lists(st.integers(0, 2**32 - 1), max_size=50),
-       st.lists(st.integers(0, 2**32 - 1), max_size=50))
-def test_values_pack_and_unpack(ordinals, frames):
-    n = min(len(ordinals), len(frames))
-    o, f = np.array(ordinals[:n], np.uint32), np.array(frames[:n], np.int64)
-    back_o, back_f = unpack_values(pack_values(o, f))
-    assert back_o.tolist() == o.tolist() and back_f.tolist() == f.tolist()
+def _distinct_ordinals(batches):
+    seen, out = set(), []
+    for ordinal, pairs in batches:
+        if ordinal not in seen:
+            seen.add(ordinal)
+            out.append((ordinal, pairs))
+    return out
 
 
 @settings(max_examples=60, deadline=None)
 @given(batches=st.lists(batch_st, max_size=6),
-       query=st.lists(st.one_of(keys_st, st.integers(0, (1 << 22) - 1)), unique=True, max_size=30))
-def test_segments_and_faiss_agree_with_brute_force(batches, query):
-    brute = BruteForcePostings()
-    faiss_postings = FaissBinaryPostings()
+       query=st.lists(st.one_of(keys_st, st.integers(0, (1 << 32) - 1)), unique=True,
+                      max_size=30),
+       cap=st.one_of(st.none(), st.integers(0, 12)),
+       drop=st.integers(0, 5))
+def test_segments_and_their_merge_agree_with_brute_force(batches, query, cap, drop):
+    """Capped lookups over several segments, and over their merge (dropping one reference),
+    return exactly the dict of lists' postings."""
+    batches = _distinct_ordinals(batches)
+    brute, merged_brute = BruteForcePostings(), BruteForcePostings()
+    dropped = batches[drop][0] if drop < len(batches) else None
     with tempfile.TemporaryDirectory() as folder:
         paths = []
         for n, (ordinal, pairs) in enumerate(batches):
             keys, frames = as_arrays(pairs)
             brute.add(ordinal, keys, frames)
-            values = pack_values(np.full(keys.size, ordinal, np.uint32), frames)
+            if ordinal != dropped:
+                merged_brute.add(ordinal, keys, frames)
             if keys.size:
-                faiss_postings.add(keys, values)
-            paths.append(Path(folder) / f"seg-{n}.pst")
-            write_segment(paths[-1], keys, values)
-        segments = SegmentPostings(paths)
+                paths.append(Path(folder) / f"seg-{n}.pst")
+                write_segment(paths[-1], keys, np.full(keys.size, ordinal, np.uint32), frames,
+                              key_bits=KEY_BITS)
         query_keys = np.array(query, np.uint32)
-        expected = triples(brute.lookup(query_keys))
-        assert triples(segments.lookup(query_keys)) == expected
-        assert triples(faiss_postings.lookup(query_keys)) == expected
-        assert len(segments) == len(faiss_postings) == len(brute)
-        all_keys, all_values = segments.all_postings()
-        assert all_keys.size == all_values.size == len(brute)
-        del segments  # unmap before the folder goes
+        segments = SegmentPostings(paths)
+        assert triples(segments.lookup(query_keys, max_postings=cap)) == triples(
+            brute.lookup(query_keys, max_postings=cap))
+        assert len(segments) == len(brute)
+        out = Path(folder) / "merged.pst"
+        info = merge_segments(paths, out, key_bits=KEY_BITS,
+                              drop_ordinals=np.array([] if dropped is None else [dropped]),
+                              partitions=4)
+        merged = SegmentPostings([out])
+        assert info["count"] == len(merged) == len(merged_brute)
+        assert triples(merged.lookup(query_keys, max_postings=cap)) == triples(
+            merged_brute.lookup(query_keys, max_postings=cap))
+        del segments, merged  # unmap before the folder goes
 
 
-def test_segment_file_round_trip_and_sorted_keys(tmp_path):
+def test_segment_file_round_trip_is_sorted_and_compact(tmp_path):
     rng = np.random.default_rng(0)
-    keys = rng.integers(0, 1 << 22, 1001).astype(np.uint32)  # odd count: padding after keys
-    values = pack_values(rng.integers(0, 50, keys.size).astype(np.uint32),
-                         rng.integers(0, 10**6, keys.size))
-    size = write_segment(tmp_path / "a.pst", keys, values)
+    n = 200_001  # odd count: padding after the remainders
+    keys = rng.integers(0, 1 << KEY_BITS, n).astype(np.uint32)
+    ordinals = rng.integers(0, 50, n).astype(np.uint32)
+    frames = rng.integers(0, 10**6, n)
+    size = write_segment(tmp_path / "a.pst", keys, ordinals, frames, key_bits=KEY_BITS)
     segment = Segment(tmp_path / "a.pst")
-    assert size == (tmp_path / "a.pst").stat().st_size == 24 + 1001 * 4 + 4 + 1001 * 8
-    assert np.all(np.diff(segment.keys.astype(np.int64)) >= 0)
-    assert sorted(zip(segment.keys.tolist(), segment.values.tolist())) == sorted(
-        zip(keys.tolist(), values.tolist()))
+    assert segment.dir_bits == n.bit_length() - 2  # 2-4 postings a bucket
+    assert size < n * 8  # 2-byte remainders + 4-byte positions + 1-2 bytes of directory
+    stored_keys, posting = segment.keys_in(0, 1 << segment.dir_bits)
+    assert np.all(np.diff(stored_keys.astype(np.int64)) >= 0)
+    o, f = segment.resolve(posting)
+    assert sorted(zip(stored_keys.tolist(), o.tolist(), f.tolist())) == sorted(
+        zip(keys.tolist(), ordinals.tolist(), frames.tolist()))
+
+
+def test_stop_keys_are_capped_across_segments(tmp_path):
+    """A key's postings are counted over every segment before the cap applies."""
+    common, rare = np.uint32(12345), np.uint32(999_999)
+    for n in range(3):
+        keys = np.array([common] * 4 + [rare], np.uint32)
+        write_segment(tmp_path / f"{n}.pst", keys, np.full(5, n, np.uint32), np.arange(5),
+                      key_bits=KEY_BITS)
+    postings = SegmentPostings(sorted(tmp_path.glob("*.pst")))
+    key_index, _, _ = postings.lookup(np.array([common, rare], np.uint32), max_postings=10)
+    assert key_index.tolist() == [1, 1, 1]  # 12 postings of the common key: a stop-key
+    key_index, _, _ = postings.lookup(np.array([common, rare], np.uint32), max_postings=12)
+    assert sorted(key_index.tolist()) == [0] * 12 + [1] * 3
 
 
 @pytest.mark.parametrize(
@@ -110,13 +141,14 @@ def test_segment_file_round_trip_and_sorted_keys(tmp_path):
     [
         (lambda data: data[: len(data) - 8], "truncated"),
         (lambda data: b"NOTNANHU" + data[8:], "not a Nanhu postings segment"),
-        (lambda data: data[:8] + (7).to_bytes(4, "little") + data[12:], "version 7"),
+        (lambda data: data[:8] + (7).to_bytes(4, "little") + data[12:], "version 7.*rebuild"),
         (lambda data: b"", "cannot map|not a Nanhu"),
     ],
 )
 def test_damaged_segments_are_refused(tmp_path, damage, message):
     path = tmp_path / "seg.pst"
-    write_segment(path, np.arange(10, dtype=np.uint32), np.arange(10, dtype=np.uint64))
+    write_segment(path, np.arange(10, dtype=np.uint32), np.zeros(10, np.uint32), np.arange(10),
+                  key_bits=KEY_BITS)
     path.write_bytes(damage(path.read_bytes()))
     with pytest.raises(CatalogCorrupt, match=message):
         SegmentPostings([path])
@@ -124,7 +156,7 @@ def test_damaged_segments_are_refused(tmp_path, damage, message):
 
 def test_empty_indexes_answer_empty(tmp_path):
     keys = np.array([1, 2, 3], np.uint32)
-    for index in (SegmentPostings([]), FaissBinaryPostings(), BruteForcePostings()):
+    for index in (SegmentPostings([]), BruteForcePostings()):
         assert triples(index.lookup(keys)) == [] and len(index) == 0
 
 

@@ -1,0 +1,150 @@
+"""Triplet landmark keys (fingerprint audio-v3): three peaks, 30 bits, speed-aware layout.
+
+An anchor peak ``a`` and two of its next ``fanout`` peaks in the target zone, ``b`` before
+``c``, make one key. Its fields, from the high bits down::
+
+    D1  (lf_b - lf_a) / d_step + 63        7 bits   invariant to speed and pitch changes
+    D2  (lf_c - lf_a) / d_step + 63        7 bits   invariant to speed and pitch changes
+    R   r_levels * (t_b - t_a) / (t_c - t_a)  4 bits invariant to any time scaling
+    T   t_per_octave * log2(t_c - t_a)     6 bits   shifts by a constant under a speed change
+    F   lf_a / f_step                      6 bits   shifts by a constant under a pitch change
+
+(``lf``: log-frequency in ``bins_per_octave`` steps above ``fmin_hz``; ``t``: STFT frame.)
+
+Why three peaks: a pair key has about 22 informative bits, so at 10,000 h a used key holds
+thousands of postings and a query touches tens of millions of them. A third peak multiplies
+specificity by the joint spread of (D2, R), about 2^9 on real music (``docs/audio.md``), at the
+price of needing three surviving peaks instead of two; ``fanout`` targets give ``C(fanout, 2)``
+triplets per anchor, so one lost target still leaves most of an anchor's keys.
+
+Why this layout: the three invariant fields do not move under resampling, time stretching or
+pitch shifting; only T (log time span) and F (coarse anchor frequency) move, each by a constant
+for the whole query. Both are quantised coarsely (T in 1/6 octave, F in 1/16 octave), so a
+query's candidate warps (see :func:`engine.audio.params.default_query_warps`) share most of
+their keys: lookups are made once per distinct key, and neighbouring warps probe the
+neighbouring T and F cells, absorbing quantisation at cell edges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from itertools import combinations
+
+import numpy as np
+
+from engine.audio.landmarks import Landmarks, Peaks, stream_peaks
+from engine.audio.params import AudioParams
+
+D_BITS, R_BITS, T_BITS, F_BITS = 7, 4, 6, 6
+KEY_BITS = 2 * D_BITS + R_BITS + T_BITS + F_BITS
+_D_OFFSET = 63
+#: shift of each field in the key
+F_SHIFT = 0
+T_SHIFT = F_BITS
+R_SHIFT = T_SHIFT + T_BITS
+D2_SHIFT = R_SHIFT + R_BITS
+D1_SHIFT = D2_SHIFT + D_BITS
+
+
+def key_fields(keys: np.ndarray) -> dict[str, np.ndarray]:
+    """Split packed keys into their fields (for tests and diagnostics).
+
+    keys : ndarray [shape=(n,)], uint32. Returns {"d1", "d2", "r", "t", "f"} int64 arrays.
+    """
+    k = np.asarray(keys, np.int64)
+    mask = lambda bits: (1 << bits) - 1  # noqa: E731
+    return {
+        "d1": (k >> D1_SHIFT) & mask(D_BITS), "d2": (k >> D2_SHIFT) & mask(D_BITS),
+        "r": (k >> R_SHIFT) & mask(R_BITS), "t": (k >> T_SHIFT) & mask(T_BITS),
+        "f": (k >> F_SHIFT) & mask(F_BITS),
+    }
+
+
+def _targets(frames: np.ndarray, lf: np.ndarray, params: AudioParams, speed: float,
+             pitch: float) -> np.ndarray:
+    """First ``fanout`` target-zone peaks of each anchor at one warp.
+
+    Returns int64[n_peaks, fanout], indices into the peaks, -1 where an anchor has fewer.
+    """
+    n = frames.size
+    window = 4 * params.fanout
+    anchor = np.repeat(np.arange(n), window)
+    target = anchor + np.tile(np.arange(1, window + 1), n)
+    inside = target < n
+    anchor, target = anchor[inside], target[inside]
+    dt = (frames[target] - frames[anchor]) * speed
+    dlf = lf[target] - lf[anchor]
+    # the zone is judged on the rounded difference, as D1 and D2 store it
+    valid = (dt >= 1) & (dt <= params.max_dt_frames) & (np.abs(np.rint(dlf)) <= params.max_dlf_steps)
+    anchor, target = anchor[valid], target[valid]
+    rank = np.arange(anchor.size) - np.searchsorted(anchor, anchor, side="left")
+    keep = rank < params.fanout
+    out = np.full((n, params.fanout), -1, np.int64)
+    out[anchor[keep], rank[keep]] = target[keep]
+    return out
+
+
+def triplet_hashes(
+    peaks: Peaks, *, params: AudioParams, warps: tuple[tuple[float, float], ...] = ((1.0, 1.0),)
+) -> Landmarks:
+    """Triplet keys of ``peaks`` at each candidate (speed, pitch) warp.
+
+    Each warp maps peak coordinates back to reference time and frequency (``frame * speed``,
+    ``log_freq - bins_per_octave * log2(pitch)``) before T, F and the target zone are computed;
+    D1, D2 and R do not depend on the warp. References use the single warp (1, 1).
+    Returns :class:`Landmarks` with ``frames`` = anchor frame in reference time.
+    """
+    speeds = np.asarray([w[0] for w in warps], np.float32)
+    pitches = np.asarray([w[1] for w in warps], np.float32)
+    n = len(peaks)
+    if n < 3:
+        return Landmarks(np.zeros(0, np.uint32), np.zeros(0, np.int32), np.zeros(0, np.uint8),
+                         speeds, pitches)
+    frames = peaks.frame.astype(np.float64)
+    lf0 = peaks.log_freq.astype(np.float64)
+    pairs = list(combinations(range(params.fanout), 2))
+    out_hash, out_frame, out_warp = [], [], []
+    for warp_index, (speed, pitch) in enumerate(warps):
+        lf = lf0 - params.bins_per_octave * np.log2(pitch)
+        targets = _targets(frames, lf, params, speed, pitch)
+        anchor_f = np.floor(lf / params.key_f_step)
+        for i, j in pairs:
+            a = np.flatnonzero((targets[:, i] >= 0) & (targets[:, j] >= 0))
+            b, c = targets[a, i], targets[a, j]
+            span = frames[c] - frames[a]
+            ok = (span * speed >= params.key_min_span_frames) & (anchor_f[a] >= 0) & (
+                anchor_f[a] < (1 << F_BITS))
+            a, b, c, span = a[ok], b[ok], c[ok], span[ok]
+            d1 = np.rint((lf0[b] - lf0[a]) / params.key_d_step) + _D_OFFSET
+            d2 = np.rint((lf0[c] - lf0[a]) / params.key_d_step) + _D_OFFSET
+            r = np.minimum(np.floor(params.key_r_levels * (frames[b] - frames[a]) / span),
+                           params.key_r_levels - 1)
+            t = np.floor(params.key_t_per_octave * np.log2(span * speed))
+            packed = (
+                (d1.astype(np.uint32) << D1_SHIFT) | (d2.astype(np.uint32) << D2_SHIFT)
+                | (r.astype(np.uint32) << R_SHIFT)
+                | (np.clip(t, 0, (1 << T_BITS) - 1).astype(np.uint32) << T_SHIFT)
+                | anchor_f[a].astype(np.uint32)
+            )
+            out_hash.append(packed)
+            out_frame.append(np.rint(frames[a] * speed).astype(np.int32))
+            out_warp.append(np.full(a.size, warp_index, np.uint8))
+    hashes = np.concatenate(out_hash)
+    frames_out = np.concatenate(out_frame)
+    warp_out = np.concatenate(out_warp)
+    # Anchor order (then warp): the order the postings writer and the aligner expect.
+    order = np.lexsort((warp_out, frames_out))
+    return Landmarks(hashes[order], frames_out[order], warp_out[order], speeds, pitches)
+
+
+def audio_landmarks(
+    chunks: Iterable[np.ndarray], *, params: AudioParams,
+    warps: tuple[tuple[float, float], ...] = ((1.0, 1.0),),
+) -> tuple[Landmarks, float]:
+    """Keys of a sample stream; returns (landmarks, duration_s).
+
+    chunks : iterable of ndarray [shape=(n,)], float32 at ``params.sample_rate``.
+    References use the default single warp; queries use ``params.query_warps``.
+    """
+    peaks, n_samples = stream_peaks(chunks, params=params)
+    return triplet_hashes(peaks, params=params, warps=warps), n_samples / params.sample_rate

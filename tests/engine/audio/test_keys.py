@@ -1,0 +1,116 @@
+"""Triplet keys (audio-v3): layout, determinism, and what a speed or pitch change moves."""
+
+from __future__ import annotations
+
+import dataclasses
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from benchmarks.synth import music_like
+from engine.audio.keys import KEY_BITS, key_fields, triplet_hashes
+from engine.audio.landmarks import Peaks, spectral_peaks, stft_db
+from engine.audio.params import AudioParams
+
+PARAMS = AudioParams()
+
+
+@pytest.fixture(scope="module")
+def peaks() -> Peaks:
+    signal = music_like(20.0, seed=21, sample_rate=PARAMS.sample_rate)
+    return spectral_peaks(stft_db(signal, n_fft=PARAMS.n_fft, hop_length=PARAMS.hop_length),
+                          params=PARAMS)
+
+
+def test_key_fields_stay_in_their_bits(peaks):
+    landmarks = triplet_hashes(peaks, params=PARAMS, warps=PARAMS.query_warps)
+    assert KEY_BITS == 30 and landmarks.hashes.dtype == np.uint32 and len(landmarks) > 5000
+    assert int(landmarks.hashes.max()) < 1 << KEY_BITS
+    fields = key_fields(landmarks.hashes)
+    assert np.abs(fields["d1"] - 63).max() <= PARAMS.max_dlf_steps
+    assert np.abs(fields["d2"] - 63).max() <= PARAMS.max_dlf_steps
+    assert fields["r"].max() < PARAMS.key_r_levels
+    # T is the log2 time span (>= key_min_span_frames), F the anchor's coarse frequency
+    assert fields["t"].min() >= np.floor(PARAMS.key_t_per_octave * np.log2(
+        PARAMS.key_min_span_frames * min(PARAMS.query_speeds)))
+    assert fields["f"].max() < 64
+
+
+def test_a_triplet_hashes_to_its_coordinates():
+    peaks = Peaks(frame=np.array([10, 14, 22, 400], np.int64),
+                  log_freq=np.array([100.2, 110.9, 90.1, 50.0], np.float32),
+                  prominence=np.ones(4, np.float32))
+    landmarks = triplet_hashes(peaks, params=PARAMS)
+    # (10, 100.2) with (14, 110.9) and (22, 90.1); (400, 50) is outside the target zone; the
+    # second peak has only one target, so it anchors no triplet.
+    assert len(landmarks) == 1
+    fields = {k: int(v[0]) for k, v in key_fields(landmarks.hashes).items()}
+    assert fields == {"d1": 63 + 11, "d2": 63 - 10, "r": int(16 * 4 / 12),
+                      "t": int(np.floor(6 * np.log2(12))), "f": int(100.2 // 4)}
+    assert landmarks.frames.tolist() == [10]
+
+
+def test_keys_are_deterministic_and_c_fanout_2_per_anchor(peaks):
+    first = triplet_hashes(peaks, params=PARAMS)
+    second = triplet_hashes(peaks, params=PARAMS)
+    np.testing.assert_array_equal(first.hashes, second.hashes)
+    np.testing.assert_array_equal(first.frames, second.frames)
+    anchors_per_frame = np.bincount(peaks.frame)
+    keys_per_frame = np.bincount(first.frames, minlength=anchors_per_frame.size)
+    assert np.all(keys_per_frame <= 6 * anchors_per_frame)  # C(4, 2) triplets an anchor
+    fan5 = triplet_hashes(peaks, params=dataclasses.replace(PARAMS, fanout=5))
+    assert len(fan5) > len(first)  # C(5, 2) = 10 triplets an anchor with enough targets
+
+
+def _warped(speed: float, pitch: float):
+    """Reference peaks and the same peaks played ``speed`` times faster and ``pitch`` higher.
+
+    Peaks come in groups of five within 60 frames and +-30 log-frequency steps, groups 400
+    frames apart, so every anchor's targets are the rest of its group at any warp in
+    0.8..1.25 (no span near the target zone's edge). Reference frames are multiples of the
+    speed's numerator (at most 12) so that query frames are whole, and log frequencies sit away from
+    rounding ties: the warp then maps every triplet exactly."""
+    numerator = Fraction(speed).limit_denominator(100).numerator
+    rng = np.random.default_rng(5)
+    groups = 80
+    within = np.sort([rng.choice(60 // numerator, 5, replace=False) for _ in range(groups)],
+                     axis=1)
+    frames = ((np.arange(groups)[:, None] * (400 // numerator + 1) + within) * numerator).ravel()
+    base = rng.integers(60, 190, groups)[:, None]
+    log_freq = (base + rng.integers(-30, 31, (groups, 5)) + 0.25).astype(np.float32).ravel()
+    ones = np.ones(frames.size, np.float32)
+    reference = Peaks(frames.astype(np.int64), log_freq, ones)
+    shift = PARAMS.bins_per_octave * np.log2(pitch)
+    query = Peaks(np.rint(frames / speed).astype(np.int64), (log_freq + shift).astype(np.float32),
+                  ones)
+    return reference, query
+
+
+@pytest.mark.parametrize(("speed", "pitch"), [(0.9, 0.9), (1.0, 1.0), (1.1, 1.1), (1.125, 1.0),
+                                             (1.0, 1.06), (0.8, 0.8), (1.25, 1.25)])
+def test_a_warped_query_hashes_back_to_the_reference(speed, pitch):
+    reference_peaks, query_peaks = _warped(speed, pitch)
+    reference = triplet_hashes(reference_peaks, params=PARAMS)
+    query = triplet_hashes(query_peaks, params=PARAMS, warps=((1.0, 1.0), (speed, pitch)))
+    at_warp = query.speed_index == 1
+    ref_keys = sorted(zip(reference.hashes.tolist(), reference.frames.tolist()))
+    assert len(ref_keys) > 300
+    assert sorted(zip(query.hashes[at_warp].tolist(), query.frames[at_warp].tolist())) == ref_keys
+    if (speed, pitch) != (1.0, 1.0):  # unwarped, the query shares few keys with its reference
+        assert np.isin(query.hashes[~at_warp], reference.hashes).mean() < 0.2
+
+
+@pytest.mark.parametrize(("speed", "pitch", "moved"), [(1.1, 1.0, {"t"}), (1.0, 1.06, {"f"}),
+                                                       (1.1, 1.1, {"t", "f"})])
+def test_a_speed_change_moves_only_time_span_and_a_pitch_change_only_frequency(speed, pitch,
+                                                                               moved):
+    """Unwarped, a changed copy keeps its invariant fields (D1, D2, R) exactly; only T moves
+    with time scaling and only F with frequency scaling."""
+    reference_peaks, query_peaks = _warped(speed, pitch)
+    reference = key_fields(triplet_hashes(reference_peaks, params=PARAMS).hashes)
+    query = key_fields(triplet_hashes(query_peaks, params=PARAMS).hashes)
+    assert reference["d1"].size == query["d1"].size > 300
+    for name in ("d1", "d2", "r", "t", "f"):
+        same = np.array_equal(np.sort(reference[name]), np.sort(query[name]))
+        assert same == (name not in moved), name
