@@ -551,10 +551,9 @@ class Catalog:
             self._postings = None
             self._vectors = None
             raise
-        before = self.manifest
         self.rollback()
         self._load_manifest()
-        self._remove_unnamed(before)
+        self._remove_unnamed()
         self._postings = None
         self._vectors = None
         return g
@@ -618,12 +617,14 @@ class Catalog:
             manifest["audio_segments"].append({"file": name, "count": info["count"],
                                                "bytes": size})
 
-    def _remove_unnamed(self, before: dict) -> None:
-        """Delete the files ``before`` named that the current manifest no longer does."""
+    def _remove_unnamed(self) -> None:
+        """Delete audio segment files the committed manifest no longer names (inputs of a tier
+        merge, including the segment this very commit wrote). Only the writer creates files
+        there; readers that mapped a removed file keep their mapping."""
         named = set(_segment_files(self.manifest))
-        for file in _segment_files(before):
-            if file not in named:
-                (self.path / file).unlink(missing_ok=True)
+        for file in (self.path / "audio").glob("*.pst"):
+            if f"audio/{file.name}" not in named:
+                file.unlink(missing_ok=True)
 
     def _write_vector_segment(self, name: str, vectors: np.ndarray, ords: np.ndarray,
                               times: np.ndarray) -> dict:

@@ -84,7 +84,7 @@ def test_commit_then_reopen_sees_everything(two_refs, make_fp):
         assert stats["hours"] == pytest.approx(120 / 3600, abs=1e-4)
     manifest = json.loads((two_refs / "manifest.json").read_text())
     assert (manifest["format"], manifest["version"], manifest["generation"]) == (
-        "nanhu-catalog", 1, 1)
+        "nanhu-catalog", 2, 1)
     assert segment_files(two_refs) == {s["file"] for s in manifest["audio_segments"]}
 
 
@@ -245,7 +245,7 @@ def test_crash_while_writing_a_segment_rolls_back_sqlite(two_refs, make_fp, monk
     before = kit.catalog_state(two_refs)
     files_before = segment_files(two_refs)
 
-    def half_written_segment(path, keys, values):
+    def half_written_segment(path, keys, ordinals, frames, *, key_bits):
         Path(path).write_bytes(b"NANHUPST" + b"\0" * 100)
         raise SimulatedCrash("disk full")
 

@@ -79,13 +79,14 @@ def test_resampled_speed_change_still_matches(matcher, songs, kit, tmp_path, spe
 def aligned_votes(anchor_frames: np.ndarray, anchor_log_freqs: np.ndarray) -> list:
     """Segments align_audio finds when each given query landmark hits reference 7 at one offset."""
     from engine.audio.align import AudioMatchParams, align_audio
+    from engine.audio.keys import D1_SHIFT
     from engine.audio.landmarks import Landmarks
     from engine.audio.params import AudioParams
 
     n = anchor_frames.size
     targets = np.arange(n) % 7  # landmarks of one anchor differ in their target (dlf, dt)
-    hashes = (anchor_log_freqs.astype(np.uint32) << 14) | ((64 + targets) << 7).astype(
-        np.uint32) | (1 + targets).astype(np.uint32)
+    # audio-v3 layout: the anchor's coarse frequency is the low F field; targets vary D1
+    hashes = (((63 + targets) << D1_SHIFT) | (anchor_log_freqs // 4)).astype(np.uint32)
     landmarks = Landmarks(hashes, anchor_frames.astype(np.int32), np.zeros(n, np.uint8),
                           np.ones(1, np.float32), np.ones(1, np.float32))
     params = AudioParams()
