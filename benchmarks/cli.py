@@ -196,7 +196,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if {"audio", "video"} & raw.keys():
         plots = (scale_plots.latency_vs_size_plot(raw, args.out)
                  + scale_plots.index_size_plot(raw, args.out))
-        sections["scale"] = scale_plots.summary_markdown(raw) + "".join(
+        sections["size"] = scale_plots.summary_markdown(raw) + "".join(
             f"\n![{p}]({p})\n" for p in plots)
     raw.update(_corpus_manifests(raw))
     sections["corpus"] = _corpus_markdown(raw)

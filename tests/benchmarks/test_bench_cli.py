@@ -36,7 +36,7 @@ def test_every_section_is_in_the_report(tiny_report):
     text = (tiny_report / "report.md").read_text()
     assert (tiny_report / "summary.md").read_text() in text  # the headline table, also alone
     for heading in ("# Nanhu benchmark report", "## Summary", "## Audio", "## Video", "## Server",
-                    "## Ingest", "## Scale and size", "## Corpus"):
+                    "## Ingest", "## Audio at catalog scale", "## Scale and size", "## Corpus"):
         assert heading in text, heading
     assert "Command: `nanhu bench all --tiny" in text
     assert "Machine: " in text and "cores" in text
@@ -48,7 +48,8 @@ def test_every_plot_the_report_links_is_a_png(tiny_report):
     linked = [line.split("(")[1].rstrip(")") for line in text.splitlines()
               if line.startswith("![")]
     assert {"recall-vs-snr.png", "recall-vs-speed.png", "video-recall-per-attack.png",
-            "latency-vs-catalog-size.png", "index-bytes-per-hour.png"} <= set(linked)
+            "latency-vs-catalog-size.png", "index-bytes-per-hour.png", "calibration.png"
+            } <= set(linked)
     for name in linked:
         assert (tiny_report / name).read_bytes()[:8] == PNG_MAGIC, name
 
@@ -60,7 +61,12 @@ def test_raw_results_hold_each_measurement_and_the_corpus(tiny_report):
     # Generated music, clean 10 s excerpts: the engine finds them (the tiny run still screens).
     clean = [r for r in audio["rows"] if r["condition"] == "clean"]
     assert clean and all(r["top1_recall"] == 1.0 for r in clean)
-    assert [round(s["hours"]) for s in audio["scale_series"]] == [2]  # whole synthetic works
+    scale = raw["scale"]["audio"]  # the real catalog alone, then with 2 h of decoys
+    assert [round(s["synthetic_hours"]) for s in scale] == [0, 2]
+    assert scale[1]["hours"] > scale[0]["hours"] and scale[1]["add_one_hour_s"] > 0
+    assert all(s["queries"] == 8 and s["negatives"] == 8 for s in scale)
+    assert set(raw["scale"]["null_log10_chance"]) and all(
+        len(v) == 8 for v in raw["scale"]["null_log10_chance"].values())
     assert video["config"]["negatives"] == 2 and video["rows"]
     assert video["scale"]["keyframes"] == 5_000
     assert raw["server"]["stream"]["10s x1"]["errors"] == 0
@@ -82,13 +88,13 @@ def test_a_failing_section_is_reported_and_the_others_kept(tmp_path, monkeypatch
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(cli, "RUNS", {"audio": broken, "video": broken, "server": fine,
-                                      "ingest": fine})
+                                      "ingest": fine, "scale": fine})
     monkeypatch.setattr(cli, "_corpus_manifests", lambda raw: {})
     args = argparse.Namespace(kind="all", tiny=False, quick=True, out=tmp_path, seed=0,
                               queries=None, scale_hours=None)
     assert cli.cmd_bench(args) == 1
     text = (tmp_path / "report.md").read_text()
     assert text.count("This section failed: RuntimeError: disk on fire") == 2
-    assert text.count("measured") == 2
-    assert json.loads((tmp_path / "results.json").read_text()) == {"server": {"value": 1},
-                                                                     "ingest": {"value": 1}}
+    assert text.count("measured") == 3
+    assert json.loads((tmp_path / "results.json").read_text()) == {
+        "server": {"value": 1}, "ingest": {"value": 1}, "scale": {"value": 1}}
