@@ -27,7 +27,7 @@ from engine.audio.keys import triplet_hashes
 from engine.audio.landmarks import Landmarks, Peaks, stream_peaks
 from engine.audio.params import AudioParams
 from engine.media import load_audio
-from engine.store.postings import _expand_ranges
+from engine.store.postings import expand_ranges
 
 log = logging.getLogger(__name__)
 RATE = 16000
@@ -54,18 +54,18 @@ def layouts() -> dict[str, tuple[AudioParams, object]]:
     """The candidates: today's pair key (audio-v2 warps) and triplet keys at two quantisations."""
     old_warps = _v2_warps()
     base = AudioParams()
+    rep = dataclasses.replace
     variants = {
-        "pair-22bit (v2)": (dataclasses.replace(base, query_warps=old_warps), pair_hashes),
-        "triplet d1 t8 r32": (base, triplet_hashes),
-        "triplet d2 t6 r32": (dataclasses.replace(base, key_d_step=2.0, key_t_per_octave=6.0),
-                              triplet_hashes),
-        "triplet d1 t8 r32 fan5": (dataclasses.replace(base, fanout=5), triplet_hashes),
-        "triplet d1 t6 r16": (dataclasses.replace(base, key_t_per_octave=6.0, key_r_levels=16),
-                              triplet_hashes),
-        "triplet d1 t6 r16 fan5": (dataclasses.replace(base, key_t_per_octave=6.0,
-                                                       key_r_levels=16, fanout=5), triplet_hashes),
-        "triplet d1 t4 r8 fan5": (dataclasses.replace(base, key_t_per_octave=4.0,
-                                                      key_r_levels=8, fanout=5), triplet_hashes),
+        "pair-22bit (v2)": (rep(base, query_warps=old_warps), pair_hashes),
+        "triplet d1 t8 r32": (rep(base, key_t_per_octave=8.0, key_r_levels=32), triplet_hashes),
+        "triplet d2 t6 r32": (rep(base, key_d_step=2.0, key_r_levels=32), triplet_hashes),
+        "triplet d1 t6 r16": (base, triplet_hashes),
+        "triplet d1 t6 r16 fan5": (rep(base, fanout=5, query_fanout=5), triplet_hashes),
+        "triplet d1 t6 r16 q-fan6": (rep(base, query_fanout=6), triplet_hashes),
+        "triplet d1 t6 r16 q-fan6 q-24/s": (rep(base, query_fanout=6, query_peaks_per_second=24),
+                                            triplet_hashes),
+        "triplet d1 t6 r16 q-fan8 q-24/s": (rep(base, query_fanout=8, query_peaks_per_second=24),
+                                            triplet_hashes),
     }
     only = os.environ.get("KEY_STUDY_ONLY")
     return {k: v for k, v in variants.items() if not only or k in only.split(",")}
@@ -164,7 +164,12 @@ def run_key_study(paths: list[str], *, queries: int = 60, seed: int = 0) -> dict
         for ref, start, condition, qseed in plan:
             x = audio[ref][int(start * RATE): int((start + 5) * RATE)]
             y = CONDITIONS[condition](x, np.random.default_rng(qseed)).astype(np.float32)
-            lm = hasher(_peaks(y, params), params=params, warps=params.query_warps)
+            if hasher is triplet_hashes:
+                lm = hasher(_peaks(y, dataclasses.replace(
+                    params, peaks_per_second=params.query_peaks_per_second)),
+                    params=params, warps=params.query_warps, fanout=params.query_fanout)
+            else:
+                lm = hasher(_peaks(y, params), params=params, warps=params.query_warps)
             unique, inverse = np.unique(lm.hashes, return_inverse=True)
             lo = np.searchsorted(keys, unique, "left")
             hi = np.searchsorted(keys, unique, "right")
@@ -172,7 +177,7 @@ def run_key_study(paths: list[str], *, queries: int = 60, seed: int = 0) -> dict
             # Aligned anchors: hits on the true reference near the true offset, best warp.
             u = inverse.reshape(-1)
             lengths = hi[u] - lo[u]
-            posting = _expand_ranges(lo[u], lengths)
+            posting = expand_ranges(lo[u], lengths)
             landmark = np.repeat(np.arange(u.size), lengths)
             on_ref = refs[posting] == ref
             offset = frames[posting] - lm.frames[landmark].astype(np.int64)

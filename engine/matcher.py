@@ -17,7 +17,7 @@ from engine.audio.align import AudioMatchParams, align_audio, hits_for, shortlis
 from engine.catalog import Catalog, Reference
 from engine.errors import CatalogCorrupt
 from engine.fingerprint import Fingerprint
-from engine.segments import Segment
+from engine.segments import Segment, expected_false_matches
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,9 @@ class Match:
             "query_start_s": round(self.query_start_s, 3), "query_end_s": round(self.query_end_s, 3),
             "reference_start_s": round(self.reference_start_s, 3),
             "reference_end_s": round(self.reference_end_s, 3),
-            "speed": round(self.speed, 4), "evidence": self.evidence,
+            "speed": round(self.speed, 4),
+            "expected_false_matches": float(f"{expected_false_matches(self.score):.3g}"),
+            "evidence": self.evidence,
         }
         if self.policy:
             out["policy"] = self.policy
@@ -56,8 +58,9 @@ class Match:
 def fuse(segments: list[Segment]) -> list[Segment]:
     """Merge audio and video segments of one reference that overlap in query time.
 
-    The fused segment spans both, keeps the better-scored side's speed, and its score is the
-    chance that *both* are coincidences failing: ``1 - (1 - a) * (1 - v)``.
+    The fused segment spans both, keeps the better-scored side's speed, and its expected chance
+    matches are the product of the sides' (independent evidence), which on the shared score
+    scale (:mod:`engine.segments`) is ``1 - (1 - a) * (1 - v)``.
     """
     audio = [s for s in segments if s.modality == "audio"]
     video = [s for s in segments if s.modality == "video"]

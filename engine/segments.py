@@ -1,8 +1,35 @@
-"""Aligned segments: what every modality's alignment produces and what fusion consumes."""
+"""Aligned segments: what every modality's alignment produces and what fusion consumes.
+
+One score scale for every modality. Each alignment computes ``E``, the expected number of
+matches at least this strong that chance alone would give one query of this length against a
+catalog of this size, and reports ``score = 1 - E ** (1 / SCORE_SCALE)`` (0 when E >= 1): score
+0.5 is E = 1e-3 (one such false match in a thousand queries), 0.9 is E = 1e-10. A fused
+audio+video match of independent evidence has ``E = E_audio * E_video``, which is the same
+``1 - (1 - a) * (1 - v)`` on scores.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+
+#: -log10 E that maps to score 0.9 (score = 1 - 10 ** (log10 E / SCORE_SCALE))
+SCORE_SCALE = 10.0
+
+
+def score_from_log10_expected(log10_expected: float) -> float:
+    """Score in 0..1 of a segment whose expected chance matches are ``10 ** log10_expected``."""
+    return float(1.0 - 10.0 ** (min(0.0, log10_expected) / SCORE_SCALE))
+
+
+def expected_false_matches(score: float) -> float:
+    """E of a score (the inverse of :func:`score_from_log10_expected`, 1.0 for score 0)."""
+    return float(max(0.0, 1.0 - score) ** SCORE_SCALE) if score < 1.0 else 0.0
+
+
+def log10_expected(score: float) -> float:
+    """log10 E of a score, finite even for scores that round to 1."""
+    return SCORE_SCALE * math.log10(max(1.0 - score, 1e-300))
 
 
 @dataclass

@@ -21,7 +21,8 @@ from benchmarks.synth import music_like
 from engine.catalog import Catalog
 
 MATCH_KEYS = {"reference_id", "title", "modality", "score", "query_start_s", "query_end_s",
-              "reference_start_s", "reference_end_s", "speed", "evidence"}
+              "reference_start_s", "reference_end_s", "speed", "expected_false_matches",
+              "evidence"}
 CORPUS = Path.home() / ".cache" / "nanhu" / "audio-corpus.json"
 
 

@@ -7,11 +7,12 @@ votes into one offset bin (give or take a frame of jitter); chance collisions sp
 Score. For a bin with ``v`` votes, the chance that coincidences alone reach ``v`` is modelled as
 a Poisson tail with the bin's background rate ``mu`` (the reference's chance hits at that speed
 spread over every offset the query could take), multiplied by the number of bins the catalog
-offers (reference frames x candidate speeds): ``p = n_bins * P(Poisson(mu) >= v)``. The score is
-``1 - p`` clipped to 0..1 and reported with ``log10_p`` in the evidence. Real music repeats
-itself, so coincidences cluster more than Poisson says; the default thresholds
-(``min_votes``, ``min_score``) were set on never-registered negatives by the audio benchmark so
-that none of them matches (see ``docs/audio.md``).
+offers (reference frames x candidate speeds): ``E = n_bins * P(Poisson(mu) >= v)``, the expected
+number of bins that chance alone fills this well for one query against this catalog. It is
+reported as ``log10_chance`` and mapped to the score on the scale every modality shares
+(:mod:`engine.segments`: score 0.5 is E = 1e-3). Votes are distinct query anchors (an anchor's
+several keys are one coincidence). The default thresholds were set from the null distribution
+of never-registered queries at 18 h to 10,000 h (``nanhu bench scale``; ``docs/audio.md``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from scipy import special
 from engine.audio.keys import F_BITS
 from engine.audio.landmarks import Landmarks
 from engine.audio.params import AudioParams
-from engine.segments import Segment
+from engine.segments import Segment, score_from_log10_expected
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,8 @@ class AudioMatchParams:
 
     #: fewest aligned landmarks (distinct query anchors) for a segment
     min_votes: int = 10
-    #: lowest score (1 - chance probability) for a segment
-    min_score: float = 0.999
+    #: lowest score for a segment (0.5: E = 1e-3 expected chance matches per query)
+    min_score: float = 0.5
     #: offset bins within this many frames of the peak bin vote together
     offset_tolerance: int = 2
     #: votes further apart than this in query time start a new segment (s)
@@ -198,7 +199,7 @@ def align_audio(
             # per-call machinery (this runs once per candidate segment).
             chance = special.pdtrc(votes - 1, mu)
             log10_p = float(np.log10(max(chance, 1e-300))) + np.log10(n_bins)
-            score = float(np.clip(1.0 - 10.0 ** min(0.0, log10_p), 0.0, 1.0))
+            score = score_from_log10_expected(log10_p)
             if score < match.min_score:
                 continue
             true_offset = float(np.median(offsets[part]))

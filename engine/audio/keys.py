@@ -28,6 +28,7 @@ neighbouring T and F cells, absorbing quantisation at cell edges.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from itertools import combinations
 
 import numpy as np
@@ -61,13 +62,13 @@ def key_fields(keys: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _targets(frames: np.ndarray, lf: np.ndarray, params: AudioParams, speed: float,
-             pitch: float) -> np.ndarray:
+             fanout: int) -> np.ndarray:
     """First ``fanout`` target-zone peaks of each anchor at one warp.
 
     Returns int64[n_peaks, fanout], indices into the peaks, -1 where an anchor has fewer.
     """
     n = frames.size
-    window = 4 * params.fanout
+    window = 4 * fanout
     anchor = np.repeat(np.arange(n), window)
     target = anchor + np.tile(np.arange(1, window + 1), n)
     inside = target < n
@@ -78,16 +79,21 @@ def _targets(frames: np.ndarray, lf: np.ndarray, params: AudioParams, speed: flo
     valid = (dt >= 1) & (dt <= params.max_dt_frames) & (np.abs(np.rint(dlf)) <= params.max_dlf_steps)
     anchor, target = anchor[valid], target[valid]
     rank = np.arange(anchor.size) - np.searchsorted(anchor, anchor, side="left")
-    keep = rank < params.fanout
-    out = np.full((n, params.fanout), -1, np.int64)
+    keep = rank < fanout
+    out = np.full((n, fanout), -1, np.int64)
     out[anchor[keep], rank[keep]] = target[keep]
     return out
 
 
 def triplet_hashes(
-    peaks: Peaks, *, params: AudioParams, warps: tuple[tuple[float, float], ...] = ((1.0, 1.0),)
+    peaks: Peaks, *, params: AudioParams, warps: tuple[tuple[float, float], ...] = ((1.0, 1.0),),
+    fanout: int | None = None,
 ) -> Landmarks:
     """Triplet keys of ``peaks`` at each candidate (speed, pitch) warp.
+
+    ``fanout`` (default ``params.fanout``) is the number of targets per anchor; queries use
+    ``params.query_fanout``, wider than the references', so that a reference's targets are
+    still among a query anchor's targets when noise has added peaks in between.
 
     Each warp maps peak coordinates back to reference time and frequency (``frame * speed``,
     ``log_freq - bins_per_octave * log2(pitch)``) before T, F and the target zone are computed;
@@ -102,11 +108,12 @@ def triplet_hashes(
                          speeds, pitches)
     frames = peaks.frame.astype(np.float64)
     lf0 = peaks.log_freq.astype(np.float64)
-    pairs = list(combinations(range(params.fanout), 2))
+    fanout = fanout or params.fanout
+    pairs = list(combinations(range(fanout), 2))
     out_hash, out_frame, out_warp = [], [], []
     for warp_index, (speed, pitch) in enumerate(warps):
         lf = lf0 - params.bins_per_octave * np.log2(pitch)
-        targets = _targets(frames, lf, params, speed, pitch)
+        targets = _targets(frames, lf, params, speed, fanout)
         anchor_f = np.floor(lf / params.key_f_step)
         for i, j in pairs:
             a = np.flatnonzero((targets[:, i] >= 0) & (targets[:, j] >= 0))
@@ -139,12 +146,21 @@ def triplet_hashes(
 
 def audio_landmarks(
     chunks: Iterable[np.ndarray], *, params: AudioParams,
-    warps: tuple[tuple[float, float], ...] = ((1.0, 1.0),),
+    warps: tuple[tuple[float, float], ...] = ((1.0, 1.0),), query: bool | None = None,
 ) -> tuple[Landmarks, float]:
     """Keys of a sample stream; returns (landmarks, duration_s).
 
     chunks : iterable of ndarray [shape=(n,)], float32 at ``params.sample_rate``.
-    References use the default single warp; queries use ``params.query_warps``.
+    References use the default single warp; queries use ``params.query_warps``. A query
+    (``query``, by default: more than one warp) keeps ``query_peaks_per_second`` peaks and
+    ``query_fanout`` targets per anchor: the index is unchanged, the query asks more of it.
     """
-    peaks, n_samples = stream_peaks(chunks, params=params)
-    return triplet_hashes(peaks, params=params, warps=warps), n_samples / params.sample_rate
+    query = len(warps) > 1 if query is None else query
+    if query:
+        peak_params = replace(params, peaks_per_second=params.query_peaks_per_second)
+        peaks, n_samples = stream_peaks(chunks, params=peak_params)
+        landmarks = triplet_hashes(peaks, params=params, warps=warps, fanout=params.query_fanout)
+    else:
+        peaks, n_samples = stream_peaks(chunks, params=params)
+        landmarks = triplet_hashes(peaks, params=params, warps=warps)
+    return landmarks, n_samples / params.sample_rate

@@ -63,8 +63,12 @@ class AudioParams:
     neighbourhood: tuple[int, int] = (9, 15)
     #: peaks kept per second of audio (strongest by prominence within 1 s blocks)
     peaks_per_second: float = 16.0
-    #: pairs formed per anchor peak
+    #: targets per anchor; every pair of them with the anchor is a key (C(fanout, 2) keys)
     fanout: int = 4
+    #: a query's peaks per second and targets per anchor (at least a reference's: noise
+    #: displaces true peaks in the per-second ranking and inserts targets between them)
+    query_peaks_per_second: float = 16.0
+    query_fanout: int = 4
     #: target zone: time delta in frames [1, max_dt_frames], |log-frequency delta| < 64 steps
     max_dt_frames: int = 127
     max_dlf_steps: int = 63
