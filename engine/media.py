@@ -135,10 +135,18 @@ def _codec_name(stream) -> str | None:
 
 
 def _first_real_video(container: av.container.InputContainer):
-    """The first video stream that is not an attached picture (cover art in mp3/m4a)."""
+    """The first video stream that is not an attached picture (cover art in mp3/m4a) and that
+    FFmpeg can decode. A stream without a decoder (an unknown or damaged sample-entry fourcc:
+    ``avc1`` -> ``evc1``) has no codec context in PyAV; it is logged and passed over, so the
+    file's audio is still fingerprinted, and a file with nothing else is refused cleanly."""
     for stream in container.streams.video:
-        if not stream.disposition & av.stream.Disposition.attached_pic:
-            return stream
+        if stream.disposition & av.stream.Disposition.attached_pic:
+            continue
+        if _codec_name(stream) is None:
+            log.warning("video stream %d has a codec FFmpeg cannot decode; ignored",
+                        stream.index)
+            continue
+        return stream
     return None
 
 
