@@ -44,6 +44,9 @@ class Limits:
     max_concurrent: int = 64
     #: largest single gRPC message (a chunk or a fingerprint), bytes
     max_message_bytes: int = 64 * 2**20
+    #: an upload stream that sends nothing for this long is ended (RESOURCE_EXHAUSTED), freeing
+    #: its slot and spool file (seconds; None: wait as long as the call's deadline)
+    upload_idle_s: float | None = 30.0
     #: how stale the read side may be after another process commits (seconds)
     refresh_interval_s: float = 1.0
 

@@ -22,7 +22,7 @@ from server.auth import Authenticator
 from server.jobs import ScreenOptions
 from server.service import Core, NewReference
 from server.status import CallCancelled, rpc
-from server.work import Limiter, Spool, WorkerPool, wait_for_call
+from server.work import Limiter, Spool, WorkerPool, idle_limited, wait_for_call
 
 
 def _options(msg: pb.ScreenOptions) -> ScreenOptions:
@@ -110,7 +110,7 @@ class ScreeningServicer(pb_grpc.ScreeningServicer):
         principal = self.s.auth.principal(context).require("screen")
         call.note(tenant=principal.tenant, key=principal.key_id)
         with self.s.limiter.slot("screen") as slot:
-            header, chunks = _first(request_iterator)
+            header, chunks = _first(idle_limited(request_iterator, self.s.core.limits.upload_idle_s))
             name = header.filename or "upload"
             call.note(file=name, **{f"hint.{k}": v for k, v in sorted(header.hints.items())})
             duration_s, digest, matches = self.s.screen(context, slot, None, name,
@@ -148,7 +148,8 @@ class CatalogServicer(pb_grpc.CatalogServicer):
         principal = self.s.auth.principal(context).require("register")
         call.note(tenant=principal.tenant, key=principal.key_id)
         with self.s.limiter.slot("register") as slot:
-            header, chunks = _first(request_iterator)
+            header, chunks = _first(idle_limited(request_iterator,
+                                                 self.s.core.limits.upload_idle_s))
             new = self._new_reference(principal, header)
             call.note(reference=new.reference_id, file=header.filename)
             self.s.core.precheck(new)
