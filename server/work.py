@@ -52,7 +52,8 @@ class WorkerPool:
     def _new(self) -> ProcessPoolExecutor:
         # Every worker, replacements included, opens the catalog as it starts.
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=self._context,
-                                   initializer=jobs.ready, initargs=(self.catalog_dir,))
+                                   initializer=jobs.start_worker,
+                                   initargs=(self.catalog_dir, os.getpid()))
 
     @property
     def pids(self) -> list[int]:
