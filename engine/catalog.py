@@ -167,6 +167,9 @@ class Catalog:
             self._db.execute("PRAGMA synchronous=FULL")
             if writable:
                 self._recover()
+        except sqlite3.DatabaseError as exc:
+            self._release_lock()
+            raise CatalogCorrupt(f"{self.path / 'meta.sqlite'}: unreadable metadata ({exc})") from exc
         except BaseException:
             self._release_lock()
             raise

@@ -20,6 +20,7 @@ from engine import errors
 #: exit code per exception type (first match in order wins); 0 is success.
 EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (errors.InvalidArgument, 2),
+    (errors.MediaNotFound, 4),
     (errors.EmptyMediaError, 3),
     (errors.MediaError, 3),
     (errors.NotFound, 4),
@@ -98,9 +99,13 @@ def _say(message: str) -> None:
 
 def cmd_register(args: argparse.Namespace) -> int:
     from engine.audio.params import AudioParams
-    from engine.catalog import Catalog
+    from engine.catalog import Catalog, is_valid_reference_id
     from engine.fingerprint import fingerprint_media
 
+    if args.ref_id is not None and not is_valid_reference_id(args.ref_id):
+        _say(f"--id {args.ref_id!r} is not a reference id: use 1-200 letters, digits and "
+             "._:@+- starting with a letter or digit")
+        return 2
     if args.ref_id and len(args.files) > 1:
         _say("--id names one reference; it cannot be used with several files")
         return 2

@@ -16,7 +16,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from engine.errors import EmptyMediaError, MediaError
+from engine.errors import EmptyMediaError, MediaError, MediaNotFound
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def open_container(source: Source) -> av.container.InputContainer:
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.exists():
-            raise MediaError(f"{name}: no such file")
+            raise MediaNotFound(f"{name}: no such file")
         if path.is_dir():
             raise MediaError(f"{name}: is a directory, not a media file")
         if path.stat().st_size == 0:
