@@ -108,10 +108,13 @@ def rpc(method):
             if not context.is_active():  # nobody to tell
                 return None
             context.abort(code, message)
-        except Exception:  # a bug: logged with its traceback, and gRPC answers UNKNOWN
-            code, message = grpc.StatusCode.UNKNOWN, "internal error"
+        except Exception as exc:  # a bug: logged with its traceback, INTERNAL with its kind
+            code = grpc.StatusCode.INTERNAL
+            message = f"internal error ({type(exc).__name__}); the server logged it"
             log.exception("%s", kv(**call.fields, code=code.name))
-            raise
+            if not context.is_active():
+                return None
+            context.abort(code, message)
         finally:
             level = logging.WARNING if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.DATA_LOSS) \
                 else logging.INFO

@@ -112,3 +112,17 @@ def test_a_newline_in_a_hint_key_cannot_forge_a_log_line(env, caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "server.rpc"]
     assert lines and all("\n" not in line for line in lines)
     assert not any(line.startswith("rpc=Forged") for line in lines)
+
+
+def test_a_bug_is_internal_with_a_message_not_unknown_and_empty(small_server, monkeypatch):
+    from server import service
+
+    env = small_server()
+
+    def broken(self):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(service.Core, "stats", broken)
+    error = rpc_error(env.client().stats)
+    assert error.code() == grpc.StatusCode.INTERNAL
+    assert "internal error (ZeroDivisionError)" in error.details()
