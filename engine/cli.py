@@ -88,6 +88,10 @@ def add_commands(subparsers) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_stats)
 
+    p = subparsers.add_parser("check", help="verify a catalog (read-only, safe to interrupt)")
+    _catalog_arg(p)
+    p.set_defaults(func=cmd_check)
+
     p = subparsers.add_parser("compact", help="merge segments and purge deleted references")
     _catalog_arg(p)
     p.set_defaults(func=cmd_compact)
@@ -239,6 +243,17 @@ def cmd_stats(args: argparse.Namespace) -> int:
         for key, value in stats.items():
             print(f"{key:22s} {value}")
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Print the check report as JSON; exit 0 when the catalog is sound, else 7 (corrupt)."""
+    from engine.check import check_catalog
+
+    report = check_catalog(args.catalog or default_catalog())
+    print(json.dumps(report))
+    for problem in report["problems"]:
+        _say(problem)
+    return 0 if report["ok"] else exit_code_for(errors.CatalogCorrupt(""))
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
