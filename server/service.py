@@ -111,6 +111,12 @@ def claimed_digest(owner: str, digest: str) -> str:
     return f"claim:{owner}:{digest}"
 
 
+def public_digest(reference: Reference) -> str:
+    """The digest as the API shows it: a claim without its scope (what the client sent)."""
+    scope = claimed_digest(reference.owner, "")
+    return reference.digest.removeprefix(scope)
+
+
 @dataclass(frozen=True)
 class NewReference:
     """What a registration asks for (from a RegisterHeader)."""
