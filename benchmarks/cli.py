@@ -31,7 +31,7 @@ PLANS = {
 
 def add_commands(subparsers) -> None:
     p = subparsers.add_parser("bench", help="run benchmarks and write a report")
-    p.add_argument("kind", nargs="?", default="all", choices=(*KINDS, "all"))
+    p.add_argument("kind", nargs="?", default="all", choices=(*KINDS, "reliability", "all"))
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="a few minutes per section on 2 cores")
     size.add_argument("--tiny", action="store_true",
@@ -108,8 +108,15 @@ def _ingest(out: Path, size: str, seed: int, args: argparse.Namespace) -> tuple[
     return run_ingest_bench_section(out, quick=size == "quick", seed=seed, tiny=size == "tiny")
 
 
+def _reliability(out: Path, size: str, seed: int, args: argparse.Namespace) -> tuple[str, dict]:
+    """Hostile inputs with counts (``benchmarks.reliability``); not part of ``all``."""
+    from benchmarks.reliability import run_reliability_section
+
+    return run_reliability_section(out, quick=size == "quick", seed=seed, tiny=size == "tiny")
+
+
 RUNS = {"audio": _audio, "video": _video, "server": _server, "ingest": _ingest,
-        "scale": _scale}
+        "scale": _scale, "reliability": _reliability}
 
 
 def _corpus_manifests(raw: dict) -> dict:
@@ -152,7 +159,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     logging.getLogger("benchmarks").setLevel(logging.INFO)
     size = _size(args)
-    if size == "tiny":
+    if size == "tiny" and args.kind != "reliability":  # reliability generates its own media
         from benchmarks.tiny_corpus import build_tiny_corpora
 
         cache = (args.out / "tiny-cache").resolve()
@@ -185,7 +192,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raw[kind] = results
         print(f"nanhu bench: {kind} done in {time.perf_counter() - started:.0f} s",
               file=sys.stderr, flush=True)
-    if raw:
+    if raw.keys() - {"reliability"}:
         try:
             table = scale_plots.headline_table(raw)
         except (KeyError, TypeError, ValueError) as exc:  # a partial run: keep the sections

@@ -139,7 +139,7 @@ def run_ingest(source: Path, workdir: Path, *, workers: int, ray: str | None = N
 
 
 def run_ingest_bench(out: Path, *, cache: Path, corpus: Path | None = None, long: int = 16,
-                     long_seconds: float = 120.0, short: int = 2000, short_seconds: float = 1.0,
+                     long_seconds: float = 120.0, short: int = 2000, short_seconds: float = 2.0,
                      workers: tuple[int, ...] = (1, 2), ray: bool = False) -> dict:
     """Every configuration in turn; returns (and writes ``out/ingest.json``) the results."""
     out.mkdir(parents=True, exist_ok=True)
@@ -232,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--long", type=int, default=16, help="generated corpus: files")
     parser.add_argument("--long-seconds", type=float, default=120.0)
     parser.add_argument("--short", type=int, default=2000, help="short-clip manifest: files")
-    parser.add_argument("--short-seconds", type=float, default=1.0)
+    # 2 s: the shortest reference a catalog accepts (engine.validate.MIN_REFERENCE_S)
+    parser.add_argument("--short-seconds", type=float, default=2.0)
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     parser.add_argument("--ray", action="store_true", help="also run with --ray local")
     args = parser.parse_args(argv)

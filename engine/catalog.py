@@ -52,6 +52,7 @@ from engine.store.postings import (
     merge_segments,
     write_segment,
 )
+from engine.validate import validate_fingerprint
 from engine.vectors import FaissVectorIndex, VectorSegment, write_vector_segment
 
 log = logging.getLogger(__name__)
@@ -179,6 +180,9 @@ class Catalog:
             self._db.execute("PRAGMA synchronous=FULL")
             if writable:
                 self._recover()
+        except sqlite3.DatabaseError as exc:
+            self._release_lock()
+            raise CatalogCorrupt(f"{self.path / 'meta.sqlite'}: unreadable metadata ({exc})") from exc
         except BaseException:
             self._release_lock()
             raise
@@ -454,6 +458,8 @@ class Catalog:
                 f"invalid reference id {ref_id!r}: use 1-200 letters, digits and ._:@+- "
                 "starting with a letter or digit"
             )
+        fp = validate_fingerprint(fp, what=f"fingerprint of {ref_id!r}", for_reference=True,
+                                  audio_params=self.audio_params)
         self.check_fingerprint(fp, what=f"fingerprint of {ref_id!r}")
         if fp.audio is not None and (np.any(fp.audio.speeds != 1.0) or np.any(fp.audio.pitches != 1.0)):
             raise InvalidArgument(f"{ref_id!r}: a reference must be fingerprinted at speed 1.0")
@@ -686,9 +692,8 @@ class Catalog:
         segments = [VectorSegment(self.path / s["file"]) for s in manifest["video_segments"]]
         manifest["video_segments"] = []
         if segments:
-            vectors = np.concatenate([s.vectors for s in segments])
-            ords = np.concatenate([s.ordinals for s in segments])
-            times = np.concatenate([s.times_s for s in segments])
+            # Unusable rows (another dimension, non-unit norms, bad times) are dropped, logged.
+            vectors, ords, times = vector_store.merge_segments(segments)
             alive = ~np.isin(ords, dead)
             if alive.any():
                 manifest["video_segments"].append(self._write_vector_segment(

@@ -20,6 +20,7 @@ from engine import errors
 #: exit code per exception type (first match in order wins); 0 is success.
 EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (errors.InvalidArgument, 2),
+    (errors.MediaNotFound, 4),
     (errors.EmptyMediaError, 3),
     (errors.MediaError, 3),
     (errors.NotFound, 4),
@@ -87,6 +88,10 @@ def add_commands(subparsers) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_stats)
 
+    p = subparsers.add_parser("check", help="verify a catalog (read-only, safe to interrupt)")
+    _catalog_arg(p)
+    p.set_defaults(func=cmd_check)
+
     p = subparsers.add_parser("compact", help="merge segments and purge deleted references")
     _catalog_arg(p)
     p.set_defaults(func=cmd_compact)
@@ -98,9 +103,13 @@ def _say(message: str) -> None:
 
 def cmd_register(args: argparse.Namespace) -> int:
     from engine.audio.params import AudioParams
-    from engine.catalog import Catalog
+    from engine.catalog import Catalog, is_valid_reference_id
     from engine.fingerprint import fingerprint_media
 
+    if args.ref_id is not None and not is_valid_reference_id(args.ref_id):
+        _say(f"--id {args.ref_id!r} is not a reference id: use 1-200 letters, digits and "
+             "._:@+- starting with a letter or digit")
+        return 2
     if args.ref_id and len(args.files) > 1:
         _say("--id names one reference; it cannot be used with several files")
         return 2
@@ -234,6 +243,17 @@ def cmd_stats(args: argparse.Namespace) -> int:
         for key, value in stats.items():
             print(f"{key:22s} {value}")
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Print the check report as JSON; exit 0 when the catalog is sound, else 7 (corrupt)."""
+    from engine.check import check_catalog
+
+    report = check_catalog(args.catalog or default_catalog())
+    print(json.dumps(report))
+    for problem in report["problems"]:
+        _say(problem)
+    return 0 if report["ok"] else exit_code_for(errors.CatalogCorrupt(""))
 
 
 def cmd_compact(args: argparse.Namespace) -> int:

@@ -24,6 +24,11 @@ class NotFound(NanhuError):
     """A reference id, file or catalog does not exist."""
 
 
+class MediaNotFound(MediaError, NotFound):
+    """A media file that does not exist: a media error (it cannot be fingerprinted) whose exit
+    code is not-found's (4), as the README documents."""
+
+
 class AlreadyExists(NanhuError):
     """A reference id, or the same content (by digest), is already registered."""
 

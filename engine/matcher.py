@@ -15,7 +15,7 @@ import numpy as np
 
 from engine.audio.align import AudioMatchParams, align_audio, hits_for, shortlist
 from engine.catalog import Catalog, Reference
-from engine.errors import CatalogCorrupt
+from engine.errors import CatalogCorrupt, InvalidArgument
 from engine.fingerprint import Fingerprint
 from engine.segments import Segment, expected_false_matches
 
@@ -195,11 +195,30 @@ class Matcher:
         if len(index) == 0:
             return []
         params = self.video_match or video_align.default_params()
+        if fp.video.vectors.ndim != 2 or fp.video.vectors.shape[1] != index.dim:
+            raise InvalidArgument(
+                f"query fingerprint: video.dim is {fp.video.vectors.shape[-1]}; this catalog's "
+                f"keyframe vectors have {index.dim} dimensions")
         ordinals, times, sims = index.search(fp.video.vectors, params.k)
+        # Defence behind engine.validate: a reference whose stored rows are unusable (a
+        # similarity above 1 means a non-unit vector; times not finite or negative) is left
+        # out of this query, logged, and every other reference is matched as usual.
+        found = ordinals >= 0
+        with np.errstate(invalid="ignore"):
+            bad = found & ~(np.isfinite(sims) & (sims <= 1.0 + 1e-3) & np.isfinite(times)
+                            & (times >= 0))
+        dead = np.zeros(ordinals.shape, bool)
+        if bad.any():
+            poisoned = np.unique(ordinals[bad])
+            log.warning("video matching skipped references with unusable keyframes "
+                        "(ordinals %s)", poisoned[:10].tolist())
+            dead |= np.isin(ordinals, poisoned)
         if self._deleted.size:
-            dead = np.isin(ordinals, self._deleted)
+            dead |= np.isin(ordinals, self._deleted)
+        if dead.any():
             ordinals = np.where(dead, -1, ordinals)
             sims = np.where(dead, -np.inf, sims).astype(np.float32)
+            times = np.where(dead, 0.0, times).astype(np.float32)
         return video_align.align_video(fp.video.times_s, ordinals, times, sims, params=params,
                                        query_vectors=fp.video.vectors,
                                        catalog_keyframes=len(index),

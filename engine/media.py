@@ -16,7 +16,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from engine.errors import EmptyMediaError, MediaError
+from engine.errors import EmptyMediaError, MediaError, MediaNotFound
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def open_container(source: Source) -> av.container.InputContainer:
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.exists():
-            raise MediaError(f"{name}: no such file")
+            raise MediaNotFound(f"{name}: no such file")
         if path.is_dir():
             raise MediaError(f"{name}: is a directory, not a media file")
         if path.stat().st_size == 0:
@@ -135,10 +135,18 @@ def _codec_name(stream) -> str | None:
 
 
 def _first_real_video(container: av.container.InputContainer):
-    """The first video stream that is not an attached picture (cover art in mp3/m4a)."""
+    """The first video stream that is not an attached picture (cover art in mp3/m4a) and that
+    FFmpeg can decode. A stream without a decoder (an unknown or damaged sample-entry fourcc:
+    ``avc1`` -> ``evc1``) has no codec context in PyAV; it is logged and passed over, so the
+    file's audio is still fingerprinted, and a file with nothing else is refused cleanly."""
     for stream in container.streams.video:
-        if not stream.disposition & av.stream.Disposition.attached_pic:
-            return stream
+        if stream.disposition & av.stream.Disposition.attached_pic:
+            continue
+        if _codec_name(stream) is None:
+            log.warning("video stream %d has a codec FFmpeg cannot decode; ignored",
+                        stream.index)
+            continue
+        return stream
     return None
 
 

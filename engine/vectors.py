@@ -93,6 +93,65 @@ class VectorSegment:
         return int(self.ordinals.size)
 
 
+#: stored vectors whose norm is further than this from 1, and keyframe times outside
+#: 0..MAX_TIME_S or not finite, are unusable: such rows are left out of every index and merge
+#: (a logged warning), so one bad reference cannot outrank or break everyone else's matches.
+#: ``engine.validate`` refuses them at the boundary; this is the defence behind it.
+NORM_TOLERANCE = 0.01
+MAX_TIME_S = 7 * 24 * 3600.0
+
+
+def sane_rows(vectors: np.ndarray, times_s: np.ndarray) -> np.ndarray:
+    """bool[n]: rows whose vector is finite and of unit norm and whose time is a plausible time.
+
+    vectors : ndarray [shape=(n, d)], float32; times_s : ndarray [shape=(n,)], float32
+    """
+    vectors = np.asarray(vectors, np.float32)
+    times = np.asarray(times_s, np.float32)
+    with np.errstate(all="ignore"):
+        norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
+        return (np.isfinite(norms) & (np.abs(norms - 1.0) <= NORM_TOLERANCE)
+                & np.isfinite(times) & (times >= 0) & (times <= MAX_TIME_S))
+
+
+def usable_segments(segments: list[VectorSegment]) -> list[VectorSegment]:
+    """The segments of the dimension that holds the most vectors; the others are logged and
+    left out (a segment of another dimension can only come from a bad write)."""
+    if not segments:
+        return []
+    by_dim: dict[int, int] = {}
+    for segment in segments:
+        by_dim[segment.dim] = by_dim.get(segment.dim, 0) + len(segment)
+    dim = max(by_dim, key=lambda d: (by_dim[d], -[s.dim for s in segments].index(d)))
+    for segment in segments:
+        if segment.dim != dim:
+            log.warning("%s: vector dimension %d, not the catalog's %d: segment skipped "
+                        "(references %s)", segment.path, segment.dim, dim,
+                        sorted({int(o) for o in np.unique(segment.ordinals)})[:10])
+    return [s for s in segments if s.dim == dim]
+
+
+def _log_bad_rows(segment: VectorSegment, good: np.ndarray) -> None:
+    bad = sorted({int(o) for o in np.unique(segment.ordinals[~good])})
+    log.warning("%s: %d unusable keyframe row(s) skipped (non-unit or non-finite vector, or "
+                "bad time) of references %s", segment.path, int((~good).sum()), bad[:10])
+
+
+def merge_segments(segments: list[VectorSegment]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every usable row of ``segments`` (see :func:`usable_segments`, :func:`sane_rows`):
+    (vectors float32[n, d], ordinals uint32[n], times_s float32[n])."""
+    segments = usable_segments(segments)
+    if not segments:
+        return np.zeros((0, 0), np.float32), np.zeros(0, np.uint32), np.zeros(0, np.float32)
+    parts = []
+    for segment in segments:
+        good = sane_rows(segment.vectors, segment.times_s)
+        if not good.all():
+            _log_bad_rows(segment, good)
+        parts.append((segment.vectors[good], segment.ordinals[good], segment.times_s[good]))
+    return tuple(np.concatenate(p) for p in zip(*parts))
+
+
 class BruteForceVectorIndex:
     """Exact inner-product search in numpy."""
 
@@ -195,7 +254,9 @@ class FaissVectorIndex:
         import faiss
 
         graphs = graphs or [None] * len(segments)
-        self.count = sum(len(s) for s in segments)
+        usable = usable_segments(segments)
+        graphs = [g for s, g in zip(segments, graphs) if any(s is u for u in usable)]
+        segments = usable
         self.dim = segments[0].dim if segments else 0
         self.ordinals = (
             np.concatenate([s.ordinals for s in segments]) if segments else np.zeros(0, np.uint32)
@@ -215,15 +276,20 @@ class FaissVectorIndex:
                     continue
                 except (CatalogCorrupt, FileNotFoundError) as exc:
                     log.warning("%s; rebuilding it in memory", exc)
-            if len(segment) >= hnsw_threshold:
-                self.parts.append(_Part(build_hnsw(segment.vectors, ef_search=ef_search), rows))
-            elif len(segment):
-                flat_rows.append((segment, rows))
+            good = sane_rows(segment.vectors, segment.times_s)
+            if not good.all():
+                _log_bad_rows(segment, good)
+            if good.sum() >= hnsw_threshold:
+                self.parts.append(_Part(build_hnsw(segment.vectors[good], ef_search=ef_search),
+                                        rows[good]))
+            elif good.any():
+                flat_rows.append((segment.vectors[good], rows[good]))
         if flat_rows:
             flat = faiss.IndexFlatIP(self.dim)
-            for segment, _ in flat_rows:
-                flat.add(np.ascontiguousarray(segment.vectors, np.float32))
+            for vectors, _ in flat_rows:
+                flat.add(np.ascontiguousarray(vectors, np.float32))
             self.parts.insert(0, _Part(flat, np.concatenate([r for _, r in flat_rows])))
+        self.count = sum(len(p.rows) for p in self.parts)
 
     def __len__(self) -> int:
         return self.count

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -60,6 +61,10 @@ log = logging.getLogger(__name__)
 
 #: Largest frame side accepted (pixels); beyond it a header is lying or the file is hostile.
 MAX_SIDE = 16384
+#: Longest a decoded frame is taken to stay on screen (s). Past it, the gap between two frames'
+#: timestamps is skipped (no keyframes sampled in it): a 6 KB file whose third frame claims to
+#: be shown at 1e6 s would otherwise make 2 million keyframes out of three frames.
+MAX_HOLD_S = 30.0
 #: Container formats that hold still images: a photo is not a video (see fingerprint_video).
 _IMAGE_FORMATS = ("image2", "image2pipe")
 
@@ -169,7 +174,16 @@ def iter_sampled_frames(
                 if max_duration_s is not None and t > max_duration_s:
                     raise LimitExceeded(
                         f"{name}: video is longer than the limit of {max_duration_s:g} s")
-                # The previous frame was on screen at every instant before this frame's time.
+                # The previous frame was on screen at every instant before this frame's time,
+                # but for at most MAX_HOLD_S: a longer gap is skipped, so the work is bounded by
+                # the frames decoded, not by the timestamps a (hostile) file declares.
+                if held is not None and t - held[0] > MAX_HOLD_S:
+                    next_instant = _skip_gap(next_instant, held[0] + MAX_HOLD_S, t, period,
+                                             frames, times, held_array, scaler, held[1], size)
+                    held_array = None
+                    if len(frames) >= chunk:
+                        yield np.stack(frames), np.asarray(times, np.float32)
+                        frames, times = [], []
                 while held is not None and next_instant < t - 1e-6:
                     if held_array is None:
                         held_array = _scaled(scaler, held[1], size)
@@ -191,7 +205,7 @@ def iter_sampled_frames(
             raise MediaError(f"{name}: is a still image, not a video")
         # The last frame stays on screen as long as the frame before it did (headers' frame
         # rates are unreliable, mkv's especially).
-        end = held[0] + last_step
+        end = held[0] + min(last_step, MAX_HOLD_S)
         while next_instant < end - 1e-3:  # an instant at the very end is past the video
             if held_array is None:
                 held_array = _scaled(scaler, held[1], size)
@@ -200,6 +214,21 @@ def iter_sampled_frames(
             next_instant += period
         if frames:
             yield np.stack(frames), np.asarray(times, np.float32)
+
+
+def _skip_gap(next_instant: float, hold_end: float, t: float, period: float, frames: list,
+              times: list, held_array, scaler, held_frame, size: int) -> float:
+    """Sample the held frame up to ``hold_end``, then jump to the first instant at or after
+    ``t`` (instants stay on the ``period`` grid). Returns the next instant."""
+    while next_instant < hold_end - 1e-6:
+        if held_array is None:
+            held_array = _scaled(scaler, held_frame, size)
+        frames.append(held_array)
+        times.append(next_instant)
+        next_instant += period
+    if next_instant < t - 1e-6:
+        next_instant += period * (math.floor((t - 1e-6 - next_instant) / period) + 1)
+    return next_instant
 
 
 def sample_frames(

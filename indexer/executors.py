@@ -21,7 +21,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
 from engine.errors import InvalidArgument
-from indexer.worker import fingerprint_file, ignore_sigint, ready
+from indexer.worker import fingerprint_file, ready, worker_init
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class LocalExecutor:
 
     def _start(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(self.workers, mp_context=self._context,
-                                   initializer=ignore_sigint)
+                                   initializer=worker_init, initargs=(os.getpid(),))
 
     def submit(self, path: str, audio_params: dict, video: bool) -> Future:
         return self._pool.submit(fingerprint_file, path, audio_params, video)

@@ -14,6 +14,7 @@ import time
 from engine.audio.params import AudioParams
 from engine.errors import NanhuError
 from engine.fingerprint import fingerprint_media
+from engine.process import die_with
 
 
 def params_from_dict(values: dict) -> AudioParams:
@@ -24,6 +25,13 @@ def params_from_dict(values: dict) -> AudioParams:
 def ignore_sigint() -> None:
     """Worker initializer: Ctrl-C is the parent's to handle (it stops and commits cleanly)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def worker_init(owner_pid: int | None = None) -> None:
+    """Worker initializer: leave Ctrl-C to the parent, and die with it (``kill -9`` of
+    ``nanhu ingest`` must not leave workers running and holding its output)."""
+    ignore_sigint()
+    die_with(owner_pid)
 
 
 def ready() -> int:

@@ -19,6 +19,7 @@ from engine.errors import InvalidArgument, VersionMismatch
 from engine.fingerprint import FORMAT_VERSION, Fingerprint, VideoPrint
 from engine.matcher import Match
 from proto.gen.nanhu.v1 import nanhu_pb2 as pb
+from server.service import public_digest
 
 
 # --- fingerprints ----------------------------------------------------------------------------
@@ -150,7 +151,7 @@ def policy_to_proto(policy: dict) -> pb.Policy:
 def reference_to_proto(ref: Reference) -> pb.Reference:
     return pb.Reference(
         reference_id=ref.ref_id, title=ref.title, owner=ref.owner, duration_s=ref.duration_s,
-        digest=ref.digest, modalities=ref.modalities,
+        digest=public_digest(ref), modalities=ref.modalities,
         metadata={str(k): v if isinstance(v, str) else json.dumps(v) for k, v in ref.metadata.items()},
         policy=policy_to_proto(ref.policy), audio_hashes=ref.n_hashes, keyframes=ref.n_keyframes,
         created_at_unix_s=ref.created_at,

@@ -90,6 +90,14 @@ def matcher_for(catalog_dir: str) -> Matcher:
     return matcher
 
 
+def start_worker(catalog_dir: str | None, owner_pid: int | None) -> None:
+    """Worker initializer: die with the server (no orphans after ``kill -9``), open the catalog."""
+    from engine.process import die_with
+
+    die_with(owner_pid)
+    ready(catalog_dir)
+
+
 def ready(catalog_dir: str | None = None) -> int:
     """Warm-up job: import everything, open the catalog; returns the worker's pid."""
     if catalog_dir is not None:

@@ -14,6 +14,7 @@ Screening runs in the worker processes (:mod:`server.jobs`); this module holds t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -43,6 +44,9 @@ class Limits:
     max_concurrent: int = 64
     #: largest single gRPC message (a chunk or a fingerprint), bytes
     max_message_bytes: int = 64 * 2**20
+    #: an upload stream that sends nothing for this long is ended (RESOURCE_EXHAUSTED), freeing
+    #: its slot and spool file (seconds; None: wait as long as the call's deadline)
+    upload_idle_s: float | None = 30.0
     #: how stale the read side may be after another process commits (seconds)
     refresh_interval_s: float = 1.0
 
@@ -102,6 +106,17 @@ class Writer:
             catalog.commit()
 
 
+def claimed_digest(owner: str, digest: str) -> str:
+    """How a client-supplied digest is stored: scoped to the owner that claimed it."""
+    return f"claim:{owner}:{digest}"
+
+
+def public_digest(reference: Reference) -> str:
+    """The digest as the API shows it: a claim without its scope (what the client sent)."""
+    scope = claimed_digest(reference.owner, "")
+    return reference.digest.removeprefix(scope)
+
+
 @dataclass(frozen=True)
 class NewReference:
     """What a registration asks for (from a RegisterHeader)."""
@@ -147,19 +162,42 @@ class Core:
         raise AlreadyExists(f"reference id {new.reference_id!r} already exists",
                             existing_id=new.reference_id)
 
-    def register(self, new: NewReference, fp: Fingerprint) -> Reference:
+    def register(self, new: NewReference, fp: Fingerprint, *,
+                 digest_trusted: bool = True) -> Reference:
+        """Commit a new work. ``digest_trusted``: the server computed ``fp.digest`` from the
+        media itself (uploads). An edge fingerprint's digest is only the client's claim: it is
+        stored scoped to the owner (:func:`claimed_digest`), so it can refuse a duplicate of
+        that owner's works but never another tenant's media."""
         check_duration(fp, new.filename or new.reference_id, self.limits.max_duration_s)
+        if not digest_trusted and fp.digest:
+            fp = dataclasses.replace(fp, digest=claimed_digest(new.owner, fp.digest))
         metadata = dict(new.metadata or {})
         if new.filename:
             metadata.setdefault("source", new.filename)
-        with self.writer.open() as catalog:
-            catalog.add(new.reference_id, fp, title=new.title or new.reference_id, owner=new.owner,
-                        metadata=metadata, policy=new.policy or {})
+        try:
+            with self.writer.open() as catalog:
+                catalog.add(new.reference_id, fp, title=new.title or new.reference_id,
+                            owner=new.owner, metadata=metadata, policy=new.policy or {})
+        except AlreadyExists as exc:
+            raise self._own_duplicate_only(exc, new) from None
         self.snapshots.refresh()
         reference = self.snapshots.current().get(new.reference_id)
         log.info("registered reference=%s owner=%s duration_s=%.1f", reference.ref_id,
                  reference.owner or "-", reference.duration_s)
         return reference
+
+    def _own_duplicate_only(self, exc: AlreadyExists, new: NewReference) -> AlreadyExists:
+        """The error to send for a duplicate: it names the existing work only to its owner."""
+        existing = exc.existing_id
+        if existing is None or existing == new.reference_id:
+            return exc
+        try:
+            owner = self.snapshots.current().get(existing).owner
+        except NotFound:  # staged in the same commit, or deleted meanwhile
+            owner = None
+        if owner == new.owner:
+            return exc
+        return AlreadyExists("the same content is already registered by another owner")
 
     # --- catalog management ------------------------------------------------------------------
     def get(self, principal: Principal, ref_id: str) -> Reference:

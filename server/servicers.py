@@ -13,6 +13,8 @@ import itertools
 from collections.abc import Iterator
 
 from engine.errors import InvalidArgument
+from engine.fingerprint import Fingerprint
+from engine.validate import validate_fingerprint
 from proto.gen.nanhu.v1 import nanhu_pb2 as pb
 from proto.gen.nanhu.v1 import nanhu_pb2_grpc as pb_grpc
 from server import convert, jobs
@@ -20,7 +22,7 @@ from server.auth import Authenticator
 from server.jobs import ScreenOptions
 from server.service import Core, NewReference
 from server.status import CallCancelled, rpc
-from server.work import Limiter, Spool, WorkerPool, wait_for_call
+from server.work import Limiter, Spool, WorkerPool, idle_limited, wait_for_call
 
 
 def _options(msg: pb.ScreenOptions) -> ScreenOptions:
@@ -42,6 +44,13 @@ def _first(request_iterator) -> tuple:
             yield chunk.data
 
     return first.header, data()
+
+
+def _fingerprint(msg: pb.Fingerprint, core: Core, *, for_reference: bool) -> Fingerprint:
+    """An edge client's fingerprint, checked field by field before any worker or index sees it
+    (INVALID_ARGUMENT naming the field)."""
+    return validate_fingerprint(convert.fingerprint_from_proto(msg), what="fingerprint",
+                                for_reference=for_reference, audio_params=core.audio_params)
 
 
 def _page_token(ref_id: str | None) -> str:
@@ -101,7 +110,7 @@ class ScreeningServicer(pb_grpc.ScreeningServicer):
         principal = self.s.auth.principal(context).require("screen")
         call.note(tenant=principal.tenant, key=principal.key_id)
         with self.s.limiter.slot("screen") as slot:
-            header, chunks = _first(request_iterator)
+            header, chunks = _first(idle_limited(request_iterator, self.s.core.limits.upload_idle_s))
             name = header.filename or "upload"
             call.note(file=name, **{f"hint.{k}": v for k, v in sorted(header.hints.items())})
             duration_s, digest, matches = self.s.screen(context, slot, None, name,
@@ -113,7 +122,7 @@ class ScreeningServicer(pb_grpc.ScreeningServicer):
     def ScreenFingerprint(self, request, context, call):
         principal = self.s.auth.principal(context).require("screen")
         call.note(tenant=principal.tenant, key=principal.key_id, file=request.filename)
-        fp = convert.fingerprint_from_proto(request.fingerprint)
+        fp = _fingerprint(request.fingerprint, self.s.core, for_reference=False)
         with self.s.limiter.slot("screen") as slot:
             duration_s, digest, matches = self.s.screen(context, slot, fp, request.filename or "fingerprint",
                                                         _options(request.options))
@@ -139,7 +148,8 @@ class CatalogServicer(pb_grpc.CatalogServicer):
         principal = self.s.auth.principal(context).require("register")
         call.note(tenant=principal.tenant, key=principal.key_id)
         with self.s.limiter.slot("register") as slot:
-            header, chunks = _first(request_iterator)
+            header, chunks = _first(idle_limited(request_iterator,
+                                                 self.s.core.limits.upload_idle_s))
             new = self._new_reference(principal, header)
             call.note(reference=new.reference_id, file=header.filename)
             self.s.core.precheck(new)
@@ -157,8 +167,9 @@ class CatalogServicer(pb_grpc.CatalogServicer):
         new = self._new_reference(principal, request.header)
         call.note(tenant=principal.tenant, key=principal.key_id, reference=new.reference_id)
         with self.s.limiter.slot("register"):
-            fp = convert.fingerprint_from_proto(request.fingerprint)
-            reference = self.s.core.register(new, fp)
+            fp = _fingerprint(request.fingerprint, self.s.core, for_reference=True)
+            # The digest is the client's claim: it counts only among its own tenant's works.
+            reference = self.s.core.register(new, fp, digest_trusted=False)
         return convert.reference_to_proto(reference)
 
     @rpc

@@ -8,6 +8,7 @@ one structured log line per call (``key=value`` pairs).
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import time
 
@@ -62,14 +63,17 @@ def kv(**fields) -> str:
     for key, value in fields.items():
         if value is None or value == "":
             continue
-        if isinstance(value, float):
-            text = f"{value:.1f}"
-        else:
-            text = str(value)
-            if not text or any(c in text for c in ' "=\n'):
-                text = '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-        parts.append(f"{key}={text}")
+        text = f"{value:.1f}" if isinstance(value, float) else _quoted(str(value))
+        # Keys can come from clients too (hints): quoted the same way, so no line is forged.
+        parts.append(f"{_quoted(str(key))}={text}")
     return " ".join(parts)
+
+
+def _quoted(text: str) -> str:
+    """``text`` as is when it is plain, else JSON-quoted (spaces, quotes, =, control chars)."""
+    if text and text.isprintable() and not any(c in text for c in ' "='):
+        return text
+    return json.dumps(text)
 
 
 class CallLog:
@@ -104,10 +108,13 @@ def rpc(method):
             if not context.is_active():  # nobody to tell
                 return None
             context.abort(code, message)
-        except Exception:  # a bug: logged with its traceback, and gRPC answers UNKNOWN
-            code, message = grpc.StatusCode.UNKNOWN, "internal error"
+        except Exception as exc:  # a bug: logged with its traceback, INTERNAL with its kind
+            code = grpc.StatusCode.INTERNAL
+            message = f"internal error ({type(exc).__name__}); the server logged it"
             log.exception("%s", kv(**call.fields, code=code.name))
-            raise
+            if not context.is_active():
+                return None
+            context.abort(code, message)
         finally:
             level = logging.WARNING if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.DATA_LOSS) \
                 else logging.INFO

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import queue
 import shutil
 import tempfile
 import threading
@@ -51,7 +52,8 @@ class WorkerPool:
     def _new(self) -> ProcessPoolExecutor:
         # Every worker, replacements included, opens the catalog as it starts.
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=self._context,
-                                   initializer=jobs.ready, initargs=(self.catalog_dir,))
+                                   initializer=jobs.start_worker,
+                                   initargs=(self.catalog_dir, os.getpid()))
 
     @property
     def pids(self) -> list[int]:
@@ -174,11 +176,90 @@ class _Slot:
             self._limiter._release()
 
 
+def idle_limited(items: Iterator, idle_s: float | None, *, what: str = "upload") -> Iterator:
+    """The items of ``items`` (a gRPC request stream), but :class:`LimitExceeded` when none
+    arrives for ``idle_s`` seconds: a stalled client must not hold a concurrency slot and a
+    spool file forever. The stream is read by a helper thread; once the call is aborted, gRPC
+    ends the stream and the thread with it."""
+    if idle_s is None:
+        yield from items
+        return
+    box: queue.Queue = queue.Queue(maxsize=4)
+    stop = threading.Event()
+    end = object()
+
+    def hand_over(entry: tuple) -> bool:
+        """Put ``entry`` in the box unless the consumer is gone; False once it is."""
+        while not stop.is_set():
+            try:
+                box.put(entry, timeout=1.0)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def pump() -> None:
+        try:
+            for item in items:
+                if not hand_over(("item", item)):
+                    return
+            hand_over(("end", end))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
+            hand_over(("error", exc))
+
+    threading.Thread(target=pump, name="nanhu-upload-reader", daemon=True).start()
+    try:
+        while True:
+            try:
+                kind, value = box.get(timeout=idle_s)
+            except queue.Empty:
+                raise LimitExceeded(
+                    f"{what} stalled: no data for {idle_s:g} s (the server's idle limit)") from None
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+
+
+_SPOOL_PREFIX = "nanhu-uploads-"
+_OWNER = "owner.pid"
+
+
+def _spool_is_dead(folder: Path) -> bool:
+    try:
+        pid = int((folder / _OWNER).read_text().strip())
+    except FileNotFoundError:
+        try:
+            return time.time() - folder.stat().st_mtime > 3600.0
+        except OSError:
+            return False
+    except (OSError, ValueError):
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
 class Spool:
-    """A private folder for uploads in progress; each file lives exactly as long as its call."""
+    """A private folder for uploads in progress; each file lives exactly as long as its call.
+
+    The folder holds ``owner.pid``; at start-up, folders of servers that are gone (killed,
+    crashed) are removed with the uploads they held (:meth:`remove_dead`).
+    """
 
     def __init__(self, parent: str | Path | None = None) -> None:
-        self.path = Path(tempfile.mkdtemp(prefix="nanhu-uploads-", dir=parent))
+        self.remove_dead(parent)
+        self.path = Path(tempfile.mkdtemp(prefix=_SPOOL_PREFIX, dir=parent))
+        (self.path / _OWNER).write_text(str(os.getpid()))
         self.open_uploads = 0
         self._cond = threading.Condition()
 
@@ -219,7 +300,26 @@ class Spool:
             self._count(-1)
 
     def files(self) -> list[Path]:
-        return sorted(self.path.iterdir()) if self.path.exists() else []
+        """Uploads in the spool now."""
+        if not self.path.exists():
+            return []
+        return sorted(p for p in self.path.iterdir() if p.name != _OWNER)
+
+    @staticmethod
+    def remove_dead(parent: str | Path | None = None) -> list[Path]:
+        """Remove the spool folders (under ``parent``, default the temporary folder) of servers
+        no longer running; a folder without an owner file counts as dead once an hour old.
+        Returns the folders removed."""
+        removed = []
+        for folder in Path(parent or tempfile.gettempdir()).glob(_SPOOL_PREFIX + "*"):
+            if not folder.is_dir() or not _spool_is_dead(folder):
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        if removed:
+            log.warning("event=spool-cleaned removed=%d reason=\"their servers are gone\"",
+                        len(removed))
+        return removed
 
     def close(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)

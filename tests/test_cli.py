@@ -236,8 +236,13 @@ BAD_INPUTS = {
                           "audio codec is not supported"),
     "silence": (lambda d, kit: kit.write_clip(d / "silence.wav", np.zeros(5 * kit.rate)), 3,
                 "nothing to fingerprint"),
-    "missing file": (lambda d, kit: d / "not-there.wav", 3, "no such file"),
+    "missing file": (lambda d, kit: d / "not-there.wav", 4, "no such file"),  # README: 4
     "directory": (lambda d, kit: d, 3, "is a directory"),
+    # Registered, these could never be matched (issue 15): refused with the reason.
+    "one-frame video": (lambda d, kit: kit.write_video(d / "one.mp4", 0.25, audio=None), 2,
+                        "matched"),
+    "1.5 s clip": (lambda d, kit: kit.write_clip(d / "short.wav", music_like(
+        1.5, seed=8, sample_rate=kit.rate)), 2, "shorter than the shortest reference"),
 }
 
 
@@ -339,7 +344,7 @@ def test_installed_console_script(installed_nanhu, registered_catalog, excerpt_f
     missing = tmp_path / "missing.wav"
     result = installed_nanhu("query", "--json", "--catalog", registered_catalog, excerpt_file,
                              missing)
-    assert result.code == 3, result.err
+    assert result.code == 4, result.err
     found, error = (json.loads(line) for line in result.out.splitlines())
     assert [m["reference_id"] for m in found["matches"]] == ["song-1"]
     assert error == {"query": str(missing), "error": f"{missing}: no such file"}
@@ -384,3 +389,22 @@ def test_real_recording_excerpt_matches_and_real_negatives_do_not(run_cli, catal
     match = found["matches"][0]
     assert match["reference_start_s"] - match["query_start_s"] == pytest.approx(start_s, abs=0.1)
     assert all(line["matches"] == [] for line in others), others
+
+
+def test_a_garbage_metadata_file_is_a_corrupt_catalog_not_a_traceback(run_cli, populated,
+                                                                     song_files):
+    (populated / "meta.sqlite").write_bytes(np.random.default_rng(3).bytes(8192))
+    for argv in (("list",), ("stats",), ("query", song_files["song-1"]),
+                 ("register", song_files["song-2"])):
+        result = run_cli(*argv[:1], "--catalog", populated, *argv[1:])
+        assert result.code == 7, (argv, result.err)
+        assert "meta.sqlite: unreadable metadata" in result.err and "Traceback" not in result.err
+
+
+@pytest.mark.parametrize("ref_id", ["", " ", "a/b"])
+def test_an_empty_or_invalid_id_is_an_error_not_ignored(run_cli, populated, song_files, kit,
+                                                        ref_id):
+    before = kit.catalog_state(populated)
+    result = run_cli("register", "--catalog", populated, "--id", ref_id, song_files["song-2"])
+    assert result.code == 2 and "--id" in result.err and "is not a reference id" in result.err
+    assert kit.catalog_state(populated) == before

@@ -154,3 +154,47 @@ def test_a_dead_worker_is_replaced(small_server):
     except grpc.RpcError as error:
         assert error.code() == grpc.StatusCode.INTERNAL and "worker process died" in error.details()
     assert client.screen_file(query)["duration_s"] == pytest.approx(5.0, abs=0.1)
+
+
+def test_a_stalled_upload_is_ended_and_frees_its_slot_and_spool(small_server):
+    """Three stalled streams without deadlines used to block all screening (issue 15)."""
+    env = small_server(max_concurrent=2, upload_idle_s=0.5)
+    channel, screening, catalog = env.stubs()
+    data = env.write("stall.wav", env.song(307, 6)).read_bytes()
+    gate = threading.Event()  # never set while the calls run: the client stops sending
+    stalled = [screening.Screen.future(env.chunks(pb.ScreenChunk, pb.ScreenHeader(filename="s.wav"),
+                                                  data, gate=gate)),
+               catalog.Register.future(env.chunks(
+                   pb.RegisterChunk, pb.RegisterHeader(reference_id="stalled", filename="r.wav"),
+                   data, gate=gate))]
+    for call in stalled:
+        error = rpc_error(call.result)
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "stalled" in error.details()
+    gate.set()
+    assert env.server.limiter.wait_until(lambda n: n == 0, timeout=30)
+    assert env.server.spool.wait_until(lambda n: n == 0, timeout=30)
+    assert env.server.spool.files() == []
+    assert env.client().screen_file(env.media / "stall.wav")["duration_s"] == pytest.approx(6.0, abs=0.1)
+    channel.close()
+
+
+def test_spool_folders_of_dead_servers_are_removed_at_start_up(tmp_path):
+    import subprocess
+    import sys
+
+    from server.work import Spool
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    leftover = tmp_path / "nanhu-uploads-dead"
+    leftover.mkdir()
+    (leftover / "owner.pid").write_text(dead.stdout.strip())
+    (leftover / "tmp123.upload").write_bytes(b"half an upload")
+    alive = Spool(tmp_path)  # a running server's spool is kept
+    (alive.path / "x.upload").write_bytes(b"in progress")
+    second = Spool(tmp_path)
+    assert not leftover.exists()
+    assert alive.path.exists() and alive.files() == [alive.path / "x.upload"]
+    second.close()
+    alive.close()

@@ -243,7 +243,8 @@ def _fingerprint(keys, frames, *, digest):
     """Like the ``kit.fingerprint`` fixture helper (a state machine gets no fixtures)."""
     landmarks = Landmarks(keys, frames.astype(np.int32), np.zeros(keys.size, np.uint8),
                           np.ones(1, np.float32), np.ones(1, np.float32))
-    return Fingerprint(duration_s=60.0, digest=digest, audio=landmarks,
+    # 90 s: frames go up to 5000 (80 s), and a catalog refuses frames past the duration
+    return Fingerprint(duration_s=90.0, digest=digest, audio=landmarks,
                        audio_params_tag=AudioParams().tag())
 
 

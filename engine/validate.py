@@ -1,0 +1,230 @@
+"""Checking a fingerprint at the boundary, before it is stored or matched.
+
+A fingerprint can come from anywhere: this engine, an edge client over gRPC, a file on disk.
+Everything that is stored or matched goes through :func:`validate_fingerprint` first, so one
+caller's bad print (a wrong dimension, NaN times, vectors of norm 1e6) can never reach the
+shared indexes and break screening for everyone else.
+
+What is checked, and what is done about it (every refusal is an
+:class:`~engine.errors.InvalidArgument` whose message starts with the field it is about):
+
+- ``duration_s``: finite, non-negative, at most :data:`MAX_DURATION_S`.
+- ``audio``: a non-empty ``params_tag``; ``hashes``, ``frames`` and ``speed_index`` 1-D and of
+  one length; hashes within ``KEY_BITS`` bits; frames non-negative and no later than the
+  duration allows (at the fastest candidate speed, plus a second of slack); ``speed_index``
+  within ``speeds``; ``speeds`` and ``pitches`` of one length, finite and within
+  :data:`SPEED_RANGE`; 1.0 for references.
+- ``video``: a params tag this Nanhu knows and the dimension it implies; vectors finite and of
+  unit length. A vector whose norm is within :data:`NORM_TOLERANCE` of 1 (float rounding,
+  half-precision clients) is **re-normalised**; any other norm (zero, 1e6, ...) is **refused**,
+  because inner products with it would outrank every true match. Times finite, non-negative,
+  sorted (non-decreasing) and within the duration.
+- references only: enough material to be matched at all (see :data:`MIN_REFERENCE_S` and
+  :data:`MIN_REFERENCE_KEYFRAMES`); a reference that can never match is refused with the reason.
+
+The function is pure: it returns the fingerprint (a copy when vectors were re-normalised).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+
+import numpy as np
+
+from engine.audio.keys import KEY_BITS
+from engine.audio.params import AudioParams
+from engine.errors import InvalidArgument, VersionMismatch
+from engine.fingerprint import Fingerprint, VideoPrint
+
+#: longest media a fingerprint may describe (s): a week; limits on what a server accepts are
+#: lower and enforced elsewhere (``server.service.Limits``)
+MAX_DURATION_S = 7 * 24 * 3600.0
+#: a vector whose L2 norm differs from 1 by at most this is re-normalised; beyond it, refused
+NORM_TOLERANCE = 0.01
+#: candidate speeds and pitches a query may be hashed at
+SPEED_RANGE = (0.25, 4.0)
+#: slack on times against the duration (s): the duration is computed from decoded samples
+#: and frame times, rounded on the way
+TIME_SLACK_S = 0.05
+#: shortest reference that can be matched: 2 s clips of generated music, copied inside a 30 s
+#: mp3 upload and screened against a catalog of six other works, matched 4 times of 4; 1.5 s
+#: clips 1 of 4 and 1 s clips never (too few aligned landmarks for the audio score)
+MIN_REFERENCE_S = 2.0
+#: fewest keyframes a video-only reference needs (``VideoMatchParams.min_keyframes``: the
+#: alignment needs this many aligned keyframes for a segment)
+MIN_REFERENCE_KEYFRAMES = 4
+_MAX_DIGEST = 512
+_DIGEST = re.compile(r"^[\x21-\x7e]*$")  # printable ASCII, no spaces: it goes into logs
+
+
+def known_video_dims() -> dict[str, int]:
+    """Video params tag -> embedding dimension, for every video parameter set this Nanhu knows."""
+    from engine.video import VideoParams
+
+    params = VideoParams()
+    return {params.tag(): params.dim}
+
+
+def validate_fingerprint(
+    fp: Fingerprint, *, what: str = "fingerprint", for_reference: bool,
+    audio_params: AudioParams | None = None, video_dims: dict[str, int] | None = None,
+) -> Fingerprint:
+    """Check ``fp`` field by field; returns it, or a copy with re-normalised video vectors.
+
+    what : how the fingerprint is named in messages (``"fingerprint of 'song-1'"``)
+    for_reference : True for prints to be registered (speed 1.0, enough to be matched)
+    audio_params : gives the frame rate frames are checked against (default parameters)
+    video_dims : known video params tags and their dimensions (default: :func:`known_video_dims`)
+    Raises InvalidArgument naming the field, VersionMismatch for a video tag of another version.
+    """
+    if not isinstance(fp, Fingerprint):
+        raise InvalidArgument(f"{what}: not a fingerprint ({type(fp).__name__})")
+    duration = fp.duration_s
+    if not isinstance(duration, (int, float)) or not math.isfinite(duration) or not (
+            0 <= duration <= MAX_DURATION_S):
+        raise InvalidArgument(
+            f"{what}: duration_s {duration!r} must be a finite number of seconds in "
+            f"0..{MAX_DURATION_S:g}")
+    if not isinstance(fp.digest, str) or len(fp.digest) > _MAX_DIGEST or not _DIGEST.match(
+            fp.digest):
+        raise InvalidArgument(
+            f"{what}: digest must be at most {_MAX_DIGEST} printable ASCII characters, no spaces")
+    if fp.audio is not None:
+        _check_audio(fp, what, for_reference, audio_params or AudioParams())
+    if fp.video is not None:
+        video = _check_video(fp.video, float(duration), what, video_dims or known_video_dims())
+        if video is not fp.video:
+            fp = dataclasses.replace(fp, video=video)
+    if for_reference:
+        _check_matchable(fp, what)
+    return fp
+
+
+def _field(what: str, name: str) -> str:
+    return f"{what}: {name}"
+
+
+def _array(value, what: str, name: str, ndim: int = 1) -> np.ndarray:
+    if not isinstance(value, np.ndarray) or value.ndim != ndim:
+        shape = getattr(value, "shape", None)
+        raise InvalidArgument(f"{_field(what, name)} must be a {ndim}-D array (got shape {shape})")
+    return value
+
+
+def _check_audio(fp: Fingerprint, what: str, for_reference: bool, params: AudioParams) -> None:
+    a = fp.audio
+    prefix = "audio."
+    if not isinstance(fp.audio_params_tag, str) or not fp.audio_params_tag:
+        raise InvalidArgument(f"{_field(what, 'audio.params_tag')} is missing")
+    hashes = _array(a.hashes, what, prefix + "hashes")
+    frames = _array(a.frames, what, prefix + "frames")
+    speed_index = _array(a.speed_index, what, prefix + "speed_index")
+    speeds = _array(a.speeds, what, prefix + "speeds")
+    pitches = _array(a.pitches, what, prefix + "pitches")
+    n = hashes.size
+    if frames.size != n or speed_index.size != n:
+        raise InvalidArgument(
+            f"{_field(what, 'audio.frames')} and audio.speed_index must have one entry per hash "
+            f"({frames.size} and {speed_index.size} for {n} hashes)")
+    for name, arr in (("hashes", hashes), ("frames", frames), ("speed_index", speed_index)):
+        if arr.dtype.kind not in "iu":
+            raise InvalidArgument(f"{_field(what, prefix + name)} must hold integers")
+    if pitches.size != speeds.size:
+        raise InvalidArgument(
+            f"{_field(what, 'audio.pitches')} must have one entry per speed "
+            f"({pitches.size} for {speeds.size})")
+    if n and speeds.size == 0:
+        raise InvalidArgument(f"{_field(what, 'audio.speeds')} is empty but there are hashes")
+    for name, arr in (("speeds", speeds), ("pitches", pitches)):
+        low, high = SPEED_RANGE
+        if arr.size and not (np.all(np.isfinite(arr)) and arr.min() >= low and arr.max() <= high):
+            raise InvalidArgument(
+                f"{_field(what, prefix + name)} must be finite and within {low:g}..{high:g}")
+        if for_reference and np.any(arr != 1.0):
+            raise InvalidArgument(
+                f"{_field(what, prefix + name)}: a reference must be fingerprinted at speed 1.0")
+    if n == 0:
+        return
+    if int(hashes.min()) < 0 or int(hashes.max()) >= 1 << KEY_BITS:
+        raise InvalidArgument(f"{_field(what, 'audio.hashes')} must be below 2**{KEY_BITS}")
+    if int(speed_index.min()) < 0 or int(speed_index.max()) >= speeds.size:
+        raise InvalidArgument(
+            f"{_field(what, 'audio.speed_index')} must point into audio.speeds "
+            f"(0..{speeds.size - 1})")
+    if int(frames.min()) < 0:
+        raise InvalidArgument(f"{_field(what, 'audio.frames')} must not be negative")
+    fastest = max(1.0, float(speeds.max()))
+    last_frame = math.ceil(fp.duration_s * params.frames_per_second * fastest
+                           + params.frames_per_second)
+    if int(frames.max()) > last_frame:
+        raise InvalidArgument(
+            f"{_field(what, 'audio.frames')}: frame {int(frames.max())} lies past the end of "
+            f"{fp.duration_s:g} s of audio (at most {last_frame})")
+
+
+def _check_video(v: VideoPrint, duration: float, what: str, dims: dict[str, int]) -> VideoPrint:
+    tag = v.params_tag
+    if tag not in dims:
+        known = ", ".join(sorted(dims))
+        if isinstance(tag, str) and re.fullmatch(r"video-v\d+", tag):
+            raise VersionMismatch(
+                f"{_field(what, 'video.params_tag')} {tag!r} is another version than this "
+                f"Nanhu's ({known}); re-fingerprint with this version")
+        raise InvalidArgument(f"{_field(what, 'video.params_tag')} {tag!r} is not one of {known}")
+    dim = dims[tag]
+    vectors = _array(v.vectors, what, "video.vectors", ndim=2)
+    times = _array(v.times_s, what, "video.times_s")
+    if vectors.shape[1] != dim:
+        raise InvalidArgument(
+            f"{_field(what, 'video.dim')} is {vectors.shape[1]}; {tag} keyframe vectors have "
+            f"{dim} dimensions")
+    if vectors.shape[0] != times.size:
+        raise InvalidArgument(
+            f"{_field(what, 'video.times_s')} must have one entry per vector "
+            f"({times.size} for {vectors.shape[0]})")
+    if vectors.dtype.kind != "f" or times.dtype.kind != "f":
+        raise InvalidArgument(f"{_field(what, 'video.vectors')} and times_s must be floats")
+    if times.size == 0:
+        return v
+    if not np.all(np.isfinite(vectors)):
+        row = int(np.flatnonzero(~np.isfinite(vectors).all(1))[0])
+        raise InvalidArgument(f"{_field(what, 'video.vectors')}: vector {row} is not finite")
+    norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
+    off = np.abs(norms - 1.0) > NORM_TOLERANCE
+    if off.any():
+        row = int(np.flatnonzero(off)[0])
+        raise InvalidArgument(
+            f"{_field(what, 'video.vectors')}: vector {row} has norm {norms[row]:.6g}; keyframe "
+            f"vectors must be L2-normalised (norm 1 +- {NORM_TOLERANCE:g})")
+    if not np.all(np.isfinite(times)):
+        raise InvalidArgument(f"{_field(what, 'video.times_s')} must be finite")
+    if float(times.min()) < 0:
+        raise InvalidArgument(f"{_field(what, 'video.times_s')} must not be negative")
+    if np.any(np.diff(times) < 0):
+        raise InvalidArgument(f"{_field(what, 'video.times_s')} must be sorted (non-decreasing)")
+    if float(times.max()) > duration + TIME_SLACK_S:
+        raise InvalidArgument(
+            f"{_field(what, 'video.times_s')}: keyframe at {float(times.max()):g} s lies past "
+            f"duration_s {duration:g}")
+    if np.any(np.abs(norms - 1.0) > 1e-5):  # float32 rounding needs no copy
+        vectors = (vectors / norms[:, None]).astype(np.float32)
+        return dataclasses.replace(v, vectors=vectors)
+    return v
+
+
+def _check_matchable(fp: Fingerprint, what: str) -> None:
+    """Refuse references no query could ever match (the issue: 1-frame videos, 1 s clips)."""
+    n_audio = len(fp.audio) if fp.audio is not None else 0
+    n_video = len(fp.video) if fp.video is not None else 0
+    if n_audio == 0 and n_video == 0:
+        return  # the catalog refuses an empty print with its own message
+    if fp.duration_s < MIN_REFERENCE_S:
+        raise InvalidArgument(
+            f"{_field(what, 'duration_s')} {fp.duration_s:.2f} s is shorter than the shortest "
+            f"reference that can be matched ({MIN_REFERENCE_S:g} s)")
+    if n_audio == 0 and n_video < MIN_REFERENCE_KEYFRAMES:
+        raise InvalidArgument(
+            f"{_field(what, 'video')} has {n_video} keyframe(s) and no audio: a video reference "
+            f"needs at least {MIN_REFERENCE_KEYFRAMES} keyframes to be matched")

@@ -1,0 +1,21 @@
+"""``nanhu bench reliability --tiny``: every class runs, and everything tried passes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.mark.slow
+def test_reliability_bench_reports_counts_and_nothing_fails(run_cli, tmp_path):
+    result = run_cli("bench", "reliability", "--tiny", "--out", tmp_path)
+    assert result.code == 0, result.err
+    raw = json.loads((tmp_path / "results.json").read_text())["reliability"]
+    classes = {c["class"]: c for c in raw["classes"]}
+    assert set(classes) == {"poisoned fingerprints", "mutated files", "hostile timestamps",
+                            "stalled streams", "kill -9 during register"}
+    for name, counts in classes.items():
+        assert counts["tried"] > 0 and counts["failed"] == 0, (name, counts["failures"])
+    text = (tmp_path / "report.md").read_text()
+    assert "## Reliability" in text and "| class | tried | passed | failed |" in text
