@@ -192,7 +192,9 @@ def run_audio_bench(
 
 
 QUICK_CONDITIONS = {"clean", "mp3-128k", "amr-nb-12.2k", "pink-snr5", "pink-snr0", "babble-snr5",
-                    "speed-0.9", "speed-1.1", "tempo-1.05", "pitch+1", "embedded-60s"}
+                    "speed-0.8", "speed-0.9", "speed-1.1", "speed-1.2", "tempo-0.95",
+                    "tempo-1.05", "pitch-1", "pitch+1", "pitch-2", "pitch+2", "speech-over-0dB",
+                    "song-under-0dB", "embedded-60s"}
 
 
 def load_head(path: str, seconds: float) -> np.ndarray:
@@ -222,6 +224,15 @@ def _attack(condition, source, rng, speech, fillers):
     if function == "babble":
         noise = attacks.babble(speech, source.size, rng)
         return attacks.mix_at_snr(source, noise, kwargs["snr_db"]), 0.0
+    if function == "speech-over":
+        talk = speech[int(rng.integers(len(speech)))]
+        talk = np.resize(talk, source.size)  # loop a short utterance over the whole excerpt
+        return attacks.mix_at_snr(source, talk, kwargs["snr_db"]), 0.0
+    if function == "song-under":
+        filler = load_head(fillers[int(rng.integers(len(fillers)))]["path"], 70.0)
+        start = int(rng.integers(0, max(1, filler.size - source.size)))
+        return attacks.mix_at_snr(source, np.resize(filler[start:], source.size),
+                                  kwargs["snr_db"]), 0.0
     if function == "embed":
         filler_ref = fillers[int(rng.integers(len(fillers)))]
         filler = load_head(filler_ref["path"], 70.0)

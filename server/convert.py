@@ -90,6 +90,7 @@ def match_to_proto(match: Match) -> pb.Match:
         score=match.score, query_start_s=match.query_start_s, query_end_s=match.query_end_s,
         reference_start_s=match.reference_start_s, reference_end_s=match.reference_end_s,
         speed=match.speed, evidence=evidence, policy=match.policy,
+        expected_false_matches=match.to_dict()["expected_false_matches"],
     )
 
 
@@ -113,6 +114,7 @@ def match_to_dict(msg: pb.Match) -> dict:
         "reference_start_s": round(msg.reference_start_s, 3),
         "reference_end_s": round(msg.reference_end_s, 3),
         "speed": round(msg.speed, 4),
+        "expected_false_matches": msg.expected_false_matches,
         "evidence": _ints(json_format.MessageToDict(msg.evidence)),
     }
     if msg.policy:

@@ -68,7 +68,7 @@ class AudioParams:
     #: a query's peaks per second and targets per anchor (at least a reference's: noise
     #: displaces true peaks in the per-second ranking and inserts targets between them)
     query_peaks_per_second: float = 16.0
-    query_fanout: int = 4
+    query_fanout: int = 6
     #: target zone: time delta in frames [1, max_dt_frames], |log-frequency delta| < 64 steps
     max_dt_frames: int = 127
     max_dlf_steps: int = 63

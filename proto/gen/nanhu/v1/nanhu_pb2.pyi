@@ -63,7 +63,7 @@ class ScreenResponse(_message.Message):
     def __init__(self, duration_s: _Optional[float] = ..., matches: _Optional[_Iterable[_Union[Match, _Mapping]]] = ..., digest: _Optional[str] = ...) -> None: ...
 
 class Match(_message.Message):
-    __slots__ = ("reference_id", "title", "modality", "score", "query_start_s", "query_end_s", "reference_start_s", "reference_end_s", "speed", "evidence", "policy")
+    __slots__ = ("reference_id", "title", "modality", "score", "query_start_s", "query_end_s", "reference_start_s", "reference_end_s", "speed", "evidence", "policy", "expected_false_matches")
     REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     MODALITY_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +75,7 @@ class Match(_message.Message):
     SPEED_FIELD_NUMBER: _ClassVar[int]
     EVIDENCE_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_FALSE_MATCHES_FIELD_NUMBER: _ClassVar[int]
     reference_id: str
     title: str
     modality: str
@@ -86,7 +87,8 @@ class Match(_message.Message):
     speed: float
     evidence: _struct_pb2.Struct
     policy: str
-    def __init__(self, reference_id: _Optional[str] = ..., title: _Optional[str] = ..., modality: _Optional[str] = ..., score: _Optional[float] = ..., query_start_s: _Optional[float] = ..., query_end_s: _Optional[float] = ..., reference_start_s: _Optional[float] = ..., reference_end_s: _Optional[float] = ..., speed: _Optional[float] = ..., evidence: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., policy: _Optional[str] = ...) -> None: ...
+    expected_false_matches: float
+    def __init__(self, reference_id: _Optional[str] = ..., title: _Optional[str] = ..., modality: _Optional[str] = ..., score: _Optional[float] = ..., query_start_s: _Optional[float] = ..., query_end_s: _Optional[float] = ..., reference_start_s: _Optional[float] = ..., reference_end_s: _Optional[float] = ..., speed: _Optional[float] = ..., evidence: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., policy: _Optional[str] = ..., expected_false_matches: _Optional[float] = ...) -> None: ...
 
 class AudioLandmarks(_message.Message):
     __slots__ = ("params_tag", "hashes", "frames", "speed_index", "speeds", "pitches")
