@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.audio.align import AudioMatchParams, align_audio, hits_for, shortlist
+from engine.audio.align import AudioMatchParams, align_audio, hits_for, join_windows, shortlist
+from engine.audio.landmarks import Landmarks
 from engine.catalog import Catalog, Reference
 from engine.errors import CatalogCorrupt, InvalidArgument
 from engine.fingerprint import Fingerprint
@@ -150,10 +151,32 @@ class Matcher:
         return matches
 
     def _audio_segments(self, fp: Fingerprint) -> list[Segment]:
-        """Bounded audio matching: each distinct key is looked up once (across warps) and
-        returns at most the stop-key cap of postings; references are shortlisted by raw votes
-        (distinct query anchors with any hit), and only the shortlist's hits are aligned."""
+        """Audio segments of a query, matched in windows of ``audio_match.window_s`` of query
+        time (overlapping by ``max_gap_s``) so that the work and memory of a long upload grow
+        with its length, not with its length times its references'. Segments of one copy in
+        consecutive windows are joined; every window is one more look at the catalog, so each
+        segment's expected chance matches are multiplied by the number of windows."""
         landmarks = fp.audio
+        fps = self.catalog.audio_params.frames_per_second
+        query_frame = landmarks.frames / landmarks.speeds[landmarks.speed_index]
+        window = self.audio_match.window_s * fps
+        span = float(query_frame.max() - query_frame.min()) if len(landmarks) else 0.0
+        if span <= 1.5 * window:
+            return self._audio_window(landmarks)
+        overlap = self.audio_match.max_gap_s * fps
+        starts = np.arange(float(query_frame.min()), float(query_frame.max()), window)
+        segments: list[Segment] = []
+        for start in starts:
+            picked = np.flatnonzero((query_frame >= start - overlap)
+                                    & (query_frame < start + window))
+            if picked.size:
+                segments.extend(self._audio_window(_subset(landmarks, picked)))
+        return join_windows(segments, match=self.audio_match, windows=starts.size)
+
+    def _audio_window(self, landmarks: Landmarks) -> list[Segment]:
+        """Bounded audio matching of one window: each distinct key is looked up once (across
+        warps) and returns at most the stop-key cap of postings; references are shortlisted by
+        raw votes (distinct query keys with any hit), and only the shortlist's hits are aligned."""
         unique_keys, inverse = np.unique(landmarks.hashes, return_inverse=True)
         key_index, ordinals, frames = self._postings.lookup(
             unique_keys, max_postings=self._stop_key_postings)
@@ -223,6 +246,11 @@ class Matcher:
                                        query_vectors=fp.video.vectors,
                                        catalog_keyframes=len(index),
                                        reference_keyframes=self._reference_keyframes)
+
+
+def _subset(landmarks: Landmarks, picked: np.ndarray) -> Landmarks:
+    return Landmarks(landmarks.hashes[picked], landmarks.frames[picked],
+                     landmarks.speed_index[picked], landmarks.speeds, landmarks.pitches)
 
 
 def _excluded(seg: Segment, reference: Reference) -> bool:

@@ -51,6 +51,8 @@ class AudioMatchParams:
     shortlist: int = 48
     #: most bins examined per reference (several copies of one work in one upload each need one)
     bins_per_reference: int = 32
+    #: long queries are matched in windows of this much query time (s)
+    window_s: float = 60.0
 
     def stop_key_cap(self, total_postings: int) -> int:
         """Most postings a key may hold at this catalog size and still be looked up."""
@@ -234,6 +236,21 @@ def align_audio(
             taken |= ((ordinals == ordinal) & (hit_query_frame >= q_frames.min())
                       & (hit_query_frame <= q_frames.max()))
     return _merge_continuations(_suppress_overlaps(segments), max_gap_s=match.max_gap_s)
+
+
+def join_windows(segments: list[Segment], *, match: AudioMatchParams,
+                 windows: int) -> list[Segment]:
+    """Segments of consecutive query windows as one list: the overlap's duplicates dropped,
+    continuations joined, each one's chance multiplied by the ``windows`` looked at."""
+    extra = float(np.log10(max(windows, 1)))
+    for seg in segments:
+        log10_e = seg.evidence["log10_chance"] + extra
+        seg.evidence = {**seg.evidence, "log10_chance": round(log10_e, 2)}
+        seg.score = score_from_log10_expected(log10_e)
+    kept = [s for s in segments if s.score >= match.min_score]
+    # join first: a copy's pieces in two windows overlap by the windows' overlap, which the
+    # overlap suppression would otherwise take for two views of one stretch
+    return _suppress_overlaps(_merge_continuations(kept, max_gap_s=match.max_gap_s))
 
 
 def _split_by_gaps(idx: np.ndarray, query_frames: np.ndarray, max_gap_frames: float):

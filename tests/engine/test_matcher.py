@@ -179,6 +179,33 @@ def test_long_upload_reports_one_match_per_copied_excerpt(matcher, long_upload):
         assert match.speed == pytest.approx(speed, abs=0.03), found
 
 
+def test_a_copy_across_a_query_window_boundary_is_one_match(registered_catalog, songs, kit,
+                                                             tmp_path):
+    """A long upload is matched in windows of query time (bounded memory); a copy that spans a
+    window boundary comes back whole, as from a single pass over the query."""
+    import dataclasses
+
+    from engine.audio.align import AudioMatchParams
+
+    rate = kit.rate
+    upload = np.concatenate([noise(45.0, seed=3, rate=rate), kit.excerpt(songs["song-2"], 2, 38),
+                             noise(60.0, seed=4, rate=rate)])
+    fp = fingerprint_media(kit.write_clip(tmp_path / "long.flac", upload), query=True,
+                           video=False)
+    windowed = Matcher(Catalog(registered_catalog),
+                       audio_match=dataclasses.replace(AudioMatchParams(), window_s=30.0))
+    single = Matcher(Catalog(registered_catalog),
+                     audio_match=dataclasses.replace(AudioMatchParams(), window_s=1e6))
+    found = windowed.match(fp), single.match(fp)
+    (a,), (b,) = found  # one match each
+    for m in (a, b):
+        assert m.reference_id == "song-2"
+        assert m.query_start_s == pytest.approx(45.0, abs=1.0)
+        assert m.query_end_s == pytest.approx(81.0, abs=1.0)
+        assert m.reference_start_s == pytest.approx(2.0, abs=1.0)
+    assert a.score <= b.score  # more windows, more looks at the catalog: a little less sure
+
+
 # --- policies and deletions -----------------------------------------------------------------
 @pytest.fixture
 def one_song_catalog(catalog_dir, reference_fps) -> Path:
