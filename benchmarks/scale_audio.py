@@ -174,6 +174,30 @@ def add_one_hour(directory: Path, peaks: list[Peaks], params: AudioParams, seed:
     return elapsed
 
 
+def cached_query_set(cache: Path, corpus: dict, params: AudioParams, *, positives: int,
+                     negatives: int, seed: int) -> tuple[list, list]:
+    """:func:`query_set`, stored once in ``cache`` (fingerprint bytes and labels in one npz,
+    no pickle): the same seeds give the same queries, so reruns skip the fingerprinting."""
+    from benchmarks.audio_bench import _corpus_key
+
+    path = cache / (f"scale-queries-{params.tag()}-f{params.query_fanout}-{_corpus_key(corpus)}-"
+                    f"{seed}-{positives}-{negatives}.npz")
+    if path.exists():
+        with np.load(path) as data:
+            blob, bounds = data["blob"], data["bounds"]
+            labels = json.loads(data["labels"].tobytes().decode())
+        fps = [Fingerprint.from_bytes(blob[a:b].tobytes()) for a, b in zip(bounds[:-1], bounds[1:])]
+        return ([(r, c, fp) for (r, c), fp in zip(labels, fps[:len(labels)])],
+                fps[len(labels):])
+    pos, neg = query_set(corpus, params, positives=positives, negatives=negatives, seed=seed)
+    parts = [fp.to_bytes() for _, _, fp in pos] + [fp.to_bytes() for fp in neg]
+    bounds = np.cumsum([0] + [len(p) for p in parts])
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(path, blob=np.frombuffer(b"".join(parts), np.uint8), bounds=bounds,
+             labels=np.frombuffer(json.dumps([(r, c) for r, c, _ in pos]).encode(), np.uint8))
+    return pos, neg
+
+
 def query_set(corpus: dict, params: AudioParams, *, positives: int, negatives: int,
               seed: int, length_s: float = 5.0) -> tuple[list, list]:
     """([(reference id, condition, fingerprint)], [fingerprint]) of attacked 5 s excerpts of
@@ -275,7 +299,8 @@ def null_calibration(directory: Path, negatives: list) -> list[float]:
 
 def run_scale_series(hours: list[float], *, seed: int = 0, positives: int = 100,
                      negatives: int = 1000, null_queries: int = 0, out: Path | None = None,
-                     params: AudioParams | None = None) -> dict:
+                     params: AudioParams | None = None, match: AudioMatchParams | None = None,
+                     add_hour: bool = True) -> dict:
     """The scale benchmark: the real catalog alone, then with ``hours`` of decoys each."""
     from benchmarks.audio_bench import _corpus_key, build_catalog
     from benchmarks.corpus_audio import cache_dir, load_audio_corpus
@@ -291,8 +316,8 @@ def run_scale_series(hours: list[float], *, seed: int = 0, positives: int = 100,
         build = build_catalog(corpus, real, params)
         (real / "build.json").write_text(json.dumps(build))
     started = time.perf_counter()
-    pos, neg = query_set(corpus, params, positives=positives,
-                         negatives=max(negatives, null_queries), seed=seed)
+    pos, neg = cached_query_set(bench, corpus, params, positives=positives,
+                                negatives=max(negatives, null_queries), seed=seed)
     log.warning("scale: %d + %d query fingerprints in %.0f s", len(pos), len(neg),
                 time.perf_counter() - started)
     peaks = corpus_peaks(corpus, params, bench)
@@ -308,10 +333,10 @@ def run_scale_series(hours: list[float], *, seed: int = 0, positives: int = 100,
             else:
                 build = build_scale_catalog(real, directory, size, seed, peaks, params)
                 info_path.write_text(json.dumps(build))
-        row = measure(directory, pos, neg[:negatives])
+        row = measure(directory, pos, neg[:negatives], match)
         row.update(build_s=build.get("build_s"), synthetic_hours=build["synthetic_hours"],
                    format=params.tag())
-        if size:
+        if size and add_hour:
             row["add_one_hour_s"] = add_one_hour(directory, peaks, params, seed)
         if null_queries:
             nulls[f"{row['hours']:.0f}"] = null_calibration(directory, neg[:null_queries])
