@@ -175,13 +175,14 @@ def add_one_hour(directory: Path, peaks: list[Peaks], params: AudioParams, seed:
 
 
 def cached_query_set(cache: Path, corpus: dict, params: AudioParams, *, positives: int,
-                     negatives: int, seed: int) -> tuple[list, list]:
+                     negatives: int, seed: int, exclude: set[str] = frozenset()
+                     ) -> tuple[list, list]:
     """:func:`query_set`, stored once in ``cache`` (fingerprint bytes and labels in one npz,
     no pickle): the same seeds give the same queries, so reruns skip the fingerprinting."""
     from benchmarks.audio_bench import _corpus_key
 
     path = cache / (f"scale-queries-{params.tag()}-f{params.query_fanout}-{_corpus_key(corpus)}-"
-                    f"{seed}-{positives}-{negatives}.npz")
+                    f"{seed}-{positives}-{negatives}-x{len(exclude)}.npz")
     if path.exists():
         with np.load(path) as data:
             blob, bounds = data["blob"], data["bounds"]
@@ -189,7 +190,8 @@ def cached_query_set(cache: Path, corpus: dict, params: AudioParams, *, positive
         fps = [Fingerprint.from_bytes(blob[a:b].tobytes()) for a, b in zip(bounds[:-1], bounds[1:])]
         return ([(r, c, fp) for (r, c), fp in zip(labels, fps[:len(labels)])],
                 fps[len(labels):])
-    pos, neg = query_set(corpus, params, positives=positives, negatives=negatives, seed=seed)
+    pos, neg = query_set(corpus, params, positives=positives, negatives=negatives, seed=seed,
+                         exclude=exclude)
     parts = [fp.to_bytes() for _, _, fp in pos] + [fp.to_bytes() for fp in neg]
     bounds = np.cumsum([0] + [len(p) for p in parts])
     cache.mkdir(parents=True, exist_ok=True)
@@ -198,8 +200,30 @@ def cached_query_set(cache: Path, corpus: dict, params: AudioParams, *, positive
     return pos, neg
 
 
+def related_negatives(corpus: dict, catalog_dir: Path, params: AudioParams) -> dict[str, dict]:
+    """Negative tracks that share material with a registered reference (a quoted motif, a
+    reused loop): each whole track screened against the real catalog at the default
+    thresholds. They are music that *does* copy the catalog, so the null pool leaves them out
+    and the report names them, with the match that put them there."""
+    out = {}
+    with Catalog(catalog_dir) as catalog:
+        matcher = Matcher(catalog)
+        for entry in corpus["negatives"]:
+            fp = fingerprint_media(entry["path"], audio_params=params, query=True, video=False)
+            matches = matcher.match(fp)
+            if matches:
+                best = matches[0]
+                out[entry["id"]] = {
+                    "reference_id": best.reference_id,
+                    "seconds": round(best.query_end_s - best.query_start_s, 1),
+                    "aligned_hashes": best.evidence.get("aligned_hashes"),
+                    "log10_chance": best.evidence.get("log10_chance")}
+    return out
+
+
 def query_set(corpus: dict, params: AudioParams, *, positives: int, negatives: int,
-              seed: int, length_s: float = 5.0) -> tuple[list, list]:
+              seed: int, length_s: float = 5.0, exclude: set[str] = frozenset()
+              ) -> tuple[list, list]:
     """([(reference id, condition, fingerprint)], [fingerprint]) of attacked 5 s excerpts of
     registered references and of never-registered music."""
     rng = np.random.default_rng([seed, 11])
@@ -239,7 +263,7 @@ def query_set(corpus: dict, params: AudioParams, *, positives: int, negatives: i
         fp = fingerprint(attack(x, condition)) if x is not None else None
         if fp is not None:
             out_pos.append((ref["id"], condition, fp))
-    pool = corpus["negatives"]
+    pool = [n for n in corpus["negatives"] if n["id"] not in exclude]
     while len(out_neg) < negatives:
         x = excerpt(pool[int(rng.integers(len(pool)))], length_s)
         condition = QUERY_CONDITIONS[len(out_neg) % len(QUERY_CONDITIONS)]
@@ -316,8 +340,11 @@ def run_scale_series(hours: list[float], *, seed: int = 0, positives: int = 100,
         build = build_catalog(corpus, real, params)
         (real / "build.json").write_text(json.dumps(build))
     started = time.perf_counter()
+    related = related_negatives(corpus, real, params)
+    log.warning("scale: negatives sharing material with a reference, left out: %s", related)
     pos, neg = cached_query_set(bench, corpus, params, positives=positives,
-                                negatives=max(negatives, null_queries), seed=seed)
+                                negatives=max(negatives, null_queries), seed=seed,
+                                exclude=set(related))
     log.warning("scale: %d + %d query fingerprints in %.0f s", len(pos), len(neg),
                 time.perf_counter() - started)
     peaks = corpus_peaks(corpus, params, bench)
@@ -345,5 +372,6 @@ def run_scale_series(hours: list[float], *, seed: int = 0, positives: int = 100,
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             (out / "scale-results.json").write_text(json.dumps(
-                {"audio": results, "null_log10_chance": nulls}, indent=1))
-    return {"audio": results, "null_log10_chance": nulls}
+                {"audio": results, "null_log10_chance": nulls,
+                 "related_negatives": related}, indent=1))
+    return {"audio": results, "null_log10_chance": nulls, "related_negatives": related}

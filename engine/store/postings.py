@@ -21,6 +21,11 @@ Segment file format (version 2, little-endian)::
     (pad to 4)
     positions  u4[count]               starts[reference] + frame
 
+Keys are stored *mixed*: ``k' = (k * MIX) mod 2^key_bits``, a bijection (``MIX`` is odd), so
+that keys which differ only in their low fields (a popular peak pattern at every pitch cell
+and time span) spread over the directory instead of filling one bucket; a lookup mixes the
+query's keys the same way.
+
 A posting costs ``rem_bytes + 4`` bytes (5 at catalog scale, where ``dir_bits`` is 23-26) plus
 4 bytes per bucket: about 1.3 MB per hour of audio at the default density. Positions are 32
 bits, so one segment holds at most 2^32 frames (19,000 hours at 62.5 frames/s); the merge
@@ -46,6 +51,24 @@ _HEADER = 48
 MAX_SEGMENT_FRAMES = (1 << 32) - 1
 #: buckets holding more postings than this are skipped unread (pathological keys)
 BUCKET_SCAN_LIMIT = 1 << 16
+#: odd multiplier of the key mixing (Knuth's multiplicative hash constant)
+MIX = 0x9E3779B1
+
+
+def mix_keys(keys: np.ndarray, key_bits: int) -> np.ndarray:
+    """``(keys * MIX) mod 2^key_bits``: the stored order of keys (a bijection on the key space).
+
+    keys : ndarray [shape=(n,)], uint32 < 2^key_bits. Returns uint32[n].
+    """
+    mask = np.uint64((1 << key_bits) - 1)
+    return ((np.asarray(keys, np.uint64) * np.uint64(MIX)) & mask).astype(np.uint32)
+
+
+def unmix_keys(mixed: np.ndarray, key_bits: int) -> np.ndarray:
+    """The inverse of :func:`mix_keys`."""
+    inverse = np.uint64(pow(MIX, -1, 1 << key_bits))
+    mask = np.uint64((1 << key_bits) - 1)
+    return ((np.asarray(mixed, np.uint64) * inverse) & mask).astype(np.uint32)
 
 
 class PostingsIndex(Protocol):
@@ -96,6 +119,9 @@ def write_segment(path: Path, keys: np.ndarray, ordinals: np.ndarray, frames: np
     keys : ndarray [shape=(n,)], uint32 < 2^key_bits; ordinals : uint32[n]; frames : int[n] >= 0.
     """
     keys = np.asarray(keys, np.uint32)
+    if keys.size and int(keys.max()) >= 1 << key_bits:
+        raise ValueError(f"{path}: keys wider than {key_bits} bits")
+    keys = mix_keys(keys, key_bits)
     frames = np.maximum(np.asarray(frames, np.int64), 0)
     ordinals = np.asarray(ordinals, np.uint32)
     refs, starts = _timeline(ordinals, frames)
@@ -133,7 +159,7 @@ class _SegmentWriter:
         return self
 
     def append(self, keys: np.ndarray, positions: np.ndarray) -> None:
-        """Add postings whose keys are sorted and not below any key appended before."""
+        """Add postings whose (mixed) keys are sorted and not below any key appended before."""
         if keys.size == 0:
             return
         if int(keys[0]) < self.last_key or int(keys.max()) >= 1 << self.key_bits:
@@ -225,11 +251,12 @@ class Segment:
         """(key_index int64[k], posting int64[k]) of every posting whose key is in ``keys``;
         buckets holding more than ``scan_limit`` postings are skipped unread."""
         # a key wider than the segment's (a malformed query) has no bucket and no postings
-        bucket = np.minimum((keys >> np.uint32(self.rem_bits)).astype(np.int64),
-                            self.directory.size - 2)
+        wide = keys >= (1 << self.key_bits)
+        keys = mix_keys(np.where(wide, 0, keys), self.key_bits)
+        bucket = (keys >> np.uint32(self.rem_bits)).astype(np.int64)
         lo = self.directory[bucket].astype(np.int64)
         lengths = self.directory[bucket + 1].astype(np.int64) - lo
-        lengths[(lengths > scan_limit) | (keys >= (1 << self.key_bits))] = 0
+        lengths[(lengths > scan_limit) | wide] = 0
         posting = expand_ranges(lo, lengths)
         key_index = np.repeat(np.arange(keys.size, dtype=np.int64), lengths)
         wanted = (keys & np.uint32((1 << self.rem_bits) - 1))[key_index]
@@ -243,7 +270,8 @@ class Segment:
         return self.ordinals[local], (position - self.starts[local]).astype(np.uint32)
 
     def keys_in(self, first_bucket: int, stop_bucket: int) -> tuple[np.ndarray, np.ndarray]:
-        """(keys uint32, postings int64) of buckets [first_bucket, stop_bucket), in key order."""
+        """(mixed keys uint32, postings int64) of buckets [first_bucket, stop_bucket), in stored
+        order (:func:`unmix_keys` gives the keys)."""
         lo, hi = int(self.directory[first_bucket]), int(self.directory[stop_bucket])
         counts = np.diff(self.directory[first_bucket: stop_bucket + 1].astype(np.int64))
         high = np.repeat(np.arange(first_bucket, stop_bucket, dtype=np.uint32), counts)
@@ -301,7 +329,7 @@ class SegmentPostings:
         for segment in self.segments:
             k, posting = segment.keys_in(0, 1 << segment.dir_bits)
             o, f = segment.resolve(posting)
-            keys.append(k)
+            keys.append(unmix_keys(k, segment.key_bits))
             ordinals.append(o)
             frames.append(f)
         return np.concatenate(keys), np.concatenate(ordinals), np.concatenate(frames)

@@ -22,6 +22,8 @@ from engine.store.postings import (
     Segment,
     SegmentPostings,
     merge_segments,
+    mix_keys,
+    unmix_keys,
     write_segment,
 )
 from engine.vectors import (
@@ -116,10 +118,19 @@ def test_segment_file_round_trip_is_sorted_and_compact(tmp_path):
     assert segment.dir_bits == n.bit_length() - 2  # 2-4 postings a bucket
     assert size < n * 8  # 2-byte remainders + 4-byte positions + 1-2 bytes of directory
     stored_keys, posting = segment.keys_in(0, 1 << segment.dir_bits)
-    assert np.all(np.diff(stored_keys.astype(np.int64)) >= 0)
+    assert np.all(np.diff(stored_keys.astype(np.int64)) >= 0)  # sorted in mixed order
     o, f = segment.resolve(posting)
-    assert sorted(zip(stored_keys.tolist(), o.tolist(), f.tolist())) == sorted(
+    assert sorted(zip(unmix_keys(stored_keys, KEY_BITS).tolist(), o.tolist(), f.tolist())) == sorted(
         zip(keys.tolist(), ordinals.tolist(), frames.tolist()))
+
+
+def test_mixing_is_a_bijection_that_spreads_neighbouring_keys():
+    keys = np.arange(1 << 12, dtype=np.uint32) + np.uint32(123 << 12)  # one invariant pattern,
+    mixed = mix_keys(keys, KEY_BITS)  # every low-field value
+    assert np.array_equal(unmix_keys(mixed, KEY_BITS), keys)
+    assert np.unique(mixed).size == keys.size and int(mixed.max()) < 1 << KEY_BITS
+    # stored under the top 20 bits, the 4,096 neighbours fall into nearly as many buckets
+    assert np.unique(mixed >> np.uint32(KEY_BITS - 20)).size > 3900
 
 
 def test_stop_keys_are_capped_across_segments(tmp_path):
