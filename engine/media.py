@@ -178,9 +178,11 @@ def decode_container_audio(
 ) -> Iterator[np.ndarray]:
     """:func:`decode_audio` on a container already open (``name`` is used in messages).
 
-    Only the audio stream's packets are demuxed and decoded. The resampler (FFmpeg's
-    ``aformat``/``aresample`` filter graph) emits whole chunks itself, so the only Python work
-    per decoded frame is handing it over: no per-frame arrays, no concatenation.
+    Only the audio stream's packets are demuxed and decoded. Decoded frames queue in an
+    :class:`av.AudioFifo` (a copy in C) and go to the resampler (FFmpeg's ``aformat`` /
+    ``aresample`` filter graph) about ``chunk_s`` at a time, which emits whole chunks itself:
+    no per-frame filter-graph round trip, array or concatenation. The samples are those of
+    resampling frame by frame (the resampler streams), bit for bit.
     """
     from engine.errors import LimitExceeded
 
@@ -189,17 +191,28 @@ def decode_container_audio(
     max_samples = None if max_duration_s is None else int(max_duration_s * sample_rate)
     resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate,
                                   frame_size=chunk_len)
+    fifo = av.AudioFifo()
+    batch = 0  # source samples per resampler call, from the first frame's rate
     total = 0
     try:
         for frame in _decoded(container, stream, name):
-            for out in resampler.resample(frame):
+            # The FIFO checks timestamps for gaps; the resampler does not use them.
+            frame.pts = None
+            fifo.write(frame)
+            if not batch:
+                batch = max(1, int(chunk_s * frame.sample_rate))
+            if fifo.samples < batch:
+                continue
+            for out in resampler.resample(fifo.read()):
                 yield out.to_ndarray().reshape(-1)
                 total += out.samples
                 if max_samples is not None and total > max_samples:
                     raise LimitExceeded(
                         f"{name}: audio is longer than the limit of {max_duration_s:g} s"
                     )
-        tail = [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
+        rest = fifo.read() if fifo.samples else None
+        tail = [] if rest is None else resampler.resample(rest)
+        tail = [out.to_ndarray().reshape(-1) for out in [*tail, *resampler.resample(None)]]
     except _DECODE_ERRORS as exc:
         raise MediaError(f"{name}: audio breaks while decoding ({_reason(exc)})") from exc
     for block in tail:
