@@ -105,33 +105,79 @@ def _hann(n_fft: int) -> np.ndarray:
     return window
 
 
-def _max_filter(spec: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Maximum over a centred ``size`` (rows, columns) window, truncated at the edges.
+def _local_maxima(
+    spec: np.ndarray, *, rows: tuple[int, int], cols: tuple[int, int], size: tuple[int, int],
+    floor_db: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cells of ``spec[rows[0]:rows[1], cols[0]:cols[1]]`` that are the maximum of their window.
 
-    spec : ndarray [shape=(n, m)], float32
-    Returns ndarray [shape=(n, m)], float32; equal to ``ndimage.maximum_filter(spec, size,
-    mode="nearest")`` for odd sizes (a repeated edge value never changes a maximum).
-    Separable, each axis by doubling: a window of ``2w`` is the maximum of two of ``w``, so a
-    size-``k`` pass costs about ``log2(k) + 1`` elementwise maxima whatever ``k``.
+    spec : ndarray [shape=(n, m)], float32, dB
+    size : (rows, columns) of the window, centred as ``scipy.ndimage.maximum_filter`` centres it
+        and truncated at the edges of ``spec`` (its ``mode="nearest"``: a repeated edge value
+        never changes a maximum).
+    Returns (row, col) : ndarray [shape=(p,)], int64 each, indices into ``spec`` in row-major
+        order, of the cells equal to their window's maximum and louder than ``floor_db``.
+    Only the window's reach around the asked region is read; -inf stands in for cells past the
+    edges of ``spec``. Rows go in slabs of ``_SLAB_ROWS`` so the temporaries stay in cache.
     """
-    out = spec
+    found = [
+        _local_maxima_slab(spec, rows=(r, min(rows[1], r + _SLAB_ROWS)), cols=cols, size=size,
+                           floor_db=floor_db)
+        for r in range(rows[0], rows[1], _SLAB_ROWS)
+    ]
+    if not found:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
+
+
+#: rows of a slab in :func:`_local_maxima` (512 x 470 float32: under 1 MiB a temporary)
+_SLAB_ROWS = 512
+
+
+def _local_maxima_slab(
+    spec: np.ndarray, *, rows: tuple[int, int], cols: tuple[int, int], size: tuple[int, int],
+    floor_db: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    (r_lo, r_hi), (c_lo, c_hi) = rows, cols
+    before = (size[0] // 2, size[1] // 2)
+    after = (size[0] - 1 - before[0], size[1] - 1 - before[1])
+    lo = (r_lo - before[0], c_lo - before[1])
+    hi = (r_hi + after[0], c_hi + after[1])
+    context = spec[max(0, lo[0]) : min(spec.shape[0], hi[0]), max(0, lo[1]) : min(spec.shape[1], hi[1])]
+    pad = ((max(0, -lo[0]), max(0, hi[0] - spec.shape[0])),
+           (max(0, -lo[1]), max(0, hi[1] - spec.shape[1])))
+    if any(p for pair in pad for p in pair):
+        context = np.pad(context, pad, constant_values=-np.inf)
+    window_max = _window_max(context, size)
+    inner = context[before[0] : before[0] + (r_hi - r_lo), before[1] : before[1] + (c_hi - c_lo)]
+    is_peak = np.equal(inner, window_max)
+    is_peak &= inner > floor_db
+    row, col = np.divmod(np.flatnonzero(is_peak), c_hi - c_lo)
+    return row + r_lo, col + c_lo
+
+
+def _window_max(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Maximum over every whole ``size`` window: ``out[i, j] = x[i:i + size[0], j:j + size[1]].max()``.
+
+    x : ndarray [shape=(n, m)], float32
+    Returns ndarray [shape=(n - size[0] + 1, m - size[1] + 1)], float32.
+    Separable, each axis by doubling (a window of ``2w`` is the maximum of two of ``w``), so an
+    axis costs about ``log2(size) + 1`` elementwise maxima whatever the size.
+    """
+    out = x
     for axis, k in enumerate(size):
-        out = _max_filter1d(out, k, axis)
+        out = np.moveaxis(out, axis, 0)
+        n = out.shape[0] - k + 1
+        spare = [np.empty_like(out), np.empty_like(out)]  # ping-pong: no allocation per step
+        width = 1  # out[i] = max of the input over [i, i + width)
+        while 2 * width <= k:
+            out = np.maximum(out[:-width], out[width:], out=spare[0][: out.shape[0] - width])
+            spare.reverse()
+            width *= 2
+        if width < k:
+            out = np.maximum(out[:n], out[k - width : k - width + n], out=spare[0][:n])
+        out = np.moveaxis(out[:n], 0, axis)
     return out
-
-
-def _max_filter1d(x: np.ndarray, size: int, axis: int) -> np.ndarray:
-    x = np.moveaxis(x, axis, 0)
-    n, half = x.shape[0], size // 2
-    padded = np.full((n + size - 1,) + x.shape[1:], -np.inf, x.dtype)
-    padded[half : half + n] = x
-    cur, width = padded, 1  # cur[i] = max(padded[i : i + width])
-    while 2 * width <= size:
-        cur = np.maximum(cur[:-width], cur[width:])
-        width *= 2
-    if width < size:
-        cur = np.maximum(cur[:n], cur[size - width : size - width + n])
-    return np.moveaxis(cur[:n], 0, axis)
 
 
 def _local_mean_at(spec: np.ndarray, rows: np.ndarray, cols: np.ndarray,
@@ -139,17 +185,27 @@ def _local_mean_at(spec: np.ndarray, rows: np.ndarray, cols: np.ndarray,
     """Mean of ``spec`` over a centred ``size`` window at (rows, cols), edges repeated.
 
     spec : ndarray [shape=(n, m)], float32, dB
-    rows, cols : ndarray [shape=(p,)], int, the points
+    rows, cols : ndarray [shape=(p,)], int, the points, ``rows`` ascending
     Returns ndarray [shape=(p,)], float64; ``ndimage.uniform_filter(spec, size,
-    mode="nearest")`` at the points, up to rounding. The column pass runs over the whole
-    array (contiguous, cheap); the row pass only at the points, so no running sum crosses
-    the array and a point's value does not depend on where a block starts.
+    mode="nearest")`` at the points, up to rounding. The column pass runs over whole rows
+    (contiguous, cheap), in slabs of ``_SLAB_ROWS`` rows; the row pass only at the points, so
+    no running sum crosses the array and a point's value does not depend on where a block
+    starts.
     """
-    along_cols = ndimage.uniform_filter1d(spec, size[1], axis=1, mode="nearest",
-                                          output=np.float64)
     half = size[0] // 2
-    window = np.clip(rows[:, None] + np.arange(-half, size[0] - half), 0, spec.shape[0] - 1)
-    return along_cols[window, cols[:, None]].sum(axis=1) / size[0]
+    offsets = np.arange(-half, size[0] - half)
+    means = np.empty(rows.size, np.float64)
+    bounds = np.searchsorted(rows, np.arange(0, spec.shape[0] + _SLAB_ROWS, _SLAB_ROWS))
+    for slab, (i, j) in enumerate(zip(bounds[:-1], bounds[1:])):
+        if i == j:
+            continue
+        lo = max(0, slab * _SLAB_ROWS - half)
+        hi = min(spec.shape[0], (slab + 1) * _SLAB_ROWS + size[0] - half)
+        along_cols = ndimage.uniform_filter1d(spec[lo:hi], size[1], axis=1, mode="nearest",
+                                              output=np.float64)
+        window = np.clip(rows[i:j, None] + offsets, 0, spec.shape[0] - 1) - lo
+        means[i:j] = np.take(along_cols, window * spec.shape[1] + cols[i:j, None]).sum(axis=1)
+    return means / size[0]
 
 
 def spectral_peaks(
@@ -173,18 +229,9 @@ def spectral_peaks(
     hi = min(n_bins - 2, int(np.ceil(params.fmax_hz / bin_hz)))
     if hi < lo:
         return _no_peaks()
-    # Local maxima only where peaks are kept: rows [start, stop), bins [lo, hi], with the
-    # neighbourhood's reach of context around them (the array's own edges truncate it).
-    reach_rows, reach_cols = params.neighbourhood[0] // 2, params.neighbourhood[1] // 2
-    r0, r1 = max(0, start - reach_rows), min(n_frames, stop + reach_rows)
-    c0, c1 = max(0, lo - reach_cols), min(n_bins, hi + 1 + reach_cols)
-    context = spec[r0:r1, c0:c1]
-    local_max = _max_filter(context, params.neighbourhood)
-    inner = (slice(start - r0, stop - r0), slice(lo - c0, hi + 1 - c0))
-    is_peak = (context[inner] == local_max[inner]) & (context[inner] > params.floor_db)
-    rows, cols = np.nonzero(is_peak)
-    rows += start
-    cols += lo
+    # Local maxima only where peaks are kept: rows [start, stop), bins [lo, hi].
+    rows, cols = _local_maxima(spec, rows=(start, stop), cols=(lo, hi + 1),
+                               size=params.neighbourhood, floor_db=params.floor_db)
     local_mean = _local_mean_at(spec, rows, cols, (params.neighbourhood[0] * 3, 63))
     prominence = (spec[rows, cols] - local_mean).astype(np.float32)
     # Parabolic interpolation of the peak's frequency on the dB spectrum: sub-bin precision
