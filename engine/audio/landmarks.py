@@ -269,7 +269,8 @@ def stream_peaks(
 ) -> tuple[Peaks, int]:
     """Peaks of a stream of sample chunks, computed in blocks of ``block_frames`` frames.
 
-    chunks : iterable of ndarray [shape=(n,)], float32 at ``params.sample_rate``
+    chunks : iterable of ndarray [shape=(n,)], float32 at ``params.sample_rate``; a chunk is
+        read when its block is due, so a producer must not reuse a chunk's memory.
     Returns (peaks, n_samples). Memory holds one block (~65 s at the defaults) plus halos; the
     result equals :func:`spectral_peaks` over the whole signal except that per-second thinning
     and the local mean see block edges exactly as the whole-signal version (halos cover them).
@@ -281,12 +282,19 @@ def stream_peaks(
     block_frames = max(fps_block, block_frames // fps_block * fps_block)
     buffer = np.zeros(0, np.float32)
     buffer_start = 0  # absolute sample index of buffer[0]
+    # Chunks not yet joined to the buffer: joined once a block is due, not once per chunk.
+    pending: list[np.ndarray] = []
     next_frame = 0  # first frame not yet emitted
     n_samples = 0
     pieces: list[Peaks] = []
 
     def process(final: bool) -> None:
         nonlocal buffer, buffer_start, next_frame
+        if not final and (n_samples - n_fft) // hop + 1 < next_frame + block_frames + halo:
+            return
+        if pending:
+            buffer = np.concatenate([buffer, *pending])
+            pending.clear()
         while True:
             total_frames = (buffer_start + buffer.size - n_fft) // hop + 1
             if not final and total_frames < next_frame + block_frames + halo:
@@ -314,7 +322,7 @@ def stream_peaks(
     for chunk in chunks:
         chunk = np.asarray(chunk, np.float32).reshape(-1)
         n_samples += chunk.size
-        buffer = np.concatenate([buffer, chunk])
+        pending.append(chunk)
         process(final=False)
     process(final=True)
     if not pieces:
