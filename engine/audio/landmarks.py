@@ -84,13 +84,14 @@ def stft_db(samples: np.ndarray, *, n_fft: int, hop_length: int) -> np.ndarray:
     # Slabs of frames keep the windowed copy and its spectrum in cache; scipy's float32 rfft
     # is single precision throughout (numpy's is about 3x slower on these shapes).
     for lo in range(0, frames.shape[0], _STFT_SLAB):
-        hi = min(lo + _STFT_SLAB, frames.shape[0])
-        spectrum = sp_fft.rfft(frames[lo:hi] * window, axis=1, workers=1, overwrite_x=True)
-        np.abs(spectrum, out=spec[lo:hi])
-    spec *= scale
-    np.maximum(spec, np.float32(1e-7), out=spec)
-    np.log10(spec, out=spec)
-    spec *= np.float32(20.0)
+        slab = spec[lo : lo + _STFT_SLAB]
+        spectrum = sp_fft.rfft(frames[lo : lo + _STFT_SLAB] * window, axis=1, workers=1,
+                               overwrite_x=True)
+        np.abs(spectrum, out=slab)
+        slab *= scale
+        np.maximum(slab, np.float32(1e-7), out=slab)
+        np.log10(slab, out=slab)
+        slab *= np.float32(20.0)
     return spec
 
 
@@ -265,13 +266,13 @@ def _strongest_per_block(frames: np.ndarray, prominence: np.ndarray, params: Aud
 
 
 def stream_peaks(
-    chunks: Iterable[np.ndarray], *, params: AudioParams, block_frames: int = 4096
+    chunks: Iterable[np.ndarray], *, params: AudioParams, block_frames: int = 2048
 ) -> tuple[Peaks, int]:
     """Peaks of a stream of sample chunks, computed in blocks of ``block_frames`` frames.
 
     chunks : iterable of ndarray [shape=(n,)], float32 at ``params.sample_rate``; a chunk is
         read when its block is due, so a producer must not reuse a chunk's memory.
-    Returns (peaks, n_samples). Memory holds one block (~65 s at the defaults) plus halos; the
+    Returns (peaks, n_samples). Memory holds one block (~33 s at the defaults) plus halos; the
     result equals :func:`spectral_peaks` over the whole signal except that per-second thinning
     and the local mean see block edges exactly as the whole-signal version (halos cover them).
     """
