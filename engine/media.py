@@ -178,7 +178,8 @@ def decode_container_audio(
 ) -> Iterator[np.ndarray]:
     """:func:`decode_audio` on a container already open (``name`` is used in messages).
 
-    Only the audio stream's packets are demuxed and decoded. Decoded frames queue in an
+    Only the audio stream's packets are demuxed and decoded: the container's other streams are
+    set to be discarded by the demuxer (so read nothing else from it). Decoded frames queue in an
     :class:`av.AudioFifo` (a copy in C) and go to the resampler (FFmpeg's ``aformat`` /
     ``aresample`` filter graph) about ``chunk_s`` at a time, which emits whole chunks itself:
     no per-frame filter-graph round trip, array or concatenation. The samples are those of
@@ -187,6 +188,10 @@ def decode_container_audio(
     from engine.errors import LimitExceeded
 
     stream = _audio_stream(container, name)
+    # The demuxer skips the other streams' packets (a film's video) instead of reading them.
+    for other in container.streams:
+        if other.index != stream.index:
+            other.discard = av.stream.Discard.all
     chunk_len = max(1, int(chunk_s * sample_rate))
     max_samples = None if max_duration_s is None else int(max_duration_s * sample_rate)
     resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate,
