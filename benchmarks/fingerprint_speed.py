@@ -29,8 +29,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import av
+
 from engine.fingerprint import fingerprint_media
-from engine.media import probe
 
 
 def _cpu_seconds(path: Path, repeats: int) -> tuple[float, float]:
@@ -43,6 +44,14 @@ def _cpu_seconds(path: Path, repeats: int) -> tuple[float, float]:
         times.append(time.process_time() - start)
         duration = fp.duration_s
     return statistics.median(times), duration
+
+
+def _codec(path: Path) -> str:
+    """The first audio stream's codec as FFmpeg names the format ("mp3", not "mp3float")."""
+    with av.open(str(path)) as container:
+        if not container.streams.audio or container.streams.audio[0].codec_context is None:
+            return "?"
+        return container.streams.audio[0].codec_context.codec.canonical_name
 
 
 def _group(rows: Sequence[dict]) -> dict:
@@ -60,7 +69,7 @@ def run_fingerprint_speed(files: Sequence[str | Path], *, repeats: int = 3) -> d
     fingerprint_media(paths[0], video=False)  # warm-up: imports, codec tables, FFT plans
     rows = []
     for path in paths:
-        codec = probe(path).audio_codec or "?"
+        codec = _codec(path)
         cpu_s, media_s = _cpu_seconds(path, repeats)
         rows.append({"path": str(path), "codec": codec, "media_s": round(media_s, 3),
                      "cpu_s": round(cpu_s, 4),
