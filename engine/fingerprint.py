@@ -136,28 +136,30 @@ def fingerprint_media(
 
     params = audio_params or AudioParams()
     name = source_name(source)
+    # One open for the probe and the audio (decoded from this container); the video track is
+    # decoded by engine.video from its own open.
     with open_container(source) as container:
         has_audio = bool(container.streams.audio)
         has_video = media._first_real_video(container) is not None
-    video_print = None
-    if video and has_video:
-        from engine import video as video_mod
+        video_print = None
+        if video and has_video:
+            from engine import video as video_mod
 
-        video_print = video_mod.fingerprint_video(source, max_duration_s=max_duration_s)
-    landmarks = None
-    duration = 0.0
-    if has_audio:
-        warps = params.query_warps if query else ((1.0, 1.0),)
-        try:
-            landmarks, duration = audio_landmarks(
-                media.decode_audio(source, sample_rate=params.sample_rate,
-                                   max_duration_s=max_duration_s),
-                params=params, warps=warps,
-            )
-        except EmptyMediaError:
-            if video_print is None:
-                raise
-            landmarks = None
+            video_print = video_mod.fingerprint_video(source, max_duration_s=max_duration_s)
+        landmarks = None
+        duration = 0.0
+        if has_audio:
+            warps = params.query_warps if query else ((1.0, 1.0),)
+            try:
+                landmarks, duration = audio_landmarks(
+                    media.decode_container_audio(container, name, sample_rate=params.sample_rate,
+                                                 max_duration_s=max_duration_s),
+                    params=params, warps=warps,
+                )
+            except EmptyMediaError:
+                if video_print is None:
+                    raise
+                landmarks = None
     if not has_audio and video_print is None:
         what = "no audio track" if not has_video else "no audio track and no usable video"
         raise MediaError(f"{name}: {what}: nothing to fingerprint")

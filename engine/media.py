@@ -161,53 +161,90 @@ def decode_audio(
 
     Yields
     ------
-    chunk : ndarray [shape=(n,)], float32, full scale ±1, about ``chunk_s`` seconds each.
+    chunk : ndarray [shape=(n,)], float32, full scale ±1, ``round(chunk_s * sample_rate)``
+        samples each but the last.
 
     Raises :class:`MediaError` when the source cannot be opened, has no audio track or breaks
     while decoding (the message names the source and the reason), and
     :class:`engine.errors.LimitExceeded` past ``max_duration_s``.
     """
+    name = source_name(source)
+    with open_container(source) as container:
+        yield from decode_container_audio(
+            container, name, sample_rate=sample_rate, chunk_s=chunk_s,
+            max_duration_s=max_duration_s,
+        )
+
+
+def decode_container_audio(
+    container: av.container.InputContainer,
+    name: str,
+    *,
+    sample_rate: int,
+    chunk_s: float = 10.0,
+    max_duration_s: float | None = None,
+) -> Iterator[np.ndarray]:
+    """:func:`decode_audio` on a container already open (``name`` is used in messages).
+
+    Only the audio stream's packets are demuxed and decoded: the container's other streams are
+    set to be discarded by the demuxer (so read nothing else from it). Decoded frames queue in an
+    :class:`av.AudioFifo` (a copy in C) and go to the resampler (FFmpeg's ``aformat`` /
+    ``aresample`` filter graph) about ``chunk_s`` at a time, which emits whole chunks itself:
+    no per-frame filter-graph round trip, array or concatenation. The samples are those of
+    resampling frame by frame (the resampler streams), bit for bit.
+    """
     from engine.errors import LimitExceeded
 
-    name = source_name(source)
+    stream = _audio_stream(container, name)
+    # The demuxer skips the other streams' packets (a film's video) instead of reading them.
+    for other in container.streams:
+        if other.index != stream.index:
+            other.discard = av.stream.Discard.all
     chunk_len = max(1, int(chunk_s * sample_rate))
     max_samples = None if max_duration_s is None else int(max_duration_s * sample_rate)
-    with open_container(source) as container:
-        if not container.streams.audio:
-            raise MediaError(f"{name}: has no audio track")
-        stream = container.streams.audio[0]
-        if _codec_name(stream) is None:
-            raise MediaError(f"{name}: its audio codec is not supported (FFmpeg has no decoder)")
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-        pending: list[np.ndarray] = []
-        pending_len = 0
-        total = 0
-        try:
-            for frame in _decoded(container, stream, name):
-                for out in resampler.resample(frame):
-                    pending.append(out.to_ndarray().reshape(-1))
-                    pending_len += pending[-1].size
-                while pending_len >= chunk_len:
-                    block = np.concatenate(pending)
-                    yield block[:chunk_len]
-                    total += chunk_len
-                    pending, pending_len = [block[chunk_len:]], block.size - chunk_len
-                    if max_samples is not None and total > max_samples:
-                        raise LimitExceeded(
-                            f"{name}: audio is longer than the limit of {max_duration_s:g} s"
-                        )
-            for out in resampler.resample(None):
-                pending.append(out.to_ndarray().reshape(-1))
-        except _DECODE_ERRORS as exc:
-            raise MediaError(f"{name}: audio breaks while decoding ({_reason(exc)})") from exc
-        if pending:
-            tail = np.concatenate(pending)
-            if tail.size:
-                yield tail
-                total += tail.size
-        if total == 0:
-            raise EmptyMediaError(f"{name}: audio track decodes to no samples")
-        _warn_if_short(stream, total / sample_rate, name)
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate,
+                                  frame_size=chunk_len)
+    fifo = av.AudioFifo()
+    batch = 0  # source samples per resampler call, from the first frame's rate
+    total = 0
+    try:
+        for frame in _decoded(container, stream, name):
+            # The FIFO checks timestamps for gaps; the resampler does not use them.
+            frame.pts = None
+            fifo.write(frame)
+            if not batch:
+                batch = max(1, int(chunk_s * frame.sample_rate))
+            if fifo.samples < batch:
+                continue
+            for out in resampler.resample(fifo.read()):
+                yield out.to_ndarray().reshape(-1)
+                total += out.samples
+                if max_samples is not None and total > max_samples:
+                    raise LimitExceeded(
+                        f"{name}: audio is longer than the limit of {max_duration_s:g} s"
+                    )
+        rest = fifo.read() if fifo.samples else None
+        tail = [] if rest is None else resampler.resample(rest)
+        tail = [out.to_ndarray().reshape(-1) for out in [*tail, *resampler.resample(None)]]
+    except _DECODE_ERRORS as exc:
+        raise MediaError(f"{name}: audio breaks while decoding ({_reason(exc)})") from exc
+    for block in tail:
+        if block.size:
+            yield block
+            total += block.size
+    if total == 0:
+        raise EmptyMediaError(f"{name}: audio track decodes to no samples")
+    _warn_if_short(stream, total / sample_rate, name)
+
+
+def _audio_stream(container: av.container.InputContainer, name: str):
+    """The first audio stream, checked to have a decoder."""
+    if not container.streams.audio:
+        raise MediaError(f"{name}: has no audio track")
+    stream = container.streams.audio[0]
+    if _codec_name(stream) is None:
+        raise MediaError(f"{name}: its audio codec is not supported (FFmpeg has no decoder)")
+    return stream
 
 
 def _warn_if_short(stream, decoded_s: float, name: str) -> None:

@@ -8,7 +8,7 @@
   bounded memory, partition by partition of the key space.
 - :class:`BruteForcePostings`: a dict of lists, obviously correct, for differential tests.
 
-Segment file format (version 2, little-endian)::
+Segment file format (version 3, little-endian; version 2 stored keys unmixed)::
 
     magic      b"NANHUPST"                                         8 bytes
     header     version u4, key_bits u4, dir_bits u4, rem_bytes u4,
@@ -46,7 +46,7 @@ import numpy as np
 from engine.errors import CatalogCorrupt, LimitExceeded
 
 MAGIC = b"NANHUPST"
-SEGMENT_VERSION = 2
+SEGMENT_VERSION = 3
 _HEADER = 48
 MAX_SEGMENT_FRAMES = (1 << 32) - 1
 #: buckets holding more postings than this are skipped unread (pathological keys)

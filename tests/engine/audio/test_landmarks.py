@@ -113,8 +113,12 @@ def test_query_fingerprints_hash_at_every_candidate_warp(song_files):
     reference = fingerprint_media(song_files["song-1"], video=False)
     assert reference.audio.speeds.tolist() == reference.audio.pitches.tolist() == [1.0]
     one = int(np.flatnonzero((warps == 1.0).all(axis=1))[0])
-    np.testing.assert_array_equal(fp.audio.hashes[fp.audio.speed_index == one],
-                                  reference.audio.hashes)
+    at_one = fp.audio.speed_index == one
+    # the query's wider fanout (6 targets an anchor, the reference's 4) holds every reference
+    # key at the identity warp, at the same frames, and more
+    query_pairs = set(zip(fp.audio.hashes[at_one].tolist(), fp.audio.frames[at_one].tolist()))
+    reference_pairs = set(zip(reference.audio.hashes.tolist(), reference.audio.frames.tolist()))
+    assert reference_pairs <= query_pairs and len(query_pairs) > 2 * len(reference_pairs)
 
 
 def test_fingerprint_round_trips_through_bytes(reference_fps):
