@@ -158,20 +158,27 @@ class Matcher:
         segment's expected chance matches are multiplied by the number of windows."""
         landmarks = fp.audio
         fps = self.catalog.audio_params.frames_per_second
-        query_frame = landmarks.frames / landmarks.speeds[landmarks.speed_index]
+        query_frame = (landmarks.frames / landmarks.speeds[landmarks.speed_index]).astype(
+            np.float32)
         window = self.audio_match.window_s * fps
-        span = float(query_frame.max() - query_frame.min()) if len(landmarks) else 0.0
+        first = float(query_frame.min()) if len(landmarks) else 0.0
+        span = float(query_frame.max()) - first if len(landmarks) else 0.0
         if span <= 1.5 * window:
             return self._audio_window(landmarks)
+        # Window w holds query frames [w * window - overlap, (w + 1) * window): a landmark is
+        # in the window of its frame and in that of its frame plus the overlap (int16 ids:
+        # two bytes a landmark, however long the upload).
         overlap = self.audio_match.max_gap_s * fps
-        starts = np.arange(float(query_frame.min()), float(query_frame.max()), window)
+        own = ((query_frame - first) // window).astype(np.int16)
+        ahead = ((query_frame - first + overlap) // window).astype(np.int16)
+        del query_frame
+        n_windows = int(ahead.max()) + 1
         segments: list[Segment] = []
-        for start in starts:
-            picked = np.flatnonzero((query_frame >= start - overlap)
-                                    & (query_frame < start + window))
+        for w in range(n_windows):
+            picked = np.flatnonzero((own == w) | (ahead == w))
             if picked.size:
                 segments.extend(self._audio_window(_subset(landmarks, picked)))
-        return join_windows(segments, match=self.audio_match, windows=starts.size)
+        return join_windows(segments, match=self.audio_match, windows=n_windows)
 
     def _audio_window(self, landmarks: Landmarks) -> list[Segment]:
         """Bounded audio matching of one window: each distinct key is looked up once (across
