@@ -158,23 +158,25 @@ class Matcher:
         segment's expected chance matches are multiplied by the number of windows."""
         landmarks = fp.audio
         fps = self.catalog.audio_params.frames_per_second
-        query_frame = (landmarks.frames / landmarks.speeds[landmarks.speed_index]).astype(
-            np.float32)
         window = self.audio_match.window_s * fps
-        first = float(query_frame.min()) if len(landmarks) else 0.0
-        span = float(query_frame.max()) - first if len(landmarks) else 0.0
-        if span <= 1.5 * window:
-            return self._audio_window(landmarks)
-        # Window w holds query frames [w * window - overlap, (w + 1) * window): a landmark is
-        # in the window of its frame and in that of its frame plus the overlap (int16 ids:
-        # two bytes a landmark, however long the upload).
         overlap = self.audio_match.max_gap_s * fps
-        own = ((query_frame - first) // window).astype(np.int16)
-        ahead = ((query_frame - first + overlap) // window).astype(np.int16)
-        del query_frame
-        n_windows = int(ahead.max()) + 1
+        # Window w holds query frames [w * window - overlap, (w + 1) * window): a landmark is
+        # in the window of its frame and in that of its frame plus the overlap. Ids are int16
+        # (two bytes a landmark) and computed in chunks, so a 2-hour upload's 60 M landmarks
+        # never hold float copies of their frames all at once.
+        n = len(landmarks)
+        own, ahead = np.empty(n, np.int16), np.empty(n, np.int16)
+        speeds = landmarks.speeds.astype(np.float32)
+        step = 1 << 22
+        for lo in range(0, n, step):
+            frames = landmarks.frames[lo:lo + step] / speeds[landmarks.speed_index[lo:lo + step]]
+            own[lo:lo + step] = np.minimum(frames // window, 32000)
+            ahead[lo:lo + step] = np.minimum((frames + overlap) // window, 32000)
+        if n == 0 or int(ahead.max()) - int(own.min()) <= 1:
+            return self._audio_window(landmarks)
+        n_windows = int(ahead.max()) - int(own.min()) + 1
         segments: list[Segment] = []
-        for w in range(n_windows):
+        for w in range(int(own.min()), int(ahead.max()) + 1):
             picked = np.flatnonzero((own == w) | (ahead == w))
             if picked.size:
                 segments.extend(self._audio_window(_subset(landmarks, picked)))
