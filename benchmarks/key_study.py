@@ -23,9 +23,9 @@ import os
 import numpy as np
 
 from benchmarks import audio_attacks as attacks
-from engine.audio.keys import triplet_hashes
-from engine.audio.landmarks import Landmarks, Peaks, stream_peaks
+from engine.audio.keys import Landmarks, triplet_hashes
 from engine.audio.params import AudioParams
+from engine.audio.peaks import Peaks, stream_peaks
 from engine.media import load_audio
 from engine.store.postings import expand_ranges
 

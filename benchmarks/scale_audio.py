@@ -31,9 +31,9 @@ import numpy as np
 
 from benchmarks import audio_attacks as attacks
 from engine.audio.align import AudioMatchParams
-from engine.audio.keys import KEY_BITS, triplet_hashes
-from engine.audio.landmarks import Landmarks, Peaks, stream_peaks
+from engine.audio.keys import KEY_BITS, Landmarks, triplet_hashes
 from engine.audio.params import AudioParams
+from engine.audio.peaks import Peaks, stream_peaks
 from engine.catalog import Catalog
 from engine.fingerprint import Fingerprint, fingerprint_media
 from engine.matcher import Matcher

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.audio.keys import audio_landmarks
-from engine.audio.landmarks import Landmarks
+from engine.audio.keys import Landmarks, audio_landmarks
 from engine.audio.params import AudioParams
 from engine.errors import EmptyMediaError, MediaError, VersionMismatch
 from engine.media import Source, content_digest, open_container, source_name

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.audio.align import AudioMatchParams, align_audio, hits_for, join_windows, shortlist
-from engine.audio.landmarks import Landmarks
+from engine.audio.keys import Landmarks
 from engine.catalog import Catalog, Reference
 from engine.errors import CatalogCorrupt, InvalidArgument
 from engine.fingerprint import Fingerprint

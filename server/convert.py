@@ -13,7 +13,7 @@ import math
 import numpy as np
 from google.protobuf import json_format, struct_pb2
 
-from engine.audio.landmarks import Landmarks
+from engine.audio.keys import Landmarks
 from engine.catalog import Reference
 from engine.errors import InvalidArgument, VersionMismatch
 from engine.fingerprint import FORMAT_VERSION, Fingerprint, VideoPrint

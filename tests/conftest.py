@@ -23,7 +23,7 @@ from scipy import signal
 
 import nanhu_cli
 from benchmarks.synth import music_like, write_audio, write_video
-from engine.audio.landmarks import Landmarks
+from engine.audio.keys import Landmarks
 from engine.audio.params import AudioParams
 from engine.catalog import Catalog
 from engine.fingerprint import Fingerprint, fingerprint_media

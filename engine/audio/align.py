@@ -22,8 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from engine.audio.keys import F_BITS
-from engine.audio.landmarks import Landmarks
+from engine.audio.keys import F_BITS, Landmarks
 from engine.audio.params import AudioParams
 from engine.segments import Segment, score_from_log10_expected
 

@@ -28,13 +28,39 @@ neighbouring T and F cells, absorbing quantisation at cell edges.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from itertools import combinations
 
 import numpy as np
 
-from engine.audio.landmarks import Landmarks, Peaks, stream_peaks
 from engine.audio.params import AudioParams
+from engine.audio.peaks import Peaks, stream_peaks
+
+
+@dataclass(frozen=True)
+class Landmarks:
+    """Landmark hashes of one signal, hashed at one or more candidate speeds.
+
+    hashes : ndarray [shape=(n,)], uint32 keys, ``engine.audio.keys.KEY_BITS`` significant bits
+    frames : ndarray [shape=(n,)], int32, anchor frame rescaled to reference time
+        (``round(query_frame * speed)``), so ``reference_frame - frames`` is constant for a copy
+    speed_index : ndarray [shape=(n,)], uint8, index into ``speeds`` / ``pitches``
+    speeds : ndarray [shape=(s,)], float32, candidate time scales: the query plays ``speed``
+        times faster than the reference (1.0 for references)
+    pitches : ndarray [shape=(s,)], float32, candidate frequency scales: the query sounds
+        ``pitch`` times higher (equal to ``speeds`` for resampling-style changes)
+    """
+
+    hashes: np.ndarray
+    frames: np.ndarray
+    speed_index: np.ndarray
+    speeds: np.ndarray
+    pitches: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.hashes.size)
+
+
 
 D_BITS, R_BITS, T_BITS, F_BITS = 7, 4, 6, 6
 KEY_BITS = 2 * D_BITS + R_BITS + T_BITS + F_BITS

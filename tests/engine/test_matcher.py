@@ -79,8 +79,7 @@ def test_resampled_speed_change_still_matches(matcher, songs, kit, tmp_path, spe
 def aligned_votes(anchor_frames: np.ndarray, anchor_log_freqs: np.ndarray) -> list:
     """Segments align_audio finds when each given query landmark hits reference 7 at one offset."""
     from engine.audio.align import AudioMatchParams, align_audio
-    from engine.audio.keys import D1_SHIFT
-    from engine.audio.landmarks import Landmarks
+    from engine.audio.keys import D1_SHIFT, Landmarks
     from engine.audio.params import AudioParams
 
     n = anchor_frames.size

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from engine.audio.landmarks import Landmarks
+from engine.audio.keys import Landmarks
 from engine.audio.params import AudioParams
 from engine.catalog import Catalog
 from engine.errors import InvalidArgument, VersionMismatch

@@ -10,8 +10,8 @@ import pytest
 
 from benchmarks.synth import music_like
 from engine.audio.keys import KEY_BITS, key_fields, triplet_hashes
-from engine.audio.landmarks import Peaks, spectral_peaks, stft_db
 from engine.audio.params import AudioParams
+from engine.audio.peaks import Peaks, spectral_peaks, stft_db
 
 PARAMS = AudioParams()
 

@@ -11,8 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from engine.audio.keys import KEY_BITS
-from engine.audio.landmarks import Landmarks
+from engine.audio.keys import KEY_BITS, Landmarks
 from engine.audio.params import AudioParams
 from engine.catalog import Catalog
 from engine.errors import CatalogCorrupt

@@ -1,4 +1,4 @@
-"""Audio landmarks: spectral peaks, and the :class:`Landmarks` keys made of them.
+"""Spectral peaks of audio: the points that :mod:`engine.audio.keys` makes keys of.
 
 The pipeline is pure numpy/scipy over arrays:
 
@@ -36,30 +36,6 @@ class Peaks:
 
     def __len__(self) -> int:
         return int(self.frame.size)
-
-
-@dataclass(frozen=True)
-class Landmarks:
-    """Landmark hashes of one signal, hashed at one or more candidate speeds.
-
-    hashes : ndarray [shape=(n,)], uint32 keys, ``engine.audio.keys.KEY_BITS`` significant bits
-    frames : ndarray [shape=(n,)], int32, anchor frame rescaled to reference time
-        (``round(query_frame * speed)``), so ``reference_frame - frames`` is constant for a copy
-    speed_index : ndarray [shape=(n,)], uint8, index into ``speeds`` / ``pitches``
-    speeds : ndarray [shape=(s,)], float32, candidate time scales: the query plays ``speed``
-        times faster than the reference (1.0 for references)
-    pitches : ndarray [shape=(s,)], float32, candidate frequency scales: the query sounds
-        ``pitch`` times higher (equal to ``speeds`` for resampling-style changes)
-    """
-
-    hashes: np.ndarray
-    frames: np.ndarray
-    speed_index: np.ndarray
-    speeds: np.ndarray
-    pitches: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.hashes.size)
 
 
 def stft_db(samples: np.ndarray, *, n_fft: int, hop_length: int) -> np.ndarray:

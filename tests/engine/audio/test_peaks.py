@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from benchmarks.synth import music_like
 from engine.audio.keys import audio_landmarks
-from engine.audio.landmarks import Peaks, spectral_peaks, stft_db, stream_peaks
 from engine.audio.params import AudioParams
+from engine.audio.peaks import Peaks, spectral_peaks, stft_db, stream_peaks
 from engine.errors import EmptyMediaError, MediaError, VersionMismatch
 from engine.fingerprint import Fingerprint, fingerprint_media
 
