@@ -1,6 +1,6 @@
 """Audio: spectral peaks, landmark keys, their parameters and offset-histogram alignment.
 
-``samples -> landmarks.stream_peaks -> keys.triplet_hashes`` makes a reference's or a
+``samples -> peaks.stream_peaks -> keys.triplet_hashes`` makes a reference's or a
 query's :class:`Landmarks`; :mod:`engine.audio.align` votes query hits into aligned segments.
 """
 
