@@ -188,7 +188,8 @@ class Matcher:
         raw votes (distinct query keys with any hit), and only the shortlist's hits are aligned."""
         unique_keys, inverse = np.unique(landmarks.hashes, return_inverse=True)
         key_index, ordinals, frames = self._postings.lookup(
-            unique_keys, max_postings=self._stop_key_postings)
+            unique_keys, max_postings=self._stop_key_postings,
+            budget=self.audio_match.lookup_budget)
         if self._deleted.size and ordinals.size:
             alive = ~np.isin(ordinals, self._deleted)
             key_index, ordinals, frames = key_index[alive], ordinals[alive], frames[alive]

@@ -74,9 +74,10 @@ def unmix_keys(mixed: np.ndarray, key_bits: int) -> np.ndarray:
 class PostingsIndex(Protocol):
     """Read side of an audio postings store."""
 
-    def lookup(self, keys: np.ndarray, *, max_postings: int | None = None
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The postings of each key; keys with more than ``max_postings`` in all give none.
+    def lookup(self, keys: np.ndarray, *, max_postings: int | None = None,
+               budget: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The postings of each key; keys with more than ``max_postings`` in all give none, and
+        at most ``budget`` postings are returned, from the rarest keys up (see :func:`select`).
 
         keys : ndarray [shape=(m,)], uint32, unique
         Returns (key_index int64[k] into ``keys``, ordinal uint32[k], frame uint32[k]).
@@ -279,6 +280,23 @@ class Segment:
         return keys, np.arange(lo, hi, dtype=np.int64)
 
 
+def select(per_key: np.ndarray, *, max_postings: int | None, budget: int | None) -> np.ndarray:
+    """Which keys a lookup answers, given each key's posting count (bool mask).
+
+    Keys above ``max_postings`` are stop-keys. Of the rest, the rarest keys are taken first
+    (ties in key order) while their postings add up to at most ``budget``: a rare key is
+    strong evidence and cheap, a common one weak and costly, so a query's work is bounded
+    whatever the catalog's size, and what is left out is what says least.
+    """
+    keep = per_key <= max_postings if max_postings is not None else np.ones(per_key.size, bool)
+    if budget is not None and int(per_key[keep].sum()) > budget:
+        order = np.flatnonzero(keep)[np.argsort(per_key[keep], kind="stable")]
+        taken = order[np.cumsum(per_key[order]) <= budget]
+        keep = np.zeros(per_key.size, bool)
+        keep[taken] = True
+    return keep
+
+
 def expand_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Concatenated ``arange(s, s + l)`` for each (s, l), vectorised."""
     total = int(lengths.sum())
@@ -298,8 +316,8 @@ class SegmentPostings:
     def __len__(self) -> int:
         return sum(len(segment) for segment in self.segments)
 
-    def lookup(self, keys: np.ndarray, *, max_postings: int | None = None
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def lookup(self, keys: np.ndarray, *, max_postings: int | None = None,
+               budget: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """See :meth:`PostingsIndex.lookup`."""
         keys = np.asarray(keys, np.uint32)
         # A bucket is about one key at the directory sizes used; one holding several times the
@@ -307,10 +325,10 @@ class SegmentPostings:
         limit = BUCKET_SCAN_LIMIT if max_postings is None else min(
             BUCKET_SCAN_LIMIT, 4 * max_postings + 64)
         found = [segment.find(keys, scan_limit=limit) for segment in self.segments]
-        if max_postings is not None and found:
+        if (max_postings is not None or budget is not None) and found:
             per_key = sum(np.bincount(k, minlength=keys.size) for k, _ in found)
-            stop = per_key > max_postings
-            found = [(k[~stop[k]], p[~stop[k]]) for k, p in found]
+            keep = select(per_key, max_postings=max_postings, budget=budget)
+            found = [(k[keep[k]], p[keep[k]]) for k, p in found]
         key_index, ordinals, frames = [], [], []
         for segment, (k, p) in zip(self.segments, found):
             o, f = segment.resolve(p)
@@ -399,12 +417,22 @@ class BruteForcePostings:
     def __len__(self) -> int:
         return sum(len(v) for v in self.table.values())
 
-    def lookup(self, keys: np.ndarray, *, max_postings: int | None = None
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def lookup(self, keys: np.ndarray, *, max_postings: int | None = None,
+               budget: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        counts = [len(self.table.get(key, [])) for key in np.asarray(keys).tolist()]
+        allowed = set(range(len(counts))) if max_postings is None else {
+            i for i, c in enumerate(counts) if c <= max_postings}
+        if budget is not None and sum(counts[i] for i in allowed) > budget:
+            spent, chosen = 0, set()
+            for i in sorted(allowed, key=lambda i: (counts[i], i)):  # rarest first
+                spent += counts[i]
+                if spent > budget:
+                    break
+                chosen.add(i)
+            allowed = chosen
         rows = [
             (index, ordinal, frame)
-            for index, key in enumerate(np.asarray(keys).tolist())
-            if max_postings is None or len(self.table.get(key, [])) <= max_postings
+            for index, key in enumerate(np.asarray(keys).tolist()) if index in allowed
             for ordinal, frame in self.table.get(key, [])
         ]
         if not rows:

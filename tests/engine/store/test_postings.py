@@ -72,8 +72,9 @@ def _distinct_ordinals(batches):
        query=st.lists(st.one_of(keys_st, st.integers(0, (1 << 32) - 1)), unique=True,
                       max_size=30),
        cap=st.one_of(st.none(), st.integers(0, 12)),
+       budget=st.one_of(st.none(), st.integers(0, 80)),
        drop=st.integers(0, 5))
-def test_segments_and_their_merge_agree_with_brute_force(batches, query, cap, drop):
+def test_segments_and_their_merge_agree_with_brute_force(batches, query, cap, budget, drop):
     """Capped lookups over several segments, and over their merge (dropping one reference),
     return exactly the dict of lists' postings."""
     batches = _distinct_ordinals(batches)
@@ -92,8 +93,8 @@ def test_segments_and_their_merge_agree_with_brute_force(batches, query, cap, dr
                               key_bits=KEY_BITS)
         query_keys = np.array(query, np.uint32)
         segments = SegmentPostings(paths)
-        assert triples(segments.lookup(query_keys, max_postings=cap)) == triples(
-            brute.lookup(query_keys, max_postings=cap))
+        assert triples(segments.lookup(query_keys, max_postings=cap, budget=budget)) == triples(
+            brute.lookup(query_keys, max_postings=cap, budget=budget))
         assert len(segments) == len(brute)
         out = Path(folder) / "merged.pst"
         info = merge_segments(paths, out, key_bits=KEY_BITS,
@@ -101,9 +102,20 @@ def test_segments_and_their_merge_agree_with_brute_force(batches, query, cap, dr
                               partitions=4)
         merged = SegmentPostings([out])
         assert info["count"] == len(merged) == len(merged_brute)
-        assert triples(merged.lookup(query_keys, max_postings=cap)) == triples(
-            merged_brute.lookup(query_keys, max_postings=cap))
+        assert triples(merged.lookup(query_keys, max_postings=cap, budget=budget)) == triples(
+            merged_brute.lookup(query_keys, max_postings=cap, budget=budget))
         del segments, merged  # unmap before the folder goes
+
+
+def test_a_lookup_budget_takes_the_rarest_keys_first(tmp_path):
+    keys = np.repeat(np.array([5, 6, 7], np.uint32), [1, 3, 6])
+    write_segment(tmp_path / "a.pst", keys, np.zeros(keys.size, np.uint32), np.arange(keys.size),
+                  key_bits=KEY_BITS)
+    postings = SegmentPostings([tmp_path / "a.pst"])
+    query = np.array([7, 6, 5], np.uint32)
+    for budget, answered in ((10, [0, 1, 2]), (9, [1, 2]), (4, [1, 2]), (3, [2]), (0, [])):
+        key_index, _, _ = postings.lookup(query, budget=budget)
+        assert sorted(set(key_index.tolist())) == answered, budget
 
 
 def test_segment_file_round_trip_is_sorted_and_compact(tmp_path):
