@@ -174,14 +174,21 @@ def add_one_hour(directory: Path, peaks: list[Peaks], params: AudioParams, seed:
     return elapsed
 
 
+def queries_file(cache: Path, corpus: dict, params: AudioParams, *, positives: int,
+                 negatives: int, seed: int) -> Path:
+    from benchmarks.audio_bench import _corpus_key
+
+    return cache / (f"scale-queries-{params.tag()}-f{params.query_fanout}-{_corpus_key(corpus)}-"
+                    f"{seed}-{positives}-{negatives}.npz")
+
+
 def cached_query_set(cache: Path, corpus: dict, params: AudioParams, *, positives: int,
                      negatives: int, seed: int) -> tuple[list, list]:
     """:func:`query_set`, stored once in ``cache`` (fingerprint bytes and labels in one npz,
     no pickle): the same seeds give the same queries, so reruns skip the fingerprinting."""
-    from benchmarks.audio_bench import _corpus_key
 
-    path = cache / (f"scale-queries-{params.tag()}-f{params.query_fanout}-{_corpus_key(corpus)}-"
-                    f"{seed}-{positives}-{negatives}.npz")
+    path = queries_file(cache, corpus, params, positives=positives, negatives=negatives,
+                        seed=seed)
     if path.exists():
         with np.load(path) as data:
             blob, bounds = data["blob"], data["bounds"]
@@ -317,17 +324,81 @@ def measure(directory: Path, positives: list, negatives: list,
     }
 
 
+_SERVING = """
+import json, sys, numpy as np
+from benchmarks.scale_audio import _rss_mb
+from engine.catalog import Catalog
+from engine.fingerprint import Fingerprint
+from engine.matcher import Matcher
+with np.load(sys.argv[2]) as data:
+    blob, bounds = data["blob"], data["bounds"]
+n = min(int(sys.argv[3]), bounds.size - 1)
+fps = [Fingerprint.from_bytes(blob[a:b].tobytes()) for a, b in zip(bounds[:n], bounds[1:n + 1])]
+del blob
+before = _rss_mb()
+matcher = Matcher(Catalog(sys.argv[1]))
+for fp in fps:
+    matcher.match(fp)
+after = _rss_mb()
+print(json.dumps({"queries": n, "before_mb": before, "after_mb": after}))
+"""
+
+
+def serving_memory(directory: Path, queries_file: Path, n: int = 1000) -> dict:
+    """Resident memory of a fresh process that opens the catalog and screens ``n`` cached
+    queries: VmRSS and RssAnon after, less what the loaded queries themselves hold. Mapped
+    index pages count in VmRSS only (the kernel may drop them); RssAnon is the heap."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _SERVING, str(directory), str(queries_file),
+                           str(n)], capture_output=True, text=True, check=True)
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    (rss0, anon0), (rss1, anon1) = out["before_mb"], out["after_mb"]
+    return {"serving_rss_mb": rss1 - rss0, "serving_rss_anon_mb": anon1 - anon0,
+            "serving_queries": out["queries"]}
+
+
 def null_calibration(directory: Path, negatives: list) -> list[float]:
-    """Each never-registered query's smallest ``log10_chance`` (log10 of the expected number
-    of chance matches this strong) with the decision thresholds off; +inf when nothing aligned."""
+    """Each never-registered query's smallest Poisson figure (``log10_chance_poisson``: log10
+    of the expected chance matches this strong before calibration) with the decision
+    thresholds off; +inf when nothing aligned."""
     relaxed = replace(AudioMatchParams(), min_votes=3, min_score=0.0)
     with Catalog(directory) as catalog:
         matcher = Matcher(catalog, audio_match=relaxed)
         out = []
         for _, fp in negatives:
             segments = matcher.segments(fp)
-            out.append(min((s.evidence["log10_chance"] for s in segments), default=float("inf")))
+            out.append(min((s.evidence.get("log10_chance_poisson", s.evidence["log10_chance"])
+                            for s in segments), default=float("inf")))
     return out
+
+
+def observed_curve(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Share of null queries whose best figure is at most each grid value."""
+    values = np.sort(np.asarray(values, float))
+    return np.searchsorted(values, grid, side="right") / max(values.size, 1)
+
+
+def fit_calibration(nulls: dict[str, list[float]], sources: list[str], flagged: set[str],
+                    *, min_count: int = 20) -> dict:
+    """Least-squares fit of ``log10 P_observed = offset + per_decade * log10(hours / 18.5)
+    + slope * log10 E_poisson`` over every size's null curve (points with at least
+    ``min_count`` queries below them), on the queries of unflagged tracks."""
+    rows, targets = [], []
+    grid = np.linspace(-14, -1, 53)
+    for hours, values in nulls.items():
+        v = np.asarray(values, float)
+        keep = ~np.isin(np.asarray(sources[: v.size]), list(flagged))
+        curve = observed_curve(v[keep], grid)
+        ok = curve * keep.sum() >= min_count
+        for x, p in zip(grid[ok], curve[ok]):
+            rows.append((1.0, np.log10(float(hours) / 18.5), x))
+            targets.append(np.log10(p))
+    (offset, per_decade, slope), *_ = np.linalg.lstsq(np.array(rows), np.array(targets),
+                                                      rcond=None)
+    return {"offset": float(offset), "per_decade": float(per_decade), "slope": float(slope),
+            "points": len(rows)}
 
 
 def run_scale_series(hours: list[float], *, seed: int = 0, positives: int = 100,
@@ -372,6 +443,9 @@ def run_scale_series(hours: list[float], *, seed: int = 0, positives: int = 100,
         row = measure(directory, pos, neg[:negatives], match, flagged=set(related))
         row.update(build_s=build.get("build_s"), synthetic_hours=build["synthetic_hours"],
                    format=params.tag())
+        row.update(serving_memory(directory, queries_file(
+            bench, corpus, params, positives=positives, negatives=max(negatives, null_queries),
+            seed=seed), n=positives + negatives))
         if size and add_hour:
             row["add_one_hour_s"] = add_one_hour(directory, peaks, params, seed)
         if null_queries:

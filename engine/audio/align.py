@@ -56,6 +56,21 @@ class AudioMatchParams:
     #: long queries are matched in windows of this much query time (s)
     window_s: float = 60.0
 
+    #: calibration of the Poisson figure against never-registered music (``nanhu bench
+    #: scale``, ``docs/audio.md``): log10 E = offset + per_decade * log10(hours / 18.5)
+    #: + slope * log10 E_poisson, at most 0. Music repeats itself, so its coincidences come in
+    #: clumps and the Poisson tail is far too thin; the measured null falls about one decade
+    #: for every three decades of the Poisson figure, the same at every catalog size.
+    calibration_slope: float = 1.0
+    calibration_offset: float = 0.0
+    calibration_per_decade: float = 0.0
+
+    def calibrated(self, log10_poisson: float, catalog_hours: float) -> float:
+        """log10 of the expected chance matches, from the Poisson figure (see above)."""
+        size = np.log10(max(catalog_hours, 1e-3) / 18.5)
+        return float(min(0.0, self.calibration_offset + self.calibration_per_decade * size
+                         + self.calibration_slope * log10_poisson))
+
     def stop_key_cap(self, total_postings: int) -> int:
         """Most postings a key may hold at this catalog size and still be looked up."""
         return int(max(self.stop_key_floor, self.stop_key_share * total_postings))
@@ -202,7 +217,8 @@ def align_audio(
             # P(Poisson(mu) >= votes) = pdtrc(votes - 1, mu); a ufunc, not scipy.stats'
             # per-call machinery (this runs once per candidate segment).
             chance = special.pdtrc(votes - 1, mu)
-            log10_p = float(np.log10(max(chance, 1e-300))) + np.log10(n_bins)
+            log10_poisson = float(np.log10(max(chance, 1e-300))) + np.log10(n_bins)
+            log10_p = match.calibrated(log10_poisson, catalog_frames / fps / 3600.0)
             score = score_from_log10_expected(log10_p)
             if score < match.min_score:
                 continue
@@ -229,6 +245,7 @@ def align_audio(
                     np.count_nonzero(landmarks.speed_index == s_index)),
                     "reference_hits": pair_hits,
                     "log10_chance": round(float(max(log10_p, -300.0)), 2),
+                    "log10_chance_poisson": round(float(max(log10_poisson, -300.0)), 2),
                     "pitch": round(pitch, 4),
                     "offset_s": round(true_offset / fps, 3)},
             ))
