@@ -76,7 +76,10 @@ def _scale(out: Path, size: str, seed: int, args: argparse.Namespace) -> tuple[s
     counts = {"tiny": (8, 8, 8), "quick": (100, 1000, 2000), "full": (200, 1000, 5000)}[size]
     results = run_scale_series(hours, seed=seed, positives=counts[0], negatives=counts[1],
                                null_queries=counts[2], out=out)
-    plots = scale_plots.calibration_plot(results["null_log10_chance"], out)
+    from engine.audio.align import AudioMatchParams
+
+    plots = scale_plots.calibration_plot(results["null_log10_chance"], out,
+                                         calibrate=AudioMatchParams().calibrated)
     lines = ["## Audio at catalog scale", "",
              "| hours | p50 ms | p99 ms | top-1 | false / negatives | RSS MiB (anon) | "
              "bytes/h | build s | add 1 h s |", "|---|---|---|---|---|---|---|---|---|"]

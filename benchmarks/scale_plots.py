@@ -206,18 +206,25 @@ def headline_table(raw: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
-def calibration_plot(null: dict[str, list[float]], out_dir: Path) -> list[str]:
+def calibration_plot(null: dict[str, list[float]], out_dir: Path, calibrate=None) -> list[str]:
     """calibration.png: observed share of never-registered queries whose best chance figure is
-    at most x, against x (the predicted expected number of false matches), per catalog size."""
+    at most x, against x (the predicted expected number of false matches), per catalog size.
+
+    ``null`` holds each size's raw (Poisson) figures; ``calibrate(log10_raw, hours)`` maps them
+    to the score's calibrated figure (the plot shows both)."""
     if not null:
         return []
+    calibrate = calibrate or (lambda value, hours: value)
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    grid = np.logspace(-8, 1, 60)
+    grid = np.logspace(-12, 0, 60)
     for hours, values in sorted(null.items(), key=lambda kv: float(kv[0])):
-        e = 10.0 ** np.asarray(values, float)
-        observed = [(e <= x).mean() for x in grid]
-        ax.plot(grid, np.maximum(observed, 1e-5), label=f"{float(hours):,.0f} h (n={e.size})")
+        raw = np.asarray(values, float)
+        cal = np.array([calibrate(v, float(hours)) if np.isfinite(v) else np.inf for v in raw])
+        line, = ax.plot(grid, np.maximum([(10.0 ** cal <= x).mean() for x in grid], 1e-5),
+                        label=f"{float(hours):,.0f} h, calibrated (n={raw.size})")
+        ax.plot(grid, np.maximum([(10.0 ** raw <= x).mean() for x in grid], 1e-5),
+                color=line.get_color(), linestyle=":", label=f"{float(hours):,.0f} h, Poisson")
     ax.plot(grid, grid, color="grey", linestyle="--", label="observed = predicted")
     ax.set_xscale("log")
     ax.set_yscale("log")

@@ -166,8 +166,11 @@ class _SegmentWriter:
         if int(keys[0]) < self.last_key or int(keys.max()) >= 1 << self.key_bits:
             raise ValueError("postings appended out of key order or beyond the key width")
         self.last_key = int(keys[-1])
-        self.bucket_counts += np.bincount(keys >> np.uint32(self.rem_bits),
-                                          minlength=self.bucket_counts.size)
+        # count into the buckets this run spans only (a merge appends 1/256 of the key space
+        # at a time; a full-size count per append would cost the whole directory each time)
+        buckets = (keys >> np.uint32(self.rem_bits)).astype(np.int64)
+        first = int(buckets[0])
+        self.bucket_counts[first: int(buckets[-1]) + 1] += np.bincount(buckets - first)
         mask = np.uint32((1 << self.rem_bits) - 1)
         self._rem.write((keys & mask).astype(self.rem_dtype).tobytes())
         self._pos.write(np.ascontiguousarray(positions, "<u4").tobytes())
