@@ -377,28 +377,45 @@ def merge_segments(paths: Sequence[Path], out: Path, *, key_bits: int,
     starts = np.concatenate([[0], np.cumsum(np.concatenate(lengths) if lengths else [])])
     if int(starts[-1]) > MAX_SEGMENT_FRAMES:
         raise LimitExceeded(f"{out}: merged segment would exceed 2^32 frames")
-    by_ordinal = np.argsort(refs_all)
+    # Where each source segment's timeline lands in the new one: a segment none of whose
+    # references is dropped moves by one constant; otherwise each reference by its own.
+    shifts, first = [], 0
+    for seg, kept in zip(segments, lengths):
+        dropped = np.isin(seg.ordinals, drop)
+        new_starts = first + np.concatenate([[0], np.cumsum(kept)])[:-1]
+        first += int(kept.sum())
+        if not dropped.any():
+            shifts.append(int(new_starts[0]) if seg.ordinals.size else 0)
+        else:
+            delta = np.zeros(seg.ordinals.size, np.int64)
+            delta[~dropped] = new_starts - seg.starts[:-1][~dropped].astype(np.int64)
+            shifts.append((delta, dropped))
     expected = sum(len(s) for s in segments)
     part_bits = max(1, min(int(partitions).bit_length() - 1,
                            min((s.dir_bits for s in segments), default=10)))
+    low = np.uint64(0xFFFFFFFF)
     with _SegmentWriter(out, key_bits, refs_all, starts.astype(np.uint64), expected) as writer:
         for part in range(1 << part_bits):
-            keys_p, pos_p = [], []
-            for s in segments:
-                shift = s.dir_bits - part_bits
-                keys, posting = s.keys_in(part << shift, (part + 1) << shift)
-                ordinal, frame = s.resolve(posting)
-                alive = ~np.isin(ordinal, drop) if drop.size else slice(None)
-                keys, ordinal, frame = keys[alive], ordinal[alive], frame[alive]
-                local = by_ordinal[np.searchsorted(refs_all, ordinal, sorter=by_ordinal)]
-                keys_p.append(keys)
-                pos_p.append((starts[local] + frame).astype(np.uint32))
-            if not keys_p:
+            runs = []
+            for seg, shift in zip(segments, shifts):
+                bits = seg.dir_bits - part_bits
+                keys, posting = seg.keys_in(part << bits, (part + 1) << bits)
+                position = seg.positions[posting].astype(np.int64)
+                if isinstance(shift, int):
+                    position += shift
+                else:
+                    delta, dropped = shift
+                    local = np.searchsorted(seg.starts, position, side="right") - 1
+                    alive = ~dropped[local]
+                    keys, position = keys[alive], position[alive] + delta[local[alive]]
+                # (key, new position) packed in one uint64: one plain sort orders both
+                runs.append((keys.astype(np.uint64) << np.uint64(32)) | position.astype(np.uint64))
+            if not runs:
                 continue
-            keys = np.concatenate(keys_p)
-            positions = np.concatenate(pos_p)
-            order = np.lexsort((positions, keys))
-            writer.append(keys[order], positions[order])
+            packed = np.concatenate(runs)
+            packed.sort()
+            writer.append((packed >> np.uint64(32)).astype(np.uint32),
+                          (packed & low).astype(np.uint32))
         count = writer.count
     return {"count": count, "bytes": out.stat().st_size, "references": int(refs_all.size)}
 
