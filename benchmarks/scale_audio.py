@@ -404,7 +404,7 @@ def fit_calibration(nulls: dict[str, list[float]], sources: list[str], flagged: 
 def run_scale_series(hours: list[float], *, seed: int = 0, positives: int = 100,
                      negatives: int = 1000, null_queries: int = 0, out: Path | None = None,
                      params: AudioParams | None = None, match: AudioMatchParams | None = None,
-                     add_hour: bool = True) -> dict:
+                     add_hour: bool = True, with_real: bool = True) -> dict:
     """The scale benchmark: the real catalog alone, then with ``hours`` of decoys each."""
     from benchmarks.audio_bench import _corpus_key, build_catalog
     from benchmarks.corpus_audio import cache_dir, load_audio_corpus
@@ -429,7 +429,7 @@ def run_scale_series(hours: list[float], *, seed: int = 0, positives: int = 100,
                 time.perf_counter() - started)
     peaks = corpus_peaks(corpus, params, bench)
     results, nulls = [], {}
-    for size in [0.0, *sorted(hours)]:
+    for size in [0.0, *sorted(hours)] if with_real else sorted(hours):
         if size == 0:
             directory, build = real, {"build_s": None, "synthetic_hours": 0.0}
         else:
