@@ -27,7 +27,7 @@ def assert_copy(match, *, reference_id: str, reference_start_s: float, speed: fl
     """The match maps query time 0 to reference_start_s and spans the query."""
     assert match.reference_id == reference_id
     assert match.modality == "audio"
-    assert match.score >= 0.999
+    assert match.score >= 0.9  # E <= 1e-10 expected chance matches (engine.segments)
     assert match.speed == pytest.approx(speed, abs=0.03)
     # Segment ends are the first and last aligned anchors: within 1 s of the copy's ends at the
     # default peak density (16 peaks/s, fanout 4).
