@@ -404,7 +404,8 @@ def fit_calibration(nulls: dict[str, list[float]], sources: list[str], flagged: 
 def run_scale_series(hours: list[float], *, seed: int = 0, positives: int = 100,
                      negatives: int = 1000, null_queries: int = 0, out: Path | None = None,
                      params: AudioParams | None = None, match: AudioMatchParams | None = None,
-                     add_hour: bool = True, with_real: bool = True) -> dict:
+                     add_hour: bool = True, with_real: bool = True,
+                     null_limit: int | None = None) -> dict:
     """The scale benchmark: the real catalog alone, then with ``hours`` of decoys each."""
     from benchmarks.audio_bench import _corpus_key, build_catalog
     from benchmarks.corpus_audio import cache_dir, load_audio_corpus
@@ -449,7 +450,8 @@ def run_scale_series(hours: list[float], *, seed: int = 0, positives: int = 100,
         if size and add_hour:
             row["add_one_hour_s"] = add_one_hour(directory, peaks, params, seed)
         if null_queries:
-            nulls[f"{row['hours']:.0f}"] = null_calibration(directory, neg[:null_queries])
+            nulls[f"{row['hours']:.0f}"] = null_calibration(directory,
+                                                            neg[:null_limit or null_queries])
         results.append(row)
         log.warning("scale: %s", json.dumps(row))
         if out is not None:
