@@ -66,9 +66,9 @@ class AudioMatchParams:
     #: decade of catalog (coincidences come from the query's own structure meeting similar
     #: music, which a larger catalog of unrelated music does not add in proportion).
     #: Fitted on 5,000 never-registered queries at 18.5, 118.5 and 1,018.5 h.
-    calibration_slope: float = 0.333
-    calibration_offset: float = 0.062
-    calibration_per_decade: float = -0.437
+    calibration_slope: float = 0.334
+    calibration_offset: float = 0.057
+    calibration_per_decade: float = -0.398
 
     def calibrated(self, log10_poisson: float, catalog_hours: float) -> float:
         """log10 of the expected chance matches, from the Poisson figure (see above)."""
