@@ -446,7 +446,7 @@ def run_scale_series(hours: list[float], *, seed: int = 0, positives: int = 100,
                    format=params.tag())
         row.update(serving_memory(directory, queries_file(
             bench, corpus, params, positives=positives, negatives=max(negatives, null_queries),
-            seed=seed), n=positives + negatives))
+            seed=seed), n=min(300, positives + negatives)))
         if size and add_hour:
             row["add_one_hour_s"] = add_one_hour(directory, peaks, params, seed)
         if null_queries:
