@@ -1,10 +1,13 @@
 """Audio at catalog scale: real references among N hours of decoys, real queries, the null.
 
 Decoys follow the real key distribution: each synthetic reference is a real corpus reference's
-spectral peaks transposed 3-6 semitones up or down at a tempo of 0.90-1.10 (drawn per decoy),
-then keyed exactly as a registration is. Intervals and rhythms are real music's, while no
-decoy is reachable by a query's warps (those end at +-2 semitones off the resampling line), so
-a real excerpt must still find its own reference among N hours of realistic competition.
+spectral peaks played backwards, transposed 3-6 semitones up or down at a tempo of 0.90-1.10
+(drawn per decoy), then keyed exactly as a registration is. Intervals, chords and rhythms are
+real music's, while no decoy is reachable by any query warp: warps are monotone in time, so no
+speed or pitch change maps a passage onto its reversal. (Decoys of version 1 were transposed
+only; a transposition of 3 semitones at tempo 1.10 sits 1.35 semitones off the resampling line,
+where a sped-up query's warps reach it: at 10,000 h, with 540 decoys of every real track, such
+a derived decoy outvoted the true reference for a third of the speed-1.1 queries.)
 Decoys are written in chunks of ``CHUNK_HOURS`` and merged into one segment with the catalog's
 own :func:`engine.store.postings.merge_segments` (the compaction path), so building 10,000 h
 also measures compaction at that size.
@@ -79,13 +82,20 @@ def corpus_peaks(corpus: dict, params: AudioParams, cache: Path) -> list[Peaks]:
     return [Peaks(frames[a:b], log_freq[a:b], ones) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
+#: version of :func:`decoy` (cached scale catalogs are named with it)
+DECOY_VERSION = 2
+
+
 def decoy(peaks: Peaks, rng: np.random.Generator, params: AudioParams) -> Landmarks:
-    """One synthetic reference: ``peaks`` transposed 3-6 semitones (random sign) at a random
-    tempo of 0.90-1.10, keyed as a registration."""
+    """One synthetic reference: ``peaks`` time-reversed, transposed 3-6 semitones (random sign)
+    at a random tempo of 0.90-1.10, keyed as a registration."""
     semitones = rng.uniform(3.0, 6.0) * rng.choice([-1.0, 1.0])
     tempo = rng.uniform(0.90, 1.10)
-    frames = np.rint(peaks.frame / tempo).astype(np.int64)
-    log_freq = (peaks.log_freq + params.bins_per_octave * semitones / 12).astype(np.float32)
+    last = int(peaks.frame.max()) if len(peaks) else 0
+    # reversed in time: peaks sorted by frame again (frequency order within a frame kept)
+    order = np.lexsort((peaks.log_freq, -peaks.frame))
+    frames = np.rint((last - peaks.frame[order]) / tempo).astype(np.int64)
+    log_freq = (peaks.log_freq[order] + params.bins_per_octave * semitones / 12).astype(np.float32)
     return triplet_hashes(Peaks(frames, log_freq, np.ones(frames.size, np.float32)),
                           params=params)
 
@@ -434,7 +444,7 @@ def run_scale_series(hours: list[float], *, seed: int = 0, positives: int = 100,
         if size == 0:
             directory, build = real, {"build_s": None, "synthetic_hours": 0.0}
         else:
-            directory = bench / f"audio-scale-{params.tag()}-{int(size)}h"
+            directory = bench / f"audio-scale-{params.tag()}-d{DECOY_VERSION}-{int(size)}h"
             info_path = directory / "scale.json"
             if info_path.exists():
                 build = json.loads(info_path.read_text())
