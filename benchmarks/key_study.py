@@ -66,6 +66,8 @@ def layouts() -> dict[str, tuple[AudioParams, object]]:
                                             triplet_hashes),
         "triplet d1 t6 r16 q-fan8 q-24/s": (rep(base, query_fanout=8, query_peaks_per_second=24),
                                             triplet_hashes),
+        "triplet d1 t6 r16 q-fan6 probe 0.15": (rep(base, query_probe=0.15), triplet_hashes),
+        "triplet d1 t6 r16 q-fan6 probe 0.3": (rep(base, query_probe=0.3), triplet_hashes),
     }
     only = os.environ.get("KEY_STUDY_ONLY")
     return {k: v for k, v in variants.items() if not only or k in only.split(",")}
@@ -167,7 +169,8 @@ def run_key_study(paths: list[str], *, queries: int = 60, seed: int = 0) -> dict
             if hasher is triplet_hashes:
                 lm = hasher(_peaks(y, dataclasses.replace(
                     params, peaks_per_second=params.query_peaks_per_second)),
-                    params=params, warps=params.query_warps, fanout=params.query_fanout)
+                    params=params, warps=params.query_warps, fanout=params.query_fanout,
+                    probe=params.query_probe)
             else:
                 lm = hasher(_peaks(y, params), params=params, warps=params.query_warps)
             unique, inverse = np.unique(lm.hashes, return_inverse=True)

@@ -15,7 +15,7 @@ also measures compaction at that size.
 Per size the run reports latency (match only, one process, one thread), top-1 recall on real
 attacked excerpts (clean, mp3, pink 5 dB, speed 1.1), false matches on never-registered music,
 resident memory, index bytes per hour, the build time and the time to register one more hour.
-:func:`null_calibration` screens thousands of never-registered queries with the thresholds
+:func:`benchmarks.scale_null.null_records` screens thousands of never-registered queries with the thresholds
 off and records each one's best chance figure, for the predicted-against-observed plot.
 """
 
@@ -27,12 +27,12 @@ import os
 import shutil
 import sqlite3
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks import audio_attacks as attacks
+from benchmarks.scale_null import best_poisson, null_records, rule_table
 from engine.audio.align import AudioMatchParams
 from engine.audio.keys import KEY_BITS, Landmarks, triplet_hashes
 from engine.audio.params import AudioParams
@@ -188,7 +188,8 @@ def queries_file(cache: Path, corpus: dict, params: AudioParams, *, positives: i
                  negatives: int, seed: int) -> Path:
     from benchmarks.audio_bench import _corpus_key
 
-    return cache / (f"scale-queries-{params.tag()}-f{params.query_fanout}-{_corpus_key(corpus)}-"
+    return cache / (f"scale-queries-{params.tag()}-f{params.query_fanout}-p{params.query_probe:g}-"
+                    f"{_corpus_key(corpus)}-"
                     f"{seed}-{positives}-{negatives}.npz")
 
 
@@ -369,48 +370,6 @@ def serving_memory(directory: Path, queries_file: Path, n: int = 1000) -> dict:
             "serving_queries": out["queries"]}
 
 
-def null_calibration(directory: Path, negatives: list) -> list[float]:
-    """Each never-registered query's smallest Poisson figure (``log10_chance_poisson``: log10
-    of the expected chance matches this strong before calibration) with the decision
-    thresholds off; +inf when nothing aligned."""
-    relaxed = replace(AudioMatchParams(), min_votes=3, min_score=0.0)
-    with Catalog(directory) as catalog:
-        matcher = Matcher(catalog, audio_match=relaxed)
-        out = []
-        for _, fp in negatives:
-            segments = matcher.segments(fp)
-            out.append(min((s.evidence.get("log10_chance_poisson", s.evidence["log10_chance"])
-                            for s in segments), default=float("inf")))
-    return out
-
-
-def observed_curve(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Share of null queries whose best figure is at most each grid value."""
-    values = np.sort(np.asarray(values, float))
-    return np.searchsorted(values, grid, side="right") / max(values.size, 1)
-
-
-def fit_calibration(nulls: dict[str, list[float]], sources: list[str], flagged: set[str],
-                    *, min_count: int = 20) -> dict:
-    """Least-squares fit of ``log10 P_observed = offset + per_decade * log10(hours / 18.5)
-    + slope * log10 E_poisson`` over every size's null curve (points with at least
-    ``min_count`` queries below them), on the queries of unflagged tracks."""
-    rows, targets = [], []
-    grid = np.linspace(-14, -1, 53)
-    for hours, values in nulls.items():
-        v = np.asarray(values, float)
-        keep = ~np.isin(np.asarray(sources[: v.size]), list(flagged))
-        curve = observed_curve(v[keep], grid)
-        ok = curve * keep.sum() >= min_count
-        for x, p in zip(grid[ok], curve[ok]):
-            rows.append((1.0, np.log10(float(hours) / 18.5), x))
-            targets.append(np.log10(p))
-    (offset, per_decade, slope), *_ = np.linalg.lstsq(np.array(rows), np.array(targets),
-                                                      rcond=None)
-    return {"offset": float(offset), "per_decade": float(per_decade), "slope": float(slope),
-            "points": len(rows)}
-
-
 def run_scale_series(hours: list[float], *, seed: int = 0, positives: int = 100,
                      negatives: int = 1000, null_queries: int = 0, out: Path | None = None,
                      params: AudioParams | None = None, match: AudioMatchParams | None = None,
@@ -439,7 +398,7 @@ def run_scale_series(hours: list[float], *, seed: int = 0, positives: int = 100,
     log.warning("scale: %d + %d query fingerprints in %.0f s", len(pos), len(neg),
                 time.perf_counter() - started)
     peaks = corpus_peaks(corpus, params, bench)
-    results, nulls = [], {}
+    results, nulls, null_segments, positive_segments = [], {}, {}, {}
     for size in [0.0, *sorted(hours)] if with_real else sorted(hours):
         if size == 0:
             directory, build = real, {"build_s": None, "synthetic_hours": 0.0}
@@ -460,15 +419,40 @@ def run_scale_series(hours: list[float], *, seed: int = 0, positives: int = 100,
         if size and add_hour:
             row["add_one_hour_s"] = add_one_hour(directory, peaks, params, seed)
         if null_queries:
-            nulls[f"{row['hours']:.0f}"] = null_calibration(directory,
-                                                            neg[:null_limit or null_queries])
+            key = f"{row['hours']:.0f}"
+            null_segments[key] = null_records(directory,
+                                              [fp for _, fp in neg[:null_limit or null_queries]],
+                                              match=match)
+            nulls[key] = best_poisson(null_segments[key])
+            positive_segments[key] = null_records(directory, [fp for _, _, fp in pos],
+                                                  truth=[r for r, _, _ in pos], match=match)
         results.append(row)
         log.warning("scale: %s", json.dumps(row))
         if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "scale-results.json").write_text(json.dumps(
-                {"audio": results, "null_log10_chance": nulls,
-                 "null_sources": [src for src, _ in neg[:null_queries]],
-                 "related_negatives": related}, indent=1, default=float))
+            _write(out, results, nulls, null_segments, positive_segments, neg[:null_queries],
+                   related, match)
+    rules = _rules(null_segments, positive_segments, neg[:null_queries], related, match)
     return {"audio": results, "null_log10_chance": nulls, "related_negatives": related,
-            "null_sources": [src for src, _ in neg[:null_queries]]}
+            "null_sources": [src for src, _ in neg[:null_queries]], "rules": rules}
+
+
+def _rules(null_segments: dict, positive_segments: dict, negatives: list, related: dict,
+           match: AudioMatchParams | None) -> list[dict]:
+    if not null_segments:
+        return []
+    return rule_table(null_segments, positive_segments, sources=[src for src, _ in negatives],
+                      flagged=set(related), calibrate=(match or AudioMatchParams()).calibrated)
+
+
+def _write(out: Path, results: list, nulls: dict, null_segments: dict, positive_segments: dict,
+           negatives: list, related: dict, match: AudioMatchParams | None) -> None:
+    """scale-results.json (rows, the null's best figures, the rule table) and
+    scale-null-records.json (every relaxed segment, for refitting offline)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scale-results.json").write_text(json.dumps(
+        {"audio": results, "null_log10_chance": nulls,
+         "null_sources": [src for src, _ in negatives], "related_negatives": related,
+         "rules": _rules(null_segments, positive_segments, negatives, related, match)},
+        indent=1, default=float))
+    (out / "scale-null-records.json").write_text(json.dumps(
+        {"null": null_segments, "positives": positive_segments}, default=float))

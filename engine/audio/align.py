@@ -91,8 +91,11 @@ def shortlist(key_index: np.ndarray, ordinals: np.ndarray, *, limit: int,
     """
     if ordinals.size == 0:
         return np.zeros(0, bool)
-    pair = np.unique(ordinals.astype(np.int64) << 32 | key_index)
-    refs, votes = np.unique(pair >> 32, return_counts=True)
+    # distinct (reference, key) pairs by one sort, then votes as run lengths of the references
+    pair = np.sort(ordinals.astype(np.int64) << 32 | key_index)
+    ref = pair[np.concatenate([[True], pair[1:] != pair[:-1]])] >> 32
+    starts = np.flatnonzero(np.concatenate([[True], ref[1:] != ref[:-1]]))
+    refs, votes = ref[starts], np.diff(np.append(starts, ref.size))
     ok = votes >= min_votes
     refs, votes = refs[ok], votes[ok]
     best = refs[np.argsort(-votes, kind="stable")[:limit]]

@@ -87,6 +87,14 @@ def key_fields(keys: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+def _pack(d1: np.ndarray, d2: np.ndarray, r: np.ndarray, t: np.ndarray,
+          f: np.ndarray) -> np.ndarray:
+    """Fields (integer-valued arrays, in range) packed into uint32 keys."""
+    return ((d1.astype(np.uint32) << D1_SHIFT) | (d2.astype(np.uint32) << D2_SHIFT)
+            | (r.astype(np.uint32) << R_SHIFT) | (t.astype(np.uint32) << T_SHIFT)
+            | f.astype(np.uint32))
+
+
 def _targets(frames: np.ndarray, lf: np.ndarray, params: AudioParams, speed: float,
              fanout: int) -> np.ndarray:
     """First ``fanout`` target-zone peaks of each anchor at one warp.
@@ -113,7 +121,7 @@ def _targets(frames: np.ndarray, lf: np.ndarray, params: AudioParams, speed: flo
 
 def triplet_hashes(
     peaks: Peaks, *, params: AudioParams, warps: tuple[tuple[float, float], ...] = ((1.0, 1.0),),
-    fanout: int | None = None,
+    fanout: int | None = None, probe: float = 0.0,
 ) -> Landmarks:
     """Triplet keys of ``peaks`` at each candidate (speed, pitch) warp.
 
@@ -124,6 +132,8 @@ def triplet_hashes(
     Each warp maps peak coordinates back to reference time and frequency (``frame * speed``,
     ``log_freq - bins_per_octave * log2(pitch)``) before T, F and the target zone are computed;
     D1, D2 and R do not depend on the warp. References use the single warp (1, 1).
+    ``probe`` (queries: ``params.query_probe``; 0 for references) is the distance to a cell
+    edge, in cells, within which D1, D2, R or T is also keyed in the neighbouring cell.
     Returns :class:`Landmarks` with ``frames`` = anchor frame in reference time.
     """
     speeds = np.asarray([w[0] for w in warps], np.float32)
@@ -148,20 +158,40 @@ def triplet_hashes(
             ok = (span * speed >= params.key_min_span_frames) & (anchor_f[a] >= 0) & (
                 anchor_f[a] < (1 << F_BITS))
             a, b, c, span = a[ok], b[ok], c[ok], span[ok]
-            d1 = np.rint((lf0[b] - lf0[a]) / params.key_d_step) + _D_OFFSET
-            d2 = np.rint((lf0[c] - lf0[a]) / params.key_d_step) + _D_OFFSET
-            r = np.minimum(np.floor(params.key_r_levels * (frames[b] - frames[a]) / span),
-                           params.key_r_levels - 1)
-            t = np.floor(params.key_t_per_octave * np.log2(span * speed))
-            packed = (
-                (d1.astype(np.uint32) << D1_SHIFT) | (d2.astype(np.uint32) << D2_SHIFT)
-                | (r.astype(np.uint32) << R_SHIFT)
-                | (np.clip(t, 0, (1 << T_BITS) - 1).astype(np.uint32) << T_SHIFT)
-                | anchor_f[a].astype(np.uint32)
-            )
+            d1x = (lf0[b] - lf0[a]) / params.key_d_step + _D_OFFSET
+            d2x = (lf0[c] - lf0[a]) / params.key_d_step + _D_OFFSET
+            rx = params.key_r_levels * (frames[b] - frames[a]) / span
+            tx = params.key_t_per_octave * np.log2(span * speed)
+            d1, d2 = np.rint(d1x), np.rint(d2x)
+            r = np.minimum(np.floor(rx), params.key_r_levels - 1)
+            t = np.clip(np.floor(tx), 0, (1 << T_BITS) - 1)
+            packed = _pack(d1, d2, r, t, anchor_f[a])
+            rows = np.arange(a.size)
+            if probe > 0:
+                # Multi-probe: a field within ``probe`` of its cell's edge is also keyed in
+                # the neighbouring cell (one field at a time), so peak jitter that moves it
+                # across the edge still meets the reference's key.
+                extra, extra_rows = [], []
+                for field, value, x, lo_edge, hi_edge in (
+                    ("d1", d1, d1x, d1 - 0.5, d1 + 0.5), ("d2", d2, d2x, d2 - 0.5, d2 + 0.5),
+                    ("r", r, rx, r, r + 1.0), ("t", t, tx, t, t + 1.0),
+                ):
+                    step = np.where(x - lo_edge < probe, -1.0,
+                                    np.where(hi_edge - x < probe, 1.0, 0.0))
+                    alt = value + step
+                    limit = {"d1": 126, "d2": 126, "r": params.key_r_levels - 1,
+                             "t": (1 << T_BITS) - 1}[field]
+                    near = np.flatnonzero((step != 0) & (alt >= 0) & (alt <= limit))
+                    fields = {"d1": d1[near], "d2": d2[near], "r": r[near], "t": t[near]}
+                    fields[field] = alt[near]
+                    extra.append(_pack(fields["d1"], fields["d2"], fields["r"], fields["t"],
+                                       anchor_f[a[near]]))
+                    extra_rows.append(near)
+                packed = np.concatenate([packed, *extra])
+                rows = np.concatenate([rows, *extra_rows])
             out_hash.append(packed)
-            out_frame.append(np.rint(frames[a] * speed).astype(np.int32))
-            out_warp.append(np.full(a.size, warp_index, np.uint8))
+            out_frame.append(np.rint(frames[a[rows]] * speed).astype(np.int32))
+            out_warp.append(np.full(rows.size, warp_index, np.uint8))
     # Grouped by warp, then by target pair, anchors ascending within each group: nothing
     # downstream needs another order (the postings writer and the aligner sort for themselves),
     # and a 2-hour query's 60 M keys are not copied once more to sort them.
@@ -184,7 +214,8 @@ def audio_landmarks(
     if query:
         peak_params = replace(params, peaks_per_second=params.query_peaks_per_second)
         peaks, n_samples = stream_peaks(chunks, params=peak_params)
-        landmarks = triplet_hashes(peaks, params=params, warps=warps, fanout=params.query_fanout)
+        landmarks = triplet_hashes(peaks, params=params, warps=warps, fanout=params.query_fanout,
+                                   probe=params.query_probe)
     else:
         peaks, n_samples = stream_peaks(chunks, params=params)
         landmarks = triplet_hashes(peaks, params=params, warps=warps)

@@ -69,6 +69,12 @@ class AudioParams:
     #: displaces true peaks in the per-second ranking and inserts targets between them)
     query_peaks_per_second: float = 16.0
     query_fanout: int = 6
+    #: a query key field (D1, D2, R, T) within this share of a cell of the cell's edge is also
+    #: keyed in the neighbouring cell (:func:`engine.audio.keys.triplet_hashes`), 0 turns it
+    #: off. Peak jitter under noise, pitch and tempo edits moves fields across cell edges;
+    #: 0.15 doubles a query's keys and its aligned votes under pitch +1 rise from 6 to 10
+    #: (0.3: 3x the keys for 12; docs/audio.md)
+    query_probe: float = 0.15
     #: target zone: time delta in frames [1, max_dt_frames], |log-frequency delta| < 64 steps
     max_dt_frames: int = 127
     max_dlf_steps: int = 63

@@ -1,7 +1,7 @@
 """Audio postings: landmark key -> (reference ordinal, frame), behind one narrow interface.
 
 - :class:`SegmentPostings` (the catalog's store): immutable, memory-mapped segment files; a
-  lookup is one directory read per key and a scan of that key's bucket, and no key may return
+  lookup is one directory read per key and a bisection of that key's bucket, and no key may return
   more than ``max_postings`` postings (stop-keys: the commonest spectral patterns say little
   about which work it is and cost the most). New registrations write small segments;
   :func:`merge_segments` merges them (tiered, in the writer's commit, and on ``compact``) in
@@ -49,8 +49,6 @@ MAGIC = b"NANHUPST"
 SEGMENT_VERSION = 3
 _HEADER = 48
 MAX_SEGMENT_FRAMES = (1 << 32) - 1
-#: buckets holding more postings than this are skipped unread (pathological keys)
-BUCKET_SCAN_LIMIT = 1 << 16
 #: odd multiplier of the key mixing (Knuth's multiplicative hash constant)
 MIX = 0x9E3779B1
 
@@ -88,7 +86,7 @@ class PostingsIndex(Protocol):
 
 def _dir_bits(count: int, key_bits: int) -> int:
     """Directory size for ``count`` postings: 2-4 postings a bucket, within 10..26 bits (the
-    directory then costs 1-2 bytes a posting, and a bucket scan reads a few remainders)."""
+    directory then costs 1-2 bytes a posting, and a bucket's bisection takes a few steps)."""
     return int(min(key_bits - 1, 26, max(10, int(count).bit_length() - 2)))
 
 
@@ -250,22 +248,33 @@ class Segment:
     def __len__(self) -> int:
         return int(self.positions.size)
 
-    def find(self, keys: np.ndarray, *, scan_limit: int = BUCKET_SCAN_LIMIT
-             ) -> tuple[np.ndarray, np.ndarray]:
-        """(key_index int64[k], posting int64[k]) of every posting whose key is in ``keys``;
-        buckets holding more than ``scan_limit`` postings are skipped unread."""
+    def ranges(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(first posting int64[m], count int64[m]) of each key: its postings are
+        ``first .. first + count``.
+
+        One directory read per key, then a bisection of the key's bucket (remainders are sorted
+        within a bucket), all keys at once: the cost is ``log2(bucket size)`` vectorised steps,
+        whatever the keys hold, so a key that shares its bucket with a popular one costs no
+        more than any other, and no posting is read before the caller has chosen which to read.
+        """
+        keys = np.asarray(keys, np.uint32)
         # a key wider than the segment's (a malformed query) has no bucket and no postings
         wide = keys >= (1 << self.key_bits)
-        keys = mix_keys(np.where(wide, 0, keys), self.key_bits)
-        bucket = (keys >> np.uint32(self.rem_bits)).astype(np.int64)
+        mixed = mix_keys(np.where(wide, 0, keys), self.key_bits)
+        bucket = (mixed >> np.uint32(self.rem_bits)).astype(np.int64)
         lo = self.directory[bucket].astype(np.int64)
-        lengths = self.directory[bucket + 1].astype(np.int64) - lo
-        lengths[(lengths > scan_limit) | wide] = 0
-        posting = expand_ranges(lo, lengths)
-        key_index = np.repeat(np.arange(keys.size, dtype=np.int64), lengths)
-        wanted = (keys & np.uint32((1 << self.rem_bits) - 1))[key_index]
-        hit = self.remainders[posting] == wanted
-        return key_index[hit], posting[hit]
+        hi = self.directory[bucket + 1].astype(np.int64)
+        hi[wide] = lo[wide]
+        wanted = (mixed & np.uint32((1 << self.rem_bits) - 1)).astype(np.int64)
+        first = _lower_bound(self.remainders, lo, hi, wanted)
+        stop = _lower_bound(self.remainders, first, hi, wanted + 1)
+        return first, stop - first
+
+    def find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(key_index int64[k], posting int64[k]) of every posting whose key is in ``keys``."""
+        first, count = self.ranges(keys)
+        return (np.repeat(np.arange(first.size, dtype=np.int64), count),
+                expand_ranges(first, count))
 
     def resolve(self, posting: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(ordinal uint32, frame uint32) of postings."""
@@ -281,6 +290,24 @@ class Segment:
         high = np.repeat(np.arange(first_bucket, stop_bucket, dtype=np.uint32), counts)
         keys = (high << np.uint32(self.rem_bits)) | self.remainders[lo:hi].astype(np.uint32)
         return keys, np.arange(lo, hi, dtype=np.int64)
+
+
+def _lower_bound(values: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                 wanted: np.ndarray) -> np.ndarray:
+    """First index ``i`` in ``[lo, hi)`` with ``values[i] >= wanted`` (``hi`` if none), for
+    many sorted ranges at once: a vectorised bisection, ``log2(max(hi - lo))`` steps.
+
+    values : ndarray [shape=(n,)], sorted within each range; lo, hi, wanted : int64[m].
+    """
+    lo, hi = lo.copy(), hi.copy()
+    active = np.flatnonzero(lo < hi)
+    while active.size:
+        mid = (lo[active] + hi[active]) >> 1
+        below = values[mid] < wanted[active]
+        lo[active[below]] = mid[below] + 1
+        hi[active[~below]] = mid[~below]
+        active = active[lo[active] < hi[active]]
+    return lo
 
 
 def select(per_key: np.ndarray, *, max_postings: int | None, budget: int | None) -> np.ndarray:
@@ -323,15 +350,13 @@ class SegmentPostings:
                budget: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """See :meth:`PostingsIndex.lookup`."""
         keys = np.asarray(keys, np.uint32)
-        # A bucket is about one key at the directory sizes used; one holding several times the
-        # cap holds a stop-key, and is skipped before its postings are read.
-        limit = BUCKET_SCAN_LIMIT if max_postings is None else min(
-            BUCKET_SCAN_LIMIT, 4 * max_postings + 64)
-        found = [segment.find(keys, scan_limit=limit) for segment in self.segments]
-        if (max_postings is not None or budget is not None) and found:
-            per_key = sum(np.bincount(k, minlength=keys.size) for k, _ in found)
+        spans = [segment.ranges(keys) for segment in self.segments]
+        if (max_postings is not None or budget is not None) and spans:
+            per_key = sum(count for _, count in spans)
             keep = select(per_key, max_postings=max_postings, budget=budget)
-            found = [(k[keep[k]], p[keep[k]]) for k, p in found]
+            spans = [(first, np.where(keep, count, 0)) for first, count in spans]
+        found = [(np.repeat(np.arange(keys.size, dtype=np.int64), count),
+                  expand_ranges(first, count)) for first, count in spans]
         key_index, ordinals, frames = [], [], []
         for segment, (k, p) in zip(self.segments, found):
             o, f = segment.resolve(p)

@@ -114,3 +114,40 @@ def test_a_speed_change_moves_only_time_span_and_a_pitch_change_only_frequency(s
     for name in ("d1", "d2", "r", "t", "f"):
         same = np.array_equal(np.sort(reference[name]), np.sort(query[name]))
         assert same == (name not in moved), name
+
+
+def test_a_probed_triplet_is_also_keyed_in_the_neighbouring_cells_of_its_edgy_fields():
+    # d1x = 74.45 (0.05 from the 74/75 edge), d2x = 53.2 (0.3 from an edge), r = 16 * 4 / 12
+    # = 5.33 (0.33), t = 6 log2(12) = 21.51 (0.49): only D1 is within 0.15 of an edge
+    peaks = Peaks(frame=np.array([10, 14, 22], np.int64),
+                  log_freq=np.array([100.0, 111.45, 90.2], np.float32),
+                  prominence=np.ones(3, np.float32))
+    plain = triplet_hashes(peaks, params=PARAMS)
+    probed = triplet_hashes(peaks, params=PARAMS, probe=0.15)
+    assert len(plain) == 1 and len(probed) == 2
+    fields = key_fields(probed.hashes)
+    assert fields["d1"].tolist() == [74, 75]
+    for name in ("d2", "r", "t", "f"):
+        assert len(set(fields[name].tolist())) == 1
+    assert probed.frames.tolist() == [10, 10]
+    # a wider probe reaches the fields nearer the middle of their cells too
+    assert len(triplet_hashes(peaks, params=PARAMS, probe=0.35)) == 4
+
+
+def test_probes_only_add_neighbours_of_the_plain_keys(peaks):
+    plain = triplet_hashes(peaks, params=PARAMS, warps=PARAMS.query_warps)
+    probed = triplet_hashes(peaks, params=PARAMS, warps=PARAMS.query_warps,
+                            probe=PARAMS.query_probe)
+    assert set(plain.hashes.tolist()) <= set(probed.hashes.tolist())
+    assert 1.3 < len(probed) / len(plain) < 3.0
+    # every extra key is a plain key of the same anchor and warp with one field moved by one
+    plain_fields = key_fields(plain.hashes)
+    by_anchor: dict[tuple[int, int], list[tuple]] = {}
+    for n in range(len(plain)):
+        by_anchor.setdefault((int(plain.frames[n]), int(plain.speed_index[n])), []).append(
+            tuple(int(plain_fields[k][n]) for k in ("d1", "d2", "r", "t", "f")))
+    probed_fields = key_fields(probed.hashes)
+    for n in np.random.default_rng(0).choice(len(probed), 300, replace=False):
+        key = tuple(int(probed_fields[k][n]) for k in ("d1", "d2", "r", "t", "f"))
+        candidates = by_anchor[(int(probed.frames[n]), int(probed.speed_index[n]))]
+        assert any(sum(abs(a - b) for a, b in zip(key, c)) <= 1 for c in candidates)
