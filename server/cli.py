@@ -9,10 +9,9 @@ import os
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 
-from engine.cli import default_catalog
+from engine.cli import default_catalog, iso_time, text_table
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 
@@ -59,7 +58,7 @@ def add_commands(subparsers) -> None:
     k.set_defaults(func=cmd_keys_add)
     k = keys.add_parser("list", help="list keys (never the keys themselves)")
     _keys_file_arg(k)
-    k.add_argument("--json", action="store_true")
+    k.add_argument("--json", action="store_true", help="one JSON object per key (epoch times)")
     k.set_defaults(func=cmd_keys_list)
     k = keys.add_parser("revoke", help="revoke a key by id; the server stops accepting it at once")
     _keys_file_arg(k)
@@ -88,14 +87,17 @@ def cmd_keys_add(args: argparse.Namespace) -> int:
 def cmd_keys_list(args: argparse.Namespace) -> int:
     from server.auth import KeyFile
 
+    rows = []
     for entry in KeyFile(args.file or default_keys_file()).entries():
         if args.json:
             print(json.dumps(entry))
             continue
-        state = "revoked" if entry.get("revoked_at") else "active"
-        created = time.strftime("%Y-%m-%d", time.gmtime(entry["created_at"]))
-        print(f"{entry['key_id']}\t{state}\t{entry['tenant']}\t{','.join(entry['roles'])}\t{created}"
-              f"\t{entry.get('note', '')}")
+        state = f"revoked {iso_time(entry['revoked_at'])}" if entry.get("revoked_at") else "active"
+        rows.append((entry["key_id"], state, entry["tenant"], ",".join(entry["roles"]),
+                     iso_time(entry["created_at"]), entry.get("note", "")))
+    if rows:
+        for line in text_table(("KEY_ID", "STATE", "TENANT", "ROLES", "CREATED", "NOTE"), rows):
+            print(line)
     return 0
 
 
