@@ -24,7 +24,7 @@ from server.auth import Authenticator
 from server.metrics import Metrics
 from server.service import Core, Limits
 from server.servicers import CatalogServicer, ScreeningServicer, Shared
-from server.status import kv
+from server.status import log_event
 from server.work import Limiter, Spool, WorkerPool
 
 log = logging.getLogger("server")
@@ -81,13 +81,14 @@ class NanhuServer:
         if self.metrics_address is not None:
             host, port = split_address(self.metrics_address)
             self.metrics_port = self.shared.metrics.serve(host, port)
-            log.info("%s", kv(event="metrics", address=f"{host}:{self.metrics_port}", path="/metrics"))
+            log_event(log, logging.INFO, event="metrics", address=f"{host}:{self.metrics_port}",
+                      path="/metrics")
         self.grpc_server.start()
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("%s", kv(event="listening", address=self.address, port=self.port, tls=self.tls,
-                          mutual_tls=self.mutual_tls, auth=self.shared.auth.enabled,
-                          workers=self.shared.pool.workers, catalog=self.shared.core.catalog_dir))
+        log_event(log, logging.INFO, event="listening", address=self.address, port=self.port,
+                  tls=self.tls, mutual_tls=self.mutual_tls, auth=self.shared.auth.enabled,
+                  workers=self.shared.pool.workers, catalog=self.shared.core.catalog_dir)
         return self
 
     def stop(self, grace: float | None = 5.0) -> threading.Event:
@@ -99,14 +100,14 @@ class NanhuServer:
             self._stop_started = True
         self.health.enter_graceful_shutdown()
         drained = self.grpc_server.stop(grace)
-        log.info("%s", kv(event="stopping", grace_s=grace, in_flight=self.limiter.in_flight))
+        log_event(log, logging.INFO, event="stopping", grace_s=grace, in_flight=self.limiter.in_flight)
 
         def finish() -> None:
             drained.wait()
             self.shared.pool.shutdown(wait=True)
             self.shared.spool.close()
             self.shared.metrics.close()
-            log.info("%s", kv(event="stopped"))
+            log_event(log, logging.INFO, event="stopped")
             self._stopped.set()
 
         threading.Thread(target=finish, name="nanhu-stop", daemon=True).start()
@@ -193,12 +194,13 @@ def create_server(
         shared.spool.close()
         raise InvalidArgument(f"cannot listen on {address}")
     if authenticator.enabled:
-        log.info("%s", kv(event="auth", keys_file=auth))
+        log_event(log, logging.INFO, event="auth", keys_file=auth)
         if credentials is None and not is_loopback(host):
-            log.warning("%s", kv(event="insecure", address=address, note=PLAINTEXT_KEYS_WARNING))
+            log_event(log, logging.WARNING, event="insecure", address=address,
+                      note=PLAINTEXT_KEYS_WARNING)
     else:
-        log.warning("%s", kv(event="auth", keys_file="none",
-                             note="no auth file: every local caller is admin; loopback only"))
+        log_event(log, logging.WARNING, event="auth", keys_file="none",
+                  note="no auth file: every local caller is admin; loopback only")
     return NanhuServer(server, shared, health_servicer, address=address, port=port,
                        tls=credentials is not None, mutual_tls=tls_client_ca is not None,
                        metrics_address=metrics), port

@@ -103,8 +103,9 @@ def public_message(message: str, places: Mapping[str, str] | None = None) -> str
     to show, e.g. the catalog folder -> ``catalog``) replaced, longest first, and any other
     absolute path cut to its last component (``/srv/nanhu/x/meta.sqlite`` -> ``meta.sqlite``)."""
     for path, name in sorted((places or {}).items(), key=lambda item: -len(item[0])):
-        if path:
-            message = message.replace(path, name)
+        if path:  # the whole path only: a catalog folder named "cat" leaves "catalog" alone
+            pattern = rf"(?<![\w./~-]){re.escape(path)}(?![\w.~-])"
+            message = re.sub(pattern, name.replace("\\", r"\\"), message)
     return _ABSOLUTE_PATH.sub(lambda m: PurePosixPath(m.group()).name or "/", message)
 
 
@@ -116,6 +117,11 @@ class CallLog:
 
     def note(self, **fields) -> None:
         self.fields.update(fields)
+
+
+def log_event(logger: logging.Logger, level: int, **fields) -> None:
+    """One ``key=value`` line; the fields also travel on the record, as keys of a JSON line."""
+    logger.log(level, "%s", kv(**fields), extra={"fields": fields})
 
 
 def _log_call(level: int, fields: dict, *, exc_info: bool = False) -> None:

@@ -154,3 +154,18 @@ def test_metrics_are_scraped_over_http(tmp_path, kit):
     assert value("nanhu_worker_processes") == 1 and value("nanhu_worker_jobs") == 0
     assert value("nanhu_worker_queue_depth") == 0 and value("nanhu_worker_restarts_total") == 0
     assert value("nanhu_uploads_open") == 0
+
+
+def test_public_messages_replace_whole_server_paths_only():
+    from server.status import public_message
+
+    places = {"cat": "catalog", "/srv/nanhu/cat": "catalog", "/tmp/nanhu-uploads-1": "upload"}
+    assert public_message("cat: another process is writing to this catalog", places) == \
+        "catalog: another process is writing to this catalog"
+    assert public_message("no reference with id 'cat-1' in /srv/nanhu/cat", places) == \
+        "no reference with id 'cat-1' in catalog"
+    assert public_message("/srv/nanhu/cat/meta.sqlite: unreadable metadata", places) == \
+        "catalog/meta.sqlite: unreadable metadata"
+    # Paths the server did not name are cut to their last part; URLs and ratios are left alone.
+    assert public_message("/var/lib/other/x.pst: truncated; see grpc://host:1 and 3/4", places) == \
+        "x.pst: truncated; see grpc://host:1 and 3/4"
