@@ -27,6 +27,7 @@ import re
 import sys
 import time
 import uuid
+from collections.abc import Iterable
 from typing import TextIO
 
 #: the request id of the call this code runs for ("" outside a call)
@@ -43,7 +44,7 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
-def request_id_from(metadata) -> str:
+def request_id_from(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
     """The caller's ``x-request-id`` when it is a plain token (letters, digits, ``._:-``, at most
     128), else a new id: a client may pick its id, but not forge log lines with it."""
     for name, value in metadata or ():

@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -37,6 +38,9 @@ from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
 
 from engine.errors import InvalidArgument, NanhuError
+
+if TYPE_CHECKING:
+    from server.servicers import Shared
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +83,7 @@ class Metrics:
         0 when it was never counted."""
         return self.registry.get_sample_value(name, labels) or 0.0
 
-    def watch(self, shared) -> None:
+    def watch(self, shared: Shared) -> None:
         """Report the state of ``shared`` (a :class:`server.servicers.Shared`) at each scrape."""
         self.registry.register(StateCollector(shared))
 
@@ -102,7 +106,7 @@ class Metrics:
 class StateCollector(Collector):
     """Gauges read from the server's state when Prometheus scrapes (nothing to keep in step)."""
 
-    def __init__(self, shared) -> None:
+    def __init__(self, shared: Shared) -> None:
         self.shared = shared
         self._lock = threading.Lock()
 
