@@ -1,6 +1,9 @@
 """The ``nanhu`` command: assembles the subcommands each package offers and dispatches.
 
-No package imports this module; the arrows run from here down to the packages.
+No package imports this module; the arrows run from here down to the packages. What every
+subcommand shares is set here, once: the global options (accepted before or after the
+subcommand), defaults shown in every ``--help``, and a quiet exit when the reader of the output
+goes away (``nanhu list | head``).
 """
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from engine import errors
@@ -15,13 +19,49 @@ from engine.cli import exit_code_for
 
 # (module, what it offers): each module has ``add_commands(subparsers)``.
 _COMMAND_MODULES = ("engine.cli", "indexer.cli", "server.cli", "benchmarks.cli")
+#: exit status after the reader of stdout went away: 128 + SIGPIPE, as a shell reports it
+EXIT_BROKEN_PIPE = 128 + 13
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, unless its help already says it or there is none to show
+    (None, False, an empty list: an unset flag)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, [], argparse.SUPPRESS) or \
+                not action.option_strings:
+            return text
+        return super()._get_help_string(action)
+
+
+def _global_options(parser: argparse.ArgumentParser, *, default) -> None:
+    parser.add_argument("-v", "--verbose", action="store_true", default=default,
+                        help="debug logging on stderr")
+
+
+def _subparsers(parser: argparse.ArgumentParser):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            yield from action.choices.values()
+
+
+def _finish(parser: argparse.ArgumentParser) -> None:
+    """Every subcommand (nested ones too) shows defaults and takes the global options; there
+    they default to SUPPRESS, so ``-v`` before the subcommand is not undone by its absence after."""
+    for sub in _subparsers(parser):
+        sub.formatter_class = HelpFormatter
+        if "--verbose" not in sub._option_string_actions:
+            _global_options(sub, default=argparse.SUPPRESS)
+        _finish(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nanhu", description="Nanhu: content fingerprint matching for copyright protection",
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    _global_options(parser, default=False)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         try:
@@ -31,10 +71,29 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.add_commands(subparsers)
+    _finish(parser)
     return parser
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's last flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (captured in tests)
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader went away (`nanhu list | head`): stop quietly, as cat and grep do.
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

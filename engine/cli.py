@@ -79,13 +79,14 @@ def add_commands(subparsers) -> None:
 
     p = subparsers.add_parser("list", help="list references")
     _catalog_arg(p)
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--owner", default=None)
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per reference (raw values: seconds, epoch times)")
+    p.add_argument("--owner", default=None, help="only this tenant's works (default: every owner)")
     p.set_defaults(func=cmd_list)
 
     p = subparsers.add_parser("stats", help="catalog statistics")
     _catalog_arg(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="one JSON object, raw numbers (bytes, hours)")
     p.set_defaults(func=cmd_stats)
 
     p = subparsers.add_parser("check", help="verify a catalog (read-only, safe to interrupt)")
@@ -94,6 +95,7 @@ def add_commands(subparsers) -> None:
 
     p = subparsers.add_parser("compact", help="merge segments and purge deleted references")
     _catalog_arg(p)
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=cmd_compact)
 
 
@@ -214,9 +216,42 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return worst
 
 
+def iso_time(epoch_s: float) -> str:
+    """ISO 8601 in UTC to the second (``2026-12-01T10:00:00Z``); ``-`` for an unknown time."""
+    if not epoch_s:
+        return "-"
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_s))
+
+
+def human_bytes(n: float) -> str:
+    """``1.4 MiB``: bytes in binary units, three significant figures."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def human_hours(hours: float) -> str:
+    """``18.5 h``, ``12.3 min`` or ``40 s``: media time in the unit that reads best."""
+    if hours >= 1:
+        return f"{hours:,.1f} h"
+    if hours * 60 >= 1:
+        return f"{hours * 60:.1f} min"
+    return f"{hours * 3600:.0f} s"
+
+
+def text_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    """Columns padded to their widest cell (the last one is not padded)."""
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths)) + "  " + row[-1]
+            for row in (header, *rows)]
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from engine.catalog import Catalog
 
+    rows = []
     with Catalog(args.catalog or default_catalog()) as catalog:
         after = None
         while True:
@@ -225,10 +260,19 @@ def cmd_list(args: argparse.Namespace) -> int:
                 if args.json:
                     print(json.dumps(ref.to_dict()))
                 else:
-                    print(f"{ref.ref_id}\t{ref.duration_s:8.1f} s\t{ref.modalities}\t{ref.title}")
+                    rows.append((ref.ref_id, f"{ref.duration_s:.1f} s", ref.modalities,
+                                 ref.owner or "-", str(ref.policy.get("label") or "-"),
+                                 iso_time(ref.created_at), ref.title))
             if len(page) < 1000:
                 break
             after = page[-1].ref_id
+    if not args.json:
+        if not rows:
+            _say("no references" + (f" of owner {args.owner!r}" if args.owner else ""))
+            return 0
+        for line in text_table(("ID", "DURATION", "MODALITIES", "OWNER", "POLICY", "CREATED", "TITLE"),
+                           rows):
+            print(line)
     return 0
 
 
@@ -239,9 +283,29 @@ def cmd_stats(args: argparse.Namespace) -> int:
         stats = catalog.stats()
     if args.json:
         print(json.dumps(stats))
-    else:
-        for key, value in stats.items():
-            print(f"{key:22s} {value}")
+        return 0
+    s = stats
+    lines = [
+        ("catalog", s["catalog"]),
+        ("format version", s["format_version"]),
+        ("generation", s["generation"]),
+        ("references", f"{s['references']:,} ({s['audio_references']:,} with audio, "
+                       f"{s['video_references']:,} with video)"),
+        ("media", human_hours(s["hours"])),
+        ("audio hashes", f"{s['audio_hashes']:,}"),
+        ("keyframes", f"{s['keyframes']:,}"),
+        ("segments", f"{s['audio_segments']} audio, {s['video_segments']} video"),
+        ("deleted, not purged", f"{s['tombstones']:,}"),
+        ("index", f"{human_bytes(s['audio_index_bytes'])} audio, "
+                  f"{human_bytes(s['video_index_bytes'])} video"
+                  + (f" ({human_bytes(s['index_bytes_per_hour'])} per hour of media)"
+                     if s["index_bytes_per_hour"] else "")),
+        ("files present", "yes" if s["files_present"] else "NO (run `nanhu check`)"),
+        ("audio parameters", s["audio_params"] or "-"),
+        ("video parameters", s["video_params"] or "-"),
+    ]
+    for key, value in lines:
+        print(f"{key:20s} {value}")
     return 0
 
 
@@ -260,5 +324,11 @@ def cmd_compact(args: argparse.Namespace) -> int:
     from engine.catalog import Catalog
 
     with Catalog(args.catalog or default_catalog(), writable=True) as catalog:
-        print(json.dumps(catalog.compact()))
+        result = catalog.compact()
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"compacted to generation {result['generation']}: purged "
+              f"{result['purged_references']:,} deleted reference(s); {result['audio_postings']:,} "
+              f"audio postings and {result['video_vectors']:,} video vectors kept")
     return 0

@@ -131,7 +131,7 @@ def fingerprint_media(
     ``query=True`` hashes audio at every candidate (speed, pitch) of ``audio_params.query_warps``.
     Raises :class:`MediaError` when nothing can be fingerprinted (no usable track, silence).
     """
-    from engine import media
+    from engine import media, stages
 
     params = audio_params or AudioParams()
     name = source_name(source)
@@ -151,8 +151,9 @@ def fingerprint_media(
             warps = params.query_warps if query else ((1.0, 1.0),)
             try:
                 landmarks, duration = audio_landmarks(
-                    media.decode_container_audio(container, name, sample_rate=params.sample_rate,
-                                                 max_duration_s=max_duration_s),
+                    stages.timed_iter("decode", media.decode_container_audio(
+                        container, name, sample_rate=params.sample_rate,
+                        max_duration_s=max_duration_s)),
                     params=params, warps=warps,
                 )
             except EmptyMediaError:

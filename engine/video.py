@@ -50,7 +50,7 @@ from av.video.reformatter import VideoReformatter
 from scipy import fft as sfft
 from scipy import stats
 
-from engine import media
+from engine import media, stages
 from engine.errors import EmptyMediaError, LimitExceeded, MediaError
 from engine.media import Source, source_name
 
@@ -462,8 +462,8 @@ def fingerprint_video(
     params = params or VideoParams()
     vectors, times = [], []
     total = 0
-    for frames, frame_times in iter_sampled_frames(source, params=params,
-                                                  max_duration_s=max_duration_s):
+    for frames, frame_times in stages.timed_iter("decode", iter_sampled_frames(
+            source, params=params, max_duration_s=max_duration_s)):
         vecs, quality = frame_embeddings(frames, params=params)
         keep = quality >= params.min_quality
         total += len(frames)

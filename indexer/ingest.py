@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from engine.errors import AlreadyExists, NanhuError
+from engine.errors import AlreadyExists, InvalidArgument, NanhuError
 from engine.fingerprint import Fingerprint
 from engine.media import content_digest
 from indexer import progress as P
@@ -142,6 +142,8 @@ class Ingest:
         self.progress = None
         source = Source(opts.source, include=opts.include, exclude=opts.exclude, owner=opts.owner)
         checked = validate(source)
+        if not checked.entries and not checked.problems:  # an empty or mistaken folder
+            raise InvalidArgument(source.nothing_found())
         if checked.problems:
             for problem in checked.problems:
                 self._say(f"nanhu: {problem.describe(source.path)}")

@@ -135,6 +135,19 @@ class Source:
         if self.kind != "folder" and (self.include or self.exclude):
             raise InvalidArgument("--include and --exclude apply to folders, not to manifests")
 
+    def nothing_found(self) -> str:
+        """Why a source that yields nothing is refused, and what was looked for."""
+        if self.kind != "folder":
+            return f"{self.path}: the manifest lists no files"
+        if self.include:
+            looked_for = "files matching " + " or ".join(repr(p) for p in self.include)
+        else:
+            looked_for = "files ending in " + " ".join(MEDIA_SUFFIXES)
+        excluded = f", less those matching {' or '.join(map(repr, self.exclude))}" if self.exclude else ""
+        return (f"{self.path}: no media files found: looked for {looked_for}{excluded} in the folder "
+                "and its subfolders (hidden ones skipped); is it the right folder? Take other names "
+                "with --include PATTERN")
+
     def __iter__(self) -> Iterator[Entry | Problem]:
         first_line: dict[str, int | str] = {}
         for item in self._entries():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,9 +76,15 @@ class ServerSink:
     (``GetReference``) what it already holds. Status codes come back as the engine's errors
     (the inverse of ``server.status.STATUS_CODES``); the ones that say the server cannot be
     used at all (unreachable, bad key, deadline) stop the run instead of failing every file.
+
+    ``UNAVAILABLE`` (a server restarting, its catalog being written) and ``RESOURCE_EXHAUSTED``
+    (busy) are retried, by gRPC's retry policy first (:mod:`server.client`), then here with
+    backoff doubling from ``backoff_s`` up to ``max_backoff_s``, for up to ``retry_s`` seconds
+    per call, before the run stops; a resumed run picks up where it stopped.
     """
 
-    def __init__(self, address: str, key: str, *, timeout: float = 300.0) -> None:
+    def __init__(self, address: str, key: str, *, timeout: float = 300.0, retry_s: float = 60.0,
+                 backoff_s: float = 0.5, max_backoff_s: float = 10.0) -> None:
         import grpc
 
         from server.client import NanhuClient
@@ -89,7 +96,11 @@ class ServerSink:
             self._errors.setdefault(code, kind)
         self._fatal = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED,
                        grpc.StatusCode.DEADLINE_EXCEEDED}
-        self.client = NanhuClient(address, key=key, timeout=timeout)
+        self._retry = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED}
+        self.retry_s, self.backoff_s, self.max_backoff_s = retry_s, backoff_s, max_backoff_s
+        # Fail fast while the server is down (retried below, with a line saying so) rather than
+        # wait silently for it until the call's deadline.
+        self.client = NanhuClient(address, key=key, timeout=timeout, wait_for_ready=False)
         self.target = f"grpc://{address}"
         self.audio_params = AudioParams()  # the server refuses other parameters (VersionMismatch)
 
@@ -107,9 +118,26 @@ class ServerSink:
             return AlreadyExists(detail, existing_id=twin.group(1) if twin else what)
         return kind(f"server: {detail}")
 
+    def _retrying(self, call, what: str):
+        """``call()``, retried on a retryable status with backoff for up to ``retry_s`` seconds."""
+        give_up = time.monotonic() + self.retry_s
+        delay = self.backoff_s
+        while True:
+            try:
+                return call()
+            except self._grpc.RpcError as exc:
+                pushback = dict(exc.trailing_metadata() or ()).get("grpc-retry-pushback-ms")
+                if exc.code() not in self._retry or pushback == "-1" or \
+                        time.monotonic() + delay > give_up:
+                    raise
+                log.warning("server %s: %s for %s (%s); retrying in %.1f s", self.target,
+                            exc.code().name, what, exc.details(), delay)
+                time.sleep(delay)
+                delay = min(2 * delay, self.max_backoff_s)
+
     def by_id(self, ref_id: str) -> Known | None:
         try:
-            ref = self.client.get(ref_id)
+            ref = self._retrying(lambda: self.client.get(ref_id), ref_id)
         except self._grpc.RpcError as exc:
             if exc.code() == self._grpc.StatusCode.NOT_FOUND:
                 return None
@@ -122,10 +150,22 @@ class ServerSink:
     def add(self, entry: Entry, fp: Fingerprint) -> None:
         metadata = {k: v if isinstance(v, str) else json.dumps(v) for k, v in entry.metadata.items()}
         try:
-            self.client.register_fingerprint(fp, entry.ref_id, title=entry.title,
-                                             metadata=metadata, owner=entry.owner)
+            self._retrying(lambda: self.client.register_fingerprint(
+                fp, entry.ref_id, title=entry.title, metadata=metadata, owner=entry.owner),
+                entry.ref_id)
         except self._grpc.RpcError as exc:
-            raise self._error(exc, entry.ref_id) from None
+            error = self._error(exc, entry.ref_id)
+            if isinstance(error, AlreadyExists) and error.existing_id == entry.ref_id and \
+                    self._holds(entry.ref_id, fp.digest):
+                return  # a retried call whose first attempt had committed: it is there
+            raise error from None
+
+    def _holds(self, ref_id: str, digest: str) -> bool:
+        try:
+            known = self.by_id(ref_id)
+        except NanhuError:  # another tenant's id, say: the AlreadyExists stands
+            return False
+        return known is not None and bool(digest) and known.digest == digest
 
     def commit(self) -> None:
         return None

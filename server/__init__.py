@@ -6,7 +6,10 @@
     jobs       what worker processes run: fingerprinting, screening (fingerprint + match)
     work       the worker pool, the concurrency limiter, the upload spool
     auth       API keys (hashed keys file), principals and roles
-    status     the one table from engine exceptions to gRPC status codes; per-call logs
+    status     the one table from engine exceptions to gRPC status codes; per-call logs,
+               request ids, messages without server paths
+    logs       timestamped text or JSON log lines carrying the call's request id
+    metrics    Prometheus metrics and the /metrics endpoint
     convert    engine objects <-> nanhu.v1 messages
     client     NanhuClient, a small Python client
     cli        `nanhu serve`, `nanhu keys`

@@ -1,7 +1,9 @@
-"""Assembling the gRPC server: servicers, health checking, reflection, TLS, limits, shutdown.
+"""Assembling the gRPC server: servicers, health checking, reflection, TLS, limits, metrics,
+shutdown.
 
 ``create_server(catalog_dir, "127.0.0.1:0")`` returns a bound but not yet started server and its
-port (tests bind port 0). Without a keys file the server refuses to bind anything but loopback.
+port (tests bind port 0). Without a keys file the server refuses to bind anything but loopback;
+with one on a non-loopback address without TLS, it warns loudly: the keys travel in clear.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from engine.errors import InvalidArgument
 from proto.gen.nanhu.v1 import nanhu_pb2 as pb
 from proto.gen.nanhu.v1 import nanhu_pb2_grpc as pb_grpc
 from server.auth import Authenticator
+from server.metrics import Metrics
 from server.service import Core, Limits
 from server.servicers import CatalogServicer, ScreeningServicer, Shared
-from server.status import kv
+from server.status import log_event
 from server.work import Limiter, Spool, WorkerPool
 
 log = logging.getLogger("server")
@@ -45,13 +48,18 @@ class NanhuServer:
     """A gRPC server with Nanhu's state; :meth:`stop` drains calls, then frees workers and spool."""
 
     def __init__(self, grpc_server: grpc.Server, shared: Shared, health_servicer, *,
-                 address: str, port: int, tls: bool) -> None:
+                 address: str, port: int, tls: bool, mutual_tls: bool = False,
+                 metrics_address: str | None = None) -> None:
         self.grpc_server = grpc_server
         self.shared = shared
         self.health = health_servicer
         self.address = address
         self.port = port
         self.tls = tls
+        self.mutual_tls = mutual_tls
+        self.metrics_address = metrics_address
+        #: the port ``/metrics`` is served on once started (None without ``metrics_address``)
+        self.metrics_port: int | None = None
         self._stopped = threading.Event()
         self._stopping = threading.Lock()
         self._stop_started = False
@@ -64,14 +72,23 @@ class NanhuServer:
     def spool(self) -> Spool:
         return self.shared.spool
 
+    @property
+    def metrics(self) -> Metrics:
+        return self.shared.metrics
+
     def start(self) -> NanhuServer:
         self.shared.pool.warm()
+        if self.metrics_address is not None:
+            host, port = split_address(self.metrics_address)
+            self.metrics_port = self.shared.metrics.serve(host, port)
+            log_event(log, logging.INFO, event="metrics", address=f"{host}:{self.metrics_port}",
+                      path="/metrics")
         self.grpc_server.start()
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("%s", kv(event="listening", address=self.address, port=self.port, tls=self.tls,
-                          auth=self.shared.auth.enabled, workers=self.shared.pool.workers,
-                          catalog=self.shared.core.catalog_dir))
+        log_event(log, logging.INFO, event="listening", address=self.address, port=self.port,
+                  tls=self.tls, mutual_tls=self.mutual_tls, auth=self.shared.auth.enabled,
+                  workers=self.shared.pool.workers, catalog=self.shared.core.catalog_dir)
         return self
 
     def stop(self, grace: float | None = 5.0) -> threading.Event:
@@ -83,13 +100,14 @@ class NanhuServer:
             self._stop_started = True
         self.health.enter_graceful_shutdown()
         drained = self.grpc_server.stop(grace)
-        log.info("%s", kv(event="stopping", grace_s=grace, in_flight=self.limiter.in_flight))
+        log_event(log, logging.INFO, event="stopping", grace_s=grace, in_flight=self.limiter.in_flight)
 
         def finish() -> None:
             drained.wait()
             self.shared.pool.shutdown(wait=True)
             self.shared.spool.close()
-            log.info("%s", kv(event="stopped"))
+            self.shared.metrics.close()
+            log_event(log, logging.INFO, event="stopped")
             self._stopped.set()
 
         threading.Thread(target=finish, name="nanhu-stop", daemon=True).start()
@@ -109,14 +127,20 @@ def create_server(
     limits: Limits | None = None,
     tls_cert: str | Path | None = None,
     tls_key: str | Path | None = None,
+    tls_client_ca: str | Path | None = None,
+    metrics: str | None = None,
     threads: int | None = None,
 ) -> tuple[NanhuServer, int]:
     """Build the server on ``catalog_dir`` (created if missing) and bind ``address``.
 
     ``auth`` is a keys file (see :mod:`server.auth`); without one only loopback addresses are
-    accepted. ``tls_cert``/``tls_key`` (PEM files) switch the port to TLS. ``workers`` is the
-    number of processes that fingerprint and match; ``threads`` the gRPC handler threads
-    (default: enough for ``limits.max_concurrent`` heavy calls plus cheap ones).
+    accepted. ``tls_cert``/``tls_key`` (PEM files) switch the port to TLS; ``tls_client_ca``
+    (PEM, the CA that signs client certificates) makes it mutual TLS: a client without a
+    certificate signed by that CA is refused during the handshake. ``metrics`` is a
+    ``HOST:PORT`` to serve Prometheus' ``/metrics`` on once started (port 0: any free one, see
+    :attr:`NanhuServer.metrics_port`). ``workers`` is the number of processes that fingerprint
+    and match; ``threads`` the gRPC handler threads (default: enough for
+    ``limits.max_concurrent`` heavy calls plus cheap ones).
 
     The workers are started with multiprocessing's forkserver, so, as with any multiprocessing
     code, a script that starts the server must guard its entry point with
@@ -124,6 +148,8 @@ def create_server(
     """
     limits = limits or Limits()
     host, _ = split_address(address)
+    if metrics is not None:
+        split_address(metrics)
     if auth is None and not is_loopback(host):
         raise InvalidArgument(
             f"refusing to listen on {address} without an auth file: anyone could register and "
@@ -131,10 +157,14 @@ def create_server(
         )
     if (tls_cert is None) != (tls_key is None):
         raise InvalidArgument("TLS needs both a certificate and a key")
+    if tls_client_ca is not None and tls_cert is None:
+        raise InvalidArgument("a client CA (mutual TLS) needs the server's own certificate and key")
+    credentials = _server_credentials(tls_cert, tls_key, tls_client_ca)
     authenticator = Authenticator(auth)
     core = Core(Path(catalog_dir), limits)
     pool = WorkerPool(workers, str(core.catalog_dir))
     shared = Shared(core, authenticator, pool, Limiter(limits.max_concurrent), Spool())
+    shared.metrics.watch(shared)
     threads = threads or limits.max_concurrent + 8
     server = grpc.server(
         ThreadPoolExecutor(max_workers=threads, thread_name_prefix="nanhu-rpc"),
@@ -151,9 +181,7 @@ def create_server(
         (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
          reflection.SERVICE_NAME), server)
     try:
-        if tls_cert is not None:
-            credentials = grpc.ssl_server_credentials(
-                [(Path(tls_key).read_bytes(), Path(tls_cert).read_bytes())])
+        if credentials is not None:
             port = server.add_secure_port(address, credentials)
         else:
             port = server.add_insecure_port(address)
@@ -166,9 +194,34 @@ def create_server(
         shared.spool.close()
         raise InvalidArgument(f"cannot listen on {address}")
     if authenticator.enabled:
-        log.info("%s", kv(event="auth", keys_file=auth))
+        log_event(log, logging.INFO, event="auth", keys_file=auth)
+        if credentials is None and not is_loopback(host):
+            log_event(log, logging.WARNING, event="insecure", address=address,
+                      note=PLAINTEXT_KEYS_WARNING)
     else:
-        log.warning("%s", kv(event="auth", keys_file="none",
-                             note="no auth file: every local caller is admin; loopback only"))
+        log_event(log, logging.WARNING, event="auth", keys_file="none",
+                  note="no auth file: every local caller is admin; loopback only")
     return NanhuServer(server, shared, health_servicer, address=address, port=port,
-                       tls=tls_cert is not None), port
+                       tls=credentials is not None, mutual_tls=tls_client_ca is not None,
+                       metrics_address=metrics), port
+
+
+PLAINTEXT_KEYS_WARNING = (
+    "API KEYS OVER PLAINTEXT: this address is reachable from other machines and the port has no "
+    "TLS, so every key (and every upload) crosses the network in clear, readable by anyone on "
+    "the path. Pass --tls-cert and --tls-key (or put a TLS proxy in front and listen on loopback)"
+)
+
+
+def _server_credentials(cert: str | Path | None, key: str | Path | None,
+                        client_ca: str | Path | None) -> grpc.ServerCredentials | None:
+    """TLS credentials from PEM files (None: plaintext); with ``client_ca``, mutual TLS."""
+    if cert is None:
+        return None
+    try:
+        pair = (Path(key).read_bytes(), Path(cert).read_bytes())
+        ca = Path(client_ca).read_bytes() if client_ca is not None else None
+    except OSError as exc:
+        raise InvalidArgument(f"TLS: cannot read {exc.filename} ({exc.strerror})") from exc
+    return grpc.ssl_server_credentials([pair], root_certificates=ca,
+                                       require_client_auth=ca is not None)

@@ -9,10 +9,9 @@ import os
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 
-from engine.cli import default_catalog
+from engine.cli import default_catalog, iso_time, text_table
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 
@@ -26,13 +25,20 @@ def add_commands(subparsers) -> None:
     p.add_argument("--catalog", type=Path, default=None,
                    help="catalog directory (default: $NANHU_CATALOG, else ./var/catalog)")
     p.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
-                   help=f"address to listen on (default {DEFAULT_LISTEN}; loopback only without --auth)")
+                   help="address to listen on (loopback only without --auth)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 2,
                    help="processes that decode, fingerprint and match (default: one per core)")
     p.add_argument("--auth", type=Path, default=None, metavar="FILE",
                    help="API keys file (see `nanhu keys`); without it only loopback is served")
     p.add_argument("--tls-cert", type=Path, default=None, metavar="FILE", help="PEM certificate chain")
     p.add_argument("--tls-key", type=Path, default=None, metavar="FILE", help="PEM private key")
+    p.add_argument("--tls-client-ca", type=Path, default=None, metavar="FILE",
+                   help="PEM CA certificates: require client certificates signed by them (mutual TLS)")
+    p.add_argument("--metrics", default=None, metavar="HOST:PORT",
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics (no auth: bind it "
+                        "where only your monitoring reaches)")
+    p.add_argument("--log-format", choices=("text", "json"), default="text",
+                   help="log lines on stderr: timestamped text, or one JSON object per line")
     p.add_argument("--max-upload-mb", type=float, default=512.0, help="largest upload (MiB)")
     p.add_argument("--max-duration-s", type=float, default=3 * 3600.0, help="longest media (s)")
     p.add_argument("--max-concurrent", type=int, default=64,
@@ -52,7 +58,7 @@ def add_commands(subparsers) -> None:
     k.set_defaults(func=cmd_keys_add)
     k = keys.add_parser("list", help="list keys (never the keys themselves)")
     _keys_file_arg(k)
-    k.add_argument("--json", action="store_true")
+    k.add_argument("--json", action="store_true", help="one JSON object per key (epoch times)")
     k.set_defaults(func=cmd_keys_list)
     k = keys.add_parser("revoke", help="revoke a key by id; the server stops accepting it at once")
     _keys_file_arg(k)
@@ -81,14 +87,17 @@ def cmd_keys_add(args: argparse.Namespace) -> int:
 def cmd_keys_list(args: argparse.Namespace) -> int:
     from server.auth import KeyFile
 
+    rows = []
     for entry in KeyFile(args.file or default_keys_file()).entries():
         if args.json:
             print(json.dumps(entry))
             continue
-        state = "revoked" if entry.get("revoked_at") else "active"
-        created = time.strftime("%Y-%m-%d", time.gmtime(entry["created_at"]))
-        print(f"{entry['key_id']}\t{state}\t{entry['tenant']}\t{','.join(entry['roles'])}\t{created}"
-              f"\t{entry.get('note', '')}")
+        state = f"revoked {iso_time(entry['revoked_at'])}" if entry.get("revoked_at") else "active"
+        rows.append((entry["key_id"], state, entry["tenant"], ",".join(entry["roles"]),
+                     iso_time(entry["created_at"]), entry.get("note", "")))
+    if rows:
+        for line in text_table(("KEY_ID", "STATE", "TENANT", "ROLES", "CREATED", "NOTE"), rows):
+            print(line)
     return 0
 
 
@@ -119,20 +128,25 @@ def how_to_try(host: str, port: int, *, auth: bool, tls: bool) -> list[str]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from server.app import create_server, split_address
+    from server.logs import configure_logging
     from server.service import Limits
 
-    server_log = logging.getLogger("server")
-    if server_log.getEffectiveLevel() > logging.INFO:
-        server_log.setLevel(logging.INFO)
+    configure_logging(args.log_format,
+                      level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO)
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20),
                     max_duration_s=args.max_duration_s, max_concurrent=args.max_concurrent)
     catalog = args.catalog or default_catalog()
     server, port = create_server(catalog, args.listen, workers=args.workers, auth=args.auth,
-                                 limits=limits, tls_cert=args.tls_cert, tls_key=args.tls_key)
+                                 limits=limits, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                                 tls_client_ca=args.tls_client_ca, metrics=args.metrics)
     server.start()
     host, _ = split_address(args.listen)
+    transport = "mutual TLS" if args.tls_client_ca else "TLS" if args.tls_cert else "plaintext"
     print(f"nanhu: serving catalog {catalog} on {host}:{port} "
-          f"({'TLS' if args.tls_cert else 'plaintext'}, {args.workers} worker processes)", flush=True)
+          f"({transport}, {args.workers} worker processes)", flush=True)
+    if server.metrics_port is not None:
+        metrics_host, _ = split_address(args.metrics)
+        print(f"nanhu: metrics at http://{metrics_host}:{server.metrics_port}/metrics", flush=True)
     if args.auth is None:
         print("nanhu: no --auth file: listening on loopback only; every local caller acts as admin",
               flush=True)

@@ -2,18 +2,28 @@
 
     from server.client import NanhuClient
 
-    with NanhuClient("127.0.0.1:50051", key="nanhu_...") as nanhu:
+    with NanhuClient("127.0.0.1:50051") as nanhu:          # the key from $NANHU_API_KEY
         result = nanhu.screen_file("upload.mp4", min_matched_duration_s=5)
         for match in result["matches"]:
             print(match["reference_id"], match["query_start_s"], match.get("policy", ""))
 
 Results are plain dicts shaped like ``nanhu query --json`` (screening) and ``nanhu list --json``
 (references). Every call has a deadline (``timeout`` seconds unless given per call); errors are
-``grpc.RpcError`` with the server's status code and message.
+``grpc.RpcError`` with the server's status code and message, and the server's request id in
+the trailing metadata (``x-request-id``; quote it when asking the operator).
+
+Calls wait for the server to be reachable (``wait_for_ready``) until their deadline, and gRPC
+retries them (its retry policy, in the channel's service config) when the server answers
+``UNAVAILABLE`` (shutting down, catalog being written) or ``RESOURCE_EXHAUSTED`` (busy), with
+exponential backoff; the server says when a retry cannot help (an upload over the limit). A
+retried registration whose first attempt did commit answers ``ALREADY_EXISTS`` for its own id.
+Uploads larger than gRPC's retry buffer (256 KiB) are not retried once they started.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +34,8 @@ from proto.gen.nanhu.v1 import nanhu_pb2_grpc as pb_grpc
 from server import convert
 
 CHUNK_BYTES = 256 * 1024
+#: status codes gRPC retries the calls of this client on
+RETRYABLE_CODES = ("UNAVAILABLE", "RESOURCE_EXHAUSTED")
 
 
 def _chunks(path: Path, first, kind) -> Iterator:
@@ -33,20 +45,54 @@ def _chunks(path: Path, first, kind) -> Iterator:
             yield kind(data=block)
 
 
+def service_config(attempts: int = 5, *, initial_backoff_s: float = 0.2,
+                   max_backoff_s: float = 5.0) -> dict:
+    """gRPC's service config for Nanhu's services: up to ``attempts`` tries per call (gRPC caps
+    it at 5) on :data:`RETRYABLE_CODES`, backoff doubling from ``initial_backoff_s``."""
+    config: dict = {"name": [{"service": name} for name in ("nanhu.v1.Screening", "nanhu.v1.Catalog")]}
+    if attempts > 1:
+        config["retryPolicy"] = {
+            "maxAttempts": min(int(attempts), 5),
+            "initialBackoff": f"{initial_backoff_s:g}s",
+            "maxBackoff": f"{max_backoff_s:g}s",
+            "backoffMultiplier": 2,
+            "retryableStatusCodes": list(RETRYABLE_CODES),
+        }
+    return {"methodConfig": [config]}
+
+
 class NanhuClient:
-    """One channel to a Nanhu server; thread-safe, cheap to share."""
+    """One channel to a Nanhu server; thread-safe, cheap to share.
+
+    ``key``: the API key (default: ``$NANHU_API_KEY``). TLS: ``tls=True`` checks the server
+    against the system's CAs, ``root_certificates`` (PEM bytes) against those; mutual TLS adds
+    the client's own ``certificate_chain`` and ``private_key`` (PEM bytes). ``attempts``: tries
+    per call (1: no retries). ``wait_for_ready``: a call to a server not reachable yet waits for
+    it until its deadline instead of failing at once with ``UNAVAILABLE``.
+    """
 
     def __init__(self, address: str, *, key: str | None = None, timeout: float = 60.0,
                  tls: bool = False, root_certificates: bytes | None = None,
+                 certificate_chain: bytes | None = None, private_key: bytes | None = None,
+                 attempts: int = 5, wait_for_ready: bool = True,
                  max_message_bytes: int = 64 * 2**20) -> None:
         options = [("grpc.max_send_message_length", max_message_bytes),
-                   ("grpc.max_receive_message_length", max_message_bytes)]
-        if tls or root_certificates is not None:
-            credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+                   ("grpc.max_receive_message_length", max_message_bytes),
+                   ("grpc.enable_retries", 1),
+                   ("grpc.service_config", json.dumps(service_config(attempts)))]
+        if (certificate_chain is None) != (private_key is None):
+            raise ValueError("a client certificate needs its private key, and the other way round")
+        if tls or root_certificates is not None or certificate_chain is not None:
+            credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates,
+                                                       private_key=private_key,
+                                                       certificate_chain=certificate_chain)
             self.channel = grpc.secure_channel(address, credentials, options=options)
         else:
             self.channel = grpc.insecure_channel(address, options=options)
         self.timeout = timeout
+        self.wait_for_ready = wait_for_ready
+        if key is None:
+            key = os.environ.get("NANHU_API_KEY") or None
         self.metadata = (("x-api-key", key),) if key else ()
         self.screening = pb_grpc.ScreeningStub(self.channel)
         self.catalog = pb_grpc.CatalogStub(self.channel)
@@ -61,7 +107,8 @@ class NanhuClient:
         self.close()
 
     def _call(self, method, request, timeout: float | None):
-        return method(request, timeout=timeout or self.timeout, metadata=self.metadata)
+        return method(request, timeout=timeout or self.timeout, metadata=self.metadata,
+                      wait_for_ready=self.wait_for_ready)
 
     # --- screening ---------------------------------------------------------------------------
     def screen_file(self, path: str | Path, *, min_matched_duration_s: float = 0.0,

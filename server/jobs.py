@@ -6,21 +6,29 @@ one read-only :class:`~engine.catalog.Catalog` + :class:`~engine.matcher.Matcher
 directory and reopens them when the manifest's generation moves (checked per job: one small
 file read), so a registration committed before a job starts is visible to it. Postings are
 memory-mapped, so the workers share them through the page cache.
+
+Every job runs through :func:`timed`: it carries the call's request id onto the worker's log
+lines and returns the job's stage times (decode, fingerprint, match) for the server's metrics.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from engine import stages
 from engine.audio.params import AudioParams
 from engine.catalog import Catalog
 from engine.errors import CatalogCorrupt, InvalidArgument, LimitExceeded, NanhuError
 from engine.fingerprint import Fingerprint
 from engine.matcher import Match, Matcher
+from server.logs import REQUEST_ID, configure_logging
 
 _MATCHERS: dict[str, Matcher] = {}
 
@@ -90,12 +98,27 @@ def matcher_for(catalog_dir: str) -> Matcher:
     return matcher
 
 
-def start_worker(catalog_dir: str | None, owner_pid: int | None) -> None:
-    """Worker initializer: die with the server (no orphans after ``kill -9``), open the catalog."""
+def start_worker(catalog_dir: str | None, owner_pid: int | None,
+                 log_format: str | None = None) -> None:
+    """Worker initializer: die with the server (no orphans after ``kill -9``), log as the server
+    does (``log_format``, when the server configured one), open the catalog."""
     from engine.process import die_with
 
     die_with(owner_pid)
+    if log_format is not None:
+        configure_logging(log_format, level=logging.INFO)
     ready(catalog_dir)
+
+
+def timed(request_id: str, job: Callable, /, *args, **kwargs) -> tuple[Any, dict[str, float]]:
+    """Run ``job(*args, **kwargs)`` for the call ``request_id``; returns ``(result, stage times)``."""
+    token = REQUEST_ID.set(request_id)
+    try:
+        with stages.measure() as times:
+            result = job(*args, **kwargs)
+        return result, times
+    finally:
+        REQUEST_ID.reset(token)
 
 
 def ready(catalog_dir: str | None = None) -> int:
@@ -111,8 +134,9 @@ def fingerprint_file(path: str, name: str, *, audio_params: AudioParams, query: 
     from engine.fingerprint import fingerprint_media
 
     try:
-        fp = fingerprint_media(path, audio_params=audio_params, query=query,
-                               max_duration_s=max_duration_s)
+        with stages.stage("fingerprint", exclude=("decode",)):
+            fp = fingerprint_media(path, audio_params=audio_params, query=query,
+                                   max_duration_s=max_duration_s)
     except NanhuError as exc:
         raise type(exc)(str(exc).replace(path, name)) from None
     check_duration(fp, name, max_duration_s)
@@ -135,7 +159,8 @@ def screen(catalog_dir: str, source: str | Fingerprint, name: str, *, options: S
     else:
         fp = fingerprint_file(source, name, audio_params=matcher.catalog.audio_params, query=True,
                               max_duration_s=max_duration_s)
-    matches = matcher.match(fp)
+    with stages.stage("match"):
+        matches = matcher.match(fp)
     durations: dict[str, float] = {}
 
     def reference_duration_s(ref_id: str) -> float:

@@ -20,6 +20,8 @@ from proto.gen.nanhu.v1 import nanhu_pb2_grpc as pb_grpc
 from server import convert, jobs
 from server.auth import Authenticator
 from server.jobs import ScreenOptions
+from server.logs import REQUEST_ID
+from server.metrics import Metrics
 from server.service import Core, NewReference
 from server.status import CallCancelled, rpc
 from server.work import Limiter, Spool, WorkerPool, idle_limited, wait_for_call
@@ -67,16 +69,28 @@ def _after_id(token: str) -> str | None:
 
 
 class Shared:
-    """What both servicers use: the core, auth, the worker pool, the limiter and the spool."""
+    """What both servicers use: the core, auth, the worker pool, the limiter, the spool and the
+    metrics; ``places`` are the server paths error messages must not show (and what to say
+    instead, see :func:`server.status.public_message`)."""
 
     def __init__(self, core: Core, auth: Authenticator, pool: WorkerPool, limiter: Limiter,
-                 spool: Spool) -> None:
+                 spool: Spool, metrics: Metrics | None = None) -> None:
         self.core, self.auth, self.pool, self.limiter, self.spool = core, auth, pool, limiter, spool
+        self.metrics = metrics or Metrics()
+        self.places = {str(core.catalog_dir): "catalog", str(core.catalog_dir.resolve()): "catalog",
+                       str(spool.path): "upload"}
+        if auth.path is not None:
+            self.places[str(auth.path)] = "keys file"
+            self.places[str(auth.path.resolve())] = "keys file"
 
     def run(self, context, slot, job, /, *args, **kwargs):
         """Run ``job`` in a worker process while the call lives; the slot stays taken until the
-        job ends, even if the call does not wait for it."""
-        return wait_for_call(slot.hold_until(self.pool.submit(job, *args, **kwargs)), context)
+        job ends, even if the call does not wait for it. The job's stage times go to the
+        metrics."""
+        future = self.pool.submit(jobs.timed, REQUEST_ID.get(), job, *args, **kwargs)
+        result, stage_times = wait_for_call(slot.hold_until(future), context)
+        self.metrics.observe_stages(stage_times)
+        return result
 
     def run_upload(self, context, slot, chunks, name: str, job, /, **kwargs):
         """Receive an upload into the spool, then run ``job(path, name, **kwargs)`` on it."""

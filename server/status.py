@@ -1,8 +1,12 @@
 """The one table from engine exceptions to gRPC status codes, and the wrapper every RPC runs in.
 
-Servicer methods raise :class:`engine.errors.NanhuError` subclasses (or the two call-state
+Servicer methods raise :class:`engine.errors.NanhuError` subclasses (or the call-state
 exceptions below); :func:`rpc` turns them into a status code with the error's message and writes
-one structured log line per call (``key=value`` pairs).
+one structured log line per call (``key=value`` pairs). It also gives the call its request id
+(:mod:`server.logs`; sent back as ``x-request-id`` trailing metadata), counts it in the
+server's metrics (:mod:`server.metrics`), and takes server paths out of the messages callers get
+(:func:`public_message`): the engine's messages name the catalog's folder for the CLI's users,
+a remote caller is told the reference or file instead.
 """
 
 from __future__ import annotations
@@ -10,11 +14,15 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import time
+from collections.abc import Mapping
+from pathlib import PurePosixPath
 
 import grpc
 
 from engine import errors
+from server.logs import REQUEST_ID, request_id_from
 
 log = logging.getLogger("server.rpc")
 
@@ -29,6 +37,10 @@ class DeadlinePassed(Exception):
 
 class WorkerCrashed(Exception):
     """A fingerprinting worker process died while working on the call's media."""
+
+
+class ServerBusy(errors.LimitExceeded):
+    """Every concurrency slot is taken: unlike an upload over a size limit, worth retrying."""
 
 
 #: status code per exception type (first match in order wins)
@@ -48,6 +60,12 @@ STATUS_CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (CallCancelled, grpc.StatusCode.CANCELLED),
     (WorkerCrashed, grpc.StatusCode.INTERNAL),
 ]
+
+
+#: errors of a retryable code (UNAVAILABLE, RESOURCE_EXHAUSTED) that a retry may cure; for the
+#: others the server tells gRPC's client-side retries to stop (``grpc-retry-pushback-ms: -1``)
+RETRYABLE: tuple[type[BaseException], ...] = (ServerBusy, errors.CatalogLocked)
+_RETRY_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
 
 
 def status_for(exc: BaseException) -> grpc.StatusCode:
@@ -76,6 +94,21 @@ def _quoted(text: str) -> str:
     return json.dumps(text)
 
 
+#: an absolute POSIX path in a message (not the tail of a URL or of a relative path)
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/-])/[^\s'\",;()]+")
+
+
+def public_message(message: str, places: Mapping[str, str] | None = None) -> str:
+    """``message`` as a remote caller may see it: each of ``places`` (a server path -> the name
+    to show, e.g. the catalog folder -> ``catalog``) replaced, longest first, and any other
+    absolute path cut to its last component (``/srv/nanhu/x/meta.sqlite`` -> ``meta.sqlite``)."""
+    for path, name in sorted((places or {}).items(), key=lambda item: -len(item[0])):
+        if path:  # the whole path only: a catalog folder named "cat" leaves "catalog" alone
+            pattern = rf"(?<![\w./~-]){re.escape(path)}(?![\w.~-])"
+            message = re.sub(pattern, name.replace("\\", r"\\"), message)
+    return _ABSOLUTE_PATH.sub(lambda m: PurePosixPath(m.group()).name or "/", message)
+
+
 class CallLog:
     """What one call reports in its log line; servicers add fields as they learn them."""
 
@@ -86,12 +119,31 @@ class CallLog:
         self.fields.update(fields)
 
 
+def log_event(logger: logging.Logger, level: int, **fields) -> None:
+    """One ``key=value`` line; the fields also travel on the record, as keys of a JSON line."""
+    logger.log(level, "%s", kv(**fields), extra={"fields": fields})
+
+
+def _log_call(level: int, fields: dict, *, exc_info: bool = False) -> None:
+    log.log(level, "%s", kv(**fields), extra={"fields": fields}, exc_info=exc_info)
+
+
 def rpc(method):
-    """Wrap a servicer method ``(self, request, context, call)`` as a gRPC handler."""
+    """Wrap a servicer method ``(self, request, context, call)`` as a gRPC handler.
+
+    The servicer's ``self.s`` (:class:`server.servicers.Shared`) may provide ``metrics``
+    (:class:`server.metrics.Metrics`) and ``places`` (server paths to hide, see
+    :func:`public_message`).
+    """
     name = method.__name__
 
     @functools.wraps(method)
     def handler(self, request, context: grpc.ServicerContext):
+        shared = getattr(self, "s", None)
+        request_id = request_id_from(context.invocation_metadata())
+        token = REQUEST_ID.set(request_id)
+        # Sent with the status, whatever it is (abort keeps the trailing metadata set here).
+        context.set_trailing_metadata((("x-request-id", request_id),))
         call = CallLog(name)
         started = time.perf_counter()
         code = grpc.StatusCode.OK
@@ -107,18 +159,26 @@ def rpc(method):
             code, message = status_for(exc), str(exc)
             if not context.is_active():  # nobody to tell
                 return None
-            context.abort(code, message)
+            if code in _RETRY_CODES and not isinstance(exc, RETRYABLE):
+                context.set_trailing_metadata((("x-request-id", request_id),
+                                               ("grpc-retry-pushback-ms", "-1")))
+            context.abort(code, public_message(message, getattr(shared, "places", None)))
         except Exception as exc:  # a bug: logged with its traceback, INTERNAL with its kind
             code = grpc.StatusCode.INTERNAL
             message = f"internal error ({type(exc).__name__}); the server logged it"
-            log.exception("%s", kv(**call.fields, code=code.name))
+            _log_call(logging.ERROR, {**call.fields, "code": code.name}, exc_info=True)
             if not context.is_active():
                 return None
-            context.abort(code, message)
+            context.abort(code, f"{message} (request id {request_id})")
         finally:
+            seconds = time.perf_counter() - started
             level = logging.WARNING if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.DATA_LOSS) \
                 else logging.INFO
-            log.log(level, "%s", kv(**call.fields, code=code.name,
-                                    ms=(time.perf_counter() - started) * 1000.0, error=message))
+            _log_call(level, {**call.fields, "code": code.name, "ms": seconds * 1000.0,
+                              "error": message})
+            metrics = getattr(shared, "metrics", None)
+            if metrics is not None:
+                metrics.observe_rpc(name, code.name, seconds)
+            REQUEST_ID.reset(token)
 
     return handler

@@ -26,7 +26,8 @@ from pathlib import Path
 
 from engine.errors import LimitExceeded, MediaError
 from server import jobs
-from server.status import CallCancelled, DeadlinePassed, WorkerCrashed
+from server.logs import configured_format
+from server.status import CallCancelled, DeadlinePassed, ServerBusy, WorkerCrashed
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +48,18 @@ class WorkerPool:
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(_PRELOAD)
         self._lock = threading.Lock()
+        #: jobs submitted and not finished (queued or running)
+        self.jobs = 0
+        #: times the pool was replaced because a worker process died
+        self.restarts = 0
+        self._count_lock = threading.Lock()  # not _lock: cancelling futures runs callbacks inline
         self._executor = self._new()
 
     def _new(self) -> ProcessPoolExecutor:
         # Every worker, replacements included, opens the catalog as it starts.
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=self._context,
                                    initializer=jobs.start_worker,
-                                   initargs=(self.catalog_dir, os.getpid()))
+                                   initargs=(self.catalog_dir, os.getpid(), configured_format()))
 
     @property
     def pids(self) -> list[int]:
@@ -71,12 +77,21 @@ class WorkerPool:
         """Queue a job; a pool broken by a dead worker (crash, OOM kill) is replaced first."""
         with self._lock:
             try:
-                return self._executor.submit(fn, *args, **kwargs)
+                future = self._executor.submit(fn, *args, **kwargs)
             except BrokenProcessPool:
                 log.warning("event=workers-restarted reason=\"a worker process died\"")
+                self.restarts += 1
                 self._executor.shutdown(wait=False, cancel_futures=True)
                 self._executor = self._new()
-                return self._executor.submit(fn, *args, **kwargs)
+                future = self._executor.submit(fn, *args, **kwargs)
+        with self._count_lock:
+            self.jobs += 1
+        future.add_done_callback(self._job_done)
+        return future
+
+    def _job_done(self, _future: Future) -> None:
+        with self._count_lock:
+            self.jobs -= 1
 
     def shutdown(self, *, wait: bool = True, timeout_s: float = 10.0) -> None:
         """Drop queued jobs; with ``wait``, give running ones ``timeout_s`` to finish (their calls
@@ -132,7 +147,7 @@ class Limiter:
     def slot(self, what: str) -> Iterator[_Slot]:
         with self._cond:
             if self.in_flight >= self.limit:
-                raise LimitExceeded(
+                raise ServerBusy(
                     f"server busy: {self.in_flight} calls in progress (limit {self.limit}); retry later"
                 )
             self.in_flight += 1

@@ -7,10 +7,15 @@ exit code, and the catalog exactly as it was.
 
 from __future__ import annotations
 
+import argparse
+import calendar
 import importlib.util
 import json
 import logging
+import os
+import re
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -75,8 +80,10 @@ def test_register_with_id_and_title(run_cli, song_files, catalog_dir):
     refs = listed(run_cli, catalog_dir)
     assert refs["isrc-0001"]["title"] == "A Song, Its Title"
     assert refs["isrc-0001"]["owner"] == "label-1"
-    text = run_cli("list", "--catalog", catalog_dir)
-    assert text.out.startswith("isrc-0001\t") and "A Song, Its Title" in text.out
+    header, row = run_cli("list", "--catalog", catalog_dir).out.splitlines()
+    assert header.split() == ["ID", "DURATION", "MODALITIES", "OWNER", "POLICY", "CREATED", "TITLE"]
+    assert row.split()[:6] == ["isrc-0001", "40.0", "s", "audio", "label-1", "-"]
+    assert row.endswith("  A Song, Its Title")
 
 
 def test_register_several_files(run_cli, song_files, catalog_dir):
@@ -107,8 +114,12 @@ def test_delete_then_compact(run_cli, song_files, catalog_dir, excerpt_file):
     assert query.json_lines[0]["matches"] == []
     assert stats(run_cli, catalog_dir)["tombstones"] == 1
     compact = run_cli("compact", "--catalog", catalog_dir)
-    assert compact.code == 0 and json.loads(compact.out)["purged_references"] == 1
+    assert compact.code == 0
+    assert compact.out.startswith("compacted to generation 3: purged 1 deleted reference(s);")
     assert stats(run_cli, catalog_dir)["tombstones"] == 0
+    assert run_cli("delete", "--catalog", catalog_dir, "song-2").code == 0
+    compact = run_cli("compact", "--json", "--catalog", catalog_dir)
+    assert compact.code == 0 and json.loads(compact.out)["purged_references"] == 1
 
 
 def test_deleting_an_unknown_id_is_not_found(run_cli, song_files, catalog_dir):
@@ -408,3 +419,126 @@ def test_an_empty_or_invalid_id_is_an_error_not_ignored(run_cli, populated, song
     result = run_cli("register", "--catalog", populated, "--id", ref_id, song_files["song-2"])
     assert result.code == 2 and "--id" in result.err and "is not a reference id" in result.err
     assert kit.catalog_state(populated) == before
+
+
+# --- output for people, for scripts and for pipes -----------------------------------------------
+def test_list_has_a_header_and_owner_policy_and_iso_time_columns(run_cli, populated, song_files):
+    assert run_cli("register", "--catalog", populated, "--owner", "label-1",
+                   song_files["song-2"]).code == 0
+    with Catalog(populated, writable=True) as catalog:
+        catalog.set_policy("song-2", {"label": "block"})
+        catalog.commit()
+        created = catalog.get("song-2").created_at
+    lines = run_cli("list", "--catalog", populated).out.splitlines()
+    assert lines[0].split() == ["ID", "DURATION", "MODALITIES", "OWNER", "POLICY", "CREATED", "TITLE"]
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert rows["song-1"][3:6] == ["audio", "-", "-"]  # no owner, no policy
+    assert rows["song-2"][3:6] == ["audio", "label-1", "block"]
+    iso = rows["song-2"][6]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", iso)
+    assert abs(calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ")) - created) < 1.0
+    # Columns line up: each header word starts where its cells start.
+    starts = [lines[0].index(word) for word in ("DURATION", "OWNER", "CREATED", "TITLE")]
+    for line in lines[1:]:
+        assert all(line[start - 2 : start] == "  " and line[start] != " " for start in starts)
+    assert run_cli("list", "--catalog", populated, "--owner", "nobody").out == ""
+
+
+def test_stats_in_human_units_and_raw_with_json(run_cli, populated):
+    raw = stats(run_cli, populated)
+    text = run_cli("stats", "--catalog", populated)
+    assert text.code == 0
+    fields = dict(re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in text.out.splitlines())
+    assert fields["references"] == "1 (1 with audio, 0 with video)"
+    assert fields["media"] == f"{raw['hours'] * 3600:.0f} s"  # 40 s, not 0.0111 h
+    assert re.fullmatch(r"[\d.]+ (KiB|MiB) audio, 0 B video \([\d.]+ (KiB|MiB) per hour of media\)",
+                        fields["index"]), fields["index"]
+    assert fields["audio hashes"] == f"{raw['audio_hashes']:,}"
+    assert isinstance(raw["audio_index_bytes"], int) and raw["audio_index_bytes"] > 1024
+
+
+def test_human_units():
+    from engine.cli import human_bytes, human_hours, iso_time
+
+    assert [human_bytes(n) for n in (0, 1023, 1024, 1_468_006, 3 * 2**30)] == [
+        "0 B", "1023 B", "1 KiB", "1.4 MiB", "3 GiB"]
+    assert [human_hours(h) for h in (1018.5, 1.0, 0.5, 40 / 3600)] == [
+        "1,018.5 h", "1.0 h", "30.0 min", "40 s"]
+    assert iso_time(0) == "-" and iso_time(1_764_583_200.7) == "2025-12-01T10:00:00Z"
+
+
+def _every_subparser(parser: argparse.ArgumentParser, path=()):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*path, name), sub
+                yield from _every_subparser(sub, (*path, name))
+
+
+def test_every_help_shows_the_defaults():
+    import nanhu_cli
+
+    parser = nanhu_cli.build_parser()
+    checked = 0
+    for path, sub in _every_subparser(parser):
+        text = " ".join(sub.format_help().split())
+        for action in sub._actions:
+            if not action.option_strings or action.default in (None, False, [], argparse.SUPPRESS):
+                continue
+            assert "default" in (action.help or "") or f"(default: {action.default})" in text, \
+                (path, action.option_strings)
+            checked += 1
+    assert checked >= 10
+    serve = " ".join(dict(_every_subparser(parser))[("serve",)].format_help().split())
+    assert "largest upload (MiB) (default: 512.0)" in serve
+    assert "(default: 127.0.0.1:50051)" in serve
+
+
+@pytest.mark.parametrize("argv", [["-v", "list"], ["list", "-v"], ["list", "--verbose"],
+                                  ["keys", "list", "-v"]])
+def test_global_options_before_or_after_the_subcommand(argv):
+    import nanhu_cli
+
+    assert nanhu_cli.build_parser().parse_args(argv).verbose is True
+    assert nanhu_cli.build_parser().parse_args([a for a in argv if not a.startswith("-")]).verbose \
+        is False
+
+
+def test_list_into_a_closed_pipe_ends_quietly(installed_nanhu, registered_catalog):
+    """``nanhu list | head -1``: the reader goes away; no BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).parent / "nanhu"
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is already gone: the first write fails with EPIPE
+    try:
+        done = subprocess.run([str(script), "list", "--catalog", str(registered_catalog)],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120,
+                              check=False)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141, done.stderr
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+    assert done.stderr == ""
+
+
+@pytest.mark.parametrize("case", ["empty folder", "folder of other files", "mistyped folder"])
+def test_ingest_of_a_folder_with_nothing_to_take_warns_and_fails(case, run_cli, tmp_path):
+    folder = tmp_path / "music"
+    if case != "mistyped folder":
+        folder.mkdir()
+    if case == "folder of other files":
+        (folder / "notes.txt").write_text("not media")
+        (folder / "cover.png").write_bytes(b"\x89PNG")
+    result = run_cli("ingest", "--catalog", tmp_path / "catalog", "--report", tmp_path / "r.jsonl",
+                     folder)
+    assert result.code == 2 and result.out == ""
+    (line,) = result.err_lines
+    assert line.startswith(f"nanhu: {folder}: ")
+    if case == "mistyped folder":
+        assert "no such folder or manifest" in line
+    else:
+        assert "no media files found" in line and ".mp3" in line and ".wav" in line and ".mkv" in line
+        assert "--include" in line
+    assert not (tmp_path / "catalog").exists() and not (tmp_path / "r.jsonl").exists()

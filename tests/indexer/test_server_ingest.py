@@ -69,3 +69,49 @@ def test_a_key_without_the_register_role_fails_each_file_and_a_refused_key_stops
     assert main(["ingest", "--server", server["address"], "--key", "nanhu_nope_nope",
                  "--report", report, str(manifest)]) == 9
     assert "refused the key" in capsys.readouterr().err
+
+
+def test_ingest_retries_until_a_server_that_starts_late_answers(tmp_path, clip_bank, helpers,
+                                                              capsys):
+    import logging
+    import socket
+    import threading
+
+    with socket.socket() as probe:  # a port nobody listens on (yet)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    keys = KeyFile(tmp_path / "keys.json")
+    _, key = keys.add("label-a", ["register"])
+    keys.save()
+    started: list = []
+    retried = threading.Event()
+
+    def start_server() -> None:
+        srv, _ = create_server(tmp_path / "served", f"127.0.0.1:{port}", workers=1,
+                               auth=tmp_path / "keys.json")
+        started.append(srv.start())
+
+    class StartOnRetry(logging.Handler):
+        """Starts the server once the ingest has found it missing and said it retries."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            if "retrying" in record.getMessage() and not retried.is_set():
+                retried.set()
+                threading.Thread(target=start_server).start()
+
+    handler = StartOnRetry(logging.WARNING)
+    sinks_log = logging.getLogger("indexer.sinks")
+    sinks_log.addHandler(handler)
+    manifest = helpers.write_csv(tmp_path / "m.csv", ["path", "id"],
+                                 [[clip_bank[5], "late-5"], [clip_bank[6], "late-6"]])
+    try:
+        code = main(["ingest", "--server", f"127.0.0.1:{port}", "--key", key, "--workers", "1",
+                     "--report", str(tmp_path / "r.jsonl"), str(manifest)])
+    finally:
+        sinks_log.removeHandler(handler)
+        for srv in started:
+            srv.stop(0).wait(30)
+    assert retried.is_set() and code == 0
+    assert "2 registered" in capsys.readouterr().out
+    with Catalog(tmp_path / "served") as served:
+        assert sorted(r.ref_id for r in served.list()) == ["late-5", "late-6"]

@@ -121,3 +121,80 @@ def small_server(tmp_path):
     yield start
     for server in started:
         assert server.stop(0).wait(30)
+
+
+# --- certificates ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Pki:
+    """PEM files of a test CA, a server certificate for localhost and 127.0.0.1 signed by it, a
+    client certificate signed by it, and a client certificate signed by another CA."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    rogue_cert: Path
+    rogue_key: Path
+
+
+def _name(common_name: str):
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _certificate(subject: str, issuer, issuer_key, *, ca: bool = False, san=None, client: bool = False):
+    """(certificate, key) for ``subject``, signed by ``issuer_key`` (self-signed when None)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (x509.CertificateBuilder().subject_name(_name(subject))
+               .issuer_name(issuer.subject if issuer is not None else _name(subject))
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5))
+               .not_valid_after(now + datetime.timedelta(days=1))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if san:
+        builder = builder.add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False)
+    if not ca:
+        usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
+        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    certificate = builder.sign(issuer_key or key, hashes.SHA256())
+    return certificate, key
+
+
+def _write_pem(folder: Path, name: str, certificate, key) -> tuple[Path, Path]:
+    from cryptography.hazmat.primitives import serialization
+
+    cert_path, key_path = folder / f"{name}.crt", folder / f"{name}.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory) -> Pki:
+    pytest.importorskip("cryptography", reason="the TLS tests make certificates with cryptography")
+    folder = tmp_path_factory.mktemp("pki")
+    ca, ca_key = _certificate("nanhu test CA", None, None, ca=True)
+    server_cert, server_key = _certificate("localhost", ca, ca_key, san=True)
+    client_cert, client_key = _certificate("platform-tube", ca, ca_key, client=True)
+    rogue_ca, rogue_ca_key = _certificate("someone else's CA", None, None, ca=True)
+    rogue_cert, rogue_key = _certificate("platform-tube", rogue_ca, rogue_ca_key, client=True)
+    ca_path, _ = _write_pem(folder, "ca", ca, ca_key)
+    return Pki(ca_path, *_write_pem(folder, "server", server_cert, server_key),
+               *_write_pem(folder, "client", client_cert, client_key),
+               *_write_pem(folder, "rogue", rogue_cert, rogue_key))

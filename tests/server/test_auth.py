@@ -137,27 +137,3 @@ def test_keys_added_and_revoked_take_effect_without_restart(env):
     keys_file.save()
     assert status(catalog.Stats, pb.StatsRequest(), timeout=10,
                   metadata=(("x-api-key", key),)) == UNAUTHENTICATED
-
-
-def test_tls_when_a_certificate_is_given(tmp_path):
-    import shutil
-    import subprocess
-
-    from server.client import NanhuClient
-
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-                    "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-                   check=True, capture_output=True)
-    server, port = create_server(tmp_path / "catalog", workers=1, tls_cert=cert, tls_key=key)
-    server.start()
-    try:
-        with NanhuClient(f"localhost:{port}", root_certificates=cert.read_bytes(), timeout=10) as tls:
-            assert tls.stats()["references"] == 0
-        with NanhuClient(f"localhost:{port}", timeout=10) as plaintext:
-            assert status(plaintext.stats) == grpc.StatusCode.UNAVAILABLE
-    finally:
-        assert server.stop(0).wait(30)

@@ -75,7 +75,7 @@ def test_concurrency_bound_is_resource_exhausted(small_server):
     first = screening.Screen.future(
         env.chunks(pb.ScreenChunk, pb.ScreenHeader(filename="c.wav"), data, gate=gate), timeout=30)
     assert env.server.limiter.wait_until(lambda n: n == 1, timeout=30)
-    error = rpc_error(env.client().screen_file, env.media / "c.wav")
+    error = rpc_error(env.client(attempts=1).screen_file, env.media / "c.wav")  # no retries
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "limit 1" in error.details()
     gate.set()
     assert first.result().duration_s == pytest.approx(6.0, abs=0.1)
@@ -154,6 +154,7 @@ def test_a_dead_worker_is_replaced(small_server):
     except grpc.RpcError as error:
         assert error.code() == grpc.StatusCode.INTERNAL and "worker process died" in error.details()
     assert client.screen_file(query)["duration_s"] == pytest.approx(5.0, abs=0.1)
+    assert env.server.metrics.sample("nanhu_worker_restarts_total") == 1
 
 
 def test_a_stalled_upload_is_ended_and_frees_its_slot_and_spool(small_server):
