@@ -34,6 +34,7 @@ policy keeps segments below that.
 
 from __future__ import annotations
 
+import mmap
 import os
 import shutil
 import tempfile
@@ -207,6 +208,30 @@ class _SegmentWriter:
             os.fsync(handle.fileno())
 
 
+#: madvise(2) advice that maps a range's pages now (Linux 5.14+; not in Python's mmap module)
+MADV_POPULATE_READ = 22
+
+
+def _populate(raw: np.memmap, start: int, stop: int) -> None:
+    """Map the pages of ``raw[start:stop]`` into the process now, where the kernel can.
+
+    Every lookup reads the directory and the remainders at one random place per key: on pages
+    not yet mapped in this process each read is a page fault (about 1 us), which at 10,000 h
+    was most of a lookup's time. The directory and remainders are 1.2-1.4 bytes of the
+    ~5.2 a posting; the positions, read only for the postings a query keeps, stay lazy. The
+    pages are the file's (the page cache, shared, reclaimable), not the process's own memory.
+    """
+    handle = getattr(raw, "_mmap", None)
+    page = mmap.PAGESIZE
+    first = start - start % page
+    if handle is None or stop <= first:
+        return
+    try:
+        handle.madvise(MADV_POPULATE_READ, first, stop - first)
+    except (OSError, ValueError):  # an older kernel, or a platform without it: stay lazy
+        pass
+
+
 class Segment:
     """One memory-mapped, immutable segment file."""
 
@@ -233,9 +258,11 @@ class Segment:
             self.starts = np.frombuffer(raw, "<u8", n_refs + 1, offset)
             offset += (n_refs + 1) * 8
             self.directory = np.frombuffer(raw, "<u4", (1 << dir_bits) + 1, offset)
+            directory_offset = offset
             offset += ((1 << dir_bits) + 1) * 4
             self.remainders = np.frombuffer(raw, f"<u{rem_bytes}", count, offset)
             offset += count * rem_bytes
+            _populate(raw, directory_offset, offset)
             offset += -offset % 4
             self.positions = np.frombuffer(raw, "<u4", count, offset)
             offset += count * 4
