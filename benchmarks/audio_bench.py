@@ -110,7 +110,7 @@ def run_audio_bench(
     ``peer=True`` also screens every query's WAV bytes with audfprint (defaults and tuned,
     :mod:`benchmarks.peer_audfprint`) and adds the side-by-side figures as ``summary["peer"]``.
     """
-    from benchmarks.corpus_audio import cache_dir, load_audio_corpus
+    from benchmarks.corpus.audio import cache_dir, load_audio_corpus
 
     out_dir.mkdir(parents=True, exist_ok=True)
     corpus = corpus or load_audio_corpus()

@@ -126,7 +126,7 @@ def _corpus_manifests(raw: dict) -> dict:
     """The corpora the run used (package, version, file, checksum), for the report."""
     out = {}
     if "audio" in raw or "server" in raw:
-        from benchmarks.corpus_audio import load_audio_corpus
+        from benchmarks.corpus.audio import load_audio_corpus
 
         corpus = load_audio_corpus()
         out["corpus_audio"] = {

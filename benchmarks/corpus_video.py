@@ -35,7 +35,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from benchmarks.corpus_audio import cache_dir, sha256_file
+from benchmarks.corpus.cache import cache_dir, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ REFERENCE_MUSIC: dict[str, tuple[str, ...]] = {
     "fretsonfire-songs-sectoid": ("usr/share/games/fretsonfire/data/songs/*/*/song.ogg",),
 }
 # Near-duplicates of other tracks kept here (16 s or more of the same audio), as found by the
-# chroma matcher of benchmarks.corpus_audio; file names alone do not reveal them.
+# chroma matcher of benchmarks.corpus.audio_similarity; file names alone do not reveal them.
 NEAR_DUPLICATE_TRACKS = frozenset({
     "drascula-music/usr/share/scummvm/drascula/audio/track1.ogg",  # ~ track30.ogg
     "drascula-music/usr/share/scummvm/drascula/audio/track14.ogg",  # ~ track9.ogg

@@ -237,7 +237,7 @@ def _corpus_key(references: Sequence[dict]) -> str:
 
 def database_dir(settings: PeerSettings, references: Sequence[dict], cache: Path | None = None
                  ) -> Path:
-    from benchmarks.corpus_audio import cache_dir
+    from benchmarks.corpus.cache import cache_dir
 
     return ((cache or cache_dir() / "bench")
             / f"peer-{PACKAGE}-{settings.reference_key()}-{_corpus_key(references)}")

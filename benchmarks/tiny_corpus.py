@@ -1,6 +1,6 @@
 """A tiny generated corpus for ``nanhu bench --tiny``: the whole benchmark pipeline in a minute.
 
-The real corpora (:mod:`benchmarks.corpus_audio`, :mod:`benchmarks.corpus_video`) come from
+The real corpora (:mod:`benchmarks.corpus.audio`, :mod:`benchmarks.corpus_video`) come from
 gigabytes of Debian packages. ``--tiny`` instead writes a few generated files in the same
 manifest formats into its own cache folder, so every section of ``nanhu bench all`` runs end
 to end on a fresh machine with no download: a smoke test of the tooling, not a measurement.
@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from benchmarks import corpus_audio, corpus_video
+from benchmarks import corpus_video
+from benchmarks.corpus import audio as corpus_audio
 from benchmarks.synth import music_like, write_audio
 
 AUDIO_REFERENCES, AUDIO_NEGATIVES, AUDIO_SPEECH = 6, 4, 3
