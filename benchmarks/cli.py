@@ -134,7 +134,7 @@ def _corpus_manifests(raw: dict) -> dict:
             "files": [{k: r[k] for k in ("id", "package", "member", "sha256")}
                       for r in corpus["references"] + corpus["negatives"]]}
     if "video" in raw:
-        from benchmarks.corpus_video import load_video_corpus
+        from benchmarks.corpus.video import load_video_corpus
 
         corpus = load_video_corpus()
         out["corpus_video"] = {
@@ -163,7 +163,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     logging.getLogger("benchmarks").setLevel(logging.INFO)
     size = _size(args)
     if size == "tiny" and args.kind != "reliability":  # reliability generates its own media
-        from benchmarks.tiny_corpus import build_tiny_corpora
+        from benchmarks.corpus.tiny import build_tiny_corpora
 
         cache = (args.out / "tiny-cache").resolve()
         os.environ["NANHU_CACHE"] = str(cache)

@@ -549,7 +549,7 @@ def run_video_bench(
     positive clips after the round in progress once spent (every attack then still has the
     same clips); the counts actually run are in the summary.
     """
-    from benchmarks.corpus_video import cache_dir
+    from benchmarks.corpus.cache import cache_dir
 
     wall0 = time.perf_counter()
     out_dir = Path(out_dir)
@@ -742,7 +742,7 @@ FULL_TIME_BUDGET_S = 3600.0
 
 def load_or_build_corpus() -> dict:
     """The cached video corpus, built first (about an hour on 2 cores) when it is missing."""
-    from benchmarks.corpus_video import build_video_corpus, load_video_corpus
+    from benchmarks.corpus.video import build_video_corpus, load_video_corpus
 
     try:
         return load_video_corpus()
