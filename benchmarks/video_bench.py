@@ -4,7 +4,7 @@ localisation, µAP, speed, latency at corpus size and at a million keyframes, in
 ``run_video_bench(out_dir, quick=...)`` builds (or reuses, under ``<cache>/bench``) a catalog of
 the video corpus references (audio + video, ``fingerprint_media``) and the vPDQ baseline's
 reference hashes, cuts clips of 5, 10 and 30 s at seeded random offsets, attacks them
-(:mod:`benchmarks.video_attacks`), encodes each to H.264 mp4 and screens the file's bytes three
+(:mod:`benchmarks.attacks.video`), encodes each to H.264 mp4 and screens the file's bytes three
 ways: Nanhu fused (``fingerprint_media(query=True)`` + ``Matcher.match``), Nanhu video only (the
 same fingerprint with ``audio=None``, so the soundtrack cannot carry recall) and vPDQ
 (:mod:`benchmarks.pdq_baseline`). Never-registered negative videos, excerpted and attacked the
@@ -44,8 +44,8 @@ import av
 import numpy as np
 
 from benchmarks import pdq_baseline as pdq
-from benchmarks import video_attacks as attacks
-from benchmarks.video_attacks import ATTACKS, MAX_SPEED, Clip, read_window
+from benchmarks.attacks.video import ATTACKS, MAX_SPEED
+from benchmarks.attacks.video_clips import WORK_SIZE, Clip, read_window
 from engine.catalog import Catalog
 from engine.errors import MediaError
 from engine.fingerprint import fingerprint_media
@@ -607,7 +607,7 @@ def run_video_bench(
                                                     and p["attack"] == attack_names[0])
                                         for L in sorted(counts)},
                    "negatives": len(negative_records), "attacks": attack_names,
-                   "synthetic_keyframes": n_synthetic, "work_size": list(attacks.WORK_SIZE)},
+                   "synthetic_keyframes": n_synthetic, "work_size": list(WORK_SIZE)},
         "wall_s": time.perf_counter() - wall0,
         "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     })

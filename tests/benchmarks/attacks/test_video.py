@@ -8,7 +8,8 @@ import av
 import numpy as np
 import pytest
 
-from benchmarks import video_attacks as va
+from benchmarks.attacks import video as va
+from benchmarks.attacks import video_clips as vc
 from benchmarks.synth import music_like, write_video
 
 W, H, FPS, SECONDS = 160, 90, 10, 2.0
@@ -41,13 +42,13 @@ def files(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def clip(files) -> va.Clip:
-    return va.read_window(files["ref"], 0.0, SECONDS, size=None)
+def clip(files) -> vc.Clip:
+    return vc.read_window(files["ref"], 0.0, SECONDS, size=None)
 
 
 @pytest.fixture(scope="module")
-def other(files) -> va.Clip:
-    return va.read_window(files["other"], 0.0, SECONDS, size=None)
+def other(files) -> vc.Clip:
+    return vc.read_window(files["other"], 0.0, SECONDS, size=None)
 
 
 def _probe(data: bytes) -> tuple[int, int, int, float, bool]:
@@ -62,12 +63,12 @@ def _probe(data: bytes) -> tuple[int, int, int, float, bool]:
 def test_read_window_cuts_the_requested_span(files, clip):
     assert clip.frames.shape == (N, H, W, 3)
     assert clip.fps == FPS
-    assert clip.audio.size == int(SECONDS * va.AUDIO_RATE)
-    part = va.read_window(files["ref"], 0.5, 1.0, size=(80, 46))
+    assert clip.audio.size == int(SECONDS * vc.AUDIO_RATE)
+    part = vc.read_window(files["ref"], 0.5, 1.0, size=(80, 46))
     assert part.frames.shape == (10, 46, 80, 3)
-    assert part.audio.size == va.AUDIO_RATE
+    assert part.audio.size == vc.AUDIO_RATE
     # The window starts at frame 5 of the file: same picture as the full clip's frame 5.
-    full = va.read_window(files["ref"], 0.0, SECONDS, size=(80, 46))
+    full = vc.read_window(files["ref"], 0.0, SECONDS, size=(80, 46))
     assert np.abs(part.frames[0].astype(int) - full.frames[5]).mean() < 1.0
     # Same sound from 0.5 s (to within the sub-sample phase a fresh resampler starts at).
     assert np.corrcoef(part.audio[1000:15000], full.audio[9000:23000])[0, 1] > 0.95
@@ -108,7 +109,7 @@ def test_attack_geometry_and_round_trip(name, clip, other):
 
 def test_low_bitrate_encode_is_smaller(clip):
     plain = va.ATTACKS["360p"].encode(clip)
-    low = va.encode_clip(clip, bit_rate=20_000)
+    low = vc.encode_clip(clip, bit_rate=20_000)
     assert len(low) < len(plain)
 
 
