@@ -53,7 +53,7 @@ def _size(args: argparse.Namespace) -> str:
 def _audio(out: Path, size: str, seed: int, args: argparse.Namespace) -> tuple[str, dict]:
     from benchmarks import report
     from benchmarks.audio_bench import run_audio_bench
-    from benchmarks.peer_audfprint import available as peer_available
+    from benchmarks.peers.audfprint import available as peer_available
     if size == "tiny":
         summary = run_audio_bench(out, quick=True, seed=seed, queries_per_condition=1,
                                   negatives=3, conditions=["clean", "pink-snr5", "speed-1.1"])

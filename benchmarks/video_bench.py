@@ -7,7 +7,7 @@ reference hashes, cuts clips of 5, 10 and 30 s at seeded random offsets, attacks
 (:mod:`benchmarks.attacks.video`), encodes each to H.264 mp4 and screens the file's bytes three
 ways: Nanhu fused (``fingerprint_media(query=True)`` + ``Matcher.match``), Nanhu video only (the
 same fingerprint with ``audio=None``, so the soundtrack cannot carry recall) and vPDQ
-(:mod:`benchmarks.pdq_baseline`). Never-registered negative videos, excerpted and attacked the
+(:mod:`benchmarks.peers.pdq`). Never-registered negative videos, excerpted and attacked the
 same way, count false matches.
 
 Definitions
@@ -43,9 +43,9 @@ from pathlib import Path
 import av
 import numpy as np
 
-from benchmarks import pdq_baseline as pdq
 from benchmarks.attacks.video import ATTACKS, MAX_SPEED
 from benchmarks.attacks.video_clips import WORK_SIZE, Clip, read_window
+from benchmarks.peers import pdq
 from engine.catalog import Catalog
 from engine.errors import MediaError
 from engine.fingerprint import fingerprint_media
