@@ -94,7 +94,7 @@ def _scale(out: Path, size: str, seed: int, args: argparse.Namespace) -> tuple[s
 
 
 def _video(out: Path, size: str, seed: int, args: argparse.Namespace) -> tuple[str, dict]:
-    from benchmarks.video_bench import run_video_bench_section
+    from benchmarks.runs.video import run_video_bench_section
 
     return run_video_bench_section(out, quick=size == "quick", seed=seed, tiny=size == "tiny")
 
