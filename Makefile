@@ -7,10 +7,13 @@ CATALOG ?= var/catalog
 
 .PHONY: run test lint bench bench-audio bench-video bench-server bench-ingest clean demo
 
-$(STAMP): pyproject.toml
+# The ray extra is installed too: tests/indexer/test_ray.py runs the Ray path on a local Ray and
+# fails, rather than skips, without it. The Makefile is a prerequisite so that a change of extras
+# here reaches an existing .venv.
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,ray]'
 	touch $(STAMP)
 
 LISTEN ?= 127.0.0.1:50051

@@ -110,7 +110,7 @@ def run_audio_bench(
     ``peer=True`` also screens every query's WAV bytes with audfprint (defaults and tuned,
     :mod:`benchmarks.peer_audfprint`) and adds the side-by-side figures as ``summary["peer"]``.
     """
-    from benchmarks.corpus_audio import cache_dir, load_audio_corpus
+    from benchmarks.corpus.audio import cache_dir, load_audio_corpus
 
     out_dir.mkdir(parents=True, exist_ok=True)
     corpus = corpus or load_audio_corpus()
@@ -137,7 +137,7 @@ def run_audio_bench(
     matcher = Matcher(catalog, audio_match=match)
     peer_run = None
     if peer:
-        from benchmarks.peer_audfprint import AudioPeerComparison
+        from benchmarks.peers.audfprint_comparison import AudioPeerComparison
 
         peer_run = AudioPeerComparison(corpus["references"])
     rng = np.random.default_rng(seed)
@@ -257,7 +257,7 @@ def _screen(matcher, params, query, condition, length, ref, offset, query_start,
     matches = matcher.match(fp) if fp is not None else []
     t2 = time.perf_counter()
     if peer is not None:
-        from benchmarks.peer_audfprint import PeerQuery
+        from benchmarks.peers.audfprint_comparison import PeerQuery
 
         peer.query(PeerQuery(data, condition, length, ref, offset, query_start,
                              nanhu_ms=(t2 - t0) * 1000))

@@ -53,7 +53,7 @@ def _size(args: argparse.Namespace) -> str:
 def _audio(out: Path, size: str, seed: int, args: argparse.Namespace) -> tuple[str, dict]:
     from benchmarks import report
     from benchmarks.audio_bench import run_audio_bench
-    from benchmarks.peer_audfprint import available as peer_available
+    from benchmarks.peers.audfprint import available as peer_available
     if size == "tiny":
         summary = run_audio_bench(out, quick=True, seed=seed, queries_per_condition=1,
                                   negatives=3, conditions=["clean", "pink-snr5", "speed-1.1"])
@@ -94,7 +94,7 @@ def _scale(out: Path, size: str, seed: int, args: argparse.Namespace) -> tuple[s
 
 
 def _video(out: Path, size: str, seed: int, args: argparse.Namespace) -> tuple[str, dict]:
-    from benchmarks.video_bench import run_video_bench_section
+    from benchmarks.runs.video import run_video_bench_section
 
     return run_video_bench_section(out, quick=size == "quick", seed=seed, tiny=size == "tiny")
 
@@ -126,7 +126,7 @@ def _corpus_manifests(raw: dict) -> dict:
     """The corpora the run used (package, version, file, checksum), for the report."""
     out = {}
     if "audio" in raw or "server" in raw:
-        from benchmarks.corpus_audio import load_audio_corpus
+        from benchmarks.corpus.audio import load_audio_corpus
 
         corpus = load_audio_corpus()
         out["corpus_audio"] = {
@@ -134,7 +134,7 @@ def _corpus_manifests(raw: dict) -> dict:
             "files": [{k: r[k] for k in ("id", "package", "member", "sha256")}
                       for r in corpus["references"] + corpus["negatives"]]}
     if "video" in raw:
-        from benchmarks.corpus_video import load_video_corpus
+        from benchmarks.corpus.video import load_video_corpus
 
         corpus = load_video_corpus()
         out["corpus_video"] = {
@@ -163,7 +163,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     logging.getLogger("benchmarks").setLevel(logging.INFO)
     size = _size(args)
     if size == "tiny" and args.kind != "reliability":  # reliability generates its own media
-        from benchmarks.tiny_corpus import build_tiny_corpora
+        from benchmarks.corpus.tiny import build_tiny_corpora
 
         cache = (args.out / "tiny-cache").resolve()
         os.environ["NANHU_CACHE"] = str(cache)

@@ -97,7 +97,7 @@ def _ratio(peer, nanhu) -> str:
 
 
 def audio_peer_markdown(summary: dict) -> str:
-    """Nanhu next to audfprint (``summary["peer"]``, :mod:`benchmarks.peer_audfprint`): recall
+    """Nanhu next to audfprint (``summary["peer"]``, :mod:`benchmarks.peers.audfprint`): recall
     per condition, then false matches, speed, latency and size with peer ÷ Nanhu ratios."""
     peer = summary["peer"]
     names = peer["settings"]

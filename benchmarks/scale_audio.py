@@ -377,7 +377,7 @@ def run_scale_series(hours: list[float], *, seed: int = 0, positives: int = 100,
                      null_limit: int | None = None) -> dict:
     """The scale benchmark: the real catalog alone, then with ``hours`` of decoys each."""
     from benchmarks.audio_bench import _corpus_key, build_catalog
-    from benchmarks.corpus_audio import cache_dir, load_audio_corpus
+    from benchmarks.corpus.audio import cache_dir, load_audio_corpus
 
     params = params or AudioParams()
     corpus = load_audio_corpus()

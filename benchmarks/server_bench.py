@@ -3,7 +3,7 @@
     python -m benchmarks.server_bench --quick        # a few minutes on 2 cores
     nanhu bench server [--quick]
 
-A catalog of real music from the benchmark corpus (``benchmarks.corpus_audio``) is served by
+A catalog of real music from the benchmark corpus (``benchmarks.corpus.audio``) is served by
 ``nanhu serve`` in its own process on a loopback port; this process plays 1, 8 and 32
 concurrent clients, each with its own channel, uploading 10 s and 60 s excerpts of registered
 works re-encoded as MP3 (``Screen``), and then the same excerpts as edge fingerprints computed
@@ -62,7 +62,7 @@ def ensure_catalog(corpus: dict, references: int) -> Path:
     """A catalog of the first ``references`` corpus works (reuses the audio benchmark's when it
     holds them all)."""
     from benchmarks.audio_bench import build_catalog
-    from benchmarks.corpus_audio import cache_dir
+    from benchmarks.corpus.cache import cache_dir
     from engine.audio.params import AudioParams
 
     # Keyed by the fingerprint parameters: an old catalog refuses new edge fingerprints.
@@ -249,7 +249,7 @@ def run_server_bench(out: Path, *, quick: bool = False, seed: int = 0, workers: 
                      tiny: bool = False) -> dict:
     """Load test of ``nanhu serve``. ``tiny``: a smoke run (10 s uploads, 1 and 8 clients, a few
     requests each, no soak) for ``nanhu bench --tiny``."""
-    from benchmarks.corpus_audio import load_audio_corpus
+    from benchmarks.corpus.audio import load_audio_corpus
     from engine.fingerprint import fingerprint_media
     from server.client import NanhuClient
 

@@ -104,7 +104,7 @@ class VideoMatchParams:
     max_gap_s: float = 6.0
     #: (cosine similarity, P(sim >= it) for two unrelated keyframes): the measured tail over the
     #: ~2e8 cross-reference keyframe pairs of the benchmark corpus (real footage and photographs,
-    #: ``benchmarks/corpus_video.py``); from 0.95 up no pair was seen: the 95 % upper bound of a
+    #: ``benchmarks/corpus/video.py``); from 0.95 up no pair was seen: the 95 % upper bound of a
     #: zero count (3 / 2e8), kept flat
     pair_chance: tuple[tuple[float, float], ...] = (
         (0.5, 2.9e-2), (0.55, 1.3e-2), (0.6, 5.5e-3), (0.65, 2.0e-3), (0.7, 6.4e-4),

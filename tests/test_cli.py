@@ -365,7 +365,7 @@ def test_installed_console_script(installed_nanhu, registered_catalog, excerpt_f
 # --- real recordings ---------------------------------------------------------------------------
 def corpus() -> dict:
     if not CORPUS.exists():
-        pytest.skip(f"no real-audio corpus at {CORPUS} (build it: python -m benchmarks.corpus_audio)")
+        pytest.skip(f"no real-audio corpus at {CORPUS} (build it: python -m benchmarks.corpus.audio)")
     manifest = json.loads(CORPUS.read_text())
     usable = [t for t in manifest["references"] if t["loop_period_s"] is None
               and not t["repeat_lags_s"] and 60 <= t["duration_s"] <= 240

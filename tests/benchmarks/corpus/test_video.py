@@ -7,25 +7,24 @@ import av
 import numpy as np
 import pytest
 
-from benchmarks.corpus_video import (
+from benchmarks.corpus.video import (
     MANIFEST_NAME,
-    Clip,
-    PhotoTile,
     Shot,
-    Track,
     VideoPlan,
     _allocate_tiles,
     _is_complete,
-    camera_path,
-    encode_mp4,
     load_video_corpus,
     plan_corpus,
+    render_video,
+)
+from benchmarks.corpus.video_render import (
+    camera_path,
+    encode_mp4,
     read_music,
     render_footage_shot,
     render_photo_shot,
-    render_video,
-    tile_grid,
 )
+from benchmarks.corpus.video_sources import Clip, PhotoTile, Track, tile_grid
 
 
 def _photo(height: int = 540, width: int = 960) -> np.ndarray:

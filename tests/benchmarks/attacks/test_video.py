@@ -8,7 +8,8 @@ import av
 import numpy as np
 import pytest
 
-from benchmarks import video_attacks as va
+from benchmarks.attacks import video as va
+from benchmarks.attacks import video_clips as vc
 from benchmarks.synth import music_like, write_video
 
 W, H, FPS, SECONDS = 160, 90, 10, 2.0
@@ -41,13 +42,13 @@ def files(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def clip(files) -> va.Clip:
-    return va.read_window(files["ref"], 0.0, SECONDS, size=None)
+def clip(files) -> vc.Clip:
+    return vc.read_window(files["ref"], 0.0, SECONDS, size=None)
 
 
 @pytest.fixture(scope="module")
-def other(files) -> va.Clip:
-    return va.read_window(files["other"], 0.0, SECONDS, size=None)
+def other(files) -> vc.Clip:
+    return vc.read_window(files["other"], 0.0, SECONDS, size=None)
 
 
 def _probe(data: bytes) -> tuple[int, int, int, float, bool]:
@@ -62,12 +63,12 @@ def _probe(data: bytes) -> tuple[int, int, int, float, bool]:
 def test_read_window_cuts_the_requested_span(files, clip):
     assert clip.frames.shape == (N, H, W, 3)
     assert clip.fps == FPS
-    assert clip.audio.size == int(SECONDS * va.AUDIO_RATE)
-    part = va.read_window(files["ref"], 0.5, 1.0, size=(80, 46))
+    assert clip.audio.size == int(SECONDS * vc.AUDIO_RATE)
+    part = vc.read_window(files["ref"], 0.5, 1.0, size=(80, 46))
     assert part.frames.shape == (10, 46, 80, 3)
-    assert part.audio.size == va.AUDIO_RATE
+    assert part.audio.size == vc.AUDIO_RATE
     # The window starts at frame 5 of the file: same picture as the full clip's frame 5.
-    full = va.read_window(files["ref"], 0.0, SECONDS, size=(80, 46))
+    full = vc.read_window(files["ref"], 0.0, SECONDS, size=(80, 46))
     assert np.abs(part.frames[0].astype(int) - full.frames[5]).mean() < 1.0
     # Same sound from 0.5 s (to within the sub-sample phase a fresh resampler starts at).
     assert np.corrcoef(part.audio[1000:15000], full.audio[9000:23000])[0, 1] > 0.95
@@ -108,7 +109,7 @@ def test_attack_geometry_and_round_trip(name, clip, other):
 
 def test_low_bitrate_encode_is_smaller(clip):
     plain = va.ATTACKS["360p"].encode(clip)
-    low = va.encode_clip(clip, bit_rate=20_000)
+    low = vc.encode_clip(clip, bit_rate=20_000)
     assert len(low) < len(plain)
 
 
@@ -162,55 +163,3 @@ def test_retiming_plays_faster_and_slower():
     assert fast[-1] <= 99 and slow[-1] <= 99
     doubled = va._retime_indices(100, 25.0, 50.0, 1.0)
     assert doubled.size == 200 and np.array_equal(doubled[::2], np.arange(100))
-
-
-# --- the benchmark's scoring helpers (no media needed) -------------------------------------
-
-
-def _flip_bits(hashes: np.ndarray, row: int, n_bits: int, rng: np.random.Generator) -> None:
-    for bit in rng.choice(256, n_bits, replace=False):
-        hashes[row, bit // 8] ^= np.uint8(1 << (7 - bit % 8))
-
-
-def test_vpdq_rule_needs_80_percent_of_query_frames_within_31_bits():
-    from benchmarks import pdq_baseline as pb
-
-    rng = np.random.default_rng(0)
-
-    def frames(hashes: np.ndarray, quality: int = 100) -> pb.PdqFrames:
-        return pb.PdqFrames(hashes, np.full(len(hashes), quality, np.int32),
-                            np.arange(len(hashes), dtype=np.float32))
-
-    reference = rng.integers(0, 256, (50, 32), np.uint8)
-    index = pb.VpdqIndex()
-    index.add("ref", frames(reference))
-    index.add("other", frames(rng.integers(0, 256, (50, 32), np.uint8)))
-    query = reference[:10].copy()
-    for row in range(10):  # 8 frames 20 bits away (match), 2 frames 60 bits away (no match)
-        _flip_bits(query, row, 20 if row < 8 else 60, rng)
-    found = index.match(frames(query))
-    assert [(m.reference_id, m.query_match_percent) for m in found] == [("ref", 80.0)]
-    _flip_bits(query, 0, 60, rng)  # now 7 of 10
-    assert index.match(frames(query)) == []
-    assert index.match(frames(reference[:10], quality=49)) == []  # below PDQ quality 50
-
-
-def test_micro_ap_ranks_pooled_predictions():
-    from benchmarks.video_bench import micro_ap
-
-    truth = {"query_start_s": 0.0, "query_end_s": 10.0, "reference_start_s": 5.0,
-             "reference_end_s": 15.0}
-
-    def prediction(ref: str, score: float, start: float = 5.0) -> dict:
-        return {"reference_id": ref, "score": score, "strength": 0.0, "query_start_s": 0.0,
-                "query_end_s": 10.0, "reference_start_s": start, "reference_end_s": start + 10}
-
-    positives = [{"reference_id": "a", "truth": truth, "fused": [prediction("a", 0.9)]},
-                 {"reference_id": "b", "truth": truth, "fused": [prediction("b", 0.5)]}]
-    negatives = [{"fused": [prediction("x", 0.7)]}]
-    # Ranking: a (correct, P=1), x (false), b (correct, P=2/3).
-    assert micro_ap(positives, negatives, "fused") == pytest.approx((1 + 2 / 3) / 2)
-    positives[1]["fused"] = [prediction("b", 0.5, start=30.0)]  # right work, wrong place
-    assert micro_ap(positives, negatives, "fused") == pytest.approx(0.5)
-    positives[1]["fused"] = [prediction("b", 0.95), prediction("b", 0.94)]  # a duplicate
-    assert micro_ap(positives, [], "fused") == pytest.approx((1 + 2 / 3) / 2)

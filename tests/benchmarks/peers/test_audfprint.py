@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import peer_audfprint as pa
 from benchmarks.audio_attacks import to_wav_bytes
+from benchmarks.peers import audfprint as pa
+from benchmarks.peers import audfprint_comparison as pac
 from benchmarks.report import audio_peer_markdown
 from benchmarks.synth import music_like, write_audio
 
@@ -74,11 +75,11 @@ def test_silence_not_found(peer):
 @needs_peer
 def test_comparison_summary(references, tmp_path: Path):
     ref = references[1]
-    query = pa.PeerQuery(_excerpt(SEEDS[ref["id"]], 20.0, 10.0), "clean", 10.0, ref, 20.0,
-                         nanhu_ms=5.0)
-    summary = pa.compare_audio_peer({"references": references}, references, [query],
-                                    [(_excerpt(98, 0.0, 5.0), "clean")],
-                                    settings=[pa.DEFAULTS], cache=tmp_path)
+    query = pac.PeerQuery(_excerpt(SEEDS[ref["id"]], 20.0, 10.0), "clean", 10.0, ref, 20.0,
+                          nanhu_ms=5.0)
+    summary = pac.compare_audio_peer({"references": references}, references, [query],
+                                     [(_excerpt(98, 0.0, 5.0), "clean")],
+                                     settings=[pa.DEFAULTS], cache=tmp_path)
     assert summary["rows"] == [{"condition": "clean", "length_s": 10.0, "queries": 1,
                                 "top1_recall": {"defaults": 1.0}}]
     defaults = summary["by_setting"]["defaults"]

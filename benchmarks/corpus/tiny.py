@@ -1,14 +1,14 @@
 """A tiny generated corpus for ``nanhu bench --tiny``: the whole benchmark pipeline in a minute.
 
-The real corpora (:mod:`benchmarks.corpus_audio`, :mod:`benchmarks.corpus_video`) come from
+The real corpora (:mod:`benchmarks.corpus.audio`, :mod:`benchmarks.corpus.video`) come from
 gigabytes of Debian packages. ``--tiny`` instead writes a few generated files in the same
 manifest formats into its own cache folder, so every section of ``nanhu bench all`` runs end
 to end on a fresh machine with no download: a smoke test of the tooling, not a measurement.
 
 - audio: ``music_like`` melodies (references 40 s, negatives 30 s, "speech" fillers 8 s);
 - video: textured generated "photographs" filmed with the corpus builder's own camera moves
-  (:func:`benchmarks.corpus_video.camera_path`) at 320x180, 25 fps, H.264 + AAC, with a
-  generated melody as soundtrack.
+  (:func:`benchmarks.corpus.video_render.camera_path`) at 320x180, 25 fps, H.264 + AAC, with
+  a generated melody as soundtrack.
 
 Deterministic for a seed; files already present are kept.
 """
@@ -21,7 +21,10 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from benchmarks import corpus_audio, corpus_video
+from benchmarks.corpus import audio as corpus_audio
+from benchmarks.corpus import video as corpus_video
+from benchmarks.corpus import video_render
+from benchmarks.corpus.cache import sha256_file
 from benchmarks.synth import music_like, write_audio
 
 AUDIO_REFERENCES, AUDIO_NEGATIVES, AUDIO_SPEECH = 6, 4, 3
@@ -31,7 +34,7 @@ VIDEO_SIZE, VIDEO_FPS, VIDEO_SECONDS, SHOT_SECONDS = (320, 180), 25, 24.0, 4.0
 
 def _audio_entry(path: Path, entry_id: str, seconds: float) -> dict:
     return {"id": entry_id, "path": str(path), "package": "generated",
-            "member": path.name, "sha256": corpus_audio.sha256_file(path), "duration_s": seconds,
+            "member": path.name, "sha256": sha256_file(path), "duration_s": seconds,
             "loop_period_s": None, "repeat_lags_s": []}
 
 
@@ -80,14 +83,14 @@ def _render(path: Path, rng: np.random.Generator, audio_seed: int) -> dict:
     def frames():
         for shot in range(n_shots):
             image = _photograph(rng)
-            boxes = corpus_video.camera_path((0, 0, image.shape[1], image.shape[0]), n_shot,
+            boxes = video_render.camera_path((0, 0, image.shape[1], image.shape[0]), n_shot,
                                              aspect=width / height,
                                              motion=motions[shot % len(motions)], rng=rng)
-            yield from corpus_video.render_photo_shot(image, boxes, width=width, height=height)
+            yield from video_render.render_photo_shot(image, boxes, width=width, height=height)
 
     seconds = n_shots * SHOT_SECONDS
-    melody = music_like(seconds, seed=audio_seed, sample_rate=corpus_video.SAMPLE_RATE)
-    n_frames = corpus_video.encode_mp4(path, frames(), np.stack([melody, melody]),
+    melody = music_like(seconds, seed=audio_seed, sample_rate=video_render.SAMPLE_RATE)
+    n_frames = video_render.encode_mp4(path, frames(), np.stack([melody, melody]),
                                        fps=VIDEO_FPS, width=width, height=height)
     return {"width": width, "height": height, "fps": VIDEO_FPS, "duration_s": seconds,
             "n_frames": n_frames, "content": "photo",
@@ -97,7 +100,7 @@ def _render(path: Path, rng: np.random.Generator, audio_seed: int) -> dict:
 
 def build_tiny_video(cache: Path, *, seed: int = 0) -> dict:
     """Write ``cache/video-corpus.json`` and its generated videos; returns the manifest as
-    :func:`benchmarks.corpus_video.load_video_corpus` reads it."""
+    :func:`benchmarks.corpus.video.load_video_corpus` reads it."""
     folder = cache / "video"
     folder.mkdir(parents=True, exist_ok=True)
     splits: dict[str, list[dict]] = {"references": [], "negatives": []}
