@@ -145,58 +145,76 @@ def triplet_hashes(
     frames = peaks.frame.astype(np.float64)
     lf0 = peaks.log_freq.astype(np.float64)
     fanout = fanout or params.fanout
-    pairs = list(combinations(range(fanout), 2))
-    out_hash, out_frame, out_warp = [], [], []
-    for warp_index, (speed, pitch) in enumerate(warps):
-        lf = lf0 - params.bins_per_octave * np.log2(pitch)
-        targets = _targets(frames, lf, params, speed, fanout)
-        anchor_f = np.floor(lf / params.key_f_step)
-        for i, j in pairs:
-            a = np.flatnonzero((targets[:, i] >= 0) & (targets[:, j] >= 0))
-            b, c = targets[a, i], targets[a, j]
-            span = frames[c] - frames[a]
-            ok = (span * speed >= params.key_min_span_frames) & (anchor_f[a] >= 0) & (
-                anchor_f[a] < (1 << F_BITS))
-            a, b, c, span = a[ok], b[ok], c[ok], span[ok]
-            d1x = (lf0[b] - lf0[a]) / params.key_d_step + _D_OFFSET
-            d2x = (lf0[c] - lf0[a]) / params.key_d_step + _D_OFFSET
-            rx = params.key_r_levels * (frames[b] - frames[a]) / span
-            tx = params.key_t_per_octave * np.log2(span * speed)
-            d1, d2 = np.rint(d1x), np.rint(d2x)
-            r = np.minimum(np.floor(rx), params.key_r_levels - 1)
-            t = np.clip(np.floor(tx), 0, (1 << T_BITS) - 1)
-            packed = _pack(d1, d2, r, t, anchor_f[a])
-            rows = np.arange(a.size)
-            if probe > 0:
-                # Multi-probe: a field within ``probe`` of its cell's edge is also keyed in
-                # the neighbouring cell (one field at a time), so peak jitter that moves it
-                # across the edge still meets the reference's key.
-                extra, extra_rows = [], []
-                for field, value, x, lo_edge, hi_edge in (
-                    ("d1", d1, d1x, d1 - 0.5, d1 + 0.5), ("d2", d2, d2x, d2 - 0.5, d2 + 0.5),
-                    ("r", r, rx, r, r + 1.0), ("t", t, tx, t, t + 1.0),
-                ):
-                    step = np.where(x - lo_edge < probe, -1.0,
-                                    np.where(hi_edge - x < probe, 1.0, 0.0))
-                    alt = value + step
-                    limit = {"d1": 126, "d2": 126, "r": params.key_r_levels - 1,
-                             "t": (1 << T_BITS) - 1}[field]
-                    near = np.flatnonzero((step != 0) & (alt >= 0) & (alt <= limit))
-                    fields = {"d1": d1[near], "d2": d2[near], "r": r[near], "t": t[near]}
-                    fields[field] = alt[near]
-                    extra.append(_pack(fields["d1"], fields["d2"], fields["r"], fields["t"],
-                                       anchor_f[a[near]]))
-                    extra_rows.append(near)
-                packed = np.concatenate([packed, *extra])
-                rows = np.concatenate([rows, *extra_rows])
-            out_hash.append(packed)
-            out_frame.append(np.rint(frames[a[rows]] * speed).astype(np.int32))
-            out_warp.append(np.full(rows.size, warp_index, np.uint8))
+    first, second = (np.array(v, np.int64) for v in zip(*combinations(range(fanout), 2)))
+    per_warp: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    # The target zone and T depend on the speed only, F on the pitch only (the zone's
+    # frequency limit is on a difference, which no pitch changes): the triplets are formed
+    # once per distinct speed, and each of its warps only sets F.
+    by_speed: dict[float, list[int]] = {}
+    for warp_index, (speed, _) in enumerate(warps):
+        by_speed.setdefault(float(speed), []).append(warp_index)
+    for speed, warp_indices in by_speed.items():
+        anchor, base = _speed_keys(frames, lf0, params, speed, fanout, first, second, probe)
+        anchor_frame = np.rint(frames[anchor] * speed).astype(np.int32)
+        for warp_index in warp_indices:
+            pitch = float(warps[warp_index][1])
+            anchor_f = np.floor((lf0[anchor] - params.bins_per_octave * np.log2(pitch))
+                                / params.key_f_step)
+            ok = (anchor_f >= 0) & (anchor_f < (1 << F_BITS))
+            per_warp[warp_index] = (base[ok] | anchor_f[ok].astype(np.uint32), anchor_frame[ok])
     # Grouped by warp, then by target pair, anchors ascending within each group: nothing
     # downstream needs another order (the postings writer and the aligner sort for themselves),
     # and a 2-hour query's 60 M keys are not copied once more to sort them.
-    return Landmarks(np.concatenate(out_hash), np.concatenate(out_frame),
-                     np.concatenate(out_warp), speeds, pitches)
+    ordered = [per_warp[w] for w in range(len(warps))]
+    return Landmarks(np.concatenate([h for h, _ in ordered]),
+                     np.concatenate([f for _, f in ordered]),
+                     np.concatenate([np.full(h.size, w, np.uint8)
+                                     for w, (h, _) in enumerate(ordered)]),
+                     speeds, pitches)
+
+
+def _speed_keys(frames: np.ndarray, lf0: np.ndarray, params: AudioParams, speed: float,
+                fanout: int, first: np.ndarray, second: np.ndarray, probe: float
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Triplets of one candidate speed: (anchor peak int64[k], key without F uint32[k]).
+
+    Every target pair ``(first[p], second[p])`` of every anchor at once, pair-major; with
+    ``probe``, the neighbouring-cell keys of fields near an edge follow.
+    """
+    targets = _targets(frames, lf0, params, speed, fanout)
+    both = (targets[:, first] >= 0) & (targets[:, second] >= 0)
+    # pair-major: all anchors of pair 0, then of pair 1, ...
+    pair, a = np.nonzero(both.T)
+    b, c = targets[a, first[pair]], targets[a, second[pair]]
+    span = frames[c] - frames[a]
+    ok = span * speed >= params.key_min_span_frames
+    a, b, c, span = a[ok], b[ok], c[ok], span[ok]
+    d1x = (lf0[b] - lf0[a]) / params.key_d_step + _D_OFFSET
+    d2x = (lf0[c] - lf0[a]) / params.key_d_step + _D_OFFSET
+    rx = params.key_r_levels * (frames[b] - frames[a]) / span
+    tx = params.key_t_per_octave * np.log2(span * speed)
+    d1, d2 = np.rint(d1x), np.rint(d2x)
+    r = np.minimum(np.floor(rx), params.key_r_levels - 1)
+    t = np.clip(np.floor(tx), 0, (1 << T_BITS) - 1)
+    zero = np.zeros(a.size)
+    keys, anchors = [_pack(d1, d2, r, t, zero)], [a]
+    if probe > 0:
+        # Multi-probe: a field within ``probe`` of its cell's edge is also keyed in the
+        # neighbouring cell (one field at a time), so peak jitter that moves it across the
+        # edge still meets the reference's key.
+        limits = {"d1": 126, "d2": 126, "r": params.key_r_levels - 1, "t": (1 << T_BITS) - 1}
+        for field, value, x, lo_edge in (("d1", d1, d1x, d1 - 0.5), ("d2", d2, d2x, d2 - 0.5),
+                                         ("r", r, rx, r), ("t", t, tx, t)):
+            step = np.where(x - lo_edge < probe, -1.0,
+                            np.where(lo_edge + 1.0 - x < probe, 1.0, 0.0))
+            alt = value + step
+            near = np.flatnonzero((step != 0) & (alt >= 0) & (alt <= limits[field]))
+            fields = {"d1": d1[near], "d2": d2[near], "r": r[near], "t": t[near]}
+            fields[field] = alt[near]
+            keys.append(_pack(fields["d1"], fields["d2"], fields["r"], fields["t"],
+                              np.zeros(near.size)))
+            anchors.append(a[near])
+    return np.concatenate(anchors), np.concatenate(keys)
 
 
 def audio_landmarks(
