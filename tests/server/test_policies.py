@@ -109,3 +109,40 @@ def test_screening_returns_the_action_band_reason_and_trims_as_the_cli_does(env,
                                     min_matched_duration_s=12)["matches"] == []
     finally:
         admin.clear_owner_policy("label-c")
+
+
+def test_the_cli_sets_policies_and_queries_through_the_server(env, capsys):
+    def cli(*argv) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = nanhu_cli.main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    song = env.song(405)
+    env.client("label_b").register_fingerprint(env.fingerprint(env.write("s405.wav", song)),
+                                               "song-405", title="Song 405")
+    server = ("--server", env.address, "--key", env.keys["label_b"])
+    code, out, err = cli("policy", "set", *server, "song-405", "--action", "review",
+                         "--min-match-s", "4", "--exclude", "0-2")
+    assert code == 0, err
+    shown = json.loads(cli("policy", "show", *server, "--json", "song-405")[1])
+    assert shown["policy"] == Policy("review", min_match_s=4, excluded_ranges=((0, 2),)).to_dict()
+    assert (shown["owner"], shown["source"]) == ("label-b", "reference")
+    # another tenant's work, a bad key, --catalog with --server: the usual exit codes
+    other = ("--server", env.address, "--key", env.keys["label_a"])
+    assert cli("policy", "set", *other, "song-405", "--action", "block")[0] == 9  # permission
+    assert cli("policy", "show", "--server", env.address, "--key", "nanhu_bad_key", "song-405")[0] == 9
+    assert cli("policy", "show", *server, "--catalog", env.catalog, "song-405")[0] == 2
+
+    upload = env.write("q405.wav", song[RATE : 11 * RATE])
+    platform = ("--server", env.address, "--key", env.keys["platform"])
+    code, out, err = cli("query", *platform, "--upload-id", "up-405", "--json", upload)
+    assert code == 0, err
+    remote = json.loads(out)
+    local = json.loads(cli("query", "--catalog", env.catalog, "--json", upload)[1])
+    assert remote == local
+    (match,) = remote["matches"]
+    assert (match["action"], match["policy_source"], match["band"]) == ("review", "reference", "high")
+    assert match["trimmed"][0]["reference_end_s"] == 2.0
+    code, out, _ = cli("query", *platform, upload)
+    assert code == 0 and out.splitlines()[1].split()[:4] == ["REVIEW", "Song", "405", "(song-405)"]
