@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass, field
 
 from engine.catalog import Reference
+from engine.errors import NanhuError
 from engine.policy import (
     NO_ACTION,
     Policy,
@@ -117,7 +118,13 @@ def judge(seg: Segment, reference: Reference, owner_default: Policy | None, *,
     """The reported matches of one aligned segment: its policy's excluded ranges trimmed out
     (none, one or two pieces), the platform's floor applied to each piece, then the policy's
     action or ``none``, with the reason. See :mod:`engine.policy` for the precedence."""
-    policy, source = effective(reference.match_policy, owner_default)
+    try:
+        own = reference.match_policy
+    except NanhuError as exc:  # only a hand-edited catalog gets here (`nanhu check` says so)
+        log.warning("reference %s: unusable stored policy (%s); its matches go to review",
+                    reference.ref_id, exc)
+        own = Policy("review")
+    policy, source = effective(own, owner_default)
     active = policy is not None and policy.enabled
     whole = Stretch(seg.query_start_s, seg.query_end_s, seg.reference_start_s, seg.reference_end_s)
     pieces, removed = trim(whole, policy.excluded_ranges) if active else ([whole], [])

@@ -169,3 +169,19 @@ def test_owner_default_and_own_policy_through_the_matcher(owned_catalog, songs, 
     assert (match.action, match.policy_source) == ("none", "reference")
     assert "needs 50% of the work" in match.reason
     assert matcher.match(fp, floor=ScreenFloor(min_matched_duration_s=20)) == []
+
+
+def test_a_hand_broken_stored_policy_sends_matches_to_review_and_check_reports_it(owned_catalog):
+    import sqlite3
+
+    from engine.check import check_catalog
+
+    with sqlite3.connect(owned_catalog / "meta.sqlite") as db:
+        db.execute("""UPDATE refs SET policy = '{"action": "blok"}' WHERE ref_id = 'song-1'""")
+    report = check_catalog(owned_catalog)
+    assert not report["ok"]
+    assert report["problems"] == ["reference 'song-1': unusable policy (action 'blok' is not one of "
+                                  "block, monetize, track, review)"]
+    broken = Catalog(owned_catalog).get("song-1")
+    (match,) = judge(segment(), broken, None, upload_duration_s=40.0, floor=ScreenFloor())
+    assert match.action == "review"
