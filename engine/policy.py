@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from engine.errors import InvalidArgument
@@ -80,7 +80,7 @@ def check_range(start_s: float, end_s: float, *, what: str = "excluded range") -
     return start_s, end_s
 
 
-def merge_ranges(ranges) -> tuple[tuple[float, float], ...]:
+def merge_ranges(ranges: Iterable[tuple[float, float]]) -> tuple[tuple[float, float], ...]:
     """Sorted, overlapping and touching ranges merged."""
     out: list[list[float]] = []
     for start, end in sorted((float(s), float(e)) for s, e in ranges):
@@ -91,11 +91,11 @@ def merge_ranges(ranges) -> tuple[tuple[float, float], ...]:
     return tuple((s, e) for s, e in out)
 
 
-def format_ranges(ranges) -> str:
+def format_ranges(ranges: Iterable[tuple[float, float]]) -> str:
     return ", ".join(f"{s:g}-{e:g} s" for s, e in ranges) or "-"
 
 
-def _number(value, name: str, *, upper: float) -> float:
+def _number(value: object, name: str, *, upper: float) -> float:
     if isinstance(value, bool):
         raise InvalidArgument(f"{name} {value!r} is not a number")
     try:
@@ -107,7 +107,7 @@ def _number(value, name: str, *, upper: float) -> float:
     return number
 
 
-def parse_bool(value, *, what: str) -> bool:
+def parse_bool(value: object, *, what: str) -> bool:
     """``true/false``, ``yes/no``, ``1/0``, ``on/off`` (any case) or a JSON boolean."""
     if isinstance(value, bool):
         return value
@@ -316,7 +316,8 @@ class Stretch:
                 "reference_end_s": round(self.reference_end_s, 3)}
 
 
-def trim(stretch: Stretch, ranges) -> tuple[list[Stretch], list[Stretch]]:
+def trim(stretch: Stretch,
+         ranges: Iterable[tuple[float, float]]) -> tuple[list[Stretch], list[Stretch]]:
     """Cut the excluded ``ranges`` (work time) out of a matched stretch.
 
     Returns ``(kept pieces, removed stretches)``; upload times follow the work times linearly
