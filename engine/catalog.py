@@ -4,7 +4,8 @@ Layout (format version 1)::
 
     DIR/manifest.json        {"format": "nanhu-catalog", "version": 1, "generation": g, ...}
     DIR/meta.sqlite          references (SQLite, WAL mode); each row carries the generation
-                             that committed it and the generation that deleted it (tombstone)
+                             that committed it and the generation that deleted it (tombstone);
+                             owners' default policies, versioned the same way
     DIR/audio/seg-*.pst      immutable postings segments (engine.store.postings)
     DIR/video/seg-*.vec      immutable keyframe-vector segments (engine.vectors)
     DIR/video/seg-*.hnsw     HNSW graph of a large vector segment (FAISS format, derived data)
@@ -16,6 +17,10 @@ the metadata rows are committed to SQLite tagged with generation ``g + 1``; then
 Readers see exactly the rows and segments of the manifest's generation, so a crash at any
 point leaves the last committed catalog readable and complete; the next writer rolls back
 rows of uncommitted generations and removes files no manifest names.
+
+The metadata schema has its own version (SQLite's ``user_version``, :data:`META_VERSION`): a
+writer brings an older catalog's metadata up to date in one SQLite transaction when it opens it
+(:func:`_migrate`), readers read either; metadata of a newer Nanhu is refused.
 """
 
 from __future__ import annotations
@@ -41,10 +46,12 @@ from engine.errors import (
     CatalogCorrupt,
     CatalogLocked,
     InvalidArgument,
+    NanhuError,
     NotFound,
     VersionMismatch,
 )
 from engine.fingerprint import Fingerprint
+from engine.policy import Policy, migrate_stored
 from engine.store.postings import (
     MAX_SEGMENT_FRAMES,
     Segment,
@@ -64,6 +71,9 @@ _OLD_FORMATS = {1: "audio-v2 pair keys and version-1 postings segments"}
 #: a size tier holding this many audio segments is merged into one (tiered, log-structured:
 #: a posting is rewritten about log_8(catalog / batch) times over its life)
 TIER_FANOUT = 8
+#: metadata schema version (``PRAGMA user_version``): 0 = label policies, no owner defaults;
+#: 2 = policies with actions and conditions, owners' default policies
+META_VERSION = 2
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,199}$")
 
 
@@ -94,6 +104,14 @@ CREATE TABLE IF NOT EXISTS policy_log (
     generation INTEGER NOT NULL,
     old_policy TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS owner_policies (
+    owner TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    replaced_generation INTEGER
+);
+CREATE UNIQUE INDEX IF NOT EXISTS owner_policies_live ON owner_policies(owner)
+    WHERE replaced_generation IS NULL;
 """
 
 
@@ -112,6 +130,11 @@ class Reference:
     n_hashes: int = 0
     n_keyframes: int = 0
     created_at: float = 0.0
+
+    @property
+    def match_policy(self) -> Policy | None:
+        """The work's own policy (None when it has none; its owner's default may apply)."""
+        return Policy.from_stored(self.policy)
 
     @property
     def modalities(self) -> str:
@@ -178,8 +201,10 @@ class Catalog:
             self._db = sqlite3.connect(self.path / "meta.sqlite", check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            self._check_meta_version()
             if writable:
                 self._recover()
+                _migrate(self._db, self.path)
         except sqlite3.DatabaseError as exc:
             self._release_lock()
             raise CatalogCorrupt(f"{self.path / 'meta.sqlite'}: unreadable metadata ({exc})") from exc
@@ -189,6 +214,8 @@ class Catalog:
         self._staged_refs: list[dict] = []
         self._staged_deletes: list[int] = []
         self._staged_policies: dict[int, dict] = {}
+        self._staged_owner_policies: dict[str, Policy | None] = {}
+        self._owner_policies: tuple[int, dict[str, Policy]] | None = None
         self._postings: SegmentPostings | None = None
         self._vectors: FaissVectorIndex | None = None
 
@@ -203,6 +230,7 @@ class Catalog:
                 return
             db = sqlite3.connect(self.path / "meta.sqlite")
             db.executescript(_SCHEMA)
+            db.execute(f"PRAGMA user_version = {META_VERSION}")
             db.commit()
             db.close()
             self._write_manifest({
@@ -279,6 +307,14 @@ class Catalog:
             ) from exc
         self.manifest = manifest
 
+    def _check_meta_version(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > META_VERSION:
+            raise VersionMismatch(
+                f"{self.path / 'meta.sqlite'}: metadata schema version {version} was written by a "
+                f"newer Nanhu (this one reads up to version {META_VERSION}); upgrade Nanhu"
+            )
+
     @property
     def generation(self) -> int:
         return int(self.manifest["generation"])
@@ -311,6 +347,11 @@ class Catalog:
             ).fetchall():
                 self._db.execute("UPDATE refs SET policy = ? WHERE ordinal = ?", (old, ordinal))
             self._db.execute("DELETE FROM policy_log WHERE generation > ?", (g,))
+            owner_rows = self._db.execute(
+                "DELETE FROM owner_policies WHERE generation > ?", (g,)).rowcount
+            owner_rows += self._db.execute(
+                "UPDATE owner_policies SET replaced_generation = NULL WHERE replaced_generation > ?",
+                (g,)).rowcount
         named = set(_segment_files(self.manifest))
         orphans = 0
         for folder in ("audio", "video"):
@@ -322,10 +363,10 @@ class Catalog:
                     orphans += 1
         for tmp in self.path.glob("*.tmp"):
             tmp.unlink()
-        if dropped or undeleted or orphans:
+        if dropped or undeleted or orphans or owner_rows:
             log.warning(
-                "%s: rolled back an interrupted commit (%d rows, %d tombstones, %d files)",
-                self.path, dropped, undeleted, orphans,
+                "%s: rolled back an interrupted commit (%d rows, %d tombstones, %d files, "
+                "%d owner policy rows)", self.path, dropped, undeleted, orphans, owner_rows,
             )
 
     # --- reading -------------------------------------------------------------------------
@@ -370,6 +411,31 @@ class Catalog:
     def find_digest(self, digest: str) -> Reference | None:
         rows = self._query(f"SELECT {_COLUMNS} FROM refs WHERE {{visible}} AND digest = ?", (digest,))
         return _row_to_reference(rows[0]) if rows else None
+
+    def owner_policies(self) -> dict[str, Policy]:
+        """Every owner's default policy at this generation (cached per generation)."""
+        if self._owner_policies is not None and self._owner_policies[0] == self.generation:
+            return self._owner_policies[1]
+        g = self.generation
+        try:
+            rows = self._db.execute(
+                "SELECT owner, policy FROM owner_policies WHERE generation <= ? AND "
+                "(replaced_generation IS NULL OR replaced_generation > ?)", (g, g)).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            rows = []  # metadata of version 0 (no writer has opened it since): no defaults
+        policies = {}
+        for owner, text in rows:
+            policy = Policy.from_stored(json.loads(text))
+            if policy is not None:
+                policies[owner] = policy
+        self._owner_policies = (g, policies)
+        return policies
+
+    def owner_policy(self, owner: str) -> Policy | None:
+        """An owner's default policy for works without their own, or None."""
+        return self.owner_policies().get(owner) if owner else None
 
     def deleted_ordinals(self) -> np.ndarray:
         """Ordinals tombstoned at this generation whose postings are not yet compacted away."""
@@ -480,7 +546,7 @@ class Catalog:
                 )
         self._staged_refs.append({
             "ref_id": ref_id, "title": title, "owner": owner, "fp": fp,
-            "digest": fp.digest, "metadata": metadata or {}, "policy": policy or {},
+            "digest": fp.digest, "metadata": metadata or {}, "policy": _policy_dict(policy),
         })
 
     def delete(self, ref_id: str) -> Reference:
@@ -491,21 +557,34 @@ class Catalog:
             self._staged_deletes.append(reference.ordinal)
         return reference
 
-    def set_policy(self, ref_id: str, policy: dict) -> Reference:
-        """Stage a new match policy for ``ref_id`` (label, excluded reference ranges)."""
+    def set_policy(self, ref_id: str, policy: Policy | dict | None) -> Reference:
+        """Stage a new policy for ``ref_id``, replacing its own (``None`` or ``{}`` clears it,
+        so that its owner's default applies again). A dict is validated as
+        :meth:`Policy.from_dict` does: InvalidArgument for an action outside the fixed set."""
         self._require_writer()
+        stored = _policy_dict(policy)
         reference = self.get(ref_id)
-        self._staged_policies[reference.ordinal] = policy
+        self._staged_policies[reference.ordinal] = stored
         return reference
+
+    def set_owner_policy(self, owner: str, policy: Policy | dict | None) -> None:
+        """Stage ``owner``'s default policy (``None`` or ``{}`` clears it)."""
+        self._require_writer()
+        if not owner:
+            raise InvalidArgument("an owner's default policy needs the owner (tenant) it is for")
+        stored = _policy_dict(policy)
+        self._staged_owner_policies[owner] = Policy.from_stored(stored)
 
     @property
     def has_staged(self) -> bool:
-        return bool(self._staged_refs or self._staged_deletes or self._staged_policies)
+        return bool(self._staged_refs or self._staged_deletes or self._staged_policies
+                    or self._staged_owner_policies)
 
     def rollback(self) -> None:
         self._staged_refs.clear()
         self._staged_deletes.clear()
         self._staged_policies.clear()
+        self._staged_owner_policies.clear()
 
     def commit(self) -> int:
         """Make staged changes durable and visible; returns the new generation."""
@@ -541,6 +620,15 @@ class Catalog:
                 self._db.execute(
                     "UPDATE refs SET policy = ? WHERE ordinal = ?", (json.dumps(policy), ordinal)
                 )
+            for owner, owner_policy in self._staged_owner_policies.items():
+                # Versioned like references: readers of generation g see g's defaults.
+                self._db.execute(
+                    "UPDATE owner_policies SET replaced_generation = ? WHERE owner = ? AND "
+                    "replaced_generation IS NULL", (g, owner))
+                if owner_policy is not None:
+                    self._db.execute(
+                        "INSERT INTO owner_policies (owner, policy, generation) VALUES (?,?,?)",
+                        (owner, json.dumps(owner_policy.to_dict()), g))
             # Segment files go to disk before SQLite commits, and the manifest after both.
             self._write_new_segments(manifest, g, ordinals)
         manifest["generation"] = g
@@ -708,11 +796,54 @@ class Catalog:
         self._vectors = None
         with self._db:
             self._db.executemany("DELETE FROM refs WHERE ordinal = ?", [(int(o),) for o in dead])
+            self._db.execute("DELETE FROM owner_policies WHERE replaced_generation IS NOT NULL "
+                             "AND replaced_generation <= ?", (g,))
         for file in old_files:
             (self.path / file).unlink(missing_ok=True)
         return {"generation": g, "purged_references": int(dead.size),
                 "audio_postings": int(audio_postings),
                 "video_vectors": sum(s["count"] for s in manifest["video_segments"])}
+
+
+def _policy_dict(policy: Policy | dict | None) -> dict:
+    """The stored form of a policy given as a Policy, a dict (validated) or None (none)."""
+    if policy is None:
+        return {}
+    if not isinstance(policy, Policy):
+        policy = Policy.from_dict(policy)
+    return policy.to_dict() if policy is not None else {}
+
+
+def _migrate(db: sqlite3.Connection, path: Path) -> None:
+    """Bring metadata of an older schema version to :data:`META_VERSION` in one transaction
+    (the tables themselves come from ``_SCHEMA``, which :meth:`Catalog._recover` runs): label
+    policies become action policies (:func:`engine.policy.migrate_stored`). Readers read both
+    forms alike, so readers open during the migration see no change of meaning."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version >= META_VERSION:
+        return
+    with db:
+        db.execute("BEGIN IMMEDIATE")
+        changed = 0
+        for ordinal, ref_id, text in db.execute(
+                "SELECT ordinal, ref_id, policy FROM refs").fetchall():
+            try:
+                new = migrate_stored(json.loads(text))
+            except (ValueError, NanhuError) as exc:
+                log.warning("%s: reference %r: policy %s cannot be read (%s); cleared",
+                            path, ref_id, text[:200], exc)
+                new = {}
+            if new is None:
+                continue
+            if new.get("legacy_label"):
+                log.warning("%s: reference %r: policy label %r is not an action; migrated as "
+                            "action %r (the label is kept as legacy_label)", path, ref_id,
+                            new["legacy_label"], new["action"])
+            db.execute("UPDATE refs SET policy = ? WHERE ordinal = ?", (json.dumps(new), ordinal))
+            changed += 1
+        db.execute(f"PRAGMA user_version = {META_VERSION}")
+    log.info("%s: metadata migrated from schema version %d to %d (%d policies rewritten)",
+             path, version, META_VERSION, changed)
 
 
 def _segment_files(manifest: dict) -> list[str]:

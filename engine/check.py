@@ -4,7 +4,8 @@ Opens the catalog read-only (no writer lock, so it is safe next to a running ser
 interrupt) and reports what would break screening or compaction: segment files the manifest
 names that are missing, truncated or of another format; vector segments of another dimension
 than the catalog's video parameters; keyframe rows that are not unit vectors or have impossible
-times; rows of references the metadata does not know; reference rows that do not parse.
+times; rows of references the metadata does not know; reference rows and policies that do
+not parse.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from engine import vectors as vector_store
 from engine.catalog import Catalog
 from engine.errors import CatalogCorrupt, NanhuError
+from engine.policy import Policy
 from engine.validate import known_video_dims
 
 
@@ -45,6 +47,11 @@ def check_catalog(path: str | Path) -> dict:
                 json.loads(metadata), json.loads(policy)
             except ValueError:
                 problems.append(f"reference {ref_id!r}: metadata or policy is not JSON")
+                continue
+            try:
+                Policy.from_stored(json.loads(policy))
+            except NanhuError as exc:  # matching would fail on this work's every match
+                problems.append(f"reference {ref_id!r}: unusable policy ({exc})")
         checked["references"] = len(rows)
         for entry in manifest.get("audio_segments", []):
             file = catalog.path / entry["file"]

@@ -46,7 +46,7 @@ def default_catalog() -> Path:
     return Path(os.environ.get("NANHU_CATALOG") or "var/catalog")
 
 
-def _catalog_arg(parser: argparse.ArgumentParser) -> None:
+def catalog_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--catalog", type=Path, default=None,
         help="catalog directory (default: $NANHU_CATALOG, else ./var/catalog)",
@@ -56,7 +56,7 @@ def _catalog_arg(parser: argparse.ArgumentParser) -> None:
 def add_commands(subparsers) -> None:
     """Register the engine's subcommands on an argparse subparsers object."""
     p = subparsers.add_parser("register", help="register media files as references")
-    _catalog_arg(p)
+    catalog_arg(p)
     p.add_argument("--id", dest="ref_id", help="reference id (default: the file's stem)")
     p.add_argument("--title", help="title (default: the file's stem)")
     p.add_argument("--owner", default="", help="owning tenant (default: none)")
@@ -65,7 +65,7 @@ def add_commands(subparsers) -> None:
     p.set_defaults(func=cmd_register)
 
     p = subparsers.add_parser("query", help="find which references media files copy")
-    _catalog_arg(p)
+    catalog_arg(p)
     p.add_argument("--json", action="store_true", help="one JSON object per file per line")
     p.add_argument("--min-score", type=float, default=None, help="lowest score reported")
     p.add_argument("--no-video", action="store_true", help="match the audio track only")
@@ -73,30 +73,34 @@ def add_commands(subparsers) -> None:
     p.set_defaults(func=cmd_query)
 
     p = subparsers.add_parser("delete", help="delete references by id")
-    _catalog_arg(p)
+    catalog_arg(p)
     p.add_argument("ids", nargs="+", metavar="ID")
     p.set_defaults(func=cmd_delete)
 
     p = subparsers.add_parser("list", help="list references")
-    _catalog_arg(p)
+    catalog_arg(p)
     p.add_argument("--json", action="store_true",
                    help="one JSON object per reference (raw values: seconds, epoch times)")
     p.add_argument("--owner", default=None, help="only this tenant's works (default: every owner)")
     p.set_defaults(func=cmd_list)
 
     p = subparsers.add_parser("stats", help="catalog statistics")
-    _catalog_arg(p)
+    catalog_arg(p)
     p.add_argument("--json", action="store_true", help="one JSON object, raw numbers (bytes, hours)")
     p.set_defaults(func=cmd_stats)
 
     p = subparsers.add_parser("check", help="verify a catalog (read-only, safe to interrupt)")
-    _catalog_arg(p)
+    catalog_arg(p)
     p.set_defaults(func=cmd_check)
 
     p = subparsers.add_parser("compact", help="merge segments and purge deleted references")
-    _catalog_arg(p)
+    catalog_arg(p)
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=cmd_compact)
+
+    from engine import policy_cli
+
+    policy_cli.add_commands(subparsers)
 
 
 def _say(message: str) -> None:
@@ -167,13 +171,27 @@ def cmd_query(args: argparse.Namespace) -> int:
     if args.min_score is not None:
         match_params = AudioMatchParams(min_score=args.min_score)
     matcher = Matcher(catalog, audio_match=match_params)
+
+    def screen(path: Path) -> tuple[float, list[dict]]:
+        fp = fingerprint_media(path, audio_params=catalog.audio_params, query=True,
+                               video=not args.no_video)
+        return fp.duration_s, [{**m.to_dict(), "owner": m.owner} for m in matcher.match(fp)]
+
+    try:
+        return query_files(args, screen)
+    finally:
+        catalog.close()
+
+
+def query_files(args: argparse.Namespace, screen) -> int:
+    """Answer every file of ``args.files`` with ``screen(path) -> (duration_s, match dicts)``
+    (here or on a server), printing JSON lines or text; returns the worst exit code. A match
+    dict's ``owner``, when there, is shown in the text and left out of the JSON."""
     worst = 0
     for number, path in enumerate(args.files, 1):
         started = time.perf_counter()
         try:
-            fp = fingerprint_media(path, audio_params=catalog.audio_params, query=True,
-                                   video=not args.no_video)
-            matches = matcher.match(fp)
+            duration_s, matches = screen(path)
         except errors.NanhuError as exc:
             worst = max(worst, exit_code_for(exc))
             if args.json:
@@ -182,21 +200,30 @@ def cmd_query(args: argparse.Namespace) -> int:
             continue
         if args.json:
             print(json.dumps({
-                "query": str(path), "duration_s": round(fp.duration_s, 3),
-                "matches": [m.to_dict() for m in matches],
+                "query": str(path), "duration_s": round(duration_s, 3),
+                "matches": [{k: v for k, v in m.items() if k != "owner"} for m in matches],
             }), flush=True)
         else:
             print(f"{path}: {len(matches)} match(es) in {time.perf_counter() - started:.2f} s")
             for m in matches:
-                print(
-                    f"  {m.reference_id} [{m.modality}] score {m.score:.4f}  query "
-                    f"{m.query_start_s:.1f}-{m.query_end_s:.1f} s  reference "
-                    f"{m.reference_start_s:.1f}-{m.reference_end_s:.1f} s  speed {m.speed:.3f}"
-                )
+                print(*match_lines(m), sep="\n")
         if len(args.files) > 1 and not args.json:
             _say(f"[{number}/{len(args.files)}] {path}")
-    catalog.close()
     return worst
+
+
+def match_lines(m: dict) -> list[str]:
+    """A match for people: action, title, id, owner, band; the ranges; the reason."""
+    owner = f", owner {m['owner']}" if m.get("owner") else ""
+    return [
+        f"  {m['action'].upper():8s} {m['title'] or '-'} ({m['reference_id']}{owner})  "
+        f"[{m['modality']}] band {m['band']}, score {m['score']:.4f}",
+        f"           upload {m['query_start_s']:.1f}-{m['query_end_s']:.1f} s = work "
+        f"{m['reference_start_s']:.1f}-{m['reference_end_s']:.1f} s, speed {m['speed']:.3f}; "
+        f"{m['matched_s']:.1f} s matched, {m['upload_share']:.0%} of the upload, "
+        f"{m['reference_share']:.0%} of the work",
+        f"           {m['reason']}",
+    ]
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
@@ -253,6 +280,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     rows = []
     with Catalog(args.catalog or default_catalog()) as catalog:
+        defaults = catalog.owner_policies()
         after = None
         while True:
             page = catalog.list(owner=args.owner, limit=1000, after_id=after)
@@ -261,7 +289,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                     print(json.dumps(ref.to_dict()))
                 else:
                     rows.append((ref.ref_id, f"{ref.duration_s:.1f} s", ref.modalities,
-                                 ref.owner or "-", str(ref.policy.get("label") or "-"),
+                                 ref.owner or "-", _policy_cell(ref, defaults),
                                  iso_time(ref.created_at), ref.title))
             if len(page) < 1000:
                 break
@@ -274,6 +302,15 @@ def cmd_list(args: argparse.Namespace) -> int:
                            rows):
             print(line)
     return 0
+
+
+def _policy_cell(ref, defaults: dict) -> str:
+    """``block``, ``block(off)`` (disabled), ``track(owner)`` (the owner's default) or ``-``."""
+    own = ref.match_policy
+    policy = own or defaults.get(ref.owner)
+    if policy is None:
+        return "-"
+    return policy.action + ("" if policy.enabled else "(off)") + ("" if own else "(owner)")
 
 
 def cmd_stats(args: argparse.Namespace) -> int:

@@ -3,57 +3,28 @@
 ``Matcher.match(fp)`` returns every reference the query copies, one :class:`Match` per copied
 stretch, best first. Audio (engine.audio.align) and video (engine.video_align) each produce
 aligned :class:`~engine.segments.Segment` s; :func:`fuse` merges an audio and a video segment
-of the same reference that overlap in query time into one ``audio+video`` match.
+of the same reference that overlap in query time into one ``audio+video`` match; each is then
+judged against its work's policy and the screening call's floor (:mod:`engine.verdict`).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from engine.audio.align import AudioMatchParams, align_audio, hits_for, join_windows, shortlist
 from engine.audio.keys import Landmarks
-from engine.catalog import Catalog, Reference
+from engine.catalog import Catalog
 from engine.errors import CatalogCorrupt, InvalidArgument
 from engine.fingerprint import Fingerprint
-from engine.segments import Segment, expected_false_matches
+from engine.policy import ScreenFloor
+from engine.segments import Segment
+from engine.verdict import Match, judge
+
+__all__ = ["Match", "Matcher", "fuse"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Match:
-    """One copied stretch: the public result shape (CLI JSON, gRPC)."""
-
-    reference_id: str
-    title: str
-    modality: str
-    score: float
-    query_start_s: float
-    query_end_s: float
-    reference_start_s: float
-    reference_end_s: float
-    speed: float
-    evidence: dict = field(default_factory=dict)
-    policy: str = ""
-    owner: str = ""
-
-    def to_dict(self) -> dict:
-        out = {
-            "reference_id": self.reference_id, "title": self.title, "modality": self.modality,
-            "score": round(self.score, 6),
-            "query_start_s": round(self.query_start_s, 3), "query_end_s": round(self.query_end_s, 3),
-            "reference_start_s": round(self.reference_start_s, 3),
-            "reference_end_s": round(self.reference_end_s, 3),
-            "speed": round(self.speed, 4),
-            "expected_false_matches": float(f"{expected_false_matches(self.score):.3g}"),
-            "evidence": self.evidence,
-        }
-        if self.policy:
-            out["policy"] = self.policy
-        return out
 
 
 def fuse(segments: list[Segment]) -> list[Segment]:
@@ -88,7 +59,9 @@ def fuse(segments: list[Segment]) -> list[Segment]:
             reference_start_s=min(a.reference_start_s, v.reference_start_s),
             reference_end_s=max(a.reference_end_s, v.reference_end_s),
             speed=best.speed, score=1.0 - (1.0 - a.score) * (1.0 - v.score),
-            evidence={"audio": a.evidence, "video": v.evidence},
+            # each side's own length in the upload, for the match's reason line
+            evidence={"audio": {**a.evidence, "matched_s": round(a.query_duration_s, 3)},
+                      "video": {**v.evidence, "matched_s": round(v.query_duration_s, 3)}},
         ))
     out.extend(v for i, v in enumerate(video) if i not in used_video)
     return out
@@ -135,18 +108,21 @@ class Matcher:
             out.extend(self._video_segments(fp))
         return out
 
-    def match(self, fp: Fingerprint) -> list[Match]:
-        """Every copied stretch the catalog knows of, best first."""
+    def match(self, fp: Fingerprint, *, floor: ScreenFloor | None = None) -> list[Match]:
+        """Every copied stretch the catalog knows of, best first, each with the action its
+        work's policy takes; ``floor`` holds the screening call's own thresholds (the
+        platform's floor, :mod:`engine.policy`)."""
+        floor = floor or ScreenFloor()
         fused = fuse(self.segments(fp))
         refs = self.catalog.by_ordinals(np.array([s.reference for s in fused], np.int64))
+        defaults = self.catalog.owner_policies() if fused else {}
         matches = []
         for seg in fused:
             reference = refs.get(seg.reference)
             if reference is None:  # deleted after the postings were mapped
                 continue
-            if _excluded(seg, reference):
-                continue
-            matches.append(_to_match(seg, reference))
+            matches.extend(judge(seg, reference, defaults.get(reference.owner) if reference.owner
+                                 else None, upload_duration_s=fp.duration_s, floor=floor))
         matches.sort(key=lambda m: (-m.score, -(m.query_end_s - m.query_start_s)))
         return matches
 
@@ -261,27 +237,3 @@ class Matcher:
 def _subset(landmarks: Landmarks, picked: np.ndarray) -> Landmarks:
     return Landmarks(landmarks.hashes[picked], landmarks.frames[picked],
                      landmarks.speed_index[picked], landmarks.speeds, landmarks.pitches)
-
-
-def _excluded(seg: Segment, reference: Reference) -> bool:
-    """True when the segment lies inside the reference's excluded ranges (licensed, intros)."""
-    ranges = reference.policy.get("excluded_ranges") or []
-    if not ranges:
-        return False
-    length = max(seg.reference_end_s - seg.reference_start_s, 1e-9)
-    covered = sum(
-        max(0.0, min(seg.reference_end_s, end) - max(seg.reference_start_s, start))
-        for start, end in ranges
-    )
-    return covered >= 0.5 * length
-
-
-def _to_match(seg: Segment, reference: Reference) -> Match:
-    return Match(
-        reference_id=reference.ref_id, title=reference.title, modality=seg.modality,
-        score=seg.score, query_start_s=seg.query_start_s, query_end_s=seg.query_end_s,
-        reference_start_s=max(0.0, seg.reference_start_s),
-        reference_end_s=min(reference.duration_s, seg.reference_end_s) or seg.reference_end_s,
-        speed=seg.speed, evidence=seg.evidence, policy=reference.policy.get("label", ""),
-        owner=reference.owner,
-    )

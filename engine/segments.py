@@ -6,6 +6,10 @@ catalog of this size, and reports ``score = 1 - E ** (1 / SCORE_SCALE)`` (0 when
 0.5 is E = 1e-3 (one such false match in a thousand queries), 0.9 is E = 1e-10. A fused
 audio+video match of independent evidence has ``E = E_audio * E_video``, which is the same
 ``1 - (1 - a) * (1 - v)`` on scores.
+
+Confidence bands put the scale in three words for moderators (:func:`band`), by E: ``high``
+when E <= 1e-10 (score >= 0.9: one such chance match in ten billion queries), ``medium`` when
+E <= 1e-5 (score >= 0.684), ``low`` otherwise (at the default threshold, score 0.5, E is 1e-3).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from dataclasses import dataclass, field
 
 #: -log10 E that maps to score 0.9 (score = 1 - 10 ** (log10 E / SCORE_SCALE))
 SCORE_SCALE = 10.0
+#: (band, largest log10 E in it), surest first; past the last edge the band is "low"
+BAND_EDGES = (("high", -10.0), ("medium", -5.0))
 
 
 def score_from_log10_expected(log10_expected: float) -> float:
@@ -30,6 +36,15 @@ def expected_false_matches(score: float) -> float:
 def log10_expected(score: float) -> float:
     """log10 E of a score, finite even for scores that round to 1."""
     return SCORE_SCALE * math.log10(max(1.0 - score, 1e-300))
+
+
+def band(score: float) -> str:
+    """``high``, ``medium`` or ``low``: the confidence band of a score (see the module docstring)."""
+    log10_e = log10_expected(score)
+    for name, edge in BAND_EDGES:
+        if log10_e <= edge + 1e-9:
+            return name
+    return "low"
 
 
 @dataclass

@@ -17,11 +17,14 @@ from engine.errors import InvalidArgument
 
 _DESCRIPTION = """\
 Register many media files at once. SOURCE is a folder (walked recursively) or a manifest:
-a .csv or .jsonl file with a 'path' column and optional 'id', 'title' and 'owner' columns;
-other columns are kept as metadata. The whole source is validated first. Fingerprinting runs
-in parallel; one writer commits in batches; re-running the same command resumes after a
-crash or Ctrl-C and skips what is already registered. Exit code 10 means some files failed
-(see the report)."""
+a .csv or .jsonl file with a 'path' column and optional 'id', 'title' and 'owner' columns,
+and 'policy' (block, monetize, track or review) with 'policy_modality', 'policy_min_match_s',
+'policy_min_upload_share', 'policy_min_reference_share', 'policy_exclude' (0-12.5;30-40) and
+'policy_disabled' (docs/policies.md); other columns are kept as metadata. The whole source is
+validated first. Fingerprinting runs in parallel; one writer commits in batches; re-running
+the same command resumes after a crash or Ctrl-C and skips what is already registered (it
+does not change their policies: use `nanhu policy set`). Exit code 10 means some files
+failed (see the report)."""
 
 
 def add_commands(subparsers) -> None:

@@ -6,6 +6,13 @@ A manifest has one row per file. Columns (CSV header names, or JSON object keys)
 - ``id``: the reference id (default: the file's stem);
 - ``title``: the title (default: the file's stem);
 - ``owner``: the owning tenant (default: ``--owner``);
+- ``policy``: the work's policy action, one of ``block``, ``monetize``, ``track``, ``review``
+  (empty: no policy of its own), with its conditions in ``policy_modality`` (audio, video,
+  both, any), ``policy_min_match_s``, ``policy_min_upload_share``,
+  ``policy_min_reference_share`` (0..1), ``policy_exclude`` (ranges of the work, ``0-12.5;30-40``;
+  in JSON also ``[[0, 12.5], [30, 40]]``) and ``policy_disabled`` (true/false); checked like the
+  rest of the row (:func:`policy_fields`), and a ``policy_`` column this version does not know
+  is refused rather than kept as metadata;
 - any other column is kept as the reference's metadata (CSV values as strings, JSON values as
   they are); empty CSV cells are left out.
 
@@ -35,6 +42,7 @@ from pathlib import Path
 
 from engine.catalog import is_valid_reference_id  # the catalog's own rule for ids
 from engine.errors import InvalidArgument
+from engine.policy import Policy, parse_bool, parse_ranges
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +53,11 @@ MEDIA_SUFFIXES = (
     ".mpeg", ".wmv", ".flv",
 )
 KNOWN_COLUMNS = ("path", "id", "title", "owner")
+#: manifest column -> Policy field; ``policy`` is the action
+POLICY_COLUMNS = {"policy": "action", "policy_modality": "modality",
+                  "policy_min_match_s": "min_match_s", "policy_min_upload_share": "min_upload_share",
+                  "policy_min_reference_share": "min_reference_share",
+                  "policy_exclude": "excluded_ranges", "policy_disabled": "enabled"}
 _BAD_ID_CHARS = re.compile(r"[^A-Za-z0-9._:@+\-]")
 
 
@@ -61,6 +74,8 @@ class Entry:
     title: str
     owner: str = ""
     metadata: dict = field(default_factory=dict)
+    #: the work's own policy in stored form (``{}``: none)
+    policy: dict = field(default_factory=dict)
     line: int | None = None
     size: int = 0
     mtime_ns: int = 0
@@ -222,6 +237,10 @@ class Source:
                 what = f"repeated columns {duplicates}" if duplicates else "an unnamed column"
                 yield _Row(reader.line_num, None, f"header has {what}")
                 return
+            unknown = _unknown_policy_columns(header)
+            if unknown:
+                yield _Row(reader.line_num, None, unknown)
+                return
             while True:
                 try:
                     values = next(reader)
@@ -260,6 +279,10 @@ class Source:
                     yield _Row(line, None, "unreadable row (not a JSON object)")
                     continue
                 bad = [k for k in KNOWN_COLUMNS if k in fields and not isinstance(fields[k], str)]
+                unknown = _unknown_policy_columns(fields)
+                if unknown:
+                    yield _Row(line, None, f"unreadable row ({unknown})")
+                    continue
                 if bad:
                     yield _Row(line, None, f"unreadable row ({', '.join(bad)} must be text)")
                     continue
@@ -276,10 +299,15 @@ class Source:
         ref_id = fields.pop("id", "").strip() or path.stem
         title = fields.pop("title", "").strip() or path.stem
         owner = fields.pop("owner", "").strip() or self.owner
-        return self._checked(path, ref_id, title, owner, fields, row.line)
+        columns = {name: fields.pop(name) for name in POLICY_COLUMNS if name in fields}
+        try:
+            policy = policy_fields(columns)
+        except InvalidArgument as exc:
+            return Problem(str(exc), row.line, str(path), ref_id)
+        return self._checked(path, ref_id, title, owner, fields, row.line, policy)
 
     def _checked(self, path: Path, ref_id: str, title: str, owner: str, metadata: dict,
-                 line: int | None) -> Entry | Problem:
+                 line: int | None, policy: dict | None = None) -> Entry | Problem:
         if not is_valid_reference_id(ref_id):
             return Problem(
                 f"bad id {ref_id!r}: use 1-200 letters, digits and ._:@+- starting with a letter "
@@ -296,7 +324,42 @@ class Source:
         if not os.access(path, os.R_OK):
             return Problem("cannot read file (permission denied)", line, str(path), ref_id)
         return Entry(path=path.absolute(), ref_id=ref_id, title=title, owner=owner,
-                     metadata=metadata, line=line, size=stat.st_size, mtime_ns=stat.st_mtime_ns)
+                     metadata=metadata, policy=policy or {}, line=line, size=stat.st_size,
+                     mtime_ns=stat.st_mtime_ns)
+
+
+def _unknown_policy_columns(names) -> str | None:
+    unknown = sorted(n for n in names if n.startswith("policy") and n not in POLICY_COLUMNS)
+    if not unknown:
+        return None
+    return (f"unknown policy column(s) {', '.join(map(repr, unknown))} (known: "
+            f"{', '.join(POLICY_COLUMNS)})")
+
+
+def policy_fields(columns: dict) -> dict:
+    """A row's policy columns (CSV text, or JSON values) as the stored policy (``{}``: none);
+    InvalidArgument names the column and what it takes."""
+    values = {k: v.strip() if isinstance(v, str) else v for k, v in columns.items()}
+    values = {k: v for k, v in values.items() if v not in ("", None)}
+    if not values:
+        return {}
+    if "policy" not in values:
+        raise InvalidArgument(f"{', '.join(sorted(values))} without a 'policy' column (the action: "
+                              "block, monetize, track or review)")
+    data: dict = {}
+    for column, value in values.items():
+        name = POLICY_COLUMNS[column]
+        try:
+            if column == "policy_exclude":
+                value = parse_ranges(value) if isinstance(value, str) else value
+            elif column == "policy_disabled":
+                value = not parse_bool(value, what="value")
+            data[name] = value
+            Policy.from_dict({"action": "track", name: value} if name != "action" else data)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"{column}: {exc}") from None
+    policy = Policy.from_dict(data)
+    return policy.to_dict() if policy else {}
 
 
 def _has_surrogates(text: str) -> bool:

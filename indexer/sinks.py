@@ -53,7 +53,7 @@ class CatalogSink:
 
     def add(self, entry: Entry, fp: Fingerprint) -> None:
         self.catalog.add(entry.ref_id, fp, title=entry.title, owner=entry.owner,
-                         metadata=entry.metadata)
+                         metadata=entry.metadata, policy=entry.policy)
 
     def commit(self) -> int:
         return self.catalog.commit()
@@ -151,7 +151,8 @@ class ServerSink:
         metadata = {k: v if isinstance(v, str) else json.dumps(v) for k, v in entry.metadata.items()}
         try:
             self._retrying(lambda: self.client.register_fingerprint(
-                fp, entry.ref_id, title=entry.title, metadata=metadata, owner=entry.owner),
+                fp, entry.ref_id, title=entry.title, metadata=metadata, owner=entry.owner,
+                policy=entry.policy or None),
                 entry.ref_id)
         except self._grpc.RpcError as exc:
             error = self._error(exc, entry.ref_id)

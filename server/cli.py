@@ -1,4 +1,5 @@
-"""The server's subcommands: ``nanhu serve`` and ``nanhu keys add/list/revoke``."""
+"""The server's subcommands: ``nanhu serve`` and ``nanhu keys add/list/revoke``; and the
+``--server`` mode of the engine's ``policy`` and ``query`` (:mod:`server.remote`)."""
 
 from __future__ import annotations
 
@@ -65,6 +66,10 @@ def add_commands(subparsers) -> None:
     k.add_argument("key_id", metavar="KEY_ID")
     k.set_defaults(func=cmd_keys_revoke)
     p.set_defaults(func=lambda args: p.print_help() or 2)
+
+    from server.remote import add_remote_options
+
+    add_remote_options(subparsers)  # `policy` and `query` through a server: --server, --key
 
 
 def _keys_file_arg(parser: argparse.ArgumentParser) -> None:

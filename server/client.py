@@ -45,6 +45,17 @@ def _chunks(path: Path, first, kind) -> Iterator:
             yield kind(data=block)
 
 
+def policy_message(action: str = "", *, modality: str = "", min_match_s: float = 0.0,
+                   min_upload_share: float = 0.0, min_reference_share: float = 0.0,
+                   excluded_ranges=(), enabled: bool = True, label: str = "") -> pb.Policy:
+    """A ``nanhu.v1.Policy`` (the server validates it); no action and nothing else: no policy.
+    ``excluded_ranges`` are ``(start_s, end_s)`` pairs of the work."""
+    return pb.Policy(action=action, label=label, modality=modality, min_match_s=min_match_s,
+                     min_upload_share=min_upload_share, min_reference_share=min_reference_share,
+                     disabled=not enabled, excluded_ranges=[
+                         pb.TimeRange(start_s=float(s), end_s=float(e)) for s, e in excluded_ranges])
+
+
 def service_config(attempts: int = 5, *, initial_backoff_s: float = 0.2,
                    max_backoff_s: float = 5.0) -> dict:
     """gRPC's service config for Nanhu's services: up to ``attempts`` tries per call (gRPC caps
@@ -137,30 +148,38 @@ class NanhuClient:
     # --- registration ------------------------------------------------------------------------
     @staticmethod
     def _header(reference_id: str, title: str, metadata: dict | None, policy_label: str,
-                excluded_ranges, owner: str, filename: str = "") -> pb.RegisterHeader:
-        return pb.RegisterHeader(
-            reference_id=reference_id, title=title, metadata=metadata or {}, owner=owner,
-            filename=filename, policy=convert.policy_to_proto(
-                {"label": policy_label, "excluded_ranges": list(excluded_ranges)}))
+                excluded_ranges, owner: str, filename: str = "",
+                policy: dict | None = None) -> pb.RegisterHeader:
+        if policy is None:
+            message = policy_message(label=policy_label, excluded_ranges=excluded_ranges)
+        else:
+            message = policy_message(**policy)
+        return pb.RegisterHeader(reference_id=reference_id, title=title, metadata=metadata or {},
+                                 owner=owner, filename=filename, policy=message)
 
     def register_file(self, path: str | Path, reference_id: str, *, title: str = "",
                       metadata: dict | None = None, policy_label: str = "", excluded_ranges=(),
-                      owner: str = "", timeout: float | None = None) -> dict:
-        """Register a work from its media file; returns the reference as a dict."""
+                      owner: str = "", policy: dict | None = None,
+                      timeout: float | None = None) -> dict:
+        """Register a work from its media file; returns the reference as a dict. ``policy``:
+        the fields of :func:`policy_message` (``{"action": "block", "min_match_s": 10}``);
+        ``policy_label``/``excluded_ranges`` are the older way to give an action and ranges."""
         path = Path(path)
         header = self._header(reference_id, title, metadata, policy_label, excluded_ranges, owner,
-                              path.name)
+                              path.name, policy)
         reference = self._call(self.catalog.Register,
                                _chunks(path, pb.RegisterChunk(header=header), pb.RegisterChunk), timeout)
         return convert.reference_to_dict(reference)
 
     def register_fingerprint(self, fp, reference_id: str, *, title: str = "",
                              metadata: dict | None = None, policy_label: str = "", excluded_ranges=(),
-                             owner: str = "", timeout: float | None = None) -> dict:
+                             owner: str = "", policy: dict | None = None,
+                             timeout: float | None = None) -> dict:
         """Register a work from a reference fingerprint (``fingerprint_media(path)``)."""
         message = fp if isinstance(fp, pb.Fingerprint) else convert.fingerprint_to_proto(fp)
         request = pb.RegisterFingerprintRequest(
-            header=self._header(reference_id, title, metadata, policy_label, excluded_ranges, owner),
+            header=self._header(reference_id, title, metadata, policy_label, excluded_ranges, owner,
+                                policy=policy),
             fingerprint=message)
         return convert.reference_to_dict(self._call(self.catalog.RegisterFingerprint, request, timeout))
 
@@ -185,11 +204,32 @@ class NanhuClient:
                               pb.DeleteReferenceRequest(reference_id=reference_id), timeout)
         return convert.reference_to_dict(response.reference)
 
-    def set_policy(self, reference_id: str, *, label: str = "", excluded_ranges=(),
-                   timeout: float | None = None) -> dict:
-        request = pb.SetPolicyRequest(reference_id=reference_id, policy=convert.policy_to_proto(
-            {"label": label, "excluded_ranges": list(excluded_ranges)}))
+    def set_policy(self, reference_id: str, action: str = "", *, timeout: float | None = None,
+                   **policy) -> dict:
+        """Replace the work's own policy (the fields of :func:`policy_message`); returns the
+        reference, its ``policy`` in stored form. No fields: clears it."""
+        request = pb.SetPolicyRequest(reference_id=reference_id,
+                                      policy=policy_message(action, **policy))
         return convert.reference_to_dict(self._call(self.catalog.SetPolicy, request, timeout))
+
+    def clear_policy(self, reference_id: str, *, timeout: float | None = None) -> dict:
+        """Remove the work's own policy: its owner's default applies again."""
+        return self.set_policy(reference_id, timeout=timeout)
+
+    def set_owner_policy(self, owner: str = "", action: str = "", *,
+                         timeout: float | None = None, **policy) -> dict:
+        """Set (or with no fields clear) an owner's default policy; ``owner`` empty: the key's
+        tenant. Returns ``{"owner", "policy"}``."""
+        request = pb.SetOwnerPolicyRequest(owner=owner, policy=policy_message(action, **policy))
+        return convert.owner_policy_to_dict(self._call(self.catalog.SetOwnerPolicy, request, timeout))
+
+    def clear_owner_policy(self, owner: str = "", *, timeout: float | None = None) -> dict:
+        return self.set_owner_policy(owner, timeout=timeout)
+
+    def get_owner_policy(self, owner: str = "", *, timeout: float | None = None) -> dict:
+        """``{"owner", "policy"}``: the owner's default policy (``{}`` when none)."""
+        return convert.owner_policy_to_dict(self._call(
+            self.catalog.GetOwnerPolicy, pb.GetOwnerPolicyRequest(owner=owner), timeout))
 
     def stats(self, *, timeout: float | None = None) -> dict:
         response = self._call(self.catalog.Stats, pb.StatsRequest(), timeout)

@@ -18,6 +18,7 @@ from engine.catalog import Reference
 from engine.errors import InvalidArgument, VersionMismatch
 from engine.fingerprint import FORMAT_VERSION, Fingerprint, VideoPrint
 from engine.matcher import Match
+from engine.policy import Policy, Stretch
 from proto.gen.nanhu.v1 import nanhu_pb2 as pb
 from server.service import public_digest
 
@@ -91,6 +92,12 @@ def match_to_proto(match: Match) -> pb.Match:
         reference_start_s=match.reference_start_s, reference_end_s=match.reference_end_s,
         speed=match.speed, evidence=evidence, policy=match.policy,
         expected_false_matches=match.to_dict()["expected_false_matches"],
+        action=match.action, band=match.band, reason=match.reason, matched_s=match.matched_s,
+        upload_share=match.upload_share, reference_share=match.reference_share,
+        policy_source=match.policy_source,
+        trimmed=[pb.Stretch(query_start_s=t.query_start_s, query_end_s=t.query_end_s,
+                            reference_start_s=t.reference_start_s, reference_end_s=t.reference_end_s)
+                 for t in match.trimmed],
     )
 
 
@@ -105,21 +112,23 @@ def _ints(value):
     return value
 
 
+def match_from_proto(msg: pb.Match) -> Match:
+    return Match(
+        reference_id=msg.reference_id, title=msg.title, modality=msg.modality, score=msg.score,
+        query_start_s=msg.query_start_s, query_end_s=msg.query_end_s,
+        reference_start_s=msg.reference_start_s, reference_end_s=msg.reference_end_s,
+        speed=msg.speed, evidence=_ints(json_format.MessageToDict(msg.evidence)),
+        policy=msg.policy, action=msg.action or "none", band=msg.band, reason=msg.reason,
+        matched_s=msg.matched_s, upload_share=msg.upload_share,
+        reference_share=msg.reference_share, policy_source=msg.policy_source,
+        trimmed=[Stretch(t.query_start_s, t.query_end_s, t.reference_start_s, t.reference_end_s)
+                 for t in msg.trimmed],
+    )
+
+
 def match_to_dict(msg: pb.Match) -> dict:
     """The same dict as ``engine.matcher.Match.to_dict`` (and ``nanhu query --json``)."""
-    out = {
-        "reference_id": msg.reference_id, "title": msg.title, "modality": msg.modality,
-        "score": round(msg.score, 6),
-        "query_start_s": round(msg.query_start_s, 3), "query_end_s": round(msg.query_end_s, 3),
-        "reference_start_s": round(msg.reference_start_s, 3),
-        "reference_end_s": round(msg.reference_end_s, 3),
-        "speed": round(msg.speed, 4),
-        "expected_false_matches": msg.expected_false_matches,
-        "evidence": _ints(json_format.MessageToDict(msg.evidence)),
-    }
-    if msg.policy:
-        out["policy"] = msg.policy
-    return out
+    return match_from_proto(msg).to_dict()
 
 
 def screen_response_to_dict(msg: pb.ScreenResponse) -> dict:
@@ -129,25 +138,50 @@ def screen_response_to_dict(msg: pb.ScreenResponse) -> dict:
 
 # --- policies and references -----------------------------------------------------------------
 def policy_from_proto(msg: pb.Policy) -> dict:
-    """``{"label": ..., "excluded_ranges": [[start_s, end_s], ...]}`` as the catalog stores it."""
-    ranges = []
-    for r in msg.excluded_ranges:
-        if not (math.isfinite(r.start_s) and math.isfinite(r.end_s)) or r.start_s < 0 or (
-                r.end_s <= r.start_s):
-            raise InvalidArgument(f"excluded range {r.start_s:g}..{r.end_s:g} s is not a time range")
-        ranges.append([r.start_s, r.end_s])
-    policy: dict = {}
+    """The stored form of a policy message (``{}`` for an empty one: no policy); raises
+    InvalidArgument for an action outside the fixed set, a bad range or share."""
+    if msg == pb.Policy():
+        return {}
+    data: dict = {"excluded_ranges": [[r.start_s, r.end_s] for r in msg.excluded_ranges]}
     if msg.label:
-        policy["label"] = msg.label
-    if ranges:
-        policy["excluded_ranges"] = ranges
-    return policy
+        data["label"] = msg.label
+    if msg.action:
+        data["action"] = msg.action
+    if msg.modality:
+        data["modality"] = msg.modality
+    for name in ("min_match_s", "min_upload_share", "min_reference_share"):
+        if getattr(msg, name):
+            data[name] = getattr(msg, name)
+    if msg.disabled:
+        data["enabled"] = False
+    policy = Policy.from_dict(data)
+    return policy.to_dict() if policy is not None else {}
 
 
-def policy_to_proto(policy: dict) -> pb.Policy:
-    return pb.Policy(label=str(policy.get("label", "")), excluded_ranges=[
-        pb.TimeRange(start_s=float(s), end_s=float(e)) for s, e in policy.get("excluded_ranges", [])
-    ])
+def policy_to_proto(policy: dict | Policy | None) -> pb.Policy:
+    """A stored policy (or a Policy) as a message; ``{}``/None is the empty message."""
+    if isinstance(policy, dict):
+        policy = Policy.from_stored(policy)
+    if policy is None:
+        return pb.Policy()
+    return pb.Policy(
+        action=policy.action, modality=policy.modality, min_match_s=policy.min_match_s,
+        min_upload_share=policy.min_upload_share, min_reference_share=policy.min_reference_share,
+        disabled=not policy.enabled,
+        excluded_ranges=[pb.TimeRange(start_s=s, end_s=e) for s, e in policy.excluded_ranges])
+
+
+def owner_policy_to_proto(owner: str, policy: Policy | None) -> pb.OwnerPolicy:
+    message = pb.OwnerPolicy(owner=owner)
+    if policy is not None:
+        message.policy.CopyFrom(policy_to_proto(policy))
+    return message
+
+
+def owner_policy_to_dict(msg: pb.OwnerPolicy) -> dict:
+    """``{"owner": ..., "policy": stored form or {}}``."""
+    return {"owner": msg.owner,
+            "policy": policy_from_proto(msg.policy) if msg.HasField("policy") else {}}
 
 
 def reference_to_proto(ref: Reference) -> pb.Reference:

@@ -15,55 +15,25 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from engine import stages
 from engine.audio.params import AudioParams
 from engine.catalog import Catalog
-from engine.errors import CatalogCorrupt, InvalidArgument, LimitExceeded, NanhuError
+from engine.errors import CatalogCorrupt, LimitExceeded, NanhuError
 from engine.fingerprint import Fingerprint
 from engine.matcher import Match, Matcher
+from engine.policy import ScreenFloor
 from server.logs import REQUEST_ID, configure_logging
 
 _MATCHERS: dict[str, Matcher] = {}
 
 
-@dataclass(frozen=True)
-class ScreenOptions:
-    """Per-call match filters; each match (one copied stretch) is judged on its own."""
-
-    min_matched_duration_s: float = 0.0
-    min_upload_share: float = 0.0
-    min_reference_share: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("min_matched_duration_s", "min_upload_share", "min_reference_share"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value < 0 or (name != "min_matched_duration_s" and value > 1):
-                raise InvalidArgument(f"{name} = {value} is out of range")
-
-
-def filter_matches(matches: list[Match], *, duration_s: float, options: ScreenOptions,
-                   reference_duration_s) -> list[Match]:
-    """Keep the matches that pass ``options``; ``reference_duration_s(id)`` gives a work's length."""
-    kept = []
-    for match in matches:
-        matched_s = match.query_end_s - match.query_start_s
-        if matched_s < options.min_matched_duration_s:
-            continue
-        if options.min_upload_share and matched_s < options.min_upload_share * duration_s:
-            continue
-        if options.min_reference_share:
-            ref_span = match.reference_end_s - match.reference_start_s
-            if ref_span < options.min_reference_share * reference_duration_s(match.reference_id):
-                continue
-        kept.append(match)
-    return kept
+#: the screening call's filters are the engine's platform floor (engine.policy.ScreenFloor)
+ScreenOptions = ScreenFloor
 
 
 def manifest_generation(catalog_dir: Path) -> int | None:
@@ -160,14 +130,5 @@ def screen(catalog_dir: str, source: str | Fingerprint, name: str, *, options: S
         fp = fingerprint_file(source, name, audio_params=matcher.catalog.audio_params, query=True,
                               max_duration_s=max_duration_s)
     with stages.stage("match"):
-        matches = matcher.match(fp)
-    durations: dict[str, float] = {}
-
-    def reference_duration_s(ref_id: str) -> float:
-        if ref_id not in durations:
-            durations[ref_id] = matcher.catalog.get(ref_id).duration_s
-        return durations[ref_id]
-
-    kept = filter_matches(matches, duration_s=fp.duration_s, options=options,
-                          reference_duration_s=reference_duration_s)
-    return fp.duration_s, fp.digest, kept
+        matches = matcher.match(fp, floor=options)
+    return fp.duration_s, fp.digest, matches

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.catalog import Catalog, Reference
-from engine.errors import AlreadyExists, NotFound
+from engine.errors import AlreadyExists, InvalidArgument, NotFound
 from engine.fingerprint import Fingerprint
+from engine.policy import Policy
 from server.auth import Principal
 from server.jobs import check_duration, manifest_generation
 
@@ -235,6 +236,28 @@ class Core:
             catalog.set_policy(ref_id, policy)
         self.snapshots.refresh()
         return self.snapshots.current().get(ref_id)
+
+    def _policy_owner(self, principal: Principal, owner: str) -> str:
+        """Whose default a call means: the named tenant (its own, or any for admins), else the
+        caller's tenant."""
+        owner = owner or principal.tenant
+        if not owner:
+            raise InvalidArgument("name the owner (tenant) whose default policy this is")
+        principal.require_owner(owner, f"the default policy of tenant {owner!r}")
+        return owner
+
+    def set_owner_policy(self, principal: Principal, owner: str,
+                         policy: dict) -> tuple[str, Policy | None]:
+        owner = self._policy_owner(principal, owner)
+        with self.writer.open() as catalog:
+            catalog.set_owner_policy(owner, policy)
+        self.snapshots.refresh()
+        log.info("owner policy set owner=%s policy=%s", owner, policy.get("action") or "-")
+        return owner, self.snapshots.current().owner_policy(owner)
+
+    def get_owner_policy(self, principal: Principal, owner: str) -> tuple[str, Policy | None]:
+        owner = self._policy_owner(principal, owner)
+        return owner, self.snapshots.current().owner_policy(owner)
 
     def stats(self) -> dict:
         return self.snapshots.current().stats()

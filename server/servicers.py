@@ -216,6 +216,20 @@ class CatalogServicer(pb_grpc.CatalogServicer):
         return convert.reference_to_proto(self.s.core.set_policy(principal, request.reference_id, policy))
 
     @rpc
+    def SetOwnerPolicy(self, request, context, call):
+        principal = self.s.auth.principal(context).require("register")
+        call.note(tenant=principal.tenant, owner=request.owner)
+        policy = convert.policy_from_proto(request.policy)
+        return convert.owner_policy_to_proto(
+            *self.s.core.set_owner_policy(principal, request.owner, policy))
+
+    @rpc
+    def GetOwnerPolicy(self, request, context, call):
+        principal = self.s.auth.principal(context).require("register")
+        call.note(tenant=principal.tenant, owner=request.owner)
+        return convert.owner_policy_to_proto(*self.s.core.get_owner_policy(principal, request.owner))
+
+    @rpc
     def Stats(self, request, context, call):
         principal = self.s.auth.principal(context)
         call.note(tenant=principal.tenant)

@@ -68,6 +68,24 @@ RETRYABLE: tuple[type[BaseException], ...] = (ServerBusy, errors.CatalogLocked)
 _RETRY_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
 
 
+class ServerUnusable(errors.NanhuError):
+    """A client could not use the server at all: unreachable, or the call's deadline passed."""
+
+
+def engine_error(exc: grpc.RpcError, *, server: str = "server") -> errors.NanhuError:
+    """A client's view of a failed call as the engine's error (the inverse of
+    :data:`STATUS_CODES`, first match per code), so a front end maps it to its exit code as it
+    does a local error; the message is the server's, with its request id when it sent one."""
+    code, detail = exc.code(), exc.details() or str(exc)
+    request_id = dict(exc.trailing_metadata() or ()).get("x-request-id")
+    suffix = f" (request id {request_id})" if request_id else ""
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return ServerUnusable(f"{server}: {code.name}: {detail}{suffix}")
+    kind = next((k for k, c in STATUS_CODES if c == code and issubclass(k, errors.NanhuError)),
+                errors.NanhuError)
+    return kind(f"{server}: {detail}{suffix}")
+
+
 def status_for(exc: BaseException) -> grpc.StatusCode:
     for kind, code in STATUS_CODES:
         if isinstance(exc, kind):

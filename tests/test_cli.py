@@ -27,7 +27,10 @@ from engine.catalog import Catalog
 
 MATCH_KEYS = {"reference_id", "title", "modality", "score", "query_start_s", "query_end_s",
               "reference_start_s", "reference_end_s", "speed", "expected_false_matches",
-              "evidence"}
+              "evidence",
+              # what a moderator acts on (issue 13); "policy" and "trimmed" only when there are
+              "action", "band", "reason", "matched_s", "upload_share", "reference_share",
+              "policy_source"}
 CORPUS = Path.home() / ".cache" / "nanhu" / "audio-corpus.json"
 
 
@@ -148,6 +151,12 @@ def test_query_json_contract(run_cli, registered_catalog, excerpt_file):
     assert match["reference_start_s"] - match["query_start_s"] == pytest.approx(20.3, abs=0.1)
     assert match["speed"] == pytest.approx(1.0, abs=0.03)
     assert match["evidence"]["aligned_hashes"] >= 10
+    assert (match["action"], match["band"], match["policy_source"]) == ("none", "high", "")
+    assert match["matched_s"] == pytest.approx(match["query_end_s"] - match["query_start_s"], abs=2e-3)
+    assert match["upload_share"] == pytest.approx(match["matched_s"] / line["duration_s"], abs=1e-3)
+    assert match["reason"] == (f"audio {match['matched_s']:.1f} s aligned ("
+                               f"{match['evidence']['aligned_hashes']} hashes); no action: no "
+                               "policy for the work or its owner")
 
 
 def test_query_without_match_prints_an_empty_list(run_cli, registered_catalog, unrelated_file):
@@ -175,9 +184,14 @@ def test_query_answers_every_file_and_reports_the_bad_one(run_cli, registered_ca
 def test_query_text_output(run_cli, registered_catalog, excerpt_file):
     result = run_cli("query", "--catalog", registered_catalog, excerpt_file)
     assert result.code == 0
-    header, match = result.out.splitlines()
+    header, what, where, why = result.out.splitlines()
     assert header.startswith(f"{excerpt_file}: 1 match(es)")
-    assert match.split()[0:2] == ["song-1", "[audio]"]
+    # action, title, id and owner (none here), modality, band
+    assert what.split()[:7] == ["NONE", "Title", "of", "song-1", "(song-1)", "[audio]", "band"]
+    assert what.split()[7] == "high,"
+    assert where.split()[:4] == ["upload", where.split()[1], "s", "="]
+    assert "of the upload" in where and "of the work" in where
+    assert why.strip().startswith("audio ") and why.strip().endswith("no policy for the work or its owner")
 
 
 def test_query_on_a_missing_catalog_is_not_found(run_cli, tmp_path, excerpt_file):
@@ -426,7 +440,8 @@ def test_list_has_a_header_and_owner_policy_and_iso_time_columns(run_cli, popula
     assert run_cli("register", "--catalog", populated, "--owner", "label-1",
                    song_files["song-2"]).code == 0
     with Catalog(populated, writable=True) as catalog:
-        catalog.set_policy("song-2", {"label": "block"})
+        catalog.set_policy("song-2", {"label": "block"})  # older callers' field name
+        catalog.set_owner_policy("label-1", {"action": "track"})
         catalog.commit()
         created = catalog.get("song-2").created_at
     lines = run_cli("list", "--catalog", populated).out.splitlines()

@@ -416,36 +416,6 @@ def test_missing_and_corrupt_catalogs(tmp_path, two_refs):
     Catalog(two_refs, writable=True).close()
 
 
-def test_policy_is_staged_and_committed(two_refs):
-    with Catalog(two_refs, writable=True) as writer:
-        writer.set_policy("ref-a", {"label": "licensed", "excluded_ranges": [[0, 10]]})
-        with Catalog(two_refs) as reader:
-            assert reader.get("ref-a").policy == {}
-        writer.commit()
-    with Catalog(two_refs) as reader:
-        assert reader.get("ref-a").policy == {"label": "licensed", "excluded_ranges": [[0, 10]]}
-
-
-@pytest.mark.parametrize("crash", [crash_on_manifest_swap, crash_in_write_manifest])
-def test_crash_before_the_manifest_swap_undoes_a_policy_change(two_refs, monkeypatch, crash):
-    with Catalog(two_refs, writable=True) as writer:
-        writer.set_policy("ref-a", {"label": "monitor"})
-        writer.commit()
-    writer = Catalog(two_refs, writable=True)
-    writer.set_policy("ref-a", {"label": "block", "excluded_ranges": [[5, 9]]})
-    with monkeypatch.context() as patch:
-        crash(patch)
-        with pytest.raises(SimulatedCrash):
-            writer.commit()
-    writer.close()
-    with Catalog(two_refs, writable=True) as recovering:
-        assert recovering.get("ref-a").policy == {"label": "monitor"}
-        recovering.set_policy("ref-a", {"label": "block"})  # and the change can be redone
-        recovering.commit()
-    with Catalog(two_refs) as reader:
-        assert reader.get("ref-a").policy == {"label": "block"}
-
-
 # --- large vector segments ---------------------------------------------------------------------
 def with_keyframes(fp, seed: int, n: int = 120):
     """``fp`` with ``n`` random unit keyframe vectors (2 per second) added."""

@@ -225,17 +225,31 @@ def excerpts(songs, kit, tmp_path_factory) -> dict[str, Path]:
     }
 
 
-def test_excluded_ranges_suppress_a_match_inside_them(one_song_catalog, excerpts):
+def test_excluded_ranges_drop_a_match_inside_them_and_trim_one_across_them(one_song_catalog,
+                                                                          excerpts):
     with Catalog(one_song_catalog, writable=True) as writer:
-        writer.set_policy("song-1", {"label": "licensed-intro", "excluded_ranges": [[15, 30]]})
+        writer.set_policy("song-1", {"action": "track", "excluded_ranges": [[15, 30]]})
         writer.commit()
     matcher = Matcher(Catalog(one_song_catalog))
-    assert query(matcher, excerpts["song-1@20"]) == []
+    assert query(matcher, excerpts["song-1@20"]) == []  # the work's 20-28 s: all excluded
     outside = query(matcher, excerpts["song-1@2"])
     assert [m.reference_id for m in outside] == ["song-1"]
-    assert outside[0].policy == "licensed-intro"
-    assert outside[0].to_dict()["policy"] == "licensed-intro"
-    assert outside[0].owner == "label"
+    assert (outside[0].action, outside[0].policy, outside[0].owner) == ("track", "track", "label")
+    assert outside[0].to_dict()["policy"] == "track" and not outside[0].trimmed
+    with Catalog(one_song_catalog, writable=True) as writer:
+        writer.set_policy("song-1", {"action": "block", "excluded_ranges": [[4, 6]]})
+        writer.commit()
+    assert matcher.refresh()
+    first, second = sorted(query(matcher, excerpts["song-1@2"]), key=lambda m: m.query_start_s)
+    # the copy of the work's 2-10 s, less 4-6 s: two pieces, each saying what was cut
+    assert first.reference_end_s == pytest.approx(4.0, abs=0.05)
+    assert second.reference_start_s == pytest.approx(6.0, abs=0.05)
+    assert first.query_end_s == pytest.approx(2.0, abs=0.3)
+    assert second.query_start_s == pytest.approx(4.0, abs=0.3)
+    for piece in (first, second):
+        assert piece.action == "block"
+        assert [(t.reference_start_s, t.reference_end_s) for t in piece.trimmed] == [(4.0, 6.0)]
+        assert "trimmed 4-6 s of the work (excluded ranges)" in piece.reason
 
 
 def test_deleted_reference_stops_matching_before_and_after_compaction(one_song_catalog,

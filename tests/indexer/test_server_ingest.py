@@ -115,3 +115,18 @@ def test_ingest_retries_until_a_server_that_starts_late_answers(tmp_path, clip_b
     assert "2 registered" in capsys.readouterr().out
     with Catalog(tmp_path / "served") as served:
         assert sorted(r.ref_id for r in served.list()) == ["late-5", "late-6"]
+
+
+def test_policy_columns_travel_over_grpc(tmp_path, clip_bank, helpers, server):
+    from engine.policy import Policy
+
+    manifest = helpers.write_csv(tmp_path / "m.csv", ["path", "id", "policy", "policy_min_match_s",
+                                                      "policy_exclude", "policy_disabled"],
+                                 [[clip_bank[0], "p0", "monetize", "3", "0-1;2-2.5", "yes"],
+                                  [clip_bank[1], "p1", "", "", "", ""]])
+    assert main(["ingest", "--server", server["address"], "--key", server["key"], "--report",
+                 str(tmp_path / "r.jsonl"), str(manifest)]) == 0
+    with Catalog(server["catalog"]) as served:
+        assert served.get("p0").match_policy == Policy(
+            "monetize", min_match_s=3, excluded_ranges=((0, 1), (2, 2.5)), enabled=False)
+        assert served.get("p1").match_policy is None

@@ -91,7 +91,7 @@ def test_screening_does_not_leak_another_tenants_metadata(env):
     ref = env.song(205)
     env.client("label_b").register_fingerprint(
         env.fingerprint(env.write("s205.wav", ref)), "song-205", title="Track 205",
-        metadata={"contract": "SECRET-CONTRACT-205"}, policy_label="monitor")
+        metadata={"contract": "SECRET-CONTRACT-205"}, policy_label="track")
     _, screening, _ = env.stubs()
     query = env.fingerprint(env.write("q205.wav", ref[2 * 22050 : 12 * 22050]), query=True)
     from server import convert
@@ -100,7 +100,8 @@ def test_screening_does_not_leak_another_tenants_metadata(env):
         pb.ScreenFingerprintRequest(fingerprint=convert.fingerprint_to_proto(query)),
         timeout=30, metadata=env.metadata("platform"))
     (match,) = response.matches
-    assert (match.reference_id, match.title, match.policy) == ("song-205", "Track 205", "monitor")
+    assert (match.reference_id, match.title, match.policy, match.action) == (
+        "song-205", "Track 205", "track", "track")
     wire = response.SerializeToString()
     assert b"SECRET-CONTRACT-205" not in wire and b"label-b" not in wire
 

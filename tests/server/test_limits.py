@@ -33,7 +33,7 @@ def test_status_codes(env, tmp_path):
     # Unknown id: NOT_FOUND.
     assert rpc_error(admin.get, "no-such-work").code() == grpc.StatusCode.NOT_FOUND
     assert rpc_error(admin.delete, "no-such-work").code() == grpc.StatusCode.NOT_FOUND
-    assert rpc_error(admin.set_policy, "no-such-work", label="x").code() == grpc.StatusCode.NOT_FOUND
+    assert rpc_error(admin.set_policy, "no-such-work", "block").code() == grpc.StatusCode.NOT_FOUND
     # Duplicate id or duplicate content: ALREADY_EXISTS.
     path = env.write("s301.wav", env.song(301, 8))
     fp = env.fingerprint(path)

@@ -103,17 +103,20 @@ def test_excluded_ranges_are_stored_and_editable(env):
     platform = env.client("platform")
     assert [m["reference_id"] for m in platform.screen_fingerprint(fp)["matches"]] == ["song-106"]
 
-    updated = owner.set_policy("song-106", label="monitor", excluded_ranges=[(0.0, 20.0)])
-    assert updated["policy"] == {"label": "monitor", "excluded_ranges": [[0.0, 20.0]]}
+    updated = owner.set_policy("song-106", label="track", excluded_ranges=[(0.0, 20.0)])
+    assert updated["policy"] == {"action": "track", "modality": "any", "min_match_s": 0.0,
+                                 "min_upload_share": 0.0, "min_reference_share": 0.0,
+                                 "excluded_ranges": [[0.0, 20.0]], "enabled": True}
     assert owner.get("song-106")["policy"]["excluded_ranges"] == [[0.0, 20.0]]
     assert platform.screen_fingerprint(fp)["matches"] == []  # a licensed stretch never matches
 
-    owner.set_policy("song-106", label="monitor", excluded_ranges=[(25.0, 30.0)])
+    owner.set_policy("song-106", "track", excluded_ranges=[(25.0, 30.0)])
     (match,) = platform.screen_fingerprint(fp)["matches"]
-    assert match["policy"] == "monitor"
+    assert match["policy"] == match["action"] == "track"
     with pytest.raises(grpc.RpcError) as excinfo:
-        owner.set_policy("song-106", excluded_ranges=[(10.0, 5.0)])
+        owner.set_policy("song-106", "track", excluded_ranges=[(10.0, 5.0)])
     assert excinfo.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "excluded range 10-5 s is not a time range" in excinfo.value.details()
 
 
 def test_list_pages_and_stats(env):

@@ -63,7 +63,7 @@ class ScreenResponse(_message.Message):
     def __init__(self, duration_s: _Optional[float] = ..., matches: _Optional[_Iterable[_Union[Match, _Mapping]]] = ..., digest: _Optional[str] = ...) -> None: ...
 
 class Match(_message.Message):
-    __slots__ = ("reference_id", "title", "modality", "score", "query_start_s", "query_end_s", "reference_start_s", "reference_end_s", "speed", "evidence", "policy", "expected_false_matches")
+    __slots__ = ("reference_id", "title", "modality", "score", "query_start_s", "query_end_s", "reference_start_s", "reference_end_s", "speed", "evidence", "policy", "expected_false_matches", "action", "band", "reason", "matched_s", "upload_share", "reference_share", "policy_source", "trimmed")
     REFERENCE_ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     MODALITY_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +76,14 @@ class Match(_message.Message):
     EVIDENCE_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_FALSE_MATCHES_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    BAND_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MATCHED_S_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_SHARE_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_SHARE_FIELD_NUMBER: _ClassVar[int]
+    POLICY_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TRIMMED_FIELD_NUMBER: _ClassVar[int]
     reference_id: str
     title: str
     modality: str
@@ -88,7 +96,27 @@ class Match(_message.Message):
     evidence: _struct_pb2.Struct
     policy: str
     expected_false_matches: float
-    def __init__(self, reference_id: _Optional[str] = ..., title: _Optional[str] = ..., modality: _Optional[str] = ..., score: _Optional[float] = ..., query_start_s: _Optional[float] = ..., query_end_s: _Optional[float] = ..., reference_start_s: _Optional[float] = ..., reference_end_s: _Optional[float] = ..., speed: _Optional[float] = ..., evidence: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., policy: _Optional[str] = ..., expected_false_matches: _Optional[float] = ...) -> None: ...
+    action: str
+    band: str
+    reason: str
+    matched_s: float
+    upload_share: float
+    reference_share: float
+    policy_source: str
+    trimmed: _containers.RepeatedCompositeFieldContainer[Stretch]
+    def __init__(self, reference_id: _Optional[str] = ..., title: _Optional[str] = ..., modality: _Optional[str] = ..., score: _Optional[float] = ..., query_start_s: _Optional[float] = ..., query_end_s: _Optional[float] = ..., reference_start_s: _Optional[float] = ..., reference_end_s: _Optional[float] = ..., speed: _Optional[float] = ..., evidence: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., policy: _Optional[str] = ..., expected_false_matches: _Optional[float] = ..., action: _Optional[str] = ..., band: _Optional[str] = ..., reason: _Optional[str] = ..., matched_s: _Optional[float] = ..., upload_share: _Optional[float] = ..., reference_share: _Optional[float] = ..., policy_source: _Optional[str] = ..., trimmed: _Optional[_Iterable[_Union[Stretch, _Mapping]]] = ...) -> None: ...
+
+class Stretch(_message.Message):
+    __slots__ = ("query_start_s", "query_end_s", "reference_start_s", "reference_end_s")
+    QUERY_START_S_FIELD_NUMBER: _ClassVar[int]
+    QUERY_END_S_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_START_S_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_END_S_FIELD_NUMBER: _ClassVar[int]
+    query_start_s: float
+    query_end_s: float
+    reference_start_s: float
+    reference_end_s: float
+    def __init__(self, query_start_s: _Optional[float] = ..., query_end_s: _Optional[float] = ..., reference_start_s: _Optional[float] = ..., reference_end_s: _Optional[float] = ...) -> None: ...
 
 class AudioLandmarks(_message.Message):
     __slots__ = ("params_tag", "hashes", "frames", "speed_index", "speeds", "pitches")
@@ -141,12 +169,24 @@ class TimeRange(_message.Message):
     def __init__(self, start_s: _Optional[float] = ..., end_s: _Optional[float] = ...) -> None: ...
 
 class Policy(_message.Message):
-    __slots__ = ("label", "excluded_ranges")
+    __slots__ = ("label", "excluded_ranges", "action", "modality", "min_match_s", "min_upload_share", "min_reference_share", "disabled")
     LABEL_FIELD_NUMBER: _ClassVar[int]
     EXCLUDED_RANGES_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    MODALITY_FIELD_NUMBER: _ClassVar[int]
+    MIN_MATCH_S_FIELD_NUMBER: _ClassVar[int]
+    MIN_UPLOAD_SHARE_FIELD_NUMBER: _ClassVar[int]
+    MIN_REFERENCE_SHARE_FIELD_NUMBER: _ClassVar[int]
+    DISABLED_FIELD_NUMBER: _ClassVar[int]
     label: str
     excluded_ranges: _containers.RepeatedCompositeFieldContainer[TimeRange]
-    def __init__(self, label: _Optional[str] = ..., excluded_ranges: _Optional[_Iterable[_Union[TimeRange, _Mapping]]] = ...) -> None: ...
+    action: str
+    modality: str
+    min_match_s: float
+    min_upload_share: float
+    min_reference_share: float
+    disabled: bool
+    def __init__(self, label: _Optional[str] = ..., excluded_ranges: _Optional[_Iterable[_Union[TimeRange, _Mapping]]] = ..., action: _Optional[str] = ..., modality: _Optional[str] = ..., min_match_s: _Optional[float] = ..., min_upload_share: _Optional[float] = ..., min_reference_share: _Optional[float] = ..., disabled: _Optional[bool] = ...) -> None: ...
 
 class Reference(_message.Message):
     __slots__ = ("reference_id", "title", "owner", "duration_s", "digest", "modalities", "metadata", "policy", "audio_hashes", "keyframes", "created_at_unix_s")
@@ -263,6 +303,28 @@ class SetPolicyRequest(_message.Message):
     reference_id: str
     policy: Policy
     def __init__(self, reference_id: _Optional[str] = ..., policy: _Optional[_Union[Policy, _Mapping]] = ...) -> None: ...
+
+class SetOwnerPolicyRequest(_message.Message):
+    __slots__ = ("owner", "policy")
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    owner: str
+    policy: Policy
+    def __init__(self, owner: _Optional[str] = ..., policy: _Optional[_Union[Policy, _Mapping]] = ...) -> None: ...
+
+class GetOwnerPolicyRequest(_message.Message):
+    __slots__ = ("owner",)
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    owner: str
+    def __init__(self, owner: _Optional[str] = ...) -> None: ...
+
+class OwnerPolicy(_message.Message):
+    __slots__ = ("owner", "policy")
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    owner: str
+    policy: Policy
+    def __init__(self, owner: _Optional[str] = ..., policy: _Optional[_Union[Policy, _Mapping]] = ...) -> None: ...
 
 class StatsRequest(_message.Message):
     __slots__ = ()

@@ -187,6 +187,16 @@ class CatalogStub:
                 request_serializer=nanhu_dot_v1_dot_nanhu__pb2.SetPolicyRequest.SerializeToString,
                 response_deserializer=nanhu_dot_v1_dot_nanhu__pb2.Reference.FromString,
                 _registered_method=True)
+        self.SetOwnerPolicy = channel.unary_unary(
+                '/nanhu.v1.Catalog/SetOwnerPolicy',
+                request_serializer=nanhu_dot_v1_dot_nanhu__pb2.SetOwnerPolicyRequest.SerializeToString,
+                response_deserializer=nanhu_dot_v1_dot_nanhu__pb2.OwnerPolicy.FromString,
+                _registered_method=True)
+        self.GetOwnerPolicy = channel.unary_unary(
+                '/nanhu.v1.Catalog/GetOwnerPolicy',
+                request_serializer=nanhu_dot_v1_dot_nanhu__pb2.GetOwnerPolicyRequest.SerializeToString,
+                response_deserializer=nanhu_dot_v1_dot_nanhu__pb2.OwnerPolicy.FromString,
+                _registered_method=True)
         self.Stats = channel.unary_unary(
                 '/nanhu.v1.Catalog/Stats',
                 request_serializer=nanhu_dot_v1_dot_nanhu__pb2.StatsRequest.SerializeToString,
@@ -234,7 +244,22 @@ class CatalogServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SetPolicy(self, request, context):
-        """Replace a work's match policy (label, excluded ranges) without re-registering it.
+        """Replace a work's own policy without re-registering it; an empty policy clears it (its
+        owner's default applies again).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetOwnerPolicy(self, request, context):
+        """Set or clear (empty policy) an owner's default policy, for its works without their own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOwnerPolicy(self, request, context):
+        """An owner's default policy (`policy` unset when it has none).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -279,6 +304,16 @@ def add_CatalogServicer_to_server(servicer, server):
                     servicer.SetPolicy,
                     request_deserializer=nanhu_dot_v1_dot_nanhu__pb2.SetPolicyRequest.FromString,
                     response_serializer=nanhu_dot_v1_dot_nanhu__pb2.Reference.SerializeToString,
+            ),
+            'SetOwnerPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetOwnerPolicy,
+                    request_deserializer=nanhu_dot_v1_dot_nanhu__pb2.SetOwnerPolicyRequest.FromString,
+                    response_serializer=nanhu_dot_v1_dot_nanhu__pb2.OwnerPolicy.SerializeToString,
+            ),
+            'GetOwnerPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOwnerPolicy,
+                    request_deserializer=nanhu_dot_v1_dot_nanhu__pb2.GetOwnerPolicyRequest.FromString,
+                    response_serializer=nanhu_dot_v1_dot_nanhu__pb2.OwnerPolicy.SerializeToString,
             ),
             'Stats': grpc.unary_unary_rpc_method_handler(
                     servicer.Stats,
@@ -449,6 +484,60 @@ class Catalog:
             '/nanhu.v1.Catalog/SetPolicy',
             nanhu_dot_v1_dot_nanhu__pb2.SetPolicyRequest.SerializeToString,
             nanhu_dot_v1_dot_nanhu__pb2.Reference.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetOwnerPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nanhu.v1.Catalog/SetOwnerPolicy',
+            nanhu_dot_v1_dot_nanhu__pb2.SetOwnerPolicyRequest.SerializeToString,
+            nanhu_dot_v1_dot_nanhu__pb2.OwnerPolicy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOwnerPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nanhu.v1.Catalog/GetOwnerPolicy',
+            nanhu_dot_v1_dot_nanhu__pb2.GetOwnerPolicyRequest.SerializeToString,
+            nanhu_dot_v1_dot_nanhu__pb2.OwnerPolicy.FromString,
             options,
             channel_credentials,
             insecure,
