@@ -16,6 +16,7 @@ import yaml
 from grpc_health.v1 import health_pb2
 
 from server.app import create_server
+from server.auth import KeyFile
 from server.cli import DEFAULT_LISTEN
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,7 +133,10 @@ def test_compose_starts_the_service_with_a_catalog_volume_and_a_healthcheck():
 
 
 def test_the_probe_says_serving_not_serving_and_unreachable(tmp_path, capsys):
-    server, port = create_server(tmp_path / "catalog", workers=1)
+    keys = KeyFile(tmp_path / "keys.json")  # as in the image: keys on, and the probe has none
+    keys.add("ops", ["admin"])
+    keys.save()
+    server, port = create_server(tmp_path / "catalog", workers=1, auth=tmp_path / "keys.json")
     server.start()
     try:
         address = f"127.0.0.1:{port}"
