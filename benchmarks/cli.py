@@ -169,14 +169,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         os.environ["NANHU_CACHE"] = str(cache)
         build_tiny_corpora(cache, seed=args.seed)
     kinds = KINDS if args.kind == "all" else (args.kind,)
-    print(f"nanhu bench {' '.join(kinds)}: {PLANS[size]}; report in {args.out}/report.md",
-          file=sys.stderr)
+    log.info("bench %s: %s; report in %s/report.md", " ".join(kinds), PLANS[size], args.out)
     sections: dict[str, str] = {}
     raw: dict = {}
     status = 0
     for kind in kinds:
         started = time.perf_counter()
-        print(f"nanhu bench: {kind} ...", file=sys.stderr, flush=True)
+        log.info("bench: %s ...", kind)
         try:
             text, results = RUNS[kind](args.out, size, args.seed, args)
         except ModuleNotFoundError as exc:
@@ -193,14 +192,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
             continue
         sections[kind] = text
         raw[kind] = results
-        print(f"nanhu bench: {kind} done in {time.perf_counter() - started:.0f} s",
-              file=sys.stderr, flush=True)
+        log.info("bench: %s done in %.0f s", kind, time.perf_counter() - started)
     if raw.keys() - {"reliability"}:
         try:
             table = scale_plots.headline_table(raw)
         except (KeyError, TypeError, ValueError) as exc:  # a partial run: keep the sections
             log.exception("nanhu bench: no summary table")
             table = f"(no summary: {type(exc).__name__}: {exc})\n"
+        table = report.banner(size) + table  # the table travels alone (README): so does the warning
         (args.out / "summary.md").write_text(table)
         sections = {"summary": "## Summary\n\n" + table, **sections}
     if {"audio", "video"} & raw.keys():
@@ -211,6 +210,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     raw.update(_corpus_manifests(raw))
     sections["corpus"] = _corpus_markdown(raw)
     command = "nanhu bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "nanhu bench"
-    path = report.write_report(args.out, sections, raw, command)
-    print(f"nanhu bench: wrote {path}", file=sys.stderr)
+    path = report.write_report(args.out, sections, raw, command, size=size)
+    log.info("bench: wrote %s", path)
     return status

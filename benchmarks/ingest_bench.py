@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -32,6 +33,8 @@ import time
 from pathlib import Path
 
 from benchmarks.synth import music_like, write_audio
+
+log = logging.getLogger(__name__)
 
 RATE = 22050
 
@@ -154,7 +157,7 @@ def run_ingest_bench(out: Path, *, cache: Path, corpus: Path | None = None, long
         run = run_ingest(corpus, out / "work", workers=n_workers, ray=executor)
         run["what"] = f"corpus, {n_workers} {'ray' if executor else 'local'} worker(s)"
         results["runs"].append(run)
-        print(json.dumps(run), flush=True)
+        log.info("ingest bench: %s", json.dumps(run))
     if short:
         clips = generate_corpus(cache / f"short-{short}x{short_seconds:g}s",
                                 files=short, seconds=short_seconds, seed0=50_000,
@@ -167,7 +170,7 @@ def run_ingest_bench(out: Path, *, cache: Path, corpus: Path | None = None, long
         run["fingerprint_ms_per_file"] = round(1000 * run["fingerprint_s"] / files, 2)
         run["writer_cpu_ms_per_file"] = round(1000 * run["writer_cpu_s"] / files, 2)
         results["runs"].append(run)
-        print(json.dumps(run), flush=True)
+        log.info("ingest bench: %s", json.dumps(run))
     local = {r["workers"]: r for r in results["runs"] if r["executor"] == "local"
              and r["what"].startswith("corpus")}
     if 1 in local and 2 in local:
@@ -237,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     parser.add_argument("--ray", action="store_true", help="also run with --ray local")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     results = run_ingest_bench(
         args.out, cache=args.cache, corpus=args.corpus, long=args.long,
         long_seconds=args.long_seconds, short=args.short, short_seconds=args.short_seconds,

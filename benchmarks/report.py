@@ -8,6 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.plotting import n_label, pyplot, recall_error, save_figure
+
+__all__ = ["audio_markdown", "audio_peer_markdown", "audio_plots", "pyplot", "write_report"]
+
 
 def machine_description() -> str:
     import os
@@ -171,75 +175,127 @@ def audio_peer_markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def pyplot():
-    """matplotlib.pyplot on the file-only Agg backend (benchmarks run without a display)."""
-    import matplotlib
+def recall_series(summary: dict) -> list[tuple[str, list[dict]]]:
+    """Each system's recall points, Nanhu first, then every peer setting that ran on the same
+    queries: ``[(system, [{"condition", "length_s", "recall", "n"}])]``."""
+    series = [("Nanhu", [{"condition": r["condition"], "length_s": r["length_s"],
+                          "recall": r["top1_recall"], "n": r["queries"]}
+                         for r in summary["rows"]])]
+    peer = summary.get("peer") or {}
+    for name in peer.get("settings") or []:
+        series.append((f"audfprint {name}", [
+            {"condition": r["condition"], "length_s": r["length_s"],
+             "recall": r["top1_recall"][name], "n": r["queries"]}
+            for r in peer.get("rows", []) if name in r["top1_recall"]]))
+    return series
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    return plt
+def _snr_points(condition: str) -> list[tuple[str, float]]:
+    for noise in ("pink", "babble"):
+        if condition.startswith(f"{noise}-snr"):
+            return [(f"{noise} noise", float(condition.split("snr")[1]))]
+    return []
+
+
+def _speed_points(condition: str) -> list[tuple[str, float]]:
+    if condition == "clean":  # speed 1: the start of both curves, not a curve of its own
+        return [("speed (tempo+pitch)", 1.0), ("tempo only", 1.0)]
+    for kind, group in (("speed-", "speed (tempo+pitch)"), ("tempo-", "tempo only")):
+        if condition.startswith(kind):
+            return [(group, float(condition.split("-", 1)[1]))]
+    return []
+
+
+def _recall_plot(summary: dict, out_dir: Path, name: str, *, points, xlabel: str, what: str,
+                 jitter: float) -> list[str]:
+    """One panel per query length; a line per system and group (noise kind, speed kind), each
+    point with its 95 % Wilson interval, each line's legend saying its n. Peer lines are
+    dashed beside Nanhu's solid ones and nudged sideways so the intervals do not hide each
+    other. Nothing is written when no condition of this plot ran."""
+    series = recall_series(summary)
+    lengths = sorted({p["length_s"] for _, rows in series for p in rows})
+    curves = []  # (system index, system, group, length, [(x, recall, n)])
+    for index, (system, rows) in enumerate(series):
+        for length in lengths:
+            groups: dict[str, list[tuple[float, float, int]]] = {}
+            attacked: set[str] = set()
+            for p in rows:
+                if p["length_s"] != length:
+                    continue
+                for group, x in points(p["condition"]):
+                    groups.setdefault(group, []).append((x, p["recall"], p["n"]))
+                    if p["condition"] != "clean":
+                        attacked.add(group)
+            curves += [(index, system, g, length, sorted(groups[g])) for g in groups if g in attacked]
+    if not curves:
+        return []
+    lengths = sorted({c[3] for c in curves})  # no empty panels
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(lengths), figsize=(6 * len(lengths), 4.4), squeeze=False)
+    group_names = list(dict.fromkeys(c[2] for c in curves))
+    for index, system, group, length, pts in curves:
+        ax = axes[0][lengths.index(length)]
+        x, recall, n = (np.array(v, float) for v in zip(*pts))
+        shift = (index - (len(series) - 1) / 2) * jitter
+        errors = np.array([recall_error(r, int(k)) for r, k in zip(recall, n)]).T
+        # colour: the system; marker: the group; dashed: a peer
+        ax.errorbar(x + shift, 100 * recall, yerr=errors, color=f"C{index}",
+                    linestyle="-" if index == 0 else "--",
+                    marker="os^D"[group_names.index(group) % 4], markersize=4, capsize=2,
+                    elinewidth=0.8, label=f"{system}, {group} ({n_label(n)})")
+    peers = [s for s, _ in series[1:]]
+    for ax, length in zip(axes[0], lengths):
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("top-1 recall (%)")
+        ax.set_ylim(-4, 104)  # a point at 0 % stays in view, above the axis
+        ax.grid(alpha=0.3)
+        ax.set_title(f"{length:g} s queries", fontsize=10)
+    legend = {}  # one legend for the panels, below them, off the data
+    for ax in axes[0]:
+        legend.update(zip(*reversed(ax.get_legend_handles_labels())))
+    rows = -(-len(legend) // 3)
+    fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=3, fontsize=7,
+               frameon=False)
+    who = ("Nanhu beside " + ", ".join(peers) + " on the same queries" if peers
+           else "Nanhu (the audfprint peer did not run)")
+    fig.suptitle(f"Audio top-1 recall against {what}: {who} (bars: 95 % Wilson interval)",
+                 fontsize=10)
+    fig.set_figheight(4.0 + 0.2 * rows)
+    fig.tight_layout(rect=(0, 0.2 * rows / fig.get_figheight() + 0.02, 1, 1))
+    return [save_figure(fig, out_dir / name)]
 
 
 def audio_plots(summary: dict, out_dir: Path) -> list[str]:
-    """recall-vs-snr.png and recall-vs-speed.png; returns the file names written."""
-    plt = pyplot()
-
-    rows = summary["rows"]
-    written = []
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for noise in ("pink", "babble"):
-        for length in (5.0, 10.0):
-            pts = sorted(
-                (int(r["condition"].split("snr")[1]), r["top1_recall"]) for r in rows
-                if r["condition"].startswith(f"{noise}-snr") and r["length_s"] == length
-            )
-            if pts:
-                x, y = zip(*pts)
-                ax.plot(x, 100 * np.array(y), marker="o", label=f"{noise} noise, {length:.0f} s")
-    ax.set_xlabel("SNR (dB)")
-    ax.set_ylabel("top-1 recall (%)")
-    ax.set_ylim(0, 102)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title("Nanhu audio: recall against noise")
-    fig.tight_layout()
-    fig.savefig(out_dir / "recall-vs-snr.png", dpi=110)
-    plt.close(fig)
-    written.append("recall-vs-snr.png")
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for kind, label in (("speed-", "speed (tempo+pitch)"), ("tempo-", "tempo only")):
-        for length in (5.0, 10.0):
-            pts = sorted(
-                (float(r["condition"].split("-", 1)[1]), r["top1_recall"]) for r in rows
-                if r["condition"].startswith(kind) and r["length_s"] == length
-            )
-            clean = [r["top1_recall"] for r in rows
-                     if r["condition"] == "clean" and r["length_s"] == length]
-            if pts:
-                pts = sorted(pts + [(1.0, clean[0])] if clean else pts)
-                x, y = zip(*pts)
-                ax.plot(x, 100 * np.array(y), marker="o", label=f"{label}, {length:.0f} s")
-    ax.set_xlabel("speed factor")
-    ax.set_ylabel("top-1 recall (%)")
-    ax.set_ylim(0, 102)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title("Nanhu audio: recall against speed change")
-    fig.tight_layout()
-    fig.savefig(out_dir / "recall-vs-speed.png", dpi=110)
-    plt.close(fig)
-    written.append("recall-vs-speed.png")
-    return written
+    """recall-vs-snr.png and recall-vs-speed.png, the peers beside Nanhu when they ran;
+    returns the file names written."""
+    return (_recall_plot(summary, out_dir, "recall-vs-snr.png", points=_snr_points,
+                         xlabel="SNR (dB)", what="noise", jitter=0.25)
+            + _recall_plot(summary, out_dir, "recall-vs-speed.png", points=_speed_points,
+                           xlabel="speed factor", what="speed change", jitter=0.003))
 
 
-def write_report(out_dir: Path, sections: dict[str, str], raw: dict, command: str) -> Path:
-    """Write ``report.md`` (sections in order) and ``results.json``."""
+SMOKE_TEST_BANNER = (
+    "> **Smoke test, not a measurement.** This report comes from `nanhu bench --tiny`: a few "
+    "generated files and one query or so per condition, run to check that every step of the "
+    "tooling works. None of its figures says anything about Nanhu's accuracy, speed or size; "
+    "`nanhu bench --quick` and the full run measure those.\n\n")
+
+
+def banner(size: str) -> str:
+    """What a report of this size must open with: the smoke-test warning for ``tiny``."""
+    return SMOKE_TEST_BANNER if size == "tiny" else ""
+
+
+def write_report(out_dir: Path, sections: dict[str, str], raw: dict, command: str, *,
+                 size: str = "full") -> Path:
+    """Write ``report.md`` (sections in order) and ``results.json``; a ``tiny`` run's both say
+    first that they are a smoke test."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    header = [
-        "# Nanhu benchmark report",
-        "",
+    header = ["# Nanhu benchmark report", ""]
+    if banner(size):
+        header += [banner(size)]
+        raw = {"smoke_test": banner(size).strip("> \n").replace("**", ""), **raw}
+    header += [
         f"Machine: {machine_description()}.",
         f"Command: `{command}`.",
         "",

@@ -10,47 +10,68 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.report import pyplot
+from benchmarks.plotting import pyplot, readable_log_axis, save_figure
+
+#: one latency point: (catalog size, p50 ms, p99 ms, queries timed or None when not recorded)
+Point = tuple[float, float, float, int | None]
 
 
-def latency_points(raw: dict) -> dict[str, list[tuple[float, float, float]]]:
-    """Series of (catalog size, p50 ms, p99 ms): audio by hours of audio, video by keyframes."""
-    series: dict[str, list[tuple[float, float, float]]] = {}
+def latency_points(raw: dict) -> dict[str, list[Point]]:
+    """Series of (catalog size, p50 ms, p99 ms, n queries): audio by hours of audio, video by
+    keyframes."""
+    series: dict[str, list[Point]] = {}
     audio = raw.get("audio")
     if audio:
-        points = [(audio["build"]["media_hours"], audio["query_match_ms_p50"],
-                   audio["query_match_ms_p99"])]
-        series["audio (hours of audio)"] = sorted(set(points))
+        timed = sum(r["queries"] for r in audio["rows"]) or None  # every positive query
+        series["audio (hours of audio)"] = [(audio["build"]["media_hours"],
+                                             audio["query_match_ms_p50"],
+                                             audio["query_match_ms_p99"], timed)]
     scale = (raw.get("scale") or {}).get("audio")
-    if scale:
+    if scale:  # positives and negatives are both timed
         series["audio, audio-v3 (hours of audio)"] = sorted(
-            (s["hours"], s["match_ms_p50"], s["match_ms_p99"]) for s in scale)
+            (s["hours"], s["match_ms_p50"], s["match_ms_p99"],
+             s.get("queries", 0) + s.get("negatives", 0) or None) for s in scale)
     video = raw.get("video")
     if video:
         latency, scale = video["latency"], video.get("scale") or {}
+        positives = sum(r["queries"] for r in video["rows"] if r["length_s"] is None) or None
         corpus = (video["build"]["keyframes"], latency["match_video_ms_p50"],
-                  latency["match_video_ms_p99"])
+                  latency["match_video_ms_p99"], positives)
         for kind, label in (("flat", "video, exact search (keyframes)"),
                             ("hnsw", "video, HNSW (keyframes)")):
             entry = scale.get(kind) or {}
             if entry.get("latency_ms_p50") is not None:
                 series[label] = [corpus, (scale["keyframes"], entry["latency_ms_p50"],
-                                          entry["latency_ms_p99"])]
+                                          entry["latency_ms_p99"], scale.get("queries"))]
     return series
 
 
+def _n_text(counts) -> str:
+    """The legend's n: one number when every point of the series rests on as many queries,
+    else a pointer to the numbers written at the points."""
+    known = sorted({n for n in counts if n})
+    if not known:
+        return ""
+    return f", n={known[0]}" if len(known) == 1 else ", n at each point"
+
+
 def latency_vs_size_plot(raw: dict, out_dir: Path) -> list[str]:
-    """latency-vs-catalog-size.png: match latency p50 (line) and p99 (dotted), log-log."""
+    """latency-vs-catalog-size.png: match latency p50 (line) and p99 (dotted), log-log, each
+    point marked with the number of queries timed."""
     series = latency_points(raw)
     if not series:
         return []
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
     for label, points in series.items():
         ax = axes[0] if label.startswith("audio") else axes[1]
-        sizes, p50, p99 = zip(*points)
-        line, = ax.plot(sizes, p50, marker="o", label=f"{label} p50")
+        sizes, p50, p99, counts = zip(*points)
+        line, = ax.plot(sizes, p50, marker="o", label=f"{label} p50{_n_text(counts)}")
         ax.plot(sizes, p99, marker="x", linestyle=":", color=line.get_color(), label=f"{label} p99")
+        for size, value, n in zip(sizes, p50, counts):
+            if n and len(set(counts)) > 1:
+                ax.annotate(f"n={n}", (size, value), textcoords="offset points", xytext=(4, -10),
+                            fontsize=6, color=line.get_color())
     for ax, xlabel, title in ((axes[0], "catalog size (hours of audio)", "Audio matching"),
                               (axes[1], "catalog size (keyframes)", "Video search + alignment")):
         ax.set_xscale("log")
@@ -59,14 +80,14 @@ def latency_vs_size_plot(raw: dict, out_dir: Path) -> list[str]:
         ax.set_xlabel(xlabel)
         ax.set_ylabel("latency per query (ms)")
         ax.set_title(title)
+        ax.margins(x=0.15, y=0.2)  # room for the n labels
         ax.grid(alpha=0.3, which="both")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
-    fig.suptitle("Latency against catalog size (dashed: 100 ms)")
+        readable_log_axis(ax)
+    fig.suptitle("Latency against catalog size (dashed: 100 ms; n: queries timed)")
     fig.tight_layout()
-    fig.savefig(out_dir / "latency-vs-catalog-size.png", dpi=110)
-    plt.close(fig)
-    return ["latency-vs-catalog-size.png"]
+    return [save_figure(fig, out_dir / "latency-vs-catalog-size.png")]
 
 
 def index_sizes(raw: dict) -> dict[str, float]:
@@ -107,19 +128,18 @@ def index_size_plot(raw: dict, out_dir: Path) -> list[str]:
     ax.set_title("Index bytes per hour")
     ax.set_xlim(min(values) / 3, max(values) * 20)
     ax.grid(axis="x", alpha=0.3, which="both")
+    readable_log_axis(ax, "x")
     fig.tight_layout()
-    fig.savefig(out_dir / "index-bytes-per-hour.png", dpi=110)
-    plt.close(fig)
-    return ["index-bytes-per-hour.png"]
+    return [save_figure(fig, out_dir / "index-bytes-per-hour.png")]
 
 
 def summary_markdown(raw: dict) -> str:
     """The cross-section part of the report: latency series table, index sizes."""
-    lines = ["## Scale and size", "", "| series | catalog size | p50 (ms) | p99 (ms) |",
-             "|---|---|---|---|"]
+    lines = ["## Scale and size", "", "| series | catalog size | p50 (ms) | p99 (ms) | queries timed |",
+             "|---|---|---|---|---|"]
     for label, points in latency_points(raw).items():
-        lines += [f"| {label} | {size:,.{2 if size < 10 else 0}f} | {p50:.1f} | {p99:.1f} |"
-                  for size, p50, p99 in points]
+        lines += [f"| {label} | {size:,.{2 if size < 10 else 0}f} | {p50:.1f} | {p99:.1f} | "
+                  f"{n if n else '–'} |" for size, p50, p99, n in points]
     lines += ["", "| index | MiB per hour of media |", "|---|---|"]
     lines += [f"| {name} | {value / 2**20:.3f} |" for name, value in index_sizes(raw).items()]
     return "\n".join(lines) + "\n"
@@ -133,9 +153,28 @@ def _p(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.0f} %"
 
 
+#: the headline table's groups: a label and the conditions (audio) or attacks (video) averaged
+AUDIO_GROUPS = (("clean and codecs", ["clean", "mp3-128k", "amr-nb-12.2k"]),
+                ("pink noise", ["pink-snr5", "pink-snr0"]),
+                ("speed", ["speed-0.9", "speed-1.1"]),
+                ("tempo and pitch", ["tempo-1.05", "pitch+1"]))
+VIDEO_GROUPS = (("mild attacks", ["360p", "low-bitrate-150k", "240p", "letterbox", "pillarbox",
+                                  "brightness+20%", "contrast-0.6", "gamma-1.6", "grayscale",
+                                  "blur-3px", "fps-15", "fps-60"]),
+                ("hard attacks", ["crop-20%", "hflip", "caption", "logo", "noise-20", "speed-0.8",
+                                  "speed-1.25"]))
+
+
+def _which(ran: list[str], of: list[str]) -> str:
+    """The members of a group that ran, by name, and how many of the group that is."""
+    names = ", ".join(ran)
+    return names if len(ran) == len(of) else f"{names}; {len(ran)} of {len(of)}"
+
+
 def headline_table(raw: dict) -> str:
     """One short table of the run's headline figures, Nanhu beside the peers (the README's
-    results section is this table)."""
+    results section is this table). Each label names what its figure rests on: the conditions
+    or attacks that ran (a group only partly run says so) and the number of queries."""
     rows = ["| measure | Nanhu | peer |", "|---|---|---|"]
     audio = raw.get("audio")
     if audio:
@@ -145,22 +184,21 @@ def headline_table(raw: dict) -> str:
         names = peer.get("settings") or []
 
         def peer_cell(conditions: list[str], length: float) -> str:
-            cells = []
-            for name in names:
-                values = [peer_rows[(c, length)]["top1_recall"][name] for c in conditions
-                          if (c, length) in peer_rows]
-                cells.append(f"{name} {_p(_mean(values))}")
-            return "audfprint " + ", ".join(cells) if cells else "–"
+            ran = [c for c in conditions if (c, length) in peer_rows]
+            if not names or not ran:
+                return "–"
+            cells = [f"{name} {_p(_mean([peer_rows[(c, length)]['top1_recall'][name] for c in ran]))}"
+                     for name in names]
+            only = "" if ran == conditions else f" (on {', '.join(ran)} only)"
+            return "audfprint " + ", ".join(cells) + only
 
-        groups = [("audio 5 s, clean + mp3 + AMR", ["clean", "mp3-128k", "amr-nb-12.2k"]),
-                  ("audio 5 s, pink noise 5 / 0 dB", ["pink-snr5", "pink-snr0"]),
-                  ("audio 5 s, speed 0.9 / 1.1", ["speed-0.9", "speed-1.1"]),
-                  ("audio 5 s, tempo 1.05 / pitch +1", ["tempo-1.05", "pitch+1"])]
-        for label, conditions in groups:
-            values = [by[(c, 5.0)]["top1_recall"] for c in conditions if (c, 5.0) in by]
-            if values:
-                rows.append(f"| {label} (mean top-1 recall) | {_p(_mean(values))} | "
-                            f"{peer_cell(conditions, 5.0)} |")
+        for label, conditions in AUDIO_GROUPS:
+            ran = [c for c in conditions if (c, 5.0) in by]
+            if ran:
+                n = sum(by[(c, 5.0)]["queries"] for c in ran)
+                rows.append(f"| audio 5 s, {label}: {_which(ran, conditions)} (mean top-1 recall, "
+                            f"n={n}) | {_p(_mean([by[(c, 5.0)]['top1_recall'] for c in ran]))} | "
+                            f"{peer_cell(ran, 5.0)} |")
         neg = audio["negatives"]
         peer_false = ", ".join(
             f"{n} {s['negatives']['false_matches']}" for n, s in (peer.get("by_setting") or {}).items())
@@ -171,19 +209,21 @@ def headline_table(raw: dict) -> str:
     video = raw.get("video")
     if video:
         pooled = {r["attack"]: r for r in video["rows"] if r["length_s"] is None}
-        mild = ["360p", "low-bitrate-150k", "240p", "letterbox", "pillarbox", "brightness+20%",
-                "contrast-0.6", "gamma-1.6", "grayscale", "blur-3px", "fps-15", "fps-60"]
-        hard = ["crop-20%", "hflip", "caption", "logo", "noise-20", "speed-0.8", "speed-1.25"]
-        groups_v = (("video, mild attacks", mild),
-                    ("video, crop/flip/caption/logo/noise/speed", hard))
-        for label, names in groups_v:
-            present = [pooled[n] for n in names if n in pooled]
-            if present:
-                rows.append(
-                    f"| {label} (mean top-1 recall, fused / video only) | "
-                    f"{_p(_mean([r['recall_fused'] for r in present]))} / "
-                    f"{_p(_mean([r['recall_video'] for r in present]))} | "
-                    f"vPDQ {_p(_mean([r['recall_pdq'] for r in present if r['recall_pdq'] is not None]))} |")
+        for label, attacks in VIDEO_GROUPS:
+            ran = [pooled[a] for a in attacks if a in pooled]
+            if not ran:
+                continue
+            n = sum(r["queries"] for r in ran)
+            pdq = [r for r in ran if r["recall_pdq"] is not None]
+            pdq_cell = "–"
+            if pdq:
+                pdq_cell = f"vPDQ {_p(_mean([r['recall_pdq'] for r in pdq]))}" + (
+                    "" if len(pdq) == len(ran) else f" (on {len(pdq)} of them)")
+            rows.append(
+                f"| video, {label}: {_which([r['attack'] for r in ran], attacks)} (mean top-1 "
+                f"recall, fused / video only, n={n}) | "
+                f"{_p(_mean([r['recall_fused'] for r in ran]))} / "
+                f"{_p(_mean([r['recall_video'] for r in ran]))} | {pdq_cell} |")
         fm = video["false_matches"]
         pdq_fm = fm.get("pdq") or {}
         rows.append(f"| video false matches | {fm['fused']['queries_with_false_match']} in "
@@ -234,7 +274,6 @@ def calibration_plot(null: dict[str, list[float]], out_dir: Path, calibrate=None
     ax.set_title("Audio score calibration (never-registered queries)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
+    readable_log_axis(ax)
     fig.tight_layout()
-    fig.savefig(out_dir / "calibration.png", dpi=110)
-    plt.close(fig)
-    return ["calibration.png"]
+    return [save_figure(fig, out_dir / "calibration.png")]

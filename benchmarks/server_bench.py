@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import signal
@@ -31,6 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.synth import write_audio
+
+log = logging.getLogger(__name__)
 
 RATE = 22050
 LEVELS = (1, 8, 32)
@@ -285,8 +288,8 @@ def run_server_bench(out: Path, *, quick: bool = False, seed: int = 0, workers: 
                 summary["fingerprint"][key] = load(
                     lambda i, fp: clients[i].screen_fingerprint(fp), edge[length], clients=level,
                     max_requests=bound, max_seconds=seconds)
-                print(f"server bench: {key}: stream {summary['stream'][key]}, fingerprint "
-                      f"{summary['fingerprint'][key]}", file=sys.stderr, flush=True)
+                log.info("server bench: %s: stream %s, fingerprint %s", key, summary["stream"][key],
+                         summary["fingerprint"][key])
         summary["server_rss_mb_end"] = round(_tree_rss_mb(proc.pid), 1)
         for client in clients:
             client.close()
@@ -362,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak-s", type=float, default=None,
                         help="mixed-load soak length (default 60 s quick, 600 s full; 0: none)")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     summary = run_server_bench(args.out / "server", quick=args.quick, seed=args.seed,
                                workers=args.workers, references=args.references, soak_s=args.soak_s)
     print(markdown(summary))

@@ -105,8 +105,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         print(f"ingest: {result.files} files: {counts}")
         print(f"ingest: {summary['media_hours']:.4f} h of media fingerprinted in "
               f"{summary['wall_s']:.1f} s with {result.workers} {result.executor} worker(s): "
-              f"{summary['media_hours_per_hour']:.0f} h/h, "
-              f"{summary['media_hours_per_hour_per_core']:.0f} h/h per worker")
+              f"{summary['media_hours_per_hour']:.0f}x real time, "
+              f"{summary['media_hours_per_hour_per_core']:.0f}x per worker")
     if result.interrupted:
         print("ingest: interrupted; run the same command again to resume")
     elif summary["failed"]:

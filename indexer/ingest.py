@@ -211,8 +211,6 @@ class Ingest:
             executor=self.executor.name, startup_s=self.executor.startup_s,
             writer_cpu_s=time.process_time() - self.cpu_started,
         )
-        self.progress.update(self.report.files_done, self.report.bytes_done, self.report.media_s,
-                             force=True)
         self.progress.finish()
         if hasattr(self.sink, "stats"):
             result.stats = self.sink.stats()
@@ -262,12 +260,18 @@ class Ingest:
                     exhausted = True
                 elif isinstance(item, Problem):
                     self._invalid(item)
-                elif not self._already_there(item):
+                    self.progress.settled()
+                elif self._already_there(item):
+                    self.progress.settled(item.size)
+                else:
                     window.append(item)
             window.submit()
             if not window:
                 break
             window.wait(0.5)
+            for slot in window.newly_finished():  # counted now, though committed later
+                ok = slot.result is not None and slot.result["ok"]
+                self.progress.worked(slot.entry.size, slot.result.get("duration_s", 0.0) if ok else 0.0)
             for slot in window.take_ready():
                 self._accept(slot)
             registered = sum(s.status == P.REGISTERED for s in self.staged)
@@ -275,13 +279,12 @@ class Ingest:
                 self.staged and time.monotonic() - self.last_commit >= opts.commit_interval_s
             ):
                 self._commit()
-            self.progress.update(self.report.files_done, self.report.bytes_done,
-                                 self.report.media_s)
+            self.progress.update()
 
     # --- outcomes ------------------------------------------------------------------------
     def _row(self, entry: Entry, status: str, reason: str = "", **extra) -> None:
         self.report.row(status=status, path=str(entry.path), ref_id=entry.ref_id,
-                        line=entry.line, reason=reason, size=entry.size, **extra)
+                        line=entry.line, reason=reason, **extra)
         if status == P.FAILED:
             self._say(f"nanhu: {entry.path}: {reason}" if str(entry.path) not in reason
                       else f"nanhu: {reason}")

@@ -32,6 +32,7 @@ class Slot:
     result: dict | None = None
     error: str | None = None
     suspect: bool = False  # in flight when a worker died: retried alone
+    counted: bool = False  # handed out by Window.newly_finished (progress counts it once)
 
     @property
     def ready(self) -> bool:
@@ -81,6 +82,14 @@ class Window:
         if running and not self._slots[0].ready:
             wait(running, timeout=timeout_s, return_when=FIRST_COMPLETED)
         self._collect()
+
+    def newly_finished(self) -> Iterator[Slot]:
+        """Slots whose work ended since the last call, wherever they stand in the window: a
+        file is done when its worker is, not when the slower files before it are."""
+        for slot in self._slots:
+            if slot.ready and not slot.counted:
+                slot.counted = True
+                yield slot
 
     def take_ready(self) -> Iterator[Slot]:
         """Finished slots from the front, in source order, until one is still running."""

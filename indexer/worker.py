@@ -42,15 +42,15 @@ def ready() -> int:
 def fingerprint_file(path: str, audio_params: dict, video: bool = True) -> dict:
     """Fingerprint ``path``.
 
-    Returns ``{"ok": True, "fingerprint": bytes}`` or, when the file cannot be fingerprinted,
-    ``{"ok": False, "error": class name, "reason": str}``, with ``seconds`` (wall) and
-    ``cpu_s`` (CPU time of the worker) spent on it.
+    Returns ``{"ok": True, "fingerprint": bytes, "duration_s": float}`` or, when the file cannot
+    be fingerprinted, ``{"ok": False, "error": class name, "reason": str}``, with ``seconds``
+    (wall) and ``cpu_s`` (CPU time of the worker) spent on it.
     Exceptions that are not :class:`NanhuError` (bugs) propagate to the caller.
     """
     started, cpu_started = time.perf_counter(), time.process_time()
     try:
         fp = fingerprint_media(path, audio_params=params_from_dict(audio_params), video=video)
-        out = {"ok": True, "fingerprint": fp.to_bytes()}
+        out = {"ok": True, "fingerprint": fp.to_bytes(), "duration_s": fp.duration_s}
     except NanhuError as exc:
         out = {"ok": False, "error": type(exc).__name__, "reason": str(exc)}
     return {**out, "seconds": time.perf_counter() - started,

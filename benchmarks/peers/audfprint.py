@@ -313,7 +313,7 @@ def _build(references: Sequence[dict], todo: dict[str, PeerSettings], out_dirs: 
                 hashes[k] += len(found)
             if number % 25 == 0:
                 rate_n = number / (time.perf_counter() - started)
-                log.warning("peer %s: %d/%d references (ETA %.0f s)", PACKAGE, number,
+                log.info("peer %s: %d/%d references (ETA %.0f s)", PACKAGE, number,
                             len(references), (len(references) - number) / rate_n)
     out = {}
     for k, table in tables.items():

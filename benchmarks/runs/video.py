@@ -202,7 +202,7 @@ def run_video_bench(
             and catalog_matches_code(catalog_dir, probe)):
         build = json.loads((catalog_dir / "build.json").read_text())
     else:
-        log.warning("building the video benchmark catalog (%d references)", len(refs))
+        log.info("building the video benchmark catalog (%d references)", len(refs))
         build = build_catalog(refs, catalog_dir)
     baseline_info = {"available": pdq.available()}
     index = None
@@ -259,9 +259,9 @@ def load_or_build_corpus() -> dict:
     try:
         return load_video_corpus()
     except FileNotFoundError:
-        log.warning("building the video corpus (100 references, 30 negatives; about an hour "
+        log.info("building the video corpus (100 references, 30 negatives; about an hour "
                     "on 2 cores, once)")
-        return build_video_corpus(progress=lambda done, total, what: log.warning(
+        return build_video_corpus(progress=lambda done, total, what: log.info(
             "video corpus: %d/%d (%s)", done, total, what))
 
 

@@ -98,8 +98,10 @@ def video_markdown(summary: dict) -> str:
 
 
 def video_plots(summary: dict, out_dir: Path) -> list[str]:
-    """video-recall-per-attack.png: recall per attack (all lengths) for Nanhu and vPDQ."""
-    from benchmarks.report import pyplot
+    """video-recall-per-attack.png: recall per attack (all lengths pooled) for Nanhu and, where
+    it ran, vPDQ; each bar with its 95 % Wilson interval, each attack with its n; a bar of 0 is
+    drawn as a stub marked "0", a system that did not run on an attack as "n/a"."""
+    from benchmarks.plotting import pyplot, recall_bars, save_figure
 
     plt = pyplot()
 
@@ -107,20 +109,26 @@ def video_plots(summary: dict, out_dir: Path) -> list[str]:
     pooled = {r["attack"]: r for r in summary["rows"] if r["length_s"] is None}
     series = [("recall_video", "Nanhu video only"), ("recall_fused", "Nanhu fused"),
               ("recall_pdq", "vPDQ (PDQ 1 fps)"), ("recall_pdq_5fps", "vPDQ, refs at 5 fps")]
-    fig, ax = plt.subplots(figsize=(14, 4.8))
+    series = [(key, label) for key, label in series  # a peer that never ran is no series
+              if any(pooled.get(n, {}).get(key) is not None for n in names)]
+    fig, ax = plt.subplots(figsize=(14, 5.2))
     x = np.arange(len(names))
-    width = 0.21
+    width = 0.84 / max(1, len(series))
+    counts = [pooled[n]["queries"] if n in pooled else 0 for n in names]
     for i, (key, label) in enumerate(series):
-        values = [100 * (pooled[n][key] or 0) if n in pooled else 0 for n in names]
-        ax.bar(x + (i - 1.5) * width, values, width=width, label=label)
-    ax.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
+        recall_bars(ax, x + (i - (len(series) - 1) / 2) * width,
+                    [pooled[n][key] if n in pooled else None for n in names], counts,
+                    width=width, label=label)
+    ax.set_xticks(x, [f"{n} (n={c})" for n, c in zip(names, counts)], rotation=60, ha="right",
+                  fontsize=8)
     ax.set_ylabel("top-1 recall (%)")
     ax.set_ylim(0, 118)
     ax.set_yticks(range(0, 101, 20))
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(loc="upper center", ncol=4, fontsize=8)
-    ax.set_title("Video recall per attack (5, 10 and 30 s clips pooled)")
+    ax.legend(loc="upper center", ncol=len(series), fontsize=8)
+    lengths = ", ".join(f"{float(L):g}" for L in summary["config"]["clips_per_attack"])
+    missing = "" if any(k.startswith("recall_pdq") for k, _ in series) else "; vPDQ did not run"
+    ax.set_title(f"Video top-1 recall per attack ({lengths} s clips pooled; n = clips per attack; "
+                 f"bars: 95 % Wilson interval{missing})", fontsize=10)
     fig.tight_layout()
-    fig.savefig(out_dir / "video-recall-per-attack.png", dpi=110)
-    plt.close(fig)
-    return ["video-recall-per-attack.png"]
+    return [save_figure(fig, out_dir / "video-recall-per-attack.png")]

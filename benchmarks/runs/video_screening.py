@@ -28,7 +28,7 @@ NEGATIVE_ATTACKS = ("360p", "low-bitrate-150k", "hflip", "crop-10%", "caption", 
 def _progress(done: int, total: int, what: str, started: float) -> None:
     rate = done / max(time.perf_counter() - started, 1e-9)
     eta = (total - done) / rate if rate > 0 else 0
-    log.warning("%s: %d/%d (%.2f/s, ETA %.0f s)", what, done, total, rate, eta)
+    log.info("%s: %d/%d (%.2f/s, ETA %.0f s)", what, done, total, rate, eta)
 
 
 

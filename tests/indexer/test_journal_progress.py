@@ -1,12 +1,10 @@
-"""The resume journal's crash tolerance, and progress output on terminals and in logs."""
+"""The resume journal's crash tolerance."""
 
 from __future__ import annotations
 
-import io
 import json
 
 from indexer.journal import Journal
-from indexer.progress import Progress
 
 
 def _file(path: str, ref_id: str) -> dict:
@@ -49,28 +47,3 @@ def test_only_runs_over_the_same_source_are_loaded(tmp_path):
 def test_a_foreign_file_is_not_trusted(tmp_path):
     (tmp_path / "j.jsonl").write_text('{"format": "something-else", "version": 9}\n')
     assert Journal(tmp_path / "j.jsonl").load().committed == {}
-
-
-class _Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_progress_is_a_redrawn_bar_on_a_terminal_and_plain_lines_elsewhere():
-    log = io.StringIO()
-    progress = Progress(total_files=10, total_bytes=1000, stream=log, interval_s=0.0)
-    progress.update(5, 500, 7200.0)
-    progress.update(10, 1000, 14400.0)
-    lines = log.getvalue().splitlines()
-    assert len(lines) == 2 and "\r" not in log.getvalue()
-    assert lines[0].startswith("ingest: 5/10 files, 2.00 h of media") and "ETA" in lines[0]
-    terminal = _Terminal()
-    bar = Progress(total_files=4, total_bytes=0, stream=terminal, interval_s=0.0)
-    bar.update(1, 0, 60.0)
-    bar.message("nanhu: a.wav: file is empty")
-    bar.update(2, 0, 120.0)
-    bar.finish()
-    text = terminal.getvalue()
-    assert text.count("\r\033[K") == 3 and "[############............] 2/4 files" in text
-    assert "\r\033[Knanhu: a.wav: file is empty\n" in text  # the bar is cleared, not overdrawn
-    assert text.endswith("\n")
