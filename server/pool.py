@@ -202,7 +202,7 @@ class _Worker:
         if budget.cpu_s is not None and cpu_start is not None:
             used = cpu_seconds(pid)
             if used is not None and used - cpu_start > budget.cpu_s:
-                return "cpu", (f"over the server's CPU-time budget: it used {used - cpu_start:.1f} s "
+                return "cpu", (f"over the server's CPU-time budget: it used {used - cpu_start:.2f} s "
                                f"of CPU, the budget is {budget.cpu_s:g} s per job")
         if budget.memory_mb is not None:
             held = private_bytes(pid)
