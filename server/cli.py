@@ -43,7 +43,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--max-duration-s", type=float, default=3 * 3600.0, help="longest media (s)")
     p.add_argument("--max-concurrent", type=int, default=64,
                    help="screening/registration calls at once; beyond: RESOURCE_EXHAUSTED")
-    p.add_argument("--job-cpu-s", type=float, default=600.0, metavar="SECONDS",
+    p.add_argument("--job-cpu-s", type=float, default=1800.0, metavar="SECONDS",
                    help="CPU time one decode/fingerprint/match job may use; a job over it is "
                         "stopped (RESOURCE_EXHAUSTED) and its worker replaced; 0: no bound")
     p.add_argument("--job-memory-mb", type=float, default=4096.0, metavar="MIB",

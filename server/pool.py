@@ -23,6 +23,7 @@ The budget is checked by polling, so a job may overshoot it by what it does in o
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 import queue
@@ -34,7 +35,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import BudgetExceeded
+from engine.errors import BudgetExceeded, InvalidArgument
 from server import jobs
 from server.logs import configured_format
 from server.status import WorkerCrashed, log_event
@@ -49,18 +50,26 @@ _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 class JobBudget:
     """What one job may use in its worker process; None: no bound.
 
-    The defaults leave room for the largest media the server accepts by default (3 hours:
-    fingerprinting and screening it take well under a minute of CPU; a 2-hour self-match peaks
-    near 1.2 GB) while stopping a job that would run or grow without end.
+    The defaults are meant to leave room for the largest media the server accepts by default
+    (3 hours; audio fingerprints at about 400x real time per core, a 2-hour audio self-match
+    peaks near 1.2 GB) while stopping a job that would run or grow without end. They are not
+    measured against 3 hours of HD video (docs/server.md says how to set them).
     """
 
     #: CPU seconds (user + system, all threads) one job may use
-    cpu_s: float | None = 600.0
+    cpu_s: float | None = 1800.0
     #: private resident memory (MiB) the worker may hold while it runs one job; this includes
     #: what the worker holds between jobs (the engine, the open catalog's small video index)
     memory_mb: float | None = 4096.0
     #: how often a running job is checked (seconds)
     poll_s: float = 0.02
+
+    def __post_init__(self) -> None:
+        for name in ("cpu_s", "memory_mb"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise InvalidArgument(f"job budget {name} = {value}: give a positive number "
+                                      "(or none for no bound)")
 
     @property
     def bounded(self) -> bool:

@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from engine.errors import BudgetExceeded
+from engine.errors import BudgetExceeded, InvalidArgument
 from server.pool import JobBudget, WorkerPool
 from server.status import WorkerCrashed, status_for
 
@@ -91,3 +91,12 @@ def test_an_upload_over_a_budget_is_resource_exhausted_and_the_next_call_works(
     kind = "cpu" if limits["job_cpu_s"] else "memory"
     assert env.server.metrics.sample("nanhu_jobs_over_budget_total", budget=kind) == 1
     assert env.server.spool.files() == [] and client.list() == []
+
+
+
+def test_a_budget_that_is_not_a_positive_number_is_refused(run_cli, tmp_path):
+    result = run_cli("serve", "--catalog", tmp_path / "catalog", "--job-cpu-s", "-1")
+    assert result.code == 2 and "cpu_s = -1" in result.err
+    assert not (tmp_path / "catalog").exists()  # refused before anything was made
+    with pytest.raises(InvalidArgument):
+        JobBudget(memory_mb=float("nan"))
