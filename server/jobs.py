@@ -23,6 +23,7 @@ import pickle
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,7 @@ def start_worker(catalog_dir: str | None, owner_pid: int | None,
     ready(catalog_dir)
 
 
-def serve_jobs(conn, catalog_dir: str | None, owner_pid: int | None,
+def serve_jobs(conn: Connection, catalog_dir: str | None, owner_pid: int | None,
                log_format: str | None = None) -> None:
     """A worker process's life (:mod:`server.pool`): start as :func:`start_worker` does, say
     ``("ready", pid, None)``, then run each ``(fn, args, kwargs)`` that arrives on ``conn``, one
@@ -144,7 +145,7 @@ def serve_jobs(conn, catalog_dir: str | None, owner_pid: int | None,
         _trim_memory()
 
 
-def _answer(conn, kind: str, value: Any) -> None:
+def _answer(conn: Connection, kind: str, value: Any) -> None:
     trace = "".join(traceback.format_exception(value)) if kind == "error" else None
     try:
         conn.send((kind, value, trace))

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from engine.errors import BudgetExceeded, InvalidArgument
 from server import jobs
@@ -166,7 +167,7 @@ class _Worker:
                 self._ready = True
             return self.process.pid
 
-    def run(self, job: _Job):
+    def run(self, job: _Job) -> Any:
         """Run ``job`` in this worker, within the budget; its result, or raise its error."""
         self.ready()
         pid = self.process.pid
