@@ -13,6 +13,7 @@ Each class tries many hostile inputs and counts how many were handled as they mu
   Passed: the call ends with RESOURCE_EXHAUSTED and the slot and spool are free again.
 - **kill -9 during register**: a process registering works is killed at a random moment.
   Passed: the catalog opens and ``nanhu check`` finds nothing wrong.
+- **job budgets** and **repair (kill -9 mid-repair)**: see :mod:`benchmarks.reliability_recovery`.
 
 Generated media only (no download): minutes on 2 cores. Times are reported, never asserted.
 """
@@ -290,9 +291,11 @@ def kill_trials(work: Path, seed: int, trials: int) -> dict:
 
 def run_reliability(*, seed: int = 0, quick: bool = False, tiny: bool = False) -> dict:
     """Every class; ``{"classes": [...], "seconds": ...}``."""
-    sizes = {"tiny": (8, 2, 2), "quick": (30, 3, 6), "full": (80, 3, 20)}[
+    from benchmarks.reliability_recovery import job_budgets, repair_trials
+
+    sizes = {"tiny": (8, 2, 2, 1, 1), "quick": (30, 3, 6, 1, 3), "full": (80, 3, 20, 3, 10)}[
         "tiny" if tiny else "quick" if quick else "full"]
-    per_file, streams, trials = sizes
+    per_file, streams, trials, budget_rounds, repairs = sizes
     started = time.perf_counter()
     classes = []
     with tempfile.TemporaryDirectory(prefix="nanhu-reliability-") as folder:
@@ -301,7 +304,10 @@ def run_reliability(*, seed: int = 0, quick: bool = False, tiny: bool = False) -
                      lambda w: mutated_files(w, seed, per_file),
                      lambda w: hostile_timestamps(w, seed),
                      lambda w: stalled_streams(w, seed, streams),
-                     lambda w: kill_trials(w, seed, trials)):
+                     lambda w: kill_trials(w, seed, trials),
+                     lambda w: _count("job budgets", job_budgets(w, seed, budget_rounds)),
+                     lambda w: _count("repair (kill -9 mid-repair)",
+                                      repair_trials(w, seed, repairs))):
             sub = Path(tempfile.mkdtemp(dir=work))
             classes.append(step(sub))
             log.info("reliability: %s: %d/%d passed", classes[-1]["class"],

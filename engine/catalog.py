@@ -586,10 +586,19 @@ class Catalog:
         self._staged_policies.clear()
         self._staged_owner_policies.clear()
 
-    def commit(self) -> int:
-        """Make staged changes durable and visible; returns the new generation."""
+    def commit(self, *, replace_segments: dict[str, list[dict]] | None = None,
+               drop_ordinals: list[int] | None = None) -> int:
+        """Make staged changes durable and visible; returns the new generation.
+
+        For ``nanhu repair`` (:mod:`engine.repair`): ``replace_segments`` gives new
+        ``audio_segments`` / ``video_segments`` lists for the manifest (their new files already
+        written and fsynced by the caller, under names no manifest names, so a crash before the
+        swap leaves them to recovery); ``drop_ordinals`` tombstones references by ordinal, rows
+        that cannot be read included. Both take effect in this one commit.
+        """
         self._require_writer()
-        if not self.has_staged:
+        drop_ordinals = [int(o) for o in drop_ordinals or ()]
+        if not self.has_staged and not replace_segments and not drop_ordinals:
             return self.generation
         g = self.generation + 1
         manifest = json.loads(json.dumps(self.manifest))
@@ -607,7 +616,7 @@ class Catalog:
                      len(fp.video) if fp.video is not None else 0, now, g),
                 )
                 ordinals.append(cursor.lastrowid)
-            for ordinal in self._staged_deletes:
+            for ordinal in dict.fromkeys([*self._staged_deletes, *drop_ordinals]):
                 self._db.execute(
                     "UPDATE refs SET deleted_generation = ? WHERE ordinal = ?", (g, ordinal)
                 )
@@ -629,6 +638,7 @@ class Catalog:
                     self._db.execute(
                         "INSERT INTO owner_policies (owner, policy, generation) VALUES (?,?,?)",
                         (owner, json.dumps(owner_policy.to_dict()), g))
+            manifest.update(replace_segments or {})
             # Segment files go to disk before SQLite commits, and the manifest after both.
             self._write_new_segments(manifest, g, ordinals)
         manifest["generation"] = g
@@ -712,13 +722,14 @@ class Catalog:
                                                "bytes": size})
 
     def _remove_unnamed(self) -> None:
-        """Delete audio segment files the committed manifest no longer names (inputs of a tier
-        merge, including the segment this very commit wrote). Only the writer creates files
-        there; readers that mapped a removed file keep their mapping."""
+        """Delete segment files the committed manifest no longer names (inputs of a tier merge,
+        including the segment this very commit wrote; segments a repair replaced). Only the
+        writer creates files there; readers that mapped a removed file keep their mapping."""
         named = set(_segment_files(self.manifest))
-        for file in (self.path / "audio").glob("*.pst"):
-            if f"audio/{file.name}" not in named:
-                file.unlink(missing_ok=True)
+        for folder, pattern in (("audio", "*.pst"), ("video", "*.vec"), ("video", "*.hnsw")):
+            for file in (self.path / folder).glob(pattern):
+                if f"{folder}/{file.name}" not in named:
+                    file.unlink(missing_ok=True)
 
     def _write_vector_segment(self, name: str, vectors: np.ndarray, ords: np.ndarray,
                               times: np.ndarray) -> dict:

@@ -1,4 +1,4 @@
-"""The engine's subcommands: register, query, delete, list, stats, compact.
+"""The engine's subcommands: register, query, delete, list, stats, check, repair, compact.
 
 A stable contract: scripts depend on the flags and on ``query --json`` (one JSON object per
 query file, one per line). The catalog is ``--catalog DIR``, else ``$NANHU_CATALOG``, else
@@ -92,6 +92,12 @@ def add_commands(subparsers) -> None:
     p = subparsers.add_parser("check", help="verify a catalog (read-only, safe to interrupt)")
     catalog_arg(p)
     p.set_defaults(func=cmd_check)
+
+    p = subparsers.add_parser("repair", help="drop what `check` finds unreadable, as one commit "
+                                             "(safe to interrupt)")
+    catalog_arg(p)
+    p.add_argument("--dry-run", action="store_true", help="report what would be dropped; change nothing")
+    p.set_defaults(func=cmd_repair)
 
     p = subparsers.add_parser("compact", help="merge segments and purge deleted references")
     catalog_arg(p)
@@ -354,6 +360,30 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(json.dumps(report))
     for problem in report["problems"]:
         _say(problem)
+    return 0 if report["ok"] else exit_code_for(errors.CatalogCorrupt(""))
+
+
+def cmd_repair(args: argparse.Namespace) -> int:
+    """Print the repair report as JSON; exit 0 when the catalog is sound afterwards, else 7, as
+    ``check`` does (6 when another process holds the writer lock)."""
+    from engine.repair import repair_catalog
+
+    report = repair_catalog(args.catalog or default_catalog(), dry_run=args.dry_run,
+                            on_commit=lambda g: _say(f"writing the repaired catalog (generation {g})"))
+    print(json.dumps(report), flush=True)
+    verb = "would drop" if args.dry_run else "dropped"
+    for ref in report["dropped"]["references"]:
+        _say(f"{verb} reference {ref['reference_id']!r}: {ref['reason']} (register it again)")
+    for name in report["dropped"]["segments"]:
+        _say(f"{verb} segment {name}")
+    if report["dropped"]["keyframe_rows"]:
+        _say(f"{verb} {report['dropped']['keyframe_rows']} keyframe row(s)")
+    for problem in report["problems"]:
+        _say(problem)
+    if report["repaired"]:
+        _say(f"repaired: generation {report['generation_before']} -> {report['generation']}")
+    elif not report["problems"]:
+        _say("nothing to repair")
     return 0 if report["ok"] else exit_code_for(errors.CatalogCorrupt(""))
 
 

@@ -53,6 +53,15 @@ class LimitExceeded(NanhuError):
     """A size, duration or concurrency limit was exceeded."""
 
 
+class BudgetExceeded(LimitExceeded):
+    """A job used more CPU time or memory than its budget and was stopped; ``budget`` says which
+    (``"cpu"`` or ``"memory"``). The same input would do it again: not worth a retry."""
+
+    def __init__(self, message: str, *, budget: str = "") -> None:
+        super().__init__(message)
+        self.budget = budget
+
+
 class InvalidArgument(NanhuError):
     """A caller passed a value that cannot be used (bad id, bad range, bad option)."""
 

@@ -25,7 +25,7 @@ from server.metrics import Metrics
 from server.service import Core, Limits
 from server.servicers import CatalogServicer, ScreeningServicer, Shared
 from server.status import log_event
-from server.work import Limiter, Spool, WorkerPool
+from server.work import JobBudget, Limiter, Spool, WorkerPool
 
 log = logging.getLogger("server")
 
@@ -160,9 +160,10 @@ def create_server(
     if tls_client_ca is not None and tls_cert is None:
         raise InvalidArgument("a client CA (mutual TLS) needs the server's own certificate and key")
     credentials = _server_credentials(tls_cert, tls_key, tls_client_ca)
+    budget = JobBudget(cpu_s=limits.job_cpu_s, memory_mb=limits.job_memory_mb)
     authenticator = Authenticator(auth)
     core = Core(Path(catalog_dir), limits)
-    pool = WorkerPool(workers, str(core.catalog_dir))
+    pool = WorkerPool(workers, str(core.catalog_dir), budget=budget)
     shared = Shared(core, authenticator, pool, Limiter(limits.max_concurrent), Spool())
     shared.metrics.watch(shared)
     threads = threads or limits.max_concurrent + 8

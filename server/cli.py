@@ -44,6 +44,12 @@ def add_commands(subparsers) -> None:
     p.add_argument("--max-duration-s", type=float, default=3 * 3600.0, help="longest media (s)")
     p.add_argument("--max-concurrent", type=int, default=64,
                    help="screening/registration calls at once; beyond: RESOURCE_EXHAUSTED")
+    p.add_argument("--job-cpu-s", type=float, default=1800.0, metavar="SECONDS",
+                   help="CPU time one decode/fingerprint/match job may use; a job over it is "
+                        "stopped (RESOURCE_EXHAUSTED) and its worker replaced; 0: no bound")
+    p.add_argument("--job-memory-mb", type=float, default=4096.0, metavar="MIB",
+                   help="private memory a worker may hold while it runs one job; over it, as "
+                        "--job-cpu-s; 0: no bound")
     p.add_argument("--grace", type=float, default=10.0,
                    help="seconds calls in flight get to finish on SIGTERM/SIGINT")
     p.set_defaults(func=cmd_serve)
@@ -139,7 +145,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     configure_logging(args.log_format,
                       level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO)
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20),
-                    max_duration_s=args.max_duration_s, max_concurrent=args.max_concurrent)
+                    max_duration_s=args.max_duration_s, max_concurrent=args.max_concurrent,
+                    job_cpu_s=args.job_cpu_s or None, job_memory_mb=args.job_memory_mb or None)
     catalog = args.catalog or default_catalog()
     server, port = create_server(catalog, args.listen, workers=args.workers, auth=args.auth,
                                  limits=limits, tls_cert=args.tls_cert, tls_key=args.tls_key,

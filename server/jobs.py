@@ -13,10 +13,15 @@ lines and returns the job's stage times (decode, fingerprint, match) for the ser
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import logging
 import os
+import pickle
+import traceback
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +83,60 @@ def start_worker(catalog_dir: str | None, owner_pid: int | None,
     if log_format is not None:
         configure_logging(log_format, level=logging.INFO)
     ready(catalog_dir)
+
+
+def serve_jobs(conn: Connection, catalog_dir: str | None, owner_pid: int | None,
+               log_format: str | None = None) -> None:
+    """A worker process's life (:mod:`server.pool`): start as :func:`start_worker` does, say
+    ``("ready", pid, None)``, then run each ``(fn, args, kwargs)`` that arrives on ``conn``, one
+    at a time, answering ``("ok", result, None)`` or ``("error", exception, traceback text)``;
+    ``None`` or a closed pipe ends it."""
+    try:
+        start_worker(catalog_dir, owner_pid, log_format)
+    except BaseException as exc:  # noqa: BLE001 - reported to the pool, which raises it
+        _answer(conn, "error", exc)
+        return
+    conn.send(("ready", os.getpid(), None))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        fn, args, kwargs = message
+        try:
+            kind, value = "ok", fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - sent to the caller, raised there
+            kind, value = "error", exc
+        del message, fn, args, kwargs
+        _answer(conn, kind, value)
+        del value
+        _trim_memory()
+
+
+def _answer(conn: Connection, kind: str, value: Any) -> None:
+    trace = "".join(traceback.format_exception(value)) if kind == "error" else None
+    try:
+        conn.send((kind, value, trace))
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:  # an answer that cannot travel
+        conn.send(("error", RuntimeError(f"the job's {'error' if trace else 'result'} could not "
+                                         f"be sent back ({exc}): {value!r:.200}"), trace))
+
+
+_MALLOC_TRIM: list = []
+
+
+def _trim_memory() -> None:
+    """Hand freed heap back to the system after a job, so the next job's memory budget
+    measures what it holds, not what earlier jobs left in malloc's free lists (glibc)."""
+    if not _MALLOC_TRIM:
+        try:
+            _MALLOC_TRIM.append(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim)
+        except (OSError, AttributeError):  # not glibc: nothing to trim
+            _MALLOC_TRIM.append(None)
+    if _MALLOC_TRIM[0] is not None:
+        _MALLOC_TRIM[0](0)
 
 
 def timed(request_id: str, job: Callable, /, *args, **kwargs) -> tuple[Any, dict[str, float]]:

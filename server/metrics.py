@@ -17,7 +17,9 @@ Read from the server's state at each scrape (:class:`StateCollector`):
 - ``nanhu_uploads_open``: uploads being received into the spool;
 - ``nanhu_worker_processes``, ``nanhu_worker_jobs`` (handed to the pool, queued or running) and
   ``nanhu_worker_queue_depth`` (jobs waiting for a free worker);
-- ``nanhu_worker_restarts_total``: times the pool was replaced after a worker died;
+- ``nanhu_worker_restarts_total``: workers replaced after their process died (crash, kill, a
+  job over budget); ``nanhu_jobs_over_budget_total{budget}``: jobs stopped for going over the
+  CPU-time (``cpu``) or memory (``memory``) budget;
 - ``nanhu_catalog_references``, ``nanhu_catalog_hours``, ``nanhu_catalog_generation``,
   ``nanhu_catalog_index_bytes{modality}``: the catalog the read side serves.
 
@@ -123,9 +125,15 @@ class StateCollector(Collector):
         yield _gauge("nanhu_worker_queue_depth", "jobs waiting for a free worker",
                      max(0, jobs - s.pool.workers))
         restarts = CounterMetricFamily("nanhu_worker_restarts",
-                                       "worker pools replaced after a worker process died")
+                                       "workers replaced after their process died")
         restarts.add_metric([], s.pool.restarts)
         yield restarts
+        over = CounterMetricFamily("nanhu_jobs_over_budget",
+                                   "jobs stopped for going over a CPU-time or memory budget",
+                                   labels=["budget"])
+        for budget, count in sorted(s.pool.over_budget.items()):
+            over.add_metric([budget], count)
+        yield over
         with self._lock:
             try:
                 stats = s.core.stats()

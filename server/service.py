@@ -50,6 +50,11 @@ class Limits:
     upload_idle_s: float | None = 30.0
     #: how stale the read side may be after another process commits (seconds)
     refresh_interval_s: float = 1.0
+    #: CPU seconds one worker job (decoding, fingerprinting, matching one upload or fingerprint)
+    #: may use before it is stopped (None: no bound); see :class:`server.pool.JobBudget`
+    job_cpu_s: float | None = 1800.0
+    #: private memory (MiB) a worker may hold while it runs one job (None: no bound)
+    job_memory_mb: float | None = 4096.0
 
 
 class Snapshots:

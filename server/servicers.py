@@ -83,11 +83,11 @@ class Shared:
             self.places[str(auth.path)] = "keys file"
             self.places[str(auth.path.resolve())] = "keys file"
 
-    def run(self, context, slot, job, /, *args, **kwargs):
-        """Run ``job`` in a worker process while the call lives; the slot stays taken until the
-        job ends, even if the call does not wait for it. The job's stage times go to the
-        metrics."""
-        future = self.pool.submit(jobs.timed, REQUEST_ID.get(), job, *args, **kwargs)
+    def run(self, context, slot, name: str, job, /, *args, **kwargs):
+        """Run ``job`` on ``name`` (the file as the caller calls it) in a worker process while
+        the call lives; the slot stays taken until the job ends, even if the call does not wait
+        for it. The job's stage times go to the metrics."""
+        future = self.pool.submit_as(name, jobs.timed, REQUEST_ID.get(), job, *args, **kwargs)
         result, stage_times = wait_for_call(slot.hold_until(future), context)
         self.metrics.observe_stages(stage_times)
         return result
@@ -98,7 +98,7 @@ class Shared:
         with self.spool.receive(chunks, name=name, max_bytes=limits.max_upload_bytes) as path:
             if not context.is_active():
                 raise CallCancelled("client went away after uploading")
-            return self.run(context, slot, job, str(path), name, **kwargs)
+            return self.run(context, slot, name, job, str(path), name, **kwargs)
 
     def screen(self, context, slot, source, name: str, options: ScreenOptions, chunks=None):
         """``(duration_s, digest, matches)`` of an upload (``chunks``) or a fingerprint."""
@@ -107,7 +107,7 @@ class Shared:
                                 max_duration_s=self.core.limits.max_duration_s)
         if chunks is not None:
             return self.run_upload(context, slot, chunks, name, job)
-        return self.run(context, slot, job, source, name)
+        return self.run(context, slot, name, job, source, name)
 
 
 def _screen_response(duration_s: float, digest: str, matches) -> pb.ScreenResponse:

@@ -51,6 +51,7 @@ STATUS_CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (errors.MediaError, grpc.StatusCode.INVALID_ARGUMENT),  # EmptyMediaError included
     (errors.NotFound, grpc.StatusCode.NOT_FOUND),
     (errors.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+    (errors.BudgetExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),  # a job's CPU time or memory
     (errors.LimitExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.VersionMismatch, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.CatalogLocked, grpc.StatusCode.UNAVAILABLE),  # retry once the other writer is done

@@ -2,17 +2,16 @@
 and the spool that holds uploads while they are worked on.
 
 Decoding, fingerprinting and matching hold the GIL for long stretches, so they run in worker
-processes (:mod:`server.jobs`; ``ProcessPoolExecutor`` over a ``forkserver`` that has the engine
-preloaded: new workers start in milliseconds and never inherit gRPC's threads). Uploads are
-spooled to a private temporary folder and handed to a worker by path, so the bytes are not
-copied between processes; every spool file is removed when its call ends, however it ends.
+processes (:mod:`server.jobs`, run by :class:`server.pool.WorkerPool`: one job at a time per
+worker, each within a CPU-time and memory budget). Uploads are spooled to a private temporary
+folder and handed to a worker by path, so the bytes are not copied between processes; every
+spool file is removed when its call ends, however it ends.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
 import os
 import queue
 import shutil
@@ -20,93 +19,20 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future
 from pathlib import Path
 
 from engine.errors import LimitExceeded, MediaError
-from server import jobs
-from server.logs import configured_format
-from server.status import CallCancelled, DeadlinePassed, ServerBusy, WorkerCrashed
+from server.pool import JobBudget as JobBudget  # noqa: F401 - re-exported: where servers look
+from server.pool import WorkerPool as WorkerPool  # noqa: F401
+from server.status import CallCancelled, DeadlinePassed, ServerBusy
 
 log = logging.getLogger(__name__)
-
-_PRELOAD = ["engine.fingerprint", "engine.matcher", "engine.video", "server.jobs"]
 
 
 def _call_wait_s(context) -> float | None:
     remaining = context.time_remaining()
     return None if remaining is None or remaining > 1e6 else remaining
-
-
-class WorkerPool:
-    """``workers`` processes for fingerprinting and screening, started once and reused."""
-
-    def __init__(self, workers: int, catalog_dir: str | None = None) -> None:
-        self.workers = max(1, int(workers))
-        self.catalog_dir = catalog_dir
-        self._context = multiprocessing.get_context("forkserver")
-        self._context.set_forkserver_preload(_PRELOAD)
-        self._lock = threading.Lock()
-        #: jobs submitted and not finished (queued or running)
-        self.jobs = 0
-        #: times the pool was replaced because a worker process died
-        self.restarts = 0
-        self._count_lock = threading.Lock()  # not _lock: cancelling futures runs callbacks inline
-        self._executor = self._new()
-
-    def _new(self) -> ProcessPoolExecutor:
-        # Every worker, replacements included, opens the catalog as it starts.
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=self._context,
-                                   initializer=jobs.start_worker,
-                                   initargs=(self.catalog_dir, os.getpid(), configured_format()))
-
-    @property
-    def pids(self) -> list[int]:
-        """Process ids of the workers running now."""
-        return sorted(getattr(self._executor, "_processes", None) or {})
-
-    def warm(self) -> list[int]:
-        """Start workers now rather than on the first upload (the rest start as load comes);
-        returns the pids of those running."""
-        for future in [self.submit(jobs.ready) for _ in range(self.workers)]:
-            future.result()
-        return self.pids
-
-    def submit(self, fn, /, *args, **kwargs) -> Future:
-        """Queue a job; a pool broken by a dead worker (crash, OOM kill) is replaced first."""
-        with self._lock:
-            try:
-                future = self._executor.submit(fn, *args, **kwargs)
-            except BrokenProcessPool:
-                log.warning("event=workers-restarted reason=\"a worker process died\"")
-                self.restarts += 1
-                self._executor.shutdown(wait=False, cancel_futures=True)
-                self._executor = self._new()
-                future = self._executor.submit(fn, *args, **kwargs)
-        with self._count_lock:
-            self.jobs += 1
-        future.add_done_callback(self._job_done)
-        return future
-
-    def _job_done(self, _future: Future) -> None:
-        with self._count_lock:
-            self.jobs -= 1
-
-    def shutdown(self, *, wait: bool = True, timeout_s: float = 10.0) -> None:
-        """Drop queued jobs; with ``wait``, give running ones ``timeout_s`` to finish (their calls
-        are gone by now), then terminate the workers still busy."""
-        processes = list((getattr(self._executor, "_processes", None) or {}).values())
-        self._executor.shutdown(wait=False, cancel_futures=True)
-        if not wait:
-            return
-        deadline = time.monotonic() + timeout_s
-        for process in processes:
-            process.join(max(0.0, deadline - time.monotonic()))
-            if process.is_alive():
-                log.warning("event=worker-terminated pid=%s", process.pid)
-                process.terminate()
-                process.join(5.0)
 
 
 def wait_for_call(future: Future, context):
@@ -123,11 +49,7 @@ def wait_for_call(future: Future, context):
             raise DeadlinePassed("deadline passed while the media was worked on")
     if not context.is_active():
         raise CallCancelled("client cancelled, disconnected or ran out of time")
-    try:
-        return future.result()
-    except BrokenProcessPool:
-        raise WorkerCrashed("a worker process died on this media (crashed or out of "
-                            "memory); retrying is safe") from None
+    return future.result()  # a dead worker's job raises WorkerCrashed, one over budget BudgetExceeded
 
 
 class Limiter:

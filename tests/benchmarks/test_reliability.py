@@ -14,7 +14,8 @@ def test_reliability_bench_reports_counts_and_nothing_fails(run_cli, tmp_path):
     raw = json.loads((tmp_path / "results.json").read_text())["reliability"]
     classes = {c["class"]: c for c in raw["classes"]}
     assert set(classes) == {"poisoned fingerprints", "mutated files", "hostile timestamps",
-                            "stalled streams", "kill -9 during register"}
+                            "stalled streams", "kill -9 during register", "job budgets",
+                            "repair (kill -9 mid-repair)"}
     for name, counts in classes.items():
         assert counts["tried"] > 0 and counts["failed"] == 0, (name, counts["failures"])
     text = (tmp_path / "report.md").read_text()
