@@ -17,7 +17,11 @@ retries them (its retry policy, in the channel's service config) when the server
 ``UNAVAILABLE`` (shutting down, catalog being written) or ``RESOURCE_EXHAUSTED`` (busy), with
 exponential backoff; the server says when a retry cannot help (an upload over the limit). A
 retried registration whose first attempt did commit answers ``ALREADY_EXISTS`` for its own id.
-Uploads larger than gRPC's retry buffer (256 KiB) are not retried once they started.
+gRPC retries a call only while all it sent fits the call's retry buffer. gRPC's default
+(256 KiB) is smaller than a few seconds' query fingerprint, so this client's buffer holds a whole
+message (``retry_buffer_bytes``, default ``max_message_bytes``): every fingerprint call can be
+retried, and so can an upload up to that size, which then stays in memory until the server
+answers. A larger upload is not retried once it outgrew the buffer.
 """
 
 from __future__ import annotations
@@ -79,17 +83,25 @@ class NanhuClient:
     against the system's CAs, ``root_certificates`` (PEM bytes) against those; mutual TLS adds
     the client's own ``certificate_chain`` and ``private_key`` (PEM bytes). ``attempts``: tries
     per call (1: no retries). ``wait_for_ready``: a call to a server not reachable yet waits for
-    it until its deadline instead of failing at once with ``UNAVAILABLE``.
+    it until its deadline instead of failing at once with ``UNAVAILABLE``. ``retry_buffer_bytes``:
+    how much of a call gRPC keeps to resend on a retry (default: ``max_message_bytes``, so any
+    single request fits); a call that sent more is not retried.
     """
 
     def __init__(self, address: str, *, key: str | None = None, timeout: float = 60.0,
                  tls: bool = False, root_certificates: bytes | None = None,
                  certificate_chain: bytes | None = None, private_key: bytes | None = None,
                  attempts: int = 5, wait_for_ready: bool = True,
-                 max_message_bytes: int = 64 * 2**20) -> None:
+                 max_message_bytes: int = 64 * 2**20,
+                 retry_buffer_bytes: int | None = None) -> None:
+        if retry_buffer_bytes is None:
+            retry_buffer_bytes = max_message_bytes
         options = [("grpc.max_send_message_length", max_message_bytes),
                    ("grpc.max_receive_message_length", max_message_bytes),
                    ("grpc.enable_retries", 1),
+                   # Once a call sent more than this, gRPC commits it: no retry. Its 256 KiB
+                   # default is below a few seconds' query fingerprint (about 100 KB a second).
+                   ("grpc.per_rpc_retry_buffer_size", int(retry_buffer_bytes)),
                    ("grpc.service_config", json.dumps(service_config(attempts)))]
         if (certificate_chain is None) != (private_key is None):
             raise ValueError("a client certificate needs its private key, and the other way round")

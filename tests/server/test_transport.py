@@ -12,6 +12,7 @@ import pytest
 
 from proto.gen.nanhu.v1 import nanhu_pb2 as pb
 from proto.gen.nanhu.v1 import nanhu_pb2_grpc as pb_grpc
+from server import convert
 from server.app import PLAINTEXT_KEYS_WARNING, create_server
 from server.auth import KeyFile
 from server.client import NanhuClient
@@ -162,6 +163,9 @@ def test_the_server_stops_retries_that_cannot_help_and_not_those_that_can(small_
         env.chunks(pb.ScreenChunk, pb.ScreenHeader(filename="hold.wav"), data, gate=gate), timeout=30)
     assert env.server.limiter.wait_until(lambda n: n == 1, timeout=30)
     short_fp = env.fingerprint(env.media / "hold.wav", query=True)
+    # Bigger than gRPC's default retry buffer (256 KiB), past which gRPC would not retry at all:
+    # the client's own buffer has to hold it (as it does a real, longer query fingerprint).
+    assert convert.fingerprint_to_proto(short_fp).ByteSize() > 256 * 1024
     error = rpc_error(env.client(attempts=3).screen_fingerprint, short_fp)
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "busy" in error.details()
     gate.set()
