@@ -163,9 +163,10 @@ class Matcher:
         warps) and returns at most the stop-key cap of postings; references are shortlisted by
         raw votes (distinct query keys with any hit), and only the shortlist's hits are aligned."""
         unique_keys, inverse = np.unique(landmarks.hashes, return_inverse=True)
+        fps = self.catalog.audio_params.frames_per_second
         key_index, ordinals, frames = self._postings.lookup(
             unique_keys, max_postings=self._stop_key_postings,
-            budget=self.audio_match.lookup_budget)
+            budget=int(self.audio_match.lookup_budget_per_s * _query_seconds(landmarks, fps)))
         if self._deleted.size and ordinals.size:
             alive = ~np.isin(ordinals, self._deleted)
             key_index, ordinals, frames = key_index[alive], ordinals[alive], frames[alive]
@@ -232,6 +233,14 @@ class Matcher:
                                        query_vectors=fp.video.vectors,
                                        catalog_keyframes=len(index),
                                        reference_keyframes=self._reference_keyframes)
+
+
+def _query_seconds(landmarks: Landmarks, fps: float) -> float:
+    """Seconds of query audio the landmarks span (query time, whatever warp; at least 1)."""
+    if not len(landmarks):
+        return 1.0
+    frames = landmarks.frames / landmarks.speeds.astype(np.float64)[landmarks.speed_index]
+    return max(1.0, float(frames.max() - frames.min()) / fps)
 
 
 def _subset(landmarks: Landmarks, picked: np.ndarray) -> Landmarks:

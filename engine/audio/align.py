@@ -48,9 +48,10 @@ class AudioMatchParams:
     #: default density) says little about which work it is, and such keys are most of the work
     stop_key_share: float = 2e-7
     stop_key_floor: int = 64
-    #: most postings one query window reads, taken from its rarest keys up (bounded work at
-    #: any catalog size; at 18-120 h no query reaches it)
-    lookup_budget: int = 150_000
+    #: most postings a query window reads per second of query audio, taken from its rarest keys
+    #: up (bounded work at any catalog size, in proportion to the query's length: a 5 s query
+    #: reads at most 150,000, a 60 s window 1.8 M; at 18-120 h no 5 s query reaches it)
+    lookup_budget_per_s: int = 30_000
     #: references kept after the raw vote (distinct query keys with any hit), strongest first
     shortlist: int = 48
     #: most bins examined per reference (several copies of one work in one upload each need one)

@@ -271,3 +271,27 @@ def test_deleted_reference_stops_matching_before_and_after_compaction(one_song_c
 def test_an_empty_catalog_matches_nothing(catalog_dir, excerpts):
     Catalog(catalog_dir, writable=True, create=True).close()
     assert query(Matcher(Catalog(catalog_dir)), excerpts["song-1@20"]) == []
+
+
+def test_the_lookup_budget_grows_with_the_query_not_per_window(registered_catalog, songs, kit):
+    """A 20 s query may read four times the postings of a 5 s one: the budget is per second of
+    query audio, so a short copy inside a long upload keeps the keys a short query would."""
+    budgets = []
+    with Catalog(registered_catalog) as catalog:
+        matcher = Matcher(catalog)
+        matcher._ensure_state()
+        lookup = matcher._postings.lookup
+
+        def spy(keys, *, max_postings=None, budget=None):
+            budgets.append(budget)
+            return lookup(keys, max_postings=max_postings, budget=budget)
+
+        matcher._postings.lookup = spy
+        for seconds in (5.0, 20.0):
+            clip = kit.write_clip(f"budget-{seconds:g}.wav",
+                                  kit.excerpt(songs["song-1"], 10.0, 10.0 + seconds))
+            matches = matcher.match(fingerprint_media(clip, query=True, video=False))
+            assert matches and matches[0].reference_id == "song-1"
+    per_s = matcher.audio_match.lookup_budget_per_s
+    assert 4.5 * per_s <= budgets[0] <= 5.0 * per_s
+    assert 19.5 * per_s <= budgets[1] <= 20.0 * per_s
