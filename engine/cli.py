@@ -31,6 +31,7 @@ EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (errors.LimitExceeded, 8),
     (errors.PermissionDenied, 9),
     (errors.Unauthenticated, 9),
+    (errors.InvalidState, 11),
     (errors.NanhuError, 1),
 ]
 

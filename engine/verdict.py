@@ -37,7 +37,8 @@ class Match:
 
     ``policy`` is kept for older clients: the action that applies, empty when none does.
     ``trimmed`` lists the stretches cut out of this copy because they lie in the work's
-    excluded ranges (the same list on every piece of a copy split by a range).
+    excluded ranges (the same list on every piece of a copy split by a range). ``claim_id``
+    names the claim a screening recorded for this match (:mod:`engine.claims`), when one was.
     """
 
     reference_id: str
@@ -60,6 +61,7 @@ class Match:
     reference_share: float = 0.0
     policy_source: str = ""
     trimmed: list[Stretch] = field(default_factory=list)
+    claim_id: str = ""
 
     def __post_init__(self) -> None:
         if not self.band:
@@ -85,7 +87,29 @@ class Match:
         })
         if self.trimmed:
             out["trimmed"] = [t.to_dict() for t in self.trimmed]
+        if self.claim_id:
+            out["claim_id"] = self.claim_id
         return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Match:
+        """A match from :meth:`to_dict`'s form (as claims store them); ``owner`` when present."""
+        return cls(
+            reference_id=data["reference_id"], title=data.get("title", ""),
+            modality=data["modality"], score=float(data["score"]),
+            query_start_s=data["query_start_s"], query_end_s=data["query_end_s"],
+            reference_start_s=data["reference_start_s"], reference_end_s=data["reference_end_s"],
+            speed=data["speed"], evidence=dict(data.get("evidence") or {}),
+            policy=data.get("policy", ""), owner=data.get("owner", ""),
+            action=data.get("action", NO_ACTION), band=data.get("band", ""),
+            reason=data.get("reason", ""), matched_s=data.get("matched_s", 0.0),
+            upload_share=data.get("upload_share", 0.0),
+            reference_share=data.get("reference_share", 0.0),
+            policy_source=data.get("policy_source", ""),
+            trimmed=[Stretch(t["query_start_s"], t["query_end_s"], t["reference_start_s"],
+                             t["reference_end_s"]) for t in data.get("trimmed", ())],
+            claim_id=data.get("claim_id", ""),
+        )
 
 
 def evidence_line(modality: str, evidence: dict, matched_s: float) -> str:

@@ -53,6 +53,7 @@ STATUS_CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (errors.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (errors.LimitExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.VersionMismatch, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.InvalidState, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.CatalogLocked, grpc.StatusCode.UNAVAILABLE),  # retry once the other writer is done
     (errors.CatalogCorrupt, grpc.StatusCode.DATA_LOSS),
     (errors.NanhuError, grpc.StatusCode.INTERNAL),
