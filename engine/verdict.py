@@ -138,10 +138,13 @@ def _source_words(source: str, owner: str) -> str:
 
 
 def judge(seg: Segment, reference: Reference, owner_default: Policy | None, *,
-          upload_duration_s: float, floor: ScreenFloor) -> list[Match]:
-    """The reported matches of one aligned segment: its policy's excluded ranges trimmed out
-    (none, one or two pieces), the platform's floor applied to each piece, then the policy's
-    action or ``none``, with the reason. See :mod:`engine.policy` for the precedence."""
+          upload_duration_s: float, floor: ScreenFloor,
+          held: tuple[tuple[float, float], ...] = ()) -> list[Match]:
+    """The reported matches of one aligned segment: the stretches of the work ``held`` out of
+    screening by reference conflicts (:mod:`engine.conflicts`) cut out first, then its
+    policy's excluded ranges (none, one or more pieces), the platform's floor applied to each
+    piece, then the policy's action or ``none``, with the reason. See :mod:`engine.policy` for
+    the precedence."""
     try:
         own = reference.match_policy
     except NanhuError as exc:  # only a hand-edited catalog gets here (`nanhu check` says so)
@@ -151,7 +154,16 @@ def judge(seg: Segment, reference: Reference, owner_default: Policy | None, *,
     policy, source = effective(own, owner_default)
     active = policy is not None and policy.enabled
     whole = Stretch(seg.query_start_s, seg.query_end_s, seg.reference_start_s, seg.reference_end_s)
-    pieces, removed = trim(whole, policy.excluded_ranges) if active else ([whole], [])
+    free, withheld = trim(whole, held) if held else ([whole], [])
+    if not free:
+        log.debug("match of %s at %.1f-%.1f s dropped: held by a reference conflict",
+                  reference.ref_id, seg.reference_start_s, seg.reference_end_s)
+        return []
+    pieces, removed = [], []
+    for part in free:
+        kept, cut = trim(part, policy.excluded_ranges) if active else ([part], [])
+        pieces += kept
+        removed += cut
     if not pieces:
         log.debug("match of %s at %.1f-%.1f s dropped: inside the excluded ranges %s",
                   reference.ref_id, seg.reference_start_s, seg.reference_end_s,
@@ -182,6 +194,10 @@ def judge(seg: Segment, reference: Reference, owner_default: Policy | None, *,
             else:
                 action, why = policy.action, f"{policy.action} by {whose}"
         parts = [evidence]
+        if withheld:
+            cut = merge_ranges((r.reference_start_s, r.reference_end_s) for r in withheld)
+            parts.append(f"held {format_ranges(cut)} of the work (a reference conflict with "
+                         "another owner's work)")
         if removed:
             cut = merge_ranges((r.reference_start_s, r.reference_end_s) for r in removed)
             parts.append(f"trimmed {format_ranges(cut)} of the work (excluded ranges)")

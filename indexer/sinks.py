@@ -39,6 +39,7 @@ class CatalogSink:
         self.catalog = Catalog(path, writable=True, create=True)
         self.target = str(Path(path).absolute())
         self.audio_params: AudioParams = self.catalog.audio_params
+        self._matcher = None
 
     def by_id(self, ref_id: str) -> Known | None:
         try:
@@ -52,8 +53,18 @@ class CatalogSink:
         return Known(ref.ref_id, ref.digest, ref.duration_s) if ref else None
 
     def add(self, entry: Entry, fp: Fingerprint) -> None:
+        from engine.conflicts import describe, find_overlaps
+        from engine.matcher import Matcher
+
+        # Screened against the committed catalog (engine.conflicts); works of one batch are
+        # not checked against each other until a later registration meets them.
+        if self._matcher is None:
+            self._matcher = Matcher(self.catalog)
+        overlaps = find_overlaps(self.catalog, fp, matcher=self._matcher)
+        for line in describe(entry.ref_id, entry.owner, overlaps):
+            log.warning("%s", line)
         self.catalog.add(entry.ref_id, fp, title=entry.title, owner=entry.owner,
-                         metadata=entry.metadata, policy=entry.policy)
+                         metadata=entry.metadata, policy=entry.policy, overlaps=overlaps)
 
     def commit(self) -> int:
         return self.catalog.commit()

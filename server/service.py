@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.catalog import Catalog, Reference
+from engine.conflicts import find_overlaps
 from engine.errors import AlreadyExists, InvalidArgument, NotFound
 from engine.fingerprint import Fingerprint
 from engine.policy import Policy
@@ -177,14 +178,18 @@ class Core:
             metadata.setdefault("source", new.filename)
         try:
             with self.writer.open() as catalog:
+                # Screened against the committed catalog under the writer lock, so no other
+                # registration slips in between (engine.conflicts).
+                overlaps = find_overlaps(catalog, fp)
                 catalog.add(new.reference_id, fp, title=new.title or new.reference_id,
-                            owner=new.owner, metadata=metadata, policy=new.policy or {})
+                            owner=new.owner, metadata=metadata, policy=new.policy or {},
+                            overlaps=overlaps)
         except AlreadyExists as exc:
             raise self._own_duplicate_only(exc, new) from None
         self.snapshots.refresh()
         reference = self.snapshots.current().get(new.reference_id)
-        log.info("registered reference=%s owner=%s duration_s=%.1f", reference.ref_id,
-                 reference.owner or "-", reference.duration_s)
+        log.info("registered reference=%s owner=%s duration_s=%.1f overlaps=%d", reference.ref_id,
+                 reference.owner or "-", reference.duration_s, len(overlaps))
         return reference
 
     def _own_duplicate_only(self, exc: AlreadyExists, new: NewReference) -> AlreadyExists:
