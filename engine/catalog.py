@@ -176,7 +176,8 @@ class Reference:
 @dataclass(frozen=True)
 class Overlap:
     """Material a new work shares with a registered one, found when it is registered
-    (:func:`engine.conflicts.find_overlaps`): seconds of the new work and of the other work."""
+    (:func:`engine.conflicts.find_overlaps`): seconds of the new work and of the other work.
+    ``other_ordinal`` -1: the other work is staged in the same commit, named by its id."""
 
     other_ordinal: int
     other_ref_id: str
@@ -773,6 +774,7 @@ class Catalog:
         now = time.time()
         with self._db:
             ordinals = []
+            inserted: dict[str, int] = {}
             for ref in self._staged_refs:
                 fp: Fingerprint = ref["fp"]
                 cursor = self._db.execute(
@@ -784,7 +786,8 @@ class Catalog:
                      len(fp.video) if fp.video is not None else 0, now, g),
                 )
                 ordinals.append(cursor.lastrowid)
-                for other, overlaps in _by_other(ref["overlaps"]).items():
+                inserted[ref["ref_id"]] = cursor.lastrowid
+                for other, overlaps in _by_other(ref["overlaps"], inserted).items():
                     self._db.execute(
                         "INSERT INTO conflicts (ordinal, other_ordinal, ranges, created_at, "
                         "generation) VALUES (?,?,?,?,?)",
@@ -997,10 +1000,17 @@ class Catalog:
                 "video_vectors": sum(s["count"] for s in manifest["video_segments"])}
 
 
-def _by_other(overlaps: Iterable[Overlap]) -> dict[int, list[Overlap]]:
+def _by_other(overlaps: Iterable[Overlap], inserted: dict[str, int]) -> dict[int, list[Overlap]]:
+    """Overlaps per other work's ordinal; a work staged in this commit (ordinal -1) is found
+    by its id among those ``inserted`` before (a batch's earlier works)."""
     out: dict[int, list[Overlap]] = {}
     for overlap in overlaps:
-        out.setdefault(int(overlap.other_ordinal), []).append(overlap)
+        other = int(overlap.other_ordinal)
+        if other < 0:
+            other = inserted.get(overlap.other_ref_id, -1)
+            if other < 0:
+                continue  # not in this commit after all (its add failed): nothing to hold against
+        out.setdefault(other, []).append(overlap)
     return out
 
 

@@ -111,9 +111,8 @@ def _say(message: str) -> None:
 def cmd_register(args: argparse.Namespace) -> int:
     from engine.audio.params import AudioParams
     from engine.catalog import Catalog, is_valid_reference_id
-    from engine.conflicts import describe, find_overlaps
+    from engine.conflicts import BatchScreen, describe
     from engine.fingerprint import fingerprint_media
-    from engine.matcher import Matcher
 
     if args.ref_id is not None and not is_valid_reference_id(args.ref_id):
         _say(f"--id {args.ref_id!r} is not a reference id: use 1-200 letters, digits and "
@@ -123,6 +122,7 @@ def cmd_register(args: argparse.Namespace) -> int:
         _say("--id names one reference; it cannot be used with several files")
         return 2
     worst = 0
+    registered = 0
     directory = args.catalog or default_catalog()
     # The catalog is created only once a file fingerprints: a run of bad files leaves none.
     try:
@@ -130,7 +130,7 @@ def cmd_register(args: argparse.Namespace) -> int:
     except errors.NotFound:
         catalog = None
     params = catalog.audio_params if catalog is not None else AudioParams()
-    matcher = Matcher(catalog) if catalog is not None else None
+    screen = BatchScreen(catalog) if catalog is not None else None
     try:
         for number, path in enumerate(args.files, 1):
             ref_id = args.ref_id or path.stem
@@ -138,13 +138,12 @@ def cmd_register(args: argparse.Namespace) -> int:
                 fp = fingerprint_media(path, audio_params=params, video=not args.no_video)
                 if catalog is None:
                     catalog = Catalog(directory, writable=True, create=True, audio_params=params)
-                    matcher = Matcher(catalog)
-                # Screened against what is committed; each work is committed before the next
-                # is screened, so files of one run are checked against each other too.
-                overlaps = find_overlaps(catalog, fp, matcher=matcher)
+                    screen = BatchScreen(catalog)
+                # against the catalog and the files of this run before it (engine.conflicts)
+                overlaps = screen.overlaps(fp)
                 catalog.add(ref_id, fp, title=args.title or path.stem, owner=args.owner,
                             metadata={"source": path.name}, overlaps=overlaps)
-                catalog.commit()
+                screen.added(ref_id, fp, args.owner)
             except errors.NanhuError as exc:
                 _say(f"{path}: {exc}" if str(path) not in str(exc) else str(exc))
                 worst = max(worst, exit_code_for(exc))
@@ -159,7 +158,14 @@ def cmd_register(args: argparse.Namespace) -> int:
                 print(line, flush=True)
             if len(args.files) > 1:
                 _say(f"[{number}/{len(args.files)}] {path}")
+            registered += 1
+            if registered % 50 == 0:  # bound what a crash can lose on long runs
+                catalog.commit()
+        if catalog is not None:
+            catalog.commit()
     finally:
+        if screen is not None:
+            screen.close()
         if catalog is not None:
             catalog.close()
     return worst

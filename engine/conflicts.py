@@ -15,7 +15,11 @@ with chance conflicts as it grows.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import shutil
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -53,6 +57,60 @@ def find_overlaps(catalog: Catalog, fp: Fingerprint, *, matcher: Matcher | None 
     out.sort(key=lambda o: (-(o.end_s - o.start_s), o.other_ref_id))
     log.debug("registration overlaps: %s", [(o.other_ref_id, o.start_s, o.end_s) for o in out])
     return out
+
+
+class BatchScreen:
+    """Screens the works of one batch (registered together, committed together) against the
+    catalog's committed works *and* the batch's earlier works, which no matcher of the catalog
+    sees before the commit: those are kept in a scratch catalog of their own (a temporary
+    folder) and their overlaps name the work by id only (``other_ordinal`` -1), which the
+    commit resolves. Call :meth:`overlaps` before ``catalog.add``, :meth:`added` after it."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self._matcher: Matcher | None = None
+        self._folder: Path | None = None
+        self._scratch: Catalog | None = None
+        self._owners: dict[str, str] = {}
+        self._generation = catalog.generation
+
+    def overlaps(self, fp: Fingerprint) -> list[Overlap]:
+        if self.catalog.generation != self._generation:  # the batch so far was committed
+            self._drop_scratch()
+            self._generation = self.catalog.generation
+        if self._matcher is None or self._matcher.catalog is not self.catalog:
+            self._matcher = Matcher(self.catalog)
+        found = find_overlaps(self.catalog, fp, matcher=self._matcher)
+        if self._scratch is not None:
+            found += [dataclasses.replace(o, other_ordinal=-1, other_owner=self._owners[o.other_ref_id])
+                      for o in find_overlaps(self._scratch, fp)]
+            found.sort(key=lambda o: (-(o.end_s - o.start_s), o.other_ref_id))
+        return found
+
+    def added(self, ref_id: str, fp: Fingerprint, owner: str) -> None:
+        """``ref_id`` was staged in the catalog: later works of the batch are checked against it."""
+        if self._scratch is None:
+            self._folder = Path(tempfile.mkdtemp(prefix="nanhu-batch-"))
+            self._scratch = Catalog(self._folder / "catalog", writable=True, create=True,
+                                    audio_params=self.catalog.audio_params)
+        self._scratch.add(ref_id, dataclasses.replace(fp, digest=""), title=ref_id, owner=owner)
+        self._scratch.commit()
+        self._owners[ref_id] = owner
+
+    def _drop_scratch(self) -> None:
+        if self._scratch is not None:
+            self._scratch.close()
+            shutil.rmtree(self._folder, ignore_errors=True)
+        self._scratch, self._folder, self._owners = None, None, {}
+
+    def close(self) -> None:
+        self._drop_scratch()
+
+    def __enter__(self) -> BatchScreen:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def describe(ref_id: str, owner: str, overlaps: list[Overlap]) -> list[str]:

@@ -184,3 +184,21 @@ def test_a_crash_before_the_manifest_swap_rolls_back_conflicts_and_owner_changes
         assert recovered.conflicts(include_resolved=True) == []
         assert recovered.get("song-1").owner == "label-a"
         assert recovered._db.execute("SELECT COUNT(*) FROM conflicts").fetchone()[0] == 0
+
+
+def test_works_of_one_batch_are_checked_against_each_other(catalog_dir, reference_fps,
+                                                           excerpt_fp):
+    from engine.conflicts import BatchScreen
+
+    with Catalog(catalog_dir, writable=True, create=True) as catalog, BatchScreen(catalog) as screen:
+        for ref_id, fp, owner in (("song-0", reference_fps["song-0"], "label-a"),
+                                  ("excerpt", excerpt_fp, "label-b"),
+                                  ("excerpt-a", dataclasses.replace(excerpt_fp, digest="x"),
+                                   "label-a")):
+            overlaps = screen.overlaps(fp)
+            catalog.add(ref_id, fp, owner=owner, overlaps=overlaps)
+            screen.added(ref_id, fp, owner)
+        assert catalog.commit() == 1  # one commit for the batch, as before
+        found = {(c.reference.ref_id, c.other.ref_id): c.kind for c in catalog.conflicts()}
+    assert found == {("excerpt", "song-0"): "conflict", ("excerpt-a", "song-0"): "same-owner",
+                     ("excerpt-a", "excerpt"): "conflict"}
