@@ -267,7 +267,8 @@ class ClaimStore:
                 claim_id = _new_claim_id()
                 actions = {m.action for m in group}
                 action = next((a for a in _SEVERITY if a in actions), group[0].action)
-                stored = [{**m.to_dict(), "claim_id": claim_id} for m in group]
+                # the exact score: to_dict's rounded one would lose expected_false_matches
+                stored = [{**m.to_dict(), "score": m.score, "claim_id": claim_id} for m in group]
                 cursor = db.execute(
                     f"INSERT INTO claims ({_COLUMNS.split(', ', 1)[1]}) "
                     "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -282,7 +283,7 @@ class ClaimStore:
                 ids[reference_id] = claim_id
                 created.append(self._get(db, claim_id))
             for claim in created:
-                self.outbox.announce("claim.created", claim, now=now)
+                self.outbox.announce("claim.created", shown(claim), now=now)
         for match in (m for group in by_work.values() for m in group):
             match.claim_id = ids[match.reference_id]
         if created:
@@ -381,7 +382,7 @@ class ClaimStore:
                        (claim["seq"], now, viewer.who, "admin" if viewer.admin else party, current,
                         status, note, request_id))
             after = self._get(db, claim_id)
-            self.outbox.announce("claim.status_changed", after, now=now,
+            self.outbox.announce("claim.status_changed", shown(after), now=now,
                                  change=after["history"][-1])
         log.info("claim resolved claim=%s from=%s to=%s who=%s", claim_id, current, status,
                  viewer.who)
@@ -395,6 +396,13 @@ class ClaimStore:
 
 
 def public(claim: dict) -> dict:
-    """A claim as callers see it (the storage sequence number left out)."""
+    """A claim without its storage sequence number; its matches keep their exact scores (for
+    :meth:`Match.from_dict`)."""
     return {k: v for k, v in claim.items() if k != "seq"}
+
+
+def shown(claim: dict) -> dict:
+    """A claim as people and scripts see it: its matches in :meth:`Match.to_dict`'s form, as
+    the screening returned them (``nanhu claims --json``, webhook bodies)."""
+    return {**public(claim), "matches": [Match.from_dict(m).to_dict() for m in claim["matches"]]}
 
