@@ -458,7 +458,8 @@ class Catalog:
                     shutil.rmtree(file) if file.is_dir() else file.unlink()
                     orphans += 1
         for tmp in self.path.glob("*.tmp"):
-            tmp.unlink()
+            # a half-written manifest, or a registration batch's scratch catalog
+            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
         if dropped or undeleted or orphans or owner_rows:
             log.warning(
                 "%s: rolled back an interrupted commit (%d rows, %d tombstones, %d files, "

@@ -62,8 +62,8 @@ def find_overlaps(catalog: Catalog, fp: Fingerprint, *, matcher: Matcher | None 
 class BatchScreen:
     """Screens the works of one batch (registered together, committed together) against the
     catalog's committed works *and* the batch's earlier works, which no matcher of the catalog
-    sees before the commit: those are kept in a scratch catalog of their own (a temporary
-    folder) and their overlaps name the work by id only (``other_ordinal`` -1), which the
+    sees before the commit: those are kept in a scratch catalog of their own (a ``*.tmp``
+    folder in the catalog's) and their overlaps name the work by id only (``other_ordinal`` -1), which the
     commit resolves. Call :meth:`overlaps` before ``catalog.add``, :meth:`added` after it."""
 
     def __init__(self, catalog: Catalog) -> None:
@@ -90,7 +90,10 @@ class BatchScreen:
     def added(self, ref_id: str, fp: Fingerprint, owner: str) -> None:
         """``ref_id`` was staged in the catalog: later works of the batch are checked against it."""
         if self._scratch is None:
-            self._folder = Path(tempfile.mkdtemp(prefix="nanhu-batch-"))
+            # Inside the catalog, named *.tmp: if this process is killed, the next writer's
+            # recovery removes it with the other leftovers of an interrupted commit.
+            self._folder = Path(tempfile.mkdtemp(prefix="batch-", suffix=".tmp",
+                                                 dir=self.catalog.path))
             self._scratch = Catalog(self._folder / "catalog", writable=True, create=True,
                                     audio_params=self.catalog.audio_params)
         self._scratch.add(ref_id, dataclasses.replace(fp, digest=""), title=ref_id, owner=owner)

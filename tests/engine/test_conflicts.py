@@ -202,3 +202,17 @@ def test_works_of_one_batch_are_checked_against_each_other(catalog_dir, referenc
         found = {(c.reference.ref_id, c.other.ref_id): c.kind for c in catalog.conflicts()}
     assert found == {("excerpt", "song-0"): "conflict", ("excerpt-a", "song-0"): "same-owner",
                      ("excerpt-a", "excerpt"): "conflict"}
+
+
+def test_a_killed_batchs_scratch_catalog_is_removed_by_the_next_writer(catalog_dir, reference_fps):
+    from engine.conflicts import BatchScreen
+
+    with Catalog(catalog_dir, writable=True, create=True) as catalog:
+        screen = BatchScreen(catalog)
+        catalog.add("song-0", reference_fps["song-0"], overlaps=screen.overlaps(reference_fps["song-0"]))
+        screen.added("song-0", reference_fps["song-0"], "")
+        (scratch,) = catalog_dir.glob("batch-*.tmp")
+        assert (scratch / "catalog" / "manifest.json").exists()
+        # killed here: no close, no commit
+    with Catalog(catalog_dir, writable=True):
+        assert list(catalog_dir.glob("batch-*.tmp")) == []
