@@ -52,9 +52,10 @@ def _engine_errors(server: str, *, precondition: type | None = None) -> Iterator
     try:
         yield
     except grpc.RpcError as exc:
+        error = engine_error(exc, server=f"server {server}")
         if precondition is not None and exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
-            raise precondition(f"server {server}: {exc.details()}") from None
-        raise engine_error(exc, server=f"server {server}") from None
+            raise precondition(str(error)) from None
+        raise error from None
 
 
 def _fields(policy: Policy | None) -> dict:
