@@ -14,6 +14,7 @@ within ``poll_s``.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 import urllib.error
@@ -94,8 +95,11 @@ class WebhookSender:
                         break
                     self._attempt(delivery)
                 pause = 0.0 if due else self._pause()
-            except NanhuError as exc:  # the claims file locked or unreadable for a moment
+            except (NanhuError, sqlite3.Error) as exc:  # the claims file busy for a moment
                 log.warning("event=webhooks-paused reason=%r", str(exc))
+                pause = self.settings.poll_s
+            except Exception:  # a bug: logged with its traceback; the sender must not die of it
+                log.exception("event=webhooks-error")
                 pause = self.settings.poll_s
             if pause > 0:
                 with self._wake:
