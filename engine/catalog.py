@@ -263,7 +263,8 @@ class Catalog:
     Readers take no lock. ``Catalog(path, writable=True)`` takes the writer lock (or raises
     :class:`CatalogLocked`), creates the catalog if ``create`` and it does not exist, and
     recovers from an interrupted commit. Mutations (:meth:`add`, :meth:`delete`,
-    :meth:`set_policy`) are staged until :meth:`commit`.
+    :meth:`set_policy`, :meth:`set_owner_policy`, :meth:`set_owner`,
+    :meth:`resolve_conflict`) are staged until :meth:`commit`.
     """
 
     def __init__(
