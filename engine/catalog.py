@@ -5,7 +5,9 @@ Layout (format version 1)::
     DIR/manifest.json        {"format": "nanhu-catalog", "version": 1, "generation": g, ...}
     DIR/meta.sqlite          references (SQLite, WAL mode); each row carries the generation
                              that committed it and the generation that deleted it (tombstone);
-                             owners' default policies, versioned the same way
+                             owners' default policies and reference conflicts, versioned the
+                             same way
+    DIR/claims.sqlite        claims and webhooks (engine.claims; not versioned by generations)
     DIR/audio/seg-*.pst      immutable postings segments (engine.store.postings)
     DIR/video/seg-*.vec      immutable keyframe-vector segments (engine.vectors)
     DIR/video/seg-*.hnsw     HNSW graph of a large vector segment (FAISS format, derived data)
@@ -33,6 +35,7 @@ import re
 import shutil
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +54,7 @@ from engine.errors import (
     VersionMismatch,
 )
 from engine.fingerprint import Fingerprint
-from engine.policy import Policy, migrate_stored
+from engine.policy import Policy, merge_ranges, migrate_stored
 from engine.store.postings import (
     MAX_SEGMENT_FRAMES,
     Segment,
@@ -72,8 +75,9 @@ _OLD_FORMATS = {1: "audio-v2 pair keys and version-1 postings segments"}
 #: a posting is rewritten about log_8(catalog / batch) times over its life)
 TIER_FANOUT = 8
 #: metadata schema version (``PRAGMA user_version``): 0 = label policies, no owner defaults;
-#: 2 = policies with actions and conditions, owners' default policies
-META_VERSION = 2
+#: 2 = policies with actions and conditions, owners' default policies; 3 = reference conflicts
+#: and owner changes (an older Nanhu would screen works that are held)
+META_VERSION = 3
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,199}$")
 
 
@@ -112,6 +116,24 @@ CREATE TABLE IF NOT EXISTS owner_policies (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS owner_policies_live ON owner_policies(owner)
     WHERE replaced_generation IS NULL;
+CREATE TABLE IF NOT EXISTS owner_log (
+    ordinal INTEGER NOT NULL,
+    generation INTEGER NOT NULL,
+    old_owner TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS conflicts (
+    conflict_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ordinal INTEGER NOT NULL,
+    other_ordinal INTEGER NOT NULL,
+    ranges TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    generation INTEGER NOT NULL,
+    resolved_generation INTEGER,
+    resolved_by TEXT NOT NULL DEFAULT '',
+    note TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS conflicts_ordinal ON conflicts(ordinal);
+CREATE INDEX IF NOT EXISTS conflicts_other ON conflicts(other_ordinal);
 """
 
 
@@ -151,6 +173,68 @@ class Reference:
         }
 
 
+@dataclass(frozen=True)
+class Overlap:
+    """Material a new work shares with a registered one, found when it is registered
+    (:func:`engine.conflicts.find_overlaps`): seconds of the new work and of the other work.
+    ``other_ordinal`` -1: the other work is staged in the same commit, named by its id."""
+
+    other_ordinal: int
+    other_ref_id: str
+    other_owner: str
+    start_s: float
+    end_s: float
+    other_start_s: float
+    other_end_s: float
+    score: float
+
+    def to_dict(self) -> dict:
+        return {"start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3),
+                "other_start_s": round(self.other_start_s, 3),
+                "other_end_s": round(self.other_end_s, 3), "score": round(self.score, 6)}
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A stored overlap between a work (registered later) and another (registered before).
+
+    ``kind`` is ``conflict`` while their owners differ (the work's overlapping stretches are
+    held out of screening), ``same-owner`` when they are the same (reported, allowed); owners
+    are read now, so assigning both works to one owner settles a conflict. ``resolved`` when
+    someone accepted it (``nanhu conflicts resolve``): the held stretches match again.
+    """
+
+    conflict_id: int
+    reference: Reference
+    other: Reference
+    ranges: tuple[dict, ...]
+    created_at: float
+    resolved: bool = False
+    resolved_by: str = ""
+    note: str = ""
+
+    @property
+    def kind(self) -> str:
+        return "same-owner" if self.reference.owner == self.other.owner else "conflict"
+
+    @property
+    def held(self) -> bool:
+        """The work's overlapping stretches are kept out of screening."""
+        return self.kind == "conflict" and not self.resolved
+
+    @property
+    def status(self) -> str:
+        return "resolved" if self.resolved else "held" if self.held else "allowed"
+
+    def to_dict(self) -> dict:
+        return {"conflict_id": self.conflict_id, "kind": self.kind, "status": self.status,
+                "reference_id": self.reference.ref_id, "title": self.reference.title,
+                "owner": self.reference.owner, "other_reference_id": self.other.ref_id,
+                "other_title": self.other.title, "other_owner": self.other.owner,
+                "ranges": list(self.ranges), "created_at": self.created_at,
+                "resolved_by": self.resolved_by, "note": self.note}
+
+
 _COLUMNS = (
     "ordinal, ref_id, title, owner, duration_s, digest, metadata, policy, n_hashes, "
     "n_keyframes, created_at"
@@ -179,7 +263,8 @@ class Catalog:
     Readers take no lock. ``Catalog(path, writable=True)`` takes the writer lock (or raises
     :class:`CatalogLocked`), creates the catalog if ``create`` and it does not exist, and
     recovers from an interrupted commit. Mutations (:meth:`add`, :meth:`delete`,
-    :meth:`set_policy`) are staged until :meth:`commit`.
+    :meth:`set_policy`, :meth:`set_owner_policy`, :meth:`set_owner`,
+    :meth:`resolve_conflict`) are staged until :meth:`commit`.
     """
 
     def __init__(
@@ -215,7 +300,10 @@ class Catalog:
         self._staged_deletes: list[int] = []
         self._staged_policies: dict[int, dict] = {}
         self._staged_owner_policies: dict[str, Policy | None] = {}
+        self._staged_owners: dict[int, str] = {}
+        self._staged_resolutions: dict[int, tuple[str, str]] = {}
         self._owner_policies: tuple[int, dict[str, Policy]] | None = None
+        self._held: tuple[int, dict[int, tuple[tuple[float, float], ...]]] | None = None
         self._postings: SegmentPostings | None = None
         self._vectors: FaissVectorIndex | None = None
 
@@ -352,6 +440,15 @@ class Catalog:
             owner_rows += self._db.execute(
                 "UPDATE owner_policies SET replaced_generation = NULL WHERE replaced_generation > ?",
                 (g,)).rowcount
+            for ordinal, old in self._db.execute(
+                "SELECT ordinal, old_owner FROM owner_log WHERE generation > ? "
+                "ORDER BY generation DESC, rowid DESC", (g,)
+            ).fetchall():
+                self._db.execute("UPDATE refs SET owner = ? WHERE ordinal = ?", (old, ordinal))
+            self._db.execute("DELETE FROM owner_log WHERE generation > ?", (g,))
+            self._db.execute("DELETE FROM conflicts WHERE generation > ?", (g,))
+            self._db.execute("UPDATE conflicts SET resolved_generation = NULL, resolved_by = '', "
+                             "note = '' WHERE resolved_generation > ?", (g,))
         named = set(_segment_files(self.manifest))
         orphans = 0
         for folder in ("audio", "video"):
@@ -362,7 +459,8 @@ class Catalog:
                     shutil.rmtree(file) if file.is_dir() else file.unlink()
                     orphans += 1
         for tmp in self.path.glob("*.tmp"):
-            tmp.unlink()
+            # a half-written manifest, or a registration batch's scratch catalog
+            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
         if dropped or undeleted or orphans or owner_rows:
             log.warning(
                 "%s: rolled back an interrupted commit (%d rows, %d tombstones, %d files, "
@@ -437,6 +535,54 @@ class Catalog:
         """An owner's default policy for works without their own, or None."""
         return self.owner_policies().get(owner) if owner else None
 
+    def conflicts(self, *, ordinals: Iterable[int] | None = None,
+                  include_resolved: bool = False) -> list[Conflict]:
+        """Stored overlaps of works visible at this generation (both works alive), oldest
+        first; ``ordinals``: only those involving these works (either side)."""
+        g = self.generation
+        sql = ("SELECT conflict_id, ordinal, other_ordinal, ranges, created_at, resolved_generation, "
+               "resolved_by, note FROM conflicts WHERE generation <= ?")
+        args: list = [g]
+        if ordinals is not None:
+            wanted = sorted({int(o) for o in ordinals})
+            if not wanted:
+                return []
+            marks = ",".join("?" * len(wanted))
+            sql += f" AND (ordinal IN ({marks}) OR other_ordinal IN ({marks}))"
+            args += wanted + wanted
+        try:
+            rows = self._db.execute(sql + " ORDER BY conflict_id", args).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            return []  # metadata older than conflicts, not opened by a writer since
+        refs = self.by_ordinals(np.array([o for r in rows for o in r[1:3]], np.int64))
+        out = []
+        for conflict_id, ordinal, other, ranges, created_at, resolved_g, by, note in rows:
+            if ordinal not in refs or other not in refs:
+                continue  # one of them was deleted: nothing left to hold
+            resolved = resolved_g is not None and resolved_g <= g
+            if resolved and not include_resolved:
+                continue
+            out.append(Conflict(conflict_id, refs[ordinal], refs[other], tuple(json.loads(ranges)),
+                                created_at, resolved, by if resolved else "",
+                                note if resolved else ""))
+        return out
+
+    def held_ranges(self) -> dict[int, tuple[tuple[float, float], ...]]:
+        """Ordinal -> the stretches of that work (seconds) held out of screening by reference
+        conflicts with other owners' works (cached per generation)."""
+        if self._held is not None and self._held[0] == self.generation:
+            return self._held[1]
+        held: dict[int, list[tuple[float, float]]] = {}
+        for conflict in self.conflicts():
+            if conflict.held:
+                held.setdefault(conflict.reference.ordinal, []).extend(
+                    (r["start_s"], r["end_s"]) for r in conflict.ranges)
+        merged = {o: merge_ranges(r) for o, r in held.items()}
+        self._held = (self.generation, merged)
+        return merged
+
     def deleted_ordinals(self) -> np.ndarray:
         """Ordinals tombstoned at this generation whose postings are not yet compacted away."""
         g = self.generation
@@ -450,7 +596,8 @@ class Catalog:
         row = self._query(
             "SELECT COUNT(*), COALESCE(SUM(duration_s), 0), COALESCE(SUM(n_hashes), 0), "
             "COALESCE(SUM(n_keyframes), 0), COALESCE(SUM(n_hashes > 0), 0), "
-            "COALESCE(SUM(n_keyframes > 0), 0) FROM refs WHERE {visible}"
+            "COALESCE(SUM(n_keyframes > 0), 0), COALESCE(SUM(owner = ''), 0) FROM refs "
+            "WHERE {visible}"
         )[0]
         files = [self.path / f for f in _segment_files(self.manifest)]
         audio_bytes = sum(s["bytes"] for s in self.manifest["audio_segments"])
@@ -461,6 +608,8 @@ class Catalog:
             "catalog": str(self.path), "format_version": FORMAT_VERSION,
             "generation": self.generation, "references": row[0],
             "audio_references": row[4], "video_references": row[5],
+            "unowned_references": row[6],
+            "held_conflicts": sum(c.held for c in self.conflicts()),
             "hours": round(hours, 4), "audio_hashes": row[2], "keyframes": row[3],
             "audio_segments": len(self.manifest["audio_segments"]),
             "video_segments": len(self.manifest["video_segments"]),
@@ -516,8 +665,12 @@ class Catalog:
     def add(
         self, ref_id: str, fp: Fingerprint, *, title: str = "", owner: str = "",
         metadata: dict | None = None, policy: dict | None = None,
+        overlaps: Iterable[Overlap] = (),
     ) -> None:
-        """Stage a reference; raises AlreadyExists for a taken id or already-registered bytes."""
+        """Stage a reference; raises AlreadyExists for a taken id or already-registered bytes.
+
+        ``overlaps`` (:func:`engine.conflicts.find_overlaps`) are committed with it as
+        conflicts: stretches overlapping another owner's work are held out of screening."""
         self._require_writer()
         if not is_valid_reference_id(ref_id):
             raise InvalidArgument(
@@ -547,6 +700,7 @@ class Catalog:
         self._staged_refs.append({
             "ref_id": ref_id, "title": title, "owner": owner, "fp": fp,
             "digest": fp.digest, "metadata": metadata or {}, "policy": _policy_dict(policy),
+            "overlaps": list(overlaps),
         })
 
     def delete(self, ref_id: str) -> Reference:
@@ -575,16 +729,42 @@ class Catalog:
         stored = _policy_dict(policy)
         self._staged_owner_policies[owner] = Policy.from_stored(stored)
 
+    def set_owner(self, ref_id: str, owner: str) -> Reference:
+        """Stage a new owner for ``ref_id`` (assign an unowned work, or transfer one)."""
+        self._require_writer()
+        owner = str(owner or "").strip()
+        if not owner:
+            raise InvalidArgument("give the owner (tenant) the work is assigned to")
+        if not owner.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise InvalidArgument(f"owner {owner!r}: use letters, digits and -_.")
+        reference = self.get(ref_id)
+        self._staged_owners[reference.ordinal] = owner
+        return reference
+
+    def resolve_conflict(self, conflict_id: int, *, by: str = "", note: str = "") -> Conflict:
+        """Stage the resolution of a conflict: its held stretches match again."""
+        self._require_writer()
+        found = [c for c in self.conflicts() if c.conflict_id == int(conflict_id)]
+        if not found:
+            raise NotFound(f"no open reference conflict with id {conflict_id} in {self.path}")
+        if len(note) > 2000:
+            raise InvalidArgument(f"note is {len(note)} characters long; at most 2000")
+        self._staged_resolutions[found[0].conflict_id] = (by, note)
+        return found[0]
+
     @property
     def has_staged(self) -> bool:
         return bool(self._staged_refs or self._staged_deletes or self._staged_policies
-                    or self._staged_owner_policies)
+                    or self._staged_owner_policies or self._staged_owners
+                    or self._staged_resolutions)
 
     def rollback(self) -> None:
         self._staged_refs.clear()
         self._staged_deletes.clear()
         self._staged_policies.clear()
         self._staged_owner_policies.clear()
+        self._staged_owners.clear()
+        self._staged_resolutions.clear()
 
     def commit(self, *, replace_segments: dict[str, list[dict]] | None = None,
                drop_ordinals: list[int] | None = None) -> int:
@@ -605,6 +785,7 @@ class Catalog:
         now = time.time()
         with self._db:
             ordinals = []
+            inserted: dict[str, int] = {}
             for ref in self._staged_refs:
                 fp: Fingerprint = ref["fp"]
                 cursor = self._db.execute(
@@ -616,6 +797,20 @@ class Catalog:
                      len(fp.video) if fp.video is not None else 0, now, g),
                 )
                 ordinals.append(cursor.lastrowid)
+                inserted[ref["ref_id"]] = cursor.lastrowid
+                for other, overlaps in _by_other(ref["overlaps"], inserted).items():
+                    self._db.execute(
+                        "INSERT INTO conflicts (ordinal, other_ordinal, ranges, created_at, "
+                        "generation) VALUES (?,?,?,?,?)",
+                        (cursor.lastrowid, other, json.dumps([o.to_dict() for o in overlaps]), now, g))
+            for ordinal, owner in self._staged_owners.items():
+                # Changed in place like policies; the log lets recovery undo it.
+                self._db.execute("INSERT INTO owner_log (ordinal, generation, old_owner) "
+                                 "SELECT ordinal, ?, owner FROM refs WHERE ordinal = ?", (g, ordinal))
+                self._db.execute("UPDATE refs SET owner = ? WHERE ordinal = ?", (owner, ordinal))
+            for conflict_id, (by, note) in self._staged_resolutions.items():
+                self._db.execute("UPDATE conflicts SET resolved_generation = ?, resolved_by = ?, "
+                                 "note = ? WHERE conflict_id = ?", (g, by, note, conflict_id))
             for ordinal in dict.fromkeys([*self._staged_deletes, *drop_ordinals]):
                 self._db.execute(
                     "UPDATE refs SET deleted_generation = ? WHERE ordinal = ?", (g, ordinal)
@@ -807,6 +1002,8 @@ class Catalog:
         self._vectors = None
         with self._db:
             self._db.executemany("DELETE FROM refs WHERE ordinal = ?", [(int(o),) for o in dead])
+            self._db.executemany("DELETE FROM conflicts WHERE ordinal = ? OR other_ordinal = ?",
+                                 [(int(o), int(o)) for o in dead])
             self._db.execute("DELETE FROM owner_policies WHERE replaced_generation IS NOT NULL "
                              "AND replaced_generation <= ?", (g,))
         for file in old_files:
@@ -814,6 +1011,20 @@ class Catalog:
         return {"generation": g, "purged_references": int(dead.size),
                 "audio_postings": int(audio_postings),
                 "video_vectors": sum(s["count"] for s in manifest["video_segments"])}
+
+
+def _by_other(overlaps: Iterable[Overlap], inserted: dict[str, int]) -> dict[int, list[Overlap]]:
+    """Overlaps per other work's ordinal; a work staged in this commit (ordinal -1) is found
+    by its id among those ``inserted`` before (a batch's earlier works)."""
+    out: dict[int, list[Overlap]] = {}
+    for overlap in overlaps:
+        other = int(overlap.other_ordinal)
+        if other < 0:
+            other = inserted.get(overlap.other_ref_id, -1)
+            if other < 0:
+                continue  # not in this commit after all (its add failed): nothing to hold against
+        out.setdefault(other, []).append(overlap)
+    return out
 
 
 def _policy_dict(policy: Policy | dict | None) -> dict:

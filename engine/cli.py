@@ -1,4 +1,5 @@
-"""The engine's subcommands: register, query, delete, list, stats, check, repair, compact.
+"""The engine's subcommands: register, query, delete, list, stats, check, repair, compact
+(and, from their own modules, policy, claims, webhook, conflicts, owner).
 
 A stable contract: scripts depend on the flags and on ``query --json`` (one JSON object per
 query file, one per line). The catalog is ``--catalog DIR``, else ``$NANHU_CATALOG``, else
@@ -13,6 +14,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from engine import errors
@@ -31,6 +33,7 @@ EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (errors.LimitExceeded, 8),
     (errors.PermissionDenied, 9),
     (errors.Unauthenticated, 9),
+    (errors.InvalidState, 11),
     (errors.NanhuError, 1),
 ]
 
@@ -69,6 +72,9 @@ def add_commands(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per file per line")
     p.add_argument("--min-score", type=float, default=None, help="lowest score reported")
     p.add_argument("--no-video", action="store_true", help="match the audio track only")
+    p.add_argument("--record-claims", action="store_true",
+                   help="record a claim per work whose policy acts on a match, in the catalog's "
+                        "claims.sqlite (a server records them for every screening)")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.set_defaults(func=cmd_query)
 
@@ -104,9 +110,10 @@ def add_commands(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=cmd_compact)
 
-    from engine import policy_cli
+    from engine import policy_cli, review_cli
 
     policy_cli.add_commands(subparsers)
+    review_cli.add_commands(subparsers)
 
 
 def _say(message: str) -> None:
@@ -116,6 +123,7 @@ def _say(message: str) -> None:
 def cmd_register(args: argparse.Namespace) -> int:
     from engine.audio.params import AudioParams
     from engine.catalog import Catalog, is_valid_reference_id
+    from engine.conflicts import BatchScreen, describe
     from engine.fingerprint import fingerprint_media
 
     if args.ref_id is not None and not is_valid_reference_id(args.ref_id):
@@ -134,6 +142,7 @@ def cmd_register(args: argparse.Namespace) -> int:
     except errors.NotFound:
         catalog = None
     params = catalog.audio_params if catalog is not None else AudioParams()
+    screen = BatchScreen(catalog) if catalog is not None else None
     try:
         for number, path in enumerate(args.files, 1):
             ref_id = args.ref_id or path.stem
@@ -141,26 +150,34 @@ def cmd_register(args: argparse.Namespace) -> int:
                 fp = fingerprint_media(path, audio_params=params, video=not args.no_video)
                 if catalog is None:
                     catalog = Catalog(directory, writable=True, create=True, audio_params=params)
+                    screen = BatchScreen(catalog)
+                # against the catalog and the files of this run before it (engine.conflicts)
+                overlaps = screen.overlaps(fp)
                 catalog.add(ref_id, fp, title=args.title or path.stem, owner=args.owner,
-                            metadata={"source": path.name})
+                            metadata={"source": path.name}, overlaps=overlaps)
+                screen.added(ref_id, fp, args.owner)
             except errors.NanhuError as exc:
                 _say(f"{path}: {exc}" if str(path) not in str(exc) else str(exc))
                 worst = max(worst, exit_code_for(exc))
                 continue
-            registered += 1
             parts = []
             if fp.audio is not None:
                 parts.append(f"{len(fp.audio)} audio hashes")
             if fp.video is not None:
                 parts.append(f"{len(fp.video)} keyframes")
             print(f"registered {ref_id}: {fp.duration_s:.1f} s, {', '.join(parts)}", flush=True)
+            for line in describe(ref_id, args.owner, overlaps):
+                print(line, flush=True)
             if len(args.files) > 1:
                 _say(f"[{number}/{len(args.files)}] {path}")
+            registered += 1
             if registered % 50 == 0:  # bound what a crash can lose on long runs
                 catalog.commit()
         if catalog is not None:
             catalog.commit()
     finally:
+        if screen is not None:
+            screen.close()
         if catalog is not None:
             catalog.close()
     return worst
@@ -177,16 +194,31 @@ def cmd_query(args: argparse.Namespace) -> int:
     if args.min_score is not None:
         match_params = AudioMatchParams(min_score=args.min_score)
     matcher = Matcher(catalog, audio_match=match_params)
+    claims = None
+    if args.record_claims:
+        from engine.claims import ClaimStore
+
+        claims = ClaimStore(catalog.path)
+    upload_id = getattr(args, "upload_id", None) or ""
+    if upload_id and len(args.files) > 1:
+        catalog.close()
+        raise errors.InvalidArgument("--upload-id names one upload; give one file with it")
 
     def screen(path: Path) -> tuple[float, list[dict]]:
         fp = fingerprint_media(path, audio_params=catalog.audio_params, query=True,
                                video=not args.no_video)
-        return fp.duration_s, [{**m.to_dict(), "owner": m.owner} for m in matcher.match(fp)]
+        matches = matcher.match(fp)
+        if claims is not None:
+            claims.record(matches, tenant="", request_id=uuid.uuid4().hex, upload_id=upload_id,
+                          filename=path.name, duration_s=fp.duration_s)
+        return fp.duration_s, [{**m.to_dict(), "owner": m.owner} for m in matches]
 
     try:
         return query_files(args, screen)
     finally:
         catalog.close()
+        if claims is not None:
+            claims.close()
 
 
 def query_files(args: argparse.Namespace, screen) -> int:
@@ -221,9 +253,10 @@ def query_files(args: argparse.Namespace, screen) -> int:
 def match_lines(m: dict) -> list[str]:
     """A match for people: action, title, id, owner, band; the ranges; the reason."""
     owner = f", owner {m['owner']}" if m.get("owner") else ""
+    claim = f"; claim {m['claim_id']}" if m.get("claim_id") else ""
     return [
         f"  {m['action'].upper():8s} {m['title'] or '-'} ({m['reference_id']}{owner})  "
-        f"[{m['modality']}] band {m['band']}, score {m['score']:.4f}",
+        f"[{m['modality']}] band {m['band']}, score {m['score']:.4f}{claim}",
         f"           upload {m['query_start_s']:.1f}-{m['query_end_s']:.1f} s = work "
         f"{m['reference_start_s']:.1f}-{m['reference_end_s']:.1f} s, speed {m['speed']:.3f}; "
         f"{m['matched_s']:.1f} s matched, {m['upload_share']:.0%} of the upload, "
@@ -307,6 +340,11 @@ def cmd_list(args: argparse.Namespace) -> int:
         for line in text_table(("ID", "DURATION", "MODALITIES", "OWNER", "POLICY", "CREATED", "TITLE"),
                            rows):
             print(line)
+        unowned = [row[0] for row in rows if row[3] == "-"]
+        if unowned:
+            shown = ", ".join(unowned[:5]) + (", ..." if len(unowned) > 5 else "")
+            _say(f"{len(unowned)} work(s) without an owner ({shown}): no tenant's key sees them "
+                 "and no owner default applies; assign one with `nanhu owner set ID OWNER`")
     return 0
 
 
@@ -339,6 +377,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
         ("keyframes", f"{s['keyframes']:,}"),
         ("segments", f"{s['audio_segments']} audio, {s['video_segments']} video"),
         ("deleted, not purged", f"{s['tombstones']:,}"),
+        ("without owner", f"{s['unowned_references']:,}" + (
+            " (no tenant sees them: `nanhu owner set ID OWNER`)" if s["unowned_references"] else "")),
+        ("conflicts held", f"{s['held_conflicts']:,}" + (
+            " (material held out of screening: `nanhu conflicts`)" if s["held_conflicts"] else "")),
         ("index", f"{human_bytes(s['audio_index_bytes'])} audio, "
                   f"{human_bytes(s['video_index_bytes'])} video"
                   + (f" ({human_bytes(s['index_bytes_per_hour'])} per hour of media)"

@@ -66,6 +66,11 @@ class InvalidArgument(NanhuError):
     """A caller passed a value that cannot be used (bad id, bad range, bad option)."""
 
 
+class InvalidState(NanhuError):
+    """The thing is not in a state that allows this (a claim already released, a status
+    change the claim's history does not allow)."""
+
+
 class PermissionDenied(NanhuError):
     """The caller may not do this (wrong role or not the owner)."""
 

@@ -116,13 +116,15 @@ class Matcher:
         fused = fuse(self.segments(fp))
         refs = self.catalog.by_ordinals(np.array([s.reference for s in fused], np.int64))
         defaults = self.catalog.owner_policies() if fused else {}
+        held = self.catalog.held_ranges() if fused else {}
         matches = []
         for seg in fused:
             reference = refs.get(seg.reference)
             if reference is None:  # deleted after the postings were mapped
                 continue
             matches.extend(judge(seg, reference, defaults.get(reference.owner) if reference.owner
-                                 else None, upload_duration_s=fp.duration_s, floor=floor))
+                                 else None, upload_duration_s=fp.duration_s, floor=floor,
+                                 held=held.get(seg.reference, ())))
         matches.sort(key=lambda m: (-m.score, -(m.query_end_s - m.query_start_s)))
         return matches
 

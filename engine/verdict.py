@@ -37,7 +37,8 @@ class Match:
 
     ``policy`` is kept for older clients: the action that applies, empty when none does.
     ``trimmed`` lists the stretches cut out of this copy because they lie in the work's
-    excluded ranges (the same list on every piece of a copy split by a range).
+    excluded ranges (the same list on every piece of a copy split by a range). ``claim_id``
+    names the claim a screening recorded for this match (:mod:`engine.claims`), when one was.
     """
 
     reference_id: str
@@ -60,6 +61,7 @@ class Match:
     reference_share: float = 0.0
     policy_source: str = ""
     trimmed: list[Stretch] = field(default_factory=list)
+    claim_id: str = ""
 
     def __post_init__(self) -> None:
         if not self.band:
@@ -85,7 +87,29 @@ class Match:
         })
         if self.trimmed:
             out["trimmed"] = [t.to_dict() for t in self.trimmed]
+        if self.claim_id:
+            out["claim_id"] = self.claim_id
         return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Match:
+        """A match from :meth:`to_dict`'s form (as claims store them); ``owner`` when present."""
+        return cls(
+            reference_id=data["reference_id"], title=data.get("title", ""),
+            modality=data["modality"], score=float(data["score"]),
+            query_start_s=data["query_start_s"], query_end_s=data["query_end_s"],
+            reference_start_s=data["reference_start_s"], reference_end_s=data["reference_end_s"],
+            speed=data["speed"], evidence=dict(data.get("evidence") or {}),
+            policy=data.get("policy", ""), owner=data.get("owner", ""),
+            action=data.get("action", NO_ACTION), band=data.get("band", ""),
+            reason=data.get("reason", ""), matched_s=data.get("matched_s", 0.0),
+            upload_share=data.get("upload_share", 0.0),
+            reference_share=data.get("reference_share", 0.0),
+            policy_source=data.get("policy_source", ""),
+            trimmed=[Stretch(t["query_start_s"], t["query_end_s"], t["reference_start_s"],
+                             t["reference_end_s"]) for t in data.get("trimmed", ())],
+            claim_id=data.get("claim_id", ""),
+        )
 
 
 def evidence_line(modality: str, evidence: dict, matched_s: float) -> str:
@@ -114,10 +138,13 @@ def _source_words(source: str, owner: str) -> str:
 
 
 def judge(seg: Segment, reference: Reference, owner_default: Policy | None, *,
-          upload_duration_s: float, floor: ScreenFloor) -> list[Match]:
-    """The reported matches of one aligned segment: its policy's excluded ranges trimmed out
-    (none, one or two pieces), the platform's floor applied to each piece, then the policy's
-    action or ``none``, with the reason. See :mod:`engine.policy` for the precedence."""
+          upload_duration_s: float, floor: ScreenFloor,
+          held: tuple[tuple[float, float], ...] = ()) -> list[Match]:
+    """The reported matches of one aligned segment: the stretches of the work ``held`` out of
+    screening by reference conflicts (:mod:`engine.conflicts`) cut out first, then its
+    policy's excluded ranges (none, one or more pieces), the platform's floor applied to each
+    piece, then the policy's action or ``none``, with the reason. See :mod:`engine.policy` for
+    the precedence."""
     try:
         own = reference.match_policy
     except NanhuError as exc:  # only a hand-edited catalog gets here (`nanhu check` says so)
@@ -127,7 +154,16 @@ def judge(seg: Segment, reference: Reference, owner_default: Policy | None, *,
     policy, source = effective(own, owner_default)
     active = policy is not None and policy.enabled
     whole = Stretch(seg.query_start_s, seg.query_end_s, seg.reference_start_s, seg.reference_end_s)
-    pieces, removed = trim(whole, policy.excluded_ranges) if active else ([whole], [])
+    free, withheld = trim(whole, held) if held else ([whole], [])
+    if not free:
+        log.debug("match of %s at %.1f-%.1f s dropped: held by a reference conflict",
+                  reference.ref_id, seg.reference_start_s, seg.reference_end_s)
+        return []
+    pieces, removed = [], []
+    for part in free:
+        kept, cut = trim(part, policy.excluded_ranges) if active else ([part], [])
+        pieces += kept
+        removed += cut
     if not pieces:
         log.debug("match of %s at %.1f-%.1f s dropped: inside the excluded ranges %s",
                   reference.ref_id, seg.reference_start_s, seg.reference_end_s,
@@ -158,6 +194,10 @@ def judge(seg: Segment, reference: Reference, owner_default: Policy | None, *,
             else:
                 action, why = policy.action, f"{policy.action} by {whose}"
         parts = [evidence]
+        if withheld:
+            cut = merge_ranges((r.reference_start_s, r.reference_end_s) for r in withheld)
+            parts.append(f"held {format_ranges(cut)} of the work (a reference conflict with "
+                         "another owner's work)")
         if removed:
             cut = merge_ranges((r.reference_start_s, r.reference_end_s) for r in removed)
             parts.append(f"trimmed {format_ranges(cut)} of the work (excluded ranges)")

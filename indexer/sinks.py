@@ -39,6 +39,7 @@ class CatalogSink:
         self.catalog = Catalog(path, writable=True, create=True)
         self.target = str(Path(path).absolute())
         self.audio_params: AudioParams = self.catalog.audio_params
+        self._screen = None
 
     def by_id(self, ref_id: str) -> Known | None:
         try:
@@ -52,19 +53,33 @@ class CatalogSink:
         return Known(ref.ref_id, ref.digest, ref.duration_s) if ref else None
 
     def add(self, entry: Entry, fp: Fingerprint) -> None:
+        from engine.conflicts import BatchScreen, describe
+
+        # against the catalog and this batch's earlier works (engine.conflicts)
+        if self._screen is None:
+            self._screen = BatchScreen(self.catalog)
+        overlaps = self._screen.overlaps(fp)
+        for line in describe(entry.ref_id, entry.owner, overlaps):
+            log.warning("%s", line)
         self.catalog.add(entry.ref_id, fp, title=entry.title, owner=entry.owner,
-                         metadata=entry.metadata, policy=entry.policy)
+                         metadata=entry.metadata, policy=entry.policy, overlaps=overlaps)
+        self._screen.added(entry.ref_id, fp, entry.owner)
 
     def commit(self) -> int:
         return self.catalog.commit()
 
     def rollback(self) -> None:
         self.catalog.rollback()
+        if self._screen is not None:  # its scratch copy holds the works just rolled back
+            self._screen.close()
+            self._screen = None
 
     def stats(self) -> dict:
         return self.catalog.stats()
 
     def close(self) -> None:
+        if self._screen is not None:
+            self._screen.close()
         self.catalog.close()
 
 

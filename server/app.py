@@ -23,8 +23,9 @@ from proto.gen.nanhu.v1 import nanhu_pb2_grpc as pb_grpc
 from server.auth import Authenticator
 from server.metrics import Metrics
 from server.service import Core, Limits
-from server.servicers import CatalogServicer, ScreeningServicer, Shared
+from server.servicers import CatalogServicer, ClaimsServicer, ScreeningServicer, Shared
 from server.status import log_event
+from server.webhooks import WebhookSender, WebhookSettings
 from server.work import JobBudget, Limiter, Spool, WorkerPool
 
 log = logging.getLogger("server")
@@ -78,6 +79,8 @@ class NanhuServer:
 
     def start(self) -> NanhuServer:
         self.shared.pool.warm()
+        if self.shared.webhooks is not None:
+            self.shared.webhooks.start()
         if self.metrics_address is not None:
             host, port = split_address(self.metrics_address)
             self.metrics_port = self.shared.metrics.serve(host, port)
@@ -104,6 +107,8 @@ class NanhuServer:
 
         def finish() -> None:
             drained.wait()
+            if self.shared.webhooks is not None:
+                self.shared.webhooks.stop()
             self.shared.pool.shutdown(wait=True)
             self.shared.spool.close()
             self.shared.metrics.close()
@@ -130,6 +135,7 @@ def create_server(
     tls_client_ca: str | Path | None = None,
     metrics: str | None = None,
     threads: int | None = None,
+    webhooks: WebhookSettings | None = None,
 ) -> tuple[NanhuServer, int]:
     """Build the server on ``catalog_dir`` (created if missing) and bind ``address``.
 
@@ -140,7 +146,8 @@ def create_server(
     ``HOST:PORT`` to serve Prometheus' ``/metrics`` on once started (port 0: any free one, see
     :attr:`NanhuServer.metrics_port`). ``workers`` is the number of processes that fingerprint
     and match; ``threads`` the gRPC handler threads (default: enough for
-    ``limits.max_concurrent`` heavy calls plus cheap ones).
+    ``limits.max_concurrent`` heavy calls plus cheap ones). ``webhooks``: how claim events
+    are delivered (timeouts, backoff, attempts; :class:`server.webhooks.WebhookSettings`).
 
     The workers are started with multiprocessing's forkserver, so, as with any multiprocessing
     code, a script that starts the server must guard its entry point with
@@ -164,7 +171,8 @@ def create_server(
     authenticator = Authenticator(auth)
     core = Core(Path(catalog_dir), limits)
     pool = WorkerPool(workers, str(core.catalog_dir), budget=budget)
-    shared = Shared(core, authenticator, pool, Limiter(limits.max_concurrent), Spool())
+    shared = Shared(core, authenticator, pool, Limiter(limits.max_concurrent), Spool(),
+                    webhooks=WebhookSender(core.claims, webhooks))
     shared.metrics.watch(shared)
     threads = threads or limits.max_concurrent + 8
     server = grpc.server(
@@ -176,6 +184,7 @@ def create_server(
     )
     pb_grpc.add_ScreeningServicer_to_server(ScreeningServicer(shared), server)
     pb_grpc.add_CatalogServicer_to_server(CatalogServicer(shared), server)
+    pb_grpc.add_ClaimsServicer_to_server(ClaimsServicer(shared), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

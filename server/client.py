@@ -64,7 +64,8 @@ def service_config(attempts: int = 5, *, initial_backoff_s: float = 0.2,
                    max_backoff_s: float = 5.0) -> dict:
     """gRPC's service config for Nanhu's services: up to ``attempts`` tries per call (gRPC caps
     it at 5) on :data:`RETRYABLE_CODES`, backoff doubling from ``initial_backoff_s``."""
-    config: dict = {"name": [{"service": name} for name in ("nanhu.v1.Screening", "nanhu.v1.Catalog")]}
+    config: dict = {"name": [{"service": name} for name in
+                             ("nanhu.v1.Screening", "nanhu.v1.Catalog", "nanhu.v1.Claims")]}
     if attempts > 1:
         config["retryPolicy"] = {
             "maxAttempts": min(int(attempts), 5),
@@ -119,6 +120,7 @@ class NanhuClient:
         self.metadata = (("x-api-key", key),) if key else ()
         self.screening = pb_grpc.ScreeningStub(self.channel)
         self.catalog = pb_grpc.CatalogStub(self.channel)
+        self.claims = pb_grpc.ClaimsStub(self.channel)
 
     def close(self) -> None:
         self.channel.close()
@@ -136,10 +138,13 @@ class NanhuClient:
     # --- screening ---------------------------------------------------------------------------
     def screen_file(self, path: str | Path, *, min_matched_duration_s: float = 0.0,
                     min_upload_share: float = 0.0, min_reference_share: float = 0.0,
-                    hints: dict | None = None, timeout: float | None = None) -> dict:
-        """Upload a media file and return ``{"duration_s", "digest", "matches": [...]}``."""
+                    hints: dict | None = None, upload_id: str = "",
+                    timeout: float | None = None) -> dict:
+        """Upload a media file and return ``{"duration_s", "digest", "matches": [...]}``;
+        ``upload_id`` (the platform's id of the upload) is kept with the claims it leads to."""
         path = Path(path)
-        header = pb.ScreenHeader(filename=path.name, hints=hints or {}, options=pb.ScreenOptions(
+        header = pb.ScreenHeader(filename=path.name, hints=hints or {}, upload_id=upload_id,
+                                 options=pb.ScreenOptions(
             min_matched_duration_s=min_matched_duration_s, min_upload_share=min_upload_share,
             min_reference_share=min_reference_share))
         response = self._call(self.screening.Screen,
@@ -148,10 +153,11 @@ class NanhuClient:
 
     def screen_fingerprint(self, fp, *, min_matched_duration_s: float = 0.0,
                            min_upload_share: float = 0.0, min_reference_share: float = 0.0,
-                           name: str = "", timeout: float | None = None) -> dict:
+                           name: str = "", upload_id: str = "", timeout: float | None = None) -> dict:
         """Screen a query fingerprint (``engine.fingerprint_media(path, query=True)``)."""
         message = fp if isinstance(fp, pb.Fingerprint) else convert.fingerprint_to_proto(fp)
-        request = pb.ScreenFingerprintRequest(fingerprint=message, filename=name, options=pb.ScreenOptions(
+        request = pb.ScreenFingerprintRequest(fingerprint=message, filename=name, upload_id=upload_id,
+                                              options=pb.ScreenOptions(
             min_matched_duration_s=min_matched_duration_s, min_upload_share=min_upload_share,
             min_reference_share=min_reference_share))
         return convert.screen_response_to_dict(self._call(self.screening.ScreenFingerprint, request,
@@ -246,3 +252,60 @@ class NanhuClient:
     def stats(self, *, timeout: float | None = None) -> dict:
         response = self._call(self.catalog.Stats, pb.StatsRequest(), timeout)
         return {field.name: getattr(response, field.name) for field in response.DESCRIPTOR.fields}
+
+    # --- owners and reference conflicts ------------------------------------------------------
+    def set_owner(self, reference_id: str, owner: str, *, timeout: float | None = None) -> dict:
+        """Assign or transfer a work (admin keys only); returns the reference."""
+        return convert.reference_to_dict(self._call(self.catalog.SetOwner, pb.SetOwnerRequest(
+            reference_id=reference_id, owner=owner), timeout))
+
+    def list_conflicts(self, *, include_resolved: bool = False,
+                       timeout: float | None = None) -> list[dict]:
+        """Overlaps found at registration involving the key's works (``nanhu conflicts --json``)."""
+        response = self._call(self.catalog.ListConflicts, pb.ListConflictsRequest(
+            include_resolved=include_resolved), timeout)
+        return [convert.conflict_to_dict(c) for c in response.conflicts]
+
+    def resolve_conflict(self, conflict_id: int, *, note: str = "",
+                         timeout: float | None = None) -> dict:
+        return convert.conflict_to_dict(self._call(self.catalog.ResolveConflict,
+                                                   pb.ResolveConflictRequest(conflict_id=conflict_id,
+                                                                             note=note), timeout))
+
+    # --- claims ------------------------------------------------------------------------------
+    def list_claims(self, *, status: str = "", reference_id: str = "", upload_id: str = "",
+                    page_size: int = 100, timeout: float | None = None) -> list[dict]:
+        """Every claim the key is a party of (all pages), newest first."""
+        out, token = [], ""
+        while True:
+            page = self._call(self.claims.ListClaims, pb.ListClaimsRequest(
+                status=status, reference_id=reference_id, upload_id=upload_id,
+                page_size=page_size, page_token=token), timeout)
+            out.extend(convert.claim_to_dict(c) for c in page.claims)
+            token = page.next_page_token
+            if not token:
+                return out
+
+    def get_claim(self, claim_id: str, *, timeout: float | None = None) -> dict:
+        return convert.claim_to_dict(self._call(self.claims.GetClaim,
+                                                pb.GetClaimRequest(claim_id=claim_id), timeout))
+
+    def resolve_claim(self, claim_id: str, status: str, *, note: str = "",
+                      timeout: float | None = None) -> dict:
+        """Change a claim's status (``confirmed``, ``released``, ``reinstated``, ``disputed``)."""
+        return convert.claim_to_dict(self._call(self.claims.ResolveClaim, pb.ResolveClaimRequest(
+            claim_id=claim_id, status=status, note=note), timeout))
+
+    def set_webhook(self, url: str, *, tenant: str = "", secret: str = "",
+                    timeout: float | None = None) -> dict:
+        """Set the tenant's webhook; returns ``{"tenant", "url", "secret", ...}`` (the secret
+        only now). An empty ``url`` removes it."""
+        return convert.webhook_to_dict(self._call(self.claims.SetWebhook, pb.SetWebhookRequest(
+            tenant=tenant, url=url, secret=secret), timeout))
+
+    def clear_webhook(self, *, tenant: str = "", timeout: float | None = None) -> dict:
+        return self.set_webhook("", tenant=tenant, timeout=timeout)
+
+    def get_webhook(self, *, tenant: str = "", timeout: float | None = None) -> dict:
+        return convert.webhook_to_dict(self._call(self.claims.GetWebhook, pb.GetWebhookRequest(
+            tenant=tenant), timeout))

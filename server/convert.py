@@ -14,7 +14,7 @@ import numpy as np
 from google.protobuf import json_format, struct_pb2
 
 from engine.audio.keys import Landmarks
-from engine.catalog import Reference
+from engine.catalog import Conflict, Reference
 from engine.errors import InvalidArgument, VersionMismatch
 from engine.fingerprint import FORMAT_VERSION, Fingerprint, VideoPrint
 from engine.matcher import Match
@@ -98,6 +98,7 @@ def match_to_proto(match: Match) -> pb.Match:
         trimmed=[pb.Stretch(query_start_s=t.query_start_s, query_end_s=t.query_end_s,
                             reference_start_s=t.reference_start_s, reference_end_s=t.reference_end_s)
                  for t in match.trimmed],
+        claim_id=match.claim_id,
     )
 
 
@@ -123,6 +124,7 @@ def match_from_proto(msg: pb.Match) -> Match:
         reference_share=msg.reference_share, policy_source=msg.policy_source,
         trimmed=[Stretch(t.query_start_s, t.query_end_s, t.reference_start_s, t.reference_end_s)
                  for t in msg.trimmed],
+        claim_id=msg.claim_id,
     )
 
 
@@ -184,13 +186,13 @@ def owner_policy_to_dict(msg: pb.OwnerPolicy) -> dict:
             "policy": policy_from_proto(msg.policy) if msg.HasField("policy") else {}}
 
 
-def reference_to_proto(ref: Reference) -> pb.Reference:
+def reference_to_proto(ref: Reference, conflicts: list[Conflict] = ()) -> pb.Reference:
     return pb.Reference(
         reference_id=ref.ref_id, title=ref.title, owner=ref.owner, duration_s=ref.duration_s,
         digest=public_digest(ref), modalities=ref.modalities,
         metadata={str(k): v if isinstance(v, str) else json.dumps(v) for k, v in ref.metadata.items()},
         policy=policy_to_proto(ref.policy), audio_hashes=ref.n_hashes, keyframes=ref.n_keyframes,
-        created_at_unix_s=ref.created_at,
+        created_at_unix_s=ref.created_at, conflicts=[conflict_to_proto(c) for c in conflicts],
     )
 
 
@@ -201,4 +203,70 @@ def reference_to_dict(msg: pb.Reference) -> dict:
         "metadata": dict(msg.metadata), "policy": policy_from_proto(msg.policy),
         "audio_hashes": msg.audio_hashes, "keyframes": msg.keyframes,
         "created_at": msg.created_at_unix_s,
+        **({"conflicts": [conflict_to_dict(c) for c in msg.conflicts]} if msg.conflicts else {}),
     }
+
+
+# --- reference conflicts -----------------------------------------------------------------------
+def conflict_to_proto(conflict: Conflict) -> pb.Conflict:
+    data = conflict.to_dict()
+    return pb.Conflict(
+        conflict_id=data["conflict_id"], kind=data["kind"], status=data["status"],
+        reference_id=data["reference_id"], title=data["title"], owner=data["owner"],
+        other_reference_id=data["other_reference_id"], other_title=data["other_title"],
+        other_owner=data["other_owner"], created_at_unix_s=data["created_at"],
+        resolved_by=data["resolved_by"], note=data["note"],
+        ranges=[pb.OverlapRange(**{k: r[k] for k in _RANGE_FIELDS}) for r in data["ranges"]])
+
+
+_RANGE_FIELDS = ("start_s", "end_s", "other_start_s", "other_end_s", "score")
+
+
+def conflict_to_dict(msg: pb.Conflict) -> dict:
+    """The same dict as :meth:`engine.catalog.Conflict.to_dict` (``nanhu conflicts --json``)."""
+    return {
+        "conflict_id": msg.conflict_id, "kind": msg.kind, "status": msg.status,
+        "reference_id": msg.reference_id, "title": msg.title, "owner": msg.owner,
+        "other_reference_id": msg.other_reference_id, "other_title": msg.other_title,
+        "other_owner": msg.other_owner,
+        "ranges": [{k: round(getattr(r, k), 6 if k == "score" else 3) for k in _RANGE_FIELDS}
+                   for r in msg.ranges],
+        "created_at": msg.created_at_unix_s, "resolved_by": msg.resolved_by, "note": msg.note,
+    }
+
+
+# --- claims ------------------------------------------------------------------------------------
+def claim_to_proto(claim: dict) -> pb.Claim:
+    """A claim of :class:`engine.claims.ClaimStore` as a message."""
+    return pb.Claim(
+        claim_id=claim["claim_id"], status=claim["status"], action=claim["action"],
+        reference_id=claim["reference_id"], title=claim["title"], owner=claim["owner"],
+        tenant=claim["tenant"], upload_id=claim["upload_id"], request_id=claim["request_id"],
+        filename=claim["filename"], duration_s=claim["duration_s"],
+        matches=[match_to_proto(Match.from_dict(m)) for m in claim["matches"]],
+        history=[pb.ClaimEvent(at_unix_s=e["at"], who=e["who"], party=e["party"],
+                               from_status=e["from"], to_status=e["to"], note=e["note"],
+                               request_id=e["request_id"]) for e in claim["history"]],
+        created_at_unix_s=claim["created_at"], updated_at_unix_s=claim["updated_at"])
+
+
+def claim_to_dict(msg: pb.Claim) -> dict:
+    """The same dict as the claim store's (``nanhu claims list --json`` prints it)."""
+    return {
+        "claim_id": msg.claim_id, "status": msg.status, "action": msg.action,
+        "reference_id": msg.reference_id, "title": msg.title, "owner": msg.owner,
+        "tenant": msg.tenant, "upload_id": msg.upload_id, "request_id": msg.request_id,
+        "filename": msg.filename, "duration_s": msg.duration_s,
+        "matches": [match_to_dict(m) for m in msg.matches],
+        "created_at": msg.created_at_unix_s, "updated_at": msg.updated_at_unix_s,
+        "history": [{"at": e.at_unix_s, "who": e.who, "party": e.party, "from": e.from_status,
+                     "to": e.to_status, "note": e.note, "request_id": e.request_id}
+                    for e in msg.history],
+    }
+
+
+def webhook_to_dict(msg: pb.Webhook) -> dict:
+    out = {"tenant": msg.tenant, "url": msg.url, "pending": msg.pending, "failed": msg.failed}
+    if msg.secret:
+        out["secret"] = msg.secret
+    return out

@@ -1,9 +1,10 @@
-"""The CLI's ``--server HOST:PORT [--key KEY]`` mode: ``nanhu policy`` and ``nanhu query`` through
-a running service.
+"""The CLI's ``--server HOST:PORT [--key KEY]`` mode: ``nanhu policy``, ``query``, ``claims``,
+``webhook``, ``conflicts`` and ``owner`` through a running service.
 
 The engine offers these commands on a local catalog (:mod:`engine.policy_cli`,
-:mod:`engine.cli`); :func:`add_remote_options` adds the server flags to them and swaps in a
-store or a screening function that talks gRPC (:class:`server.client.NanhuClient`). Failed calls
+:mod:`engine.review_cli`, :mod:`engine.cli`); :func:`add_remote_options` adds the server flags
+to them and swaps in a store or a screening function that talks gRPC
+(:class:`server.client.NanhuClient`). Failed calls
 come back as the engine's errors (:func:`server.status.engine_error`), so the exit codes are the
 local ones. The key defaults to ``$NANHU_API_KEY``.
 """
@@ -16,15 +17,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from engine.errors import InvalidArgument
+from engine import review_cli
+from engine.errors import InvalidArgument, InvalidState
 from engine.policy import Policy
 from engine.policy_cli import PolicyStore, open_local
 
 
-def _server_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--server", default=None, metavar="HOST:PORT",
+def _server_flags(parser: argparse.ArgumentParser, *, suppress: bool = False) -> None:
+    """``--server`` and ``--key``; ``suppress``: under a command that has them already."""
+    default = argparse.SUPPRESS if suppress else None
+    parser.add_argument("--server", default=default, metavar="HOST:PORT",
                         help="act on a Nanhu server over gRPC instead of a local catalog")
-    parser.add_argument("--key", default=None,
+    parser.add_argument("--key", default=default,
                         help="API key for --server (default: $NANHU_API_KEY, which keeps the key "
                              "out of the process list)")
 
@@ -39,7 +43,8 @@ def _client(args: argparse.Namespace):
 
 
 @contextmanager
-def _engine_errors(server: str) -> Iterator[None]:
+def _engine_errors(server: str, *, precondition: type | None = None) -> Iterator[None]:
+    """gRPC errors as the engine's; ``precondition``: what FAILED_PRECONDITION means here."""
     import grpc  # here, not at import: `nanhu list` need not load gRPC
 
     from server.status import engine_error
@@ -47,7 +52,10 @@ def _engine_errors(server: str) -> Iterator[None]:
     try:
         yield
     except grpc.RpcError as exc:
-        raise engine_error(exc, server=f"server {server}") from None
+        error = engine_error(exc, server=f"server {server}")
+        if precondition is not None and exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+            raise precondition(str(error)) from None
+        raise error from None
 
 
 def _fields(policy: Policy | None) -> dict:
@@ -99,21 +107,84 @@ def open_policy_store(args: argparse.Namespace) -> PolicyStore:
     return open_local(args)
 
 
+class RemoteReview:
+    """:class:`engine.review_cli.Review` over gRPC: the key decides what the caller sees."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.address = args.server
+        self.client = _client(args)
+
+    def _errors(self):
+        return _engine_errors(self.address, precondition=InvalidState)
+
+    def list_claims(self, *, status: str, reference_id: str, upload_id: str) -> list[dict]:
+        with self._errors():
+            return self.client.list_claims(status=status, reference_id=reference_id,
+                                           upload_id=upload_id, page_size=1000)
+
+    def get_claim(self, claim_id: str) -> dict:
+        with self._errors():
+            return self.client.get_claim(claim_id)
+
+    def resolve_claim(self, claim_id: str, status: str, note: str) -> dict:
+        with self._errors():
+            return self.client.resolve_claim(claim_id, status, note=note)
+
+    def set_webhook(self, tenant: str, url: str, secret: str) -> dict:
+        with self._errors():
+            return self.client.set_webhook(url, tenant=tenant, secret=secret)
+
+    def get_webhook(self, tenant: str) -> dict:
+        with self._errors():
+            return self.client.get_webhook(tenant=tenant)
+
+    def clear_webhook(self, tenant: str) -> None:
+        with self._errors():
+            self.client.clear_webhook(tenant=tenant)
+
+    def list_conflicts(self, *, include_resolved: bool) -> list[dict]:
+        with self._errors():
+            return self.client.list_conflicts(include_resolved=include_resolved)
+
+    def resolve_conflict(self, conflict_id: int, note: str) -> dict:
+        with self._errors():
+            return self.client.resolve_conflict(conflict_id, note=note)
+
+    def set_owner(self, ref_id: str, owner: str) -> dict:
+        with self._errors():
+            return self.client.set_owner(ref_id, owner)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def open_review(args: argparse.Namespace) -> review_cli.Review:
+    """The server's review commands with ``--server``, else the local catalog's."""
+    if getattr(args, "server", None):
+        return RemoteReview(args)
+    if getattr(args, "key", None):
+        raise InvalidArgument("--key is used with --server only")
+    return review_cli.open_local(args)
+
+
 def _remote_query(local: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """``nanhu query`` that uploads each file to ``--server`` when it is given."""
 
     def cmd_query(args: argparse.Namespace) -> int:
         if not args.server:
-            if args.key or args.upload_id:
-                raise InvalidArgument("--key and --upload-id are used with --server only")
+            if args.key:
+                raise InvalidArgument("--key is used with --server only")
+            if args.upload_id and not args.record_claims:
+                raise InvalidArgument("--upload-id is used with --server or --record-claims")
             return local(args)
         from engine.cli import query_files
 
         if args.min_score is not None or args.no_video:
             raise InvalidArgument("--min-score and --no-video apply to a local catalog; the "
                                   "server uses its own matching settings")
+        if args.upload_id and len(args.files) > 1:
+            raise InvalidArgument("--upload-id names one upload; give one file with it")
         client = _client(args)
-        hints = {"upload_id": args.upload_id} if args.upload_id else {}
 
         def screen(path: Path) -> tuple[float, list[dict]]:
             from engine.errors import MediaNotFound
@@ -121,7 +192,7 @@ def _remote_query(local: Callable[[argparse.Namespace], int]) -> Callable[[argpa
             if not path.is_file():
                 raise MediaNotFound(f"{path}: no such file")
             with _engine_errors(args.server):
-                result = client.screen_file(path, hints=hints)
+                result = client.screen_file(path, upload_id=args.upload_id or "")
             return result["duration_s"], result["matches"]
 
         try:
@@ -153,6 +224,13 @@ def add_remote_options(subparsers) -> None:
     if query is not None:
         _server_flags(query)
         query.add_argument("--upload-id", default=None, metavar="ID",
-                           help="with --server: the platform's id of the upload (sent as the "
-                                "'upload_id' hint, logged by the server)")
+                           help="the platform's id of the upload, kept with the claims the "
+                                "screening records (with --server or --record-claims)")
         query.set_defaults(func=_remote_query(query.get_default("func")))
+    for names in (("claims", "list"), ("claims", "show"), ("claims", "resolve"),
+                  ("webhook", "set"), ("webhook", "show"), ("webhook", "clear"),
+                  ("conflicts",), ("conflicts", "resolve"), ("owner", "set")):
+        parser = _subparser(subparsers, *names)
+        if parser is not None:
+            _server_flags(parser, suppress=names == ("conflicts", "resolve"))
+            parser.set_defaults(open_review=open_review)

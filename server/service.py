@@ -10,6 +10,8 @@ Screening runs in the worker processes (:mod:`server.jobs`); this module holds t
 - :class:`Writer`: the single writer. Each mutation opens the catalog writable under a lock,
   commits and closes it, so the writer lock is held only while committing and the CLI or the
   indexer can write between registrations (they get CatalogLocked -> UNAVAILABLE meanwhile).
+- ``Core.claims``: the catalog's :class:`~engine.claims.ClaimStore` (``claims.sqlite``), which
+  the screening servicer records claims in and the claims servicer reads and changes.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.catalog import Catalog, Reference
-from engine.errors import AlreadyExists, InvalidArgument, NotFound
+from engine.catalog import Catalog, Conflict, Reference
+from engine.claims import ClaimStore, Viewer
+from engine.conflicts import find_overlaps
+from engine.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
 from engine.fingerprint import Fingerprint
 from engine.policy import Policy
 from server.auth import Principal
@@ -146,6 +150,7 @@ class Core:
             log.info("catalog created path=%s", self.catalog_dir)
         self.snapshots = Snapshots(self.catalog_dir, refresh_interval_s=limits.refresh_interval_s)
         self.writer = Writer(self.catalog_dir)
+        self.claims = ClaimStore(self.catalog_dir)
 
     @property
     def audio_params(self):
@@ -182,14 +187,18 @@ class Core:
             metadata.setdefault("source", new.filename)
         try:
             with self.writer.open() as catalog:
+                # Screened against the committed catalog under the writer lock, so no other
+                # registration slips in between (engine.conflicts).
+                overlaps = find_overlaps(catalog, fp)
                 catalog.add(new.reference_id, fp, title=new.title or new.reference_id,
-                            owner=new.owner, metadata=metadata, policy=new.policy or {})
+                            owner=new.owner, metadata=metadata, policy=new.policy or {},
+                            overlaps=overlaps)
         except AlreadyExists as exc:
             raise self._own_duplicate_only(exc, new) from None
         self.snapshots.refresh()
         reference = self.snapshots.current().get(new.reference_id)
-        log.info("registered reference=%s owner=%s duration_s=%.1f", reference.ref_id,
-                 reference.owner or "-", reference.duration_s)
+        log.info("registered reference=%s owner=%s duration_s=%.1f overlaps=%d", reference.ref_id,
+                 reference.owner or "-", reference.duration_s, len(overlaps))
         return reference
 
     def _own_duplicate_only(self, exc: AlreadyExists, new: NewReference) -> AlreadyExists:
@@ -266,3 +275,47 @@ class Core:
 
     def stats(self) -> dict:
         return self.snapshots.current().stats()
+
+    # --- owners and reference conflicts ------------------------------------------------------
+    def set_owner(self, principal: Principal, ref_id: str, owner: str) -> Reference:
+        """Assign or transfer a work (admins only: unowned works are no tenant's to claim)."""
+        if not principal.is_admin:
+            raise PermissionDenied("only an admin key can assign or transfer a work's owner")
+        with self.writer.open() as catalog:
+            old = catalog.set_owner(ref_id, owner).owner
+        self.snapshots.refresh()
+        log.info("owner set reference=%s owner=%s previous=%s", ref_id, owner, old or "-")
+        return self.snapshots.current().get(ref_id)
+
+    def conflicts_of(self, reference: Reference) -> list[Conflict]:
+        return self.snapshots.current().conflicts(ordinals=[reference.ordinal])
+
+    def list_conflicts(self, principal: Principal, *, include_resolved: bool) -> list[Conflict]:
+        found = self.snapshots.current().conflicts(include_resolved=include_resolved)
+        if principal.is_admin:
+            return found
+        return [c for c in found if principal.tenant in (c.reference.owner, c.other.owner)]
+
+    def resolve_conflict(self, principal: Principal, conflict_id: int, note: str) -> Conflict:
+        """Accept a conflict: the owner of the earlier work (whose material it is) or an admin.
+        A tenant whose works are not involved is told there is no such conflict."""
+        with self.writer.open() as catalog:
+            found = [c for c in catalog.conflicts() if c.conflict_id == conflict_id]
+            visible = found and (principal.is_admin or principal.tenant in (
+                found[0].reference.owner, found[0].other.owner))
+            if not visible:
+                raise NotFound(f"no open reference conflict with id {conflict_id}")
+            if not principal.is_admin and found[0].other.owner != principal.tenant:
+                raise PermissionDenied(f"conflict {conflict_id}: only the owner of "
+                                       f"{found[0].other.ref_id!r} (or an admin) can accept it")
+            catalog.resolve_conflict(conflict_id, by=principal.tenant or "admin", note=note)
+        self.snapshots.refresh()
+        return next(c for c in self.snapshots.current().conflicts(include_resolved=True)
+                    if c.conflict_id == conflict_id)
+
+
+def viewer_for(principal: Principal) -> Viewer:
+    """Who a key is for claims: rights holder with ``register``, platform with ``screen``."""
+    return Viewer(tenant=principal.tenant, rights_holder="register" in principal.roles,
+                  platform="screen" in principal.roles, admin=principal.is_admin,
+                  name=principal.key_id)

@@ -12,7 +12,8 @@ import functools
 import itertools
 from collections.abc import Iterator
 
-from engine.errors import InvalidArgument
+from engine.claims import MAX_UPLOAD_ID_CHARS
+from engine.errors import InvalidArgument, NotFound
 from engine.fingerprint import Fingerprint
 from engine.validate import validate_fingerprint
 from proto.gen.nanhu.v1 import nanhu_pb2 as pb
@@ -22,8 +23,9 @@ from server.auth import Authenticator
 from server.jobs import ScreenOptions
 from server.logs import REQUEST_ID
 from server.metrics import Metrics
-from server.service import Core, NewReference
+from server.service import Core, NewReference, viewer_for
 from server.status import CallCancelled, rpc
+from server.webhooks import WebhookSender
 from server.work import Limiter, Spool, WorkerPool, idle_limited, wait_for_call
 
 
@@ -74,9 +76,11 @@ class Shared:
     instead, see :func:`server.status.public_message`)."""
 
     def __init__(self, core: Core, auth: Authenticator, pool: WorkerPool, limiter: Limiter,
-                 spool: Spool, metrics: Metrics | None = None) -> None:
+                 spool: Spool, metrics: Metrics | None = None,
+                 webhooks: WebhookSender | None = None) -> None:
         self.core, self.auth, self.pool, self.limiter, self.spool = core, auth, pool, limiter, spool
         self.metrics = metrics or Metrics()
+        self.webhooks = webhooks
         self.places = {str(core.catalog_dir): "catalog", str(core.catalog_dir.resolve()): "catalog",
                        str(spool.path): "upload"}
         if auth.path is not None:
@@ -109,6 +113,26 @@ class Shared:
             return self.run_upload(context, slot, chunks, name, job)
         return self.run(context, slot, name, job, source, name)
 
+    def record_claims(self, principal, matches, *, upload_id: str, filename: str,
+                      duration_s: float) -> int:
+        """Record the screening's claims (setting each acting match's ``claim_id``) before the
+        response goes out, then wake the webhook sender; returns how many works were claimed."""
+        claimed = self.core.claims.record(matches, tenant=principal.tenant,
+                                          request_id=REQUEST_ID.get(), upload_id=upload_id,
+                                          filename=filename, duration_s=duration_s)
+        if claimed and self.webhooks is not None:
+            self.webhooks.wake()
+        return len(claimed)
+
+
+def _upload_id(value: str, hints) -> str:
+    """The request's upload id (older clients sent it as the ``upload_id`` hint)."""
+    upload_id = value or hints.get("upload_id", "")
+    if len(upload_id) > MAX_UPLOAD_ID_CHARS:
+        raise InvalidArgument(f"upload_id is {len(upload_id)} characters long; at most "
+                              f"{MAX_UPLOAD_ID_CHARS}")
+    return upload_id
+
 
 def _screen_response(duration_s: float, digest: str, matches) -> pb.ScreenResponse:
     return pb.ScreenResponse(duration_s=duration_s, digest=digest,
@@ -126,21 +150,30 @@ class ScreeningServicer(pb_grpc.ScreeningServicer):
         with self.s.limiter.slot("screen") as slot:
             header, chunks = _first(idle_limited(request_iterator, self.s.core.limits.upload_idle_s))
             name = header.filename or "upload"
-            call.note(file=name, **{f"hint.{k}": v for k, v in sorted(header.hints.items())})
+            upload_id = _upload_id(header.upload_id, header.hints)
+            call.note(file=name, upload_id=upload_id,
+                      **{f"hint.{k}": v for k, v in sorted(header.hints.items())})
             duration_s, digest, matches = self.s.screen(context, slot, None, name,
                                                         _options(header.options), chunks=chunks)
-        call.note(duration_s=duration_s, matches=len(matches))
+        claims = self.s.record_claims(principal, matches, upload_id=upload_id, filename=name,
+                                      duration_s=duration_s)
+        call.note(duration_s=duration_s, matches=len(matches), claims=claims)
         return _screen_response(duration_s, digest, matches)
 
     @rpc
     def ScreenFingerprint(self, request, context, call):
         principal = self.s.auth.principal(context).require("screen")
-        call.note(tenant=principal.tenant, key=principal.key_id, file=request.filename)
+        upload_id = _upload_id(request.upload_id, {})
+        call.note(tenant=principal.tenant, key=principal.key_id, file=request.filename,
+                  upload_id=upload_id)
         fp = _fingerprint(request.fingerprint, self.s.core, for_reference=False)
+        name = request.filename or "fingerprint"
         with self.s.limiter.slot("screen") as slot:
-            duration_s, digest, matches = self.s.screen(context, slot, fp, request.filename or "fingerprint",
+            duration_s, digest, matches = self.s.screen(context, slot, fp, name,
                                                         _options(request.options))
-        call.note(duration_s=duration_s, matches=len(matches))
+        claims = self.s.record_claims(principal, matches, upload_id=upload_id, filename=name,
+                                      duration_s=duration_s)
+        call.note(duration_s=duration_s, matches=len(matches), claims=claims)
         return _screen_response(duration_s, digest, matches)
 
 
@@ -173,7 +206,13 @@ class CatalogServicer(pb_grpc.CatalogServicer):
             if not context.is_active():
                 raise CallCancelled("client went away before the commit")
             reference = self.s.core.register(new, fp)
-        return convert.reference_to_proto(reference)
+        return self._with_conflicts(reference, call)
+
+    def _with_conflicts(self, reference, call) -> pb.Reference:
+        conflicts = self.s.core.conflicts_of(reference)
+        if conflicts:
+            call.note(conflicts=sum(c.held for c in conflicts), overlaps=len(conflicts))
+        return convert.reference_to_proto(reference, conflicts)
 
     @rpc
     def RegisterFingerprint(self, request, context, call):
@@ -184,13 +223,13 @@ class CatalogServicer(pb_grpc.CatalogServicer):
             fp = _fingerprint(request.fingerprint, self.s.core, for_reference=True)
             # The digest is the client's claim: it counts only among its own tenant's works.
             reference = self.s.core.register(new, fp, digest_trusted=False)
-        return convert.reference_to_proto(reference)
+        return self._with_conflicts(reference, call)
 
     @rpc
     def GetReference(self, request, context, call):
         principal = self.s.auth.principal(context).require("register")
         call.note(tenant=principal.tenant, reference=request.reference_id)
-        return convert.reference_to_proto(self.s.core.get(principal, request.reference_id))
+        return self._with_conflicts(self.s.core.get(principal, request.reference_id), call)
 
     @rpc
     def ListReferences(self, request, context, call):
@@ -237,4 +276,97 @@ class CatalogServicer(pb_grpc.CatalogServicer):
         return pb.StatsResponse(**{k: stats[k] for k in (
             "references", "audio_references", "video_references", "hours", "audio_hashes",
             "keyframes", "generation", "audio_index_bytes", "video_index_bytes", "audio_params",
-            "video_params")})
+            "video_params", "unowned_references", "held_conflicts")})
+
+    @rpc
+    def SetOwner(self, request, context, call):
+        principal = self.s.auth.principal(context).require("register")
+        call.note(tenant=principal.tenant, reference=request.reference_id, owner=request.owner)
+        reference = self.s.core.set_owner(principal, request.reference_id, request.owner)
+        return self._with_conflicts(reference, call)
+
+    @rpc
+    def ListConflicts(self, request, context, call):
+        principal = self.s.auth.principal(context).require("register")
+        call.note(tenant=principal.tenant)
+        found = self.s.core.list_conflicts(principal, include_resolved=request.include_resolved)
+        return pb.ListConflictsResponse(conflicts=[convert.conflict_to_proto(c) for c in found])
+
+    @rpc
+    def ResolveConflict(self, request, context, call):
+        principal = self.s.auth.principal(context).require("register")
+        call.note(tenant=principal.tenant, conflict=request.conflict_id)
+        return convert.conflict_to_proto(
+            self.s.core.resolve_conflict(principal, request.conflict_id, request.note))
+
+
+def _claims_principal(shared: Shared, context):
+    """A claims call's caller: any key (its roles decide which claims it is a party of)."""
+    return shared.auth.principal(context)
+
+
+class ClaimsServicer(pb_grpc.ClaimsServicer):
+    def __init__(self, shared: Shared) -> None:
+        self.s = shared
+
+    @rpc
+    def ListClaims(self, request, context, call):
+        principal = _claims_principal(self.s, context)
+        call.note(tenant=principal.tenant, status=request.status)
+        try:
+            before = int(_after_id(request.page_token)) if request.page_token else None
+        except ValueError:
+            raise InvalidArgument("page_token is not one this server gave out") from None
+        claims, more = self.s.core.claims.list(
+            viewer_for(principal), status=request.status or None,
+            reference_id=request.reference_id or None, upload_id=request.upload_id or None,
+            limit=request.page_size or 100, before=before)
+        call.note(claims=len(claims))
+        return pb.ListClaimsResponse(claims=[convert.claim_to_proto(c) for c in claims],
+                                     next_page_token=_page_token(str(more) if more else None))
+
+    @rpc
+    def GetClaim(self, request, context, call):
+        principal = _claims_principal(self.s, context)
+        call.note(tenant=principal.tenant, claim=request.claim_id)
+        return convert.claim_to_proto(self.s.core.claims.get(viewer_for(principal), request.claim_id))
+
+    @rpc
+    def ResolveClaim(self, request, context, call):
+        principal = _claims_principal(self.s, context)
+        call.note(tenant=principal.tenant, claim=request.claim_id, status=request.status)
+        claim = self.s.core.claims.resolve(viewer_for(principal), request.claim_id, request.status,
+                                           note=request.note, request_id=REQUEST_ID.get())
+        if self.s.webhooks is not None:
+            self.s.webhooks.wake()
+        return convert.claim_to_proto(claim)
+
+    def _webhook_tenant(self, principal, tenant: str) -> str:
+        tenant = tenant or principal.tenant
+        if not tenant:
+            raise InvalidArgument("name the tenant whose webhook this is")
+        principal.require_owner(tenant, f"the webhook of tenant {tenant!r}")
+        return tenant
+
+    @rpc
+    def SetWebhook(self, request, context, call):
+        principal = _claims_principal(self.s, context)
+        tenant = self._webhook_tenant(principal, request.tenant)
+        call.note(tenant=principal.tenant, webhook_tenant=tenant)
+        outbox = self.s.core.claims.outbox
+        if not request.url:
+            outbox.clear_webhook(tenant)
+            return pb.Webhook(tenant=tenant)
+        set_ = outbox.set_webhook(tenant, request.url, request.secret or None)
+        return pb.Webhook(tenant=tenant, url=set_["url"], secret=set_["secret"])
+
+    @rpc
+    def GetWebhook(self, request, context, call):
+        principal = _claims_principal(self.s, context)
+        tenant = self._webhook_tenant(principal, request.tenant)
+        call.note(tenant=principal.tenant, webhook_tenant=tenant)
+        hook = self.s.core.claims.outbox.webhook(tenant)
+        if hook is None:
+            raise NotFound(f"tenant {tenant!r} has no webhook")
+        return pb.Webhook(tenant=tenant, url=hook["url"], pending=hook["pending"],
+                          failed=hook["failed"])

@@ -54,6 +54,7 @@ STATUS_CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (errors.BudgetExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),  # a job's CPU time or memory
     (errors.LimitExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.VersionMismatch, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.InvalidState, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.CatalogLocked, grpc.StatusCode.UNAVAILABLE),  # retry once the other writer is done
     (errors.CatalogCorrupt, grpc.StatusCode.DATA_LOSS),
     (errors.NanhuError, grpc.StatusCode.INTERNAL),

@@ -21,6 +21,7 @@ from server.app import create_server
 from server.auth import KeyFile
 from server.client import NanhuClient
 from server.service import Limits
+from server.webhooks import WebhookSettings
 
 RATE = 22050
 
@@ -84,6 +85,8 @@ KEYS = {  # name: (tenant, roles)
     "label_a": ("label-a", ["register"]),
     "label_b": ("label-b", ["register"]),
     "label_a_screen": ("label-a", ["register", "screen"]),
+    "label_c": ("label-c", ["register"]),
+    "vids": ("vids", ["screen"]),
 }
 
 
@@ -97,7 +100,8 @@ def env(tmp_path_factory):
     keys_file.revoke(revoked_id)
     keys_file.save()
     server, port = create_server(root / "catalog", workers=1, auth=root / "keys.json",
-                                 limits=Limits(refresh_interval_s=0.0, max_concurrent=8))
+                                 limits=Limits(refresh_interval_s=0.0, max_concurrent=8),
+                                 webhooks=WebhookSettings(backoff_s=0.05, poll_s=0.2))
     server.start()
     media = root / "media"
     media.mkdir()

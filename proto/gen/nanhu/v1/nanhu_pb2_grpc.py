@@ -202,6 +202,21 @@ class CatalogStub:
                 request_serializer=nanhu_dot_v1_dot_nanhu__pb2.StatsRequest.SerializeToString,
                 response_deserializer=nanhu_dot_v1_dot_nanhu__pb2.StatsResponse.FromString,
                 _registered_method=True)
+        self.SetOwner = channel.unary_unary(
+                '/nanhu.v1.Catalog/SetOwner',
+                request_serializer=nanhu_dot_v1_dot_nanhu__pb2.SetOwnerRequest.SerializeToString,
+                response_deserializer=nanhu_dot_v1_dot_nanhu__pb2.Reference.FromString,
+                _registered_method=True)
+        self.ListConflicts = channel.unary_unary(
+                '/nanhu.v1.Catalog/ListConflicts',
+                request_serializer=nanhu_dot_v1_dot_nanhu__pb2.ListConflictsRequest.SerializeToString,
+                response_deserializer=nanhu_dot_v1_dot_nanhu__pb2.ListConflictsResponse.FromString,
+                _registered_method=True)
+        self.ResolveConflict = channel.unary_unary(
+                '/nanhu.v1.Catalog/ResolveConflict',
+                request_serializer=nanhu_dot_v1_dot_nanhu__pb2.ResolveConflictRequest.SerializeToString,
+                response_deserializer=nanhu_dot_v1_dot_nanhu__pb2.Conflict.FromString,
+                _registered_method=True)
 
 
 class CatalogServicer:
@@ -272,6 +287,31 @@ class CatalogServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetOwner(self, request, context):
+        """Assign a work to an owner, or transfer it (admin only). Works registered without an owner
+        are seen by no tenant until they get one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListConflicts(self, request, context):
+        """Overlaps found at registration that involve the caller's works (admins: every work):
+        reference conflicts (another owner's work: the later work's stretches are held out of
+        screening) and same-owner overlaps (allowed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveConflict(self, request, context):
+        """Accept a conflict, so that the held stretches match again: the owner of the earlier work,
+        or an admin. (Deleting the later work, or giving both works one owner, settles it too.)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CatalogServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -319,6 +359,21 @@ def add_CatalogServicer_to_server(servicer, server):
                     servicer.Stats,
                     request_deserializer=nanhu_dot_v1_dot_nanhu__pb2.StatsRequest.FromString,
                     response_serializer=nanhu_dot_v1_dot_nanhu__pb2.StatsResponse.SerializeToString,
+            ),
+            'SetOwner': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetOwner,
+                    request_deserializer=nanhu_dot_v1_dot_nanhu__pb2.SetOwnerRequest.FromString,
+                    response_serializer=nanhu_dot_v1_dot_nanhu__pb2.Reference.SerializeToString,
+            ),
+            'ListConflicts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListConflicts,
+                    request_deserializer=nanhu_dot_v1_dot_nanhu__pb2.ListConflictsRequest.FromString,
+                    response_serializer=nanhu_dot_v1_dot_nanhu__pb2.ListConflictsResponse.SerializeToString,
+            ),
+            'ResolveConflict': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveConflict,
+                    request_deserializer=nanhu_dot_v1_dot_nanhu__pb2.ResolveConflictRequest.FromString,
+                    response_serializer=nanhu_dot_v1_dot_nanhu__pb2.Conflict.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -565,6 +620,346 @@ class Catalog:
             '/nanhu.v1.Catalog/Stats',
             nanhu_dot_v1_dot_nanhu__pb2.StatsRequest.SerializeToString,
             nanhu_dot_v1_dot_nanhu__pb2.StatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetOwner(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nanhu.v1.Catalog/SetOwner',
+            nanhu_dot_v1_dot_nanhu__pb2.SetOwnerRequest.SerializeToString,
+            nanhu_dot_v1_dot_nanhu__pb2.Reference.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListConflicts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nanhu.v1.Catalog/ListConflicts',
+            nanhu_dot_v1_dot_nanhu__pb2.ListConflictsRequest.SerializeToString,
+            nanhu_dot_v1_dot_nanhu__pb2.ListConflictsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveConflict(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nanhu.v1.Catalog/ResolveConflict',
+            nanhu_dot_v1_dot_nanhu__pb2.ResolveConflictRequest.SerializeToString,
+            nanhu_dot_v1_dot_nanhu__pb2.Conflict.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class ClaimsStub:
+    """Claims: what screenings that met an active policy left behind, for rights holders and
+    platforms to review. A tenant that is no party of a claim gets NOT_FOUND, as for no claim.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ListClaims = channel.unary_unary(
+                '/nanhu.v1.Claims/ListClaims',
+                request_serializer=nanhu_dot_v1_dot_nanhu__pb2.ListClaimsRequest.SerializeToString,
+                response_deserializer=nanhu_dot_v1_dot_nanhu__pb2.ListClaimsResponse.FromString,
+                _registered_method=True)
+        self.GetClaim = channel.unary_unary(
+                '/nanhu.v1.Claims/GetClaim',
+                request_serializer=nanhu_dot_v1_dot_nanhu__pb2.GetClaimRequest.SerializeToString,
+                response_deserializer=nanhu_dot_v1_dot_nanhu__pb2.Claim.FromString,
+                _registered_method=True)
+        self.ResolveClaim = channel.unary_unary(
+                '/nanhu.v1.Claims/ResolveClaim',
+                request_serializer=nanhu_dot_v1_dot_nanhu__pb2.ResolveClaimRequest.SerializeToString,
+                response_deserializer=nanhu_dot_v1_dot_nanhu__pb2.Claim.FromString,
+                _registered_method=True)
+        self.SetWebhook = channel.unary_unary(
+                '/nanhu.v1.Claims/SetWebhook',
+                request_serializer=nanhu_dot_v1_dot_nanhu__pb2.SetWebhookRequest.SerializeToString,
+                response_deserializer=nanhu_dot_v1_dot_nanhu__pb2.Webhook.FromString,
+                _registered_method=True)
+        self.GetWebhook = channel.unary_unary(
+                '/nanhu.v1.Claims/GetWebhook',
+                request_serializer=nanhu_dot_v1_dot_nanhu__pb2.GetWebhookRequest.SerializeToString,
+                response_deserializer=nanhu_dot_v1_dot_nanhu__pb2.Webhook.FromString,
+                _registered_method=True)
+
+
+class ClaimsServicer:
+    """Claims: what screenings that met an active policy left behind, for rights holders and
+    platforms to review. A tenant that is no party of a claim gets NOT_FOUND, as for no claim.
+    """
+
+    def ListClaims(self, request, context):
+        """The claims the caller is a party of, newest first, one page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetClaim(self, request, context):
+        """One claim with its matches and history.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveClaim(self, request, context):
+        """Change a claim's status. Rights holders confirm, release and reinstate; platforms dispute:
+        open -> confirmed | released | disputed;  confirmed -> released | disputed;
+        disputed -> reinstated | released;  reinstated -> released.
+        Another change: FAILED_PRECONDITION; the other party's change: PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetWebhook(self, request, context):
+        """Set (or, with an empty url, remove) the caller's webhook for new claims and status changes;
+        the response carries the signing secret, this once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWebhook(self, request, context):
+        """The caller's webhook (never its secret); NOT_FOUND when it has none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ClaimsServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ListClaims': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListClaims,
+                    request_deserializer=nanhu_dot_v1_dot_nanhu__pb2.ListClaimsRequest.FromString,
+                    response_serializer=nanhu_dot_v1_dot_nanhu__pb2.ListClaimsResponse.SerializeToString,
+            ),
+            'GetClaim': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetClaim,
+                    request_deserializer=nanhu_dot_v1_dot_nanhu__pb2.GetClaimRequest.FromString,
+                    response_serializer=nanhu_dot_v1_dot_nanhu__pb2.Claim.SerializeToString,
+            ),
+            'ResolveClaim': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveClaim,
+                    request_deserializer=nanhu_dot_v1_dot_nanhu__pb2.ResolveClaimRequest.FromString,
+                    response_serializer=nanhu_dot_v1_dot_nanhu__pb2.Claim.SerializeToString,
+            ),
+            'SetWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetWebhook,
+                    request_deserializer=nanhu_dot_v1_dot_nanhu__pb2.SetWebhookRequest.FromString,
+                    response_serializer=nanhu_dot_v1_dot_nanhu__pb2.Webhook.SerializeToString,
+            ),
+            'GetWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWebhook,
+                    request_deserializer=nanhu_dot_v1_dot_nanhu__pb2.GetWebhookRequest.FromString,
+                    response_serializer=nanhu_dot_v1_dot_nanhu__pb2.Webhook.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'nanhu.v1.Claims', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('nanhu.v1.Claims', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Claims:
+    """Claims: what screenings that met an active policy left behind, for rights holders and
+    platforms to review. A tenant that is no party of a claim gets NOT_FOUND, as for no claim.
+    """
+
+    @staticmethod
+    def ListClaims(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nanhu.v1.Claims/ListClaims',
+            nanhu_dot_v1_dot_nanhu__pb2.ListClaimsRequest.SerializeToString,
+            nanhu_dot_v1_dot_nanhu__pb2.ListClaimsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetClaim(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nanhu.v1.Claims/GetClaim',
+            nanhu_dot_v1_dot_nanhu__pb2.GetClaimRequest.SerializeToString,
+            nanhu_dot_v1_dot_nanhu__pb2.Claim.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveClaim(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nanhu.v1.Claims/ResolveClaim',
+            nanhu_dot_v1_dot_nanhu__pb2.ResolveClaimRequest.SerializeToString,
+            nanhu_dot_v1_dot_nanhu__pb2.Claim.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nanhu.v1.Claims/SetWebhook',
+            nanhu_dot_v1_dot_nanhu__pb2.SetWebhookRequest.SerializeToString,
+            nanhu_dot_v1_dot_nanhu__pb2.Webhook.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nanhu.v1.Claims/GetWebhook',
+            nanhu_dot_v1_dot_nanhu__pb2.GetWebhookRequest.SerializeToString,
+            nanhu_dot_v1_dot_nanhu__pb2.Webhook.FromString,
             options,
             channel_credentials,
             insecure,
