@@ -170,7 +170,7 @@ def crash_on_manifest_swap(monkeypatch) -> None:
             raise SimulatedCrash("power cut before the manifest swap")
         return real_replace(src, dst, *args, **kwargs)
 
-    monkeypatch.setattr("engine.catalog.os.replace", replace)
+    monkeypatch.setattr("engine.store.catalog_segments.os.replace", replace)
 
 
 def crash_in_write_manifest(monkeypatch) -> None:
@@ -251,7 +251,7 @@ def test_crash_while_writing_a_segment_rolls_back_sqlite(two_refs, make_fp, monk
 
     writer = Catalog(two_refs, writable=True)
     writer.add("ref-c", make_fp(3))
-    monkeypatch.setattr("engine.catalog.write_segment", half_written_segment)
+    monkeypatch.setattr("engine.store.catalog_segments.write_segment", half_written_segment)
     with pytest.raises(SimulatedCrash):
         writer.commit()
     monkeypatch.undo()

@@ -176,7 +176,7 @@ def test_a_crash_before_the_manifest_swap_rolls_back_conflicts_and_owner_changes
         return real_replace(src, dst, *args, **kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr("engine.catalog.os.replace", replace)
+        patch.setattr("engine.store.catalog_segments.os.replace", replace)
         with pytest.raises(SimulatedCrash):
             writer.commit()
     writer.close()

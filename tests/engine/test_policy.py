@@ -40,7 +40,7 @@ def crash_on_manifest_swap(monkeypatch) -> None:
             raise SimulatedCrash("power cut before the manifest swap")
         return real_replace(src, dst, *args, **kwargs)
 
-    monkeypatch.setattr("engine.catalog.os.replace", replace)
+    monkeypatch.setattr("engine.store.catalog_segments.os.replace", replace)
 
 
 @pytest.fixture

@@ -1,0 +1,120 @@
+"""Reading the catalog at its manifest's generation: references, tombstones, statistics and
+the segment indexes (:class:`CatalogReader`, a mixin of :class:`engine.catalog.Catalog`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.errors import NotFound
+from engine.store.catalog_records import COLUMNS, Reference, row_to_reference
+from engine.store.catalog_schema import FORMAT_VERSION, segment_files
+from engine.store.postings import SegmentPostings
+from engine.vectors import FaissVectorIndex, VectorSegment
+
+
+class CatalogReader:
+    """The catalog's reads. The host provides ``path``, ``manifest``, ``generation``,
+    ``audio_params``, ``_db`` (the metadata connection), the ``_postings`` / ``_vectors``
+    caches and :meth:`conflicts` (:class:`engine.store.catalog_conflicts.ConflictsMixin`)."""
+
+    _VISIBLE = "generation <= ? AND (deleted_generation IS NULL OR deleted_generation > ?)"
+
+    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        g = self.generation
+        return self._db.execute(sql.replace("{visible}", self._VISIBLE), (g, g, *args)).fetchall()
+
+    def get(self, ref_id: str) -> Reference:
+        rows = self._query(f"SELECT {COLUMNS} FROM refs WHERE {{visible}} AND ref_id = ?", (ref_id,))
+        if not rows:
+            raise NotFound(f"no reference with id {ref_id!r} in {self.path}")
+        return row_to_reference(rows[0])
+
+    def by_ordinals(self, ordinals: np.ndarray) -> dict[int, Reference]:
+        wanted = sorted({int(o) for o in np.asarray(ordinals).tolist()})
+        out: dict[int, Reference] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._query(
+                f"SELECT {COLUMNS} FROM refs WHERE {{visible}} AND ordinal IN ({marks})", tuple(chunk)
+            ):
+                out[row[0]] = row_to_reference(row)
+        return out
+
+    def list(self, *, owner: str | None = None, limit: int = 1000, offset: int = 0,
+             after_id: str | None = None) -> list[Reference]:
+        sql = f"SELECT {COLUMNS} FROM refs WHERE {{visible}}"
+        args: list = []
+        if owner is not None:
+            sql += " AND owner = ?"
+            args.append(owner)
+        if after_id is not None:
+            sql += " AND ref_id > ?"
+            args.append(after_id)
+        sql += " ORDER BY ref_id LIMIT ? OFFSET ?"
+        args += [limit, offset]
+        return [row_to_reference(row) for row in self._query(sql, tuple(args))]
+
+    def find_digest(self, digest: str) -> Reference | None:
+        rows = self._query(f"SELECT {COLUMNS} FROM refs WHERE {{visible}} AND digest = ?", (digest,))
+        return row_to_reference(rows[0]) if rows else None
+
+    def deleted_ordinals(self) -> np.ndarray:
+        """Ordinals tombstoned at this generation whose postings are not yet compacted away."""
+        g = self.generation
+        rows = self._db.execute(
+            "SELECT ordinal FROM refs WHERE deleted_generation IS NOT NULL "
+            "AND deleted_generation <= ?", (g,)
+        ).fetchall()
+        return np.array(sorted(r[0] for r in rows), np.uint32)
+
+    def stats(self) -> dict:
+        row = self._query(
+            "SELECT COUNT(*), COALESCE(SUM(duration_s), 0), COALESCE(SUM(n_hashes), 0), "
+            "COALESCE(SUM(n_keyframes), 0), COALESCE(SUM(n_hashes > 0), 0), "
+            "COALESCE(SUM(n_keyframes > 0), 0), COALESCE(SUM(owner = ''), 0) FROM refs "
+            "WHERE {visible}"
+        )[0]
+        files = [self.path / f for f in segment_files(self.manifest)]
+        audio_bytes = sum(s["bytes"] for s in self.manifest["audio_segments"])
+        video_bytes = sum(s["bytes"] + s.get("graph_bytes", 0)
+                          for s in self.manifest["video_segments"])
+        hours = row[1] / 3600.0
+        return {
+            "catalog": str(self.path), "format_version": FORMAT_VERSION,
+            "generation": self.generation, "references": row[0],
+            "audio_references": row[4], "video_references": row[5],
+            "unowned_references": row[6],
+            "held_conflicts": sum(c.held for c in self.conflicts()),
+            "hours": round(hours, 4), "audio_hashes": row[2], "keyframes": row[3],
+            "audio_segments": len(self.manifest["audio_segments"]),
+            "video_segments": len(self.manifest["video_segments"]),
+            "tombstones": int(self.deleted_ordinals().size),
+            "audio_index_bytes": audio_bytes, "video_index_bytes": video_bytes,
+            "index_bytes_per_hour": round((audio_bytes + video_bytes) / hours) if hours else 0,
+            "files_present": all(f.exists() for f in files),
+            "audio_params": self.manifest["audio_params_tag"],
+            "video_params": self.manifest["video_params_tag"],
+        }
+
+    def postings(self) -> SegmentPostings:
+        if self._postings is None:
+            self._postings = SegmentPostings(
+                [self.path / s["file"] for s in self.manifest["audio_segments"]]
+            )
+        return self._postings
+
+    def vectors(self) -> FaissVectorIndex:
+        if self._vectors is None:
+            entries = self.manifest["video_segments"]
+            self._vectors = FaissVectorIndex(
+                [VectorSegment(self.path / s["file"]) for s in entries],
+                graphs=[self.path / s["graph"] if s.get("graph") else None for s in entries],
+            )
+        return self._vectors
+
+    @property
+    def total_audio_frames(self) -> int:
+        row = self._query("SELECT COALESCE(SUM(duration_s), 0) FROM refs WHERE {visible} "
+                          "AND n_hashes > 0")[0]
+        return int(row[0] * self.audio_params.frames_per_second)

@@ -1,0 +1,182 @@
+"""Segment and manifest writing: new segments of a commit, tiered merges of audio segments,
+compaction, and the write-temp-fsync-rename protocol every file of the catalog goes through
+(:class:`SegmentsMixin`, a mixin of :class:`engine.catalog.Catalog`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from engine import vectors as vector_store
+from engine.audio.keys import KEY_BITS
+from engine.store.catalog_schema import segment_files
+from engine.store.postings import MAX_SEGMENT_FRAMES, Segment, merge_segments, write_segment
+from engine.vectors import VectorSegment, write_vector_segment
+
+#: a size tier holding this many audio segments is merged into one (tiered, log-structured:
+#: a posting is rewritten about log_8(catalog / batch) times over its life)
+TIER_FANOUT = 8
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class SegmentsMixin:
+    """The host provides ``path``, ``manifest``, ``generation``, ``has_staged``, ``_db``,
+    ``_staged_refs``, the ``_postings`` / ``_vectors`` caches, :meth:`commit`,
+    :meth:`deleted_ordinals`, :meth:`_load_manifest` and :meth:`_require_writer`."""
+
+    def _write_new_segments(self, manifest: dict, g: int, ordinals: list[int]) -> None:
+        audio = [(o, r["fp"].audio) for o, r in zip(ordinals, self._staged_refs)
+                 if r["fp"].audio is not None and len(r["fp"].audio)]
+        if audio:
+            keys = np.concatenate([lm.hashes for _, lm in audio])
+            ords = np.concatenate([np.full(len(lm), o, np.uint32) for o, lm in audio])
+            frames = np.concatenate([lm.frames for _, lm in audio])
+            name = f"audio/seg-{g:08d}.pst"
+            size = self._write_file(
+                name, lambda p: write_segment(p, keys, ords, frames, key_bits=KEY_BITS))
+            manifest["audio_segments"].append({"file": name, "count": int(keys.size),
+                                               "bytes": size})
+            self._merge_tiers(manifest, g)
+        video = [(o, r["fp"].video) for o, r in zip(ordinals, self._staged_refs)
+                 if r["fp"].video is not None and len(r["fp"].video)]
+        if video:
+            tags = {v.params_tag for _, v in video}
+            if not manifest.get("video_params_tag"):
+                manifest["video_params_tag"] = tags.pop()
+            vectors = np.concatenate([v.vectors for _, v in video])
+            ords = np.concatenate([np.full(len(v), o, np.uint32) for o, v in video])
+            times = np.concatenate([v.times_s for _, v in video])
+            manifest["video_segments"].append(
+                self._write_vector_segment(f"video/seg-{g:08d}.vec", vectors, ords, times))
+
+    def _merge_tiers(self, manifest: dict, g: int) -> None:
+        """Merge audio segments of one size tier once it holds ``TIER_FANOUT`` of them.
+
+        Tier ``t`` holds segments of ``8^t .. 8^(t+1)`` postings, so adding an hour to a large
+        catalog rewrites only the small segments (cost in proportion to the hour, amortised),
+        and a query searches O(log catalog) segments. Replaced files are removed once the new
+        manifest is in place (:func:`engine.store.catalog_recovery.remove_unnamed`).
+        """
+        while True:
+            tiers: dict[int, list[dict]] = {}
+            for entry in manifest["audio_segments"]:
+                tiers.setdefault(max(0, int(entry["count"]).bit_length() // 3), []).append(entry)
+            full = [t for t, entries in sorted(tiers.items()) if len(entries) >= TIER_FANOUT]
+            if not full:
+                return
+            group = tiers[full[0]]
+            frames = sum(Segment(self.path / e["file"]).total_frames for e in group)
+            if frames > MAX_SEGMENT_FRAMES:
+                return  # at 19,000 h a segment is as large as positions allow: leave the tier
+            name = f"audio/seg-{g:08d}-m{len(manifest['audio_segments']):03d}.pst"
+            info = {}
+
+            def merge(path: Path, group=group, info=info) -> int:
+                info.update(merge_segments([self.path / e["file"] for e in group], path,
+                                           key_bits=KEY_BITS))
+                return info["bytes"]
+
+            size = self._write_file(name, merge)
+            names = {e["file"] for e in group}
+            manifest["audio_segments"] = [e for e in manifest["audio_segments"]
+                                          if e["file"] not in names]
+            manifest["audio_segments"].append({"file": name, "count": info["count"],
+                                               "bytes": size})
+
+    def _write_vector_segment(self, name: str, vectors: np.ndarray, ords: np.ndarray,
+                              times: np.ndarray) -> dict:
+        """Write a vector segment (and, when it is large, its HNSW graph); its manifest entry.
+        Both files are written before the manifest names them, like every segment."""
+        size = self._write_file(name, lambda p: write_vector_segment(p, vectors, ords, times))
+        entry = {"file": name, "count": int(ords.size), "bytes": size}
+        if ords.size >= vector_store.HNSW_MIN_VECTORS:
+            graph = name.removesuffix(".vec") + ".hnsw"
+            entry["graph"] = graph
+            entry["graph_bytes"] = self._write_file(
+                graph, lambda p: vector_store.write_hnsw_graph(p, vectors))
+        return entry
+
+    def _write_file(self, name: str, writer) -> int:
+        final = self.path / name
+        tmp = final.with_name(final.name + ".tmp")
+        size = writer(tmp)
+        os.replace(tmp, final)
+        fsync_dir(final.parent)
+        return size
+
+    def _write_manifest(self, manifest: dict) -> None:
+        tmp = self.path / "manifest.json.tmp"
+        with open(tmp, "w") as handle:
+            json.dump(manifest, handle, indent=1)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.path / "manifest.json")
+        fsync_dir(self.path)
+
+    def compact(self) -> dict:
+        """Merge all segments into one per modality and purge tombstoned references."""
+        self._require_writer()
+        if self.has_staged:
+            self.commit()
+        dead = self.deleted_ordinals()
+        g = self.generation + 1
+        manifest = json.loads(json.dumps(self.manifest))
+        old_files = segment_files(manifest)
+        sources = [self.path / s["file"] for s in manifest["audio_segments"]]
+        manifest["audio_segments"] = []
+        audio_postings = 0
+        if sources:
+            name = f"audio/seg-{g:08d}.pst"
+            info: dict = {}
+
+            def merge(path: Path) -> int:
+                info.update(merge_segments(sources, path, key_bits=KEY_BITS, drop_ordinals=dead))
+                return info["bytes"]
+
+            size = self._write_file(name, merge)
+            audio_postings = info["count"]
+            if audio_postings:
+                manifest["audio_segments"].append({"file": name, "count": audio_postings,
+                                                   "bytes": size})
+            else:
+                (self.path / name).unlink()
+        segments = [VectorSegment(self.path / s["file"]) for s in manifest["video_segments"]]
+        manifest["video_segments"] = []
+        if segments:
+            # Unusable rows (another dimension, non-unit norms, bad times) are dropped, logged.
+            vectors, ords, times = vector_store.merge_segments(segments)
+            alive = ~np.isin(ords, dead)
+            if alive.any():
+                manifest["video_segments"].append(self._write_vector_segment(
+                    f"video/seg-{g:08d}.vec", vectors[alive], ords[alive], times[alive]))
+        manifest["generation"] = g
+        manifest["committed_at"] = time.time()
+        with self._db:
+            # Rows stay until the manifest no longer names their postings; purged after.
+            self._write_manifest(manifest)
+        self._load_manifest()
+        self._postings = None
+        self._vectors = None
+        with self._db:
+            self._db.executemany("DELETE FROM refs WHERE ordinal = ?", [(int(o),) for o in dead])
+            self._db.executemany("DELETE FROM conflicts WHERE ordinal = ? OR other_ordinal = ?",
+                                 [(int(o), int(o)) for o in dead])
+            self._db.execute("DELETE FROM owner_policies WHERE replaced_generation IS NOT NULL "
+                             "AND replaced_generation <= ?", (g,))
+        for file in old_files:
+            (self.path / file).unlink(missing_ok=True)
+        return {"generation": g, "purged_references": int(dead.size),
+                "audio_postings": int(audio_postings),
+                "video_vectors": sum(s["count"] for s in manifest["video_segments"])}
+
