@@ -181,7 +181,8 @@ def test_a_hand_broken_stored_policy_sends_matches_to_review_and_check_reports_i
     report = check_catalog(owned_catalog)
     assert not report["ok"]
     assert report["problems"] == ["reference 'song-1': unusable policy (action 'blok' is not one of "
-                                  "block, monetize, track, review)"]
+                                  "block, monetize, track, review); set it again with `nanhu policy "
+                                  "set` or `nanhu policy clear`"]
     broken = Catalog(owned_catalog).get("song-1")
     (match,) = judge(segment(), broken, None, upload_duration_s=40.0, floor=ScreenFloor())
     assert match.action == "review"
