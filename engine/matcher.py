@@ -165,14 +165,16 @@ class Matcher:
         warps) and returns at most the stop-key cap of postings; references are shortlisted by
         raw votes (distinct query keys with any hit), and only the shortlist's hits are aligned."""
         unique_keys, inverse = np.unique(landmarks.hashes, return_inverse=True)
-        fps = self.catalog.audio_params.frames_per_second
+        # Work in proportion to the window's audio: the lookup budget and the shortlist.
+        seconds = _query_seconds(landmarks, self.catalog.audio_params.frames_per_second)
         key_index, ordinals, frames = self._postings.lookup(
             unique_keys, max_postings=self._stop_key_postings,
-            budget=int(self.audio_match.lookup_budget_per_s * _query_seconds(landmarks, fps)))
+            budget=int(self.audio_match.lookup_budget_per_s * seconds))
         if self._deleted.size and ordinals.size:
             alive = ~np.isin(ordinals, self._deleted)
             key_index, ordinals, frames = key_index[alive], ordinals[alive], frames[alive]
-        keep = shortlist(key_index, ordinals, limit=self.audio_match.shortlist,
+        keep = shortlist(key_index, ordinals, limit=max(self.audio_match.shortlist, int(round(
+                             self.audio_match.shortlist_per_s * seconds))),
                          min_votes=self.audio_match.min_votes)
         query_landmark, ordinals, ref_frames = hits_for(
             landmarks, key_index[keep], ordinals[keep], frames[keep], inverse.reshape(-1)

@@ -52,8 +52,12 @@ class AudioMatchParams:
     #: up (bounded work at any catalog size, in proportion to the query's length: a 5 s query
     #: reads at most 150,000, a 60 s window 1.8 M; at 18-120 h no 5 s query reaches it)
     lookup_budget_per_s: int = 30_000
-    #: references kept after the raw vote (distinct query keys with any hit), strongest first
+    #: references kept after the raw vote (distinct query keys with any hit), strongest first:
+    #: ``shortlist`` for a query of up to ``shortlist / shortlist_per_s`` seconds, and
+    #: ``shortlist_per_s`` a second beyond (a 60 s window keeps 600): raw votes grow with the
+    #: window for every reference, so a short copy inside a long window needs a longer list
     shortlist: int = 48
+    shortlist_per_s: float = 10.0
     #: most bins examined per reference (several copies of one work in one upload each need one)
     bins_per_reference: int = 32
     #: long queries are matched in windows of this much query time (s)

@@ -295,3 +295,26 @@ def test_the_lookup_budget_grows_with_the_query_not_per_window(registered_catalo
     per_s = matcher.audio_match.lookup_budget_per_s
     assert 4.5 * per_s <= budgets[0] <= 5.0 * per_s
     assert 19.5 * per_s <= budgets[1] <= 20.0 * per_s
+
+
+def test_the_shortlist_grows_with_the_query(registered_catalog, songs, kit, monkeypatch):
+    """Raw votes grow with the window for every reference: a 20 s window keeps 200 references
+    where a 5 s query keeps 48, so a short copy inside a long upload is still aligned."""
+    import engine.matcher as matcher_module
+
+    limits = []
+    real = matcher_module.shortlist
+
+    def spy(key_index, ordinals, *, limit, min_votes):
+        limits.append(limit)
+        return real(key_index, ordinals, limit=limit, min_votes=min_votes)
+
+    monkeypatch.setattr(matcher_module, "shortlist", spy)
+    with Catalog(registered_catalog) as catalog:
+        matcher = Matcher(catalog)
+        for seconds in (5.0, 20.0):
+            clip = kit.write_clip(f"shortlist-{seconds:g}.wav",
+                                  kit.excerpt(songs["song-2"], 5.0, 5.0 + seconds))
+            assert matcher.match(fingerprint_media(clip, query=True, video=False))
+    assert limits[0] == matcher.audio_match.shortlist
+    assert 190 <= limits[1] <= 200  # the keys span the clip less its last analysis window
