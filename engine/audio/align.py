@@ -31,12 +31,14 @@ from engine.segments import Segment, score_from_log10_expected
 class AudioMatchParams:
     """Decision thresholds for audio matches (no effect on fingerprints)."""
 
-    #: fewest aligned landmarks (distinct query anchors) for a segment: below 10, chance
-    #: alignments of never-registered music are frequent whatever their Poisson figure says
-    #: (``docs/audio.md``: at 18.5 h, 6 votes let 9 of 4,049 null queries through, 10 none)
-    min_votes: int = 10
-    #: lowest score for a segment (0.5: E = 1e-3 expected chance matches per query)
-    min_score: float = 0.5
+    #: fewest aligned landmarks (distinct query anchors) for a segment. With the calibrated
+    #: score below, 5 to 10 give the same null and recall at every size measured
+    #: (``docs/audio.md``); 6 keeps a margin against a pair of coincident notes
+    min_votes: int = 6
+    #: lowest score for a segment (0.6: E <= 1.05e-4 expected chance matches per query): no
+    #: never-registered query of 5,000 at 18.5, 118.5 and 1,018.5 h passes it (flagged tracks
+    #: that quote registered ones aside); at 1e-3, 2 in 4,600 did at 118.5 h
+    min_score: float = 0.6
     #: offset bins within this many frames of the peak bin vote together
     offset_tolerance: int = 2
     #: votes further apart than this in query time start a new segment (s)
@@ -70,10 +72,11 @@ class AudioMatchParams:
     #: for every three decades of the Poisson figure at every size, and a little lower per
     #: decade of catalog (coincidences come from the query's own structure meeting similar
     #: music, which a larger catalog of unrelated music does not add in proportion).
-    #: Fitted on 5,000 never-registered queries at 18.5, 118.5 and 1,018.5 h.
-    calibration_slope: float = 0.334
-    calibration_offset: float = 0.057
-    calibration_per_decade: float = -0.398
+    #: Fitted on 5,000 never-registered queries at 18.5, 118.5 and 1,018.5 h (query warps with
+    #: multi-probe, decoys v2).
+    calibration_slope: float = 0.267
+    calibration_offset: float = 0.215
+    calibration_per_decade: float = -0.559
 
     def calibrated(self, log10_poisson: float, catalog_hours: float) -> float:
         """log10 of the expected chance matches, from the Poisson figure (see above)."""
