@@ -386,13 +386,6 @@ def _warn_if_short(stream, decoded_s: float, name: str) -> None:
                     "(truncated file?)", name, decoded_s, declared_s)
 
 
-def _decoded(container, stream, name: str):
-    """Decoded frames of ``stream`` (see :class:`PacketDecoder`)."""
-    decoder = PacketDecoder(name)
-    for packet in container.demux(stream):
-        yield from decoder.decode(packet)
-
-
 def load_audio(
     source: Source, *, sample_rate: int, max_duration_s: float | None = None
 ) -> np.ndarray:

@@ -34,20 +34,41 @@ def fingerprint_video(
     Raises :class:`MediaError` / :class:`EmptyMediaError` / :class:`LimitExceeded` as
     :func:`iter_sampled_frames` does, with a message that names the source.
     """
-    from engine.fingerprint import VideoPrint
-
     params = params or VideoParams()
-    vectors, times = [], []
-    total = 0
+    prints = KeyframePrints(params)
     for frames, frame_times in stages.timed_iter("decode", iter_sampled_frames(
             source, params=params, max_duration_s=max_duration_s)):
-        vecs, quality = frame_embeddings(frames, params=params)
-        keep = quality >= params.min_quality
-        total += len(frames)
-        vectors.append(vecs[keep])
-        times.append(frame_times[keep])
-    kept = sum(len(t) for t in times)
-    log.debug("%s: %d of %d keyframes have content", source_name(source), kept, total)
-    if kept == 0:
-        return None
-    return VideoPrint(np.concatenate(vectors), np.concatenate(times), params.tag())
+        prints.add(frames, frame_times)
+    return prints.result(source_name(source))
+
+
+class KeyframePrints:
+    """Embeddings of sampled frames as their chunks come (push style); keeps the keyframes that
+    pass ``params.min_quality``. Holds only the kept vectors (float32[d] each), not frames."""
+
+    def __init__(self, params: VideoParams | None = None) -> None:
+        self.params = params or VideoParams()
+        self._vectors: list[np.ndarray] = []
+        self._times: list[np.ndarray] = []
+        #: keyframes seen, kept or not
+        self.total = 0
+
+    def add(self, frames: np.ndarray, times_s: np.ndarray) -> None:
+        """Embed one chunk: frames uint8[m, s, s] luma, times_s float32[m]."""
+        vecs, quality = frame_embeddings(frames, params=self.params)
+        keep = quality >= self.params.min_quality
+        self.total += len(frames)
+        self._vectors.append(vecs[keep])
+        self._times.append(times_s[keep])
+
+    def result(self, name: str) -> VideoPrint | None:
+        """The track's :class:`engine.fingerprint.VideoPrint`, or None when no keyframe has
+        content (``name`` is the source, for the log)."""
+        from engine.fingerprint import VideoPrint
+
+        kept = sum(len(t) for t in self._times)
+        log.debug("%s: %d of %d keyframes have content", name, kept, self.total)
+        if kept == 0:
+            return None
+        return VideoPrint(np.concatenate(self._vectors), np.concatenate(self._times),
+                          self.params.tag())
