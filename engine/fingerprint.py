@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -196,7 +196,7 @@ def fingerprint_media(
     return fp
 
 
-def _audio_chunks(items: Iterable[tuple[str, object]],
+def _audio_chunks(items: Iterable[tuple[str, Any]],
                   prints: KeyframePrints | None) -> Iterator[np.ndarray]:
     """The audio chunks of a demux pass's items; the video chunks go to ``prints`` (a
     :class:`engine.video.KeyframePrints`) as they come, outside the ``decode`` stage's time."""

@@ -1,7 +1,10 @@
 """Decoding with PyAV: any container and codec FFmpeg opens, from a path or from bytes.
 
-Audio is mixed to mono and resampled by PyAV's resampler to the fingerprint's rate and
-*streamed* in chunks: a 3-hour file never sits in memory at its source rate.
+A file is demuxed once for all it is fingerprinted by: :func:`demux` pushes each stream's
+decoded frames through that stream's pipeline (:class:`AudioChunker`; the keyframe sampler of
+:mod:`engine.video.sampling`). Audio is mixed to mono and resampled by PyAV's resampler to the
+fingerprint's rate and *streamed* in chunks: a 3-hour file never sits in memory at its source
+rate.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import av
 import numpy as np
@@ -216,21 +219,23 @@ class FramePipeline(Protocol):
 
 def demux(
     container: av.container.InputContainer, name: str, pipelines: Sequence[FramePipeline]
-) -> Iterator[tuple[str, object]]:
+) -> Iterator[tuple[str, Any]]:
     """One demux pass over ``container``: the packets of each pipeline's stream are decoded
     and the frames pushed through it; every other stream is discarded by the demuxer.
 
     Yields (label, item) in packet order, then each pipeline's last items in pipeline order.
     A damaged packet is skipped (:class:`PacketDecoder`). An FFmpeg or PyAV error raises
     :class:`MediaError` naming the stream ("<name>: video breaks while decoding (reason)"; a
-    packet that cannot be read names the only stream, or none when there are several). Errors
-    the pipelines raise on purpose (limits, empty streams) pass through.
+    packet that cannot be read names the only stream, or no stream when there are several).
+    Errors the pipelines raise on purpose (limits, empty streams) pass through.
     """
+    if not pipelines:
+        return
     by_index = {p.stream.index: (p, PacketDecoder(name)) for p in pipelines}
     for other in container.streams:
         if other.index not in by_index:
             other.discard = av.stream.Discard.all
-    what = pipelines[0].label if len(pipelines) == 1 else "stream"
+    what = f"{pipelines[0].label} " if len(pipelines) == 1 else ""
     packets = container.demux([p.stream for p in pipelines])
     while True:
         try:
@@ -238,7 +243,7 @@ def demux(
         except StopIteration:
             break
         except _DECODE_ERRORS as exc:
-            raise MediaError(f"{name}: {what} breaks while decoding ({_reason(exc)})") from exc
+            raise MediaError(f"{name}: {what}breaks while decoding ({_reason(exc)})") from exc
         pipeline, decoder = by_index[packet.stream.index]
         try:
             items = [item for frame in decoder.decode(packet) for item in pipeline.push(frame)]
