@@ -1,11 +1,12 @@
 """Audio fingerprinting speed: media seconds fingerprinted per second of process CPU, per codec.
 
-    python -m benchmarks.fingerprint_speed FILES... [--repeats 3] [--json OUT]
+    python -m benchmarks.fingerprint_speed FILES... [--repeats 3] [--video] [--json OUT]
 
 Each file goes through :func:`engine.fingerprint.fingerprint_media` as a reference would (one
 warp, decode included, video off so that audio-only and audio+video files measure the same
-thing). Time is the process's CPU time (``time.process_time``: user + system of every thread), so
-the figure is "x real time per core" and stays meaningful on a machine shared with other jobs;
+thing; ``--video`` fingerprints the video too, in the same demux pass, as registering does).
+Time is the process's CPU time (``time.process_time``: user + system of every thread), so the
+figure is "x real time per core" and stays meaningful on a machine shared with other jobs;
 each file's time is the median of ``repeats`` runs, after one warm-up run of the first file (it
 pays for imports and FFmpeg's codec set-up once).
 
@@ -34,13 +35,13 @@ import av
 from engine.fingerprint import fingerprint_media
 
 
-def _cpu_seconds(path: Path, repeats: int) -> tuple[float, float]:
+def _cpu_seconds(path: Path, repeats: int, video: bool) -> tuple[float, float]:
     """(median process CPU seconds of ``repeats`` fingerprints of ``path``, media seconds)."""
     times = []
     duration = 0.0
     for _ in range(repeats):
         start = time.process_time()
-        fp = fingerprint_media(path, video=False)
+        fp = fingerprint_media(path, video=video)
         times.append(time.process_time() - start)
         duration = fp.duration_s
     return statistics.median(times), duration
@@ -61,16 +62,18 @@ def _group(rows: Sequence[dict]) -> dict:
             "x_realtime": round(media_s / cpu_s, 1) if cpu_s > 0 else None}
 
 
-def run_fingerprint_speed(files: Sequence[str | Path], *, repeats: int = 3) -> dict:
-    """Per-file, per-codec and overall x-real-time per core of audio fingerprinting."""
+def run_fingerprint_speed(files: Sequence[str | Path], *, repeats: int = 3,
+                          video: bool = False) -> dict:
+    """Per-file, per-codec and overall x-real-time per core of audio fingerprinting (of audio
+    and video with ``video``)."""
     paths = [Path(f) for f in files]
     if not paths:
         raise ValueError("no files to measure")
-    fingerprint_media(paths[0], video=False)  # warm-up: imports, codec tables, FFT plans
+    fingerprint_media(paths[0], video=video)  # warm-up: imports, codec tables, FFT plans
     rows = []
     for path in paths:
         codec = _codec(path)
-        cpu_s, media_s = _cpu_seconds(path, repeats)
+        cpu_s, media_s = _cpu_seconds(path, repeats, video)
         rows.append({"path": str(path), "codec": codec, "media_s": round(media_s, 3),
                      "cpu_s": round(cpu_s, 4),
                      "x_realtime": round(media_s / cpu_s, 1) if cpu_s > 0 else None})
@@ -87,9 +90,11 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("files", nargs="+", help="audio (or audio+video) files")
     parser.add_argument("--repeats", type=int, default=3, help="runs per file (median kept)")
+    parser.add_argument("--video", action="store_true",
+                        help="fingerprint the video too (one demux pass, as registering does)")
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
-    result = run_fingerprint_speed(args.files, repeats=args.repeats)
+    result = run_fingerprint_speed(args.files, repeats=args.repeats, video=args.video)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     for codec, group in {**result["codecs"], "all": result["overall"]}.items():

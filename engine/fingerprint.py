@@ -11,7 +11,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +21,9 @@ from engine.audio.keys import Landmarks, audio_landmarks
 from engine.audio.params import AudioParams
 from engine.errors import EmptyMediaError, MediaError, VersionMismatch
 from engine.media import Source, content_digest, open_container, source_name
+
+if TYPE_CHECKING:
+    from engine.video import KeyframePrints
 
 log = logging.getLogger(__name__)
 
@@ -130,32 +135,49 @@ def fingerprint_media(
 
     ``query=True`` hashes audio at every candidate (speed, pitch) of ``audio_params.query_warps``.
     Raises :class:`MediaError` when nothing can be fingerprinted (no usable track, silence).
+
+    The file is opened and demuxed once (:func:`engine.media.demux`): audio packets go to the
+    resampler and on, in chunks, to the audio landmarks; video packets to the keyframe sampler,
+    whose chunks are embedded as they come. Neither the decoded audio nor the frames are held
+    whole, so memory stays bounded whatever the media's length.
     """
     from engine import media, stages
+    from engine.video import KeyframePrints, VideoParams, keyframe_sampler
 
     params = audio_params or AudioParams()
     name = source_name(source)
-    # One open for the probe and the audio (decoded from this container); the video track is
-    # decoded by engine.video from its own open.
     with open_container(source) as container:
         has_audio = bool(container.streams.audio)
-        has_video = media._first_real_video(container) is not None
-        video_print = None
+        video_stream = media._first_real_video(container)
+        has_video = video_stream is not None
+        pipelines: list[media.FramePipeline] = []
+        prints = None
         if video and has_video:
-            from engine import video as video_mod
-
-            video_print = video_mod.fingerprint_video(source, max_duration_s=max_duration_s)
+            video_params = VideoParams()
+            # First, so that at the end of the file the video's errors come before the audio's.
+            pipelines.append(keyframe_sampler(container, name, stream=video_stream,
+                                              params=video_params, max_duration_s=max_duration_s))
+            prints = KeyframePrints(video_params)
+        chunker = None
+        if has_audio:
+            chunker = media.audio_chunker(container, name, sample_rate=params.sample_rate,
+                                          max_duration_s=max_duration_s)
+            pipelines.append(chunker)
         landmarks = None
         duration = 0.0
-        if has_audio:
-            warps = params.query_warps if query else ((1.0, 1.0),)
+        if pipelines:
+            items = stages.timed_iter("decode", media.demux(container, name, pipelines))
+            chunks = _audio_chunks(items, prints)
+            if chunker is not None:
+                warps = params.query_warps if query else ((1.0, 1.0),)
+                landmarks, duration = audio_landmarks(chunks, params=params, warps=warps)
+            else:
+                for _ in chunks:  # video alone: every item goes to prints
+                    pass
+        video_print = prints.result(name) if prints is not None else None
+        if chunker is not None:
             try:
-                landmarks, duration = audio_landmarks(
-                    stages.timed_iter("decode", media.decode_container_audio(
-                        container, name, sample_rate=params.sample_rate,
-                        max_duration_s=max_duration_s)),
-                    params=params, warps=warps,
-                )
+                chunker.check_end()
             except EmptyMediaError:
                 if video_print is None:
                     raise
@@ -172,3 +194,14 @@ def fingerprint_media(
     if fp.is_empty:
         raise EmptyMediaError(f"{name}: nothing to fingerprint (silent or blank media)")
     return fp
+
+
+def _audio_chunks(items: Iterable[tuple[str, Any]],
+                  prints: KeyframePrints | None) -> Iterator[np.ndarray]:
+    """The audio chunks of a demux pass's items; the video chunks go to ``prints`` (a
+    :class:`engine.video.KeyframePrints`) as they come, outside the ``decode`` stage's time."""
+    for label, item in items:
+        if label == "audio":
+            yield item
+        elif prints is not None:
+            prints.add(*item)

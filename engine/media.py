@@ -1,7 +1,10 @@
 """Decoding with PyAV: any container and codec FFmpeg opens, from a path or from bytes.
 
-Audio is mixed to mono and resampled by PyAV's resampler to the fingerprint's rate and
-*streamed* in chunks: a 3-hour file never sits in memory at its source rate.
+A file is demuxed once for all it is fingerprinted by: :func:`demux` pushes each stream's
+decoded frames through that stream's pipeline (:class:`AudioChunker`; the keyframe sampler of
+:mod:`engine.video.sampling`). Audio is mixed to mono and resampled by PyAV's resampler to the
+fingerprint's rate and *streamed* in chunks: a 3-hour file never sits in memory at its source
+rate.
 """
 
 from __future__ import annotations
@@ -9,14 +12,15 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import av
 import numpy as np
 
-from engine.errors import EmptyMediaError, MediaError, MediaNotFound
+from engine.errors import EmptyMediaError, LimitExceeded, MediaError, MediaNotFound
 
 log = logging.getLogger(__name__)
 
@@ -187,54 +191,178 @@ def decode_container_audio(
     """:func:`decode_audio` on a container already open (``name`` is used in messages).
 
     Only the audio stream's packets are demuxed and decoded: the container's other streams are
-    set to be discarded by the demuxer (so read nothing else from it). Decoded frames queue in an
-    :class:`av.AudioFifo` (a copy in C) and go to the resampler (FFmpeg's ``aformat`` /
-    ``aresample`` filter graph) about ``chunk_s`` at a time, which emits whole chunks itself:
-    no per-frame filter-graph round trip, array or concatenation. The samples are those of
-    resampling frame by frame (the resampler streams), bit for bit.
+    set to be discarded by the demuxer (so read nothing else from it). To decode audio and
+    video in one pass, give :func:`demux` both pipelines instead.
     """
-    from engine.errors import LimitExceeded
+    chunker = audio_chunker(container, name, sample_rate=sample_rate, chunk_s=chunk_s,
+                            max_duration_s=max_duration_s)
+    for _, chunk in demux(container, name, [chunker]):
+        yield chunk
+    chunker.check_end()
 
-    stream = _audio_stream(container, name)
-    # The demuxer skips the other streams' packets (a film's video) instead of reading them.
+
+class FramePipeline(Protocol):
+    """One stream's work in a :func:`demux` pass: decoded frames in, items out (push style).
+    ``label`` ("audio", "video") tags its items and names the stream in error messages."""
+
+    stream: av.stream.Stream
+    label: str
+
+    def push(self, frame) -> list:
+        """Take one decoded frame; return the items it completes (often none)."""
+        ...
+
+    def finish(self) -> list:
+        """The stream has ended: return the last items."""
+        ...
+
+
+def demux(
+    container: av.container.InputContainer, name: str, pipelines: Sequence[FramePipeline]
+) -> Iterator[tuple[str, Any]]:
+    """One demux pass over ``container``: the packets of each pipeline's stream are decoded
+    and the frames pushed through it; every other stream is discarded by the demuxer.
+
+    Yields (label, item) in packet order, then each pipeline's last items in pipeline order.
+    A damaged packet is skipped (:class:`PacketDecoder`). An FFmpeg or PyAV error raises
+    :class:`MediaError` naming the stream ("<name>: video breaks while decoding (reason)"; a
+    packet that cannot be read names the only stream, or no stream when there are several).
+    Errors the pipelines raise on purpose (limits, empty streams) pass through.
+    """
+    if not pipelines:
+        return
+    by_index = {p.stream.index: (p, PacketDecoder(name)) for p in pipelines}
     for other in container.streams:
-        if other.index != stream.index:
+        if other.index not in by_index:
             other.discard = av.stream.Discard.all
-    chunk_len = max(1, int(chunk_s * sample_rate))
-    max_samples = None if max_duration_s is None else int(max_duration_s * sample_rate)
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate,
-                                  frame_size=chunk_len)
-    fifo = av.AudioFifo()
-    batch = 0  # source samples per resampler call, from the first frame's rate
-    total = 0
-    try:
-        for frame in _decoded(container, stream, name):
-            # The FIFO checks timestamps for gaps; the resampler does not use them.
-            frame.pts = None
-            fifo.write(frame)
-            if not batch:
-                batch = max(1, int(chunk_s * frame.sample_rate))
-            if fifo.samples < batch:
-                continue
-            for out in resampler.resample(fifo.read()):
-                yield out.to_ndarray().reshape(-1)
-                total += out.samples
-                if max_samples is not None and total > max_samples:
-                    raise LimitExceeded(
-                        f"{name}: audio is longer than the limit of {max_duration_s:g} s"
-                    )
-        rest = fifo.read() if fifo.samples else None
-        tail = [] if rest is None else resampler.resample(rest)
-        tail = [out.to_ndarray().reshape(-1) for out in [*tail, *resampler.resample(None)]]
-    except _DECODE_ERRORS as exc:
-        raise MediaError(f"{name}: audio breaks while decoding ({_reason(exc)})") from exc
-    for block in tail:
-        if block.size:
-            yield block
-            total += block.size
-    if total == 0:
-        raise EmptyMediaError(f"{name}: audio track decodes to no samples")
-    _warn_if_short(stream, total / sample_rate, name)
+    what = f"{pipelines[0].label} " if len(pipelines) == 1 else ""
+    packets = container.demux([p.stream for p in pipelines])
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            break
+        except _DECODE_ERRORS as exc:
+            raise MediaError(f"{name}: {what}breaks while decoding ({_reason(exc)})") from exc
+        pipeline, decoder = by_index[packet.stream.index]
+        try:
+            items = [item for frame in decoder.decode(packet) for item in pipeline.push(frame)]
+        except _DECODE_ERRORS as exc:
+            raise MediaError(
+                f"{name}: {pipeline.label} breaks while decoding ({_reason(exc)})") from exc
+        for item in items:
+            yield pipeline.label, item
+    for pipeline in pipelines:
+        try:
+            items = pipeline.finish()
+        except _DECODE_ERRORS as exc:
+            raise MediaError(
+                f"{name}: {pipeline.label} breaks while decoding ({_reason(exc)})") from exc
+        for item in items:
+            yield pipeline.label, item
+
+
+class PacketDecoder:
+    """Decodes one stream's packets; skips single corrupt packets, fails on a broken stream."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.bad_packets = 0
+        self.good_frames = 0
+
+    def decode(self, packet) -> list:
+        """The frames ``packet`` completes (none for a damaged packet)."""
+        try:
+            frames = packet.decode()
+        except av.InvalidDataError as exc:
+            self.bad_packets += 1
+            # A stray damaged packet happens in real uploads; a stream of them is garbage.
+            if self.bad_packets > 8 and self.bad_packets > self.good_frames:
+                raise MediaError(
+                    f"{self.name}: too many undecodable packets ({_reason(exc)})") from exc
+            return []
+        self.good_frames += len(frames)
+        return frames
+
+
+def audio_chunker(
+    container: av.container.InputContainer,
+    name: str,
+    *,
+    sample_rate: int,
+    chunk_s: float = 10.0,
+    max_duration_s: float | None = None,
+) -> AudioChunker:
+    """An :class:`AudioChunker` for the container's first audio stream.
+
+    Raises :class:`MediaError` when there is no audio stream or FFmpeg cannot decode it.
+    """
+    return AudioChunker(_audio_stream(container, name), name, sample_rate=sample_rate,
+                        chunk_s=chunk_s, max_duration_s=max_duration_s)
+
+
+class AudioChunker:
+    """Decoded audio frames in, mono float32 chunks at ``sample_rate`` out (push style).
+
+    Frames queue in an :class:`av.AudioFifo` (a copy in C) and go to the resampler (FFmpeg's
+    ``aformat`` / ``aresample`` filter graph) about ``chunk_s`` at a time, which emits whole
+    chunks of ``round(chunk_s * sample_rate)`` samples itself: no per-frame filter-graph round
+    trip, array or concatenation. The samples are those of resampling frame by frame (the
+    resampler streams), bit for bit. At most ``chunk_s`` of source audio waits in the FIFO.
+    """
+
+    label = "audio"
+
+    def __init__(self, stream, name: str, *, sample_rate: int, chunk_s: float = 10.0,
+                 max_duration_s: float | None = None) -> None:
+        self.stream, self.name = stream, name
+        self.sample_rate, self.chunk_s, self.max_duration_s = sample_rate, chunk_s, max_duration_s
+        chunk_len = max(1, int(chunk_s * sample_rate))
+        self._max_samples = (None if max_duration_s is None
+                             else int(max_duration_s * sample_rate))
+        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate,
+                                            frame_size=chunk_len)
+        self._fifo = av.AudioFifo()
+        self._batch = 0  # source samples per resampler call, from the first frame's rate
+        #: samples emitted so far (at ``sample_rate``)
+        self.total = 0
+
+    def push(self, frame: av.AudioFrame) -> list[np.ndarray]:
+        """Queue one decoded frame; returns the chunks (float32[n]) that completes, if any.
+
+        Raises :class:`engine.errors.LimitExceeded` once past ``max_duration_s``.
+        """
+        # The FIFO checks timestamps for gaps; the resampler does not use them.
+        frame.pts = None
+        self._fifo.write(frame)
+        if not self._batch:
+            self._batch = max(1, int(self.chunk_s * frame.sample_rate))
+        if self._fifo.samples < self._batch:
+            return []
+        chunks = []
+        for out in self._resampler.resample(self._fifo.read()):
+            chunks.append(out.to_ndarray().reshape(-1))
+            self.total += out.samples
+            if self._max_samples is not None and self.total > self._max_samples:
+                raise LimitExceeded(
+                    f"{self.name}: audio is longer than the limit of {self.max_duration_s:g} s")
+        return chunks
+
+    def finish(self) -> list[np.ndarray]:
+        """The last chunks: what waits in the FIFO, then the resampler's flush."""
+        rest = self._fifo.read() if self._fifo.samples else None
+        tail = [] if rest is None else self._resampler.resample(rest)
+        blocks = [out.to_ndarray().reshape(-1) for out in [*tail, *self._resampler.resample(None)]]
+        blocks = [block for block in blocks if block.size]
+        self.total += sum(block.size for block in blocks)
+        return blocks
+
+    def check_end(self) -> None:
+        """After :meth:`finish`: raise :class:`EmptyMediaError` when the track gave no samples;
+        log when it ends well before its header's duration."""
+        if self.total == 0:
+            raise EmptyMediaError(f"{self.name}: audio track decodes to no samples")
+        _warn_if_short(self.stream, self.total / self.sample_rate, self.name)
 
 
 def _audio_stream(container: av.container.InputContainer, name: str):
@@ -261,23 +389,6 @@ def _warn_if_short(stream, decoded_s: float, name: str) -> None:
     if declared_s - decoded_s > max(1.0, 0.1 * declared_s):
         log.warning("%s: audio ends at %.1f s but the file's header declares %.1f s "
                     "(truncated file?)", name, decoded_s, declared_s)
-
-
-def _decoded(container, stream, name: str):
-    """Decoded frames of ``stream``; skips single corrupt packets, fails on a broken stream."""
-    bad_packets = 0
-    good_frames = 0
-    for packet in container.demux(stream):
-        try:
-            frames = packet.decode()
-        except av.InvalidDataError as exc:
-            bad_packets += 1
-            # A stray damaged packet happens in real uploads; a stream of them is garbage.
-            if bad_packets > 8 and bad_packets > good_frames:
-                raise MediaError(f"{name}: too many undecodable packets ({_reason(exc)})") from exc
-            continue
-        good_frames += len(frames)
-        yield from frames
 
 
 def load_audio(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.fingerprint_speed import main, run_fingerprint_speed
+from engine.errors import MediaError
 
 
 def test_groups_files_by_codec_and_sums_them(song_files):
@@ -26,3 +27,12 @@ def test_command_line_prints_a_line_per_codec_and_writes_json(song_files, tmp_pa
     printed = capsys.readouterr().out.splitlines()
     assert printed[-1].split()[0] == "all" and "x real time" in printed[-1]
     assert out.read_text().startswith("{")
+
+
+def test_video_is_fingerprinted_only_when_asked(kit, tmp_path):
+    mute = kit.write_video(tmp_path / "mute.mp4", 6.0, audio=None)
+    with pytest.raises(MediaError, match="no audio track"):
+        run_fingerprint_speed([mute], repeats=1)
+    result = run_fingerprint_speed([mute], repeats=1, video=True)
+    assert result["files"][0]["media_s"] == pytest.approx(6.0, abs=0.5)
+    assert result["files"][0]["codec"] == "?"  # no audio stream
