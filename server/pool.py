@@ -207,19 +207,23 @@ class _Worker:
                             "of memory); retrying is safe")
 
     def _over_budget(self, pid: int, cpu_start: float | None) -> tuple[str, str] | None:
-        """``(budget, what was used)`` when the running job is over a budget, else None."""
+        """``(budget, what was used)`` when the running job is over a budget, else None.
+
+        Memory is judged first: a job that allocates fast also burns CPU filling its pages, and
+        when a late poll finds both over, the memory is what endangers the machine and what the
+        caller should hear about."""
         budget = self.pool.budget
-        if budget.cpu_s is not None and cpu_start is not None:
-            used = cpu_seconds(pid)
-            if used is not None and used - cpu_start > budget.cpu_s:
-                return "cpu", (f"over the server's CPU-time budget: it used {used - cpu_start:.2f} s "
-                               f"of CPU, the budget is {budget.cpu_s:g} s per job")
         if budget.memory_mb is not None:
             held = private_bytes(pid)
             if held is not None and held > budget.memory_mb * 2**20:
                 return "memory", (f"over the server's memory budget: it held "
                                   f"{held / 2**20:.0f} MiB, the budget is {budget.memory_mb:g} "
                                   "MiB per job")
+        if budget.cpu_s is not None and cpu_start is not None:
+            used = cpu_seconds(pid)
+            if used is not None and used - cpu_start > budget.cpu_s:
+                return "cpu", (f"over the server's CPU-time budget: it used {used - cpu_start:.2f} s "
+                               f"of CPU, the budget is {budget.cpu_s:g} s per job")
         return None
 
     def kill(self) -> None:
