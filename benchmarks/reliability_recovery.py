@@ -45,7 +45,7 @@ def job_budgets(work: Path, seed: int, rounds: int) -> list[tuple[str, bool, str
     from server.service import Limits
 
     server, port = create_server(work / "budget-catalog", workers=2,
-                                 limits=Limits(job_cpu_s=0.5, job_memory_mb=300.0))
+                                 limits=Limits(job_cpu_s=0.5, job_memory_mb=150.0))
     server.start()
     pool = server.shared.pool
     gate = work / "gate"
