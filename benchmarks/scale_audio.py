@@ -9,7 +9,7 @@ only; a transposition of 3 semitones at tempo 1.10 sits 1.35 semitones off the r
 where a sped-up query's warps reach it: at 10,000 h, with 540 decoys of every real track, such
 a derived decoy outvoted the true reference for a third of the speed-1.1 queries.)
 Decoys are written in chunks of ``CHUNK_HOURS`` and merged into one segment with the catalog's
-own :func:`engine.store.postings.merge_segments` (the compaction path), so building 10,000 h
+own :func:`engine.store.postings_write.merge_segments` (the compaction path), so building 10,000 h
 also measures compaction at that size.
 
 Per size the run reports latency (match only, one process, one thread), top-1 recall on real
@@ -31,24 +31,29 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import audio_attacks as attacks
 from benchmarks.scale_null import best_poisson, null_records, rule_table
+from benchmarks.scale_queries import (  # noqa: F401 - re-exported for importers
+    ATTACK_RATE,
+    QUERY_CONDITIONS,
+    cached_query_set,
+    queries_file,
+    query_set,
+    related_negatives,
+)
 from engine.audio.align import AudioMatchParams
 from engine.audio.keys import KEY_BITS, Landmarks, triplet_hashes
 from engine.audio.params import AudioParams
 from engine.audio.peaks import Peaks, stream_peaks
 from engine.catalog import Catalog
-from engine.fingerprint import Fingerprint, fingerprint_media
+from engine.fingerprint import Fingerprint
 from engine.matcher import Matcher
-from engine.media import decode_audio, load_audio
-from engine.store.postings import merge_segments, write_segment
+from engine.media import decode_audio
+from engine.store.postings_write import merge_segments, write_segment
 
 log = logging.getLogger(__name__)
 
 FIRST_SYNTHETIC_ORDINAL = 10_000_000
 CHUNK_HOURS = 250.0
-ATTACK_RATE = 16000
-QUERY_CONDITIONS = ("clean", "mp3-128k", "pink-5dB", "speed-1.1")
 
 
 def _rss_mb() -> tuple[float, float]:
@@ -182,114 +187,6 @@ def add_one_hour(directory: Path, peaks: list[Peaks], params: AudioParams, seed:
             catalog.delete(f"added-hour-{n}")
         catalog.commit()
     return elapsed
-
-
-def queries_file(cache: Path, corpus: dict, params: AudioParams, *, positives: int,
-                 negatives: int, seed: int) -> Path:
-    from benchmarks.audio_bench import _corpus_key
-
-    return cache / (f"scale-queries-{params.tag()}-f{params.query_fanout}-p{params.query_probe:g}-"
-                    f"{_corpus_key(corpus)}-"
-                    f"{seed}-{positives}-{negatives}.npz")
-
-
-def cached_query_set(cache: Path, corpus: dict, params: AudioParams, *, positives: int,
-                     negatives: int, seed: int) -> tuple[list, list]:
-    """:func:`query_set`, stored once in ``cache`` (fingerprint bytes and labels in one npz,
-    no pickle): the same seeds give the same queries, so reruns skip the fingerprinting."""
-
-    path = queries_file(cache, corpus, params, positives=positives, negatives=negatives,
-                        seed=seed)
-    if path.exists():
-        with np.load(path) as data:
-            blob, bounds = data["blob"], data["bounds"]
-            labels = json.loads(data["labels"].tobytes().decode())
-        fps = [Fingerprint.from_bytes(blob[a:b].tobytes()) for a, b in zip(bounds[:-1], bounds[1:])]
-        n = len(labels["positives"])
-        return ([(r, c, fp) for (r, c), fp in zip(labels["positives"], fps[:n])],
-                list(zip(labels["negatives"], fps[n:])))
-    pos, neg = query_set(corpus, params, positives=positives, negatives=negatives, seed=seed)
-    parts = [fp.to_bytes() for _, _, fp in pos] + [fp.to_bytes() for _, fp in neg]
-    bounds = np.cumsum([0] + [len(p) for p in parts])
-    labels = {"positives": [(r, c) for r, c, _ in pos], "negatives": [src for src, _ in neg]}
-    cache.mkdir(parents=True, exist_ok=True)
-    np.savez(path, blob=np.frombuffer(b"".join(parts), np.uint8), bounds=bounds,
-             labels=np.frombuffer(json.dumps(labels).encode(), np.uint8))
-    return pos, neg
-
-
-def related_negatives(corpus: dict, catalog_dir: Path, params: AudioParams) -> dict[str, dict]:
-    """Negative tracks that match a registered reference when screened whole against the real
-    catalog at the default thresholds, with the match. They are *flagged, not removed*: some
-    may share material (a quoted motif, a reused stock loop), others are false matches of a
-    4-minute query; no listening test tells them apart here, so the report gives the false
-    matches and the null distribution with and without them."""
-    out = {}
-    with Catalog(catalog_dir) as catalog:
-        matcher = Matcher(catalog)
-        for entry in corpus["negatives"]:
-            fp = fingerprint_media(entry["path"], audio_params=params, query=True, video=False)
-            matches = matcher.match(fp)
-            if matches:
-                best = matches[0]
-                out[entry["id"]] = {
-                    "reference_id": best.reference_id,
-                    "seconds": round(best.query_end_s - best.query_start_s, 1),
-                    "aligned_hashes": best.evidence.get("aligned_hashes"),
-                    "log10_chance": best.evidence.get("log10_chance")}
-    return out
-
-
-def query_set(corpus: dict, params: AudioParams, *, positives: int, negatives: int,
-              seed: int, length_s: float = 5.0) -> tuple[list, list]:
-    """([(reference id, condition, fingerprint)], [(source id, fingerprint)]) of attacked 5 s
-    excerpts of registered references and of never-registered music."""
-    rng = np.random.default_rng([seed, 11])
-    decoded: dict[str, np.ndarray] = {}
-
-    def excerpt(entry: dict, length: float) -> np.ndarray | None:
-        if entry["id"] not in decoded:
-            decoded[entry["id"]] = load_audio(entry["path"], sample_rate=ATTACK_RATE)
-        x = decoded[entry["id"]]
-        if x.size < (length + 2) * ATTACK_RATE:
-            return None
-        start = int(rng.uniform(0, x.size / ATTACK_RATE - length - 1) * ATTACK_RATE)
-        return x[start: start + int(length * ATTACK_RATE)]
-
-    def attack(x: np.ndarray, condition: str) -> np.ndarray:
-        if condition == "pink-5dB":
-            return attacks.add_pink_noise(x, ATTACK_RATE, rng, snr_db=5)
-        if condition == "speed-1.1":
-            return attacks.change_speed(x, ATTACK_RATE, rng, speed=1.1)
-        if condition == "mp3-128k":
-            return attacks.reencode(x, ATTACK_RATE, rng, suffix=".mp3", bit_rate=128_000)
-        return x
-
-    def fingerprint(x: np.ndarray):
-        try:
-            return fingerprint_media(attacks.to_wav_bytes(x, ATTACK_RATE), audio_params=params,
-                                     query=True, video=False)
-        except Exception:  # noqa: BLE001 - a silent excerpt holds nothing: skipped
-            return None
-
-    refs = [r for r in corpus["references"] if r["duration_s"] >= 20]
-    out_pos, out_neg = [], []
-    while len(out_pos) < positives:
-        ref = refs[int(rng.integers(len(refs)))]
-        condition = QUERY_CONDITIONS[len(out_pos) % len(QUERY_CONDITIONS)]
-        x = excerpt(ref, length_s * (1.1 if condition == "speed-1.1" else 1.0))
-        fp = fingerprint(attack(x, condition)) if x is not None else None
-        if fp is not None:
-            out_pos.append((ref["id"], condition, fp))
-    pool = corpus["negatives"]
-    while len(out_neg) < negatives:
-        source = pool[int(rng.integers(len(pool)))]
-        x = excerpt(source, length_s)
-        condition = QUERY_CONDITIONS[len(out_neg) % len(QUERY_CONDITIONS)]
-        fp = fingerprint(attack(x, condition)) if x is not None else None
-        if fp is not None:
-            out_neg.append((source["id"], fp))
-    return out_pos, out_neg
 
 
 def measure(directory: Path, positives: list, negatives: list,

@@ -33,7 +33,7 @@ import numpy as np
 from engine.audio.keys import KEY_BITS
 from engine.catalog import Catalog
 from engine.check import SegmentState, Survey, check_catalog, survey
-from engine.store.postings import merge_segments
+from engine.store.postings_write import merge_segments
 
 log = logging.getLogger(__name__)
 

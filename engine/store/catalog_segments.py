@@ -14,7 +14,8 @@ import numpy as np
 from engine import vectors as vector_store
 from engine.audio.keys import KEY_BITS
 from engine.store.catalog_schema import segment_files
-from engine.store.postings import MAX_SEGMENT_FRAMES, Segment, merge_segments, write_segment
+from engine.store.postings import MAX_SEGMENT_FRAMES, Segment
+from engine.store.postings_write import merge_segments, write_segment
 from engine.vectors import VectorSegment, write_vector_segment
 
 #: a size tier holding this many audio segments is merged into one (tiered, log-structured:

@@ -35,16 +35,13 @@ policy keeps segments below that.
 from __future__ import annotations
 
 import mmap
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from engine.errors import CatalogCorrupt, LimitExceeded
+from engine.errors import CatalogCorrupt
 
 MAGIC = b"NANHUPST"
 SEGMENT_VERSION = 3
@@ -83,129 +80,6 @@ class PostingsIndex(Protocol):
         """
 
     def __len__(self) -> int: ...
-
-
-def _dir_bits(count: int, key_bits: int) -> int:
-    """Directory size for ``count`` postings: 2-4 postings a bucket, within 10..26 bits (the
-    directory then costs 1-2 bytes a posting, and a bucket's bisection takes a few steps)."""
-    return int(min(key_bits - 1, 26, max(10, int(count).bit_length() - 2)))
-
-
-def _rem_dtype(rem_bits: int) -> np.dtype:
-    return np.dtype("<u1" if rem_bits <= 8 else "<u2" if rem_bits <= 16 else "<u4")
-
-
-def _pad(handle, multiple: int) -> None:
-    extra = handle.tell() % multiple
-    if extra:
-        handle.write(b"\0" * (multiple - extra))
-
-
-def _timeline(ordinals: np.ndarray, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(unique ordinals in first-seen order, starts u8[n + 1]) giving each reference
-    ``max(frame) + 1`` positions."""
-    unique, first, inverse = np.unique(ordinals, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")
-    length = np.zeros(unique.size, np.int64)
-    np.maximum.at(length, inverse, frames.astype(np.int64) + 1)
-    starts = np.concatenate([[0], np.cumsum(length[order])]).astype(np.uint64)
-    return unique[order].astype(np.uint32), starts
-
-
-def write_segment(path: Path, keys: np.ndarray, ordinals: np.ndarray, frames: np.ndarray, *,
-                  key_bits: int) -> int:
-    """Write one segment file (sorted here) and fsync it; returns its size in bytes.
-
-    keys : ndarray [shape=(n,)], uint32 < 2^key_bits; ordinals : uint32[n]; frames : int[n] >= 0.
-    """
-    keys = np.asarray(keys, np.uint32)
-    if keys.size and int(keys.max()) >= 1 << key_bits:
-        raise ValueError(f"{path}: keys wider than {key_bits} bits")
-    keys = mix_keys(keys, key_bits)
-    frames = np.maximum(np.asarray(frames, np.int64), 0)
-    ordinals = np.asarray(ordinals, np.uint32)
-    refs, starts = _timeline(ordinals, frames)
-    if int(starts[-1]) > MAX_SEGMENT_FRAMES:
-        raise LimitExceeded(f"{path}: a postings segment holds at most 2^32 frames")
-    by_ordinal = np.argsort(refs)
-    local = by_ordinal[np.searchsorted(refs, ordinals, sorter=by_ordinal)]
-    positions = (starts[local] + frames.astype(np.uint64)).astype(np.uint32)
-    order = np.lexsort((positions, keys))
-    with _SegmentWriter(path, key_bits, refs, starts, keys.size) as writer:
-        writer.append(keys[order], positions[order])
-    return path.stat().st_size
-
-
-class _SegmentWriter:
-    """Streams sorted (key, position) runs into a segment file: remainders and positions go to
-    two files that are joined on close, so no more than one run is ever in memory."""
-
-    def __init__(self, path: Path, key_bits: int, refs: np.ndarray, starts: np.ndarray,
-                 expected_count: int) -> None:
-        self.path, self.key_bits = path, key_bits
-        self.refs, self.starts = refs.astype("<u4"), starts.astype("<u8")
-        self.dir_bits = _dir_bits(expected_count, key_bits)
-        self.rem_bits = key_bits - self.dir_bits
-        self.rem_dtype = _rem_dtype(self.rem_bits)
-        self.bucket_counts = np.zeros(1 << self.dir_bits, np.int64)
-        self.count = 0
-        self.last_key = -1
-        self._scratch = tempfile.TemporaryDirectory(dir=path.parent, prefix=".merge-")
-        scratch = Path(self._scratch.name)
-        self._rem = open(scratch / "rem", "wb")
-        self._pos = open(scratch / "pos", "wb")
-
-    def __enter__(self) -> _SegmentWriter:
-        return self
-
-    def append(self, keys: np.ndarray, positions: np.ndarray) -> None:
-        """Add postings whose (mixed) keys are sorted and not below any key appended before."""
-        if keys.size == 0:
-            return
-        if int(keys[0]) < self.last_key or int(keys.max()) >= 1 << self.key_bits:
-            raise ValueError("postings appended out of key order or beyond the key width")
-        self.last_key = int(keys[-1])
-        # count into the buckets this run spans only (a merge appends 1/256 of the key space
-        # at a time; a full-size count per append would cost the whole directory each time)
-        buckets = (keys >> np.uint32(self.rem_bits)).astype(np.int64)
-        first = int(buckets[0])
-        self.bucket_counts[first: int(buckets[-1]) + 1] += np.bincount(buckets - first)
-        mask = np.uint32((1 << self.rem_bits) - 1)
-        self._rem.write((keys & mask).astype(self.rem_dtype).tobytes())
-        self._pos.write(np.ascontiguousarray(positions, "<u4").tobytes())
-        self.count += keys.size
-
-    def __exit__(self, exc_type, *exc) -> None:
-        try:
-            self._rem.close()
-            self._pos.close()
-            if exc_type is None:
-                self._finish()
-        finally:
-            self._scratch.cleanup()
-
-    def _finish(self) -> None:
-        directory = np.concatenate([[0], np.cumsum(self.bucket_counts)])
-        if directory[-1] >= 1 << 32:
-            raise LimitExceeded(f"{self.path}: a postings segment holds fewer than 2^32 postings")
-        scratch = Path(self._scratch.name)
-        with open(self.path, "wb") as handle:
-            handle.write(MAGIC)
-            handle.write(np.array([SEGMENT_VERSION, self.key_bits, self.dir_bits,
-                                   self.rem_dtype.itemsize], "<u4").tobytes())
-            handle.write(np.array([self.count, self.refs.size, int(self.starts[-1])],
-                                  "<u8").tobytes())
-            handle.write(self.refs.tobytes())
-            _pad(handle, 8)
-            handle.write(self.starts.tobytes())
-            handle.write(directory.astype("<u4").tobytes())
-            with open(scratch / "rem", "rb") as part:
-                shutil.copyfileobj(part, handle, 1 << 24)
-            _pad(handle, 4)
-            with open(scratch / "pos", "rb") as part:
-                shutil.copyfileobj(part, handle, 1 << 24)
-            handle.flush()
-            os.fsync(handle.fileno())
 
 
 #: madvise(2) advice that maps a range's pages now (Linux 5.14+; not in Python's mmap module)
@@ -408,70 +282,6 @@ class SegmentPostings:
         return np.concatenate(keys), np.concatenate(ordinals), np.concatenate(frames)
 
 
-def merge_segments(paths: Sequence[Path], out: Path, *, key_bits: int,
-                   drop_ordinals: np.ndarray | None = None, partitions: int = 256) -> dict:
-    """Merge segments into one at ``out`` (fsynced), dropping ``drop_ordinals``' postings.
-
-    Memory holds one partition of the key space at a time (1/``partitions`` of the postings);
-    references keep their order (segment by segment), so merging is deterministic. Returns
-    {"count", "bytes", "references"}.
-    """
-    segments = [Segment(p) for p in paths]
-    drop = np.asarray(drop_ordinals if drop_ordinals is not None else [], np.uint32)
-    refs, lengths = [], []
-    for s in segments:
-        keep = ~np.isin(s.ordinals, drop)
-        refs.append(s.ordinals[keep])
-        lengths.append(np.diff(s.starts.astype(np.int64))[keep])
-    refs_all = np.concatenate(refs) if refs else np.zeros(0, np.uint32)
-    if np.unique(refs_all).size != refs_all.size:
-        raise CatalogCorrupt(f"{out}: a reference has postings in two segments")
-    starts = np.concatenate([[0], np.cumsum(np.concatenate(lengths) if lengths else [])])
-    if int(starts[-1]) > MAX_SEGMENT_FRAMES:
-        raise LimitExceeded(f"{out}: merged segment would exceed 2^32 frames")
-    # Where each source segment's timeline lands in the new one: a segment none of whose
-    # references is dropped moves by one constant; otherwise each reference by its own.
-    shifts, first = [], 0
-    for seg, kept in zip(segments, lengths):
-        dropped = np.isin(seg.ordinals, drop)
-        new_starts = first + np.concatenate([[0], np.cumsum(kept)])[:-1]
-        first += int(kept.sum())
-        if not dropped.any():
-            shifts.append(int(new_starts[0]) if seg.ordinals.size else 0)
-        else:
-            delta = np.zeros(seg.ordinals.size, np.int64)
-            delta[~dropped] = new_starts - seg.starts[:-1][~dropped].astype(np.int64)
-            shifts.append((delta, dropped))
-    expected = sum(len(s) for s in segments)
-    part_bits = max(1, min(int(partitions).bit_length() - 1,
-                           min((s.dir_bits for s in segments), default=10)))
-    low = np.uint64(0xFFFFFFFF)
-    with _SegmentWriter(out, key_bits, refs_all, starts.astype(np.uint64), expected) as writer:
-        for part in range(1 << part_bits):
-            runs = []
-            for seg, shift in zip(segments, shifts):
-                bits = seg.dir_bits - part_bits
-                keys, posting = seg.keys_in(part << bits, (part + 1) << bits)
-                position = seg.positions[posting].astype(np.int64)
-                if isinstance(shift, int):
-                    position += shift
-                else:
-                    delta, dropped = shift
-                    local = np.searchsorted(seg.starts, position, side="right") - 1
-                    alive = ~dropped[local]
-                    keys, position = keys[alive], position[alive] + delta[local[alive]]
-                # (key, new position) packed in one uint64: one plain sort orders both
-                runs.append((keys.astype(np.uint64) << np.uint64(32)) | position.astype(np.uint64))
-            if not runs:
-                continue
-            packed = np.concatenate(runs)
-            packed.sort()
-            writer.append((packed >> np.uint64(32)).astype(np.uint32),
-                          (packed & low).astype(np.uint32))
-        count = writer.count
-    return {"count": count, "bytes": out.stat().st_size, "references": int(refs_all.size)}
-
-
 class BruteForcePostings:
     """A dict of lists: the obviously correct twin used in differential tests."""
 
@@ -511,3 +321,17 @@ class BruteForcePostings:
             return np.zeros(0, np.int64), np.zeros(0, np.uint32), np.zeros(0, np.uint32)
         array = np.array(rows, np.int64)
         return array[:, 0], array[:, 1].astype(np.uint32), array[:, 2].astype(np.uint32)
+
+
+#: the writing side, moved to :mod:`engine.store.postings_write`; still importable from here
+#: (resolved on first use: postings_write imports this module's format and reader)
+_WRITE_SIDE = ("write_segment", "merge_segments", "_SegmentWriter", "_dir_bits", "_rem_dtype",
+               "_pad", "_timeline")
+
+
+def __getattr__(name: str):
+    if name in _WRITE_SIDE:
+        from engine.store import postings_write
+
+        return getattr(postings_write, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
