@@ -171,12 +171,6 @@ class Segment:
         stop = _lower_bound(self.remainders, first, hi, wanted + 1)
         return first, stop - first
 
-    def find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(key_index int64[k], posting int64[k]) of every posting whose key is in ``keys``."""
-        first, count = self.ranges(keys)
-        return (np.repeat(np.arange(first.size, dtype=np.int64), count),
-                expand_ranges(first, count))
-
     def resolve(self, posting: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(ordinal uint32, frame uint32) of postings."""
         position = self.positions[posting].astype(np.uint64)
