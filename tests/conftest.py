@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -225,3 +226,86 @@ def catalog_state(path: Path) -> tuple[bytes, dict]:
         stats = catalog.stats()
         listing = [r.to_dict() for r in catalog.list()]
     return (path / "manifest.json").read_bytes(), {"stats": stats, "list": listing}
+
+
+# --- catalog tests (tests/engine/test_catalog*.py) ---------------------------------------------
+@pytest.fixture
+def make_fp(kit):
+    """make_fp(seed) -> a reference fingerprint of 400 random landmarks, its own digest."""
+
+    def make(seed: int, n: int = 400):
+        rng = np.random.default_rng(seed)
+        return kit.fingerprint(rng.integers(0, 1 << 22, n), np.sort(rng.integers(0, 3000, n)),
+                               digest=f"digest-{seed}")
+
+    return make
+
+
+@pytest.fixture
+def two_refs(catalog_dir, make_fp) -> Path:
+    """A catalog at generation 1 holding ref-a and ref-b."""
+    with Catalog(catalog_dir, writable=True, create=True) as catalog:
+        catalog.add("ref-a", make_fp(1), title="A", owner="label-1")
+        catalog.add("ref-b", make_fp(2), title="B")
+        assert catalog.commit() == 1
+    return catalog_dir
+
+
+@pytest.fixture
+def lookup_ordinals() -> Callable[[Catalog, Fingerprint], set[int]]:
+    def lookup_ordinals(catalog: Catalog, fp) -> set[int]:
+        """Ordinals whose postings answer the fingerprint's hashes (tombstones not applied)."""
+        _, ordinals, _ = catalog.postings().lookup(np.unique(fp.audio.hashes))
+        return set(ordinals.tolist())
+
+    return lookup_ordinals
+
+
+@pytest.fixture
+def rows() -> Callable[[Path], list[tuple]]:
+    def rows(path: Path) -> list[tuple]:
+        """Every row of the metadata table, committed or not, as SQLite has it."""
+        with sqlite3.connect(path / "meta.sqlite") as db:
+            return db.execute(
+                "SELECT ref_id, generation, deleted_generation FROM refs ORDER BY ordinal").fetchall()
+
+    return rows
+
+
+@pytest.fixture
+def segment_files() -> Callable[[Path], set[str]]:
+    def segment_files(path: Path) -> set[str]:
+        return {f"{p.parent.name}/{p.name}" for p in path.glob("*/*") if p.is_file()}
+
+    return segment_files
+
+
+# --- CLI tests (tests/test_cli*.py) ---------------------------------------------------------------
+@pytest.fixture
+def listed() -> Callable[..., dict[str, dict]]:
+    def listed(run_cli, catalog: Path) -> dict[str, dict]:
+        result = run_cli("list", "--json", "--catalog", catalog)
+        assert result.code == 0, result.err
+        return {ref["reference_id"]: ref for ref in result.json_lines}
+
+    return listed
+
+
+@pytest.fixture
+def stats() -> Callable[..., dict]:
+    def stats(run_cli, catalog: Path) -> dict:
+        result = run_cli("stats", "--json", "--catalog", catalog)
+        assert result.code == 0, result.err
+        (line,) = result.json_lines
+        return line
+
+    return stats
+
+
+@pytest.fixture
+def populated(catalog_dir, reference_fps) -> Path:
+    """A catalog holding song-1 (registered through the engine, quickly)."""
+    with Catalog(catalog_dir, writable=True, create=True) as catalog:
+        catalog.add("song-1", reference_fps["song-1"], title="song-1")
+        catalog.commit()
+    return catalog_dir
