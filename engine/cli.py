@@ -206,7 +206,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
     def screen(path: Path) -> tuple[float, list[dict]]:
         fp = fingerprint_media(path, audio_params=catalog.audio_params, query=True,
-                               video=not args.no_video)
+                               video=not args.no_video, keys_on_demand=True)
         matches = matcher.match(fp)
         if claims is not None:
             claims.record(matches, tenant="", request_id=uuid.uuid4().hex, upload_id=upload_id,

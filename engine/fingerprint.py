@@ -8,6 +8,7 @@ fingerprint at the edge and send only this.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.audio.keys import Landmarks, audio_landmarks
+from engine.audio.keys import Landmarks, QueryPeaks, audio_landmarks, query_peaks
 from engine.audio.params import AudioParams
 from engine.errors import EmptyMediaError, MediaError, VersionMismatch
 from engine.media import Source, content_digest, open_container, source_name
@@ -57,16 +58,28 @@ class Fingerprint:
     audio_params_tag: str = ""
     video: VideoPrint | None = None
     meta: dict = field(default_factory=dict)
+    #: a query's audio as peaks, keyed on demand (``fingerprint_media(keys_on_demand=True)``;
+    #: then ``audio`` is None): the matcher keys a long upload window by window
+    audio_peaks: QueryPeaks | None = None
 
     @property
     def is_empty(self) -> bool:
-        return (self.audio is None or len(self.audio) == 0) and (
-            self.video is None or len(self.video) == 0
-        )
+        no_audio = (self.audio is None or len(self.audio) == 0) and (
+            self.audio_peaks is None or len(self.audio_peaks) == 0)
+        return no_audio and (self.video is None or len(self.video) == 0)
+
+    def keyed(self) -> Fingerprint:
+        """This fingerprint with its audio keys made, for sending or storing (``to_bytes``, the
+        proto); itself when it has them already."""
+        if self.audio_peaks is None:
+            return self
+        return dataclasses.replace(self, audio=self.audio_peaks.landmarks(), audio_peaks=None)
 
     # --- serialisation -------------------------------------------------------------------
     def to_bytes(self) -> bytes:
         """Versioned binary form: an ``.npz`` archive of plain arrays plus a JSON header."""
+        if self.audio_peaks is not None:
+            return self.keyed().to_bytes()
         header = {
             "format": FORMAT, "version": FORMAT_VERSION, "duration_s": self.duration_s,
             "digest": self.digest, "audio_params": self.audio_params_tag,
@@ -130,10 +143,13 @@ def fingerprint_media(
     query: bool = False,
     video: bool = True,
     max_duration_s: float | None = None,
+    keys_on_demand: bool = False,
 ) -> Fingerprint:
     """Decode ``source`` and fingerprint its audio (and video, when present and enabled).
 
-    ``query=True`` hashes audio at every candidate (speed, pitch) of ``audio_params.query_warps``.
+    ``query=True`` hashes audio at every candidate (speed, pitch) of ``audio_params.query_warps``;
+    with ``keys_on_demand`` too, the query's audio is kept as peaks (``audio_peaks``) and keyed
+    by the matcher one window at a time, so that screening a long upload holds one window's keys.
     Raises :class:`MediaError` when nothing can be fingerprinted (no usable track, silence).
 
     The file is opened and demuxed once (:func:`engine.media.demux`): audio packets go to the
@@ -164,11 +180,14 @@ def fingerprint_media(
                                           max_duration_s=max_duration_s)
             pipelines.append(chunker)
         landmarks = None
+        peaks = None
         duration = 0.0
         if pipelines:
             items = stages.timed_iter("decode", media.demux(container, name, pipelines))
             chunks = _audio_chunks(items, prints)
-            if chunker is not None:
+            if chunker is not None and query and keys_on_demand:
+                peaks, duration = query_peaks(chunks, params=params)
+            elif chunker is not None:
                 warps = params.query_warps if query else ((1.0, 1.0),)
                 landmarks, duration = audio_landmarks(chunks, params=params, warps=warps)
             else:
@@ -181,7 +200,7 @@ def fingerprint_media(
             except EmptyMediaError:
                 if video_print is None:
                     raise
-                landmarks = None
+                landmarks = peaks = None
     if not has_audio and video_print is None:
         what = "no audio track" if not has_video else "no audio track and no usable video"
         raise MediaError(f"{name}: {what}: nothing to fingerprint")
@@ -189,7 +208,8 @@ def fingerprint_media(
         duration = max(duration, float(video_print.times_s.max()) + 0.5)
     fp = Fingerprint(
         duration_s=duration, digest=content_digest(source), audio=landmarks,
-        audio_params_tag=params.tag() if landmarks is not None else "", video=video_print,
+        audio_params_tag=params.tag() if landmarks is not None or peaks is not None else "",
+        video=video_print, audio_peaks=peaks,
     )
     if fp.is_empty:
         raise EmptyMediaError(f"{name}: nothing to fingerprint (silent or blank media)")

@@ -14,7 +14,7 @@ import logging
 import numpy as np
 
 from engine.audio.align import AudioMatchParams, align_audio, hits_for, join_windows, shortlist
-from engine.audio.keys import Landmarks
+from engine.audio.keys import Landmarks, QueryPeaks
 from engine.catalog import Catalog
 from engine.errors import CatalogCorrupt, InvalidArgument
 from engine.fingerprint import Fingerprint
@@ -102,7 +102,8 @@ class Matcher:
         self.catalog.check_fingerprint(fp, what="query fingerprint")
         self._ensure_state()
         out: list[Segment] = []
-        if fp.audio is not None and len(fp.audio):
+        if (fp.audio is not None and len(fp.audio)) or (fp.audio_peaks is not None
+                                                          and len(fp.audio_peaks)):
             out.extend(self._audio_segments(fp))
         if fp.video is not None and len(fp.video):
             out.extend(self._video_segments(fp))
@@ -133,31 +134,57 @@ class Matcher:
         time (overlapping by ``max_gap_s``) so that the work and memory of a long upload grow
         with its length, not with its length times its references'. Segments of one copy in
         consecutive windows are joined; every window is one more look at the catalog, so each
-        segment's expected chance matches are multiplied by the number of windows."""
-        landmarks = fp.audio
+        segment's expected chance matches are multiplied by the number of windows.
+
+        A query keyed on demand (``fp.audio_peaks``) is keyed one window of anchors at a time,
+        so only one window's keys exist at once; its windows and their keys are those of the
+        same query keyed whole."""
         fps = self.catalog.audio_params.frames_per_second
         window = self.audio_match.window_s * fps
         overlap = self.audio_match.max_gap_s * fps
-        # Window w holds query frames [w * window - overlap, (w + 1) * window): a landmark is
-        # in the window of its frame and in that of its frame plus the overlap. Ids are int16
-        # (two bytes a landmark) and computed in chunks, so a 2-hour upload's 60 M landmarks
-        # never hold float copies of their frames all at once.
-        n = len(landmarks)
-        own, ahead = np.empty(n, np.int16), np.empty(n, np.int16)
-        speeds = landmarks.speeds.astype(np.float32)
-        step = 1 << 22
-        for lo in range(0, n, step):
-            frames = landmarks.frames[lo:lo + step] / speeds[landmarks.speed_index[lo:lo + step]]
-            own[lo:lo + step] = np.minimum(frames // window, 32000)
-            ahead[lo:lo + step] = np.minimum((frames + overlap) // window, 32000)
-        if n == 0 or int(ahead.max()) - int(own.min()) <= 1:
+        if fp.audio is None:
+            return self._audio_segments_on_demand(fp.audio_peaks, window, overlap)
+        return self._audio_segments_keyed(fp.audio, window, overlap)
+
+    def _audio_segments_keyed(self, landmarks: Landmarks, window: float,
+                              overlap: float) -> list[Segment]:
+        own, ahead = _window_ids(landmarks, window, overlap)
+        if len(landmarks) == 0 or int(ahead.max()) - int(own.min()) <= 1:
             return self._audio_window(landmarks)
-        n_windows = int(ahead.max()) - int(own.min()) + 1
         segments: list[Segment] = []
         for w in range(int(own.min()), int(ahead.max()) + 1):
             picked = np.flatnonzero((own == w) | (ahead == w))
             if picked.size:
                 segments.extend(self._audio_window(_subset(landmarks, picked)))
+        return join_windows(segments, match=self.audio_match,
+                            windows=int(ahead.max()) - int(own.min()) + 1)
+
+    def _audio_segments_on_demand(self, peaks: QueryPeaks, window: float,
+                                  overlap: float) -> list[Segment]:
+        frames = peaks.peaks.frame
+        if len(peaks) == 0:
+            return []
+        # A landmark's query frame is its anchor peak's frame to within half a frame at its
+        # speed (frames are rounded in reference time), hence the margin of one frame.
+        first = int((frames[0] - 1) // window)
+        last = int((frames[-1] + 1 + overlap) // window)
+        if last - first <= 3:  # a short query: keyed whole, as above
+            return self._audio_segments_keyed(peaks.landmarks(), window, overlap)
+        segments: list[Segment] = []
+        windows: set[int] = set()
+        for w in range(first, last + 1):
+            lo = int(np.searchsorted(frames, w * window - overlap - 1, side="left"))
+            hi = int(np.searchsorted(frames, (w + 1) * window + 1, side="right"))
+            if hi <= lo:
+                continue
+            landmarks = peaks.landmarks(lo, hi)
+            own, ahead = _window_ids(landmarks, window, overlap)
+            picked = np.flatnonzero((own == w) | (ahead == w))
+            windows.update(np.unique(own).tolist())
+            windows.update(np.unique(ahead).tolist())
+            if picked.size:
+                segments.extend(self._audio_window(_subset(landmarks, picked)))
+        n_windows = max(windows) - min(windows) + 1 if windows else 1
         return join_windows(segments, match=self.audio_match, windows=n_windows)
 
     def _audio_window(self, landmarks: Landmarks) -> list[Segment]:
@@ -245,6 +272,26 @@ def _query_seconds(landmarks: Landmarks, fps: float) -> float:
         return 1.0
     frames = landmarks.frames / landmarks.speeds.astype(np.float64)[landmarks.speed_index]
     return max(1.0, float(frames.max() - frames.min()) / fps)
+
+
+def _window_ids(landmarks: Landmarks, window: float, overlap: float
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Windows of query time each landmark is in: ``(own, ahead)``, int16[n] each.
+
+    Window w holds query frames [w * window - overlap, (w + 1) * window): a landmark is in the
+    window of its query frame and in that of its frame plus the overlap. Ids are int16 (two
+    bytes a landmark) and computed in chunks, so a long query's landmarks never hold float
+    copies of their frames all at once.
+    """
+    n = len(landmarks)
+    own, ahead = np.empty(n, np.int16), np.empty(n, np.int16)
+    speeds = landmarks.speeds.astype(np.float32)
+    step = 1 << 22
+    for lo in range(0, n, step):
+        frames = landmarks.frames[lo:lo + step] / speeds[landmarks.speed_index[lo:lo + step]]
+        own[lo:lo + step] = np.minimum(frames // window, 32000)
+        ahead[lo:lo + step] = np.minimum((frames + overlap) // window, 32000)
+    return own, ahead
 
 
 def _subset(landmarks: Landmarks, picked: np.ndarray) -> Landmarks:

@@ -164,8 +164,10 @@ def fingerprint_file(path: str, name: str, *, audio_params: AudioParams, query: 
 
     try:
         with stages.stage("fingerprint", exclude=("decode",)):
+            # A screening keys its audio window by window in the matcher (bounded memory
+            # for long uploads); a registration needs its keys now.
             fp = fingerprint_media(path, audio_params=audio_params, query=query,
-                                   max_duration_s=max_duration_s)
+                                   max_duration_s=max_duration_s, keys_on_demand=query)
     except NanhuError as exc:
         raise type(exc)(str(exc).replace(path, name)) from None
     check_duration(fp, name, max_duration_s)

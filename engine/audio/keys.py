@@ -121,7 +121,7 @@ def _targets(frames: np.ndarray, lf: np.ndarray, params: AudioParams, speed: flo
 
 def triplet_hashes(
     peaks: Peaks, *, params: AudioParams, warps: tuple[tuple[float, float], ...] = ((1.0, 1.0),),
-    fanout: int | None = None, probe: float = 0.0,
+    fanout: int | None = None, probe: float = 0.0, n_anchors: int | None = None,
 ) -> Landmarks:
     """Triplet keys of ``peaks`` at each candidate (speed, pitch) warp.
 
@@ -134,6 +134,10 @@ def triplet_hashes(
     D1, D2 and R do not depend on the warp. References use the single warp (1, 1).
     ``probe`` (queries: ``params.query_probe``; 0 for references) is the distance to a cell
     edge, in cells, within which D1, D2, R or T is also keyed in the neighbouring cell.
+    ``n_anchors`` (default: all) makes only the first ``n_anchors`` peaks anchors, the rest
+    targets only: the keys of a run of anchors, given the ``4 * fanout`` peaks after it, are
+    exactly those the whole signal gives them (targets are chosen among the next ``4 * fanout``
+    peaks), which is how :class:`QueryPeaks` keys a long query window by window.
     Returns :class:`Landmarks` with ``frames`` = anchor frame in reference time.
     """
     speeds = np.asarray([w[0] for w in warps], np.float32)
@@ -154,7 +158,8 @@ def triplet_hashes(
     for warp_index, (speed, _) in enumerate(warps):
         by_speed.setdefault(float(speed), []).append(warp_index)
     for speed, warp_indices in by_speed.items():
-        anchor, base = _speed_keys(frames, lf0, params, speed, fanout, first, second, probe)
+        anchor, base = _speed_keys(frames, lf0, params, speed, fanout, first, second, probe,
+                                   n if n_anchors is None else n_anchors)
         anchor_frame = np.rint(frames[anchor] * speed).astype(np.int32)
         for warp_index in warp_indices:
             pitch = float(warps[warp_index][1])
@@ -174,14 +179,14 @@ def triplet_hashes(
 
 
 def _speed_keys(frames: np.ndarray, lf0: np.ndarray, params: AudioParams, speed: float,
-                fanout: int, first: np.ndarray, second: np.ndarray, probe: float
-                ) -> tuple[np.ndarray, np.ndarray]:
+                fanout: int, first: np.ndarray, second: np.ndarray, probe: float,
+                n_anchors: int) -> tuple[np.ndarray, np.ndarray]:
     """Triplets of one candidate speed: (anchor peak int64[k], key without F uint32[k]).
 
     Every target pair ``(first[p], second[p])`` of every anchor at once, pair-major; with
     ``probe``, the neighbouring-cell keys of fields near an edge follow.
     """
-    targets = _targets(frames, lf0, params, speed, fanout)
+    targets = _targets(frames, lf0, params, speed, fanout)[:n_anchors]
     both = (targets[:, first] >= 0) & (targets[:, second] >= 0)
     # pair-major: all anchors of pair 0, then of pair 1, ...
     pair, a = np.nonzero(both.T)
@@ -230,11 +235,58 @@ def audio_landmarks(
     """
     query = len(warps) > 1 if query is None else query
     if query:
-        peak_params = replace(params, peaks_per_second=params.query_peaks_per_second)
-        peaks, n_samples = stream_peaks(chunks, params=peak_params)
-        landmarks = triplet_hashes(peaks, params=params, warps=warps, fanout=params.query_fanout,
-                                   probe=params.query_probe)
-    else:
-        peaks, n_samples = stream_peaks(chunks, params=params)
-        landmarks = triplet_hashes(peaks, params=params, warps=warps)
-    return landmarks, n_samples / params.sample_rate
+        keys, duration = query_peaks(chunks, params=params, warps=warps)
+        return keys.landmarks(), duration
+    peaks, n_samples = stream_peaks(chunks, params=params)
+    return triplet_hashes(peaks, params=params, warps=warps), n_samples / params.sample_rate
+
+
+@dataclass(frozen=True)
+class QueryPeaks:
+    """A query's peaks, keyed on demand at its candidate warps.
+
+    A query's keys are about 17,000 a second (every warp, multi-probe): 1.1 GB for a 2-hour
+    upload, against 2 MB for its peaks. Keeping the peaks and keying one window of anchors at a
+    time (:meth:`landmarks` with a range) bounds a long screening's memory by its window.
+
+    peaks : :class:`~engine.audio.peaks.Peaks` at ``params.query_peaks_per_second``
+    warps : candidate (speed, pitch) pairs, as ``params.query_warps``
+    """
+
+    peaks: Peaks
+    warps: tuple[tuple[float, float], ...]
+    params: AudioParams
+
+    def __len__(self) -> int:
+        return len(self.peaks)
+
+    @property
+    def speeds(self) -> np.ndarray:
+        return np.asarray([w[0] for w in self.warps], np.float32)
+
+    def landmarks(self, lo: int = 0, hi: int | None = None) -> Landmarks:
+        """Keys of the anchors ``peaks[lo:hi]`` (all by default), exactly as keying every peak
+        at once would give them (:func:`triplet_hashes` with ``n_anchors``)."""
+        n = len(self.peaks)
+        hi = n if hi is None else min(hi, n)
+        lo = max(0, min(lo, hi))
+        end = min(n, hi + 4 * self.params.query_fanout)
+        part = Peaks(self.peaks.frame[lo:end], self.peaks.log_freq[lo:end],
+                     self.peaks.prominence[lo:end])
+        return triplet_hashes(part, params=self.params, warps=self.warps,
+                              fanout=self.params.query_fanout, probe=self.params.query_probe,
+                              n_anchors=hi - lo)
+
+
+def query_peaks(
+    chunks: Iterable[np.ndarray], *, params: AudioParams,
+    warps: tuple[tuple[float, float], ...] | None = None,
+) -> tuple[QueryPeaks, float]:
+    """A query's peaks from a sample stream, to key on demand; returns (peaks, duration_s).
+
+    chunks : iterable of ndarray [shape=(n,)], float32 at ``params.sample_rate``.
+    """
+    peak_params = replace(params, peaks_per_second=params.query_peaks_per_second)
+    peaks, n_samples = stream_peaks(chunks, params=peak_params)
+    return (QueryPeaks(peaks, tuple(warps or params.query_warps), params),
+            n_samples / params.sample_rate)

@@ -318,3 +318,34 @@ def test_the_shortlist_grows_with_the_query(registered_catalog, songs, kit, monk
             assert matcher.match(fingerprint_media(clip, query=True, video=False))
     assert limits[0] == matcher.audio_match.shortlist
     assert 190 <= limits[1] <= 200  # the keys span the clip less its last analysis window
+
+
+def test_query_keyed_on_demand_matches_as_keyed_whole(registered_catalog, long_upload):
+    """A screening keys a long upload one window of anchors at a time (``keys_on_demand``):
+    its windows, keys and so its matches are those of the same query keyed whole."""
+    import dataclasses
+
+    from engine.audio.align import AudioMatchParams
+
+    path, truth = long_upload
+    whole = fingerprint_media(path, query=True, video=False)
+    lazy = fingerprint_media(path, query=True, video=False, keys_on_demand=True)
+    assert lazy.audio is None and lazy.audio_peaks is not None
+    keyed = lazy.keyed().audio
+    assert np.array_equal(np.sort(keyed.hashes), np.sort(whole.audio.hashes))
+    # windows of 20 s: the 3-minute upload takes ten of them
+    short = Matcher(Catalog(registered_catalog),
+                    audio_match=dataclasses.replace(AudioMatchParams(), window_s=20.0))
+    # keys of a run of anchors alone: exactly the whole query's keys of those anchors
+    part = lazy.audio_peaks.landmarks(100, 400)
+    in_run = np.isin(whole.audio.frames, np.unique(part.frames))
+    assert set(part.hashes.tolist()) <= set(whole.audio.hashes[in_run].tolist())
+
+    def summary(matches):
+        return [(m.reference_id, round(m.query_start_s, 3), round(m.query_end_s, 3),
+                 round(m.reference_start_s, 3), round(m.speed, 4), round(m.score, 9))
+                for m in matches]
+
+    got, want = summary(short.match(lazy)), summary(short.match(whole))
+    assert got == want
+    assert len(got) == len(truth)
