@@ -148,6 +148,8 @@ def mutated_files(work: Path, seed: int, per_file: int) -> dict:
                                  audio_codec="libopus")
     rng = np.random.default_rng(seed)
     outcomes, slowest = [], (0.0, "")
+    # ru_maxrss only grows: the mutation that raised it most is the worst file for memory
+    peak, rise = _peak_mb(), (0.0, "")
     for name, path in files.items():
         for label, data in _mutations(path.read_bytes(), rng, per_file):
             started = time.perf_counter()
@@ -160,9 +162,19 @@ def mutated_files(work: Path, seed: int, per_file: int) -> dict:
                 outcomes.append((f"{name} {label}", False, f"{type(exc).__name__}: {exc}"))
             seconds = time.perf_counter() - started
             slowest = max(slowest, (seconds, f"{name} {label}"))
+            now = _peak_mb()
+            rise, peak = max(rise, (now - peak, f"{name} {label}")), now
     result = _count("mutated files", outcomes)
     result["slowest_s"], result["slowest"] = round(slowest[0], 3), slowest[1]
+    result["peak_mb"], result["largest_rise_mb"] = round(peak, 1), round(rise[0], 1)
+    result["largest_rise"] = rise[1]
     return result
+
+
+def _peak_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def hostile_timestamps(work: Path, seed: int) -> dict:
@@ -291,11 +303,12 @@ def kill_trials(work: Path, seed: int, trials: int) -> dict:
 
 def run_reliability(*, seed: int = 0, quick: bool = False, tiny: bool = False) -> dict:
     """Every class; ``{"classes": [...], "seconds": ...}``."""
+    from benchmarks.reliability_memory import long_self_match
     from benchmarks.reliability_recovery import job_budgets, repair_trials
 
-    sizes = {"tiny": (8, 2, 2, 1, 1), "quick": (30, 3, 6, 1, 3), "full": (80, 3, 20, 3, 10)}[
-        "tiny" if tiny else "quick" if quick else "full"]
-    per_file, streams, trials, budget_rounds, repairs = sizes
+    sizes = {"tiny": (8, 2, 2, 1, 1, 5), "quick": (30, 3, 6, 1, 3, 20),
+             "full": (80, 3, 20, 3, 10, 120)}["tiny" if tiny else "quick" if quick else "full"]
+    per_file, streams, trials, budget_rounds, repairs, minutes = sizes
     started = time.perf_counter()
     classes = []
     with tempfile.TemporaryDirectory(prefix="nanhu-reliability-") as folder:
@@ -307,7 +320,8 @@ def run_reliability(*, seed: int = 0, quick: bool = False, tiny: bool = False) -
                      lambda w: kill_trials(w, seed, trials),
                      lambda w: _count("job budgets", job_budgets(w, seed, budget_rounds)),
                      lambda w: _count("repair (kill -9 mid-repair)",
-                                      repair_trials(w, seed, repairs))):
+                                      repair_trials(w, seed, repairs)),
+                     lambda w: long_self_match(w, seed, minutes)):
             sub = Path(tempfile.mkdtemp(dir=work))
             classes.append(step(sub))
             log.info("reliability: %s: %d/%d passed", classes[-1]["class"],
@@ -322,7 +336,12 @@ def reliability_markdown(results: dict) -> str:
     lines.append("")
     for c in results["classes"]:
         if "slowest" in c:
-            lines.append(f"Slowest mutated file: {c['slowest']} ({c['slowest_s']} s).")
+            lines.append(f"Slowest mutated file: {c['slowest']} ({c['slowest_s']} s); peak "
+                         f"resident memory over them {c['peak_mb']} MB, the largest rise "
+                         f"{c['largest_rise_mb']} MB ({c['largest_rise']}).")
+        if "upload_s" in c:
+            lines.append(f"Self-match of a {c['upload_s'] / 60:.0f}-minute upload: peak "
+                         f"{c['peak_mb']} MB resident, {c['cpu_s']} s CPU.")
         for failure in c["failures"]:
             lines.append(f"- {c['class']}: {failure}")
     lines.append(f"\nRun time: {results['seconds']} s.")

@@ -15,8 +15,10 @@ def test_reliability_bench_reports_counts_and_nothing_fails(run_cli, tmp_path):
     classes = {c["class"]: c for c in raw["classes"]}
     assert set(classes) == {"poisoned fingerprints", "mutated files", "hostile timestamps",
                             "stalled streams", "kill -9 during register", "job budgets",
-                            "repair (kill -9 mid-repair)"}
+                            "repair (kill -9 mid-repair)", "long self-match memory"}
     for name, counts in classes.items():
         assert counts["tried"] > 0 and counts["failed"] == 0, (name, counts["failures"])
+    assert 0 < classes["long self-match memory"]["peak_mb"] <= 1536
+    assert classes["mutated files"]["peak_mb"] >= classes["mutated files"]["largest_rise_mb"] >= 0
     text = (tmp_path / "report.md").read_text()
     assert "## Reliability" in text and "| class | tried | passed | failed |" in text
