@@ -27,6 +27,12 @@ PLANS = {
     "full": "full (real corpus, 200 audio queries per condition, 300 video negatives, "
             "10,000-hour and 1,000,000-keyframe synthetic catalogs: several hours on 2 cores)",
 }
+#: the reliability bench generates its own media whatever the size
+RELIABILITY_PLANS = {
+    "tiny": "tiny (generated media, each class a few times: a smoke test, a minute or two)",
+    "quick": "quick (generated media, fewer trials, a 20-minute self-match: minutes)",
+    "full": "full (generated media, hundreds of mutations, a 2-hour self-match: tens of minutes)",
+}
 
 
 def add_commands(subparsers) -> None:
@@ -169,7 +175,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         os.environ["NANHU_CACHE"] = str(cache)
         build_tiny_corpora(cache, seed=args.seed)
     kinds = KINDS if args.kind == "all" else (args.kind,)
-    log.info("bench %s: %s; report in %s/report.md", " ".join(kinds), PLANS[size], args.out)
+    plan = (RELIABILITY_PLANS if args.kind == "reliability" else PLANS)[size]
+    log.info("bench %s: %s; report in %s/report.md", " ".join(kinds), plan, args.out)
     sections: dict[str, str] = {}
     raw: dict = {}
     status = 0
