@@ -12,7 +12,10 @@ import urllib.parse
 
 import pytest
 
+from engine.errors import InvalidArgument
 from engine.thumbnails import MAX_BYTES, PER_CLAIM
+from server.app import create_server
+from server.auth import KeyFile
 
 
 def request(review, method: str, path: str, *, key: str | None = None, form: dict | None = None,
@@ -171,3 +174,20 @@ def test_pages_forbid_framing_and_scripts(review):
     status, response, _ = request(review, "GET", "/login")
     policy = response.getheader("content-security-policy")
     assert "frame-ancestors 'none'" in policy and "script-src" not in policy  # default-src 'none'
+
+
+def test_revoking_a_key_ends_its_sessions(review):
+    keys = KeyFile(review.catalog.parent / "keys.json")
+    key_id, key = keys.add("label-b", ["register"])
+    keys.save()
+    review.keys["label_b_2"] = key
+    session, _ = sign_in(review, "label_b_2")
+    keys.revoke(key_id)
+    keys.save()
+    status, response, _ = request(review, "GET", "/claims", cookies=session)
+    assert status == 303 and response.getheader("location") == "/login"
+
+
+def test_the_review_page_needs_a_keys_file_off_loopback(tmp_path):
+    with pytest.raises(InvalidArgument, match="without an auth file"):
+        create_server(tmp_path / "catalog", http="0.0.0.0:0")
