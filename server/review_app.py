@@ -26,6 +26,7 @@ from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -102,17 +103,18 @@ class ReviewApp:
             raise Unauthenticated("sign in with your API key")
         return resumed
 
-    def _guarded(self, request: Request, work):
-        """Run ``work(principal, session)``, turning engine errors into pages (or JSON)."""
+    async def _guarded(self, request: Request, work):
+        """Run ``work(principal, session)`` in a worker thread (claims.sqlite reads and fsyncs
+        stay off the event loop), turning engine errors into pages (or JSON)."""
         try:
-            principal, session = self._caller(request)
+            principal, session = await run_in_threadpool(self._caller, request)
         except Unauthenticated as exc:
             if (request.method == "GET" and not _wants_json(request)
                     and review_auth.key_from_headers(request.headers) is None):
                 return RedirectResponse("/login", status_code=303)
             return self._error(request, exc, None, None)
         try:
-            return work(principal, session)
+            return await run_in_threadpool(work, principal, session)
         except NanhuError as exc:
             return self._error(request, exc, principal, session)
 
@@ -120,7 +122,7 @@ class ReviewApp:
         code = http_status(exc)
         if code == 500:
             log.error("review page: %s", exc)
-        if _wants_json(request) or session is None and principal is not None:
+        if _wants_json(request) or (session is None and principal is not None):
             return JSONResponse({"error": str(exc)}, status_code=code, headers=_HEADERS)
         return self._page(request, "error.html", code, message=str(exc), code=code,
                           principal=principal, csrf=session.csrf if session else "")
@@ -142,7 +144,8 @@ class ReviewApp:
         try:
             review_auth.check_origin(request.headers, request.url.scheme)
             review_auth.check_csrf(request.cookies.get(LOGIN_COOKIE, ""), form.get("csrf"))
-            principal, session = self.sessions.login(str(form.get("key", "")))
+            principal, session = await run_in_threadpool(self.sessions.login,
+                                                         str(form.get("key", "")))
         except (PermissionDenied, Unauthenticated) as exc:
             return await self.login_form(request, message=str(exc), code=http_status(exc))
         log.info("review page: signed in tenant=%s key=%s", principal.tenant, principal.key_id)
@@ -164,7 +167,7 @@ class ReviewApp:
             response.delete_cookie(COOKIE, path="/")
             return response
 
-        return self._guarded(request, work)
+        return await self._guarded(request, work)
 
     # --- claims ------------------------------------------------------------------------------
     async def claims(self, request: Request) -> Response:
@@ -188,7 +191,7 @@ class ReviewApp:
                               filters=filters, more=more, statuses=STATUSES, actions=ACTIONS,
                               modalities=MODALITIES, csrf=session.csrf if session else "")
 
-        return self._guarded(request, work)
+        return await self._guarded(request, work)
 
     async def claim(self, request: Request) -> Response:
         claim_id = request.path_params["claim_id"]
@@ -207,7 +210,7 @@ class ReviewApp:
                 has_video=any("video" in m["modality"] for m in claim["matches"]),
                 done=request.query_params.get("done", ""))
 
-        return self._guarded(request, work)
+        return await self._guarded(request, work)
 
     def _reference_duration(self, reference_id: str) -> float | None:
         try:
@@ -226,7 +229,7 @@ class ReviewApp:
             return Response(pictures[number].data, media_type=pictures[number].mime,
                             headers=headers)
 
-        return self._guarded(request, work)
+        return await self._guarded(request, work)
 
     async def resolve(self, request: Request) -> Response:
         claim_id = request.path_params["claim_id"]
@@ -246,7 +249,7 @@ class ReviewApp:
                 return JSONResponse(shown(claim), headers=_HEADERS)
             return RedirectResponse(f"/claims/{claim_id}?done={claim['status']}", status_code=303)
 
-        return self._guarded(request, work)
+        return await self._guarded(request, work)
 
 
 def _wants_json(request: Request) -> bool:
