@@ -47,6 +47,7 @@ from server import review_auth
 from server.review_auth import COOKIE, LOGIN_COOKIE, Sessions
 from server.review_draw import evidence_words, timelines
 from server.service import viewer_for
+from server.status import public_message
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +123,11 @@ class ReviewApp:
         code = http_status(exc)
         if code == 500:
             log.error("review page: %s", exc)
+        # as over gRPC: no server path in what a caller reads (the log keeps the full message)
+        message = public_message(str(exc), self.s.places)
         if _wants_json(request) or (session is None and principal is not None):
-            return JSONResponse({"error": str(exc)}, status_code=code, headers=_HEADERS)
-        return self._page(request, "error.html", code, message=str(exc), code=code,
+            return JSONResponse({"error": message}, status_code=code, headers=_HEADERS)
+        return self._page(request, "error.html", code, message=message, code=code,
                           principal=principal, csrf=session.csrf if session else "")
 
     # --- sign-in -----------------------------------------------------------------------------

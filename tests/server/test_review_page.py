@@ -191,3 +191,21 @@ def test_revoking_a_key_ends_its_sessions(review):
 def test_the_review_page_needs_a_keys_file_off_loopback(tmp_path):
     with pytest.raises(InvalidArgument, match="without an auth file"):
         create_server(tmp_path / "catalog", http="0.0.0.0:0")
+
+
+def test_with_tls_the_page_is_https_and_its_cookies_are_secure(tmp_path, pki):
+    import ssl
+
+    server, _ = create_server(tmp_path / "catalog", workers=1, http="127.0.0.1:0",
+                              tls_cert=pki.server_cert, tls_key=pki.server_key)
+    server.start()
+    try:
+        context = ssl.create_default_context(cafile=str(pki.ca))
+        connection = http.client.HTTPSConnection("127.0.0.1", server.http_port, context=context,
+                                                 timeout=30)
+        connection.request("GET", "/login")
+        response = connection.getresponse()
+        assert response.status == 200 and "Secure" in response.getheader("set-cookie")
+        connection.close()
+    finally:
+        assert server.stop(0).wait(30)
