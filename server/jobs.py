@@ -198,5 +198,6 @@ def screen(catalog_dir: str, source: str | Fingerprint, name: str, *, options: S
         times = thumbnails.pick_times(matches, fp.video.times_s)
         if times:
             with stages.stage("thumbnails"):
-                pictures = thumbnails.extract(source, times)
+                pictures = thumbnails.extract(source, times,
+                                              within=thumbnails.video_ranges(matches))
     return fp.duration_s, fp.digest, matches, pictures

@@ -46,6 +46,10 @@ def test_pictures_of_a_real_upload_are_small_jpegs(kit, tmp_path):
     assert [p.at_s for p in pictures] == [0.0, 2.5, 5.5]
     assert all(p.data[:2] == b"\xff\xd8" and len(p.data) <= thumbnails.MAX_BYTES for p in pictures)
     assert len({p.data for p in pictures}) == 3  # three different frames, not one thrice
+    # inside a match, key frames come first (x264 put one at 0 s only): one picture, cheaply;
+    # a match without a key frame gets the frame at its first time
+    assert [p.at_s for p in thumbnails.extract(path, [0.0, 2.5, 5.5], within=[(0.0, 6.0)])] == [0.0]
+    assert [p.at_s for p in thumbnails.extract(path, [2.5, 5.5], within=[(1.0, 6.0)])] == [2.5]
     audio_only = kit.write_clip(tmp_path / "a.wav", np.zeros(22050, np.float32))
     assert thumbnails.extract(audio_only, [0.0]) == []
     (tmp_path / "broken.mp4").write_bytes(b"not media")

@@ -242,7 +242,9 @@ def review(tmp_path_factory, kit):
     address = f"127.0.0.1:{port}"
     music = song(901, 16.0)
     film = kit.write_video(root / "film.mp4", 16.0, audio=music, size=(90, 160))
-    upload = kit.write_video(root / "upload.mp4", 10.0, audio=music[: 10 * RATE], size=(90, 160))
+    # MPEG-4 part 2 puts a key frame every 12 frames (3 s here): pictures come from those
+    upload = kit.write_video(root / "upload.mp4", 10.0, audio=music[: 10 * RATE], size=(90, 160),
+                             codec="mpeg4")
     tune = song(902, 20.0)
     clients = {name: NanhuClient(address, key=key, timeout=60) for name, key in keys.items()}
     try:
