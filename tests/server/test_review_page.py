@@ -60,7 +60,8 @@ def sign_in(review, who: str) -> tuple[dict, str]:
                                                                   "csrf": token}, cookies=login)
     assert status == 303 and response.getheader("location") == "/claims"
     session = cookies_of(response)
-    assert "HttpOnly" in response.getheader("set-cookie") and review.keys[who] not in str(session)
+    assert "HttpOnly" in response.getheader("set-cookie")
+    assert not review.keys[who] or review.keys[who] not in str(session)  # an id, not the key
     status, _, body = request(review, "GET", "/claims", cookies=session)
     assert status == 200
     return session, re.search(rb'name="csrf" value="([^"]+)"', body).group(1).decode()
@@ -207,5 +208,17 @@ def test_with_tls_the_page_is_https_and_its_cookies_are_secure(tmp_path, pki):
         response = connection.getresponse()
         assert response.status == 200 and "Secure" in response.getheader("set-cookie")
         connection.close()
+    finally:
+        assert server.stop(0).wait(30)
+
+
+def test_without_a_keys_file_signing_in_makes_you_the_local_admin(tmp_path):
+    server, _ = create_server(tmp_path / "catalog", workers=1, http="127.0.0.1:0")
+    server.start()
+    try:
+        local = type("Local", (), {"server": server, "keys": {"local": ""}})()
+        session, _ = sign_in(local, "local")
+        status, _, body = request(local, "GET", "/claims", cookies=session)
+        assert status == 200 and b"local admin" in body and b'id="empty"' in body
     finally:
         assert server.stop(0).wait(30)
