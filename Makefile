@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CATALOG ?= var/catalog
 
-.PHONY: run test lint bench bench-audio bench-video bench-server bench-ingest clean demo
+.PHONY: run test lint bench bench-audio bench-video bench-server bench-ingest clean demo browser
 
 # The ray extra is installed too: tests/indexer/test_ray.py runs the Ray path on a local Ray and
 # fails, rather than skips, without it. The Makefile is a prerequisite so that a change of extras
@@ -23,10 +23,20 @@ run: $(STAMP)
 	$(BIN)/python -m benchmarks.demo --catalog $(CATALOG)
 	$(BIN)/nanhu serve --catalog $(CATALOG) --listen $(LISTEN)
 
-test: $(STAMP)
+# The review page's tests (tests/server/test_review_browser.py) drive Debian's chromium through
+# chromium-driver with selenium and fail, rather than skip, without them: installed here, with
+# apt (CI runs as root), whenever either command is missing.
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		echo "installing chromium and chromium-driver (the review page's browser tests)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
+	fi
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -m "not real_media" tests
 
-test-all: $(STAMP)
+test-all: $(STAMP) browser
 	$(BIN)/python -m pytest -q tests
 
 lint: $(STAMP)

@@ -12,6 +12,13 @@ p50/p99 latency, uploads per second, errors, server memory (all its processes) b
 The baseline is in-process screening of the same files (decode + fingerprint + match, one at a
 time): the server's overhead is its 1-client p50 over that p50.
 
+Claims: the same server then screens two 10 s edge fingerprints of two different works,
+alternating, first with one work's policy blocking (each screening records a claim, committed
+before the answer) and the other's disabled (same work, action ``none``, nothing written), then
+the other way round (:func:`benchmarks.claims_latency.alternating`): p50/p99 with and without
+claims from one run, and their p50 difference (issue 13 asks at most 5 ms). ``--claims-only``
+runs just that part.
+
 Not a timed test; results go to ``OUT/server/server.json`` and a report section.
 """
 
@@ -31,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import claims_latency
 from benchmarks.synth import write_audio
 
 log = logging.getLogger(__name__)
@@ -249,9 +257,10 @@ def soak(address: str, queries: list[Path], folder: Path, *, seconds: float, see
 
 def run_server_bench(out: Path, *, quick: bool = False, seed: int = 0, workers: int | None = None,
                      references: int | None = None, soak_s: float | None = None,
-                     tiny: bool = False) -> dict:
+                     tiny: bool = False, claims_only: bool = False) -> dict:
     """Load test of ``nanhu serve``. ``tiny``: a smoke run (10 s uploads, 1 and 8 clients, a few
-    requests each, no soak) for ``nanhu bench --tiny``."""
+    requests each, no soak) for ``nanhu bench --tiny``. ``claims_only``: only the claims
+    latency part (the catalog, the server, :func:`benchmarks.claims_latency.claims_phase`)."""
     from benchmarks.corpus.audio import load_audio_corpus
     from engine.fingerprint import fingerprint_media
     from server.client import NanhuClient
@@ -264,12 +273,14 @@ def run_server_bench(out: Path, *, quick: bool = False, seed: int = 0, workers: 
     lengths = (10.0,) if tiny else (10.0, 60.0)
     levels = (1, 8) if tiny else LEVELS
     quick = quick or tiny
+    if claims_only:
+        lengths = (10.0,)
     queries = {length: make_queries(corpus, out / "queries", count=4 if tiny else 12 if quick else 40,
                                     length_s=length, seed=seed + int(length), references=references)
                for length in lengths}
     summary: dict = {"references": references, "workers": workers, "cores": os.cpu_count(),
                      "quick": quick, "baseline": {}, "stream": {}, "fingerprint": {}}
-    for length in lengths:
+    for length in () if claims_only else lengths:
         summary["baseline"][f"{length:g}s"] = in_process(
             catalog, queries[length][:2 if tiny else 6 if quick else 20])
     edge = {length: [fingerprint_media(p, query=True) for p in queries[length]] for length in lengths}
@@ -277,7 +288,7 @@ def run_server_bench(out: Path, *, quick: bool = False, seed: int = 0, workers: 
     try:
         summary["server_rss_mb_start"] = round(_tree_rss_mb(proc.pid), 1)
         clients = [NanhuClient(address, timeout=600) for _ in range(max(levels))]
-        for length in lengths:
+        for length in () if claims_only else lengths:
             for level in levels:
                 bound = (level if tiny else max(2 * level, 12 if length < 30 else 4) if quick
                          else max(4 * level, 40))
@@ -290,9 +301,14 @@ def run_server_bench(out: Path, *, quick: bool = False, seed: int = 0, workers: 
                     max_requests=bound, max_seconds=seconds)
                 log.info("server bench: %s: stream %s, fingerprint %s", key, summary["stream"][key],
                          summary["fingerprint"][key])
-        summary["server_rss_mb_end"] = round(_tree_rss_mb(proc.pid), 1)
         for client in clients:
             client.close()
+        summary["claims"] = claims_latency.claims_phase(address, edge[10.0],
+                                         calls=5 if tiny else 40 if quick else 150)
+        log.info("server bench: claims %s", summary["claims"])
+        summary["server_rss_mb_end"] = round(_tree_rss_mb(proc.pid), 1)
+        if claims_only:
+            soak_s = 0.0
         soak_s = soak_s if soak_s is not None else (0.0 if tiny else 60.0 if quick else 600.0)
         if soak_s > 0:
             summary["soak"] = soak(address, queries[10.0], out / "soak", seconds=soak_s, seed=seed,
@@ -300,16 +316,21 @@ def run_server_bench(out: Path, *, quick: bool = False, seed: int = 0, workers: 
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
-    base = summary["baseline"]["10s"]["p50_s"]
-    one = summary["stream"]["10s x1"]["p50_s"]
-    summary["overhead_10s"] = round((one - base) / base, 3)
-    summary["speedup_8_over_1_10s"] = round(
-        summary["stream"]["10s x8"]["per_s"] / max(summary["stream"]["10s x1"]["per_s"], 1e-9), 2)
+    if not claims_only:
+        base = summary["baseline"]["10s"]["p50_s"]
+        one = summary["stream"]["10s x1"]["p50_s"]
+        summary["overhead_10s"] = round((one - base) / base, 3)
+        summary["speedup_8_over_1_10s"] = round(
+            summary["stream"]["10s x8"]["per_s"] / max(summary["stream"]["10s x1"]["per_s"], 1e-9),
+            2)
     (out / "server.json").write_text(json.dumps(summary, indent=1))
     return summary
 
 
 def markdown(summary: dict) -> str:
+    if not summary["stream"]:  # --claims-only
+        return "\n".join(["## Server: screening with and without claims", "",
+                          *claims_latency.markdown(summary["claims"])])
     lines = [
         "## Server: screening over gRPC",
         "",
@@ -335,6 +356,8 @@ def markdown(summary: dict) -> str:
         f"{summary['server_rss_mb_end']} MiB at the end.",
         "",
     ]
+    if "claims" in summary:
+        lines += claims_latency.markdown(summary["claims"])
     if "soak" in summary:
         soaked = summary["soak"]
         lines += [
@@ -364,10 +387,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--references", type=int, default=None)
     parser.add_argument("--soak-s", type=float, default=None,
                         help="mixed-load soak length (default 60 s quick, 600 s full; 0: none)")
+    parser.add_argument("--claims-only", action="store_true",
+                        help="only screening latency with and without claims recorded")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     summary = run_server_bench(args.out / "server", quick=args.quick, seed=args.seed,
-                               workers=args.workers, references=args.references, soak_s=args.soak_s)
+                               workers=args.workers, references=args.references, soak_s=args.soak_s,
+                               claims_only=args.claims_only)
     print(markdown(summary))
     return 0
 

@@ -11,13 +11,17 @@ platforms (the tenant that screened) then move the claim through :data:`TRANSITI
     disputed -> reinstated | released (rights holder)
     reinstated -> released (rights holder)
 
-``released`` is final. Anyone else is told the claim does not exist (:class:`NotFound`), never
-that it belongs to someone else.
+``released`` is final; :func:`allowed_changes` says what a viewer may do next (the rules live
+in :mod:`engine.claim_rules`). Anyone else is told the claim does not exist (:class:`NotFound`),
+never that it belongs to someone else.
 
 Storage: ``claims.sqlite`` beside the catalog's ``meta.sqlite`` (its own file: claims are not
 versioned by catalog generations). WAL, ``synchronous=FULL``, one SQLite transaction per
 change holding the claim, its history entry and its webhook events (:mod:`engine.outbox`), so
-a crash at any point loses nothing committed and leaves nothing half-written. Format version in
+a crash at any point loses nothing committed and leaves nothing half-written. A claim recorded
+from a media file with video evidence keeps a few small pictures of the upload's matched
+keyframes (:mod:`engine.thumbnails`, table ``claim_thumbnails``, the same transaction; an
+added table that earlier readers of this version ignore). Format version in
 ``PRAGMA user_version`` (:data:`CLAIMS_VERSION`); a newer one is refused.
 """
 
@@ -32,9 +36,19 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
+from engine import thumbnails as thumbs
+from engine.claim_rules import (  # noqa: F401 - the rules are part of this module's API
+    LOCAL_ADMIN,
+    PLATFORM,
+    RIGHTS_HOLDER,
+    STATUSES,
+    TRANSITIONS,
+    Viewer,
+    allowed_changes,
+    parse_status,
+)
 from engine.errors import (
     CatalogCorrupt,
     CatalogLocked,
@@ -45,26 +59,13 @@ from engine.errors import (
     VersionMismatch,
 )
 from engine.policy import NO_ACTION
+from engine.thumbnails import Thumbnail
 from engine.verdict import Match
 
 log = logging.getLogger(__name__)
 
 FILE_NAME = "claims.sqlite"
 CLAIMS_VERSION = 1
-STATUSES = ("open", "confirmed", "released", "disputed", "reinstated")
-#: the two parties of a claim
-RIGHTS_HOLDER, PLATFORM = "rights holder", "platform"
-#: (from, to) -> the party that may make the change (admins may make any of them)
-TRANSITIONS: dict[tuple[str, str], str] = {
-    ("open", "confirmed"): RIGHTS_HOLDER,
-    ("open", "released"): RIGHTS_HOLDER,
-    ("open", "disputed"): PLATFORM,
-    ("confirmed", "released"): RIGHTS_HOLDER,
-    ("confirmed", "disputed"): PLATFORM,
-    ("disputed", "reinstated"): RIGHTS_HOLDER,
-    ("disputed", "released"): RIGHTS_HOLDER,
-    ("reinstated", "released"): RIGHTS_HOLDER,
-}
 #: a claim's action when its work's matches ask for several (one policy gives one, normally)
 _SEVERITY = ("block", "monetize", "review", "track")
 MAX_NOTE_CHARS = 2000
@@ -104,45 +105,6 @@ CREATE TABLE IF NOT EXISTS claim_history (
 );
 CREATE INDEX IF NOT EXISTS claim_history_claim ON claim_history(claim_seq);
 """
-
-
-@dataclass(frozen=True)
-class Viewer:
-    """Who looks at claims: a tenant, whether it acts as rights holder (the ``register`` role:
-    claims on works it owns) and as platform (the ``screen`` role: claims on uploads it
-    screened), or an admin (every claim, either party). ``name`` goes into the history."""
-
-    tenant: str
-    rights_holder: bool = False
-    platform: bool = False
-    admin: bool = False
-    name: str = ""
-
-    def parties(self, claim: dict) -> set[str]:
-        """The parties this viewer is for ``claim`` (empty: it may not see it)."""
-        if self.admin:
-            return {RIGHTS_HOLDER, PLATFORM}
-        out = set()
-        if self.rights_holder and self.tenant and claim["owner"] == self.tenant:
-            out.add(RIGHTS_HOLDER)
-        if self.platform and self.tenant and claim["tenant"] == self.tenant:
-            out.add(PLATFORM)
-        return out
-
-    @property
-    def who(self) -> str:
-        return self.tenant or self.name or "local"
-
-
-#: whoever can read the catalog's files: the CLI with ``--catalog``
-LOCAL_ADMIN = Viewer(tenant="", admin=True, name="local")
-
-
-def parse_status(text: str) -> str:
-    status = str(text).strip().lower()
-    if status not in STATUSES:
-        raise InvalidArgument(f"status {text!r} is not one of {', '.join(STATUSES)}")
-    return status
 
 
 def claims_path(catalog_dir: str | Path) -> Path:
@@ -195,6 +157,7 @@ class ClaimStore:
                     f"(this one reads up to {CLAIMS_VERSION}); upgrade Nanhu")
             # Every statement is idempotent (IF NOT EXISTS); executescript commits as it goes.
             self._db.executescript(_SCHEMA)
+            self._db.executescript(thumbs.SCHEMA)
             self.outbox = Outbox(self._db, self._transaction, self._lock)
             self.outbox.create_tables()
             self._db.execute(f"PRAGMA user_version = {CLAIMS_VERSION}")
@@ -235,13 +198,14 @@ class ClaimStore:
     # --- recording -----------------------------------------------------------------------
     def record(self, matches: Iterable[Match], *, tenant: str, request_id: str = "",
                upload_id: str = "", filename: str = "", duration_s: float = 0.0,
-               now: float | None = None) -> dict[str, str]:
+               thumbnails: Iterable[Thumbnail] = (), now: float | None = None) -> dict[str, str]:
         """Record a claim per work with an acting match (action not ``none``) of one screening,
         set ``claim_id`` on those matches, and return ``{reference_id: claim_id}``.
 
         With an ``upload_id``, a work the same tenant already has a claim on for that upload
         keeps its claim (a retried or repeated screening does not claim twice). Nothing is
-        written when no match acts."""
+        written when no match acts. ``thumbnails`` (pictures of the upload) go with the claims
+        whose video matches span them, at most :data:`engine.thumbnails.PER_CLAIM` each."""
         upload_id = str(upload_id or "")
         if len(upload_id) > MAX_UPLOAD_ID_CHARS:
             raise InvalidArgument(f"upload_id is {len(upload_id)} characters long; at most "
@@ -253,6 +217,7 @@ class ClaimStore:
         if not by_work:
             return {}
         now = time.time() if now is None else now
+        thumbnails = list(thumbnails)
         ids: dict[str, str] = {}
         created: list[dict] = []
         with self._transaction() as db:
@@ -280,6 +245,8 @@ class ClaimStore:
                 db.execute("INSERT INTO claim_history VALUES (?,?,?,?,?,?,?,?)",
                            (cursor.lastrowid, now, tenant or "local", "system", "", "open", note,
                             request_id))
+                if thumbnails:
+                    thumbs.store(db, cursor.lastrowid, thumbs.for_matches(thumbnails, group))
                 ids[reference_id] = claim_id
                 created.append(self._get(db, claim_id))
             for claim in created:
@@ -315,10 +282,11 @@ class ClaimStore:
         return public(claim)
 
     def list(self, viewer: Viewer, *, status: str | None = None, reference_id: str | None = None,
-             upload_id: str | None = None, limit: int = 100,
-             before: int | None = None) -> tuple[list[dict], int | None]:
+             upload_id: str | None = None, action: str | None = None, modality: str | None = None,
+             limit: int = 100, before: int | None = None) -> tuple[list[dict], int | None]:
         """The claims ``viewer`` is a party of, newest first: one page of at most ``limit`` and
-        the cursor of the next page (``before=``; None on the last page)."""
+        the cursor of the next page (``before=``; None on the last page). ``modality``: claims
+        with at least one match of it (``audio``, ``video``, ``audio+video``)."""
         where, args = [], []
         if not viewer.admin:
             sides = []
@@ -332,10 +300,15 @@ class ClaimStore:
                 return [], None
             where.append("(" + " OR ".join(sides) + ")")
         for column, value in (("status", status and parse_status(status)),
-                              ("reference_id", reference_id), ("upload_id", upload_id)):
+                              ("reference_id", reference_id), ("upload_id", upload_id),
+                              ("action", action)):
             if value:
                 where.append(f"{column} = ?")
                 args.append(value)
+        if modality:
+            where.append("EXISTS (SELECT 1 FROM json_each(claims.matches) "
+                         "WHERE json_extract(value, '$.modality') = ?)")
+            args.append(modality)
         if before is not None:
             where.append("seq < ?")
             args.append(int(before))
@@ -347,6 +320,15 @@ class ClaimStore:
             claims = [self._get(self._db, claim_id) for claim_id in ids[:limit]]
         more = len(ids) > limit
         return [public(c) for c in claims], claims[-1]["seq"] if more else None
+
+    def thumbnails(self, viewer: Viewer, claim_id: str) -> list[Thumbnail]:
+        """The pictures of the upload kept with the claim (as :meth:`get`, NotFound for a
+        claim the viewer is no party of)."""
+        with self._lock:
+            claim = self._get(self._db, claim_id)
+            if claim is None or not viewer.parties(claim):
+                raise NotFound(f"no claim with id {claim_id!r}")
+            return thumbs.load(self._db, claim["seq"])
 
     # --- resolving -----------------------------------------------------------------------
     def resolve(self, viewer: Viewer, claim_id: str, status: str, *, note: str = "",

@@ -50,7 +50,7 @@ class NanhuServer:
 
     def __init__(self, grpc_server: grpc.Server, shared: Shared, health_servicer, *,
                  address: str, port: int, tls: bool, mutual_tls: bool = False,
-                 metrics_address: str | None = None) -> None:
+                 metrics_address: str | None = None, review=None) -> None:
         self.grpc_server = grpc_server
         self.shared = shared
         self.health = health_servicer
@@ -61,6 +61,10 @@ class NanhuServer:
         self.metrics_address = metrics_address
         #: the port ``/metrics`` is served on once started (None without ``metrics_address``)
         self.metrics_port: int | None = None
+        #: the review page (:class:`server.review_app.ReviewServer`; None without ``http``)
+        self.review = review
+        #: the port the review page is served on (None without one)
+        self.http_port: int | None = review.port if review is not None else None
         self._stopped = threading.Event()
         self._stopping = threading.Lock()
         self._stop_started = False
@@ -87,6 +91,10 @@ class NanhuServer:
             log_event(log, logging.INFO, event="metrics", address=f"{host}:{self.metrics_port}",
                       path="/metrics")
         self.grpc_server.start()
+        if self.review is not None:
+            self.review.start()
+            log_event(log, logging.INFO, event="review page", port=self.http_port,
+                      tls=self.review.review.secure)
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log_event(log, logging.INFO, event="listening", address=self.address, port=self.port,
@@ -103,6 +111,8 @@ class NanhuServer:
             self._stop_started = True
         self.health.enter_graceful_shutdown()
         drained = self.grpc_server.stop(grace)
+        if self.review is not None:
+            self.review.stop()
         log_event(log, logging.INFO, event="stopping", grace_s=grace, in_flight=self.limiter.in_flight)
 
         def finish() -> None:
@@ -136,6 +146,7 @@ def create_server(
     metrics: str | None = None,
     threads: int | None = None,
     webhooks: WebhookSettings | None = None,
+    http: str | None = None,
 ) -> tuple[NanhuServer, int]:
     """Build the server on ``catalog_dir`` (created if missing) and bind ``address``.
 
@@ -148,6 +159,9 @@ def create_server(
     and match; ``threads`` the gRPC handler threads (default: enough for
     ``limits.max_concurrent`` heavy calls plus cheap ones). ``webhooks``: how claim events
     are delivered (timeouts, backoff, attempts; :class:`server.webhooks.WebhookSettings`).
+    ``http`` is a ``HOST:PORT`` to serve the review page on (:mod:`server.review_app`; port 0:
+    any free one, see :attr:`NanhuServer.http_port`), behind the same keys, over TLS when the
+    gRPC port has it (the same certificate; client certificates are not asked for there).
 
     The workers are started with multiprocessing's forkserver, so, as with any multiprocessing
     code, a script that starts the server must guard its entry point with
@@ -157,11 +171,12 @@ def create_server(
     host, _ = split_address(address)
     if metrics is not None:
         split_address(metrics)
-    if auth is None and not is_loopback(host):
-        raise InvalidArgument(
-            f"refusing to listen on {address} without an auth file: anyone could register and "
-            "delete works. Pass --auth FILE (see `nanhu keys add`) or listen on 127.0.0.1"
-        )
+    http_host, http_port = split_address(http) if http is not None else (None, None)
+    for listen, where in ((host, address), (http_host, http)):
+        if listen is not None and auth is None and not is_loopback(listen):
+            raise InvalidArgument(
+                f"refusing to listen on {where} without an auth file: anyone could register and "
+                "delete works. Pass --auth FILE (see `nanhu keys add`) or listen on 127.0.0.1")
     if (tls_cert is None) != (tls_key is None):
         raise InvalidArgument("TLS needs both a certificate and a key")
     if tls_client_ca is not None and tls_cert is None:
@@ -203,6 +218,17 @@ def create_server(
         shared.pool.shutdown(wait=False)
         shared.spool.close()
         raise InvalidArgument(f"cannot listen on {address}")
+    review = None
+    if http is not None:
+        from server.review_app import ReviewServer, bind
+
+        try:
+            sock = bind(http_host, http_port)
+        except InvalidArgument:
+            shared.pool.shutdown(wait=False)
+            shared.spool.close()
+            raise
+        review = ReviewServer(shared, sock, tls_cert=tls_cert, tls_key=tls_key)
     if authenticator.enabled:
         log_event(log, logging.INFO, event="auth", keys_file=auth)
         if credentials is None and not is_loopback(host):
@@ -213,7 +239,7 @@ def create_server(
                   note="no auth file: every local caller is admin; loopback only")
     return NanhuServer(server, shared, health_servicer, address=address, port=port,
                        tls=credentials is not None, mutual_tls=tls_client_ca is not None,
-                       metrics_address=metrics), port
+                       metrics_address=metrics, review=review), port
 
 
 PLAINTEXT_KEYS_WARNING = (

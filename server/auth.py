@@ -186,10 +186,30 @@ class Authenticator:
         key = key_from_metadata(context.invocation_metadata())
         if not key:
             raise Unauthenticated("no API key: send it as 'x-api-key' or 'authorization: Bearer' metadata")
+        return self.verify(key)
+
+    def _current(self) -> KeyFile:
         with self._lock:
             self._reload()
-            keys = self._keys
-        principal = keys.verify(key)
+            return self._keys
+
+    def verify(self, key: str) -> Principal:
+        """The principal of ``key`` (any caller: gRPC metadata, the review page's login form or
+        its ``Authorization`` header); Unauthenticated for an unknown or revoked one."""
+        if self.path is None:
+            return LOCAL
+        principal = self._current().verify(key)
         if principal is None:
             raise Unauthenticated("unknown or revoked API key")
         return principal
+
+    def active(self, key_id: str) -> Principal | None:
+        """The principal of the active key ``key_id`` as the keys file says now (None once it is
+        revoked): a review-page session holds only a key id and is checked with this."""
+        if self.path is None:
+            return LOCAL if key_id == LOCAL.key_id else None
+        for entry in self._current().data["keys"]:
+            if entry["key_id"] == key_id and not entry.get("revoked_at"):
+                return Principal(tenant=entry["tenant"], roles=frozenset(entry["roles"]),
+                                 key_id=key_id)
+        return None

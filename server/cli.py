@@ -38,6 +38,9 @@ def add_commands(subparsers) -> None:
     p.add_argument("--metrics", default=None, metavar="HOST:PORT",
                    help="serve Prometheus metrics at http://HOST:PORT/metrics (no auth: bind it "
                         "where only your monitoring reaches)")
+    p.add_argument("--http", default=None, metavar="HOST:PORT",
+                   help="also serve the review web page for claims at http://HOST:PORT/ (same "
+                        "keys; TLS with --tls-cert; loopback only without --auth)")
     p.add_argument("--log-format", choices=("text", "json"), default="text",
                    help="log lines on stderr: timestamped text, or one JSON object per line")
     p.add_argument("--max-upload-mb", type=float, default=512.0, help="largest upload (MiB)")
@@ -150,7 +153,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     catalog = args.catalog or default_catalog()
     server, port = create_server(catalog, args.listen, workers=args.workers, auth=args.auth,
                                  limits=limits, tls_cert=args.tls_cert, tls_key=args.tls_key,
-                                 tls_client_ca=args.tls_client_ca, metrics=args.metrics)
+                                 tls_client_ca=args.tls_client_ca, metrics=args.metrics,
+                                 http=args.http)
     server.start()
     host, _ = split_address(args.listen)
     transport = "mutual TLS" if args.tls_client_ca else "TLS" if args.tls_cert else "plaintext"
@@ -159,6 +163,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if server.metrics_port is not None:
         metrics_host, _ = split_address(args.metrics)
         print(f"nanhu: metrics at http://{metrics_host}:{server.metrics_port}/metrics", flush=True)
+    if server.http_port is not None:
+        http_host, _ = split_address(args.http)
+        scheme = "https" if args.tls_cert else "http"
+        print(f"nanhu: review page at {scheme}://{http_host}:{server.http_port}/", flush=True)
     if args.auth is None:
         print("nanhu: no --auth file: listening on loopback only; every local caller acts as admin",
               flush=True)

@@ -25,13 +25,14 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from engine import stages
+from engine import stages, thumbnails
 from engine.audio.params import AudioParams
 from engine.catalog import Catalog
 from engine.errors import CatalogCorrupt, LimitExceeded, NanhuError
 from engine.fingerprint import Fingerprint
 from engine.matcher import Match, Matcher
 from engine.policy import ScreenFloor
+from engine.thumbnails import Thumbnail
 from server.logs import REQUEST_ID, configure_logging
 
 _MATCHERS: dict[str, Matcher] = {}
@@ -181,8 +182,10 @@ def check_duration(fp: Fingerprint, name: str, max_duration_s: float | None) -> 
 
 
 def screen(catalog_dir: str, source: str | Fingerprint, name: str, *, options: ScreenOptions,
-           max_duration_s: float | None) -> tuple[float, str, list[Match]]:
-    """Screen a spooled upload (a path) or a query fingerprint: ``(duration_s, digest, matches)``."""
+           max_duration_s: float | None) -> tuple[float, str, list[Match], list[Thumbnail]]:
+    """Screen a spooled upload (a path) or a query fingerprint: ``(duration_s, digest, matches,
+    thumbnails)``; the thumbnails are pictures of an uploaded file's keyframes inside its acting
+    video matches, for their claims (none for a fingerprint: there is no picture to take)."""
     matcher = matcher_for(catalog_dir)
     if isinstance(source, Fingerprint):
         fp = source
@@ -192,4 +195,11 @@ def screen(catalog_dir: str, source: str | Fingerprint, name: str, *, options: S
                               max_duration_s=max_duration_s)
     with stages.stage("match"):
         matches = matcher.match(fp, floor=options)
-    return fp.duration_s, fp.digest, matches
+    pictures: list[Thumbnail] = []
+    if not isinstance(source, Fingerprint) and fp.video is not None:
+        times = thumbnails.pick_times(matches, fp.video.times_s)
+        if times:
+            with stages.stage("thumbnails"):
+                pictures = thumbnails.extract(source, times,
+                                              within=thumbnails.video_ranges(matches))
+    return fp.duration_s, fp.digest, matches, pictures

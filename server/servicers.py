@@ -105,7 +105,8 @@ class Shared:
             return self.run(context, slot, name, job, str(path), name, **kwargs)
 
     def screen(self, context, slot, source, name: str, options: ScreenOptions, chunks=None):
-        """``(duration_s, digest, matches)`` of an upload (``chunks``) or a fingerprint."""
+        """``(duration_s, digest, matches, thumbnails)`` of an upload (``chunks``) or a
+        fingerprint (:func:`server.jobs.screen`)."""
         catalog_dir = str(self.core.catalog_dir)
         job = functools.partial(jobs.screen, catalog_dir, options=options,
                                 max_duration_s=self.core.limits.max_duration_s)
@@ -114,12 +115,13 @@ class Shared:
         return self.run(context, slot, name, job, source, name)
 
     def record_claims(self, principal, matches, *, upload_id: str, filename: str,
-                      duration_s: float) -> int:
+                      duration_s: float, thumbnails=()) -> int:
         """Record the screening's claims (setting each acting match's ``claim_id``) before the
         response goes out, then wake the webhook sender; returns how many works were claimed."""
         claimed = self.core.claims.record(matches, tenant=principal.tenant,
                                           request_id=REQUEST_ID.get(), upload_id=upload_id,
-                                          filename=filename, duration_s=duration_s)
+                                          filename=filename, duration_s=duration_s,
+                                          thumbnails=thumbnails)
         if claimed and self.webhooks is not None:
             self.webhooks.wake()
         return len(claimed)
@@ -153,10 +155,10 @@ class ScreeningServicer(pb_grpc.ScreeningServicer):
             upload_id = _upload_id(header.upload_id, header.hints)
             call.note(file=name, upload_id=upload_id,
                       **{f"hint.{k}": v for k, v in sorted(header.hints.items())})
-            duration_s, digest, matches = self.s.screen(context, slot, None, name,
-                                                        _options(header.options), chunks=chunks)
+            duration_s, digest, matches, pictures = self.s.screen(
+                context, slot, None, name, _options(header.options), chunks=chunks)
         claims = self.s.record_claims(principal, matches, upload_id=upload_id, filename=name,
-                                      duration_s=duration_s)
+                                      duration_s=duration_s, thumbnails=pictures)
         call.note(duration_s=duration_s, matches=len(matches), claims=claims)
         return _screen_response(duration_s, digest, matches)
 
@@ -169,8 +171,8 @@ class ScreeningServicer(pb_grpc.ScreeningServicer):
         fp = _fingerprint(request.fingerprint, self.s.core, for_reference=False)
         name = request.filename or "fingerprint"
         with self.s.limiter.slot("screen") as slot:
-            duration_s, digest, matches = self.s.screen(context, slot, fp, name,
-                                                        _options(request.options))
+            duration_s, digest, matches, _ = self.s.screen(context, slot, fp, name,
+                                                           _options(request.options))
         claims = self.s.record_claims(principal, matches, upload_id=upload_id, filename=name,
                                       duration_s=duration_s)
         call.note(duration_s=duration_s, matches=len(matches), claims=claims)

@@ -70,6 +70,8 @@ def test_raw_results_hold_each_measurement_and_the_corpus(tiny_report):
     assert video["config"]["negatives"] == 2 and video["rows"]
     assert video["scale"]["keyframes"] == 5_000
     assert raw["server"]["stream"]["10s x1"]["errors"] == 0
+    claims = raw["server"]["claims"]  # screening with and without claims, 5 rounds each way
+    assert "error" in claims or claims["claims"]["n"] == claims["no_claims"]["n"] == 10
     assert raw["ingest"]["runs"] and all(r["failed"] == 0 for r in raw["ingest"]["runs"])
     files = {f["id"] for f in raw["corpus_audio"]["files"]}
     assert "tiny-ref-0" in files and all(len(f["sha256"]) == 64 for f in raw["corpus_audio"]["files"])

@@ -202,3 +202,66 @@ def pki(tmp_path_factory) -> Pki:
     return Pki(ca_path, *_write_pem(folder, "server", server_cert, server_key),
                *_write_pem(folder, "client", client_cert, client_key),
                *_write_pem(folder, "rogue", rogue_cert, rogue_key))
+
+
+# --- the review page -----------------------------------------------------------------------------
+REVIEW_KEYS = {  # name: (tenant, roles)
+    "label_a": ("label-a", ["register"]),
+    "label_b": ("label-b", ["register"]),
+    "tube": ("tube", ["screen"]),
+    "vids": ("vids", ["screen"]),
+}
+
+
+@dataclass
+class Review:
+    """A server with the review page on, and the claims its screenings left:
+    ``claims["film_tube"]`` (tube's upload of label-a's film: audio+video, with pictures),
+    ``claims["film_vids"]`` (the same film uploaded by vids), ``claims["song_tube"]`` (tube's
+    audio-only upload of label-b's song)."""
+
+    server: object
+    catalog: Path
+    keys: dict
+    claims: dict
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.http_port}"
+
+
+@pytest.fixture(scope="session")
+def review(tmp_path_factory, kit):
+    root = tmp_path_factory.mktemp("review")
+    keys_file = KeyFile(root / "keys.json")
+    keys = {name: keys_file.add(tenant, roles)[1] for name, (tenant, roles) in REVIEW_KEYS.items()}
+    keys_file.save()
+    server, port = create_server(root / "catalog", workers=1, auth=root / "keys.json",
+                                 http="127.0.0.1:0", limits=Limits(refresh_interval_s=0.0))
+    server.start()
+    address = f"127.0.0.1:{port}"
+    music = song(901, 16.0)
+    film = kit.write_video(root / "film.mp4", 16.0, audio=music, size=(90, 160))
+    # MPEG-4 part 2 puts a key frame every 12 frames (3 s here): pictures come from those
+    upload = kit.write_video(root / "upload.mp4", 10.0, audio=music[: 10 * RATE], size=(90, 160),
+                             codec="mpeg4")
+    tune = song(902, 20.0)
+    clients = {name: NanhuClient(address, key=key, timeout=60) for name, key in keys.items()}
+    try:
+        clients["label_a"].register_file(film, "film-a", title="Film A", policy={"action": "block"})
+        clients["label_b"].register_fingerprint(fingerprint_media(write(root / "tune.wav", tune)),
+                                                "tune-b", title="Tune B",
+                                                policy={"action": "track"})
+        claims = {}
+        for name, who, path, upload_id in (("film_tube", "tube", upload, "up-1"),
+                                           ("film_vids", "vids", upload, "vid-1"),
+                                           ("song_tube", "tube",
+                                            write(root / "tune-copy.wav", tune[3 * RATE : 13 * RATE]),
+                                            "up-2")):
+            result = clients[who].screen_file(path, upload_id=upload_id)
+            (claims[name],) = {m["claim_id"] for m in result["matches"] if m.get("claim_id")}
+    finally:
+        for client in clients.values():
+            client.close()
+    yield Review(server=server, catalog=root / "catalog", keys=keys, claims=claims)
+    assert server.stop(5).wait(30)
