@@ -14,11 +14,11 @@ import logging
 import os
 import sys
 
-from engine import errors
-from engine.cli import exit_code_for
+from nanhu.engine import errors
+from nanhu.engine.cli import exit_code_for
 
 # (module, what it offers): each module has ``add_commands(subparsers)``.
-_COMMAND_MODULES = ("engine.cli", "indexer.cli", "server.cli", "benchmarks.cli")
+_COMMAND_MODULES = ("nanhu.engine.cli", "nanhu.indexer.cli", "nanhu.server.cli", "nanhu.benchmarks.cli")
 #: exit status after the reader of stdout went away: 128 + SIGPIPE, as a shell reports it
 EXIT_BROKEN_PIPE = 128 + 13
 
