@@ -20,7 +20,7 @@ LISTEN ?= 127.0.0.1:50051
 
 # Seeds the embedded catalog with demo works (once), shows a screening, then serves gRPC.
 run: $(STAMP)
-	$(BIN)/python -m benchmarks.demo --catalog $(CATALOG)
+	$(BIN)/python -m nanhu.benchmarks.demo --catalog $(CATALOG)
 	$(BIN)/nanhu serve --catalog $(CATALOG) --listen $(LISTEN)
 
 test: $(STAMP)
@@ -45,7 +45,7 @@ bench-server: $(STAMP)
 	$(BIN)/nanhu bench server
 
 bench-ingest: $(STAMP)
-	$(BIN)/python -m benchmarks.ingest_bench
+	$(BIN)/python -m nanhu.benchmarks.ingest_bench
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.scale_null import best_poisson, null_records, rule_table
-from benchmarks.scale_queries import (  # noqa: F401 - re-exported for importers
+from nanhu.benchmarks.scale_null import best_poisson, null_records, rule_table
+from nanhu.benchmarks.scale_queries import (  # noqa: F401 - re-exported for importers
     ATTACK_RATE,
     QUERY_CONDITIONS,
     cached_query_set,
@@ -40,15 +40,15 @@ from benchmarks.scale_queries import (  # noqa: F401 - re-exported for importers
     query_set,
     related_negatives,
 )
-from engine.audio.align import AudioMatchParams
-from engine.audio.keys import KEY_BITS, Landmarks, triplet_hashes
-from engine.audio.params import AudioParams
-from engine.audio.peaks import Peaks, stream_peaks
-from engine.catalog import Catalog
-from engine.fingerprint import Fingerprint
-from engine.matcher import Matcher
-from engine.media import decode_audio
-from engine.store.postings_write import merge_segments, write_segment
+from nanhu.engine.audio.align import AudioMatchParams
+from nanhu.engine.audio.keys import KEY_BITS, Landmarks, triplet_hashes
+from nanhu.engine.audio.params import AudioParams
+from nanhu.engine.audio.peaks import Peaks, stream_peaks
+from nanhu.engine.catalog import Catalog
+from nanhu.engine.fingerprint import Fingerprint
+from nanhu.engine.matcher import Matcher
+from nanhu.engine.media import decode_audio
+from nanhu.engine.store.postings_write import merge_segments, write_segment
 
 log = logging.getLogger(__name__)
 
@@ -234,10 +234,10 @@ def measure(directory: Path, positives: list, negatives: list,
 
 _SERVING = """
 import json, sys, numpy as np
-from benchmarks.scale_audio import _rss_mb
-from engine.catalog import Catalog
-from engine.fingerprint import Fingerprint
-from engine.matcher import Matcher
+from nanhu.benchmarks.scale_audio import _rss_mb
+from nanhu.engine.catalog import Catalog
+from nanhu.engine.fingerprint import Fingerprint
+from nanhu.engine.matcher import Matcher
 with np.load(sys.argv[2]) as data:
     blob, bounds = data["blob"], data["bounds"]
 n = min(int(sys.argv[3]), bounds.size - 1)
@@ -273,8 +273,8 @@ def run_scale_series(hours: list[float], *, seed: int = 0, positives: int = 100,
                      add_hour: bool = True, with_real: bool = True,
                      null_limit: int | None = None) -> dict:
     """The scale benchmark: the real catalog alone, then with ``hours`` of decoys each."""
-    from benchmarks.audio_bench import _corpus_key, build_catalog
-    from benchmarks.corpus.audio import cache_dir, load_audio_corpus
+    from nanhu.benchmarks.audio_bench import _corpus_key, build_catalog
+    from nanhu.benchmarks.corpus.audio import cache_dir, load_audio_corpus
 
     params = params or AudioParams()
     corpus = load_audio_corpus()

@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import (
+from nanhu.engine.errors import (
     CatalogCorrupt,
     CatalogLocked,
     InvalidArgument,
@@ -44,8 +44,8 @@ from engine.errors import (
     PermissionDenied,
     VersionMismatch,
 )
-from engine.policy import NO_ACTION
-from engine.verdict import Match
+from nanhu.engine.policy import NO_ACTION
+from nanhu.engine.verdict import Match
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ class ClaimStore:
     """
 
     def __init__(self, path: str | Path) -> None:
-        from engine.outbox import Outbox
+        from nanhu.engine.outbox import Outbox
 
         self.path = Path(path)
         if self.path.is_dir():

@@ -23,7 +23,7 @@ def tiny_report(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bench")
     env = {k: v for k, v in os.environ.items() if k != "NANHU_CACHE"}
     done = subprocess.run(
-        [sys.executable, "-m", "nanhu_cli", "bench", "all", "--tiny", "--out", str(out)],
+        [sys.executable, "-m", "nanhu", "bench", "all", "--tiny", "--out", str(out)],
         capture_output=True, text=True, env=env, timeout=1800,
         cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr[-3000:]
@@ -79,7 +79,7 @@ def test_raw_results_hold_each_measurement_and_the_corpus(tiny_report):
 def test_a_failing_section_is_reported_and_the_others_kept(tmp_path, monkeypatch):
     import argparse
 
-    from benchmarks import cli
+    from nanhu.benchmarks import cli
 
     def fine(out, size, seed, args):
         return "## Fine\n\nmeasured\n", {"value": 1}
