@@ -7,7 +7,7 @@ runs carries it, whichever module logs it. Worker processes get the id with each
 
 Text lines (the default)::
 
-    2026-12-01T10:00:00.123Z INFO server.rpc: rpc=Screen tenant=tube code=OK ms=231.4 request_id=9c1f...
+    2026-12-01T10:00:00.123Z INFO nanhu.server.rpc: rpc=Screen tenant=tube code=OK ms=231.4 request_id=9c1f...
 
 JSON lines (``nanhu serve --log-format json``), one object per line::
 

@@ -5,7 +5,9 @@ writes and reads."""
 
 from __future__ import annotations
 
+import importlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -63,6 +65,41 @@ def test_the_editable_install_resolves_the_folders_from_anywhere(tmp_path):
     assert done.returncode == 0, done.stderr
     assert [Path(p) for p in done.stdout.split()] == [
         ROOT / "nanhu" / "__init__.py", ROOT / "engine" / "__init__.py", ROOT / "server" / "client.py"]
+
+
+# --- the docs' examples -----------------------------------------------------------------------------
+#: where README and docs name modules for people to run or import
+_DOCS = ("README.md", "Makefile", "Dockerfile", "docs/*.md")
+_OLD_NAMES = r"(?:engine|server|proto|indexer|benchmarks|nanhu_cli)"
+#: an example that still uses a top-level name (what the namespace rewrite turns into nanhu.*)
+_OLD = re.compile(rf"-m\s+{_OLD_NAMES}\b|^[ \t>.]*(?:from|import)\s+{_OLD_NAMES}(?=[\s.])|"
+                  rf"-c\s+[\"']\s*(?:from|import)\s+{_OLD_NAMES}(?=[\s.])", re.M)
+#: ``python -m nanhu...``, ``from nanhu... import a, b``, ``import nanhu...``
+_RUN = re.compile(r"python -m (nanhu(?:\.\w+)*)")
+_FROM = re.compile(r"\bfrom (nanhu(?:\.\w+)*) import ((?:\w+(?:, )?)*)")
+
+
+def _doc_texts() -> dict[str, str]:
+    return {str(path.relative_to(ROOT)): path.read_text() for pattern in _DOCS
+            for path in sorted(ROOT.glob(pattern))}
+
+
+def test_the_docs_examples_use_the_namespace_and_name_modules_that_exist():
+    texts = _doc_texts()
+    assert "README.md" in texts and len(texts) > 5
+    stale = {name: _OLD.findall(text) for name, text in texts.items() if _OLD.search(text)}
+    assert not stale, stale
+    named = 0
+    for name, text in texts.items():
+        for module in _RUN.findall(text):
+            assert importlib.util.find_spec(module) is not None, (name, module)
+            named += 1
+        for module, attributes in _FROM.findall(text):
+            imported = importlib.import_module(module)
+            missing = [a for a in filter(None, attributes.split(", ")) if not hasattr(imported, a)]
+            assert not missing, (name, module, missing)
+            named += 1
+    assert named >= 10  # README's library and client examples, the benchmarks' commands, ...
 
 
 # --- --version ------------------------------------------------------------------------------------
