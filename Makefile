@@ -9,8 +9,9 @@ CATALOG ?= var/catalog
 
 # The ray extra is installed too: tests/indexer/test_ray.py runs the Ray path on a local Ray and
 # fails, rather than skips, without it. The Makefile is a prerequisite so that a change of extras
-# here reaches an existing .venv.
-$(STAMP): pyproject.toml Makefile
+# here reaches an existing .venv, and setup.py so that a change of the nanhu.* folder mapping
+# reaches the editable install's finder.
+$(STAMP): pyproject.toml setup.py Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev,ray]'
