@@ -56,7 +56,7 @@ class QueryResult:
 def _progress(done: int, total: int, what: str, started: float) -> None:
     rate = done / max(time.perf_counter() - started, 1e-9)
     eta = (total - done) / rate if rate > 0 else 0
-    log.warning("%s: %d/%d (%.1f/s, ETA %.0f s)", what, done, total, rate, eta)
+    log.info("%s: %d/%d (%.1f/s, ETA %.0f s)", what, done, total, rate, eta)
 
 
 def build_catalog(corpus: dict, directory: Path, params: AudioParams) -> dict:

@@ -140,8 +140,8 @@ def build_scale_catalog(real_catalog: Path, directory: Path, hours: float, seed:
                           key_bits=KEY_BITS)
             chunks.append(path)
             keys, ords, frames, chunk_s = [], [], [], 0.0
-            log.warning("scale %g h: decoys %.0f / %.0f h (%.0f s)", hours, made_s / 3600, hours,
-                        time.perf_counter() - started)
+            log.info("scale %g h: decoys %.0f / %.0f h (%.0f s)", hours, made_s / 3600, hours,
+                     time.perf_counter() - started)
     generated_s = time.perf_counter() - started
     merged = directory / "audio" / "seg-synthetic.pst"
     merge_started = time.perf_counter()
@@ -288,12 +288,12 @@ def run_scale_series(hours: list[float], *, seed: int = 0, positives: int = 100,
         (real / "build.json").write_text(json.dumps(build))
     started = time.perf_counter()
     related = related_negatives(corpus, real, params)
-    log.warning("scale: negative tracks that match a reference when screened whole (flagged): %s",
-                related)
+    log.info("scale: negative tracks that match a reference when screened whole (flagged): %s",
+             related)
     pos, neg = cached_query_set(bench, corpus, params, positives=positives,
                                 negatives=max(negatives, null_queries), seed=seed)
-    log.warning("scale: %d + %d query fingerprints in %.0f s", len(pos), len(neg),
-                time.perf_counter() - started)
+    log.info("scale: %d + %d query fingerprints in %.0f s", len(pos), len(neg),
+             time.perf_counter() - started)
     peaks = corpus_peaks(corpus, params, bench)
     results, nulls, null_segments, positive_segments = [], {}, {}, {}
     for size in [0.0, *sorted(hours)] if with_real else sorted(hours):
@@ -324,7 +324,7 @@ def run_scale_series(hours: list[float], *, seed: int = 0, positives: int = 100,
             positive_segments[key] = null_records(directory, [fp for _, _, fp in pos],
                                                   truth=[r for r, _, _ in pos], match=match)
         results.append(row)
-        log.warning("scale: %s", json.dumps(row))
+        log.info("scale: %s", json.dumps(row))
         if out is not None:
             _write(out, results, nulls, null_segments, positive_segments, neg[:null_queries],
                    related, match)
