@@ -187,7 +187,7 @@ def test_the_installed_wheel_imports_as_nanhu_and_installs_no_top_level_folders(
     site = Path(files[-1]).parents[1]  # env/lib/pythonX.Y/site-packages/nanhu/cli.py
     assert site.is_relative_to(fresh_venv) and site.name == "site-packages", site
     assert all(Path(f).is_relative_to(site / "nanhu") for f in files), files
-    assert not {*FOLDERS, "nanhu_cli.py"} & {p.name for p in site.iterdir()}
+    assert not {*FOLDERS, "nanhu_cli"} & {p.name.removesuffix(".py") for p in site.iterdir()}
 
 
 @pytest.mark.slow

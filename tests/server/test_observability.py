@@ -84,8 +84,8 @@ def test_a_request_id_is_made_when_the_caller_sends_none_or_a_bad_one(env, log_l
     assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids) and ids[0] != ids[1]
     for request_id in ids:
         (line,) = [line for line in lines() if line.endswith(f"request_id={request_id}")]
-        assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO server\.rpc: rpc=GetReference ",
-                        line)
+        assert re.match(
+            r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO nanhu\.server\.rpc: rpc=GetReference ", line)
         assert "code=NOT_FOUND" in line and "Forged" not in line
 
 
