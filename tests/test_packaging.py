@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -147,6 +148,24 @@ def test_the_wheel_holds_every_package_under_nanhu_and_nothing_beside_it(wheel):
     assert "nanhu/proto/gen/nanhu/v1/nanhu_pb2_grpc.py" in names
     entry_points = zipfile.ZipFile(wheel).read(f"nanhu-{nanhu.__version__}.dist-info/entry_points.txt")
     assert "nanhu = nanhu.cli:main" in entry_points.decode()
+
+
+@pytest.mark.slow
+def test_the_wheel_holds_the_package_data_pyproject_names(wheel):
+    """Package data (templates, ...) is keyed by the installed name: a key "server" would match
+    no package now that the folder installs as nanhu.server, and its files would be left out."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    package_data = config.get("tool", {}).get("setuptools", {}).get("package-data", {})
+    assert not [key for key in package_data if key != "*" and not key.startswith("nanhu")], package_data
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for package, patterns in package_data.items():
+        if package == "*":
+            continue
+        folder = ROOT.joinpath(*package.split(".")[1:]) if package != "nanhu" else ROOT / "nanhu"
+        for pattern in patterns:
+            wanted = {"/".join(["nanhu", *p.relative_to(ROOT).parts]) if package != "nanhu"
+                      else "/".join(p.relative_to(ROOT).parts) for p in folder.glob(pattern)}
+            assert wanted and wanted <= names, (package, pattern, sorted(wanted - names))
 
 
 @pytest.fixture(scope="module")
