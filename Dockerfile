@@ -11,7 +11,8 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/nanhu
 WORKDIR /src
-# the whole tree (minus .dockerignore), so the build follows pyproject.toml's package layout
+# the whole tree (minus .dockerignore), so the build follows the packaging (pyproject.toml, and
+# setup.py, which installs the folders as nanhu.engine, nanhu.server, ...)
 COPY . .
 RUN /opt/nanhu/bin/pip install --no-cache-dir .
 

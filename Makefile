@@ -9,8 +9,9 @@ CATALOG ?= var/catalog
 
 # The ray extra is installed too: tests/indexer/test_ray.py runs the Ray path on a local Ray and
 # fails, rather than skips, without it. The Makefile is a prerequisite so that a change of extras
-# here reaches an existing .venv.
-$(STAMP): pyproject.toml Makefile
+# here reaches an existing .venv, and setup.py so that a change of the nanhu.* folder mapping
+# reaches the editable install's finder.
+$(STAMP): pyproject.toml setup.py Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev,ray]'
@@ -20,7 +21,7 @@ LISTEN ?= 127.0.0.1:50051
 
 # Seeds the embedded catalog with demo works (once), shows a screening, then serves gRPC.
 run: $(STAMP)
-	$(BIN)/python -m benchmarks.demo --catalog $(CATALOG)
+	$(BIN)/python -m nanhu.benchmarks.demo --catalog $(CATALOG)
 	$(BIN)/nanhu serve --catalog $(CATALOG) --listen $(LISTEN)
 
 # The review page's tests (tests/server/test_review_browser.py) drive Debian's chromium through
@@ -55,7 +56,7 @@ bench-server: $(STAMP)
 	$(BIN)/nanhu bench server
 
 bench-ingest: $(STAMP)
-	$(BIN)/python -m benchmarks.ingest_bench
+	$(BIN)/python -m nanhu.benchmarks.ingest_bench
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

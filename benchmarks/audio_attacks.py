@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from scipy import signal
 
-from benchmarks.synth import write_audio
+from nanhu.benchmarks.synth import write_audio
 
 
 def _rms(x: np.ndarray) -> float:
@@ -105,7 +105,7 @@ def clip(samples, sample_rate, rng, *, drive_db: float = 18.0) -> np.ndarray:
 
 def reencode(samples, sample_rate, rng, *, suffix: str, bit_rate: int) -> np.ndarray:
     """Round trip through a lossy codec (``.mp3``, ``.m4a``, ``.amr``) and back to samples."""
-    from engine.media import load_audio
+    from nanhu.engine.media import load_audio
 
     with tempfile.TemporaryDirectory() as tmp:
         path = write_audio(Path(tmp) / f"q{suffix}", samples, sample_rate, bit_rate=bit_rate)

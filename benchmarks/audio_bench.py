@@ -23,14 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import audio_attacks as attacks
-from engine.audio.align import AudioMatchParams
-from engine.audio.params import AudioParams
-from engine.catalog import Catalog
-from engine.errors import EmptyMediaError
-from engine.fingerprint import fingerprint_media
-from engine.matcher import Matcher
-from engine.media import load_audio
+from nanhu.benchmarks import audio_attacks as attacks
+from nanhu.engine.audio.align import AudioMatchParams
+from nanhu.engine.audio.params import AudioParams
+from nanhu.engine.catalog import Catalog
+from nanhu.engine.errors import EmptyMediaError
+from nanhu.engine.fingerprint import fingerprint_media
+from nanhu.engine.matcher import Matcher
+from nanhu.engine.media import load_audio
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class QueryResult:
 def _progress(done: int, total: int, what: str, started: float) -> None:
     rate = done / max(time.perf_counter() - started, 1e-9)
     eta = (total - done) / rate if rate > 0 else 0
-    log.warning("%s: %d/%d (%.1f/s, ETA %.0f s)", what, done, total, rate, eta)
+    log.info("%s: %d/%d (%.1f/s, ETA %.0f s)", what, done, total, rate, eta)
 
 
 def build_catalog(corpus: dict, directory: Path, params: AudioParams) -> dict:
@@ -110,7 +110,7 @@ def run_audio_bench(
     ``peer=True`` also screens every query's WAV bytes with audfprint (defaults and tuned,
     :mod:`benchmarks.peer_audfprint`) and adds the side-by-side figures as ``summary["peer"]``.
     """
-    from benchmarks.corpus.audio import cache_dir, load_audio_corpus
+    from nanhu.benchmarks.corpus.audio import cache_dir, load_audio_corpus
 
     out_dir.mkdir(parents=True, exist_ok=True)
     corpus = corpus or load_audio_corpus()
@@ -137,7 +137,7 @@ def run_audio_bench(
     matcher = Matcher(catalog, audio_match=match)
     peer_run = None
     if peer:
-        from benchmarks.peers.audfprint_comparison import AudioPeerComparison
+        from nanhu.benchmarks.peers.audfprint_comparison import AudioPeerComparison
 
         peer_run = AudioPeerComparison(corpus["references"])
     rng = np.random.default_rng(seed)
@@ -199,7 +199,7 @@ QUICK_CONDITIONS = {"clean", "mp3-128k", "amr-nb-12.2k", "pink-snr5", "pink-snr0
 
 def load_head(path: str, seconds: float) -> np.ndarray:
     """The first ``seconds`` of a file at ``ATTACK_RATE`` (decoding stops there)."""
-    from engine.media import decode_audio
+    from nanhu.engine.media import decode_audio
 
     chunks, total = [], 0
     for chunk in decode_audio(path, sample_rate=ATTACK_RATE):
@@ -257,7 +257,7 @@ def _screen(matcher, params, query, condition, length, ref, offset, query_start,
     matches = matcher.match(fp) if fp is not None else []
     t2 = time.perf_counter()
     if peer is not None:
-        from benchmarks.peers.audfprint_comparison import PeerQuery
+        from nanhu.benchmarks.peers.audfprint_comparison import PeerQuery
 
         peer.query(PeerQuery(data, condition, length, ref, offset, query_start,
                              nanhu_ms=(t2 - t0) * 1000))

@@ -1,6 +1,6 @@
 """How much recording claims adds to a screening: a small timing script, not part of the suite.
 
-    .venv/bin/python -m benchmarks.claims_latency [--works 20] [--calls 60] [--dir DIR]
+    .venv/bin/python -m nanhu.benchmarks.claims_latency [--works 20] [--calls 60] [--dir DIR]
 
 Builds a catalog of generated songs, two of which (A and B) are copied by two 10 s query
 fingerprints, and serves it (``create_server``, one worker). It screens the queries over gRPC
@@ -38,9 +38,9 @@ def _summary(values: list[float]) -> dict:
 
 def build(folder: Path, works: int) -> tuple[Path, dict]:
     """The catalog (works ``song-a``, ``song-b`` and fillers) and a query fingerprint per song."""
-    from benchmarks.synth import music_like, write_audio
-    from engine.catalog import Catalog
-    from engine.fingerprint import fingerprint_media
+    from nanhu.benchmarks.synth import music_like, write_audio
+    from nanhu.engine.catalog import Catalog
+    from nanhu.engine.fingerprint import fingerprint_media
 
     catalog = folder / "catalog"
     queries = {}
@@ -59,8 +59,8 @@ def build(folder: Path, works: int) -> tuple[Path, dict]:
 
 def screenings(catalog: Path, queries: dict, calls: int) -> dict[str, list[float]]:
     """Milliseconds per ``ScreenFingerprint`` call, with and without a claim recorded."""
-    from server.app import create_server
-    from server.client import NanhuClient
+    from nanhu.server.app import create_server
+    from nanhu.server.client import NanhuClient
 
     server, port = create_server(catalog, workers=1)
     server.start()
@@ -83,8 +83,8 @@ def alternating(client, queries: dict, works: dict[str, str], calls: int,
     counted (the workers reload the catalog after a policy change). The works' policies are
     cleared afterwards. Returns milliseconds per call: ``{"claims": [...], "no_claims": [...]}``.
     """
-    from proto.gen.nanhu.v1 import nanhu_pb2 as pb
-    from server import convert
+    from nanhu.proto.gen.nanhu.v1 import nanhu_pb2 as pb
+    from nanhu.server import convert
 
     names = list(queries)
     if len(names) != 2 or works[names[0]] == works[names[1]]:
@@ -124,7 +124,7 @@ def summary(series: dict[str, list[float]]) -> dict:
 def claims_phase(address: str, fingerprints: list, *, calls: int) -> dict:
     """Screening latency with and without a claim recorded, on the served catalog: two of
     ``fingerprints`` (10 s edge fingerprints) whose best matches are two different works."""
-    from server.client import NanhuClient
+    from nanhu.server.client import NanhuClient
 
     with NanhuClient(address, timeout=600) as client:
         chosen: dict[str, object] = {}
@@ -157,9 +157,9 @@ def markdown(claims: dict) -> list[str]:
 
 def record_cost(catalog: Path, query, repeats: int = 100) -> dict:
     """``ClaimStore.record`` alone, in process, for one acting match (milliseconds)."""
-    from engine.catalog import Catalog
-    from engine.claims import ClaimStore
-    from engine.matcher import Matcher
+    from nanhu.engine.catalog import Catalog
+    from nanhu.engine.claims import ClaimStore
+    from nanhu.engine.matcher import Matcher
 
     with Catalog(catalog) as reader:
         matches = [m for m in Matcher(reader).match(query)][:1]
@@ -177,7 +177,7 @@ def record_cost(catalog: Path, query, repeats: int = 100) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.claims_latency",
+    parser = argparse.ArgumentParser(prog="python -m nanhu.benchmarks.claims_latency",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--works", type=int, default=20, help="works in the catalog (at least 2)")
     parser.add_argument("--calls", type=int, default=60,

@@ -57,9 +57,9 @@ def _size(args: argparse.Namespace) -> str:
 
 
 def _audio(out: Path, size: str, seed: int, args: argparse.Namespace) -> tuple[str, dict]:
-    from benchmarks import report
-    from benchmarks.audio_bench import run_audio_bench
-    from benchmarks.peers.audfprint import available as peer_available
+    from nanhu.benchmarks import report
+    from nanhu.benchmarks.audio_bench import run_audio_bench
+    from nanhu.benchmarks.peers.audfprint import available as peer_available
     if size == "tiny":
         summary = run_audio_bench(out, quick=True, seed=seed, queries_per_condition=1,
                                   negatives=3, conditions=["clean", "pink-snr5", "speed-1.1"])
@@ -74,15 +74,15 @@ def _audio(out: Path, size: str, seed: int, args: argparse.Namespace) -> tuple[s
 def _scale(out: Path, size: str, seed: int, args: argparse.Namespace) -> tuple[str, dict]:
     """Audio at catalog scale (``benchmarks.scale_audio``): latency, recall, false matches,
     memory, bytes per hour, build and add-one-hour times, and the null calibration."""
-    from benchmarks import scale_plots
-    from benchmarks.scale_audio import run_scale_series
+    from nanhu.benchmarks import scale_plots
+    from nanhu.benchmarks.scale_audio import run_scale_series
 
     hours = args.scale_hours or {"tiny": [2.0], "quick": [100.0, 1000.0],
                                  "full": [100.0, 1000.0, 10_000.0]}[size]
     counts = {"tiny": (8, 8, 8), "quick": (100, 1000, 2000), "full": (200, 1000, 5000)}[size]
     results = run_scale_series(hours, seed=seed, positives=counts[0], negatives=counts[1],
                                null_queries=counts[2], out=out)
-    from engine.audio.align import AudioMatchParams
+    from nanhu.engine.audio.align import AudioMatchParams
 
     plots = scale_plots.calibration_plot(results["null_log10_chance"], out,
                                          calibrate=AudioMatchParams().calibrated)
@@ -100,26 +100,26 @@ def _scale(out: Path, size: str, seed: int, args: argparse.Namespace) -> tuple[s
 
 
 def _video(out: Path, size: str, seed: int, args: argparse.Namespace) -> tuple[str, dict]:
-    from benchmarks.runs.video import run_video_bench_section
+    from nanhu.benchmarks.runs.video import run_video_bench_section
 
     return run_video_bench_section(out, quick=size == "quick", seed=seed, tiny=size == "tiny")
 
 
 def _server(out: Path, size: str, seed: int, args: argparse.Namespace) -> tuple[str, dict]:
-    from benchmarks.server_bench import run_server_bench_section
+    from nanhu.benchmarks.server_bench import run_server_bench_section
 
     return run_server_bench_section(out, quick=size == "quick", seed=seed, tiny=size == "tiny")
 
 
 def _ingest(out: Path, size: str, seed: int, args: argparse.Namespace) -> tuple[str, dict]:
-    from benchmarks.ingest_bench import run_ingest_bench_section
+    from nanhu.benchmarks.ingest_bench import run_ingest_bench_section
 
     return run_ingest_bench_section(out, quick=size == "quick", seed=seed, tiny=size == "tiny")
 
 
 def _reliability(out: Path, size: str, seed: int, args: argparse.Namespace) -> tuple[str, dict]:
     """Hostile inputs with counts (``benchmarks.reliability``); not part of ``all``."""
-    from benchmarks.reliability import run_reliability_section
+    from nanhu.benchmarks.reliability import run_reliability_section
 
     return run_reliability_section(out, quick=size == "quick", seed=seed, tiny=size == "tiny")
 
@@ -132,7 +132,7 @@ def _corpus_manifests(raw: dict) -> dict:
     """The corpora the run used (package, version, file, checksum), for the report."""
     out = {}
     if "audio" in raw or "server" in raw:
-        from benchmarks.corpus.audio import load_audio_corpus
+        from nanhu.benchmarks.corpus.audio import load_audio_corpus
 
         corpus = load_audio_corpus()
         out["corpus_audio"] = {
@@ -140,7 +140,7 @@ def _corpus_manifests(raw: dict) -> dict:
             "files": [{k: r[k] for k in ("id", "package", "member", "sha256")}
                       for r in corpus["references"] + corpus["negatives"]]}
     if "video" in raw:
-        from benchmarks.corpus.video import load_video_corpus
+        from nanhu.benchmarks.corpus.video import load_video_corpus
 
         corpus = load_video_corpus()
         out["corpus_video"] = {
@@ -164,12 +164,12 @@ def _corpus_markdown(raw: dict) -> str:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from benchmarks import report, scale_plots
+    from nanhu.benchmarks import report, scale_plots
 
-    logging.getLogger("benchmarks").setLevel(logging.INFO)
+    logging.getLogger("nanhu.benchmarks").setLevel(logging.INFO)
     size = _size(args)
     if size == "tiny" and args.kind != "reliability":  # reliability generates its own media
-        from benchmarks.corpus.tiny import build_tiny_corpora
+        from nanhu.benchmarks.corpus.tiny import build_tiny_corpora
 
         cache = (args.out / "tiny-cache").resolve()
         os.environ["NANHU_CACHE"] = str(cache)
@@ -186,7 +186,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         try:
             text, results = RUNS[kind](args.out, size, args.seed, args)
         except ModuleNotFoundError as exc:
-            if not (exc.name or "").startswith("benchmarks."):
+            if not (exc.name or "").startswith("nanhu.benchmarks."):
                 raise
             sections[kind] = f"## {kind.capitalize()}\n\nNot available in this build ({exc}).\n"
             status = 1

@@ -1,6 +1,6 @@
 """Seed an embedded catalog with demo works so `make run` has something to screen against.
 
-``python -m benchmarks.demo --catalog var/catalog`` registers three generated tracks (once),
+``python -m nanhu.benchmarks.demo --catalog var/catalog`` registers three generated tracks (once),
 writes two example uploads to ``var/demo/`` (an excerpt played 5 % faster with noise, and an
 unrelated clip), screens them in-process and prints the result and how to try the service.
 """
@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 from scipy import signal
 
-from benchmarks.synth import music_like, write_audio
-from engine import Catalog, Matcher, fingerprint_media
-from engine.errors import NotFound
+from nanhu.benchmarks.synth import music_like, write_audio
+from nanhu.engine import Catalog, Matcher, fingerprint_media
+from nanhu.engine.errors import NotFound
 
 RATE = 22050
 

@@ -1,6 +1,6 @@
 """Audio fingerprinting speed: media seconds fingerprinted per second of process CPU, per codec.
 
-    python -m benchmarks.fingerprint_speed FILES... [--repeats 3] [--video] [--json OUT]
+    python -m nanhu.benchmarks.fingerprint_speed FILES... [--repeats 3] [--video] [--json OUT]
 
 Each file goes through :func:`engine.fingerprint.fingerprint_media` as a reference would (one
 warp, decode included, video off so that audio-only and audio+video files measure the same
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import av
 
-from engine.fingerprint import fingerprint_media
+from nanhu.engine.fingerprint import fingerprint_media
 
 
 def _cpu_seconds(path: Path, repeats: int, video: bool) -> tuple[float, float]:
@@ -86,7 +86,7 @@ def run_fingerprint_speed(files: Sequence[str | Path], *, repeats: int = 3,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.fingerprint_speed",
+    parser = argparse.ArgumentParser(prog="python -m nanhu.benchmarks.fingerprint_speed",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("files", nargs="+", help="audio (or audio+video) files")
     parser.add_argument("--repeats", type=int, default=3, help="runs per file (median kept)")

@@ -1,8 +1,8 @@
 """Ingest throughput: hours of media per hour of wall time, per core; memory; per-file overhead.
 
-    python -m benchmarks.ingest_bench                    # generated corpus, 1 and 2 workers
-    python -m benchmarks.ingest_bench --corpus DIR --ray # a real corpus folder, and Ray too
-    python -m benchmarks.ingest_bench --short 10000      # the issue's 10,000-clip manifest
+    python -m nanhu.benchmarks.ingest_bench                    # generated corpus, 1 and 2 workers
+    python -m nanhu.benchmarks.ingest_bench --corpus DIR --ray # a real corpus folder, and Ray too
+    python -m nanhu.benchmarks.ingest_bench --short 10000      # the issue's 10,000-clip manifest
 
 Each configuration runs ``nanhu ingest --json`` in a fresh process on a fresh catalog, while a
 sampler reads the resident memory of the ingest and all its workers from ``/proc``. Reported per
@@ -32,7 +32,7 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks.synth import music_like, write_audio
+from nanhu.benchmarks.synth import music_like, write_audio
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def run_ingest(source: Path, workdir: Path, *, workers: int, ray: str | None = N
     catalog = workdir / "catalog"
     shutil.rmtree(catalog, ignore_errors=True)
     report = workdir / "report.jsonl"
-    command = [sys.executable, "-m", "nanhu_cli", "ingest", "--catalog", str(catalog), "--json",
+    command = [sys.executable, "-m", "nanhu", "ingest", "--catalog", str(catalog), "--json",
                "--workers", str(workers), "--batch", str(batch), "--report", str(report),
                "--progress-interval", "3600", str(source)]
     if ray:

@@ -9,7 +9,7 @@ attacked and hashed at the layout's query warps. Per query:
 - ``touched_10kh``: postings the query's distinct keys hold in the study catalog, scaled to
   10,000 hours (the work a lookup does, and the pool chance votes come from).
 
-``python -m benchmarks.key_study [--tracks N] [--queries Q]`` prints a table.
+``python -m nanhu.benchmarks.key_study [--tracks N] [--queries Q]`` prints a table.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ import os
 
 import numpy as np
 
-from benchmarks import audio_attacks as attacks
-from engine.audio.keys import Landmarks, triplet_hashes
-from engine.audio.params import AudioParams
-from engine.audio.peaks import Peaks, stream_peaks
-from engine.media import load_audio
-from engine.store.postings import expand_ranges
+from nanhu.benchmarks import audio_attacks as attacks
+from nanhu.engine.audio.keys import Landmarks, triplet_hashes
+from nanhu.engine.audio.params import AudioParams
+from nanhu.engine.audio.peaks import Peaks, stream_peaks
+from nanhu.engine.media import load_audio
+from nanhu.engine.store.postings import expand_ranges
 
 log = logging.getLogger(__name__)
 RATE = 16000

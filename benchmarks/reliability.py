@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.synth import music_like, write_audio, write_video
+from nanhu.benchmarks.synth import music_like, write_audio, write_video
 
 log = logging.getLogger(__name__)
 RATE = 22050
@@ -55,10 +55,10 @@ def _count(name: str, outcomes: list[tuple[str, bool, str]]) -> dict:
 
 
 def poisoned_fingerprints(work: Path, seed: int) -> dict:
-    from engine.catalog import Catalog
-    from engine.errors import NanhuError
-    from engine.fingerprint import fingerprint_media
-    from engine.matcher import Matcher
+    from nanhu.engine.catalog import Catalog
+    from nanhu.engine.errors import NanhuError
+    from nanhu.engine.fingerprint import fingerprint_media
+    from nanhu.engine.matcher import Matcher
 
     path = write_video(work / "good.mp4", _frames(48, seed), 4,
                        audio=music_like(12.0, seed=seed, sample_rate=RATE))
@@ -137,8 +137,8 @@ def _mutations(data: bytes, rng: np.random.Generator, n: int):
 
 
 def mutated_files(work: Path, seed: int, per_file: int) -> dict:
-    from engine.errors import NanhuError
-    from engine.fingerprint import fingerprint_media
+    from nanhu.engine.errors import NanhuError
+    from nanhu.engine.fingerprint import fingerprint_media
 
     sound = music_like(3.0, seed=seed, sample_rate=RATE)
     files = {name: write_audio(work / name, sound, RATE)
@@ -178,9 +178,9 @@ def _peak_mb() -> float:
 
 
 def hostile_timestamps(work: Path, seed: int) -> dict:
-    from benchmarks.video_probe import Footage, encode
-    from engine.errors import NanhuError
-    from engine.video import MAX_HOLD_S, VideoParams, fingerprint_video
+    from nanhu.benchmarks.video_probe import Footage, encode
+    from nanhu.engine.errors import NanhuError
+    from nanhu.engine.video import MAX_HOLD_S, VideoParams, fingerprint_video
 
     frames = Footage(seed + 3, duration_s=2.0).at_fps(2.0)[0][:4]
     outcomes = []
@@ -201,10 +201,10 @@ def hostile_timestamps(work: Path, seed: int) -> dict:
 def stalled_streams(work: Path, seed: int, streams: int) -> dict:
     import grpc
 
-    from proto.gen.nanhu.v1 import nanhu_pb2 as pb
-    from proto.gen.nanhu.v1 import nanhu_pb2_grpc as pb_grpc
-    from server.app import create_server
-    from server.service import Limits
+    from nanhu.proto.gen.nanhu.v1 import nanhu_pb2 as pb
+    from nanhu.proto.gen.nanhu.v1 import nanhu_pb2_grpc as pb_grpc
+    from nanhu.server.app import create_server
+    from nanhu.server.service import Limits
 
     server, port = create_server(work / "stall-catalog", workers=1,
                                  limits=Limits(max_concurrent=streams, upload_idle_s=1.0))
@@ -250,8 +250,8 @@ def stalled_streams(work: Path, seed: int, streams: int) -> dict:
 _REGISTER = """
 import sys
 from pathlib import Path
-from engine.catalog import Catalog
-from engine.fingerprint import Fingerprint
+from nanhu.engine.catalog import Catalog
+from nanhu.engine.fingerprint import Fingerprint
 catalog, prints = Path(sys.argv[1]), sorted(Path(sys.argv[2]).glob("*.fp"))
 with Catalog(catalog, writable=True, create=True) as writer:
     for round_ in range(1000):
@@ -264,10 +264,10 @@ with Catalog(catalog, writable=True, create=True) as writer:
 
 
 def kill_trials(work: Path, seed: int, trials: int) -> dict:
-    from engine.catalog import Catalog
-    from engine.check import check_catalog
-    from engine.errors import NanhuError
-    from engine.fingerprint import fingerprint_media
+    from nanhu.engine.catalog import Catalog
+    from nanhu.engine.check import check_catalog
+    from nanhu.engine.errors import NanhuError
+    from nanhu.engine.fingerprint import fingerprint_media
 
     prints = work / "prints"
     prints.mkdir()
@@ -303,8 +303,8 @@ def kill_trials(work: Path, seed: int, trials: int) -> dict:
 
 def run_reliability(*, seed: int = 0, quick: bool = False, tiny: bool = False) -> dict:
     """Every class; ``{"classes": [...], "seconds": ...}``."""
-    from benchmarks.reliability_memory import long_self_match
-    from benchmarks.reliability_recovery import job_budgets, repair_trials
+    from nanhu.benchmarks.reliability_memory import long_self_match
+    from nanhu.benchmarks.reliability_recovery import job_budgets, repair_trials
 
     sizes = {"tiny": (8, 2, 2, 1, 1, 5), "quick": (30, 3, 6, 1, 3, 20),
              "full": (80, 3, 20, 3, 10, 120)}["tiny" if tiny else "quick" if quick else "full"]

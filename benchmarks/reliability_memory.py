@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.synth import music_like, write_audio
+from nanhu.benchmarks.synth import music_like, write_audio
 
 #: the issue's target for a 2-hour self-match
 LIMIT_MB = 1536.0
@@ -35,9 +35,9 @@ def peak_mb():
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-from engine.catalog import Catalog
-from engine.fingerprint import fingerprint_media
-from engine.matcher import Matcher
+from nanhu.engine.catalog import Catalog
+from nanhu.engine.fingerprint import fingerprint_media
+from nanhu.engine.matcher import Matcher
 started = time.process_time()
 fp = fingerprint_media(sys.argv[1], query=True, video=False, keys_on_demand=True)
 matches = Matcher(Catalog(sys.argv[2])).match(fp)
@@ -49,8 +49,8 @@ print(json.dumps({"cpu_s": time.process_time() - started,
 
 def long_self_match(work: Path, seed: int, minutes: int, *, limit_mb: float = LIMIT_MB) -> dict:
     """One long upload screened against its own registration; a class row with the figures."""
-    from engine.catalog import Catalog
-    from engine.fingerprint import fingerprint_media
+    from nanhu.engine.catalog import Catalog
+    from nanhu.engine.fingerprint import fingerprint_media
 
     pieces = [music_like(300.0, seed=seed + 500 + i, sample_rate=8000)
               for i in range(max(1, minutes // 5))]

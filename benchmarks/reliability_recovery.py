@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.synth import music_like, write_audio
+from nanhu.benchmarks.synth import music_like, write_audio
 
 RATE = 22050
 ROOT = Path(__file__).resolve().parents[1]
-_REPAIR = "import sys, nanhu_cli; sys.exit(nanhu_cli.main(sys.argv[1:]))"
+_REPAIR = "import sys; from nanhu import cli as nanhu_cli; sys.exit(nanhu_cli.main(sys.argv[1:]))"
 
 
 def _outcome(label: str, ok: bool, why: str = "") -> tuple[str, bool, str]:
@@ -39,10 +39,10 @@ def _outcome(label: str, ok: bool, why: str = "") -> tuple[str, bool, str]:
 def job_budgets(work: Path, seed: int, rounds: int) -> list[tuple[str, bool, str]]:
     import grpc
 
-    from engine.errors import BudgetExceeded
-    from server.app import create_server
-    from server.client import NanhuClient
-    from server.service import Limits
+    from nanhu.engine.errors import BudgetExceeded
+    from nanhu.server.app import create_server
+    from nanhu.server.client import NanhuClient
+    from nanhu.server.service import Limits
 
     server, port = create_server(work / "budget-catalog", workers=2,
                                  limits=Limits(job_cpu_s=0.5, job_memory_mb=150.0))
@@ -92,8 +92,8 @@ def job_budgets(work: Path, seed: int, rounds: int) -> list[tuple[str, bool, str
 
 
 def _video(seed: int, n: int = 12):
-    from engine.fingerprint import Fingerprint, VideoPrint
-    from engine.video import VideoParams
+    from nanhu.engine.fingerprint import Fingerprint, VideoPrint
+    from nanhu.engine.video import VideoParams
 
     rng = np.random.default_rng(seed)
     vectors = rng.standard_normal((n, VideoParams().dim)).astype(np.float32)
@@ -103,9 +103,9 @@ def _video(seed: int, n: int = 12):
 
 
 def _damaged_catalog(path: Path, songs: dict[str, Path]) -> None:
-    from engine.catalog import Catalog
-    from engine.fingerprint import fingerprint_media
-    from engine.video import VideoParams
+    from nanhu.engine.catalog import Catalog
+    from nanhu.engine.fingerprint import fingerprint_media
+    from nanhu.engine.video import VideoParams
 
     generations = {}
     with Catalog(path, writable=True, create=True) as writer:
@@ -135,11 +135,11 @@ def _repair(catalog: Path) -> subprocess.Popen:
 
 
 def repair_trials(work: Path, seed: int, trials: int) -> list[tuple[str, bool, str]]:
-    from engine.catalog import Catalog
-    from engine.check import check_catalog
-    from engine.errors import NanhuError
-    from engine.fingerprint import fingerprint_media
-    from engine.matcher import Matcher
+    from nanhu.engine.catalog import Catalog
+    from nanhu.engine.check import check_catalog
+    from nanhu.engine.errors import NanhuError
+    from nanhu.engine.fingerprint import fingerprint_media
+    from nanhu.engine.matcher import Matcher
 
     songs = {f"song-{n}": write_audio(work / f"song-{n}.wav",
                                       music_like(8.0, seed=seed + n, sample_rate=RATE), RATE)

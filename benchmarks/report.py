@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.plotting import n_label, pyplot, recall_error, save_figure
+from nanhu.benchmarks.plotting import n_label, pyplot, recall_error, save_figure
 
 __all__ = ["audio_markdown", "audio_peer_markdown", "audio_plots", "pyplot", "write_report"]
 

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.scale_null import best_poisson, null_records, rule_table
-from benchmarks.scale_queries import (  # noqa: F401 - re-exported for importers
+from nanhu.benchmarks.scale_null import best_poisson, null_records, rule_table
+from nanhu.benchmarks.scale_queries import (  # noqa: F401 - re-exported for importers
     ATTACK_RATE,
     QUERY_CONDITIONS,
     cached_query_set,
@@ -40,15 +40,15 @@ from benchmarks.scale_queries import (  # noqa: F401 - re-exported for importers
     query_set,
     related_negatives,
 )
-from engine.audio.align import AudioMatchParams
-from engine.audio.keys import KEY_BITS, Landmarks, triplet_hashes
-from engine.audio.params import AudioParams
-from engine.audio.peaks import Peaks, stream_peaks
-from engine.catalog import Catalog
-from engine.fingerprint import Fingerprint
-from engine.matcher import Matcher
-from engine.media import decode_audio
-from engine.store.postings_write import merge_segments, write_segment
+from nanhu.engine.audio.align import AudioMatchParams
+from nanhu.engine.audio.keys import KEY_BITS, Landmarks, triplet_hashes
+from nanhu.engine.audio.params import AudioParams
+from nanhu.engine.audio.peaks import Peaks, stream_peaks
+from nanhu.engine.catalog import Catalog
+from nanhu.engine.fingerprint import Fingerprint
+from nanhu.engine.matcher import Matcher
+from nanhu.engine.media import decode_audio
+from nanhu.engine.store.postings_write import merge_segments, write_segment
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +140,8 @@ def build_scale_catalog(real_catalog: Path, directory: Path, hours: float, seed:
                           key_bits=KEY_BITS)
             chunks.append(path)
             keys, ords, frames, chunk_s = [], [], [], 0.0
-            log.warning("scale %g h: decoys %.0f / %.0f h (%.0f s)", hours, made_s / 3600, hours,
-                        time.perf_counter() - started)
+            log.info("scale %g h: decoys %.0f / %.0f h (%.0f s)", hours, made_s / 3600, hours,
+                     time.perf_counter() - started)
     generated_s = time.perf_counter() - started
     merged = directory / "audio" / "seg-synthetic.pst"
     merge_started = time.perf_counter()
@@ -234,10 +234,10 @@ def measure(directory: Path, positives: list, negatives: list,
 
 _SERVING = """
 import json, sys, numpy as np
-from benchmarks.scale_audio import _rss_mb
-from engine.catalog import Catalog
-from engine.fingerprint import Fingerprint
-from engine.matcher import Matcher
+from nanhu.benchmarks.scale_audio import _rss_mb
+from nanhu.engine.catalog import Catalog
+from nanhu.engine.fingerprint import Fingerprint
+from nanhu.engine.matcher import Matcher
 with np.load(sys.argv[2]) as data:
     blob, bounds = data["blob"], data["bounds"]
 n = min(int(sys.argv[3]), bounds.size - 1)
@@ -273,8 +273,8 @@ def run_scale_series(hours: list[float], *, seed: int = 0, positives: int = 100,
                      add_hour: bool = True, with_real: bool = True,
                      null_limit: int | None = None) -> dict:
     """The scale benchmark: the real catalog alone, then with ``hours`` of decoys each."""
-    from benchmarks.audio_bench import _corpus_key, build_catalog
-    from benchmarks.corpus.audio import cache_dir, load_audio_corpus
+    from nanhu.benchmarks.audio_bench import _corpus_key, build_catalog
+    from nanhu.benchmarks.corpus.audio import cache_dir, load_audio_corpus
 
     params = params or AudioParams()
     corpus = load_audio_corpus()
@@ -288,12 +288,12 @@ def run_scale_series(hours: list[float], *, seed: int = 0, positives: int = 100,
         (real / "build.json").write_text(json.dumps(build))
     started = time.perf_counter()
     related = related_negatives(corpus, real, params)
-    log.warning("scale: negative tracks that match a reference when screened whole (flagged): %s",
-                related)
+    log.info("scale: negative tracks that match a reference when screened whole (flagged): %s",
+             related)
     pos, neg = cached_query_set(bench, corpus, params, positives=positives,
                                 negatives=max(negatives, null_queries), seed=seed)
-    log.warning("scale: %d + %d query fingerprints in %.0f s", len(pos), len(neg),
-                time.perf_counter() - started)
+    log.info("scale: %d + %d query fingerprints in %.0f s", len(pos), len(neg),
+             time.perf_counter() - started)
     peaks = corpus_peaks(corpus, params, bench)
     results, nulls, null_segments, positive_segments = [], {}, {}, {}
     for size in [0.0, *sorted(hours)] if with_real else sorted(hours):
@@ -324,7 +324,7 @@ def run_scale_series(hours: list[float], *, seed: int = 0, positives: int = 100,
             positive_segments[key] = null_records(directory, [fp for _, _, fp in pos],
                                                   truth=[r for r, _, _ in pos], match=match)
         results.append(row)
-        log.warning("scale: %s", json.dumps(row))
+        log.info("scale: %s", json.dumps(row))
         if out is not None:
             _write(out, results, nulls, null_segments, positive_segments, neg[:null_queries],
                    related, match)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.audio.align import AudioMatchParams
-from engine.catalog import Catalog
-from engine.matcher import Matcher
+from nanhu.engine.audio.align import AudioMatchParams
+from nanhu.engine.catalog import Catalog
+from nanhu.engine.matcher import Matcher
 
 #: the relaxed thresholds records are taken at (everything a rule could want to see)
 RELAXED_VOTES = 3

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.plotting import pyplot, readable_log_axis, save_figure
+from nanhu.benchmarks.plotting import pyplot, readable_log_axis, save_figure
 
 #: one latency point: (catalog size, p50 ms, p99 ms, queries timed or None when not recorded)
 Point = tuple[float, float, float, int | None]

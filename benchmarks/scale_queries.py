@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import audio_attacks as attacks
-from engine.audio.params import AudioParams
-from engine.catalog import Catalog
-from engine.fingerprint import Fingerprint, fingerprint_media
-from engine.matcher import Matcher
-from engine.media import load_audio
+from nanhu.benchmarks import audio_attacks as attacks
+from nanhu.engine.audio.params import AudioParams
+from nanhu.engine.catalog import Catalog
+from nanhu.engine.fingerprint import Fingerprint, fingerprint_media
+from nanhu.engine.matcher import Matcher
+from nanhu.engine.media import load_audio
 
 ATTACK_RATE = 16000
 QUERY_CONDITIONS = ("clean", "mp3-128k", "pink-5dB", "speed-1.1")
@@ -22,7 +22,7 @@ QUERY_CONDITIONS = ("clean", "mp3-128k", "pink-5dB", "speed-1.1")
 
 def queries_file(cache: Path, corpus: dict, params: AudioParams, *, positives: int,
                  negatives: int, seed: int) -> Path:
-    from benchmarks.audio_bench import _corpus_key
+    from nanhu.benchmarks.audio_bench import _corpus_key
 
     return cache / (f"scale-queries-{params.tag()}-f{params.query_fanout}-p{params.query_probe:g}-"
                     f"{_corpus_key(corpus)}-"

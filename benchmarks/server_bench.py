@@ -1,6 +1,6 @@
 """Server load test: screening latency and throughput over gRPC under 1, 8 and 32 clients.
 
-    python -m benchmarks.server_bench --quick        # a few minutes on 2 cores
+    python -m nanhu.benchmarks.server_bench --quick        # a few minutes on 2 cores
     nanhu bench server [--quick]
 
 A catalog of real music from the benchmark corpus (``benchmarks.corpus.audio``) is served by
@@ -38,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import claims_latency
-from benchmarks.synth import write_audio
+from nanhu.benchmarks import claims_latency
+from nanhu.benchmarks.synth import write_audio
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +72,9 @@ def _tree_rss_mb(root: int) -> float:
 def ensure_catalog(corpus: dict, references: int) -> Path:
     """A catalog of the first ``references`` corpus works (reuses the audio benchmark's when it
     holds them all)."""
-    from benchmarks.audio_bench import build_catalog
-    from benchmarks.corpus.cache import cache_dir
-    from engine.audio.params import AudioParams
+    from nanhu.benchmarks.audio_bench import build_catalog
+    from nanhu.benchmarks.corpus.cache import cache_dir
+    from nanhu.engine.audio.params import AudioParams
 
     # Keyed by the fingerprint parameters: an old catalog refuses new edge fingerprints.
     folder = cache_dir() / "bench" / f"server-catalog-{AudioParams().tag()}-{references}"
@@ -93,7 +93,7 @@ def make_queries(corpus: dict, folder: Path, *, count: int, length_s: float, see
     a previous run left cached; draws that land in a silent passage (some tracks have them:
     an upload of silence is not a screening load) are drawn again.
     """
-    from engine.media import load_audio
+    from nanhu.engine.media import load_audio
 
     folder.mkdir(parents=True, exist_ok=True)
     works = [r for r in corpus["references"][:references] if r["duration_s"] >= length_s + 2]
@@ -119,7 +119,7 @@ def make_queries(corpus: dict, folder: Path, *, count: int, length_s: float, see
 
 
 def start_server(catalog: Path, workers: int) -> tuple[subprocess.Popen, str]:
-    cmd = [sys.executable, "-m", "nanhu_cli", "serve", "--catalog", str(catalog), "--listen",
+    cmd = [sys.executable, "-m", "nanhu", "serve", "--catalog", str(catalog), "--listen",
            "127.0.0.1:0", "--workers", str(workers), "--max-concurrent", "128"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     for line in proc.stdout:
@@ -175,9 +175,9 @@ def load(call, items: list, *, clients: int, max_requests: int, max_seconds: flo
 
 def in_process(catalog: Path, queries: list[Path]) -> dict:
     """Decode + fingerprint + match in this process, one query at a time."""
-    from engine.catalog import Catalog
-    from engine.fingerprint import fingerprint_media
-    from engine.matcher import Matcher
+    from nanhu.engine.catalog import Catalog
+    from nanhu.engine.fingerprint import fingerprint_media
+    from nanhu.engine.matcher import Matcher
 
     matcher = Matcher(Catalog(catalog))
     latencies = []
@@ -193,8 +193,8 @@ def soak(address: str, queries: list[Path], folder: Path, *, seconds: float, see
          server_pid: int) -> dict:
     """Mixed load for ``seconds``: 4 screening clients and 1 registering generated songs; the
     server's memory is sampled throughout; afterwards every registered song must be found."""
-    from benchmarks.synth import music_like
-    from server.client import NanhuClient
+    from nanhu.benchmarks.synth import music_like
+    from nanhu.server.client import NanhuClient
 
     folder.mkdir(parents=True, exist_ok=True)
     stop_at = time.perf_counter() + seconds
@@ -261,9 +261,9 @@ def run_server_bench(out: Path, *, quick: bool = False, seed: int = 0, workers: 
     """Load test of ``nanhu serve``. ``tiny``: a smoke run (10 s uploads, 1 and 8 clients, a few
     requests each, no soak) for ``nanhu bench --tiny``. ``claims_only``: only the claims
     latency part (the catalog, the server, :func:`benchmarks.claims_latency.claims_phase`)."""
-    from benchmarks.corpus.audio import load_audio_corpus
-    from engine.fingerprint import fingerprint_media
-    from server.client import NanhuClient
+    from nanhu.benchmarks.corpus.audio import load_audio_corpus
+    from nanhu.engine.fingerprint import fingerprint_media
+    from nanhu.server.client import NanhuClient
 
     out.mkdir(parents=True, exist_ok=True)
     corpus = load_audio_corpus()
@@ -379,7 +379,7 @@ def run_server_bench_section(out: Path, *, quick: bool = False, seed: int = 0,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.server_bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m nanhu.benchmarks.server_bench", description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
     parser.add_argument("--seed", type=int, default=0)

@@ -127,7 +127,7 @@ def write_film(path: Path, seconds: float = 120.0, *, seed: int = 5, fps: int = 
     (128k) soundtrack of :func:`music_like`, audio and video encoded in step so that the muxer
     interleaves them as in real files. Rendered 50 frames at a time: memory stays small.
     """
-    from benchmarks.video_probe import Footage
+    from nanhu.benchmarks.video_probe import Footage
 
     rate = 48000
     footage = Footage(seed, width=320, height=180, duration_s=seconds)

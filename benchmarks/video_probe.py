@@ -7,7 +7,7 @@ the cosine similarity of attacked keyframes to their original keyframes next to 
 similarity any unrelated keyframe reaches, and the time a fingerprint costs relative to a plain
 full decode of the same file.
 
-    python -m benchmarks.video_probe [--quick]
+    python -m nanhu.benchmarks.video_probe [--quick]
 
 The generator and the attacks are also the fixtures of ``tests/engine/test_video.py``.
 """
@@ -304,7 +304,7 @@ def _plain_decode_s(path: Path) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from engine import video
+    from nanhu.engine import video
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="generated footage only")

@@ -45,8 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.audio.params import AudioParams
-from engine.errors import (
+from nanhu.engine.audio.params import AudioParams
+from nanhu.engine.errors import (
     AlreadyExists,
     CatalogCorrupt,
     CatalogLocked,
@@ -54,14 +54,14 @@ from engine.errors import (
     NotFound,
     VersionMismatch,
 )
-from engine.fingerprint import Fingerprint
-from engine.policy import Policy
-from engine.store.catalog_conflicts import ConflictsMixin
-from engine.store.catalog_policies import PoliciesMixin, policy_dict
-from engine.store.catalog_reader import CatalogReader
-from engine.store.catalog_records import Conflict, Overlap, Reference, is_valid_reference_id
-from engine.store.catalog_recovery import recover, remove_unnamed
-from engine.store.catalog_schema import (
+from nanhu.engine.fingerprint import Fingerprint
+from nanhu.engine.policy import Policy
+from nanhu.engine.store.catalog_conflicts import ConflictsMixin
+from nanhu.engine.store.catalog_policies import PoliciesMixin, policy_dict
+from nanhu.engine.store.catalog_reader import CatalogReader
+from nanhu.engine.store.catalog_records import Conflict, Overlap, Reference, is_valid_reference_id
+from nanhu.engine.store.catalog_recovery import recover, remove_unnamed
+from nanhu.engine.store.catalog_schema import (
     FORMAT,
     FORMAT_VERSION,
     META_VERSION,
@@ -70,10 +70,10 @@ from engine.store.catalog_schema import (
     migrate,
     read_manifest,
 )
-from engine.store.catalog_segments import TIER_FANOUT, SegmentsMixin
-from engine.store.postings import SegmentPostings
-from engine.validate import validate_fingerprint
-from engine.vectors import FaissVectorIndex
+from nanhu.engine.store.catalog_segments import TIER_FANOUT, SegmentsMixin
+from nanhu.engine.store.postings import SegmentPostings
+from nanhu.engine.validate import validate_fingerprint
+from nanhu.engine.vectors import FaissVectorIndex
 
 __all__ = [
     "FORMAT", "FORMAT_VERSION", "META_VERSION", "TIER_FANOUT", "Catalog", "Conflict", "Overlap",

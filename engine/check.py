@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import vectors as vector_store
-from engine.catalog import Catalog
-from engine.errors import CatalogCorrupt, NanhuError
-from engine.policy import Policy
-from engine.store.postings import Segment
-from engine.validate import known_video_dims
+from nanhu.engine import vectors as vector_store
+from nanhu.engine.catalog import Catalog
+from nanhu.engine.errors import CatalogCorrupt, NanhuError
+from nanhu.engine.policy import Policy
+from nanhu.engine.store.postings import Segment
+from nanhu.engine.validate import known_video_dims
 
 
 @dataclass

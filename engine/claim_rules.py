@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.errors import InvalidArgument
+from nanhu.engine.errors import InvalidArgument
 
 STATUSES = ("open", "confirmed", "released", "disputed", "reinstated")
 #: the two parties of a claim

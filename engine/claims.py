@@ -38,8 +38,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from engine import thumbnails as thumbs
-from engine.claim_rules import (  # noqa: F401 - the rules are part of this module's API
+from nanhu.engine import thumbnails as thumbs
+from nanhu.engine.claim_rules import (  # noqa: F401 - the rules are part of this module's API
     LOCAL_ADMIN,
     PLATFORM,
     RIGHTS_HOLDER,
@@ -49,7 +49,7 @@ from engine.claim_rules import (  # noqa: F401 - the rules are part of this modu
     allowed_changes,
     parse_status,
 )
-from engine.errors import (
+from nanhu.engine.errors import (
     CatalogCorrupt,
     CatalogLocked,
     InvalidArgument,
@@ -58,9 +58,9 @@ from engine.errors import (
     PermissionDenied,
     VersionMismatch,
 )
-from engine.policy import NO_ACTION
-from engine.thumbnails import Thumbnail
-from engine.verdict import Match
+from nanhu.engine.policy import NO_ACTION
+from nanhu.engine.thumbnails import Thumbnail
+from nanhu.engine.verdict import Match
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class ClaimStore:
     """
 
     def __init__(self, path: str | Path) -> None:
-        from engine.outbox import Outbox
+        from nanhu.engine.outbox import Outbox
 
         self.path = Path(path)
         if self.path.is_dir():

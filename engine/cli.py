@@ -17,7 +17,7 @@ import time
 import uuid
 from pathlib import Path
 
-from engine import errors
+from nanhu.engine import errors
 
 #: exit code per exception type (first match in order wins); 0 is success.
 EXIT_CODES: list[tuple[type[BaseException], int]] = [
@@ -110,7 +110,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=cmd_compact)
 
-    from engine import policy_cli, review_cli
+    from nanhu.engine import policy_cli, review_cli
 
     policy_cli.add_commands(subparsers)
     review_cli.add_commands(subparsers)
@@ -121,10 +121,10 @@ def _say(message: str) -> None:
 
 
 def cmd_register(args: argparse.Namespace) -> int:
-    from engine.audio.params import AudioParams
-    from engine.catalog import Catalog, is_valid_reference_id
-    from engine.conflicts import BatchScreen, describe
-    from engine.fingerprint import fingerprint_media
+    from nanhu.engine.audio.params import AudioParams
+    from nanhu.engine.catalog import Catalog, is_valid_reference_id
+    from nanhu.engine.conflicts import BatchScreen, describe
+    from nanhu.engine.fingerprint import fingerprint_media
 
     if args.ref_id is not None and not is_valid_reference_id(args.ref_id):
         _say(f"--id {args.ref_id!r} is not a reference id: use 1-200 letters, digits and "
@@ -184,10 +184,10 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from engine.audio.align import AudioMatchParams
-    from engine.catalog import Catalog
-    from engine.fingerprint import fingerprint_media
-    from engine.matcher import Matcher
+    from nanhu.engine.audio.align import AudioMatchParams
+    from nanhu.engine.catalog import Catalog
+    from nanhu.engine.fingerprint import fingerprint_media
+    from nanhu.engine.matcher import Matcher
 
     catalog = Catalog(args.catalog or default_catalog())
     match_params = AudioMatchParams()
@@ -196,7 +196,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     matcher = Matcher(catalog, audio_match=match_params)
     claims = None
     if args.record_claims:
-        from engine.claims import ClaimStore
+        from nanhu.engine.claims import ClaimStore
 
         claims = ClaimStore(catalog.path)
     upload_id = getattr(args, "upload_id", None) or ""
@@ -266,7 +266,7 @@ def match_lines(m: dict) -> list[str]:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    from engine.catalog import Catalog
+    from nanhu.engine.catalog import Catalog
 
     worst = 0
     with Catalog(args.catalog or default_catalog(), writable=True) as catalog:
@@ -315,7 +315,7 @@ def text_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from engine.catalog import Catalog
+    from nanhu.engine.catalog import Catalog
 
     rows = []
     with Catalog(args.catalog or default_catalog()) as catalog:
@@ -358,7 +358,7 @@ def _policy_cell(ref, defaults: dict) -> str:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from engine.catalog import Catalog
+    from nanhu.engine.catalog import Catalog
 
     with Catalog(args.catalog or default_catalog()) as catalog:
         stats = catalog.stats()
@@ -396,7 +396,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Print the check report as JSON; exit 0 when the catalog is sound, else 7 (corrupt)."""
-    from engine.check import check_catalog
+    from nanhu.engine.check import check_catalog
 
     report = check_catalog(args.catalog or default_catalog())
     print(json.dumps(report))
@@ -408,7 +408,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_repair(args: argparse.Namespace) -> int:
     """Print the repair report as JSON; exit 0 when the catalog is sound afterwards, else 7, as
     ``check`` does (6 when another process holds the writer lock)."""
-    from engine.repair import repair_catalog
+    from nanhu.engine.repair import repair_catalog
 
     report = repair_catalog(args.catalog or default_catalog(), dry_run=args.dry_run,
                             on_commit=lambda g: _say(f"writing the repaired catalog (generation {g})"))
@@ -430,7 +430,7 @@ def cmd_repair(args: argparse.Namespace) -> int:
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
-    from engine.catalog import Catalog
+    from nanhu.engine.catalog import Catalog
 
     with Catalog(args.catalog or default_catalog(), writable=True) as catalog:
         result = catalog.compact()

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.catalog import Catalog, Overlap
-from engine.fingerprint import Fingerprint
-from engine.matcher import Matcher, fuse
-from engine.segments import BAND_EDGES, score_from_log10_expected
+from nanhu.engine.catalog import Catalog, Overlap
+from nanhu.engine.fingerprint import Fingerprint
+from nanhu.engine.matcher import Matcher, fuse
+from nanhu.engine.segments import BAND_EDGES, score_from_log10_expected
 
 log = logging.getLogger(__name__)
 

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.audio.keys import Landmarks, QueryPeaks, audio_landmarks, query_peaks
-from engine.audio.params import AudioParams
-from engine.errors import EmptyMediaError, MediaError, VersionMismatch
-from engine.media import Source, content_digest, open_container, source_name
+from nanhu.engine.audio.keys import Landmarks, QueryPeaks, audio_landmarks, query_peaks
+from nanhu.engine.audio.params import AudioParams
+from nanhu.engine.errors import EmptyMediaError, MediaError, VersionMismatch
+from nanhu.engine.media import Source, content_digest, open_container, source_name
 
 if TYPE_CHECKING:
-    from engine.video import KeyframePrints
+    from nanhu.engine.video import KeyframePrints
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +157,8 @@ def fingerprint_media(
     whose chunks are embedded as they come. Neither the decoded audio nor the frames are held
     whole, so memory stays bounded whatever the media's length.
     """
-    from engine import media, stages
-    from engine.video import KeyframePrints, VideoParams, keyframe_sampler
+    from nanhu.engine import media, stages
+    from nanhu.engine.video import KeyframePrints, VideoParams, keyframe_sampler
 
     params = audio_params or AudioParams()
     name = source_name(source)

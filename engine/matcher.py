@@ -13,14 +13,14 @@ import logging
 
 import numpy as np
 
-from engine.audio.align import AudioMatchParams, align_audio, hits_for, join_windows, shortlist
-from engine.audio.keys import Landmarks, QueryPeaks
-from engine.catalog import Catalog
-from engine.errors import CatalogCorrupt, InvalidArgument
-from engine.fingerprint import Fingerprint
-from engine.policy import ScreenFloor
-from engine.segments import Segment
-from engine.verdict import Match, judge
+from nanhu.engine.audio.align import AudioMatchParams, align_audio, hits_for, join_windows, shortlist
+from nanhu.engine.audio.keys import Landmarks, QueryPeaks
+from nanhu.engine.catalog import Catalog
+from nanhu.engine.errors import CatalogCorrupt, InvalidArgument
+from nanhu.engine.fingerprint import Fingerprint
+from nanhu.engine.policy import ScreenFloor
+from nanhu.engine.segments import Segment
+from nanhu.engine.verdict import Match, judge
 
 __all__ = ["Match", "Matcher", "fuse"]
 
@@ -230,7 +230,7 @@ class Matcher:
                         np.int64)
 
     def _video_segments(self, fp: Fingerprint) -> list[Segment]:
-        from engine import video_align
+        from nanhu.engine import video_align
 
         index = self.catalog.vectors()
         if len(index) == 0:

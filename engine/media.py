@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import av
 import numpy as np
 
-from engine.errors import EmptyMediaError, LimitExceeded, MediaError, MediaNotFound
+from nanhu.engine.errors import EmptyMediaError, LimitExceeded, MediaError, MediaNotFound
 
 log = logging.getLogger(__name__)
 

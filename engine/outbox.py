@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from engine.errors import InvalidArgument
+from nanhu.engine.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
 

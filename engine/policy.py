@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from engine.errors import InvalidArgument
+from nanhu.engine.errors import InvalidArgument
 
 #: what an owner may ask for; anything else is refused
 ACTIONS = ("block", "monetize", "track", "review")

@@ -22,8 +22,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from engine.errors import InvalidArgument
-from engine.policy import ACTIONS, MAX_MIN_MATCH_S, MODALITIES, Policy, effective, parse_action, parse_range
+from nanhu.engine.errors import InvalidArgument
+from nanhu.engine.policy import (
+    ACTIONS,
+    MAX_MIN_MATCH_S,
+    MODALITIES,
+    Policy,
+    effective,
+    parse_action,
+    parse_range,
+)
 
 
 class PolicyStore(Protocol):
@@ -51,21 +59,21 @@ class LocalPolicies:
         self.directory = Path(directory)
 
     def set(self, ref_id: str, policy: Policy | None) -> None:
-        from engine.catalog import Catalog
+        from nanhu.engine.catalog import Catalog
 
         with Catalog(self.directory, writable=True) as catalog:
             catalog.set_policy(ref_id, policy)
             catalog.commit()
 
     def set_owner(self, owner: str, policy: Policy | None) -> None:
-        from engine.catalog import Catalog
+        from nanhu.engine.catalog import Catalog
 
         with Catalog(self.directory, writable=True) as catalog:
             catalog.set_owner_policy(owner, policy)
             catalog.commit()
 
     def show(self, ref_id: str) -> dict:
-        from engine.catalog import Catalog
+        from nanhu.engine.catalog import Catalog
 
         with Catalog(self.directory) as catalog:
             reference = catalog.get(ref_id)
@@ -76,7 +84,7 @@ class LocalPolicies:
                 "owner_policy": default.to_dict() if default else {}}
 
     def show_owner(self, owner: str) -> dict:
-        from engine.catalog import Catalog
+        from nanhu.engine.catalog import Catalog
 
         with Catalog(self.directory) as catalog:
             policy = catalog.owner_policy(owner)
@@ -87,7 +95,7 @@ class LocalPolicies:
 
 
 def open_local(args: argparse.Namespace) -> PolicyStore:
-    from engine.cli import default_catalog
+    from nanhu.engine.cli import default_catalog
 
     return LocalPolicies(args.catalog or default_catalog())
 
@@ -114,7 +122,7 @@ def _bounded(text: str, upper: float) -> float:
 
 
 def add_commands(subparsers) -> None:
-    from engine.cli import catalog_arg
+    from nanhu.engine.cli import catalog_arg
 
     p = subparsers.add_parser("policy", help="a work's policy, or an owner's default (set, show, clear)",
                               description=__doc__.split("\n\n")[0])

@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.audio.keys import KEY_BITS
-from engine.catalog import Catalog
-from engine.check import SegmentState, Survey, check_catalog, survey
-from engine.store.postings_write import merge_segments
+from nanhu.engine.audio.keys import KEY_BITS
+from nanhu.engine.catalog import Catalog
+from nanhu.engine.check import SegmentState, Survey, check_catalog, survey
+from nanhu.engine.store.postings_write import merge_segments
 
 log = logging.getLogger(__name__)
 

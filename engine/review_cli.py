@@ -24,8 +24,8 @@ import json
 from pathlib import Path
 from typing import Protocol
 
-from engine.claims import LOCAL_ADMIN, STATUSES, ClaimStore, parse_status, shown
-from engine.errors import InvalidArgument
+from nanhu.engine.claims import LOCAL_ADMIN, STATUSES, ClaimStore, parse_status, shown
+from nanhu.engine.errors import InvalidArgument
 
 
 class Review(Protocol):
@@ -56,7 +56,7 @@ class LocalReview:
     """The review commands on a catalog directory, as an admin."""
 
     def __init__(self, directory: Path) -> None:
-        from engine.catalog import Catalog
+        from nanhu.engine.catalog import Catalog
 
         self.directory = Path(directory)
         Catalog(self.directory).close()  # NotFound (exit 4) when there is no catalog
@@ -94,7 +94,7 @@ class LocalReview:
         return self.claims.outbox.set_webhook(self._tenant(tenant), url, secret or None)
 
     def get_webhook(self, tenant: str) -> dict:
-        from engine.errors import NotFound
+        from nanhu.engine.errors import NotFound
 
         hook = self.claims.outbox.webhook(self._tenant(tenant))
         if hook is None:
@@ -105,13 +105,13 @@ class LocalReview:
         self.claims.outbox.clear_webhook(self._tenant(tenant))
 
     def list_conflicts(self, *, include_resolved: bool) -> list[dict]:
-        from engine.catalog import Catalog
+        from nanhu.engine.catalog import Catalog
 
         with Catalog(self.directory) as catalog:
             return [c.to_dict() for c in catalog.conflicts(include_resolved=include_resolved)]
 
     def resolve_conflict(self, conflict_id: int, note: str) -> dict:
-        from engine.catalog import Catalog
+        from nanhu.engine.catalog import Catalog
 
         with Catalog(self.directory, writable=True) as catalog:
             catalog.resolve_conflict(conflict_id, by="local", note=note)
@@ -120,7 +120,7 @@ class LocalReview:
                         if c.conflict_id == conflict_id)
 
     def set_owner(self, ref_id: str, owner: str) -> dict:
-        from engine.catalog import Catalog
+        from nanhu.engine.catalog import Catalog
 
         with Catalog(self.directory, writable=True) as catalog:
             catalog.set_owner(ref_id, owner)
@@ -133,7 +133,7 @@ class LocalReview:
 
 
 def open_local(args: argparse.Namespace) -> Review:
-    from engine.cli import default_catalog
+    from nanhu.engine.cli import default_catalog
 
     return LocalReview(args.catalog or default_catalog())
 
@@ -231,7 +231,7 @@ def _status(text: str) -> str:
 
 # --- the commands ------------------------------------------------------------------------------
 def cmd_claims_list(args: argparse.Namespace) -> int:
-    from engine.cli import iso_time, text_table
+    from nanhu.engine.cli import iso_time, text_table
 
     def work(review: Review) -> int:
         claims = review.list_claims(status=args.status or "", reference_id=args.reference,
@@ -254,7 +254,7 @@ def cmd_claims_list(args: argparse.Namespace) -> int:
 
 def claim_lines(claim: dict) -> list[str]:
     """A claim for people: who, what, the matches, the history."""
-    from engine.cli import iso_time, match_lines
+    from nanhu.engine.cli import iso_time, match_lines
 
     lines = [f"{'claim':12s}{claim['claim_id']}", f"{'status':12s}{claim['status']}",
              f"{'action':12s}{claim['action']}",
@@ -330,7 +330,7 @@ def _ranges(conflict: dict) -> str:
 
 
 def cmd_conflicts(args: argparse.Namespace) -> int:
-    from engine.cli import text_table
+    from nanhu.engine.cli import text_table
 
     def work(review: Review) -> int:
         found = review.list_conflicts(include_resolved=args.all)

@@ -23,9 +23,9 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from engine.errors import MediaError
-from engine.media import Source, _first_real_video, open_container
-from engine.policy import NO_ACTION
+from nanhu.engine.errors import MediaError
+from nanhu.engine.media import Source, _first_real_video, open_container
+from nanhu.engine.policy import NO_ACTION
 
 log = logging.getLogger(__name__)
 

@@ -33,10 +33,10 @@ import re
 
 import numpy as np
 
-from engine.audio.keys import KEY_BITS
-from engine.audio.params import AudioParams
-from engine.errors import InvalidArgument, VersionMismatch
-from engine.fingerprint import Fingerprint, VideoPrint
+from nanhu.engine.audio.keys import KEY_BITS
+from nanhu.engine.audio.params import AudioParams
+from nanhu.engine.errors import InvalidArgument, VersionMismatch
+from nanhu.engine.fingerprint import Fingerprint, VideoPrint
 
 #: longest media a fingerprint may describe (s): a week; limits on what a server accepts are
 #: lower and enforced elsewhere (``server.service.Limits``)
@@ -61,7 +61,7 @@ _DIGEST = re.compile(r"^[\x21-\x7e]*$")  # printable ASCII, no spaces: it goes i
 
 def known_video_dims() -> dict[str, int]:
     """Video params tag -> embedding dimension, for every video parameter set this Nanhu knows."""
-    from engine.video import VideoParams
+    from nanhu.engine.video import VideoParams
 
     params = VideoParams()
     return {params.tag(): params.dim}

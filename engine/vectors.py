@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import CatalogCorrupt
+from nanhu.engine.errors import CatalogCorrupt
 
 #: a segment this large gets a persisted HNSW graph: exact search + alignment measured 59 ms
 #: p50 at 100,000 keyframes, about 30 ms at this size (7 hours of video), against 14 ms

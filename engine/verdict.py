@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from engine.catalog import Reference
-from engine.errors import NanhuError
-from engine.policy import (
+from nanhu.engine.catalog import Reference
+from nanhu.engine.errors import NanhuError
+from nanhu.engine.policy import (
     NO_ACTION,
     Policy,
     ScreenFloor,
@@ -26,7 +26,7 @@ from engine.policy import (
     trim,
     unmet_condition,
 )
-from engine.segments import Segment, band, expected_false_matches
+from nanhu.engine.segments import Segment, band, expected_false_matches
 
 log = logging.getLogger(__name__)
 

@@ -33,8 +33,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from engine.segments import Segment
-from engine.video_score import (
+from nanhu.engine.segments import Segment
+from nanhu.engine.video_score import (
     VideoMatchParams,
     _background_rate,
     _Chance,

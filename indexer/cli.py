@@ -13,7 +13,7 @@ import json
 import os
 from pathlib import Path
 
-from engine.errors import InvalidArgument
+from nanhu.engine.errors import InvalidArgument
 
 _DESCRIPTION = """\
 Register many media files at once. SOURCE is a folder (walked recursively) or a manifest:
@@ -71,7 +71,7 @@ def add_commands(subparsers) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from indexer.ingest import IngestOptions, run_ingest
+    from nanhu.indexer.ingest import IngestOptions, run_ingest
 
     if args.server and not args.key:
         args.key = os.environ.get("NANHU_API_KEY") or None

@@ -20,8 +20,8 @@ import time
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
-from engine.errors import InvalidArgument
-from indexer.worker import fingerprint_file, ready, worker_init
+from nanhu.engine.errors import InvalidArgument
+from nanhu.indexer.worker import fingerprint_file, ready, worker_init
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class LocalExecutor:
         for variable in _THREAD_VARIABLES:
             os.environ.setdefault(variable, "1")
         self._context = multiprocessing.get_context("forkserver")
-        self._context.set_forkserver_preload(["indexer.worker"])
+        self._context.set_forkserver_preload(["nanhu.indexer.worker"])
         started = time.perf_counter()
         self._pool = self._start()
         wait([self._pool.submit(ready) for _ in range(self.workers)])

@@ -28,15 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from engine.errors import AlreadyExists, InvalidArgument, NanhuError
-from engine.fingerprint import Fingerprint
-from engine.media import content_digest
-from indexer import progress as P
-from indexer.executors import LazyExecutor, available_cores
-from indexer.journal import Journal, JournalState
-from indexer.manifest import Entry, ManifestInvalid, Problem, Source, Validation, validate
-from indexer.sinks import FATAL_ERRORS, make_sink
-from indexer.window import Slot, Window
+from nanhu.engine.errors import AlreadyExists, InvalidArgument, NanhuError
+from nanhu.engine.fingerprint import Fingerprint
+from nanhu.engine.media import content_digest
+from nanhu.indexer import progress as P
+from nanhu.indexer.executors import LazyExecutor, available_cores
+from nanhu.indexer.journal import Journal, JournalState
+from nanhu.indexer.manifest import Entry, ManifestInvalid, Problem, Source, Validation, validate
+from nanhu.indexer.sinks import FATAL_ERRORS, make_sink
+from nanhu.indexer.window import Slot, Window
 
 log = logging.getLogger(__name__)
 

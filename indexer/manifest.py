@@ -40,9 +40,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.catalog import is_valid_reference_id  # the catalog's own rule for ids
-from engine.errors import InvalidArgument
-from engine.policy import Policy, parse_bool, parse_ranges
+from nanhu.engine.catalog import is_valid_reference_id  # the catalog's own rule for ids
+from nanhu.engine.errors import InvalidArgument
+from nanhu.engine.policy import Policy, parse_bool, parse_ranges
 
 log = logging.getLogger(__name__)
 

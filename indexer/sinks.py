@@ -14,11 +14,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.audio.params import AudioParams
-from engine.catalog import Catalog
-from engine.errors import AlreadyExists, InvalidArgument, NanhuError, NotFound, Unauthenticated
-from engine.fingerprint import Fingerprint
-from indexer.manifest import Entry
+from nanhu.engine.audio.params import AudioParams
+from nanhu.engine.catalog import Catalog
+from nanhu.engine.errors import AlreadyExists, InvalidArgument, NanhuError, NotFound, Unauthenticated
+from nanhu.engine.fingerprint import Fingerprint
+from nanhu.indexer.manifest import Entry
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class CatalogSink:
         return Known(ref.ref_id, ref.digest, ref.duration_s) if ref else None
 
     def add(self, entry: Entry, fp: Fingerprint) -> None:
-        from engine.conflicts import BatchScreen, describe
+        from nanhu.engine.conflicts import BatchScreen, describe
 
         # against the catalog and this batch's earlier works (engine.conflicts)
         if self._screen is None:
@@ -102,8 +102,8 @@ class ServerSink:
                  backoff_s: float = 0.5, max_backoff_s: float = 10.0) -> None:
         import grpc
 
-        from server.client import NanhuClient
-        from server.status import STATUS_CODES
+        from nanhu.server.client import NanhuClient
+        from nanhu.server.status import STATUS_CODES
 
         self._grpc = grpc
         self._errors: dict = {}
@@ -209,6 +209,6 @@ def make_sink(*, catalog: Path | None, server: str | None, key: str | None):
         return ServerSink(server, key)
     if key:
         raise InvalidArgument("--key is used with --server only")
-    from engine.cli import default_catalog
+    from nanhu.engine.cli import default_catalog
 
     return CatalogSink(catalog or default_catalog())

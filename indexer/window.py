@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, wait
 from dataclasses import dataclass
 
-from indexer.manifest import Entry
+from nanhu.indexer.manifest import Entry
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ import os
 import signal
 import time
 
-from engine.audio.params import AudioParams
-from engine.errors import NanhuError
-from engine.fingerprint import fingerprint_media
-from engine.process import die_with
+from nanhu.engine.audio.params import AudioParams
+from nanhu.engine.errors import NanhuError
+from nanhu.engine.fingerprint import fingerprint_media
+from nanhu.engine.process import die_with
 
 
 def params_from_dict(values: dict) -> AudioParams:

@@ -17,18 +17,18 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from engine.errors import InvalidArgument
-from proto.gen.nanhu.v1 import nanhu_pb2 as pb
-from proto.gen.nanhu.v1 import nanhu_pb2_grpc as pb_grpc
-from server.auth import Authenticator
-from server.metrics import Metrics
-from server.service import Core, Limits
-from server.servicers import CatalogServicer, ClaimsServicer, ScreeningServicer, Shared
-from server.status import log_event
-from server.webhooks import WebhookSender, WebhookSettings
-from server.work import JobBudget, Limiter, Spool, WorkerPool
+from nanhu.engine.errors import InvalidArgument
+from nanhu.proto.gen.nanhu.v1 import nanhu_pb2 as pb
+from nanhu.proto.gen.nanhu.v1 import nanhu_pb2_grpc as pb_grpc
+from nanhu.server.auth import Authenticator
+from nanhu.server.metrics import Metrics
+from nanhu.server.service import Core, Limits
+from nanhu.server.servicers import CatalogServicer, ClaimsServicer, ScreeningServicer, Shared
+from nanhu.server.status import log_event
+from nanhu.server.webhooks import WebhookSender, WebhookSettings
+from nanhu.server.work import JobBudget, Limiter, Spool, WorkerPool
 
-log = logging.getLogger("server")
+log = logging.getLogger("nanhu.server")
 
 SERVICE_NAMES = tuple(s.full_name for s in pb.DESCRIPTOR.services_by_name.values())
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]", "ip6-localhost"}
@@ -220,7 +220,7 @@ def create_server(
         raise InvalidArgument(f"cannot listen on {address}")
     review = None
     if http is not None:
-        from server.review_app import ReviewServer, bind
+        from nanhu.server.review_app import ReviewServer, bind
 
         try:
             sock = bind(http_host, http_port)

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import CatalogCorrupt, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from nanhu.engine.errors import CatalogCorrupt, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
-from engine.cli import default_catalog, iso_time, text_table
+from nanhu.engine.cli import default_catalog, iso_time, text_table
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 
@@ -76,7 +76,7 @@ def add_commands(subparsers) -> None:
     k.set_defaults(func=cmd_keys_revoke)
     p.set_defaults(func=lambda args: p.print_help() or 2)
 
-    from server.remote import add_remote_options
+    from nanhu.server.remote import add_remote_options
 
     add_remote_options(subparsers)  # `policy` and `query` through a server: --server, --key
 
@@ -87,7 +87,7 @@ def _keys_file_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_keys_add(args: argparse.Namespace) -> int:
-    from server.auth import KeyFile
+    from nanhu.server.auth import KeyFile
 
     keys = KeyFile(args.file or default_keys_file())
     key_id, key = keys.add(args.tenant, args.roles, note=args.note)
@@ -99,7 +99,7 @@ def cmd_keys_add(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
-    from server.auth import KeyFile
+    from nanhu.server.auth import KeyFile
 
     rows = []
     for entry in KeyFile(args.file or default_keys_file()).entries():
@@ -116,7 +116,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
-    from server.auth import KeyFile
+    from nanhu.server.auth import KeyFile
 
     keys = KeyFile(args.file or default_keys_file())
     entry = keys.revoke(args.key_id)
@@ -141,9 +141,9 @@ def how_to_try(host: str, port: int, *, auth: bool, tls: bool) -> list[str]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from server.app import create_server, split_address
-    from server.logs import configure_logging
-    from server.service import Limits
+    from nanhu.server.app import create_server, split_address
+    from nanhu.server.logs import configure_logging
+    from nanhu.server.service import Limits
 
     configure_logging(args.log_format,
                       level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO)

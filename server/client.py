@@ -1,6 +1,6 @@
 """A small Python client for platforms and rights holders.
 
-    from server.client import NanhuClient
+    from nanhu.server.client import NanhuClient
 
     with NanhuClient("127.0.0.1:50051") as nanhu:          # the key from $NANHU_API_KEY
         result = nanhu.screen_file("upload.mp4", min_matched_duration_s=5)
@@ -33,9 +33,9 @@ from pathlib import Path
 
 import grpc
 
-from proto.gen.nanhu.v1 import nanhu_pb2 as pb
-from proto.gen.nanhu.v1 import nanhu_pb2_grpc as pb_grpc
-from server import convert
+from nanhu.proto.gen.nanhu.v1 import nanhu_pb2 as pb
+from nanhu.proto.gen.nanhu.v1 import nanhu_pb2_grpc as pb_grpc
+from nanhu.server import convert
 
 CHUNK_BYTES = 256 * 1024
 #: status codes gRPC retries the calls of this client on

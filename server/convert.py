@@ -13,14 +13,14 @@ import math
 import numpy as np
 from google.protobuf import json_format, struct_pb2
 
-from engine.audio.keys import Landmarks
-from engine.catalog import Conflict, Reference
-from engine.errors import InvalidArgument, VersionMismatch
-from engine.fingerprint import FORMAT_VERSION, Fingerprint, VideoPrint
-from engine.matcher import Match
-from engine.policy import Policy, Stretch
-from proto.gen.nanhu.v1 import nanhu_pb2 as pb
-from server.service import public_digest
+from nanhu.engine.audio.keys import Landmarks
+from nanhu.engine.catalog import Conflict, Reference
+from nanhu.engine.errors import InvalidArgument, VersionMismatch
+from nanhu.engine.fingerprint import FORMAT_VERSION, Fingerprint, VideoPrint
+from nanhu.engine.matcher import Match
+from nanhu.engine.policy import Policy, Stretch
+from nanhu.proto.gen.nanhu.v1 import nanhu_pb2 as pb
+from nanhu.server.service import public_digest
 
 
 # --- fingerprints ----------------------------------------------------------------------------

@@ -25,15 +25,15 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from engine import stages, thumbnails
-from engine.audio.params import AudioParams
-from engine.catalog import Catalog
-from engine.errors import CatalogCorrupt, LimitExceeded, NanhuError
-from engine.fingerprint import Fingerprint
-from engine.matcher import Match, Matcher
-from engine.policy import ScreenFloor
-from engine.thumbnails import Thumbnail
-from server.logs import REQUEST_ID, configure_logging
+from nanhu.engine import stages, thumbnails
+from nanhu.engine.audio.params import AudioParams
+from nanhu.engine.catalog import Catalog
+from nanhu.engine.errors import CatalogCorrupt, LimitExceeded, NanhuError
+from nanhu.engine.fingerprint import Fingerprint
+from nanhu.engine.matcher import Match, Matcher
+from nanhu.engine.policy import ScreenFloor
+from nanhu.engine.thumbnails import Thumbnail
+from nanhu.server.logs import REQUEST_ID, configure_logging
 
 _MATCHERS: dict[str, Matcher] = {}
 
@@ -78,7 +78,7 @@ def start_worker(catalog_dir: str | None, owner_pid: int | None,
                  log_format: str | None = None) -> None:
     """Worker initializer: die with the server (no orphans after ``kill -9``), log as the server
     does (``log_format``, when the server configured one), open the catalog."""
-    from engine.process import die_with
+    from nanhu.engine.process import die_with
 
     die_with(owner_pid)
     if log_format is not None:
@@ -161,7 +161,7 @@ def ready(catalog_dir: str | None = None) -> int:
 def fingerprint_file(path: str, name: str, *, audio_params: AudioParams, query: bool,
                      max_duration_s: float | None) -> Fingerprint:
     """Fingerprint a spooled upload; errors name the upload (``name``), not the spool path."""
-    from engine.fingerprint import fingerprint_media
+    from nanhu.engine.fingerprint import fingerprint_media
 
     try:
         with stages.stage("fingerprint", exclude=("decode",)):

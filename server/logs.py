@@ -7,11 +7,11 @@ runs carries it, whichever module logs it. Worker processes get the id with each
 
 Text lines (the default)::
 
-    2026-12-01T10:00:00.123Z INFO server.rpc: rpc=Screen tenant=tube code=OK ms=231.4 request_id=9c1f...
+    2026-12-01T10:00:00.123Z INFO nanhu.server.rpc: rpc=Screen tenant=tube code=OK ms=231.4 request_id=9c1f...
 
 JSON lines (``nanhu serve --log-format json``), one object per line::
 
-    {"time": "2026-12-01T10:00:00.123Z", "level": "INFO", "logger": "server.rpc",
+    {"time": "2026-12-01T10:00:00.123Z", "level": "INFO", "logger": "nanhu.server.rpc",
      "message": "rpc=Screen ...", "request_id": "9c1f...", "rpc": "Screen", "code": "OK", ...}
 
 A line that carries structured fields (``extra={"fields": {...}}``, as the per-call line does)
@@ -121,7 +121,7 @@ def configure_logging(fmt: str = "text", *, level: int = logging.INFO,
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    server_log = logging.getLogger("server")
+    server_log = logging.getLogger("nanhu.server")
     if server_log.getEffectiveLevel() > level:
         server_log.setLevel(level)
     _configured_format = fmt

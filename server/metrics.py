@@ -39,10 +39,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
 
-from engine.errors import InvalidArgument, NanhuError
+from nanhu.engine.errors import InvalidArgument, NanhuError
 
 if TYPE_CHECKING:
-    from server.servicers import Shared
+    from nanhu.server.servicers import Shared
 
 log = logging.getLogger(__name__)
 

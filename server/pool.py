@@ -36,14 +36,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.errors import BudgetExceeded, InvalidArgument
-from server import jobs
-from server.logs import configured_format
-from server.status import WorkerCrashed, log_event
+from nanhu.engine.errors import BudgetExceeded, InvalidArgument
+from nanhu.server import jobs
+from nanhu.server.logs import configured_format
+from nanhu.server.status import WorkerCrashed, log_event
 
-log = logging.getLogger("server.pool")
+log = logging.getLogger("nanhu.server.pool")
 
-_PRELOAD = ["engine.fingerprint", "engine.matcher", "engine.video", "server.jobs"]
+_PRELOAD = ["nanhu.engine.fingerprint", "nanhu.engine.matcher", "nanhu.engine.video", "nanhu.server.jobs"]
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 

@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from engine import review_cli
-from engine.errors import InvalidArgument, InvalidState
-from engine.policy import Policy
-from engine.policy_cli import PolicyStore, open_local
+from nanhu.engine import review_cli
+from nanhu.engine.errors import InvalidArgument, InvalidState
+from nanhu.engine.policy import Policy
+from nanhu.engine.policy_cli import PolicyStore, open_local
 
 
 def _server_flags(parser: argparse.ArgumentParser, *, suppress: bool = False) -> None:
@@ -34,7 +34,7 @@ def _server_flags(parser: argparse.ArgumentParser, *, suppress: bool = False) ->
 
 
 def _client(args: argparse.Namespace):
-    from server.client import NanhuClient
+    from nanhu.server.client import NanhuClient
 
     if args.catalog is not None:
         raise InvalidArgument("--catalog and --server exclude each other (the server has one)")
@@ -47,7 +47,7 @@ def _engine_errors(server: str, *, precondition: type | None = None) -> Iterator
     """gRPC errors as the engine's; ``precondition``: what FAILED_PRECONDITION means here."""
     import grpc  # here, not at import: `nanhu list` need not load gRPC
 
-    from server.status import engine_error
+    from nanhu.server.status import engine_error
 
     try:
         yield
@@ -177,7 +177,7 @@ def _remote_query(local: Callable[[argparse.Namespace], int]) -> Callable[[argpa
             if args.upload_id and not args.record_claims:
                 raise InvalidArgument("--upload-id is used with --server or --record-claims")
             return local(args)
-        from engine.cli import query_files
+        from nanhu.engine.cli import query_files
 
         if args.min_score is not None or args.no_video:
             raise InvalidArgument("--min-score and --no-video apply to a local catalog; the "
@@ -187,7 +187,7 @@ def _remote_query(local: Callable[[argparse.Namespace], int]) -> Callable[[argpa
         client = _client(args)
 
         def screen(path: Path) -> tuple[float, list[dict]]:
-            from engine.errors import MediaNotFound
+            from nanhu.engine.errors import MediaNotFound
 
             if not path.is_file():
                 raise MediaNotFound(f"{path}: no such file")

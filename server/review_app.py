@@ -32,9 +32,9 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
-from engine.claims import STATUSES, allowed_changes, shown
-from engine.cli import iso_time
-from engine.errors import (
+from nanhu.engine.claims import STATUSES, allowed_changes, shown
+from nanhu.engine.cli import iso_time
+from nanhu.engine.errors import (
     CatalogLocked,
     InvalidArgument,
     InvalidState,
@@ -43,11 +43,11 @@ from engine.errors import (
     PermissionDenied,
     Unauthenticated,
 )
-from server import review_auth
-from server.review_auth import COOKIE, LOGIN_COOKIE, Sessions
-from server.review_draw import evidence_words, timelines
-from server.service import viewer_for
-from server.status import public_message
+from nanhu.server import review_auth
+from nanhu.server.review_auth import COOKIE, LOGIN_COOKIE, Sessions
+from nanhu.server.review_draw import evidence_words, timelines
+from nanhu.server.service import viewer_for
+from nanhu.server.status import public_message
 
 log = logging.getLogger(__name__)
 

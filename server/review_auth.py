@@ -24,8 +24,8 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from engine.errors import PermissionDenied, Unauthenticated
-from server.auth import Authenticator, Principal
+from nanhu.engine.errors import PermissionDenied, Unauthenticated
+from nanhu.server.auth import Authenticator, Principal
 
 #: the session cookie, and the login form's own CSRF cookie (before there is a session)
 COOKIE = "nanhu_review"

@@ -25,14 +25,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.catalog import Catalog, Conflict, Reference
-from engine.claims import ClaimStore, Viewer
-from engine.conflicts import find_overlaps
-from engine.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
-from engine.fingerprint import Fingerprint
-from engine.policy import Policy
-from server.auth import Principal
-from server.jobs import check_duration, manifest_generation
+from nanhu.engine.catalog import Catalog, Conflict, Reference
+from nanhu.engine.claims import ClaimStore, Viewer
+from nanhu.engine.conflicts import find_overlaps
+from nanhu.engine.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
+from nanhu.engine.fingerprint import Fingerprint
+from nanhu.engine.policy import Policy
+from nanhu.server.auth import Principal
+from nanhu.server.jobs import check_duration, manifest_generation
 
 log = logging.getLogger(__name__)
 

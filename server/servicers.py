@@ -12,21 +12,21 @@ import functools
 import itertools
 from collections.abc import Iterator
 
-from engine.claims import MAX_UPLOAD_ID_CHARS
-from engine.errors import InvalidArgument, NotFound
-from engine.fingerprint import Fingerprint
-from engine.validate import validate_fingerprint
-from proto.gen.nanhu.v1 import nanhu_pb2 as pb
-from proto.gen.nanhu.v1 import nanhu_pb2_grpc as pb_grpc
-from server import convert, jobs
-from server.auth import Authenticator
-from server.jobs import ScreenOptions
-from server.logs import REQUEST_ID
-from server.metrics import Metrics
-from server.service import Core, NewReference, viewer_for
-from server.status import CallCancelled, rpc
-from server.webhooks import WebhookSender
-from server.work import Limiter, Spool, WorkerPool, idle_limited, wait_for_call
+from nanhu.engine.claims import MAX_UPLOAD_ID_CHARS
+from nanhu.engine.errors import InvalidArgument, NotFound
+from nanhu.engine.fingerprint import Fingerprint
+from nanhu.engine.validate import validate_fingerprint
+from nanhu.proto.gen.nanhu.v1 import nanhu_pb2 as pb
+from nanhu.proto.gen.nanhu.v1 import nanhu_pb2_grpc as pb_grpc
+from nanhu.server import convert, jobs
+from nanhu.server.auth import Authenticator
+from nanhu.server.jobs import ScreenOptions
+from nanhu.server.logs import REQUEST_ID
+from nanhu.server.metrics import Metrics
+from nanhu.server.service import Core, NewReference, viewer_for
+from nanhu.server.status import CallCancelled, rpc
+from nanhu.server.webhooks import WebhookSender
+from nanhu.server.work import Limiter, Spool, WorkerPool, idle_limited, wait_for_call
 
 
 def _options(msg: pb.ScreenOptions) -> ScreenOptions:

@@ -21,10 +21,10 @@ from pathlib import PurePosixPath
 
 import grpc
 
-from engine import errors
-from server.logs import REQUEST_ID, request_id_from
+from nanhu.engine import errors
+from nanhu.server.logs import REQUEST_ID, request_id_from
 
-log = logging.getLogger("server.rpc")
+log = logging.getLogger("nanhu.server.rpc")
 
 
 class CallCancelled(Exception):

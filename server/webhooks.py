@@ -21,9 +21,9 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from engine.claims import ClaimStore
-from engine.errors import NanhuError
-from engine.outbox import SIGNATURE_HEADER, TIMESTAMP_HEADER, Delivery, signature
+from nanhu.engine.claims import ClaimStore
+from nanhu.engine.errors import NanhuError
+from nanhu.engine.outbox import SIGNATURE_HEADER, TIMESTAMP_HEADER, Delivery, signature
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 
-from engine.errors import LimitExceeded, MediaError
-from server.pool import JobBudget as JobBudget  # noqa: F401 - re-exported: where servers look
-from server.pool import WorkerPool as WorkerPool  # noqa: F401
-from server.status import CallCancelled, DeadlinePassed, ServerBusy
+from nanhu.engine.errors import LimitExceeded, MediaError
+from nanhu.server.pool import JobBudget as JobBudget  # noqa: F401 - re-exported: where servers look
+from nanhu.server.pool import WorkerPool as WorkerPool  # noqa: F401
+from nanhu.server.status import CallCancelled, DeadlinePassed, ServerBusy
 
 log = logging.getLogger(__name__)
 

@@ -22,12 +22,12 @@ import pytest
 from hypothesis import settings
 from scipy import signal
 
-import nanhu_cli
-from benchmarks.synth import music_like, write_audio, write_video
-from engine.audio.keys import Landmarks
-from engine.audio.params import AudioParams
-from engine.catalog import Catalog
-from engine.fingerprint import Fingerprint, fingerprint_media
+from nanhu import cli as nanhu_cli
+from nanhu.benchmarks.synth import music_like, write_audio, write_video
+from nanhu.engine.audio.keys import Landmarks
+from nanhu.engine.audio.params import AudioParams
+from nanhu.engine.catalog import Catalog
+from nanhu.engine.fingerprint import Fingerprint, fingerprint_media
 
 # No wall-clock limits in tests: the machines are shared and noisy. Hypothesis' per-example
 # deadline is one, so it is off for every property test.

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.synth import music_like
+from nanhu.benchmarks.synth import music_like
 
 MATCH_KEYS = {"reference_id", "title", "modality", "score", "query_start_s", "query_end_s",
               "reference_start_s", "reference_end_s", "speed", "expected_false_matches",
@@ -222,7 +222,7 @@ def test_installed_console_script(installed_nanhu, registered_catalog, excerpt_f
 # --- real recordings ---------------------------------------------------------------------------
 def corpus() -> dict:
     if not CORPUS.exists():
-        pytest.skip(f"no real-audio corpus at {CORPUS} (build it: python -m benchmarks.corpus.audio)")
+        pytest.skip(f"no real-audio corpus at {CORPUS} (build it: python -m nanhu.benchmarks.corpus.audio)")
     manifest = json.loads(CORPUS.read_text())
     usable = [t for t in manifest["references"] if t["loop_period_s"] is None
               and not t["repeat_lags_s"] and 60 <= t["duration_s"] <= 240
@@ -237,7 +237,7 @@ def corpus() -> dict:
 @pytest.mark.real_media
 def test_real_recording_excerpt_matches_and_real_negatives_do_not(run_cli, catalog_dir, tmp_path,
                                                                   kit):
-    from engine.media import load_audio
+    from nanhu.engine.media import load_audio
 
     picked = corpus()
     reference = picked["reference"]

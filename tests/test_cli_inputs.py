@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.synth import music_like
-from engine.catalog import Catalog
+from nanhu.benchmarks.synth import music_like
+from nanhu.engine.catalog import Catalog
 
 
 # --- every bad input ---------------------------------------------------------------------------
@@ -101,7 +101,7 @@ def test_video_without_audio_track(run_cli, populated, kit, tmp_path, listed):
     path = kit.write_video(tmp_path / "mute.mp4", 8.0, audio=None)
     before = kit.catalog_state(populated)
     result = run_cli("register", "--catalog", populated, path)
-    if importlib.util.find_spec("engine.video") is None:
+    if importlib.util.find_spec("nanhu.engine.video") is None:
         # No video fingerprints yet: a clear refusal, not a crash.
         assert_refused(result, path, 3, "no audio track")
         assert kit.catalog_state(populated) == before

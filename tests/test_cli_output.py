@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.catalog import Catalog
+from nanhu.engine.catalog import Catalog
 
 
 # --- output for people, for scripts and for pipes -----------------------------------------------
@@ -53,7 +53,7 @@ def test_stats_in_human_units_and_raw_with_json(run_cli, populated, stats):
 
 
 def test_human_units():
-    from engine.cli import human_bytes, human_hours, iso_time
+    from nanhu.engine.cli import human_bytes, human_hours, iso_time
 
     assert [human_bytes(n) for n in (0, 1023, 1024, 1_468_006, 3 * 2**30)] == [
         "0 B", "1023 B", "1 KiB", "1.4 MiB", "3 GiB"]
@@ -71,7 +71,7 @@ def _every_subparser(parser: argparse.ArgumentParser, path=()):
 
 
 def test_every_help_shows_the_defaults():
-    import nanhu_cli
+    from nanhu import cli as nanhu_cli
 
     parser = nanhu_cli.build_parser()
     checked = 0
@@ -92,7 +92,7 @@ def test_every_help_shows_the_defaults():
 @pytest.mark.parametrize("argv", [["-v", "list"], ["list", "-v"], ["list", "--verbose"],
                                   ["keys", "list", "-v"]])
 def test_global_options_before_or_after_the_subcommand(argv):
-    import nanhu_cli
+    from nanhu import cli as nanhu_cli
 
     assert nanhu_cli.build_parser().parse_args(argv).verbose is True
     assert nanhu_cli.build_parser().parse_args([a for a in argv if not a.startswith("-")]).verbose \

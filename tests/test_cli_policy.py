@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-import nanhu_cli
-from engine.catalog import Catalog
-from engine.policy import Policy
+from nanhu import cli as nanhu_cli
+from nanhu.engine.catalog import Catalog
+from nanhu.engine.policy import Policy
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import av
 import numpy as np
 from scipy import signal
 
-from benchmarks.attacks.video_clips import Clip, encode_clip
+from nanhu.benchmarks.attacks.video_clips import Clip, encode_clip
 
 log = logging.getLogger(__name__)
 

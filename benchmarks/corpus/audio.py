@@ -34,7 +34,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from benchmarks.corpus.audio_similarity import (
+from nanhu.benchmarks.corpus.audio_similarity import (
     ANALYSIS_RATE,
     Repeat,
     chroma_blocks,
@@ -43,7 +43,7 @@ from benchmarks.corpus.audio_similarity import (
     find_repeats,
     loop_period,
 )
-from benchmarks.corpus.audio_sources import (
+from nanhu.benchmarks.corpus.audio_sources import (
     MUSIC_SOURCES,
     SPEECH_SOURCES,
     Candidate,
@@ -52,7 +52,7 @@ from benchmarks.corpus.audio_sources import (
     fetch_package,
     list_candidates,
 )
-from benchmarks.corpus.cache import cache_dir, sha256_file
+from nanhu.benchmarks.corpus.cache import cache_dir, sha256_file
 
 log = logging.getLogger(__name__)
 

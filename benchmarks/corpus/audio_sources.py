@@ -29,9 +29,9 @@ from pathlib import Path, PurePosixPath
 import av
 import numpy as np
 
-from benchmarks.corpus.audio_similarity import ANALYSIS_RATE
-from benchmarks.corpus.cache import sha256_file
-from engine.errors import NanhuError
+from nanhu.benchmarks.corpus.audio_similarity import ANALYSIS_RATE
+from nanhu.benchmarks.corpus.cache import sha256_file
+from nanhu.engine.errors import NanhuError
 
 
 class CorpusError(NanhuError):

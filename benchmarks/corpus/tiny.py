@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from benchmarks.corpus import audio as corpus_audio
-from benchmarks.corpus import video as corpus_video
-from benchmarks.corpus import video_render
-from benchmarks.corpus.cache import sha256_file
-from benchmarks.synth import music_like, write_audio
+from nanhu.benchmarks.corpus import audio as corpus_audio
+from nanhu.benchmarks.corpus import video as corpus_video
+from nanhu.benchmarks.corpus import video_render
+from nanhu.benchmarks.corpus.cache import sha256_file
+from nanhu.benchmarks.synth import music_like, write_audio
 
 AUDIO_REFERENCES, AUDIO_NEGATIVES, AUDIO_SPEECH = 6, 4, 3
 VIDEO_REFERENCES, VIDEO_NEGATIVES = 3, 2

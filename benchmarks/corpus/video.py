@@ -17,7 +17,7 @@ Separation rules that keep the benchmark honest:
 Sources and inventory: :mod:`benchmarks.corpus.video_sources`; rendering and encoding:
 :mod:`benchmarks.corpus.video_render`.
 
-Run ``python -m benchmarks.corpus.video`` to build into ``$NANHU_CACHE`` (or ~/.cache/nanhu).
+Run ``python -m nanhu.benchmarks.corpus.video`` to build into ``$NANHU_CACHE`` (or ~/.cache/nanhu).
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from benchmarks.corpus.cache import cache_dir
-from benchmarks.corpus.video_render import (
+from nanhu.benchmarks.corpus.cache import cache_dir
+from nanhu.benchmarks.corpus.video_render import (
     RENDER_VERSION,
     Box,
     camera_path,
@@ -45,7 +45,7 @@ from benchmarks.corpus.video_render import (
     render_footage_shot,
     render_photo_shot,
 )
-from benchmarks.corpus.video_sources import (
+from nanhu.benchmarks.corpus.video_sources import (
     FOOTAGE_PACKAGES,
     MIN_DURATION_S,
     NEGATIVE_MUSIC,
@@ -340,14 +340,14 @@ def build_video_corpus(cache: Path | None = None, *, seed: int = 0,
 def load_video_corpus(cache: Path | None = None) -> dict:
     """Read cache/video-corpus.json; each entry's "path" is made absolute.
 
-    Raises FileNotFoundError (build it with ``python -m benchmarks.corpus.video``) and
+    Raises FileNotFoundError (build it with ``python -m nanhu.benchmarks.corpus.video``) and
     ValueError for another manifest version.
     """
     cache = Path(cache) if cache is not None else cache_dir()
     manifest = json.loads((cache / MANIFEST_NAME).read_text())
     if manifest.get("version") != MANIFEST_VERSION:
         raise ValueError(f"video corpus manifest version {manifest.get('version')} is not "
-                         f"{MANIFEST_VERSION}; rebuild with python -m benchmarks.corpus.video")
+                         f"{MANIFEST_VERSION}; rebuild with python -m nanhu.benchmarks.corpus.video")
     for entry in (*manifest["references"], *manifest["negatives"]):
         entry["path"] = str(cache / entry["path"])
     return manifest

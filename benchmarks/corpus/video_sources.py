@@ -18,8 +18,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from benchmarks.corpus.cache import sha256_file
-from benchmarks.corpus.video_render import Box, _resize, read_image
+from nanhu.benchmarks.corpus.cache import sha256_file
+from nanhu.benchmarks.corpus.video_render import Box, _resize, read_image
 
 log = logging.getLogger(__name__)
 

@@ -55,8 +55,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import EmptyMediaError
-from engine.media import Source, load_audio
+from nanhu.engine.errors import EmptyMediaError
+from nanhu.engine.media import Source, load_audio
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ def _corpus_key(references: Sequence[dict]) -> str:
 
 def database_dir(settings: PeerSettings, references: Sequence[dict], cache: Path | None = None
                  ) -> Path:
-    from benchmarks.corpus.cache import cache_dir
+    from nanhu.benchmarks.corpus.cache import cache_dir
 
     return ((cache or cache_dir() / "bench")
             / f"peer-{PACKAGE}-{settings.reference_key()}-{_corpus_key(references)}")

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.peers.audfprint import (
+from nanhu.benchmarks.peers.audfprint import (
     DEFAULTS,
     PACKAGE,
     TUNED,
@@ -22,7 +22,7 @@ from benchmarks.peers.audfprint import (
     build_databases,
     package_version,
 )
-from engine.media import load_audio
+from nanhu.engine.media import load_audio
 
 
 @dataclass
@@ -63,7 +63,7 @@ class AudioPeerComparison:
 
     def query(self, q: PeerQuery) -> dict:
         """Screen one positive query with every setting; returns and keeps its row."""
-        from benchmarks.audio_bench import _offset_error
+        from nanhu.benchmarks.audio_bench import _offset_error
 
         row: dict[str, Any] = {"condition": q.condition, "length_s": q.length_s,
                                "reference_id": q.reference["id"], "nanhu_ms": q.nanhu_ms}
@@ -179,8 +179,8 @@ def tune(corpus: dict, candidates: Sequence[PeerSettings], *, n_refs: int | None
     {(condition, length): share}}, "null_aligned": [best aligned count per negative],
     "query_hashes_p50", "hashes_per_s", "x_realtime_per_core"}}.
     """
-    from benchmarks import audio_attacks as attacks
-    from benchmarks.audio_bench import ATTACK_RATE, _attack
+    from nanhu.benchmarks import audio_attacks as attacks
+    from nanhu.benchmarks.audio_bench import ATTACK_RATE, _attack
 
     rng = np.random.default_rng(seed)
     pool = [r for r in corpus["references"] if r["duration_s"] >= 30]

@@ -28,16 +28,22 @@ from pathlib import Path
 import av
 import numpy as np
 
-from benchmarks.attacks.video import ATTACKS
-from benchmarks.attacks.video_clips import WORK_SIZE
-from benchmarks.peers import pdq
-from benchmarks.runs.video_measures import summarise
-from benchmarks.runs.video_report import video_markdown, video_plots
-from benchmarks.runs.video_scale import scale_test
-from benchmarks.runs.video_screening import Screener, _picks, _progress, screen_negatives, screen_positives
-from engine.catalog import Catalog
-from engine.fingerprint import fingerprint_media
-from engine.matcher import Matcher
+from nanhu.benchmarks.attacks.video import ATTACKS
+from nanhu.benchmarks.attacks.video_clips import WORK_SIZE
+from nanhu.benchmarks.peers import pdq
+from nanhu.benchmarks.runs.video_measures import summarise
+from nanhu.benchmarks.runs.video_report import video_markdown, video_plots
+from nanhu.benchmarks.runs.video_scale import scale_test
+from nanhu.benchmarks.runs.video_screening import (
+    Screener,
+    _picks,
+    _progress,
+    screen_negatives,
+    screen_positives,
+)
+from nanhu.engine.catalog import Catalog
+from nanhu.engine.fingerprint import fingerprint_media
+from nanhu.engine.matcher import Matcher
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +59,8 @@ def _file_key(entries: list[dict]) -> str:
 
 def _params_key() -> str:
     """The fingerprint parameter versions (a catalog is only reused for the same ones)."""
-    from engine.audio.params import AudioParams
-    from engine.video import VideoParams
+    from nanhu.engine.audio.params import AudioParams
+    from nanhu.engine.video import VideoParams
 
     return f"{AudioParams().tag()}-{VideoParams().tag()}"
 
@@ -63,7 +69,7 @@ def catalog_matches_code(directory: Path, ref: dict) -> bool:
     """True when fingerprinting ``ref`` now gives what the cached catalog holds for it: the same
     number of audio hashes and the same keyframe vectors and times (the engine may change
     without a version bump while it is developed; then the catalog is rebuilt)."""
-    from engine.vectors import VectorSegment
+    from nanhu.engine.vectors import VectorSegment
 
     fp = fingerprint_media(ref["path"])
     with Catalog(directory) as catalog:
@@ -141,7 +147,7 @@ def speed_ratio(refs: list[dict]) -> dict:
     """Time of ``fingerprint_video`` over a plain decode of every frame of the same file (PyAV,
     threaded like the engine, frames left in the decoder's format), on each of ``refs``: wall
     time and CPU time of this process (all threads)."""
-    from engine.video import fingerprint_video
+    from nanhu.engine.video import fingerprint_video
 
     rows = []
     for ref in refs:
@@ -179,7 +185,7 @@ def run_video_bench(
     positive clips after the round in progress once spent (every attack then still has the
     same clips); the counts actually run are in the summary.
     """
-    from benchmarks.corpus.cache import cache_dir
+    from nanhu.benchmarks.corpus.cache import cache_dir
 
     wall0 = time.perf_counter()
     out_dir = Path(out_dir)
@@ -254,7 +260,7 @@ FULL_TIME_BUDGET_S = 3600.0
 
 def load_or_build_corpus() -> dict:
     """The cached video corpus, built first (about an hour on 2 cores) when it is missing."""
-    from benchmarks.corpus.video import build_video_corpus, load_video_corpus
+    from nanhu.benchmarks.corpus.video import build_video_corpus, load_video_corpus
 
     try:
         return load_video_corpus()

@@ -101,7 +101,7 @@ def video_plots(summary: dict, out_dir: Path) -> list[str]:
     """video-recall-per-attack.png: recall per attack (all lengths pooled) for Nanhu and, where
     it ran, vPDQ; each bar with its 95 % Wilson interval, each attack with its n; a bar of 0 is
     drawn as a stub marked "0", a system that did not run on an attack as "n/a"."""
-    from benchmarks.plotting import pyplot, recall_bars, save_figure
+    from nanhu.benchmarks.plotting import pyplot, recall_bars, save_figure
 
     plt = pyplot()
 

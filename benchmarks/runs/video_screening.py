@@ -11,12 +11,12 @@ import time
 
 import numpy as np
 
-from benchmarks.attacks.video import ATTACKS, MAX_SPEED
-from benchmarks.attacks.video_clips import Clip, read_window
-from benchmarks.peers import pdq
-from engine.errors import MediaError
-from engine.fingerprint import fingerprint_media
-from engine.matcher import Match, Matcher
+from nanhu.benchmarks.attacks.video import ATTACKS, MAX_SPEED
+from nanhu.benchmarks.attacks.video_clips import Clip, read_window
+from nanhu.benchmarks.peers import pdq
+from nanhu.engine.errors import MediaError
+from nanhu.engine.fingerprint import fingerprint_media
+from nanhu.engine.matcher import Match, Matcher
 
 log = logging.getLogger(__name__)
 

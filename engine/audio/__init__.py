@@ -4,9 +4,9 @@
 query's :class:`Landmarks`; :mod:`engine.audio.align` votes query hits into aligned segments.
 """
 
-from engine.audio.keys import KEY_BITS, Landmarks, audio_landmarks, triplet_hashes
-from engine.audio.params import AudioParams
-from engine.audio.peaks import Peaks, spectral_peaks, stft_db, stream_peaks
+from nanhu.engine.audio.keys import KEY_BITS, Landmarks, audio_landmarks, triplet_hashes
+from nanhu.engine.audio.params import AudioParams
+from nanhu.engine.audio.peaks import Peaks, spectral_peaks, stft_db, stream_peaks
 
 __all__ = [
     "KEY_BITS", "AudioParams", "Landmarks", "Peaks", "audio_landmarks", "spectral_peaks",

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from engine.audio.keys import F_BITS, Landmarks
-from engine.audio.params import AudioParams
-from engine.segments import Segment, score_from_log10_expected
+from nanhu.engine.audio.keys import F_BITS, Landmarks
+from nanhu.engine.audio.params import AudioParams
+from nanhu.engine.segments import Segment, score_from_log10_expected
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,8 @@ from itertools import combinations
 
 import numpy as np
 
-from engine.audio.params import AudioParams
-from engine.audio.peaks import Peaks, stream_peaks
+from nanhu.engine.audio.params import AudioParams
+from nanhu.engine.audio.peaks import Peaks, stream_peaks
 
 
 @dataclass(frozen=True)

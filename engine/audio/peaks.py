@@ -18,7 +18,7 @@ import numpy as np
 from scipy import fft as sp_fft
 from scipy import ndimage
 
-from engine.audio.params import AudioParams
+from nanhu.engine.audio.params import AudioParams
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from engine.errors import InvalidArgument, NotFound
-from engine.policy import merge_ranges
-from engine.store.catalog_records import Conflict, Overlap, Reference
+from nanhu.engine.errors import InvalidArgument, NotFound
+from nanhu.engine.policy import merge_ranges
+from nanhu.engine.store.catalog_records import Conflict, Overlap, Reference
 
 
 class ConflictsMixin:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from engine.errors import InvalidArgument
-from engine.policy import Policy
-from engine.store.catalog_records import Reference
+from nanhu.engine.errors import InvalidArgument
+from nanhu.engine.policy import Policy
+from nanhu.engine.store.catalog_records import Reference
 
 
 class PoliciesMixin:

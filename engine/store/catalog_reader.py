@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.errors import NotFound
-from engine.store.catalog_records import COLUMNS, Reference, row_to_reference
-from engine.store.catalog_schema import FORMAT_VERSION, segment_files
-from engine.store.postings import SegmentPostings
-from engine.vectors import FaissVectorIndex, VectorSegment
+from nanhu.engine.errors import NotFound
+from nanhu.engine.store.catalog_records import COLUMNS, Reference, row_to_reference
+from nanhu.engine.store.catalog_schema import FORMAT_VERSION, segment_files
+from nanhu.engine.store.postings import SegmentPostings
+from nanhu.engine.vectors import FaissVectorIndex, VectorSegment
 
 
 class CatalogReader:

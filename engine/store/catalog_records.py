@@ -8,7 +8,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from engine.policy import Policy
+from nanhu.engine.policy import Policy
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,199}$")
 

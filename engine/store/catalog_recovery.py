@@ -15,10 +15,10 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from engine.store.catalog_schema import SCHEMA, segment_files
+from nanhu.engine.store.catalog_schema import SCHEMA, segment_files
 
 #: the catalog's one logger (these functions moved out of engine.catalog; its name stays)
-log = logging.getLogger("engine.catalog")
+log = logging.getLogger("nanhu.engine.catalog")
 
 
 def recover(db: sqlite3.Connection, path: Path, manifest: dict) -> None:

@@ -15,12 +15,12 @@ import logging
 import sqlite3
 from pathlib import Path
 
-from engine.audio.params import AudioParams
-from engine.errors import CatalogCorrupt, NanhuError, VersionMismatch
-from engine.policy import migrate_stored
+from nanhu.engine.audio.params import AudioParams
+from nanhu.engine.errors import CatalogCorrupt, NanhuError, VersionMismatch
+from nanhu.engine.policy import migrate_stored
 
 #: the catalog's one logger (these functions moved out of engine.catalog; its name stays)
-log = logging.getLogger("engine.catalog")
+log = logging.getLogger("nanhu.engine.catalog")
 
 FORMAT = "nanhu-catalog"
 FORMAT_VERSION = 2

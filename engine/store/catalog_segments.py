@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import vectors as vector_store
-from engine.audio.keys import KEY_BITS
-from engine.store.catalog_schema import segment_files
-from engine.store.postings import MAX_SEGMENT_FRAMES, Segment
-from engine.store.postings_write import merge_segments, write_segment
-from engine.vectors import VectorSegment, write_vector_segment
+from nanhu.engine import vectors as vector_store
+from nanhu.engine.audio.keys import KEY_BITS
+from nanhu.engine.store.catalog_schema import segment_files
+from nanhu.engine.store.postings import MAX_SEGMENT_FRAMES, Segment
+from nanhu.engine.store.postings_write import merge_segments, write_segment
+from nanhu.engine.vectors import VectorSegment, write_vector_segment
 
 #: a size tier holding this many audio segments is merged into one (tiered, log-structured:
 #: a posting is rewritten about log_8(catalog / batch) times over its life)

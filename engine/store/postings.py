@@ -41,7 +41,7 @@ from typing import Protocol
 
 import numpy as np
 
-from engine.errors import CatalogCorrupt
+from nanhu.engine.errors import CatalogCorrupt
 
 MAGIC = b"NANHUPST"
 SEGMENT_VERSION = 3
@@ -339,7 +339,7 @@ _WRITE_SIDE = ("write_segment", "merge_segments", "_SegmentWriter", "_dir_bits",
 
 def __getattr__(name: str):
     if name in _WRITE_SIDE:
-        from engine.store import postings_write
+        from nanhu.engine.store import postings_write
 
         return getattr(postings_write, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

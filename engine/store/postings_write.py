@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import CatalogCorrupt, LimitExceeded
-from engine.store.postings import MAGIC, MAX_SEGMENT_FRAMES, SEGMENT_VERSION, Segment, mix_keys
+from nanhu.engine.errors import CatalogCorrupt, LimitExceeded
+from nanhu.engine.store.postings import MAGIC, MAX_SEGMENT_FRAMES, SEGMENT_VERSION, Segment, mix_keys
 
 
 def _dir_bits(count: int, key_bits: int) -> int:

@@ -8,10 +8,10 @@ track's :class:`engine.fingerprint.VideoPrint` from the frames of a demux pass
 descriptor and the reasons for each part are in :mod:`engine.video.embed`.
 """
 
-from engine.video.embed import detect_borders, frame_embeddings, remove_borders
-from engine.video.keyframes import KeyframePrints, fingerprint_video
-from engine.video.params import VideoParams
-from engine.video.sampling import (
+from nanhu.engine.video.embed import detect_borders, frame_embeddings, remove_borders
+from nanhu.engine.video.keyframes import KeyframePrints, fingerprint_video
+from nanhu.engine.video.params import VideoParams
+from nanhu.engine.video.sampling import (
     MAX_HOLD_S,
     MAX_SIDE,
     KeyframeSampler,

@@ -24,7 +24,7 @@ combination ranks it first for 92 % of attacked frames on average (worst: a 15 %
 corner of a photograph, 70 %), with unrelated pairs at cosine 0.51 (99th percentile) and 0.74
 (99.9th). A 5x5 grid beat 4x4 and 3x3 (lower unrelated tail, better under flip+crop+logo);
 rank normalisation beat z-scores under clipping brightness changes. Per-attack similarities
-of encoded videos: ``python -m benchmarks.video_probe``. Matching never relies on one frame:
+of encoded videos: ``python -m nanhu.benchmarks.video_probe``. Matching never relies on one frame:
 the temporal alignment (:mod:`engine.video_align`) needs several keyframes in line.
 
 Frames with no content (black, flat, fades, a few words on black) get a low quality and are left
@@ -40,7 +40,7 @@ import numpy as np
 from scipy import fft as sfft
 from scipy import stats
 
-from engine.video.params import VideoParams
+from nanhu.engine.video.params import VideoParams
 
 # --- borders --------------------------------------------------------------------------------
 

@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine import stages
-from engine.media import Source, source_name
-from engine.video.embed import frame_embeddings
-from engine.video.params import VideoParams
-from engine.video.sampling import iter_sampled_frames
+from nanhu.engine import stages
+from nanhu.engine.media import Source, source_name
+from nanhu.engine.video.embed import frame_embeddings
+from nanhu.engine.video.params import VideoParams
+from nanhu.engine.video.sampling import iter_sampled_frames
 
 if TYPE_CHECKING:
-    from engine.fingerprint import VideoPrint
+    from nanhu.engine.fingerprint import VideoPrint
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class KeyframePrints:
     def result(self, name: str) -> VideoPrint | None:
         """The track's :class:`engine.fingerprint.VideoPrint`, or None when no keyframe has
         content (``name`` is the source, for the log)."""
-        from engine.fingerprint import VideoPrint
+        from nanhu.engine.fingerprint import VideoPrint
 
         kept = sum(len(t) for t in self._times)
         log.debug("%s: %d of %d keyframes have content", name, kept, self.total)

@@ -14,10 +14,10 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from engine import media
-from engine.errors import EmptyMediaError, LimitExceeded, MediaError
-from engine.media import Source, source_name
-from engine.video.params import VideoParams
+from nanhu.engine import media
+from nanhu.engine.errors import EmptyMediaError, LimitExceeded, MediaError
+from nanhu.engine.media import Source, source_name
+from nanhu.engine.video.params import VideoParams
 
 #: Largest frame side accepted (pixels); beyond it a header is lying or the file is hostile.
 MAX_SIDE = 16384

@@ -23,11 +23,12 @@ def tiny_report(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bench")
     env = {k: v for k, v in os.environ.items() if k != "NANHU_CACHE"}
     done = subprocess.run(
-        [sys.executable, "-m", "nanhu_cli", "bench", "all", "--tiny", "--out", str(out)],
+        [sys.executable, "-m", "nanhu", "bench", "all", "--tiny", "--out", str(out)],
         capture_output=True, text=True, env=env, timeout=1800,
         cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr[-3000:]
     assert "tiny (generated media" in done.stderr  # the size is stated up front
+    (out / "stderr.txt").write_text(done.stderr)
     return out
 
 
@@ -40,6 +41,15 @@ def test_every_section_is_in_the_report(tiny_report):
         assert heading in text, heading
     assert "Command: `nanhu bench all --tiny" in text
     assert "Machine: " in text and "cores" in text
+
+
+@pytest.mark.slow
+def test_progress_is_logged_at_info_not_as_warnings(tiny_report):
+    lines = (tiny_report / "stderr.txt").read_text().splitlines()
+    progress = [line for line in lines if "registering references:" in line
+                or "query fingerprints in" in line or "scale: {" in line]
+    assert len(progress) >= 3, lines[-40:]  # the audio bench and the scale bench both said where they are
+    assert not [line for line in progress if "WARNING" in line], progress
 
 
 @pytest.mark.slow
@@ -81,7 +91,7 @@ def test_raw_results_hold_each_measurement_and_the_corpus(tiny_report):
 def test_a_failing_section_is_reported_and_the_others_kept(tmp_path, monkeypatch):
     import argparse
 
-    from benchmarks import cli
+    from nanhu.benchmarks import cli
 
     def fine(out, size, seed, args):
         return "## Fine\n\nmeasured\n", {"value": 1}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.fingerprint_speed import main, run_fingerprint_speed
-from engine.errors import MediaError
+from nanhu.benchmarks.fingerprint_speed import main, run_fingerprint_speed
+from nanhu.engine.errors import MediaError
 
 
 def test_groups_files_by_codec_and_sums_them(song_files):

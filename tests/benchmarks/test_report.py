@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import cli, ingest_bench, plotting, report, scale_plots
-from benchmarks.runs import video_report
+from nanhu.benchmarks import cli, ingest_bench, plotting, report, scale_plots
+from nanhu.benchmarks.runs import video_report
 
 RECALL = {"clean": 1.0, "mp3-128k": 1.0, "amr-nb-12.2k": 0.96, "pink-snr5": 0.88,
           "pink-snr0": 0.68, "babble-snr5": 0.8, "speed-0.9": 0.96, "speed-1.1": 0.96,
@@ -96,7 +96,7 @@ def _bench_args(tmp_path: Path, *, tiny: bool = False) -> argparse.Namespace:
 
 def test_bench_logs_progress_at_info_on_stderr_and_prints_nothing(tmp_path, monkeypatch, capsys,
                                                                  caplog):
-    from benchmarks.corpus import tiny
+    from nanhu.benchmarks.corpus import tiny
 
     monkeypatch.setenv("NANHU_CACHE", str(tmp_path / "unused"))  # restored after the test
     monkeypatch.setattr(tiny, "build_tiny_corpora", lambda cache, seed: None)
@@ -107,10 +107,10 @@ def test_bench_logs_progress_at_info_on_stderr_and_prints_nothing(tmp_path, monk
     monkeypatch.setattr(cli, "RUNS", dict.fromkeys(cli.KINDS, section))
     monkeypatch.setattr(cli, "_corpus_manifests", lambda raw: {})
     monkeypatch.setattr(scale_plots, "headline_table", lambda raw: "| measure | Nanhu | peer |\n")
-    caplog.set_level(logging.INFO, logger="benchmarks")
+    caplog.set_level(logging.INFO, logger="nanhu.benchmarks")
     assert cli.cmd_bench(_bench_args(tmp_path, tiny=True)) == 0
     assert capsys.readouterr().out == ""
-    said = [r for r in caplog.records if r.name == "benchmarks.cli"]
+    said = [r for r in caplog.records if r.name == "nanhu.benchmarks.cli"]
     assert said and all(r.levelno == logging.INFO for r in said)
     assert "tiny (generated media" in said[0].getMessage()
     assert said[-1].getMessage() == f"bench: wrote {tmp_path / 'report.md'}"
@@ -127,12 +127,12 @@ def test_the_ingest_section_logs_its_runs_instead_of_printing_json(tmp_path, mon
                 "projected_media_h_per_h_idle_cores": 120.0 * workers}
 
     monkeypatch.setattr(ingest_bench, "run_ingest", fake_run)
-    caplog.set_level(logging.INFO, logger="benchmarks")
+    caplog.set_level(logging.INFO, logger="nanhu.benchmarks")
     results = ingest_bench.run_ingest_bench(tmp_path / "out", cache=tmp_path, corpus=tmp_path,
                                             short=0, workers=(1, 2))
     assert results["speedup_2_vs_1"] == 2.0
     assert capsys.readouterr().out == ""
-    logged = [r.getMessage() for r in caplog.records if r.name == "benchmarks.ingest_bench"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "nanhu.benchmarks.ingest_bench"]
     assert len(logged) == 2 and all(m.startswith("ingest bench: {") for m in logged)
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.scale_audio import decoy
-from benchmarks.synth import music_like
-from engine.audio.keys import audio_landmarks
-from engine.audio.params import AudioParams
-from engine.audio.peaks import stream_peaks
-from engine.catalog import Catalog
-from engine.fingerprint import Fingerprint
-from engine.matcher import Matcher
+from nanhu.benchmarks.scale_audio import decoy
+from nanhu.benchmarks.synth import music_like
+from nanhu.engine.audio.keys import audio_landmarks
+from nanhu.engine.audio.params import AudioParams
+from nanhu.engine.audio.peaks import stream_peaks
+from nanhu.engine.catalog import Catalog
+from nanhu.engine.fingerprint import Fingerprint
+from nanhu.engine.matcher import Matcher
 
 RATE = 8000
 

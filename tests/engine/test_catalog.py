@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.audio.params import AudioParams
-from engine.catalog import Catalog
-from engine.errors import (
+from nanhu.engine.audio.params import AudioParams
+from nanhu.engine.catalog import Catalog
+from nanhu.engine.errors import (
     AlreadyExists,
     CatalogCorrupt,
     CatalogLocked,
@@ -19,7 +19,7 @@ from engine.errors import (
     NotFound,
     VersionMismatch,
 )
-from engine.matcher import Matcher
+from nanhu.engine.matcher import Matcher
 
 
 def test_commit_then_reopen_sees_everything(two_refs, make_fp, lookup_ordinals, segment_files):
@@ -145,7 +145,7 @@ def test_refresh_sees_another_writers_commit(two_refs, make_fp):
 
 
 def test_matcher_refresh_sees_new_references(two_refs, reference_fps, song_files):
-    from engine.fingerprint import fingerprint_media
+    from nanhu.engine.fingerprint import fingerprint_media
 
     query = fingerprint_media(song_files["song-1"], query=True, video=False)
     matcher = Matcher(Catalog(two_refs))
@@ -216,7 +216,7 @@ def test_read_only_catalog_refuses_writes(two_refs, make_fp):
 
 
 def test_references_must_be_hashed_at_speed_one(catalog_dir, reference_fps, song_files):
-    from engine.fingerprint import fingerprint_media
+    from nanhu.engine.fingerprint import fingerprint_media
 
     query_fp = fingerprint_media(song_files["song-0"], query=True, video=False)
     with Catalog(catalog_dir, writable=True, create=True) as writer:
@@ -249,7 +249,7 @@ def test_missing_and_corrupt_catalogs(tmp_path, two_refs):
 def test_small_commits_merge_by_tier_and_old_files_go(catalog_dir, make_fp, lookup_ordinals):
     """Eight one-reference commits fill tier 0 and are merged into one segment in the eighth
     commit; the replaced files are removed and every posting is still found."""
-    from engine.catalog import TIER_FANOUT
+    from nanhu.engine.catalog import TIER_FANOUT
 
     with Catalog(catalog_dir, writable=True, create=True) as catalog:
         for n in range(TIER_FANOUT):

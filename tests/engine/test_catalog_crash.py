@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.catalog import Catalog
-from engine.errors import (
+from nanhu.engine.catalog import Catalog
+from nanhu.engine.errors import (
     NotFound,
 )
 
@@ -34,7 +34,7 @@ def crash_on_manifest_swap(monkeypatch) -> None:
             raise SimulatedCrash("power cut before the manifest swap")
         return real_replace(src, dst, *args, **kwargs)
 
-    monkeypatch.setattr("engine.store.catalog_segments.os.replace", replace)
+    monkeypatch.setattr("nanhu.engine.store.catalog_segments.os.replace", replace)
 
 
 def crash_in_write_manifest(monkeypatch) -> None:
@@ -117,7 +117,7 @@ def test_crash_while_writing_a_segment_rolls_back_sqlite(two_refs, make_fp, monk
 
     writer = Catalog(two_refs, writable=True)
     writer.add("ref-c", make_fp(3))
-    monkeypatch.setattr("engine.store.catalog_segments.write_segment", half_written_segment)
+    monkeypatch.setattr("nanhu.engine.store.catalog_segments.write_segment", half_written_segment)
     with pytest.raises(SimulatedCrash):
         writer.commit()
     monkeypatch.undo()
@@ -153,8 +153,8 @@ def test_crash_during_compaction_keeps_the_old_segments(two_refs, make_fp, monke
 # --- large vector segments ---------------------------------------------------------------------
 def with_keyframes(fp, seed: int, n: int = 120):
     """``fp`` with ``n`` random unit keyframe vectors (2 per second) added."""
-    from engine.fingerprint import VideoPrint
-    from engine.video import VideoParams
+    from nanhu.engine.fingerprint import VideoPrint
+    from nanhu.engine.video import VideoParams
 
     rng = np.random.default_rng(seed)
     vectors = rng.standard_normal((n, 248)).astype(np.float32)
@@ -165,7 +165,7 @@ def with_keyframes(fp, seed: int, n: int = 120):
 
 def test_a_large_vector_segment_gets_a_graph_that_survives_reopen_and_crashes(
         catalog_dir, make_fp, monkeypatch, segment_files):
-    monkeypatch.setattr("engine.vectors.HNSW_MIN_VECTORS", 200)
+    monkeypatch.setattr("nanhu.engine.vectors.HNSW_MIN_VECTORS", 200)
     fps = [with_keyframes(make_fp(i), seed=i) for i in range(3)]
     with Catalog(catalog_dir, writable=True, create=True) as catalog:
         for i, fp in enumerate(fps[:2]):

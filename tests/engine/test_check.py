@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine import catalog as catalog_module
-from engine.catalog import Catalog
-from engine.check import check_catalog
-from engine.fingerprint import Fingerprint, VideoPrint
-from engine.video import VideoParams
+from nanhu.engine import catalog as catalog_module
+from nanhu.engine.catalog import Catalog
+from nanhu.engine.check import check_catalog
+from nanhu.engine.fingerprint import Fingerprint, VideoPrint
+from nanhu.engine.video import VideoParams
 
 
 def video_fp(seed: int, *, scale: float = 1.0, dim: int | None = None) -> Fingerprint:

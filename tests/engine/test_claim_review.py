@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine import thumbnails
-from engine.claims import LOCAL_ADMIN, TRANSITIONS, ClaimStore, Viewer, allowed_changes
-from engine.errors import NotFound
-from engine.thumbnails import PER_CLAIM, Thumbnail
-from engine.verdict import Match
+from nanhu.engine import thumbnails
+from nanhu.engine.claims import LOCAL_ADMIN, TRANSITIONS, ClaimStore, Viewer, allowed_changes
+from nanhu.engine.errors import NotFound
+from nanhu.engine.thumbnails import PER_CLAIM, Thumbnail
+from nanhu.engine.verdict import Match
 
 LABEL = Viewer("label-a", rights_holder=True)
 TUBE = Viewer("tube", platform=True)

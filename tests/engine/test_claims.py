@@ -15,10 +15,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.claims import LOCAL_ADMIN, PLATFORM, RIGHTS_HOLDER, STATUSES, TRANSITIONS, ClaimStore, Viewer
-from engine.errors import InvalidArgument, InvalidState, NotFound, PermissionDenied, VersionMismatch
-from engine.outbox import signature, verify
-from engine.verdict import Match
+from nanhu.engine.claims import (
+    LOCAL_ADMIN,
+    PLATFORM,
+    RIGHTS_HOLDER,
+    STATUSES,
+    TRANSITIONS,
+    ClaimStore,
+    Viewer,
+)
+from nanhu.engine.errors import InvalidArgument, InvalidState, NotFound, PermissionDenied, VersionMismatch
+from nanhu.engine.outbox import signature, verify
+from nanhu.engine.verdict import Match
 
 LABEL = Viewer("label-a", rights_holder=True, name="key-a")
 TUBE = Viewer("tube", platform=True, name="key-t")
@@ -179,8 +187,8 @@ def test_a_crash_mid_write_loses_nothing_committed_and_leaves_nothing_half_writt
     # cleanup, no rollback, as kill -9), with a webhook queued for it too.
     script = textwrap.dedent(f"""
         import os, sqlite3
-        from engine.claims import ClaimStore
-        from engine.verdict import Match
+        from nanhu.engine.claims import ClaimStore
+        from nanhu.engine.verdict import Match
         store = ClaimStore({str(tmp_path)!r})
         store.outbox.set_webhook("label-a", "http://127.0.0.1:9/hook")
         real = store._db

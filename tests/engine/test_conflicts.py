@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.synth import music_like
-from engine.catalog import Catalog
-from engine.conflicts import describe, find_overlaps
-from engine.errors import InvalidArgument, NotFound
-from engine.fingerprint import fingerprint_media
-from engine.matcher import Matcher
+from nanhu.benchmarks.synth import music_like
+from nanhu.engine.catalog import Catalog
+from nanhu.engine.conflicts import describe, find_overlaps
+from nanhu.engine.errors import InvalidArgument, NotFound
+from nanhu.engine.fingerprint import fingerprint_media
+from nanhu.engine.matcher import Matcher
 
 
 class SimulatedCrash(Exception):
@@ -176,7 +176,7 @@ def test_a_crash_before_the_manifest_swap_rolls_back_conflicts_and_owner_changes
         return real_replace(src, dst, *args, **kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr("engine.store.catalog_segments.os.replace", replace)
+        patch.setattr("nanhu.engine.store.catalog_segments.os.replace", replace)
         with pytest.raises(SimulatedCrash):
             writer.commit()
     writer.close()
@@ -188,7 +188,7 @@ def test_a_crash_before_the_manifest_swap_rolls_back_conflicts_and_owner_changes
 
 def test_works_of_one_batch_are_checked_against_each_other(catalog_dir, reference_fps,
                                                            excerpt_fp):
-    from engine.conflicts import BatchScreen
+    from nanhu.engine.conflicts import BatchScreen
 
     with Catalog(catalog_dir, writable=True, create=True) as catalog, BatchScreen(catalog) as screen:
         for ref_id, fp, owner in (("song-0", reference_fps["song-0"], "label-a"),
@@ -205,7 +205,7 @@ def test_works_of_one_batch_are_checked_against_each_other(catalog_dir, referenc
 
 
 def test_a_killed_batchs_scratch_catalog_is_removed_by_the_next_writer(catalog_dir, reference_fps):
-    from engine.conflicts import BatchScreen
+    from nanhu.engine.conflicts import BatchScreen
 
     with Catalog(catalog_dir, writable=True, create=True) as catalog:
         screen = BatchScreen(catalog)

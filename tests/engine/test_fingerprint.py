@@ -7,14 +7,14 @@ import av
 import numpy as np
 import pytest
 
-from benchmarks.synth import music_like, write_video
-from benchmarks.video_probe import Footage
-from engine import media
-from engine.audio.keys import audio_landmarks
-from engine.audio.params import AudioParams
-from engine.errors import EmptyMediaError
-from engine.fingerprint import fingerprint_media
-from engine.video import fingerprint_video
+from nanhu.benchmarks.synth import music_like, write_video
+from nanhu.benchmarks.video_probe import Footage
+from nanhu.engine import media
+from nanhu.engine.audio.keys import audio_landmarks
+from nanhu.engine.audio.params import AudioParams
+from nanhu.engine.errors import EmptyMediaError
+from nanhu.engine.fingerprint import fingerprint_media
+from nanhu.engine.video import fingerprint_video
 
 CLIP_S = 12.0
 #: file name -> (video codec, audio codec)

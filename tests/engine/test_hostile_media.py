@@ -8,11 +8,11 @@ import re
 import numpy as np
 import pytest
 
-from benchmarks.synth import music_like
-from benchmarks.video_probe import Footage, encode
-from engine.errors import LimitExceeded, MediaError, NanhuError
-from engine.fingerprint import Fingerprint, fingerprint_media
-from engine.video import MAX_HOLD_S, VideoParams, fingerprint_video
+from nanhu.benchmarks.synth import music_like
+from nanhu.benchmarks.video_probe import Footage, encode
+from nanhu.engine.errors import LimitExceeded, MediaError, NanhuError
+from nanhu.engine.fingerprint import Fingerprint, fingerprint_media
+from nanhu.engine.video import MAX_HOLD_S, VideoParams, fingerprint_video
 
 CLIP_S = 2.0
 #: every container the suite makes: file name -> (video codec, audio codec) or None for audio

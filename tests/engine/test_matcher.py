@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.synth import music_like
-from engine.catalog import Catalog
-from engine.fingerprint import fingerprint_media
-from engine.matcher import Matcher
+from nanhu.benchmarks.synth import music_like
+from nanhu.engine.catalog import Catalog
+from nanhu.engine.fingerprint import fingerprint_media
+from nanhu.engine.matcher import Matcher
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +78,9 @@ def test_resampled_speed_change_still_matches(matcher, songs, kit, tmp_path, spe
 
 def aligned_votes(anchor_frames: np.ndarray, anchor_log_freqs: np.ndarray) -> list:
     """Segments align_audio finds when each given query landmark hits reference 7 at one offset."""
-    from engine.audio.align import AudioMatchParams, align_audio
-    from engine.audio.keys import D1_SHIFT, Landmarks
-    from engine.audio.params import AudioParams
+    from nanhu.engine.audio.align import AudioMatchParams, align_audio
+    from nanhu.engine.audio.keys import D1_SHIFT, Landmarks
+    from nanhu.engine.audio.params import AudioParams
 
     n = anchor_frames.size
     targets = np.arange(n) % 7  # landmarks of one anchor differ in their target (dlf, dt)
@@ -184,7 +184,7 @@ def test_a_copy_across_a_query_window_boundary_is_one_match(registered_catalog, 
     window boundary comes back whole, as from a single pass over the query."""
     import dataclasses
 
-    from engine.audio.align import AudioMatchParams
+    from nanhu.engine.audio.align import AudioMatchParams
 
     rate = kit.rate
     upload = np.concatenate([noise(45.0, seed=3, rate=rate), kit.excerpt(songs["song-2"], 2, 38),
@@ -300,7 +300,7 @@ def test_the_lookup_budget_grows_with_the_query_not_per_window(registered_catalo
 def test_the_shortlist_grows_with_the_query(registered_catalog, songs, kit, monkeypatch):
     """Raw votes grow with the window for every reference: a 20 s window keeps 200 references
     where a 5 s query keeps 48, so a short copy inside a long upload is still aligned."""
-    import engine.matcher as matcher_module
+    import nanhu.engine.matcher as matcher_module
 
     limits = []
     real = matcher_module.shortlist
@@ -325,7 +325,7 @@ def test_query_keyed_on_demand_matches_as_keyed_whole(registered_catalog, long_u
     its windows, keys and so its matches are those of the same query keyed whole."""
     import dataclasses
 
-    from engine.audio.align import AudioMatchParams
+    from nanhu.engine.audio.align import AudioMatchParams
 
     path, truth = long_upload
     whole = fingerprint_media(path, query=True, video=False)

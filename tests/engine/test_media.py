@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 from scipy import signal
 
-from benchmarks.synth import music_like
-from engine import media
-from engine.errors import EmptyMediaError, LimitExceeded, MediaError
+from nanhu.benchmarks.synth import music_like
+from nanhu.engine import media
+from nanhu.engine.errors import EmptyMediaError, LimitExceeded, MediaError
 
 FP_RATE = 8000  # the fingerprint rate the engine decodes to
 CLIP_S = 6.0
@@ -220,7 +220,7 @@ def test_truncated_mp3_decodes_what_is_there_and_warns(song_files, tmp_path, cap
     path = tmp_path / "half.mp3"
     path.write_bytes(data[: len(data) // 2])
     full = media.load_audio(song_files["song-0"], sample_rate=FP_RATE)
-    with caplog.at_level(logging.WARNING, logger="engine.media"):
+    with caplog.at_level(logging.WARNING, logger="nanhu.engine.media"):
         half = media.load_audio(path, sample_rate=FP_RATE)
     assert half.size / FP_RATE == pytest.approx(20.0, abs=1.0)
     np.testing.assert_allclose(half[: 15 * FP_RATE], full[: 15 * FP_RATE], atol=1e-6)
@@ -229,10 +229,10 @@ def test_truncated_mp3_decodes_what_is_there_and_warns(song_files, tmp_path, cap
 
 
 def test_complete_files_do_not_warn_about_truncation(clip_files, caplog):
-    with caplog.at_level(logging.WARNING, logger="engine.media"):
+    with caplog.at_level(logging.WARNING, logger="nanhu.engine.media"):
         for path in clip_files.values():
             media.load_audio(path, sample_rate=FP_RATE)
-    assert not [r for r in caplog.records if r.name == "engine.media"]
+    assert not [r for r in caplog.records if r.name == "nanhu.engine.media"]
 
 
 def test_silence_decodes_to_zeros_and_an_empty_track_to_an_error(kit, tmp_path):

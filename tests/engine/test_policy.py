@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.catalog import META_VERSION, Catalog
-from engine.errors import InvalidArgument, VersionMismatch
-from engine.policy import (
+from nanhu.engine.catalog import META_VERSION, Catalog
+from nanhu.engine.errors import InvalidArgument, VersionMismatch
+from nanhu.engine.policy import (
     ACTIONS,
     MIN_TRIMMED_PIECE_S,
     Policy,
@@ -40,7 +40,7 @@ def crash_on_manifest_swap(monkeypatch) -> None:
             raise SimulatedCrash("power cut before the manifest swap")
         return real_replace(src, dst, *args, **kwargs)
 
-    monkeypatch.setattr("engine.store.catalog_segments.os.replace", replace)
+    monkeypatch.setattr("nanhu.engine.store.catalog_segments.os.replace", replace)
 
 
 @pytest.fixture

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.catalog import Catalog
-from engine.check import check_catalog
-from engine.fingerprint import Fingerprint, VideoPrint, fingerprint_media
-from engine.matcher import Matcher
-from engine.video import VideoParams
+from nanhu.engine.catalog import Catalog
+from nanhu.engine.check import check_catalog
+from nanhu.engine.fingerprint import Fingerprint, VideoPrint, fingerprint_media
+from nanhu.engine.matcher import Matcher
+from nanhu.engine.video import VideoParams
 
 ROOT = Path(__file__).resolve().parents[2]
 #: what the damaged catalog must lose, and why (the reason's start)
@@ -123,7 +123,7 @@ def test_repair_refuses_while_another_process_writes(registered_catalog, tmp_pat
         assert run_cli("repair", "--catalog", copy).code == 6
 
 
-_REPAIR = "import sys, nanhu_cli; sys.exit(nanhu_cli.main(sys.argv[1:]))"
+_REPAIR = "import sys; from nanhu import cli as nanhu_cli; sys.exit(nanhu_cli.main(sys.argv[1:]))"
 
 
 @pytest.mark.slow

@@ -7,13 +7,13 @@ import dataclasses
 import numpy as np
 import pytest
 
-from engine.audio.keys import Landmarks
-from engine.audio.params import AudioParams
-from engine.catalog import Catalog
-from engine.errors import InvalidArgument, VersionMismatch
-from engine.fingerprint import Fingerprint, VideoPrint
-from engine.validate import MIN_REFERENCE_S, validate_fingerprint
-from engine.video import VideoParams
+from nanhu.engine.audio.keys import Landmarks
+from nanhu.engine.audio.params import AudioParams
+from nanhu.engine.catalog import Catalog
+from nanhu.engine.errors import InvalidArgument, VersionMismatch
+from nanhu.engine.fingerprint import Fingerprint, VideoPrint
+from nanhu.engine.validate import MIN_REFERENCE_S, validate_fingerprint
+from nanhu.engine.video import VideoParams
 
 DIM = VideoParams().dim
 
@@ -158,7 +158,7 @@ def test_references_too_short_to_ever_match_are_refused():
 
 @pytest.mark.parametrize("name", ["video dimension 3", "vector norm 1e6", "NaN time"])
 def test_catalog_add_refuses_poison_and_screening_still_works(catalog_dir, name):
-    from engine.matcher import Matcher
+    from nanhu.engine.matcher import Matcher
 
     good = fingerprint(seed=1)
     with Catalog(catalog_dir, writable=True, create=True) as writer:
@@ -187,8 +187,8 @@ STORED_POISONS = {
 @pytest.mark.parametrize("name", sorted(STORED_POISONS))
 def test_a_bad_stored_reference_fails_alone_in_matching_and_compaction(catalog_dir, monkeypatch,
                                                                        name):
-    from engine import catalog as catalog_module
-    from engine.matcher import Matcher
+    from nanhu.engine import catalog as catalog_module
+    from nanhu.engine.matcher import Matcher
 
     goods = {f"good-{seed}": fingerprint(seed=seed, audio=False) for seed in (1, 2)}
     poison = STORED_POISONS[name](fingerprint(seed=9, audio=False))
@@ -215,7 +215,7 @@ def test_a_bad_stored_reference_fails_alone_in_matching_and_compaction(catalog_d
 
 
 def test_a_query_of_the_wrong_dimension_is_invalid_not_a_crash(catalog_dir):
-    from engine.matcher import Matcher
+    from nanhu.engine.matcher import Matcher
 
     with Catalog(catalog_dir, writable=True, create=True) as writer:
         writer.add("good", fingerprint(seed=1, audio=False))

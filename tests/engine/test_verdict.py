@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from engine.catalog import Catalog, Reference
-from engine.fingerprint import fingerprint_media
-from engine.matcher import Matcher
-from engine.policy import Policy, ScreenFloor
-from engine.segments import Segment, score_from_log10_expected
-from engine.verdict import Match, judge
+from nanhu.engine.catalog import Catalog, Reference
+from nanhu.engine.fingerprint import fingerprint_media
+from nanhu.engine.matcher import Matcher
+from nanhu.engine.policy import Policy, ScreenFloor
+from nanhu.engine.segments import Segment, score_from_log10_expected
+from nanhu.engine.verdict import Match, judge
 
 
 def segment(**overrides) -> Segment:
@@ -174,7 +174,7 @@ def test_owner_default_and_own_policy_through_the_matcher(owned_catalog, songs, 
 def test_a_hand_broken_stored_policy_sends_matches_to_review_and_check_reports_it(owned_catalog):
     import sqlite3
 
-    from engine.check import check_catalog
+    from nanhu.engine.check import check_catalog
 
     with sqlite3.connect(owned_catalog / "meta.sqlite") as db:
         db.execute("""UPDATE refs SET policy = '{"action": "blok"}' WHERE ref_id = 'song-1'""")

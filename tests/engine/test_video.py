@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.video_probe import ATTACKS, Footage, encode
-from engine.errors import EmptyMediaError, LimitExceeded, MediaError, NanhuError
-from engine.video import (
+from nanhu.benchmarks.video_probe import ATTACKS, Footage, encode
+from nanhu.engine.errors import EmptyMediaError, LimitExceeded, MediaError, NanhuError
+from nanhu.engine.video import (
     VideoParams,
     detect_borders,
     fingerprint_video,
@@ -20,7 +20,7 @@ from engine.video import (
     remove_borders,
     sample_frames,
 )
-from engine.video_align import align_video, default_params
+from nanhu.engine.video_align import align_video, default_params
 
 FPS = 10.0
 SECONDS = 8.0

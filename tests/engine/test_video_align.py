@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.segments import Segment
-from engine.video_align import VideoMatchParams, align_video, default_params
+from nanhu.engine.segments import Segment
+from nanhu.engine.video_align import VideoMatchParams, align_video, default_params
 
 FPS = 2.0  # keyframes per second, query and reference
 K = 16

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.synth import music_like, write_audio
-from engine.catalog import Catalog
-from engine.vectors import VectorSegment
+from nanhu.benchmarks.synth import music_like, write_audio
+from nanhu.engine.catalog import Catalog
+from nanhu.engine.vectors import VectorSegment
 
 RATE = 22050
 

@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 OWNER = """
 import sys
-from indexer.executors import LocalExecutor
+from nanhu.indexer.executors import LocalExecutor
 if __name__ == "__main__":
     executor = LocalExecutor(2)
     print(" ".join(str(p) for p in executor._pool._processes), flush=True)

@@ -8,11 +8,11 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from engine.catalog import Catalog
-from indexer import executors
-from indexer.ingest import EXIT_PARTIAL, IngestOptions, run_ingest
-from indexer.worker import fingerprint_file
-from nanhu_cli import main
+from nanhu.cli import main
+from nanhu.engine.catalog import Catalog
+from nanhu.indexer import executors
+from nanhu.indexer.ingest import EXIT_PARTIAL, IngestOptions, run_ingest
+from nanhu.indexer.worker import fingerprint_file
 
 
 def run(*args) -> int:

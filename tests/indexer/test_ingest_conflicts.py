@@ -3,9 +3,9 @@ catalog holds and against the earlier works of the same batch."""
 
 from __future__ import annotations
 
-from benchmarks.synth import music_like, write_audio
-from engine.catalog import Catalog
-from nanhu_cli import main
+from nanhu.benchmarks.synth import music_like, write_audio
+from nanhu.cli import main
+from nanhu.engine.catalog import Catalog
 
 RATE = 22050
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from indexer.journal import Journal
+from nanhu.indexer.journal import Journal
 
 
 def _file(path: str, ref_id: str) -> dict:

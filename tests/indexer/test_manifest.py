@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.errors import InvalidArgument
-from indexer.manifest import Entry, Problem, Source, folder_id, validate
-from nanhu_cli import main
+from nanhu.cli import main
+from nanhu.engine.errors import InvalidArgument
+from nanhu.indexer.manifest import Entry, Problem, Source, folder_id, validate
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:

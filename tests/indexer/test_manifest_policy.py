@@ -12,10 +12,10 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.catalog import Catalog
-from engine.policy import ACTIONS, MODALITIES, Policy
-from indexer.manifest import Entry, Source, policy_fields, validate
-from nanhu_cli import main
+from nanhu.cli import main
+from nanhu.engine.catalog import Catalog
+from nanhu.engine.policy import ACTIONS, MODALITIES, Policy
+from nanhu.indexer.manifest import Entry, Source, policy_fields, validate
 
 HEADER = ["path", "id", "policy", "policy_modality", "policy_min_match_s", "policy_min_upload_share",
           "policy_min_reference_share", "policy_exclude", "policy_disabled"]

@@ -9,10 +9,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from types import SimpleNamespace
 
-from indexer import executors
-from indexer import progress as P
-from indexer.ingest import IngestOptions, run_ingest
-from indexer.worker import fingerprint_file
+from nanhu.indexer import executors
+from nanhu.indexer import progress as P
+from nanhu.indexer.ingest import IngestOptions, run_ingest
+from nanhu.indexer.worker import fingerprint_file
 
 
 class _Clock:

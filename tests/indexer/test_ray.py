@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nanhu_cli import main
+from nanhu.cli import main
 
 # Not skipped when Ray is missing: `make test` installs the ray extra, so a missing Ray is a
 # broken setup, and a skip would leave the Ray path untested without anyone noticing. Without

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.catalog import Catalog
-from nanhu_cli import main
+from nanhu.cli import main
+from nanhu.engine.catalog import Catalog
 
 N_FILES = 16
 
@@ -40,7 +40,7 @@ def clean_postings(manifest) -> Path:
 def _start(args: list, log: Path) -> subprocess.Popen:
     with open(log, "w") as handle:
         return subprocess.Popen(
-            [sys.executable, "-m", "nanhu_cli", "ingest", *map(str, args)],
+            [sys.executable, "-m", "nanhu", "ingest", *map(str, args)],
             stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
         )
 

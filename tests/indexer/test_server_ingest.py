@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from engine.catalog import Catalog
-from nanhu_cli import main
+from nanhu.cli import main
+from nanhu.engine.catalog import Catalog
 
-pytest.importorskip("server.client", reason="the gRPC client (server/client.py) is not there")
-from server.app import create_server  # noqa: E402
-from server.auth import KeyFile  # noqa: E402
+pytest.importorskip("nanhu.server.client", reason="the gRPC client (server/client.py) is not there")
+from nanhu.server.app import create_server  # noqa: E402
+from nanhu.server.auth import KeyFile  # noqa: E402
 
 
 @pytest.fixture
@@ -100,7 +100,7 @@ def test_ingest_retries_until_a_server_that_starts_late_answers(tmp_path, clip_b
                 threading.Thread(target=start_server).start()
 
     handler = StartOnRetry(logging.WARNING)
-    sinks_log = logging.getLogger("indexer.sinks")
+    sinks_log = logging.getLogger("nanhu.indexer.sinks")
     sinks_log.addHandler(handler)
     manifest = helpers.write_csv(tmp_path / "m.csv", ["path", "id"],
                                  [[clip_bank[5], "late-5"], [clip_bank[6], "late-6"]])
@@ -118,7 +118,7 @@ def test_ingest_retries_until_a_server_that_starts_late_answers(tmp_path, clip_b
 
 
 def test_policy_columns_travel_over_grpc(tmp_path, clip_bank, helpers, server):
-    from engine.policy import Policy
+    from nanhu.engine.policy import Policy
 
     manifest = helpers.write_csv(tmp_path / "m.csv", ["path", "id", "policy", "policy_min_match_s",
                                                       "policy_exclude", "policy_disabled"],

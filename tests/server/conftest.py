@@ -14,14 +14,14 @@ import grpc
 import numpy as np
 import pytest
 
-from benchmarks.synth import music_like, write_audio
-from engine.fingerprint import fingerprint_media
-from proto.gen.nanhu.v1 import nanhu_pb2_grpc as pb_grpc
-from server.app import create_server
-from server.auth import KeyFile
-from server.client import NanhuClient
-from server.service import Limits
-from server.webhooks import WebhookSettings
+from nanhu.benchmarks.synth import music_like, write_audio
+from nanhu.engine.fingerprint import fingerprint_media
+from nanhu.proto.gen.nanhu.v1 import nanhu_pb2_grpc as pb_grpc
+from nanhu.server.app import create_server
+from nanhu.server.auth import KeyFile
+from nanhu.server.client import NanhuClient
+from nanhu.server.service import Limits
+from nanhu.server.webhooks import WebhookSettings
 
 RATE = 22050
 

@@ -7,12 +7,12 @@ import json
 import grpc
 import pytest
 
-import nanhu_cli
-from engine.audio.params import AudioParams
-from engine.errors import InvalidArgument
-from proto.gen.nanhu.v1 import nanhu_pb2 as pb
-from server.app import create_server
-from server.auth import KeyFile
+from nanhu import cli as nanhu_cli
+from nanhu.engine.audio.params import AudioParams
+from nanhu.engine.errors import InvalidArgument
+from nanhu.proto.gen.nanhu.v1 import nanhu_pb2 as pb
+from nanhu.server.app import create_server
+from nanhu.server.auth import KeyFile
 
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 PERMISSION_DENIED = grpc.StatusCode.PERMISSION_DENIED
@@ -94,7 +94,7 @@ def test_screening_does_not_leak_another_tenants_metadata(env):
         metadata={"contract": "SECRET-CONTRACT-205"}, policy_label="track")
     _, screening, _ = env.stubs()
     query = env.fingerprint(env.write("q205.wav", ref[2 * 22050 : 12 * 22050]), query=True)
-    from server import convert
+    from nanhu.server import convert
 
     response = screening.ScreenFingerprint(
         pb.ScreenFingerprintRequest(fingerprint=convert.fingerprint_to_proto(query)),

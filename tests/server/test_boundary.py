@@ -9,8 +9,8 @@ import grpc
 import numpy as np
 import pytest
 
-from proto.gen.nanhu.v1 import nanhu_pb2 as pb
-from server import convert
+from nanhu.proto.gen.nanhu.v1 import nanhu_pb2 as pb
+from nanhu.server import convert
 
 
 def rpc_error(call, *args, **kwargs) -> grpc.RpcError:
@@ -105,17 +105,17 @@ def test_a_newline_in_a_hint_key_cannot_forge_a_log_line(env, caplog):
     header = pb.ScreenHeader(filename="hint.wav",
                              hints={"x\nrpc=Forged code=OK tenant=admin": "1"})
     channel, screening, _ = env.stubs()
-    with caplog.at_level(logging.INFO, logger="server.rpc"):
+    with caplog.at_level(logging.INFO, logger="nanhu.server.rpc"):
         screening.Screen(env.chunks(pb.ScreenChunk, header, data), timeout=30,
                          metadata=env.metadata("platform"))
     channel.close()
-    lines = [r.getMessage() for r in caplog.records if r.name == "server.rpc"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "nanhu.server.rpc"]
     assert lines and all("\n" not in line for line in lines)
     assert not any(line.startswith("rpc=Forged") for line in lines)
 
 
 def test_a_bug_is_internal_with_a_message_not_unknown_and_empty(small_server, monkeypatch):
-    from server import service
+    from nanhu.server import service
 
     env = small_server()
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from engine.errors import BudgetExceeded, InvalidArgument
-from server.pool import JobBudget, WorkerPool
-from server.status import WorkerCrashed, status_for
+from nanhu.engine.errors import BudgetExceeded, InvalidArgument
+from nanhu.server.pool import JobBudget, WorkerPool
+from nanhu.server.status import WorkerCrashed, status_for
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="budgets are read from /proc")
@@ -69,7 +69,7 @@ def test_over_budget_jobs_are_stopped_alone_and_the_pool_goes_on(tmp_path):
 def long_upload(tmp_path_factory) -> Path:
     """Ten minutes of music: screening it takes 2.2 s of CPU and 150 MiB, its keys made window
     by window (a 5 s clip: 0.14 s, 75 MiB, the worker's own 69 MiB included)."""
-    from benchmarks.synth import music_like, write_audio
+    from nanhu.benchmarks.synth import music_like, write_audio
 
     path = tmp_path_factory.mktemp("budget") / "long-upload.wav"
     return write_audio(path, music_like(600.0, seed=331, sample_rate=22050), 22050)

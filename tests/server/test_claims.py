@@ -13,10 +13,10 @@ import grpc
 import numpy as np
 import pytest
 
-import nanhu_cli
-from engine.outbox import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
-from proto.gen.nanhu.v1 import nanhu_pb2 as pb
-from server import convert
+from nanhu import cli as nanhu_cli
+from nanhu.engine.outbox import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from nanhu.proto.gen.nanhu.v1 import nanhu_pb2 as pb
+from nanhu.server import convert
 
 RATE = 22050
 NOT_FOUND = grpc.StatusCode.NOT_FOUND

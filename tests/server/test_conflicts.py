@@ -9,8 +9,8 @@ import json
 import grpc
 import pytest
 
-import nanhu_cli
-from engine.catalog import Catalog
+from nanhu import cli as nanhu_cli
+from nanhu.engine.catalog import Catalog
 
 RATE = 22050
 

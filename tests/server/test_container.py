@@ -15,9 +15,9 @@ import pytest
 import yaml
 from grpc_health.v1 import health_pb2
 
-from server.app import create_server
-from server.auth import KeyFile
-from server.cli import DEFAULT_LISTEN
+from nanhu.server.app import create_server
+from nanhu.server.auth import KeyFile
+from nanhu.server.cli import DEFAULT_LISTEN
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PORT = int(DEFAULT_LISTEN.rpartition(":")[2])

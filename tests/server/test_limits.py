@@ -9,8 +9,8 @@ import threading
 import grpc
 import pytest
 
-from proto.gen.nanhu.v1 import nanhu_pb2 as pb
-from server import convert
+from nanhu.proto.gen.nanhu.v1 import nanhu_pb2 as pb
+from nanhu.server import convert
 
 RATE = 22050
 
@@ -184,7 +184,7 @@ def test_spool_folders_of_dead_servers_are_removed_at_start_up(tmp_path):
     import subprocess
     import sys
 
-    from server.work import Spool
+    from nanhu.server.work import Spool
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)

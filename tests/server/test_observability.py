@@ -13,12 +13,12 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.synth import music_like
-from engine.catalog import Catalog
-from proto.gen.nanhu.v1 import nanhu_pb2 as pb
-from server.app import create_server
-from server.client import NanhuClient
-from server.logs import make_handler
+from nanhu.benchmarks.synth import music_like
+from nanhu.engine.catalog import Catalog
+from nanhu.proto.gen.nanhu.v1 import nanhu_pb2 as pb
+from nanhu.server.app import create_server
+from nanhu.server.client import NanhuClient
+from nanhu.server.logs import make_handler
 
 
 def rpc_error(call, *args, **kwargs) -> grpc.RpcError:
@@ -32,7 +32,7 @@ def log_lines():
     """lines(fmt) -> a function returning the lines the ``server`` loggers wrote since, in
     ``fmt`` ("json" or "text"), as a real server's handler formats them."""
     installed = []
-    logger = logging.getLogger("server")
+    logger = logging.getLogger("nanhu.server")
     level = logger.level
 
     def capture(fmt: str):
@@ -62,11 +62,11 @@ def test_every_log_line_of_a_call_carries_its_request_id(env, log_lines):
     records = [json.loads(line) for line in lines()]
     mine = [r for r in records if r.get("request_id") == "upload-42"]
     # The call's line, and the service's own line about the registration, both carry the id.
-    (call_line,) = [r for r in mine if r["logger"] == "server.rpc"]
+    (call_line,) = [r for r in mine if r["logger"] == "nanhu.server.rpc"]
     assert (call_line["rpc"], call_line["code"], call_line["reference"]) == ("Register", "OK", "rid-1001")
     assert call_line["tenant"] == "label-a" and call_line["ms"] > 0
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", call_line["time"])
-    assert any(r["logger"] == "server.service" and "registered reference=rid-1001" in r["message"]
+    assert any(r["logger"] == "nanhu.server.service" and "registered reference=rid-1001" in r["message"]
                for r in mine)
     assert all(r.get("request_id") != "upload-42" for r in records if r not in mine)
 
@@ -84,8 +84,8 @@ def test_a_request_id_is_made_when_the_caller_sends_none_or_a_bad_one(env, log_l
     assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids) and ids[0] != ids[1]
     for request_id in ids:
         (line,) = [line for line in lines() if line.endswith(f"request_id={request_id}")]
-        assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO server\.rpc: rpc=GetReference ",
-                        line)
+        assert re.match(
+            r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO nanhu\.server\.rpc: rpc=GetReference ", line)
         assert "code=NOT_FOUND" in line and "Forged" not in line
 
 
@@ -157,7 +157,7 @@ def test_metrics_are_scraped_over_http(tmp_path, kit):
 
 
 def test_public_messages_replace_whole_server_paths_only():
-    from server.status import public_message
+    from nanhu.server.status import public_message
 
     places = {"cat": "catalog", "/srv/nanhu/cat": "catalog", "/tmp/nanhu-uploads-1": "upload"}
     assert public_message("cat: another process is writing to this catalog", places) == \

@@ -8,8 +8,8 @@ import json
 import grpc
 import pytest
 
-import nanhu_cli
-from engine.policy import Policy
+from nanhu import cli as nanhu_cli
+from nanhu.engine.policy import Policy
 
 RATE = 22050
 PERMISSION_DENIED = grpc.StatusCode.PERMISSION_DENIED

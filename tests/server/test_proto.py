@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from google.protobuf import descriptor_pb2
 
-from proto import generate
-from proto.gen import GENERATED_WITH
-from proto.gen.nanhu.v1 import nanhu_pb2
+from nanhu.proto import generate
+from nanhu.proto.gen import GENERATED_WITH
+from nanhu.proto.gen.nanhu.v1 import nanhu_pb2
 
 
 def _drop_json_names(message: descriptor_pb2.DescriptorProto) -> None:
@@ -18,7 +18,7 @@ def _drop_json_names(message: descriptor_pb2.DescriptorProto) -> None:
 
 
 def test_committed_descriptor_matches_the_proto(tmp_path):
-    """Fails whenever a .proto changed without `python -m proto.generate` (any tools version)."""
+    """Fails whenever a .proto changed without `python -m nanhu.proto.generate` (any tools version)."""
     from grpc_tools import protoc
 
     out = tmp_path / "set.pb"
@@ -28,7 +28,7 @@ def test_committed_descriptor_matches_the_proto(tmp_path):
     for message in fresh.message_type:  # generated code leaves json_name out: compare without it
         _drop_json_names(message)
     committed = descriptor_pb2.FileDescriptorProto.FromString(nanhu_pb2.DESCRIPTOR.serialized_pb)
-    assert committed == fresh, "proto/gen is stale: run `python -m proto.generate` and commit it"
+    assert committed == fresh, "proto/gen is stale: run `python -m nanhu.proto.generate` and commit it"
 
 
 def test_committed_code_is_what_generate_writes(tmp_path):
@@ -38,4 +38,4 @@ def test_committed_code_is_what_generate_writes(tmp_path):
     fresh = {p.relative_to(tmp_path / "gen"): p.read_text() for p in written}
     committed = {p.relative_to(generate.GEN_DIR): p.read_text()
                  for p in generate.GEN_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
-    assert committed == fresh, "proto/gen is stale: run `python -m proto.generate` and commit it"
+    assert committed == fresh, "proto/gen is stale: run `python -m nanhu.proto.generate` and commit it"

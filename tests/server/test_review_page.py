@@ -12,10 +12,10 @@ import urllib.parse
 
 import pytest
 
-from engine.errors import InvalidArgument
-from engine.thumbnails import MAX_BYTES, PER_CLAIM
-from server.app import create_server
-from server.auth import KeyFile
+from nanhu.engine.errors import InvalidArgument
+from nanhu.engine.thumbnails import MAX_BYTES, PER_CLAIM
+from nanhu.server.app import create_server
+from nanhu.server.auth import KeyFile
 
 
 def request(review, method: str, path: str, *, key: str | None = None, form: dict | None = None,

@@ -12,10 +12,10 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-import nanhu_cli
-from benchmarks.synth import music_like
-from engine.audio.params import AudioParams
-from proto.gen.nanhu.v1 import nanhu_pb2 as pb
+from nanhu import cli as nanhu_cli
+from nanhu.benchmarks.synth import music_like
+from nanhu.engine.audio.params import AudioParams
+from nanhu.proto.gen.nanhu.v1 import nanhu_pb2 as pb
 
 RATE = 22050
 
@@ -41,7 +41,7 @@ def test_stream_fingerprint_and_cli_give_the_same_matches(env, capsys):
 
 
 def test_fingerprint_round_trip_is_exact(env):
-    from server import convert
+    from nanhu.server import convert
 
     fp = env.fingerprint(env.write("rt.wav", env.song(102, 6)), query=True)
     back = convert.fingerprint_from_proto(

@@ -10,12 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 
-from proto.gen.nanhu.v1 import nanhu_pb2 as pb
-from proto.gen.nanhu.v1 import nanhu_pb2_grpc as pb_grpc
-from server import convert
-from server.app import PLAINTEXT_KEYS_WARNING, create_server
-from server.auth import KeyFile
-from server.client import NanhuClient
+from nanhu.proto.gen.nanhu.v1 import nanhu_pb2 as pb
+from nanhu.proto.gen.nanhu.v1 import nanhu_pb2_grpc as pb_grpc
+from nanhu.server import convert
+from nanhu.server.app import PLAINTEXT_KEYS_WARNING, create_server
+from nanhu.server.auth import KeyFile
+from nanhu.server.client import NanhuClient
 
 
 def rpc_error(call, *args, **kwargs) -> grpc.RpcError:
@@ -80,7 +80,7 @@ def test_keys_over_plaintext_on_a_public_address_warn_loudly(tmp_path, pki, capl
 
     def warnings(**options) -> list[str]:
         caplog.clear()
-        with caplog.at_level(logging.INFO, logger="server"):
+        with caplog.at_level(logging.INFO, logger="nanhu.server"):
             server, _ = create_server(tmp_path / "catalog", "0.0.0.0:0", workers=1,
                                       auth=tmp_path / "keys.json", **options)
         assert server.stop(0).wait(30)

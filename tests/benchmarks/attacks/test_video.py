@@ -8,9 +8,9 @@ import av
 import numpy as np
 import pytest
 
-from benchmarks.attacks import video as va
-from benchmarks.attacks import video_clips as vc
-from benchmarks.synth import music_like, write_video
+from nanhu.benchmarks.attacks import video as va
+from nanhu.benchmarks.attacks import video_clips as vc
+from nanhu.benchmarks.synth import music_like, write_video
 
 W, H, FPS, SECONDS = 160, 90, 10, 2.0
 N = int(FPS * SECONDS)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.corpus import audio as ca
-from benchmarks.corpus.audio_sources import CorpusError
+from nanhu.benchmarks.corpus import audio as ca
+from nanhu.benchmarks.corpus.audio_sources import CorpusError
 
 
 def fake_tracks() -> list[dict]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.corpus import audio_similarity as sim
+from nanhu.benchmarks.corpus import audio_similarity as sim
 
 RATE = sim.ANALYSIS_RATE
 

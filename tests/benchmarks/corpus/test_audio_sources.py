@@ -8,7 +8,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from benchmarks.corpus.audio_sources import unique_ids
+from nanhu.benchmarks.corpus.audio_sources import unique_ids
 
 
 @given(st.lists(st.lists(st.text(min_size=1, max_size=6), min_size=1, max_size=3),

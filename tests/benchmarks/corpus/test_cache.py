@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks.corpus.cache import cache_dir
+from nanhu.benchmarks.corpus.cache import cache_dir
 
 
 def test_cache_dir_follows_environment(monkeypatch, tmp_path):

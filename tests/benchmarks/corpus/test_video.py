@@ -7,7 +7,7 @@ import av
 import numpy as np
 import pytest
 
-from benchmarks.corpus.video import (
+from nanhu.benchmarks.corpus.video import (
     MANIFEST_NAME,
     Shot,
     VideoPlan,
@@ -17,14 +17,14 @@ from benchmarks.corpus.video import (
     plan_corpus,
     render_video,
 )
-from benchmarks.corpus.video_render import (
+from nanhu.benchmarks.corpus.video_render import (
     camera_path,
     encode_mp4,
     read_music,
     render_footage_shot,
     render_photo_shot,
 )
-from benchmarks.corpus.video_sources import Clip, PhotoTile, Track, tile_grid
+from nanhu.benchmarks.corpus.video_sources import Clip, PhotoTile, Track, tile_grid
 
 
 def _photo(height: int = 540, width: int = 960) -> np.ndarray:

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.audio_attacks import to_wav_bytes
-from benchmarks.peers import audfprint as pa
-from benchmarks.peers import audfprint_comparison as pac
-from benchmarks.report import audio_peer_markdown
-from benchmarks.synth import music_like, write_audio
+from nanhu.benchmarks.audio_attacks import to_wav_bytes
+from nanhu.benchmarks.peers import audfprint as pa
+from nanhu.benchmarks.peers import audfprint_comparison as pac
+from nanhu.benchmarks.report import audio_peer_markdown
+from nanhu.benchmarks.synth import music_like, write_audio
 
 needs_peer = pytest.mark.skipif(not pa.available(), reason="audfprint2 is not installed")
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from benchmarks.peers import pdq as pb
+from nanhu.benchmarks.peers import pdq as pb
 
 
 def _flip_bits(hashes: np.ndarray, row: int, n_bits: int, rng: np.random.Generator) -> None:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from benchmarks.runs.video_measures import micro_ap
+from nanhu.benchmarks.runs.video_measures import micro_ap
 
 
 def test_micro_ap_ranks_pooled_predictions():

@@ -8,10 +8,10 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from benchmarks.synth import music_like
-from engine.audio.keys import KEY_BITS, key_fields, triplet_hashes
-from engine.audio.params import AudioParams
-from engine.audio.peaks import Peaks, spectral_peaks, stft_db
+from nanhu.benchmarks.synth import music_like
+from nanhu.engine.audio.keys import KEY_BITS, key_fields, triplet_hashes
+from nanhu.engine.audio.params import AudioParams
+from nanhu.engine.audio.peaks import Peaks, spectral_peaks, stft_db
 
 PARAMS = AudioParams()
 

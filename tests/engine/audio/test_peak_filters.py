@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from engine.audio.peaks import _local_maxima, _local_mean_at, stft_db
+from nanhu.engine.audio.peaks import _local_maxima, _local_mean_at, stft_db
 
 
 @settings(max_examples=80, deadline=None)

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from benchmarks.synth import music_like
-from engine.audio.keys import audio_landmarks
-from engine.audio.params import AudioParams
-from engine.audio.peaks import Peaks, spectral_peaks, stft_db, stream_peaks
-from engine.errors import EmptyMediaError, MediaError, VersionMismatch
-from engine.fingerprint import Fingerprint, fingerprint_media
+from nanhu.benchmarks.synth import music_like
+from nanhu.engine.audio.keys import audio_landmarks
+from nanhu.engine.audio.params import AudioParams
+from nanhu.engine.audio.peaks import Peaks, spectral_peaks, stft_db, stream_peaks
+from nanhu.engine.errors import EmptyMediaError, MediaError, VersionMismatch
+from nanhu.engine.fingerprint import Fingerprint, fingerprint_media
 
 PARAMS = AudioParams()
 RATE = PARAMS.sample_rate

@@ -11,12 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from engine.audio.keys import KEY_BITS, Landmarks
-from engine.audio.params import AudioParams
-from engine.catalog import Catalog
-from engine.errors import CatalogCorrupt
-from engine.fingerprint import Fingerprint
-from engine.store.postings import (
+from nanhu.engine.audio.keys import KEY_BITS, Landmarks
+from nanhu.engine.audio.params import AudioParams
+from nanhu.engine.catalog import Catalog
+from nanhu.engine.errors import CatalogCorrupt
+from nanhu.engine.fingerprint import Fingerprint
+from nanhu.engine.store.postings import (
     BruteForcePostings,
     Segment,
     SegmentPostings,
@@ -25,7 +25,7 @@ from engine.store.postings import (
     unmix_keys,
     write_segment,
 )
-from engine.vectors import (
+from nanhu.engine.vectors import (
     BruteForceVectorIndex,
     FaissVectorIndex,
     VectorSegment,

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from proto.gen.nanhu.v1 import nanhu_pb2 as nanhu_dot_v1_dot_nanhu__pb2
+from nanhu.proto.gen.nanhu.v1 import nanhu_pb2 as nanhu_dot_v1_dot_nanhu__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

@@ -14,11 +14,15 @@ import logging
 import os
 import sys
 
-from engine import errors
-from engine.cli import exit_code_for
+from nanhu import __version__
+from nanhu.engine import errors
+from nanhu.engine.audio.params import AudioParams
+from nanhu.engine.cli import exit_code_for
+from nanhu.engine.store.catalog_schema import FORMAT_VERSION, META_VERSION
+from nanhu.engine.video.params import VideoParams
 
 # (module, what it offers): each module has ``add_commands(subparsers)``.
-_COMMAND_MODULES = ("engine.cli", "indexer.cli", "server.cli", "benchmarks.cli")
+_COMMAND_MODULES = ("nanhu.engine.cli", "nanhu.indexer.cli", "nanhu.server.cli", "nanhu.benchmarks.cli")
 #: exit status after the reader of stdout went away: 128 + SIGPIPE, as a shell reports it
 EXIT_BROKEN_PIPE = 128 + 13
 
@@ -38,6 +42,28 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 def _global_options(parser: argparse.ArgumentParser, *, default) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", default=default,
                         help="debug logging on stderr")
+
+
+def version_text() -> str:
+    """What ``nanhu --version`` prints: the package on the first line (as other tools do), then
+    the formats it writes and reads, which decide whether a catalog or a fingerprint made by
+    another installation is usable here."""
+    return (f"nanhu {__version__}\n"
+            f"audio fingerprints  {AudioParams().tag()}\n"
+            f"video fingerprints  {VideoParams().tag()}\n"
+            f"catalog format      {FORMAT_VERSION} (metadata schema {META_VERSION})")
+
+
+class _VersionAction(argparse.Action):
+    """``--version``, printed as it is: argparse's own action rewraps it to the terminal."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help="print the version and the fingerprint and catalog format versions, then exit"):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())
+        parser.exit()
 
 
 def _subparsers(parser: argparse.ArgumentParser):
@@ -62,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     _global_options(parser, default=False)
+    parser.add_argument("--version", action=_VersionAction)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         try:
