@@ -135,7 +135,7 @@ def how_to_try(host: str, port: int, *, auth: bool, tls: bool) -> list[str]:
     return [
         f"  grpcurl {flags} {target} list",
         f"  grpcurl {flags}{header} -d '{{}}' {target} nanhu.v1.Catalog/Stats",
-        f"  python -c \"from server.client import NanhuClient; "
+        f"  python -c \"from nanhu.server.client import NanhuClient; "
         f"print(NanhuClient('{target}'{key}{tls_arg}).screen_file('clip.mp3'))\"",
     ]
 
