@@ -255,11 +255,12 @@ def _pip_window(vertical: np.ndarray, horizontal: np.ndarray, params: ViewParams
     right = side_v[x1s][:, y0s, y1s]
     top = side_h[y0s][:, x0s, x1s].T  # [px, py]
     bottom = side_h[y1s][:, x0s, x1s].T
-    # A rectangle with three or four sides on the frame's edge is a split or the frame.
+    # A rectangle with two or more sides on the frame's edge is a split, the frame, or a
+    # corner of content (one straight edge each way, horizons and walls, makes an "L").
     on_edge = (edge_x[x0s].astype(int) + edge_x[x1s])[:, None] + (
         edge_y[y0s].astype(int) + edge_y[y1s])[None, :]
     weakest = np.minimum(np.minimum(left, right), np.minimum(top, bottom))
-    weakest = np.where(on_edge >= 3, 0.0, weakest)
+    weakest = np.where(on_edge >= 2, 0.0, weakest)
     best = np.unravel_index(int(np.argmax(weakest)), weakest.shape)
     if weakest[best] < params.seam_strength:
         return None

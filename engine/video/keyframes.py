@@ -98,4 +98,5 @@ class KeyframePrints:
         vectors, times = np.concatenate(self._vectors), np.concatenate(self._times)
         if self.views is None:
             return VideoPrint(vectors, times, self.params.tag())
-        return VideoPrint(vectors, times, self.params.tag(), views)
+        order = np.lexsort((views, times))  # time order, as every print's rows are
+        return VideoPrint(vectors[order], times[order], self.params.tag(), views[order])
