@@ -102,6 +102,10 @@ def align_video(
     chance = _Chance(params, order=order_in_time, alike=alike,
                      n_speeds=speeds.size * max(int(views), 1),
                      catalog_keyframes=max(int(catalog_keyframes), 1))
+    # The cheap bound of _could_pass is not a true bound for crowded references; it is left
+    # without the views' charge, so that trying views prunes no line a single view would fit
+    # (the segments' scores still pay it in full).
+    chance.log10_views = float(np.log10(max(int(views), 1)))
     sizes = (np.full(candidates.size, chance.catalog_keyframes, np.int64)
              if reference_keyframes is None else np.asarray(reference_keyframes(candidates)))
     order = np.argsort(hit_ref, kind="stable")
@@ -227,7 +231,8 @@ def _could_pass(q, r, hit_rows, sims, query_times, speed, offset, background,
     for run in np.split(near, cuts):
         unit_sims, slots = chance.unit_sims(hit_rows[run], sims[run],
                                             chance.line_units(sims[run]), r[run])
-        if chance.log10(unit_sims, slots, unit_sims.size, background) <= needed:
+        if (chance.log10(unit_sims, slots, unit_sims.size, background)
+                - getattr(chance, "log10_views", 0.0)) <= needed:
             return True
     return False
 
