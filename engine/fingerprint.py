@@ -38,14 +38,31 @@ class VideoPrint:
 
     vectors : ndarray [shape=(n, d)], float32, L2-normalised
     times_s : ndarray [shape=(n,)], float32, presentation time of each sampled frame (s)
+    views : ndarray [shape=(n,)], int8, or None: which view of its keyframe each row describes
+        (:data:`engine.video.framing.VIEW_NAMES`; 0 the whole frame). Queries only: a query
+        may describe a keyframe's regions and rotations as extra rows; references have one
+        row per keyframe and no views.
     """
 
     vectors: np.ndarray
     times_s: np.ndarray
     params_tag: str
+    views: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.times_s.size)
+
+    @property
+    def has_views(self) -> bool:
+        """True when some rows describe views other than the whole frame."""
+        return self.views is not None and bool(np.any(self.views != 0))
+
+    def primary(self) -> VideoPrint:
+        """The whole-frame rows only (what a reference would hold)."""
+        if self.views is None:
+            return self
+        keep = self.views == 0
+        return VideoPrint(self.vectors[keep], self.times_s[keep], self.params_tag)
 
 
 @dataclass(frozen=True)
@@ -97,6 +114,8 @@ class Fingerprint:
             )
         if self.video is not None:
             arrays.update(video_vectors=self.video.vectors, video_times_s=self.video.times_s)
+            if self.video.views is not None:
+                arrays.update(video_views=self.video.views)
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         return buffer.getvalue()
@@ -129,6 +148,7 @@ class Fingerprint:
             video = VideoPrint(
                 arrays["video_vectors"].astype(np.float32),
                 arrays["video_times_s"].astype(np.float32), header["video_params"],
+                arrays["video_views"].astype(np.int8) if "video_views" in arrays else None,
             )
         return cls(
             duration_s=float(header["duration_s"]), digest=header["digest"], audio=audio,
@@ -159,6 +179,7 @@ def fingerprint_media(
     """
     from nanhu.engine import media, stages
     from nanhu.engine.video import KeyframePrints, VideoParams, keyframe_sampler
+    from nanhu.engine.video.framing import ViewParams
 
     params = audio_params or AudioParams()
     name = source_name(source)
@@ -171,9 +192,15 @@ def fingerprint_media(
         if video and has_video:
             video_params = VideoParams()
             # First, so that at the end of the file the video's errors come before the audio's.
-            pipelines.append(keyframe_sampler(container, name, stream=video_stream,
-                                              params=video_params, max_duration_s=max_duration_s))
-            prints = KeyframePrints(video_params)
+            # Queries decode larger and describe framing regions and rotations as extra views
+            # (engine.video.framing); references keep the whole frame alone.
+            views = ViewParams() if query else None
+            sampler = keyframe_sampler(
+                container, name, stream=video_stream, params=video_params,
+                max_duration_s=max_duration_s,
+                frame_size=views.decode_size if views is not None else None)
+            pipelines.append(sampler)
+            prints = KeyframePrints(video_params, views=views, sampler=sampler)
         chunker = None
         if has_audio:
             chunker = media.audio_chunker(container, name, sample_rate=params.sample_rate,

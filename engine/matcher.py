@@ -260,10 +260,18 @@ class Matcher:
             ordinals = np.where(dead, -1, ordinals)
             sims = np.where(dead, -np.inf, sims).astype(np.float32)
             times = np.where(dead, 0.0, times).astype(np.float32)
-        return video_align.align_video(fp.video.times_s, ordinals, times, sims, params=params,
-                                       query_vectors=fp.video.vectors,
-                                       catalog_keyframes=len(index),
-                                       reference_keyframes=self._reference_keyframes)
+        video = fp.video
+        if not video.has_views:
+            return video_align.align_video(video.times_s, ordinals, times, sims, params=params,
+                                           query_vectors=video.vectors,
+                                           catalog_keyframes=len(index),
+                                           reference_keyframes=self._reference_keyframes)
+        from nanhu.engine.video_views import align_views
+
+        return align_views(video.views, video.times_s, ordinals, times, sims,
+                           params=params, query_vectors=video.vectors,
+                           catalog_keyframes=len(index),
+                           reference_keyframes=self._reference_keyframes)
 
 
 def _query_seconds(landmarks: Landmarks, fps: float) -> float:

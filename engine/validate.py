@@ -184,6 +184,10 @@ def _check_video(v: VideoPrint, duration: float, what: str, dims: dict[str, int]
         raise InvalidArgument(
             f"{_field(what, 'video.times_s')} must have one entry per vector "
             f"({times.size} for {vectors.shape[0]})")
+    if v.views is not None and np.shape(v.views) != times.shape:
+        raise InvalidArgument(
+            f"{_field(what, 'video.views')} must have one entry per vector "
+            f"({np.size(v.views)} for {vectors.shape[0]})")
     if vectors.dtype.kind != "f" or times.dtype.kind != "f":
         raise InvalidArgument(f"{_field(what, 'video.vectors')} and times_s must be floats")
     if times.size == 0:

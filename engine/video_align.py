@@ -59,6 +59,7 @@ def align_video(
     query_vectors: np.ndarray | None = None,
     catalog_keyframes: int = 1_000_000,
     reference_keyframes: Callable[[np.ndarray], np.ndarray] | None = None,
+    views: int = 1,
 ) -> list[Segment]:
     """Time-aligned segments from the nearest reference keyframes of each query keyframe.
 
@@ -72,6 +73,9 @@ def align_video(
     catalog_keyframes : keyframes in the searched index (the look-elsewhere of the best hit)
     reference_keyframes : given reference ordinals, their keyframe counts; without it every
         reference is taken to be as large as the catalog (weaker scores)
+    views : how many views of the query (whole frame, framing regions, rotations) are aligned
+        on their own, this one among them: each is one more chance for a chance line, so the
+        chance of every line is multiplied by it, as by the speeds a line could take
     Returns segments (modality ``"video"``), best score first.
     """
     params = params or VideoMatchParams()
@@ -95,8 +99,13 @@ def align_video(
         return []
     speeds = _speed_grid(params)
     order_in_time, alike = consecutive_similarity(query_times, query_vectors)
-    chance = _Chance(params, order=order_in_time, alike=alike, n_speeds=speeds.size,
+    chance = _Chance(params, order=order_in_time, alike=alike,
+                     n_speeds=speeds.size * max(int(views), 1),
                      catalog_keyframes=max(int(catalog_keyframes), 1))
+    # The cheap bound of _could_pass is not a true bound for crowded references; it is left
+    # without the views' charge, so that trying views prunes no line a single view would fit
+    # (the segments' scores still pay it in full).
+    chance.log10_views = float(np.log10(max(int(views), 1)))
     sizes = (np.full(candidates.size, chance.catalog_keyframes, np.int64)
              if reference_keyframes is None else np.asarray(reference_keyframes(candidates)))
     order = np.argsort(hit_ref, kind="stable")
@@ -222,7 +231,8 @@ def _could_pass(q, r, hit_rows, sims, query_times, speed, offset, background,
     for run in np.split(near, cuts):
         unit_sims, slots = chance.unit_sims(hit_rows[run], sims[run],
                                             chance.line_units(sims[run]), r[run])
-        if chance.log10(unit_sims, slots, unit_sims.size, background) <= needed:
+        if (chance.log10(unit_sims, slots, unit_sims.size, background)
+                - getattr(chance, "log10_views", 0.0)) <= needed:
             return True
     return False
 

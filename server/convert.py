@@ -34,11 +34,14 @@ def fingerprint_to_proto(fp: Fingerprint) -> pb.Fingerprint:
         msg.audio.speeds.extend(fp.audio.speeds.tolist())
         msg.audio.pitches.extend(fp.audio.pitches.tolist())
     if fp.video is not None:
-        vectors = np.asarray(fp.video.vectors, np.float32)
-        msg.video.params_tag = fp.video.params_tag
+        # The message has no view tags: a query's extra views (engine.video.framing) stay on
+        # the side that made them, and the whole-frame rows travel.
+        video = fp.video.primary()
+        vectors = np.asarray(video.vectors, np.float32)
+        msg.video.params_tag = video.params_tag
         msg.video.dim = vectors.shape[1] if vectors.ndim == 2 else 0
         msg.video.vectors.extend(vectors.reshape(-1).tolist())
-        msg.video.times_s.extend(fp.video.times_s.tolist())
+        msg.video.times_s.extend(video.times_s.tolist())
     return msg
 
 

@@ -16,11 +16,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
-import av
 import numpy as np
 from scipy import signal
 
 from nanhu.benchmarks.attacks.video_clips import Clip, encode_clip
+from nanhu.benchmarks.attacks.video_layouts import (
+    blurred_background,
+    crop_off_centre,
+    filter_frames,
+    letterbox_square,
+    picture_in_picture,
+    resize_frames,
+    rotate90,
+    rotate_zoom,
+    side_by_side,
+    top_bottom,
+    zoom,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +52,6 @@ def _even(x: float) -> int:
     return max(2, int(round(x / 2)) * 2)
 
 
-def resize_frames(frames: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Scale every frame to ``width x height`` (swscale: area when shrinking, bicubic growing)."""
-    if frames.shape[1:3] == (height, width):
-        return frames
-    shrink = width * height < frames.shape[1] * frames.shape[2]
-    method = "AREA" if shrink else "BICUBIC"
-    return _map_frames(frames, lambda f: av.VideoFrame.from_ndarray(f, format="rgb24").reformat(
-        width=width, height=height, interpolation=method).to_ndarray())
-
-
 def _lut(frames: np.ndarray, table: np.ndarray) -> np.ndarray:
     table = np.clip(np.round(table), 0, 255).astype(np.uint8)
     return _map_frames(frames, lambda f: table[f])
@@ -61,12 +63,6 @@ def _retime_indices(n_source: int, source_fps: float, out_fps: float, speed: flo
     n_out = int(np.floor(n_source / speed * out_fps / source_fps + 1e-6))
     source_times = np.arange(n_out) / out_fps * speed
     return np.minimum(np.floor(source_times * source_fps + 1e-6).astype(np.int64), n_source - 1)
-
-
-def _fit_other(other: Clip, n: int, fps: float, width: int, height: int) -> np.ndarray:
-    """``n`` frames of ``other`` at ``fps`` and ``width x height`` (looped if too short)."""
-    index = np.floor(np.arange(n) / fps * other.fps + 1e-6).astype(np.int64) % other.frames.shape[0]
-    return resize_frames(other.frames[index], width, height)
 
 
 def _fit_audio(audio: np.ndarray | None, n: int) -> np.ndarray | None:
@@ -150,24 +146,7 @@ def grayscale(clip: Clip, rng: np.random.Generator, **_) -> Clip:
 
 def blur(clip: Clip, rng: np.random.Generator, *, sigma: float, **_) -> Clip:
     """Gaussian blur of ``sigma`` pixels (FFmpeg's ``gblur`` through a PyAV filter graph)."""
-    width, height = clip.size
-    graph = av.filter.Graph()
-    source = graph.add_buffer(width=width, height=height, format="rgb24",
-                              time_base=Fraction(1, 1000))
-    node = graph.add("gblur", f"sigma={sigma}")
-    sink = graph.add("buffersink")
-    source.link_to(node)
-    node.link_to(sink)
-    graph.configure()
-    counter = iter(range(1 << 30))
-
-    def one(frame: np.ndarray) -> np.ndarray:
-        video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
-        video_frame.pts = next(counter)
-        graph.push(video_frame)
-        return graph.pull().to_ndarray(format="rgb24")
-
-    return replace(clip, frames=_map_frames(clip.frames, one))
+    return replace(clip, frames=filter_frames(clip.frames, [("gblur", f"sigma={sigma}")]))
 
 
 def noise(clip: Clip, rng: np.random.Generator, *, sigma: float, **_) -> Clip:
@@ -264,37 +243,6 @@ def change_speed(clip: Clip, rng: np.random.Generator, *, speed: float, **_) -> 
     return replace(clip, frames=clip.frames[index], audio=audio)
 
 
-def picture_in_picture(clip: Clip, rng: np.random.Generator, *, other: Clip, scale: float = 0.5,
-                       **_) -> Clip:
-    """The reference at ``scale`` of its size over ``other`` footage (same frame size), at a
-    random corner with a 4 % margin; the reference's soundtrack is kept."""
-    width, height = clip.size
-    n = clip.frames.shape[0]
-    frames = _fit_other(other, n, clip.fps, width, height).copy()
-    small = resize_frames(clip.frames, _even(width * scale), _even(height * scale))
-    sw, sh = small.shape[2], small.shape[1]
-    mx, my = int(0.04 * width), int(0.04 * height)
-    x0 = mx if rng.uniform() < 0.5 else width - sw - mx
-    y0 = my if rng.uniform() < 0.5 else height - sh - my
-    frames[:, y0:y0 + sh, x0:x0 + sw] = small
-    return replace(clip, frames=frames)
-
-
-def side_by_side(clip: Clip, rng: np.random.Generator, *, other: Clip, **_) -> Clip:
-    """The reference next to ``other`` footage of the same size (640x360 -> 1280x360), on a
-    random side; the reference's soundtrack is kept."""
-    width, height = clip.size
-    n = clip.frames.shape[0]
-    beside = _fit_other(other, n, clip.fps, width, height)
-    pair = (clip.frames, beside) if rng.uniform() < 0.5 else (beside, clip.frames)
-    return replace(clip, frames=np.concatenate(pair, axis=2))
-
-
-def rotate90(clip: Clip, rng: np.random.Generator, **_) -> Clip:
-    """A quarter turn counter-clockwise (640x360 -> 360x640)."""
-    return replace(clip, frames=np.ascontiguousarray(np.rot90(clip.frames, k=1, axes=(1, 2))))
-
-
 def replace_soundtrack(clip: Clip, rng: np.random.Generator, *, other: Clip, **_) -> Clip:
     """Keep the picture, swap the soundtrack for ``other``'s (unrelated, never registered)."""
     n = int(round(clip.duration_s * clip.sample_rate))
@@ -364,6 +312,14 @@ ATTACKS: dict[str, Attack] = {a.name: a for a in [
     Attack("letterbox+logo+360p", chain((letterbox, {}), (logo, {}),
                                         (scale_to_height, {"height": 360})), {}),
     Attack("soundtrack-replaced", replace_soundtrack, {}, needs_other=True),
+    # issue 11: re-uploaders' framing and layout edits (benchmarks.attacks.video_layouts)
+    Attack("crop-30%-off-centre", crop_off_centre, {"fraction": 0.30}),
+    Attack("blurred-background", blurred_background, {}),
+    Attack("letterbox-1:1", letterbox_square, {}),
+    Attack("pip-40%", picture_in_picture, {"scale": 0.4}, needs_other=True),
+    Attack("top-bottom", top_bottom, {}, needs_other=True),
+    Attack("rotate-5+zoom", rotate_zoom, {"degrees": 5.0, "factor": 1.2}),
+    Attack("zoom-1.3x", zoom, {"factor": 1.3}),
 ]}
 
 #: the widest speed any attack applies: clips are cut this much longer than their length

@@ -20,9 +20,14 @@ from nanhu.engine.matcher import Match, Matcher
 
 log = logging.getLogger(__name__)
 
-#: attacks applied to the never-registered negatives, cycled (no composites: they need a second video)
+#: attacks applied to the never-registered negatives, cycled; composites take their other
+#: footage from another never-registered video. The framing and layout edits are here because
+#: the query side tries extra views (regions, rotations) of exactly these kinds of video, and
+#: every extra view is an extra chance of a false match.
 NEGATIVE_ATTACKS = ("360p", "low-bitrate-150k", "hflip", "crop-10%", "caption", "logo",
-                    "speed-1.25", "speed-0.8", "fps-15", "grayscale", "blur-3px", "240p")
+                    "speed-1.25", "speed-0.8", "fps-15", "grayscale", "blur-3px", "240p",
+                    "pip-40%", "side-by-side", "top-bottom", "rotate-90", "blurred-background",
+                    "letterbox-1:1", "crop-30%-off-centre", "rotate-5+zoom", "zoom-1.3x")
 
 
 def _progress(done: int, total: int, what: str, started: float) -> None:
@@ -169,7 +174,11 @@ def screen_negatives(screener: Screener, negatives: list[dict], n: int, seed: in
         span = length * attack.speed
         offset = float(rng.uniform(0, max(0.0, video["duration_s"] - span - 0.5)))
         clip = read_window(video["path"], offset, span)
-        data = attack.encode(attack.apply(clip, rng))
+        other = None
+        if attack.needs_other:
+            donor = negatives[(i + 1) % len(negatives)]
+            other = read_window(donor["path"], 0.0, min(span, donor["duration_s"] - 0.5))
+        data = attack.encode(attack.apply(clip, rng, other=other))
         records.append({"attack": name, "length_s": length, "negative_id": video["id"],
                         "offset_s": offset, **screener.screen(data, keep_vectors=False)})
         if (i + 1) % 25 == 0:

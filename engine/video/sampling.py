@@ -32,9 +32,11 @@ _IMAGE_FORMATS = ("image2", "image2pipe")
 def keyframe_sampler(
     container: av.container.InputContainer, name: str, *, stream=None,
     params: VideoParams | None = None, max_duration_s: float | None = None, chunk: int = 256,
+    frame_size: int | None = None,
 ) -> KeyframeSampler:
     """A :class:`KeyframeSampler` for ``stream`` (default: the container's first real video
-    stream), its decoder set up (threaded; ``params.skip_nonref``).
+    stream), its decoder set up (threaded; ``params.skip_nonref``). ``frame_size`` overrides
+    ``params.frame_size`` (queries decode larger to describe regions, engine.video.framing).
 
     Raises :class:`MediaError` when there is no video stream or its header's frame size is
     not plausible.
@@ -50,7 +52,7 @@ def keyframe_sampler(
         stream.codec_context.skip_frame = "NONREF"
     is_image = container.format.name in _IMAGE_FORMATS or container.format.name.endswith("_pipe")
     return KeyframeSampler(stream, name, params=params, max_duration_s=max_duration_s,
-                           chunk=chunk, is_image=is_image)
+                           chunk=chunk, is_image=is_image, frame_size=frame_size)
 
 
 class KeyframeSampler:
@@ -58,7 +60,7 @@ class KeyframeSampler:
     frames pushed one at a time (an :class:`engine.media.FramePipeline`, label ``"video"``).
 
     Items are (frames uint8[m, s, s] luma, times_s float32[m]) chunks of ``chunk`` frames (the
-    last one may be longer), ``s = params.frame_size``; times count from the first frame's
+    last one may be longer), ``s = frame_size or params.frame_size``; times count from the first frame's
     presentation time, so 25, 30, 60 fps and variable-rate encodes sample the same instants.
     A frame is scaled once, when it is first sampled; at most one chunk waits here.
     """
@@ -67,8 +69,11 @@ class KeyframeSampler:
 
     def __init__(self, stream, name: str, *, params: VideoParams,
                  max_duration_s: float | None = None, chunk: int = 256,
-                 is_image: bool = False) -> None:
+                 is_image: bool = False, frame_size: int | None = None) -> None:
         self.stream, self.name, self.params = stream, name, params
+        self.frame_size = frame_size or params.frame_size
+        #: (width, height) of the first decoded frame, pixels
+        self.source_size: tuple[int, int] | None = None
         self.max_duration_s, self.chunk, self.is_image = max_duration_s, chunk, is_image
         self._period = 1.0 / params.sample_fps
         self._frames: list[np.ndarray] = []
@@ -95,6 +100,7 @@ class KeyframeSampler:
         if self._first_time is None:
             _check_size(self.name, frame.width, frame.height, header=False)
             self._first_time = t
+            self.source_size = (frame.width, frame.height)
         t -= self._first_time
         if self.max_duration_s is not None and t > self.max_duration_s:
             raise LimitExceeded(
@@ -141,7 +147,7 @@ class KeyframeSampler:
     def _sample_held(self) -> None:
         """The held frame is the keyframe of the next instant."""
         if self._held_array is None:
-            self._held_array = _scaled(self._scaler, self._held[1], self.params.frame_size)
+            self._held_array = _scaled(self._scaler, self._held[1], self.frame_size)
         self._frames.append(self._held_array)
         self._times.append(self._next_instant)
         self._next_instant += self._period

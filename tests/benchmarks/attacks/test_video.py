@@ -87,6 +87,10 @@ EXPECTED = {
     "pip-50%": (160, 90, 20, 10), "side-by-side": (320, 90, 20, 10), "rotate-90": (90, 160, 20, 10),
     "crop10+flip+bright": (160, 90, 20, 10), "letterbox+logo+360p": (480, 360, 20, 10),
     "soundtrack-replaced": (160, 90, 20, 10),
+    "crop-30%-off-centre": (160, 90, 20, 10), "blurred-background": (160, 90, 20, 10),
+    "letterbox-1:1": (160, 160, 20, 10), "pip-40%": (160, 90, 20, 10),
+    "top-bottom": (160, 180, 20, 10), "rotate-5+zoom": (160, 90, 20, 10),
+    "zoom-1.3x": (160, 90, 20, 10),
 }
 
 
@@ -150,6 +154,14 @@ def test_composites_hold_the_reference(clip, other):
     pair = va.side_by_side(clip, rng, other=other).frames
     halves = (pair[:, :, :W], pair[:, :, W:])
     assert any(np.array_equal(h, clip.frames) for h in halves)
+    stacked = va.top_bottom(clip, rng, other=other).frames
+    assert any(np.array_equal(h, clip.frames) for h in (stacked[:, :H], stacked[:, H:]))
+    framed = va.blurred_background(clip, rng).frames
+    sw, sh = va._even(W * 0.7), va._even(H * 0.7)
+    inner = framed[:, (H - sh) // 2:(H - sh) // 2 + sh, (W - sw) // 2:(W - sw) // 2 + sw]
+    assert np.abs(inner.astype(int) - va.resize_frames(clip.frames, sw, sh)).mean() < 1.0
+    square = va.letterbox_square(clip, rng).frames
+    assert square[:, :(W - H) // 2].max() == 0 and square[:, -((W - H) // 2):].max() == 0
     swapped = va.replace_soundtrack(clip, rng, other=other)
     assert np.array_equal(swapped.frames, clip.frames)
     assert not np.allclose(swapped.audio, clip.audio)
