@@ -49,6 +49,9 @@ def add_commands(subparsers) -> None:
     p.add_argument("--audio-hours", "--scale-hours", dest="scale_hours", type=float, nargs="+",
                    default=None, help="scale: hours of decoys beside the real catalog "
                                       "(default 100 1000 10000; --quick 100 1000)")
+    p.add_argument("--video-hours", type=float, nargs="+", default=None,
+                   help="scale: hours of synthetic keyframes beside the real video references "
+                        "(rows under \"video\"; alone, it runs the video side only)")
     p.set_defaults(func=cmd_bench)
 
 
@@ -73,7 +76,37 @@ def _audio(out: Path, size: str, seed: int, args: argparse.Namespace) -> tuple[s
 
 def _scale(out: Path, size: str, seed: int, args: argparse.Namespace) -> tuple[str, dict]:
     """Audio at catalog scale (``benchmarks.scale_audio``): latency, recall, false matches,
-    memory, bytes per hour, build and add-one-hour times, and the null calibration."""
+    memory, bytes per hour, build and add-one-hour times, and the null calibration; with
+    ``--video-hours`` the video side too (``benchmarks.scale_video``), alone when no
+    ``--audio-hours`` is given."""
+    text, results = "", {}
+    if args.scale_hours or not getattr(args, "video_hours", None):
+        text, results = _scale_audio(out, size, seed, args)
+    if getattr(args, "video_hours", None):
+        video_text, rows = _scale_video(out, seed, args.video_hours)
+        text, results = text + video_text, {**results, "video": rows}
+    return text, results
+
+
+def _scale_video(out: Path, seed: int, hours: list[float]) -> tuple[str, list]:
+    from nanhu.benchmarks.scale_video import run_video_scale
+
+    rows = run_video_scale(hours, seed=seed, out=out)
+    lines = ["## Video at catalog scale", "",
+             "| hours | index | p50 ms | p99 ms | top-1 | false / negatives | recall@32 vs exact "
+             "| RSS MiB | bytes/h | build s | add 1 h s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        recall = r.get("recall_at_32_vs_exact")
+        lines.append(
+            f"| {r['hours']:,.1f} | {r['index']} | {r['match_ms_p50']:.1f} | "
+            f"{r['match_ms_p99']:.1f} | {r['top1_recall']:.1%} | {r['false_matches']} / "
+            f"{r['negatives']} | {'exact' if recall is None else f'{recall:.1%}'} | "
+            f"{r['rss_mb']:.0f} | {r['index_bytes_per_hour'] / 1e6:.2f} MB | "
+            f"{r['build_s'] or 0:.0f} | {r.get('add_one_hour_s') or 0:.2f} |")
+    return "\n".join(lines) + "\n", rows
+
+
+def _scale_audio(out: Path, size: str, seed: int, args: argparse.Namespace) -> tuple[str, dict]:
     from nanhu.benchmarks import scale_plots
     from nanhu.benchmarks.scale_audio import run_scale_series
 

@@ -11,6 +11,9 @@ Layout (format version 1)::
     DIR/audio/seg-*.pst      immutable postings segments (engine.store.postings)
     DIR/video/seg-*.vec      immutable keyframe-vector segments (engine.vectors)
     DIR/video/seg-*.hnsw     HNSW graph of a large vector segment (FAISS format, derived data)
+    DIR/video/seg-*.vcx      compact keyframe segments: PQ codes (engine.store.vectors_compact),
+                             once the catalog holds COMPACT_MIN_VECTORS keyframes
+    DIR/video/quantiser-*.vqz  the trained quantiser the compact segments are coded with
     DIR/writer.lock          flock()ed by the single writer
 
 Commit protocol: new segment files are written under temporary names, fsynced and renamed;

@@ -235,10 +235,19 @@ def read_hnsw_graph(path: Path, count: int, dim: int, *, ef_search: int = HNSW_E
 
 
 class _Part:
-    """One FAISS index over some rows of the catalog's vectors (``rows``: local -> global)."""
+    """One FAISS index over some rows of the catalog's vectors (``rows``: local -> global, or
+    None with ``offset``: global = local + offset, no array for a compact part's rows)."""
 
-    def __init__(self, index, rows: np.ndarray) -> None:
-        self.index, self.rows = index, rows
+    def __init__(self, index, rows: np.ndarray | None, *, offset: int = 0,
+                 count: int = 0) -> None:
+        self.index, self.rows, self.offset = index, rows, offset
+        self.count = count if rows is None else int(rows.size)
+
+    def global_rows(self, local: np.ndarray) -> np.ndarray:
+        valid = local >= 0
+        if self.rows is None:
+            return np.where(valid, local + self.offset, -1)
+        return np.where(valid, self.rows[np.where(valid, local, 0)], -1)
 
 
 class FaissVectorIndex:
@@ -247,22 +256,32 @@ class FaissVectorIndex:
     def __init__(
         self, segments: list[VectorSegment], *, graphs: list[Path | None] | None = None,
         hnsw_threshold: int = HNSW_MIN_VECTORS, ef_search: int = HNSW_EF_SEARCH,
+        compact: list | None = None,
     ) -> None:
         """segments : the catalog's segments. graphs : per segment, its persisted HNSW graph
         or None. A segment without a graph but of ``hnsw_threshold`` vectors or more gets one
-        built in memory (a graph file that is missing or damaged is rebuilt, with a warning)."""
+        built in memory (a graph file that is missing or damaged is rebuilt, with a warning).
+        compact : the catalog's compact segments
+        (:class:`engine.store.vectors_compact.CompactSegment`), searched as one part; their
+        rows come after the float segments' rows."""
         import faiss
 
         graphs = graphs or [None] * len(segments)
+        compact = compact or []
+        if compact:  # float segments of another dimension than the compact ones are unusable
+            dim = compact[0].dim
+            graphs = [g for s, g in zip(segments, graphs) if s.dim == dim]
+            segments = [s for s in segments if s.dim == dim]
         usable = usable_segments(segments)
         graphs = [g for s, g in zip(segments, graphs) if any(s is u for u in usable)]
         segments = usable
-        self.dim = segments[0].dim if segments else 0
+        every = [*segments, *compact]
+        self.dim = every[0].dim if every else 0
         self.ordinals = (
-            np.concatenate([s.ordinals for s in segments]) if segments else np.zeros(0, np.uint32)
+            np.concatenate([s.ordinals for s in every]) if every else np.zeros(0, np.uint32)
         )
         self.times_s = (
-            np.concatenate([s.times_s for s in segments]) if segments else np.zeros(0, np.float32)
+            np.concatenate([s.times_s for s in every]) if every else np.zeros(0, np.float32)
         )
         self.parts: list[_Part] = []
         starts = np.cumsum([0] + [len(s) for s in segments])
@@ -289,7 +308,12 @@ class FaissVectorIndex:
             for vectors, _ in flat_rows:
                 flat.add(np.ascontiguousarray(vectors, np.float32))
             self.parts.insert(0, _Part(flat, np.concatenate([r for _, r in flat_rows])))
-        self.count = sum(len(p.rows) for p in self.parts)
+        if compact:
+            from nanhu.engine.store.vectors_compact import CompactPart
+
+            part = CompactPart(compact)
+            self.parts.append(_Part(part, None, offset=int(starts[-1]), count=len(part)))
+        self.count = sum(p.count for p in self.parts)
 
     def __len__(self) -> int:
         return self.count
@@ -309,9 +333,8 @@ class FaissVectorIndex:
         sims, rows = [], []
         for part in self.parts:
             s, local = part.index.search(queries, k)
-            valid = local >= 0
-            rows.append(np.where(valid, part.rows[np.where(valid, local, 0)], -1))
-            sims.append(np.where(valid, s, -np.inf).astype(np.float32))
+            rows.append(part.global_rows(local))
+            sims.append(np.where(local >= 0, s, -np.inf).astype(np.float32))
         if len(self.parts) == 1:
             return sims[0], rows[0]
         sims_all, rows_all = np.concatenate(sims, axis=1), np.concatenate(rows, axis=1)

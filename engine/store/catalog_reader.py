@@ -79,6 +79,8 @@ class CatalogReader:
         audio_bytes = sum(s["bytes"] for s in self.manifest["audio_segments"])
         video_bytes = sum(s["bytes"] + s.get("graph_bytes", 0)
                           for s in self.manifest["video_segments"])
+        video_bytes += sum(s["bytes"] for s in self.manifest.get("video_compact", []))
+        video_bytes += (self.manifest.get("video_quantiser") or {}).get("bytes", 0)
         hours = row[1] / 3600.0
         return {
             "catalog": str(self.path), "format_version": FORMAT_VERSION,
@@ -110,8 +112,31 @@ class CatalogReader:
             self._vectors = FaissVectorIndex(
                 [VectorSegment(self.path / s["file"]) for s in entries],
                 graphs=[self.path / s["graph"] if s.get("graph") else None for s in entries],
+                compact=self.compact_segments(),
             )
         return self._vectors
+
+    def quantiser(self):
+        """The trained :class:`engine.store.vectors_compact.Quantiser`, or None below
+        :data:`engine.store.vectors_compact.COMPACT_MIN_VECTORS` keyframes."""
+        from nanhu.engine.store.vectors_compact import Quantiser
+
+        entry = self.manifest.get("video_quantiser")
+        if not entry:
+            return None
+        if getattr(self, "_quantiser", None) is None or self._quantiser[0] != entry["file"]:
+            self._quantiser = (entry["file"], Quantiser.read(self.path / entry["file"]))
+        return self._quantiser[1]
+
+    def compact_segments(self) -> list:
+        """The manifest's :class:`engine.store.vectors_compact.CompactSegment` s."""
+        from nanhu.engine.store.vectors_compact import CompactSegment
+
+        entries = self.manifest.get("video_compact", [])
+        if not entries:
+            return []
+        quantiser = self.quantiser()
+        return [CompactSegment(self.path / s["file"], quantiser) for s in entries]
 
     @property
     def total_audio_frames(self) -> int:

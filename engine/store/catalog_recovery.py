@@ -74,7 +74,8 @@ def remove_unnamed(path: Path, manifest: dict) -> None:
     including the segment this very commit wrote; segments a repair replaced). Only the
     writer creates files there; readers that mapped a removed file keep their mapping."""
     named = set(segment_files(manifest))
-    for folder, pattern in (("audio", "*.pst"), ("video", "*.vec"), ("video", "*.hnsw")):
+    for folder, pattern in (("audio", "*.pst"), ("video", "*.vec"), ("video", "*.hnsw"),
+                            ("video", "*.vcx"), ("video", "*.vqz")):
         for file in (path / folder).glob(pattern):
             if f"{folder}/{file.name}" not in named:
                 file.unlink(missing_ok=True)

@@ -5,6 +5,7 @@ compaction, and the write-temp-fsync-rename protocol every file of the catalog g
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -13,10 +14,13 @@ import numpy as np
 
 from nanhu.engine import vectors as vector_store
 from nanhu.engine.audio.keys import KEY_BITS
+from nanhu.engine.store import vectors_compact as compact_store
 from nanhu.engine.store.catalog_schema import segment_files
 from nanhu.engine.store.postings import MAX_SEGMENT_FRAMES, Segment
 from nanhu.engine.store.postings_write import merge_segments, write_segment
 from nanhu.engine.vectors import VectorSegment, write_vector_segment
+
+log = logging.getLogger("nanhu.engine.catalog")
 
 #: a size tier holding this many audio segments is merged into one (tiered, log-structured:
 #: a posting is rewritten about log_8(catalog / batch) times over its life)
@@ -58,8 +62,97 @@ class SegmentsMixin:
             vectors = np.concatenate([v.vectors for _, v in video])
             ords = np.concatenate([np.full(len(v), o, np.uint32) for o, v in video])
             times = np.concatenate([v.times_s for _, v in video])
-            manifest["video_segments"].append(
-                self._write_vector_segment(f"video/seg-{g:08d}.vec", vectors, ords, times))
+            self._write_new_video(manifest, g, vectors, ords, times)
+
+    def _write_new_video(self, manifest: dict, g: int, vectors: np.ndarray, ords: np.ndarray,
+                         times: np.ndarray) -> None:
+        """New keyframes: compact codes once the catalog has a quantiser, float rows before;
+        the commit that brings the float rows to ``COMPACT_MIN_VECTORS`` trains the quantiser
+        and codes every row (a one-off of about a minute on 2 cores, logged)."""
+        quantiser = self._manifest_quantiser(manifest)
+        if quantiser is not None:
+            name = f"video/seg-{g:08d}.vcx"
+            size = self._write_file(name, lambda p: compact_store.write_compact_segment(
+                p, quantiser, [(vectors, None, ords, times)]))
+            manifest.setdefault("video_compact", []).append(
+                {"file": name, "count": int(ords.size), "bytes": size})
+            return
+        if (sum(s["count"] for s in manifest["video_segments"]) + ords.size
+                >= compact_store.COMPACT_MIN_VECTORS):
+            self._compact_video(manifest, g, np.zeros(0, np.uint32),
+                                extra=(vectors, ords, times))
+            return
+        manifest["video_segments"].append(
+            self._write_vector_segment(f"video/seg-{g:08d}.vec", vectors, ords, times))
+
+    def _manifest_quantiser(self, manifest: dict):
+        entry = manifest.get("video_quantiser")
+        if not entry:
+            return None
+        if entry == (self.manifest.get("video_quantiser") or {}):
+            return self.quantiser()
+        return compact_store.Quantiser.read(self.path / entry["file"])
+
+    def _compact_video(self, manifest: dict, g: int, dead: np.ndarray, *,
+                       extra: tuple | None = None) -> None:
+        """(Re)train the quantiser on the catalog's keyframes and write them all, less the
+        ``dead`` ordinals, as one compact segment; the manifest then names no float segment.
+
+        Training data: the float rows, and reconstructions of the compact rows (their exact
+        vectors are not kept). The re-rank codebook of an existing quantiser is kept, so its
+        codes are copied, never re-encoded. ``extra``: this commit's new float rows
+        (vectors, ordinals, times), not yet in a segment."""
+        import time as clock
+
+        started = clock.perf_counter()
+        floats = vector_store.merge_segments(
+            [VectorSegment(self.path / s["file"]) for s in manifest["video_segments"]])
+        if extra is not None:
+            good = vector_store.sane_rows(extra[0], extra[2])
+            floats = tuple(np.concatenate([a, b[good]]) if a.size else b[good]
+                           for a, b in zip(floats, extra))
+        compact = [compact_store.CompactSegment(self.path / s["file"],
+                                                self._manifest_quantiser(manifest))
+                   for s in manifest.get("video_compact", [])]
+        old = self._manifest_quantiser(manifest)
+        float_alive = ~np.isin(floats[1], dead)
+        alive = [~np.isin(c.ordinals, dead) for c in compact]
+        total = int(float_alive.sum()) + sum(int(a.sum()) for a in alive)
+        if total == 0:
+            manifest["video_segments"], manifest["video_compact"] = [], []
+            return
+        rng = np.random.default_rng(g)
+        share = min(1.0, compact_store.MAX_TRAIN / total)
+        sample = [floats[0][float_alive][rng.random(int(float_alive.sum())) < share]]
+        for segment, keep in zip(compact, alive):
+            rows = np.nonzero(keep & (rng.random(len(segment)) < share))[0]
+            sample.append(segment.reconstruct(rows))
+        sample = [s for s in sample if s.size]
+        quantiser = compact_store.Quantiser.train(
+            np.concatenate(sample), rerank=old.rerank if old else None, seed=g, trained_on=total)
+        qname = f"video/quantiser-{g:08d}.vqz"
+        qsize = self._write_file(qname, quantiser.write)
+
+        def blocks():
+            if float_alive.any():
+                yield (floats[0][float_alive], None, floats[1][float_alive],
+                       floats[2][float_alive])
+            for segment, keep in zip(compact, alive):
+                for start in range(0, len(segment), 1 << 20):
+                    rows = np.nonzero(keep[start:start + (1 << 20)])[0] + start
+                    if rows.size:
+                        yield (None, segment.codes[rows], segment.ordinals[rows],
+                               segment.times_s[rows])
+
+        name = f"video/seg-{g:08d}-c.vcx"
+        size = self._write_file(name, lambda p: compact_store.write_compact_segment(
+            p, quantiser, blocks()))
+        manifest["video_segments"] = []
+        manifest["video_compact"] = [{"file": name, "count": total, "bytes": size}]
+        manifest["video_quantiser"] = {"file": qname, "bytes": qsize, "trained_on": total,
+                                       "nlist": int(quantiser.shortlist.nlist)}
+        log.info("%s: %d keyframes coded compact (quantiser trained on %d rows) in %.1f s",
+                 self.path, total, sum(len(s) for s in sample), clock.perf_counter() - started)
 
     def _merge_tiers(self, manifest: dict, g: int) -> None:
         """Merge audio segments of one size tier once it holds ``TIER_FANOUT`` of them.
@@ -153,7 +246,13 @@ class SegmentsMixin:
             else:
                 (self.path / name).unlink()
         segments = [VectorSegment(self.path / s["file"]) for s in manifest["video_segments"]]
-        manifest["video_segments"] = []
+        video_rows = sum(s["count"] for s in manifest["video_segments"]
+                         + manifest.get("video_compact", []))
+        if manifest.get("video_quantiser") or video_rows >= compact_store.COMPACT_MIN_VECTORS:
+            self._compact_video(manifest, g, dead)
+            segments = []
+        else:
+            manifest["video_segments"] = []
         if segments:
             # Unusable rows (another dimension, non-unit norms, bad times) are dropped, logged.
             vectors, ords, times = vector_store.merge_segments(segments)
@@ -179,5 +278,6 @@ class SegmentsMixin:
             (self.path / file).unlink(missing_ok=True)
         return {"generation": g, "purged_references": int(dead.size),
                 "audio_postings": int(audio_postings),
-                "video_vectors": sum(s["count"] for s in manifest["video_segments"])}
+                "video_vectors": sum(s["count"] for s in manifest["video_segments"]
+                                     + manifest.get("video_compact", []))}
 

@@ -1,0 +1,389 @@
+"""Compact keyframe vectors: product-quantised codes behind an IVF coarse quantiser, with the
+shortlist re-ranked on finer codes, so a large video catalog keeps under 1 MB an hour.
+
+A float32 keyframe (248-d) costs 992 bytes, 6.3 MiB an hour at 6,573 keyframes an hour; the
+budget is 1 MB an hour, about 150 bytes a keyframe for *everything*. Measured choice
+(``docs/video.md``, "Compact index"):
+
+- **shortlist** -- FAISS ``IVF{nlist},PQ31`` (31 bytes a code, 8 dimensions a sub-quantiser,
+  plus FAISS's 8-byte id per code), searched over ``nprobe`` lists, in RAM;
+- **re-rank** -- every shortlisted row's similarity recomputed from a finer code of the same
+  vector, ``PQ62`` (62 bytes, 4 dimensions a sub-quantiser), memory-mapped from disk so only
+  shortlisted rows are read;
+- **id map** -- ordinal uint32 and time float32 per row (8 bytes), as in a float segment.
+
+On disk that is 8 + 62 + 2 + 31 = 103 bytes a keyframe (the shortlist code with its list
+number), 0.68 MB an hour; in RAM 31 + 8 (FAISS's int64 id) + 8 (the id map) = 47 bytes, 3.1 GB
+at 10,000 hours. The exact float vectors are not kept once compacted: the budget cannot hold
+them (float16 alone is 496 bytes).
+
+The trained part -- the coarse centroids, the shortlist's and the re-rank codebooks -- is a
+:class:`Quantiser`, one file per training (``video/quantiser-<g>.vqz``), trained on the
+catalog's own vectors once it holds :data:`COMPACT_MIN_VECTORS`; below that every vector stays
+float and exact (:mod:`engine.vectors`). ``compact`` retrains the shortlist part from the
+re-rank codes' reconstructions; the re-rank codebook is kept from the first training, so a
+stored code is never re-encoded (no error piles up over retrains).
+
+File formats (version 1, little-endian; FAISS indexes as ``faiss.serialize_index`` bytes,
+no pickle)::
+
+    quantiser  magic b"NANHUVQZ"; version uint32; dim uint32; trained_on uint64;
+               shortlist_len uint64, shortlist bytes; rerank_len uint64, rerank bytes
+    segment    magic b"NANHUVCX"; version uint32; dim uint32; count uint64;
+               code_bytes uint32; reserved uint32; quantiser digest 16 bytes;
+               short_bytes uint64; then ordinals uint32[count], times_s float32[count],
+               rerank codes uint8[count, code_bytes], shortlist codes uint8[count,
+               short_bytes] (FAISS ``sa_encode`` of the IVF: list number, then PQ code)
+
+A segment holds codes only, no centroids or codebooks (those are the quantiser's, once), so a
+one-hour commit costs its rows' bytes and nothing more.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from nanhu.engine.errors import CatalogCorrupt
+
+log = logging.getLogger(__name__)
+
+#: the catalog trains a quantiser once it holds this many keyframes (about 30 hours): enough
+#: for a 1,024-list coarse quantiser and 256-centroid codebooks (FAISS wants 39+ training
+#: points a centroid), and where an exact flat search of a 10 s query still measured ~30 ms
+COMPACT_MIN_VECTORS = 200_000
+#: codes of the shortlist and re-rank stores (FAISS index factory strings)
+SHORTLIST_CODES = "PQ31"
+RERANK_CODES = "PQ62"
+#: rows shortlisted per query vector before re-ranking, and IVF lists visited
+SHORTLIST = 128
+NPROBE = 32
+#: training sample at most this many vectors, k-means iterations (cost grows with both)
+MAX_TRAIN = 500_000
+TRAIN_ITERATIONS = 10
+
+QUANTISER_MAGIC = b"NANHUVQZ"
+SEGMENT_MAGIC = b"NANHUVCX"
+QUANTISER_VERSION = 1
+SEGMENT_VERSION = 1
+_SEGMENT_HEADER = 8 + 4 + 4 + 8 + 4 + 4 + 16 + 8
+
+
+def nlist_for(count: int) -> int:
+    """IVF lists for ``count`` keyframes: about 2 sqrt(n), a power of two, 256..16,384 (1,024
+    at the training threshold, 4,096 at 1,000 hours, 16,384 at 10,000 hours: the coarse
+    k-means and each row's assignment cost grow with it, the rows scanned per query fall)."""
+    return int(min(16_384, max(256, 2 ** round(np.log2(2 * np.sqrt(max(count, 1)))))))
+
+
+def _serialize(index) -> bytes:
+    import faiss
+
+    return faiss.serialize_index(index).tobytes()
+
+
+def _deserialize(data: bytes | np.ndarray, what: str):
+    import faiss
+
+    try:
+        return faiss.deserialize_index(np.frombuffer(data, np.uint8).copy())
+    except RuntimeError as exc:
+        raise CatalogCorrupt(f"{what}: not a FAISS index ({str(exc).splitlines()[0]})") from exc
+
+
+def _fsync_write(path: Path, parts: list[bytes]) -> int:
+    with open(path, "wb") as handle:
+        for part in parts:
+            handle.write(part)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return path.stat().st_size
+
+
+class Quantiser:
+    """The trained part of the compact index: an empty trained shortlist index (IVF + PQ) and
+    a trained re-rank index (PQ) whose codes are stored per row."""
+
+    def __init__(self, shortlist, rerank, *, trained_on: int) -> None:
+        self.shortlist, self.rerank, self.trained_on = shortlist, rerank, trained_on
+        self.dim = int(rerank.d)
+        self.code_bytes = int(rerank.sa_code_size())
+        self._bytes: bytes | None = None
+
+    @classmethod
+    def train(cls, vectors: np.ndarray, *, rerank=None, seed: int = 0,
+              nlist: int | None = None, trained_on: int | None = None) -> Quantiser:
+        """Train on ``vectors`` [shape=(n, d)], float32 unit rows (a sample of at most
+        :data:`MAX_TRAIN` is drawn). ``rerank``: keep this trained re-rank index (retraining
+        only the shortlist). ``trained_on``: rows of the catalog ``vectors`` sample (sizes the
+        coarse quantiser; default ``n``)."""
+        import faiss
+
+        vectors = np.ascontiguousarray(vectors, np.float32)
+        n, dim = vectors.shape
+        if n > MAX_TRAIN:
+            pick = np.sort(np.random.default_rng(seed).choice(n, MAX_TRAIN, replace=False))
+            sample = np.ascontiguousarray(vectors[pick])
+        else:
+            sample = vectors
+        trained_on = trained_on or n
+        nlist = nlist or min(nlist_for(trained_on), max(1, sample.shape[0] // 39))
+        shortlist = faiss.index_factory(dim, f"IVF{nlist},{SHORTLIST_CODES}",
+                                        faiss.METRIC_INNER_PRODUCT)
+        ivf = faiss.extract_index_ivf(shortlist)
+        ivf.cp.seed, ivf.cp.niter = seed, TRAIN_ITERATIONS
+        ivfpq = faiss.downcast_index(ivf)
+        # polysemous training (code reordering for Hamming pre-filters, unused here) took
+        # minutes on 2 cores for no gain
+        ivfpq.do_polysemous_training = False
+        ivfpq.pq.cp.niter = TRAIN_ITERATIONS
+        shortlist.train(sample)
+        if rerank is None:
+            rerank = faiss.index_factory(dim, RERANK_CODES)
+            rerank.do_polysemous_training = False
+            rerank.pq.cp.niter, rerank.pq.cp.seed = TRAIN_ITERATIONS, seed
+            rerank.train(sample)
+        return cls(shortlist, rerank, trained_on=trained_on)
+
+    def to_bytes(self) -> bytes:
+        if self._bytes is None:
+            short, rerank = _serialize(self.shortlist), _serialize(self.rerank)
+            self._bytes = b"".join([
+                QUANTISER_MAGIC, np.array([QUANTISER_VERSION, self.dim], "<u4").tobytes(),
+                np.array([self.trained_on, len(short)], "<u8").tobytes(), short,
+                np.array([len(rerank)], "<u8").tobytes(), rerank])
+        return self._bytes
+
+    @property
+    def digest(self) -> bytes:
+        """16 bytes naming this training (segments carry it: codes of another training are
+        refused, not misread)."""
+        return hashlib.sha256(self.to_bytes()).digest()[:16]
+
+    def write(self, path: Path) -> int:
+        """Write and fsync; returns the size in bytes."""
+        return _fsync_write(path, [self.to_bytes()])
+
+    @classmethod
+    def read(cls, path: Path) -> Quantiser:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise CatalogCorrupt(f"{path}: cannot read the vector quantiser ({exc})") from exc
+        if len(data) < 32 or data[:8] != QUANTISER_MAGIC:
+            raise CatalogCorrupt(f"{path}: not a Nanhu vector quantiser")
+        version, dim = (int(v) for v in np.frombuffer(data[8:16], "<u4"))
+        if version != QUANTISER_VERSION:
+            raise CatalogCorrupt(f"{path}: vector quantiser version {version} is not supported")
+        trained_on, short_len = (int(v) for v in np.frombuffer(data[16:32], "<u8"))
+        end = 32 + short_len
+        if len(data) < end + 8:
+            raise CatalogCorrupt(f"{path}: vector quantiser is truncated")
+        rerank_len = int(np.frombuffer(data[end:end + 8], "<u8")[0])
+        if len(data) != end + 8 + rerank_len:
+            raise CatalogCorrupt(f"{path}: vector quantiser is truncated")
+        shortlist = _deserialize(data[32:end], f"{path} (shortlist)")
+        rerank = _deserialize(data[end + 8:], f"{path} (re-rank codebook)")
+        if shortlist.d != dim or rerank.d != dim or not shortlist.is_trained:
+            raise CatalogCorrupt(f"{path}: vector quantiser does not match its header")
+        quantiser = cls(shortlist, rerank, trained_on=trained_on)
+        quantiser._bytes = data
+        return quantiser
+
+    def encode(self, vectors: np.ndarray) -> np.ndarray:
+        """Re-rank codes uint8[n, code_bytes] of float32[n, d] vectors."""
+        return self.rerank.sa_encode(np.ascontiguousarray(vectors, np.float32))
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        """float32[n, d] reconstructions of re-rank codes uint8[n, code_bytes]."""
+        if len(codes) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        return self.rerank.sa_decode(np.ascontiguousarray(codes, np.uint8))
+
+    def shortlist_index(self, blocks) -> object:
+        """A copy of the trained shortlist index holding ``blocks`` (float32[m, d] arrays, in
+        row order: ids are row numbers)."""
+        import faiss
+
+        index = faiss.clone_index(self.shortlist)
+        for block in blocks:
+            index.add(np.ascontiguousarray(block, np.float32))
+        return index
+
+
+def write_compact_segment(path: Path, quantiser: Quantiser, blocks) -> int:
+    """Write and fsync a compact segment; returns its size in bytes.
+
+    blocks : iterable of (vectors float32[m, d] | None, codes uint8[m, code_bytes] | None,
+    ordinals uint32[m], times_s float32[m]): rows given as float vectors are re-rank coded;
+    rows given as codes (compaction of compact rows) keep their codes and get shortlist codes
+    from their reconstructions. Streams: one block in memory at a time.
+    """
+    short_bytes = int(quantiser.shortlist.sa_code_size())
+    ords, times = [], []
+    tmp = {kind: path.with_name(f"{path.name}.{kind}") for kind in ("rerank", "shortlist")}
+    count = 0
+    try:
+        with open(tmp["rerank"], "wb") as rerank_out, open(tmp["shortlist"], "wb") as short_out:
+            for vectors, codes, ordinals, times_s in blocks:
+                if vectors is None:
+                    vectors = quantiser.decode(codes)
+                vectors = np.ascontiguousarray(vectors, np.float32)
+                if codes is None:
+                    codes = quantiser.encode(vectors)
+                rerank_out.write(np.ascontiguousarray(codes, np.uint8).tobytes())
+                short_out.write(quantiser.shortlist.sa_encode(vectors).tobytes())
+                ords.append(np.asarray(ordinals, "<u4"))
+                times.append(np.asarray(times_s, "<f4"))
+                count += len(ordinals)
+        header = b"".join([
+            SEGMENT_MAGIC, np.array([SEGMENT_VERSION, quantiser.dim], "<u4").tobytes(),
+            np.array([count], "<u8").tobytes(),
+            np.array([quantiser.code_bytes, 0], "<u4").tobytes(), quantiser.digest,
+            np.array([short_bytes], "<u8").tobytes()])
+        with open(path, "wb") as handle:
+            handle.write(header)
+            for array, dtype in ((ords, "<u4"), (times, "<f4")):
+                for part in array:
+                    handle.write(part.astype(dtype).tobytes())
+            for kind in ("rerank", "shortlist"):
+                with open(tmp[kind], "rb") as codes_in:
+                    while chunk := codes_in.read(1 << 24):
+                        handle.write(chunk)
+            handle.flush()
+            os.fsync(handle.fileno())
+    finally:
+        for file in tmp.values():
+            file.unlink(missing_ok=True)
+    return path.stat().st_size
+
+
+class CompactSegment:
+    """One memory-mapped compact segment: ordinals, times and re-rank codes stay on disk
+    (pages read as touched); the shortlist's codes are copied into RAM by :meth:`add_to`."""
+
+    def __init__(self, path: Path, quantiser: Quantiser) -> None:
+        self.path = path
+        try:
+            raw = np.memmap(path, dtype=np.uint8, mode="r")
+        except (OSError, ValueError) as exc:
+            raise CatalogCorrupt(f"{path}: cannot map compact vector segment ({exc})") from exc
+        if raw.size < _SEGMENT_HEADER or bytes(raw[:8]) != SEGMENT_MAGIC:
+            raise CatalogCorrupt(f"{path}: not a Nanhu compact vector segment")
+        version, dim = (int(v) for v in np.frombuffer(raw[8:16], "<u4"))
+        if version != SEGMENT_VERSION:
+            raise CatalogCorrupt(f"{path}: compact vector segment version {version} is not "
+                                 "supported")
+        count = int(np.frombuffer(raw[16:24], "<u8")[0])
+        code_bytes = int(np.frombuffer(raw[24:28], "<u4")[0])
+        digest = bytes(raw[32:48])
+        short_bytes = int(np.frombuffer(raw[48:56], "<u8")[0])
+        if raw.size != _SEGMENT_HEADER + count * (8 + code_bytes + short_bytes):
+            raise CatalogCorrupt(f"{path}: compact vector segment is truncated")
+        if (digest != quantiser.digest or dim != quantiser.dim
+                or code_bytes != quantiser.code_bytes
+                or short_bytes != quantiser.shortlist.sa_code_size()):
+            raise CatalogCorrupt(f"{path}: coded by another quantiser than the catalog's")
+        offset = _SEGMENT_HEADER
+        self.ordinals = np.frombuffer(raw, "<u4", count=count, offset=offset)
+        self.times_s = np.frombuffer(raw, "<f4", count=count, offset=offset + 4 * count)
+        offset += 8 * count
+        self.codes = np.frombuffer(raw, np.uint8, count=count * code_bytes,
+                                   offset=offset).reshape(count, code_bytes)
+        offset += count * code_bytes
+        self.short_codes = np.frombuffer(raw, np.uint8, count=count * short_bytes,
+                                         offset=offset).reshape(count, short_bytes)
+        self.dim, self.quantiser = dim, quantiser
+
+    def __len__(self) -> int:
+        return int(self.ordinals.size)
+
+    def add_to(self, index, first_id: int) -> None:
+        """Put this segment's shortlist codes into ``index`` (a trained, IVF of the quantiser's
+        shortlist), ids ``first_id + row``: straight into its inverted lists, no re-encoding."""
+        import faiss
+
+        ivf = faiss.extract_index_ivf(index)
+        coarse = int(ivf.coarse_code_size())
+        lists = np.zeros(len(self), np.int64)
+        for byte in range(coarse):  # little-endian list number first
+            lists |= self.short_codes[:, byte].astype(np.int64) << (8 * byte)
+        if len(self) and lists.max() >= ivf.nlist:
+            raise CatalogCorrupt(f"{self.path}: shortlist codes name lists past {ivf.nlist}")
+        order = np.argsort(lists, kind="stable")
+        bounds = np.searchsorted(lists[order], np.arange(ivf.nlist + 1))
+        codes = np.ascontiguousarray(self.short_codes[order, coarse:])
+        ids = (order + first_id).astype(np.int64)
+        for list_no in np.nonzero(np.diff(bounds))[0]:
+            a, b = int(bounds[list_no]), int(bounds[list_no + 1])
+            ivf.invlists.add_entries(int(list_no), b - a, faiss.swig_ptr(ids[a:b]),
+                                     faiss.swig_ptr(codes[a:b]))
+        ivf.ntotal += len(self)
+        index.ntotal = ivf.ntotal
+
+    def reconstruct(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """float32[n, d] reconstructions of ``rows`` (all when None)."""
+        codes = self.codes if rows is None else self.codes[rows]
+        return self.quantiser.decode(codes)
+
+
+class CompactPart:
+    """Search over compact segments as one FAISS-like index: ``search(queries, k)`` returns
+    (sims float32[m, k], local rows int64[m, k]; -inf / -1 where missing), rows numbered over
+    the segments in order. Every segment's shortlist codes go into one IVF (one coarse search a
+    query, whatever the number of segments); each row's similarity is re-ranked on its
+    re-rank code's reconstruction."""
+
+    def __init__(self, segments: list[CompactSegment], *, nprobe: int = NPROBE,
+                 shortlist: int = SHORTLIST) -> None:
+        import faiss
+
+        self.segments = segments
+        self.starts = np.cumsum([0] + [len(s) for s in segments]).astype(np.int64)
+        self.index = faiss.clone_index(segments[0].quantiser.shortlist)
+        for segment, start in zip(segments, self.starts[:-1]):
+            segment.add_to(self.index, int(start))
+        self.nprobe, self.shortlist = nprobe, shortlist
+        self.quantiser = segments[0].quantiser
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def codes(self, rows: np.ndarray) -> np.ndarray:
+        """Re-rank codes uint8[n, code_bytes] of global rows int64[n] (valid rows only)."""
+        which = np.searchsorted(self.starts, rows, side="right") - 1
+        out = np.empty((rows.size, self.quantiser.code_bytes), np.uint8)
+        for s in np.unique(which):
+            mask = which == s
+            out[mask] = self.segments[s].codes[rows[mask] - self.starts[s]]
+        return out
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        import faiss
+
+        m = queries.shape[0]
+        depth = max(k, self.shortlist)
+        _, found = self.index.search(queries, depth,
+                                     params=faiss.SearchParametersIVF(nprobe=self.nprobe))
+        valid = found >= 0
+        unique, inverse = np.unique(found[valid], return_inverse=True)
+        # sorted rows: the memory-mapped codes are read in file order
+        decoded = self.quantiser.decode(self.codes(unique))
+        # a PQ reconstruction is shorter than its unit vector (the residual is lost): scaled
+        # back to unit length, its inner products are unbiased estimates of the cosines
+        decoded /= np.maximum(np.linalg.norm(decoded, axis=1, keepdims=True), 1e-6)
+        sims = np.full((m, depth), -np.inf, np.float32)
+        rows_of_query = np.nonzero(valid)[0]
+        sims[valid] = np.einsum("nd,nd->n", decoded[inverse], queries[rows_of_query])
+        top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        sims, rows = np.take_along_axis(sims, top, 1), np.take_along_axis(found, top, 1)
+        rows = np.where(np.isfinite(sims), rows, -1)
+        if rows.shape[1] < k:  # fewer rows than k in the whole index
+            pad = k - rows.shape[1]
+            sims = np.pad(sims, ((0, 0), (0, pad)), constant_values=-np.inf)
+            rows = np.pad(rows, ((0, 0), (0, pad)), constant_values=-1)
+        return sims, rows

@@ -1,0 +1,39 @@
+"""The video scale run's pieces: synthetic keyframes keep the fitted statistics, and its rows
+go under "video" in scale-results.json beside audio's."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from nanhu.benchmarks.scale_video import write_rows
+from nanhu.benchmarks.scale_video_synth import REFERENCE_KEYFRAMES, KeyframeModel, synthetic_ids
+
+
+def test_synthetic_keyframes_follow_the_fitted_mean_and_shots():
+    rng = np.random.default_rng(0)
+    mean = np.zeros(248, np.float32)
+    mean[0] = 3.0
+    refs = []
+    for _ in range(20):  # "real" references: a mean direction and shots of near-copies
+        shots = np.repeat(rng.standard_normal((10, 248)).astype(np.float32), 8, axis=0)
+        v = mean + shots + 0.3 * rng.standard_normal(shots.shape).astype(np.float32)
+        refs.append(v / np.linalg.norm(v, axis=1, keepdims=True))
+    model = KeyframeModel.fit(refs)
+    fake = model.sample(4000, np.random.default_rng(1))
+    np.testing.assert_allclose(np.linalg.norm(fake, axis=1), 1.0, atol=1e-5)
+    real = np.concatenate(refs)
+    assert abs(fake[:, 0].mean() - real[:, 0].mean()) < 0.05
+    consecutive = np.median(np.sum(fake[1:] * fake[:-1], axis=1))
+    random_pairs = np.median(np.sum(fake[1:] * fake[rng.permutation(3999)], axis=1))
+    assert consecutive > random_pairs + 0.3  # shots: neighbours alike, strangers not
+    ordinals, times = synthetic_ids(REFERENCE_KEYFRAMES - 1, 2, first_ordinal=100)
+    assert ordinals.tolist() == [100, 101] and times.tolist() == [(REFERENCE_KEYFRAMES - 1) * 0.5, 0]
+
+
+def test_video_rows_go_beside_audio_rows(tmp_path):
+    (tmp_path / "scale-results.json").write_text(json.dumps({"audio": [{"hours": 1.0}]}))
+    write_rows(tmp_path, [{"hours": 30.0, "index": "compact"}])
+    results = json.loads((tmp_path / "scale-results.json").read_text())
+    assert results["audio"] == [{"hours": 1.0}] and results["video"][0]["index"] == "compact"
