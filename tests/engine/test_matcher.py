@@ -349,3 +349,33 @@ def test_query_keyed_on_demand_matches_as_keyed_whole(registered_catalog, long_u
     got, want = summary(short.match(lazy)), summary(short.match(whole))
     assert got == want
     assert len(got) == len(truth)
+
+
+def test_a_long_screening_holds_one_window_of_keys_at_a_time(registered_catalog, long_upload,
+                                                             monkeypatch):
+    """Issue 15: a 2-hour self-match peaked at 6.8 GB, then 2.59 GB, because a query's keys
+    (every warp, multi-probe: ~17,000 a second) were made whole. Keyed on demand, no step of a
+    screening makes more than one window's keys (here 20 s windows plus their 8 s overlap,
+    of a 3-minute upload)."""
+    import dataclasses
+
+    from nanhu.engine.audio.align import AudioMatchParams
+    from nanhu.engine.audio.keys import QueryPeaks
+
+    path, _ = long_upload
+    lazy = fingerprint_media(path, query=True, video=False, keys_on_demand=True)
+    total = len(lazy.keyed().audio)
+    made = []
+    keyed = QueryPeaks.landmarks
+
+    def recording(self, lo=0, hi=None):
+        landmarks = keyed(self, lo, hi)
+        made.append(len(landmarks))
+        return landmarks
+
+    monkeypatch.setattr(QueryPeaks, "landmarks", recording)
+    matcher = Matcher(Catalog(registered_catalog),
+                      audio_match=dataclasses.replace(AudioMatchParams(), window_s=20.0))
+    assert matcher.match(lazy)
+    assert len(made) >= 9
+    assert max(made) < 0.25 * total  # (20 + 8) s of 180 s is 0.16
