@@ -22,6 +22,7 @@ from nanhu.engine.audio.keys import Landmarks, QueryPeaks, audio_landmarks, quer
 from nanhu.engine.audio.params import AudioParams
 from nanhu.engine.errors import EmptyMediaError, MediaError, VersionMismatch
 from nanhu.engine.media import Source, content_digest, open_container, source_name
+from nanhu.engine.media_tags import media_tags
 
 if TYPE_CHECKING:
     from nanhu.engine.video import KeyframePrints
@@ -184,6 +185,7 @@ def fingerprint_media(
     params = audio_params or AudioParams()
     name = source_name(source)
     with open_container(source) as container:
+        tags = media_tags(container)
         has_audio = bool(container.streams.audio)
         video_stream = media._first_real_video(container)
         has_video = video_stream is not None
@@ -236,7 +238,7 @@ def fingerprint_media(
     fp = Fingerprint(
         duration_s=duration, digest=content_digest(source), audio=landmarks,
         audio_params_tag=params.tag() if landmarks is not None or peaks is not None else "",
-        video=video_print, audio_peaks=peaks,
+        video=video_print, audio_peaks=peaks, meta={"tags": tags} if tags else {},
     )
     if fp.is_empty:
         raise EmptyMediaError(f"{name}: nothing to fingerprint (silent or blank media)")

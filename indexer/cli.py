@@ -16,7 +16,8 @@ from pathlib import Path
 from nanhu.engine.errors import InvalidArgument
 
 _DESCRIPTION = """\
-Register many media files at once. SOURCE is a folder (walked recursively) or a manifest:
+Register many media files at once. SOURCE is a folder (walked recursively; a file's id is its
+path, its title its embedded title tag or else its name, its artist and album tags metadata) or a manifest:
 a .csv or .jsonl file with a 'path' column and optional 'id', 'title' and 'owner' columns,
 and 'policy' (block, monetize, track or review) with 'policy_modality', 'policy_min_match_s',
 'policy_min_upload_share', 'policy_min_reference_share', 'policy_exclude' (0-12.5;30-40) and

@@ -79,6 +79,19 @@ class Entry:
     line: int | None = None
     size: int = 0
     mtime_ns: int = 0
+    #: a folder entry: its title defaults to the file's embedded title tag (:func:`tagged`)
+    from_folder: bool = False
+
+
+def tagged(entry: Entry, fp_meta: dict) -> tuple[str, dict]:
+    """(title, metadata) of a folder entry given its fingerprint's ``meta``: the embedded title
+    tag (else the file's stem) and the artist and album tags beside the entry's metadata. A
+    manifest row keeps what it says."""
+    tags = fp_meta.get("tags") if entry.from_folder else None
+    if not tags:
+        return entry.title, entry.metadata
+    extra = {k: tags[k] for k in ("artist", "album") if tags.get(k)}
+    return tags.get("title") or entry.title, {**entry.metadata, **extra}
 
 
 @dataclass(frozen=True)
@@ -212,7 +225,7 @@ class Source:
                 continue
             ref_id = folder_id(rel)
             yield self._checked(Path(child.path), ref_id, Path(child.name).stem, self.owner,
-                                {"source": rel_text}, None)
+                                {"source": rel_text}, None, from_folder=True)
 
     # --- manifests -----------------------------------------------------------------------
     def _csv_rows(self) -> Iterator[_Row]:
@@ -307,7 +320,8 @@ class Source:
         return self._checked(path, ref_id, title, owner, fields, row.line, policy)
 
     def _checked(self, path: Path, ref_id: str, title: str, owner: str, metadata: dict,
-                 line: int | None, policy: dict | None = None) -> Entry | Problem:
+                 line: int | None, policy: dict | None = None, *,
+                 from_folder: bool = False) -> Entry | Problem:
         if not is_valid_reference_id(ref_id):
             return Problem(
                 f"bad id {ref_id!r}: use 1-200 letters, digits and ._:@+- starting with a letter "
@@ -325,7 +339,7 @@ class Source:
             return Problem("cannot read file (permission denied)", line, str(path), ref_id)
         return Entry(path=path.absolute(), ref_id=ref_id, title=title, owner=owner,
                      metadata=metadata, policy=policy or {}, line=line, size=stat.st_size,
-                     mtime_ns=stat.st_mtime_ns)
+                     mtime_ns=stat.st_mtime_ns, from_folder=from_folder)
 
 
 def _unknown_policy_columns(names) -> str | None:

@@ -18,7 +18,7 @@ from nanhu.engine.audio.params import AudioParams
 from nanhu.engine.catalog import Catalog
 from nanhu.engine.errors import AlreadyExists, InvalidArgument, NanhuError, NotFound, Unauthenticated
 from nanhu.engine.fingerprint import Fingerprint
-from nanhu.indexer.manifest import Entry
+from nanhu.indexer.manifest import Entry, tagged
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,9 @@ class CatalogSink:
         overlaps = self._screen.overlaps(fp)
         for line in describe(entry.ref_id, entry.owner, overlaps):
             log.warning("%s", line)
-        self.catalog.add(entry.ref_id, fp, title=entry.title, owner=entry.owner,
-                         metadata=entry.metadata, policy=entry.policy, overlaps=overlaps)
+        title, metadata = tagged(entry, fp.meta)
+        self.catalog.add(entry.ref_id, fp, title=title, owner=entry.owner,
+                         metadata=metadata, policy=entry.policy, overlaps=overlaps)
         self._screen.added(entry.ref_id, fp, entry.owner)
 
     def commit(self) -> int:
@@ -163,10 +164,11 @@ class ServerSink:
         return None  # no such RPC: duplicates are found by the server when they are sent
 
     def add(self, entry: Entry, fp: Fingerprint) -> None:
-        metadata = {k: v if isinstance(v, str) else json.dumps(v) for k, v in entry.metadata.items()}
+        title, metadata = tagged(entry, fp.meta)
+        metadata = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
         try:
             self._retrying(lambda: self.client.register_fingerprint(
-                fp, entry.ref_id, title=entry.title, metadata=metadata, owner=entry.owner,
+                fp, entry.ref_id, title=title, metadata=metadata, owner=entry.owner,
                 policy=entry.policy or None),
                 entry.ref_id)
         except self._grpc.RpcError as exc:
