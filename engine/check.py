@@ -136,6 +136,7 @@ def survey(catalog: Catalog) -> Survey:
         video.append(state)
         problems += _video_problems(state, dim, checked)
     checked["video_segments"] = len(video)
+    problems += _compact_problems(catalog.path, manifest, known, checked)
     return Survey(g, rows, audio, video, dim, problems, unrepairable, checked, rows_readable)
 
 
@@ -190,6 +191,54 @@ def _video_problems(state: SegmentState, dim: int | None, checked: dict) -> list
     if state.unknown:
         out.append(f"{name}: rows of reference ordinals the metadata does not know: "
                    f"{state.unknown[:10]}")
+    return out
+
+
+def _compact_problems(root: Path, manifest: dict, known: set[int], checked: dict) -> list[str]:
+    """Compact video segments (``engine.store.vectors_compact``): the quantiser readable, every
+    segment readable and coded by it, its row count the manifest's, its ordinals known and its
+    times finite and non-negative. (``nanhu repair`` does not rewrite these: a damaged one is
+    reported; ``nanhu compact`` re-codes every row from what is readable.)"""
+    entries = manifest.get("video_compact", [])
+    q_entry = manifest.get("video_quantiser")
+    checked["video_compact_segments"] = len(entries)
+    if not entries and not q_entry:
+        return []
+    if not q_entry:
+        return ["manifest: compact video segments but no vector quantiser"]
+    from nanhu.engine.store.vectors_compact import CompactSegment, Quantiser
+
+    q_path = root / q_entry["file"]
+    try:
+        quantiser = Quantiser.read(q_path)
+    except (NanhuError, OSError) as exc:
+        reason = str(exc).replace(f"{q_path}: ", "")
+        return [f"{q_entry['file']}: {reason} ({len(entries)} compact video segment(s) cannot "
+                "be read without it)"]
+    out = []
+    for entry in entries:
+        path = root / entry["file"]
+        if not path.exists():
+            out.append(f"{entry['file']}: missing")
+            continue
+        try:
+            segment = CompactSegment(path, quantiser)
+        except (NanhuError, OSError) as exc:
+            out.append(f"{entry['file']}: {str(exc).replace(f'{path}: ', '')}")
+            continue
+        if len(segment) != entry.get("count", len(segment)):
+            out.append(f"{entry['file']}: holds {len(segment)} keyframes, the manifest says "
+                       f"{entry['count']}")
+        checked["keyframes"] += len(segment)
+        times = np.asarray(segment.times_s)
+        bad = ~(np.isfinite(times) & (times >= 0))
+        if bad.any():
+            checked["unusable_keyframes"] += int(bad.sum())
+            out.append(f"{entry['file']}: {int(bad.sum())} keyframe row(s) with a bad time")
+        unknown = sorted({int(o) for o in np.unique(segment.ordinals)} - known)
+        if unknown:
+            out.append(f"{entry['file']}: rows of reference ordinals the metadata does not "
+                       f"know: {unknown[:10]}")
     return out
 
 

@@ -229,3 +229,29 @@ def test_compaction_retrains_purges_and_a_crash_in_it_leaves_the_last_commit(
         assert (ordinals[:, 0] == reader.get("ref-2").ordinal).mean() >= 0.95
         ordinals, _, _ = reader.vectors().search(noisy(refs[0][::20], seed=9), 1)
         assert reader.by_ordinals(np.unique(ordinals)).keys().isdisjoint({1})
+
+
+def test_check_reads_compact_segments_and_reports_their_damage(catalog_dir, make_fp,
+                                                               small_threshold):
+    from nanhu.engine.check import check_catalog
+
+    vectors = structured_vectors(2_400, seed=4)
+    with Catalog(catalog_dir, writable=True, create=True) as catalog:
+        for i in range(4):
+            catalog.add(f"ref-{i}", with_keyframes(make_fp(i), vectors[i * 600:(i + 1) * 600]))
+        catalog.commit()
+        compact = catalog.manifest["video_compact"][0]["file"]
+        quantiser = catalog.manifest["video_quantiser"]["file"]
+    report = check_catalog(catalog_dir)
+    assert report["ok"], report["problems"]
+    assert report["checked"]["video_compact_segments"] == 1
+    assert report["checked"]["keyframes"] == 2_400
+    segment = catalog_dir / compact
+    segment.write_bytes(segment.read_bytes()[:-100])  # truncated
+    report = check_catalog(catalog_dir)
+    assert not report["ok"]
+    assert any(compact in p and "truncated" in p for p in report["problems"]), report["problems"]
+    (catalog_dir / quantiser).write_bytes(b"garbage")
+    (problem,) = check_catalog(catalog_dir)["problems"]
+    assert quantiser in problem and "cannot be read without it" in problem
+    assert str(catalog_dir) not in problem
