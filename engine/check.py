@@ -75,6 +75,10 @@ class Survey:
     checked: dict
     #: False when the reference rows could not be read (then nothing can be judged by them)
     rows_readable: bool = True
+    #: compact video segments (their ``segment`` a CompactSegment) and whether the quantiser
+    #: that decodes them could be read (when not, every compact segment is ``damaged``)
+    compact: list[SegmentState] = field(default_factory=list)
+    quantiser_readable: bool = True
 
 
 def survey(catalog: Catalog) -> Survey:
@@ -136,8 +140,11 @@ def survey(catalog: Catalog) -> Survey:
         video.append(state)
         problems += _video_problems(state, dim, checked)
     checked["video_segments"] = len(video)
-    problems += _compact_problems(catalog.path, manifest, known, checked)
-    return Survey(g, rows, audio, video, dim, problems, unrepairable, checked, rows_readable)
+    compact, quantiser_readable, compact_problems = _compact_states(catalog.path, manifest,
+                                                                    known, checked)
+    problems += compact_problems
+    return Survey(g, rows, audio, video, dim, problems, unrepairable, checked, rows_readable,
+                  compact, quantiser_readable)
 
 
 def _audio_state(root: Path, entry: dict, known: set[int]) -> SegmentState:
@@ -194,18 +201,19 @@ def _video_problems(state: SegmentState, dim: int | None, checked: dict) -> list
     return out
 
 
-def _compact_problems(root: Path, manifest: dict, known: set[int], checked: dict) -> list[str]:
+def _compact_states(root: Path, manifest: dict, known: set[int], checked: dict
+                    ) -> tuple[list[SegmentState], bool, list[str]]:
     """Compact video segments (``engine.store.vectors_compact``): the quantiser readable, every
     segment readable and coded by it, its row count the manifest's, its ordinals known and its
-    times finite and non-negative. (``nanhu repair`` does not rewrite these: a damaged one is
-    reported; ``nanhu compact`` re-codes every row from what is readable.)"""
+    times finite and non-negative. Returns (states, quantiser readable, problems)."""
     entries = manifest.get("video_compact", [])
     q_entry = manifest.get("video_quantiser")
     checked["video_compact_segments"] = len(entries)
-    if not entries and not q_entry:
-        return []
+    if not entries:
+        return [], True, []
     if not q_entry:
-        return ["manifest: compact video segments but no vector quantiser"]
+        return ([SegmentState(e, "damaged", "no vector quantiser") for e in entries], False,
+                ["manifest: compact video segments but no vector quantiser"])
     from nanhu.engine.store.vectors_compact import CompactSegment, Quantiser
 
     q_path = root / q_entry["file"]
@@ -213,19 +221,26 @@ def _compact_problems(root: Path, manifest: dict, known: set[int], checked: dict
         quantiser = Quantiser.read(q_path)
     except (NanhuError, OSError) as exc:
         reason = str(exc).replace(f"{q_path}: ", "")
-        return [f"{q_entry['file']}: {reason} ({len(entries)} compact video segment(s) cannot "
-                "be read without it)"]
-    out = []
+        return ([SegmentState(e, "damaged", "its quantiser cannot be read") for e in entries],
+                False, [f"{q_entry['file']}: {reason} ({len(entries)} compact video segment(s) "
+                        "cannot be read without it)"])
+    states, out = [], []
     for entry in entries:
         path = root / entry["file"]
         if not path.exists():
+            states.append(SegmentState(entry, "missing", "missing"))
             out.append(f"{entry['file']}: missing")
             continue
         try:
             segment = CompactSegment(path, quantiser)
         except (NanhuError, OSError) as exc:
-            out.append(f"{entry['file']}: {str(exc).replace(f'{path}: ', '')}")
+            states.append(SegmentState(entry, "damaged", str(exc).replace(f"{path}: ", "")))
+            out.append(f"{entry['file']}: {states[-1].error}")
             continue
+        ordinals = np.asarray(segment.ordinals, np.int64)
+        unknown = sorted({int(o) for o in np.unique(ordinals)} - known)
+        states.append(SegmentState(entry, "ok", ordinals=ordinals, unknown=unknown,
+                                   segment=segment))
         if len(segment) != entry.get("count", len(segment)):
             out.append(f"{entry['file']}: holds {len(segment)} keyframes, the manifest says "
                        f"{entry['count']}")
@@ -235,11 +250,10 @@ def _compact_problems(root: Path, manifest: dict, known: set[int], checked: dict
         if bad.any():
             checked["unusable_keyframes"] += int(bad.sum())
             out.append(f"{entry['file']}: {int(bad.sum())} keyframe row(s) with a bad time")
-        unknown = sorted({int(o) for o in np.unique(segment.ordinals)} - known)
         if unknown:
             out.append(f"{entry['file']}: rows of reference ordinals the metadata does not "
                        f"know: {unknown[:10]}")
-    return out
+    return states, True, out
 
 
 def check_catalog(path: str | Path) -> dict:

@@ -3,7 +3,9 @@
 It acts on the same inspection as ``nanhu check`` (:func:`engine.check.survey`):
 
 - a segment file that is missing or damaged (truncated, not a segment, of another version), or a
-  vector segment of another dimension than the catalog's, leaves the manifest;
+  vector segment of another dimension than the catalog's, leaves the manifest; so do compact
+  video segments that cannot be read (all of them, and their quantiser, when the quantiser
+  cannot be read); compact segments are never rewritten (``nanhu compact`` re-codes);
 - unusable keyframe rows (non-unit or non-finite vectors, impossible times) and rows or postings
   of references the metadata does not know are dropped: their segment is written again without
   them;
@@ -53,6 +55,9 @@ class Plan:
     drop: dict[int, str] = field(default_factory=dict)
     dropped_segments: list[str] = field(default_factory=list)
     dropped_rows: int = 0
+    #: the compact video segments kept (None: unchanged), and whether the quantiser goes too
+    compact: list[dict] | None = None
+    drop_quantiser: bool = False
 
     @property
     def changes(self) -> bool:
@@ -100,8 +105,20 @@ def plan_repair(catalog: Catalog, found: Survey) -> Plan:
         plan.dropped_rows += int((~keep).sum())
         plan.video.append((f"video/seg-{g:08d}-r{number:03d}.vec",
                            _video_rewrite(catalog, state, keep)))
+    # Compact segments are kept or dropped whole (their rows are codes of the catalog's
+    # quantiser; `nanhu compact` re-codes): a missing or damaged one, or all of them when the
+    # quantiser cannot be read, leaves the manifest, with the quantiser if none is left.
+    compact = [state.entry for state in found.compact if state.status == "ok"]
+    for state in found.compact:
+        if state.status == "ok":
+            video_kept.update(int(o) for o in np.unique(state.ordinals))
+        else:
+            plan.dropped_segments.append(state.file)
+    if len(compact) != len(found.compact):
+        plan.compact = compact
+        plan.drop_quantiser = not compact
     lost_audio = any(s.status != "ok" for s in found.audio)
-    lost_video = any(s.status != "ok" for s in found.video)
+    lost_video = any(s.status != "ok" for s in found.video + found.compact)
     for ordinal, row in live.items():
         if ordinal in plan.drop:
             continue
@@ -172,8 +189,12 @@ def repair_catalog(path: str | Path, *, dry_run: bool = False,
             if on_commit is not None:
                 on_commit(before + 1)
             audio, video = _written(plan.audio), _written(plan.video)
-            catalog.commit(replace_segments={"audio_segments": audio, "video_segments": video},
-                           drop_ordinals=sorted(plan.drop))
+            replace = {"audio_segments": audio, "video_segments": video}
+            if plan.compact is not None:
+                replace["video_compact"] = plan.compact
+                if plan.drop_quantiser:
+                    replace["video_quantiser"] = None
+            catalog.commit(replace_segments=replace, drop_ordinals=sorted(plan.drop))
             log.warning("%s: repaired at generation %d: dropped %d reference(s), %d segment(s), "
                         "%d keyframe row(s)", catalog.path, catalog.generation, len(plan.drop),
                         len(plan.dropped_segments), plan.dropped_rows)

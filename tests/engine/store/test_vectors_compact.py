@@ -255,3 +255,36 @@ def test_check_reads_compact_segments_and_reports_their_damage(catalog_dir, make
     (problem,) = check_catalog(catalog_dir)["problems"]
     assert quantiser in problem and "cannot be read without it" in problem
     assert str(catalog_dir) not in problem
+
+
+def test_repair_drops_unreadable_compact_segments_and_the_works_they_held(catalog_dir, make_fp,
+                                                                          small_threshold):
+    from nanhu.engine.check import check_catalog
+    from nanhu.engine.repair import repair_catalog
+
+    vectors = structured_vectors(3_000, seed=5)
+    with Catalog(catalog_dir, writable=True, create=True) as catalog:
+        for i in range(4):
+            catalog.add(f"ref-{i}", with_keyframes(make_fp(i), vectors[i * 600:(i + 1) * 600]))
+        catalog.commit()  # 2,400 keyframes: trained, one compact segment
+        catalog.add("ref-4", with_keyframes(make_fp(4), vectors[2400:]))
+        catalog.commit()  # a second compact segment, coded by the same quantiser
+        first, second = (e["file"] for e in catalog.manifest["video_compact"])
+        quantiser = catalog.manifest["video_quantiser"]["file"]
+    (catalog_dir / second).write_bytes(b"NANHUVCX" + bytes(40))  # damaged
+    report = repair_catalog(catalog_dir)
+    assert report["ok"], report["problems"]
+    assert [d["reference_id"] for d in report["dropped"]["references"]] == ["ref-4"]
+    assert report["dropped"]["segments"] == [second]
+    with Catalog(catalog_dir) as reader:
+        assert [e["file"] for e in reader.manifest["video_compact"]] == [first]
+        ordinals, _, _ = reader.vectors().search(noisy(vectors[:600:50], seed=9), 1)
+        assert (ordinals[:, 0] == reader.get("ref-0").ordinal).mean() >= 0.9
+    (catalog_dir / quantiser).write_bytes(b"garbage")  # now nothing compact can be read
+    report = repair_catalog(catalog_dir)
+    assert report["ok"], report["problems"]
+    assert sorted(d["reference_id"] for d in report["dropped"]["references"]) == [
+        f"ref-{i}" for i in range(4)]
+    with Catalog(catalog_dir) as reader:
+        assert not reader.manifest.get("video_compact") and not reader.manifest["video_quantiser"]
+    assert check_catalog(catalog_dir)["ok"]
