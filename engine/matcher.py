@@ -188,6 +188,22 @@ class Matcher:
         return join_windows(segments, match=self.audio_match, windows=n_windows)
 
     def _audio_window(self, landmarks: Landmarks) -> list[Segment]:
+        """One window's audio segments: a first look with the unwarped keys alone, kept when
+        its matches cover the window (``AudioMatchParams.first_look``), else a look with every
+        warp's keys."""
+        match = self.audio_match
+        identity = np.flatnonzero((landmarks.speeds == 1.0) & (landmarks.pitches == 1.0))
+        if match.first_look and landmarks.speeds.size > 1 and identity.size and len(landmarks):
+            picked = np.flatnonzero(np.isin(landmarks.speed_index, identity))
+            first = self._audio_look(_subset(landmarks, picked),
+                                     budget_share=match.first_look_budget_share) if picked.size else []
+            fps = self.catalog.audio_params.frames_per_second
+            if first and _covered_s(first) >= match.first_look_cover * _query_seconds(
+                    landmarks, fps):
+                return first
+        return self._audio_look(landmarks)
+
+    def _audio_look(self, landmarks: Landmarks, budget_share: float = 1.0) -> list[Segment]:
         """Bounded audio matching of one window: each distinct key is looked up once (across
         warps) and returns at most the stop-key cap of postings; references are shortlisted by
         raw votes (distinct query keys with any hit), and only the shortlist's hits are aligned."""
@@ -196,7 +212,7 @@ class Matcher:
         seconds = _query_seconds(landmarks, self.catalog.audio_params.frames_per_second)
         key_index, ordinals, frames = self._postings.lookup(
             unique_keys, max_postings=self._stop_key_postings,
-            budget=int(self.audio_match.lookup_budget_per_s * seconds))
+            budget=int(self.audio_match.lookup_budget_per_s * seconds * budget_share))
         if self._deleted.size and ordinals.size:
             alive = ~np.isin(ordinals, self._deleted)
             key_index, ordinals, frames = key_index[alive], ordinals[alive], frames[alive]
@@ -272,6 +288,17 @@ class Matcher:
                            params=params, query_vectors=video.vectors,
                            catalog_keyframes=len(index),
                            reference_keyframes=self._reference_keyframes)
+
+
+def _covered_s(segments: list[Segment]) -> float:
+    """Seconds of query time the segments cover (their union)."""
+    spans = sorted((s.query_start_s, s.query_end_s) for s in segments)
+    total, end = 0.0, -np.inf
+    for start, stop in spans:
+        if stop > end:
+            total += stop - max(start, end)
+            end = stop
+    return total
 
 
 def _query_seconds(landmarks: Landmarks, fps: float) -> float:

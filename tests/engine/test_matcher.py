@@ -276,9 +276,14 @@ def test_an_empty_catalog_matches_nothing(catalog_dir, excerpts):
 def test_the_lookup_budget_grows_with_the_query_not_per_window(registered_catalog, songs, kit):
     """A 20 s query may read four times the postings of a 5 s one: the budget is per second of
     query audio, so a short copy inside a long upload keeps the keys a short query would."""
+    import dataclasses
+
+    from nanhu.engine.audio.align import AudioMatchParams
+
     budgets = []
-    with Catalog(registered_catalog) as catalog:
-        matcher = Matcher(catalog)
+    with Catalog(registered_catalog) as catalog:  # the full look's budget (no first look)
+        matcher = Matcher(catalog, audio_match=dataclasses.replace(AudioMatchParams(),
+                                                                   first_look=False))
         matcher._ensure_state()
         lookup = matcher._postings.lookup
 
@@ -379,3 +384,41 @@ def test_a_long_screening_holds_one_window_of_keys_at_a_time(registered_catalog,
     assert matcher.match(lazy)
     assert len(made) >= 9
     assert max(made) < 0.25 * total  # (20 + 8) s of 180 s is 0.16
+
+
+def test_a_first_look_with_the_unwarped_keys_answers_a_plain_copy(registered_catalog, songs,
+                                                                   kit):
+    """Most uploads copy a work at its own speed: the first look, with the unwarped keys alone
+    and a quarter of the budget, answers them; a sped-up copy is not covered by it, and the
+    full look (every warp) finds it at its speed, as without a first look."""
+    import dataclasses
+
+    from nanhu.engine.audio.align import AudioMatchParams
+
+    looks = []
+    with Catalog(registered_catalog) as catalog:
+        matcher = Matcher(catalog)
+        matcher._ensure_state()
+        lookup = matcher._postings.lookup
+
+        def spy(keys, *, max_postings=None, budget=None):
+            looks.append((keys.size, budget))
+            return lookup(keys, max_postings=max_postings, budget=budget)
+
+        matcher._postings.lookup = spy
+        plain = kit.write_clip("plain.wav", kit.excerpt(songs["song-2"], 12.0, 17.0))
+        fast = kit.write_clip("fast.wav", kit.speed_change(kit.excerpt(songs["song-3"], 20.0,
+                                                                       26.0), 1.1))
+        (found,) = matcher.match(fingerprint_media(plain, query=True, video=False))
+        assert found.reference_id == "song-2" and found.speed == pytest.approx(1.0)
+        assert len(looks) == 1  # the first look alone
+        sped = matcher.match(fingerprint_media(fast, query=True, video=False))
+        assert len(looks) == 3 and looks[2][0] > 8 * looks[1][0]  # then every warp's keys
+        per_s = matcher.audio_match.lookup_budget_per_s
+        assert looks[0][1] <= 0.25 * 5.0 * per_s < looks[2][1]
+        without = Matcher(catalog, audio_match=dataclasses.replace(AudioMatchParams(),
+                                                                   first_look=False))
+        expected = without.match(fingerprint_media(fast, query=True, video=False))
+    assert sped[0].reference_id == "song-3" and sped[0].speed == pytest.approx(1.1, abs=0.03)
+    assert [(m.reference_id, round(m.score, 6)) for m in sped] == [
+        (m.reference_id, round(m.score, 6)) for m in expected]
