@@ -85,7 +85,7 @@ def build_scale_catalog(real: Path, directory: Path, hours: float, model: Keyfra
         for start, block in model.blocks(n_synth, seed):
             ordinals, times = synthetic_ids(start, len(block), first_ordinal=FIRST_SYNTHETIC_ORDINAL)
             yield block, None, ordinals, times
-            log.warning("video scale %g h: %.0f / %.0f h coded (%.0f s)", hours,
+            log.info("video scale %g h: %.0f / %.0f h coded (%.0f s)", hours,
                         (start + len(block)) / KEYFRAMES_PER_HOUR, hours,
                         time.perf_counter() - started)
 
@@ -234,7 +234,7 @@ def run_video_scale(hours: list[float], *, seed: int = 0, positives: int = 16,
             row["add_one_hour_s"] = add_one_hour(directory, model, seed)
             row.update({k: build[k] for k in ("train_s", "nlist") if k in build})
         rows.append(row)
-        log.warning("video scale: %s", json.dumps(row))
+        log.info("video scale: %s", json.dumps(row))
         if out is not None:
             write_rows(out, rows)
     return rows

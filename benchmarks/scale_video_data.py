@@ -56,7 +56,7 @@ def _build(path: Path, videos: list[Path], *, positives: int, negatives: int, se
         fp = fingerprint_video(video)
         arrays[f"ref{i}_v"], arrays[f"ref{i}_t"] = fp.vectors, fp.times_s
         durations[i] = float(fp.times_s[-1])
-        log.warning("video scale: reference %s, %d keyframes", video.name, len(fp.times_s))
+        log.info("video scale: reference %s, %d keyframes", video.name, len(fp.times_s))
     rng = np.random.default_rng([seed, 77])
 
     def clip_print(video: Path, start: float, attack_name: str):
@@ -76,7 +76,7 @@ def _build(path: Path, videos: list[Path], *, positives: int, negatives: int, se
         arrays[f"pos{len(meta_pos)}_v"], arrays[f"pos{len(meta_pos)}_t"] = fp.vectors, fp.times_s
         meta_pos.append((i, start, q % len(QUERY_ATTACKS)))
         if q % 10 == 9:
-            log.warning("video scale: %d / %d positive clips", q + 1, positives)
+            log.info("video scale: %d / %d positive clips", q + 1, positives)
     for q in range(negatives):
         j = int(rng.integers(len(held)))
         start = float(rng.uniform(0, 40.0))
@@ -86,7 +86,7 @@ def _build(path: Path, videos: list[Path], *, positives: int, negatives: int, se
         arrays[f"neg{len(meta_neg)}_v"], arrays[f"neg{len(meta_neg)}_t"] = fp.vectors, fp.times_s
         meta_neg.append((j, start, q % len(QUERY_ATTACKS)))
         if q % 10 == 9:
-            log.warning("video scale: %d / %d negative clips", q + 1, negatives)
+            log.info("video scale: %d / %d negative clips", q + 1, negatives)
     arrays["meta_pos"] = np.array(meta_pos, np.float64).reshape(-1, 3)
     arrays["meta_neg"] = np.array(meta_neg, np.float64).reshape(-1, 3)
     arrays["n_refs"] = np.array([len(registered)])
