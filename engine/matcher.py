@@ -171,7 +171,7 @@ class Matcher:
         if last - first <= 3:  # a short query: keyed whole, as above
             return self._audio_segments_keyed(peaks.landmarks(), window, overlap)
         segments: list[Segment] = []
-        windows: set[int] = set()
+        seen_lo, seen_hi = None, None  # the windows any landmark is in, as keyed whole
         for w in range(first, last + 1):
             lo = int(np.searchsorted(frames, w * window - overlap - 1, side="left"))
             hi = int(np.searchsorted(frames, (w + 1) * window + 1, side="right"))
@@ -180,11 +180,13 @@ class Matcher:
             landmarks = peaks.landmarks(lo, hi)
             own, ahead = _window_ids(landmarks, window, overlap)
             picked = np.flatnonzero((own == w) | (ahead == w))
-            windows.update(np.unique(own).tolist())
-            windows.update(np.unique(ahead).tolist())
+            if len(landmarks):
+                low, high = int(own.min()), int(ahead.max())
+                seen_lo = low if seen_lo is None else min(seen_lo, low)
+                seen_hi = high if seen_hi is None else max(seen_hi, high)
             if picked.size:
                 segments.extend(self._audio_window(_subset(landmarks, picked)))
-        n_windows = max(windows) - min(windows) + 1 if windows else 1
+        n_windows = seen_hi - seen_lo + 1 if seen_lo is not None else 1
         return join_windows(segments, match=self.audio_match, windows=n_windows)
 
     def _audio_window(self, landmarks: Landmarks) -> list[Segment]:

@@ -260,10 +260,6 @@ class QueryPeaks:
     def __len__(self) -> int:
         return len(self.peaks)
 
-    @property
-    def speeds(self) -> np.ndarray:
-        return np.asarray([w[0] for w in self.warps], np.float32)
-
     def landmarks(self, lo: int = 0, hi: int | None = None) -> Landmarks:
         """Keys of the anchors ``peaks[lo:hi]`` (all by default), exactly as keying every peak
         at once would give them (:func:`triplet_hashes` with ``n_anchors``)."""
