@@ -205,7 +205,7 @@ def _compact_states(root: Path, manifest: dict, known: set[int], checked: dict
                     ) -> tuple[list[SegmentState], bool, list[str]]:
     """Compact video segments (``engine.store.vectors_compact``): the quantiser readable, every
     segment readable and coded by it, its row count the manifest's, its ordinals known and its
-    times finite and non-negative. Returns (states, quantiser readable, problems)."""
+    times plausible (:func:`engine.vectors.sane_times`). Returns (states, quantiser readable, problems)."""
     entries = manifest.get("video_compact", [])
     q_entry = manifest.get("video_quantiser")
     checked["video_compact_segments"] = len(entries)
@@ -245,8 +245,7 @@ def _compact_states(root: Path, manifest: dict, known: set[int], checked: dict
             out.append(f"{entry['file']}: holds {len(segment)} keyframes, the manifest says "
                        f"{entry['count']}")
         checked["keyframes"] += len(segment)
-        times = np.asarray(segment.times_s)
-        bad = ~(np.isfinite(times) & (times >= 0))
+        bad = ~vector_store.sane_times(segment.times_s)
         if bad.any():
             checked["unusable_keyframes"] += int(bad.sum())
             out.append(f"{entry['file']}: {int(bad.sum())} keyframe row(s) with a bad time")

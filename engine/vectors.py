@@ -107,11 +107,20 @@ def sane_rows(vectors: np.ndarray, times_s: np.ndarray) -> np.ndarray:
     vectors : ndarray [shape=(n, d)], float32; times_s : ndarray [shape=(n,)], float32
     """
     vectors = np.asarray(vectors, np.float32)
-    times = np.asarray(times_s, np.float32)
     with np.errstate(all="ignore"):
         norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
         return (np.isfinite(norms) & (np.abs(norms - 1.0) <= NORM_TOLERANCE)
-                & np.isfinite(times) & (times >= 0) & (times <= MAX_TIME_S))
+                & sane_times(times_s))
+
+
+def sane_times(times_s: np.ndarray) -> np.ndarray:
+    """bool[n]: keyframe times that are finite and within 0..``MAX_TIME_S``.
+
+    times_s : ndarray [shape=(n,)], float32 (s)
+    """
+    times = np.asarray(times_s, np.float32)
+    with np.errstate(all="ignore"):
+        return np.isfinite(times) & (times >= 0) & (times <= MAX_TIME_S)
 
 
 def usable_segments(segments: list[VectorSegment]) -> list[VectorSegment]:
