@@ -8,6 +8,7 @@ with ``--import-mode=importlib``, so helpers reach them as fixtures (``kit``), n
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import struct
@@ -58,6 +59,24 @@ def speed_change(samples: np.ndarray, speed: float) -> np.ndarray:
     up = 200
     down = int(round(up * speed))
     return signal.resample_poly(samples.astype(np.float64), up, down).astype(np.float32)
+
+
+@pytest.fixture(autouse=True)
+def _root_log_handlers_restored():
+    """Each test leaves the root logger's handlers as it found them. An in-process CLI call
+    (``logging.basicConfig``, ``configure_logging``) under pytest's capture would otherwise
+    leave a handler writing to a capture stream that is closed once the test ends, and a later
+    test's log line (say from the review server's thread) prints a "Logging error"."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

@@ -21,9 +21,9 @@ import pytest
 selenium = pytest.importorskip("selenium", reason="selenium is in the dev extra") \
     if os.environ.get("NANHU_SKIP_BROWSER") else __import__("selenium")
 from selenium import webdriver  # noqa: E402
+from selenium.common.exceptions import WebDriverException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 
@@ -48,10 +48,22 @@ def browser():
 
 
 def click(browser, element) -> None:
-    """Click what loads a new page, and wait until the browser has left the old one."""
-    page = browser.find_element(By.TAG_NAME, "html")
+    """Click what loads a new page, and wait until the new one has loaded.
+
+    The old page is marked, and the wait is for a complete document without the mark.
+    Selenium's ``staleness_of`` is not used: while a page is being torn down chromium may
+    answer a question about the old node with a generic "does not belong to the document"
+    error instead of a stale-element one, which ``staleness_of`` does not catch (a CI run
+    failed on exactly that)."""
+    browser.execute_script("document.documentElement.dataset.nanhuLeft = '1'")
     element.click()
-    WebDriverWait(browser, 15).until(expected_conditions.staleness_of(page))
+
+    def loaded(driver) -> bool:
+        return bool(driver.execute_script(
+            "return document.readyState === 'complete' && "
+            "document.documentElement.dataset.nanhuLeft === undefined"))
+
+    WebDriverWait(browser, 15, ignored_exceptions=(WebDriverException,)).until(loaded)
 
 
 def sign_in(browser, review, who: str) -> None:
