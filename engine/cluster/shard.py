@@ -1,0 +1,106 @@
+"""One shard's reads, as the federated view asks for them (:class:`ShardReads`).
+
+A shard is an ordinary catalog directory. :class:`ShardReads` opens it read-only and answers
+in plain values (numpy arrays, :class:`~nanhu.engine.store.catalog_records.Reference` s, dicts),
+so the same object serves in-process (:class:`~nanhu.engine.cluster.view.LocalFanout`) and
+inside a Ray actor (:mod:`nanhu.server.cluster_ray`). It picks up a new commit when
+:meth:`ShardReads.state` finds the manifest's generation moved; every other call answers at the
+generation the last ``state`` saw, so one query sees one generation of each shard.
+
+Ordinals here are the shard's own; the view makes them cluster-wide.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nanhu.engine.catalog import Catalog
+from nanhu.engine.errors import CatalogCorrupt, NotFound
+from nanhu.engine.store.catalog_records import Reference
+
+
+class ShardReads:
+    """Read-only answers of one shard catalog (see the module docstring)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = str(path)
+        self.catalog = Catalog(self.path)
+
+    def state(self) -> dict:
+        """Pick up a new commit, then this shard's figures for the view: generation, the
+        catalog-size figures the scores use, the tombstoned ordinals and the parameter tags."""
+        self.catalog.refresh()
+        for attempt in range(3):
+            try:
+                postings = self.catalog.postings()
+                vectors = self.catalog.vectors()
+                break
+            except (CatalogCorrupt, FileNotFoundError):
+                # a compaction replaced the segments between the manifest and the mapping
+                if attempt == 2:
+                    raise
+                self.catalog.close()
+                self.catalog = Catalog(self.path)
+        manifest = self.catalog.manifest
+        return {
+            "generation": self.catalog.generation,
+            "total_audio_frames": int(self.catalog.total_audio_frames),
+            "n_postings": len(postings),
+            "n_vectors": len(vectors),
+            "dim": int(getattr(vectors, "dim", 0) or 0) if len(vectors) else 0,
+            "deleted": np.asarray(self.catalog.deleted_ordinals(), np.int64),
+            "audio_params": self.catalog.audio_params,
+            "audio_params_tag": manifest["audio_params_tag"],
+            "video_params_tag": manifest.get("video_params_tag") or "",
+        }
+
+    # --- audio: the two phases of a bounded lookup ------------------------------------------
+    def key_counts(self, keys: np.ndarray) -> np.ndarray:
+        """Postings each key holds in this shard (int64[m]), for the cluster-wide selection."""
+        keys = np.asarray(keys, np.uint32)
+        spans = [segment.ranges(keys) for segment in self.catalog.postings().segments]
+        if not spans:
+            return np.zeros(keys.size, np.int64)
+        return np.sum([count for _, count in spans], axis=0).astype(np.int64)
+
+    def postings_of(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every posting of ``keys`` (those the view selected): (key_index, ordinal, frame)."""
+        return self.catalog.postings().lookup(np.asarray(keys, np.uint32))
+
+    # --- video --------------------------------------------------------------------------------
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """This shard's ``k`` nearest keyframes of each query vector."""
+        index = self.catalog.vectors()
+        if len(index) == 0:
+            m = len(queries)
+            return (np.full((m, k), -1, np.int64), np.zeros((m, k), np.float32),
+                    np.full((m, k), -np.inf, np.float32))
+        return index.search(np.asarray(queries, np.float32), k)
+
+    # --- references -----------------------------------------------------------------------------
+    def by_ordinals(self, ordinals: np.ndarray) -> dict[int, Reference]:
+        return self.catalog.by_ordinals(np.asarray(ordinals, np.int64))
+
+    def get(self, ref_id: str) -> Reference | None:
+        try:
+            return self.catalog.get(ref_id)
+        except NotFound:
+            return None
+
+    def find_digest(self, digest: str) -> Reference | None:
+        return self.catalog.find_digest(digest)
+
+    def list(self, *, owner: str | None, limit: int, after_id: str | None) -> list[Reference]:
+        return self.catalog.list(owner=owner, limit=limit, after_id=after_id)
+
+    def owner_policies(self) -> dict:
+        return self.catalog.owner_policies()
+
+    def held_ranges(self) -> dict:
+        return self.catalog.held_ranges()
+
+    def stats(self) -> dict:
+        return self.catalog.stats()
+
+    def close(self) -> None:
+        self.catalog.close()

@@ -1,0 +1,333 @@
+"""The cluster seen as one catalog: :class:`ShardedCatalog`, what the matcher runs over.
+
+The matcher (:class:`~nanhu.engine.matcher.Matcher`) needs a catalog's postings, keyframe
+index, tombstones, size figures and references. :class:`ShardedCatalog` gives it those of the
+whole cluster, asking every shard through a :class:`Fanout` (in-process here, Ray actors in
+:mod:`nanhu.server.cluster_ray`), so the alignment, the chance model and the verdict run once,
+on the whole evidence, exactly as on one catalog:
+
+- **Audio lookups in two phases.** A bounded lookup (:func:`engine.store.postings.select`)
+  decides which keys to read from their posting counts: the stop-key cap and the per-query
+  budget. The view first asks every shard for its counts of the query's keys, sums them, makes
+  that decision once for the cluster, then asks the shards holding the chosen keys for their
+  postings. The postings returned are those one catalog holding every reference would return.
+- **Keyframe search** asks every shard for its ``k`` nearest and keeps the cluster's ``k``
+  nearest of those (exact for exact indexes; each shard's HNSW or compact index is as
+  approximate as it is alone).
+- **Catalog size.** The frames and keyframes the chance model counts are the cluster's sums, so
+  a score means the same whether the catalog is split or not.
+- **Ordinals** are made cluster-wide: ``local * n_shards + shard`` (uint32 throughout, so a
+  shard holds at most ``2**32 / n_shards`` ordinals).
+
+A shard that does not answer (no live replica) is left out of this query's evidence and named in
+:attr:`ShardedCatalog.missing`; the caller must say the answer is partial. Its last known size
+figures stay in the catalog size, so the scores of what was found keep their meaning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from nanhu.engine.errors import NotFound, VersionMismatch
+from nanhu.engine.store.catalog_records import Reference
+from nanhu.engine.store.postings import select
+
+log = logging.getLogger(__name__)
+
+
+class Fanout(Protocol):
+    """Calls one :class:`~nanhu.engine.cluster.shard.ShardReads` method on several shards."""
+
+    n_shards: int
+
+    def call_each(self, method: str, calls: Sequence[tuple[int, tuple]]) -> list:
+        """``[result or MISSING for each (shard, args) in calls]``: ``method(*args)`` on each
+        shard, all asked in parallel where the transport allows; a shard with no live replica
+        gives :data:`MISSING`."""
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+#: what a :class:`Fanout` returns for a shard that did not answer
+MISSING = _Missing()
+
+
+class LocalFanout:
+    """Every shard opened in this process (:class:`~nanhu.engine.cluster.shard.ShardReads`):
+    the cluster without Ray, for one machine, for tests and as the differential twin."""
+
+    def __init__(self, shard_dirs: Sequence[str]) -> None:
+        from nanhu.engine.cluster.shard import ShardReads
+
+        self.shards = [ShardReads(str(d)) for d in shard_dirs]
+        self.n_shards = len(self.shards)
+
+    def call_each(self, method: str, calls: Sequence[tuple[int, tuple]]) -> list:
+        return [getattr(self.shards[s], method)(*args) for s, args in calls]
+
+    def close(self) -> None:
+        for shard in self.shards:
+            shard.close()
+
+
+class ShardedCatalog:
+    """A read-only catalog over the shards of a cluster (see the module docstring)."""
+
+    def __init__(self, fanout: Fanout, *, name: str = "cluster") -> None:
+        self.fanout = fanout
+        self.n = fanout.n_shards
+        self.path = name
+        self.missing: set[int] = set()
+        self._states: list[dict | None] = [None] * self.n
+        self._postings = _ShardedPostings(self)
+        self._vectors = _ShardedVectors(self)
+        self.refresh()
+        if all(s is None for s in self._states):
+            raise NotFound(f"{name}: no shard of the cluster answered")
+
+    # --- state --------------------------------------------------------------------------------
+    def begin_query(self) -> None:
+        """Forget which shards were missing: a new query starts."""
+        self.missing = set()
+
+    def refresh(self) -> bool:
+        """Ask every shard for its state (each picks up new commits); True if any moved."""
+        before = self.generation if any(s is not None for s in self._states) else None
+        for shard, state in enumerate(self.fanout.call_each("state",
+                                                              [(i, ()) for i in range(self.n)])):
+            if state is MISSING:
+                self.missing.add(shard)
+            else:
+                self._states[shard] = state
+        known = [s for s in self._states if s is not None]
+        tags = {(s["audio_params_tag"], s["video_params_tag"] or None) for s in known}
+        audio_tags = {a for a, _ in tags}
+        video_tags = {v for _, v in tags if v}
+        if len(audio_tags) > 1 or len(video_tags) > 1:
+            raise VersionMismatch(f"{self.path}: shards use different parameters "
+                                  f"({sorted(audio_tags)} / {sorted(video_tags)}): rebuild them")
+        return before != self.generation
+
+    def _known(self) -> list[dict]:
+        return [s for s in self._states if s is not None]
+
+    @property
+    def generation(self) -> tuple:
+        return tuple(-1 if s is None else s["generation"] for s in self._states)
+
+    @property
+    def audio_params(self):
+        return self._known()[0]["audio_params"]
+
+    @property
+    def manifest(self) -> dict:
+        first = self._known()[0]
+        return {"audio_params_tag": first["audio_params_tag"],
+                "video_params_tag": next((s["video_params_tag"] for s in self._known()
+                                          if s["video_params_tag"]), "")}
+
+    def check_fingerprint(self, fp, *, what: str = "fingerprint") -> None:
+        manifest = self.manifest
+        if fp.audio is not None and fp.audio_params_tag != manifest["audio_params_tag"]:
+            raise VersionMismatch(f"{what} has audio parameters {fp.audio_params_tag!r}; the "
+                                  f"cluster uses {manifest['audio_params_tag']!r} "
+                                  "(re-fingerprint with this Nanhu)")
+        video_tag = manifest["video_params_tag"]
+        if fp.video is not None and video_tag and fp.video.params_tag != video_tag:
+            raise VersionMismatch(f"{what} has video parameters {fp.video.params_tag!r}; the "
+                                  f"cluster uses {video_tag!r} (re-fingerprint with this Nanhu)")
+
+    @property
+    def total_audio_frames(self) -> int:
+        return sum(s["total_audio_frames"] for s in self._known())
+
+    def live_shards(self) -> list[int]:
+        return [i for i, s in enumerate(self._states) if s is not None]
+
+    # --- ordinals -----------------------------------------------------------------------------
+    def to_global(self, local: np.ndarray, shard: int) -> np.ndarray:
+        local = np.asarray(local, np.int64)
+        if local.size and int(local.max()) >= (1 << 32) // self.n:
+            raise ValueError(f"shard {shard}: ordinal {int(local.max())} too large for "
+                             f"{self.n} shards")
+        return local * self.n + shard
+
+    def split(self, ordinals: np.ndarray) -> dict[int, np.ndarray]:
+        """Cluster-wide ordinals -> {shard: its local ordinals}."""
+        ordinals = np.asarray(ordinals, np.int64)
+        return {int(s): ordinals[ordinals % self.n == s] // self.n
+                for s in np.unique(ordinals % self.n)}
+
+    def _ask(self, method: str, shards: Sequence[int], *args: Any) -> list[tuple[int, Any]]:
+        """``method(*args)`` on each of ``shards``: [(shard, answer)] of those that answered."""
+        return self._ask_each(method, [(s, args) for s in shards])
+
+    def _ask_each(self, method: str, calls: list[tuple[int, tuple]]) -> list[tuple[int, Any]]:
+        out = []
+        for (shard, _), value in zip(calls, self.fanout.call_each(method, calls)):
+            if value is MISSING:
+                self.missing.add(shard)
+            else:
+                out.append((shard, value))
+        return out
+
+    def deleted_ordinals(self) -> np.ndarray:
+        parts = [self.to_global(s["deleted"], i) for i, s in enumerate(self._states)
+                 if s is not None]
+        return np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+
+    def postings(self) -> _ShardedPostings:
+        return self._postings
+
+    def vectors(self) -> _ShardedVectors:
+        return self._vectors
+
+    # --- references -----------------------------------------------------------------------------
+    def by_ordinals(self, ordinals: np.ndarray) -> dict[int, Reference]:
+        calls = [(s, (local,)) for s, local in self.split(ordinals).items()]
+        out: dict[int, Reference] = {}
+        for shard, refs in self._ask_each("by_ordinals", calls) if calls else []:
+            for o, ref in refs.items():
+                g = int(o) * self.n + shard
+                out[g] = dataclasses.replace(ref, ordinal=g)
+        return out
+
+    def get(self, ref_id: str) -> Reference:
+        for shard, ref in self._ask("get", self.live_shards(), ref_id):
+            if ref is not None:
+                return dataclasses.replace(ref, ordinal=ref.ordinal * self.n + shard)
+        raise NotFound(f"no reference with id {ref_id!r}")
+
+    def find_digest(self, digest: str) -> Reference | None:
+        for shard, ref in self._ask("find_digest", self.live_shards(), digest):
+            if ref is not None:
+                return dataclasses.replace(ref, ordinal=ref.ordinal * self.n + shard)
+        return None
+
+    def list(self, *, owner: str | None = None, limit: int = 1000, offset: int = 0,
+             after_id: str | None = None) -> list[Reference]:
+        """References in id order across the shards (each shard's first ``offset + limit``,
+        merged)."""
+        per_shard = self._ask("list", self.live_shards(), owner, offset + limit, after_id)
+        merged = heapq.merge(*[[dataclasses.replace(r, ordinal=r.ordinal * self.n + s)
+                                for r in refs] for s, refs in per_shard],
+                             key=lambda r: r.ref_id)
+        return list(merged)[offset:offset + limit]
+
+    def owner_policies(self) -> dict:
+        """Owner-wide defaults: every shard holds every owner's (writes go to all shards);
+        the first shard that answers speaks."""
+        for _, policies in self._ask("owner_policies", self.live_shards()[:1]):
+            return policies
+        return {}
+
+    def owner_policy(self, owner: str):
+        return self.owner_policies().get(owner)
+
+    def held_ranges(self) -> dict:
+        out = {}
+        for shard, held in self._ask("held_ranges", self.live_shards()):
+            out.update({int(o) * self.n + shard: r for o, r in held.items()})
+        return out
+
+    def stats(self) -> dict:
+        per_shard = self._ask("stats", self.live_shards())
+        summed = ("references", "audio_references", "video_references", "unowned_references",
+                  "held_conflicts", "hours", "audio_hashes", "keyframes", "audio_segments",
+                  "video_segments", "tombstones", "audio_index_bytes", "video_index_bytes")
+        out: dict = {"catalog": self.path, "shards": self.n,
+                     "missing_shards": sorted(self.missing)}
+        for key in summed:
+            out[key] = sum(s.get(key, 0) for _, s in per_shard)
+        out["hours"] = round(out["hours"], 4)
+        out["index_bytes_per_hour"] = (round((out["audio_index_bytes"] + out["video_index_bytes"])
+                                             / out["hours"]) if out["hours"] else 0)
+        out["per_shard"] = [{"shard": s, "references": st["references"], "hours": st["hours"],
+                             "generation": st["generation"]} for s, st in per_shard]
+        if per_shard:
+            out["audio_params"] = per_shard[0][1]["audio_params"]
+            out["video_params"] = per_shard[0][1]["video_params"]
+        return out
+
+    def close(self) -> None:
+        close = getattr(self.fanout, "close", None)
+        if close:
+            close()
+
+
+class _ShardedPostings:
+    """The cluster's postings, looked up in two phases (see the module docstring)."""
+
+    def __init__(self, view: ShardedCatalog) -> None:
+        self.view = view
+
+    def __len__(self) -> int:
+        return sum(s["n_postings"] for s in self.view._known())
+
+    def lookup(self, keys: np.ndarray, *, max_postings: int | None = None,
+               budget: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        view = self.view
+        keys = np.asarray(keys, np.uint32)
+        empty = np.zeros(0, np.int64), np.zeros(0, np.uint32), np.zeros(0, np.uint32)
+        shards = [s for s in view.live_shards() if view._states[s]["n_postings"]]
+        if keys.size == 0 or not shards:
+            return empty
+        counts = view._ask("key_counts", shards, keys)
+        if not counts:
+            return empty
+        per_key = np.sum([c for _, c in counts], axis=0)
+        keep = select(per_key, max_postings=max_postings, budget=budget) & (per_key > 0)
+        picked = np.flatnonzero(keep)
+        if picked.size == 0:
+            return empty
+        holders = [s for s, c in counts if c[picked].any()]
+        found = view._ask("postings_of", holders, keys[picked])
+        key_index, ordinals, frames = [], [], []
+        for shard, (k, o, f) in found:
+            key_index.append(picked[np.asarray(k, np.int64)])
+            ordinals.append(view.to_global(o, shard).astype(np.uint32))
+            frames.append(np.asarray(f, np.uint32))
+        if not key_index:
+            return empty
+        return np.concatenate(key_index), np.concatenate(ordinals), np.concatenate(frames)
+
+
+class _ShardedVectors:
+    """The cluster's keyframe index: each shard's ``k`` nearest, the cluster's ``k`` kept."""
+
+    def __init__(self, view: ShardedCatalog) -> None:
+        self.view = view
+
+    def __len__(self) -> int:
+        return sum(s["n_vectors"] for s in self.view._known())
+
+    @property
+    def dim(self) -> int:
+        return next((s["dim"] for s in self.view._known() if s["dim"]), 0)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        view = self.view
+        queries = np.ascontiguousarray(queries, np.float32)
+        m = queries.shape[0]
+        shards = [s for s in view.live_shards() if view._states[s]["n_vectors"]]
+        found = view._ask("search", shards, queries, k) if shards and m else []
+        if not found:
+            return (np.full((m, k), -1, np.int64), np.zeros((m, k), np.float32),
+                    np.full((m, k), -np.inf, np.float32))
+        ordinals = np.concatenate([np.where(o >= 0, np.asarray(o, np.int64) * view.n + s, -1)
+                                   for s, (o, _, _) in found], axis=1)
+        times = np.concatenate([t for _, (_, t, _) in found], axis=1)
+        sims = np.concatenate([np.where(o >= 0, x, -np.inf) for _, (o, _, x) in found], axis=1)
+        top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        return (np.take_along_axis(ordinals, top, 1),
+                np.take_along_axis(times, top, 1).astype(np.float32),
+                np.take_along_axis(sims, top, 1).astype(np.float32))

@@ -1,0 +1,68 @@
+"""A split catalog answers as the unsplit one does: the same matches (ids, modalities, ranges,
+speeds, scores) for audio, video and fused queries, and the same nothing for negatives.
+
+The cluster here is in-process (:class:`LocalFanout`); the Ray-served one is compared the same
+way in tests/server/test_cluster_ray.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nanhu.engine.catalog import Catalog
+from nanhu.engine.cluster.placement import shards_of
+from nanhu.engine.cluster.view import LocalFanout, ShardedCatalog
+from nanhu.engine.matcher import Matcher
+
+from .conftest import build_cluster
+
+
+def answers(matcher: Matcher, fp) -> list[tuple]:
+    return [(m.reference_id, m.modality, m.query_start_s, m.query_end_s, m.reference_start_s,
+             m.reference_end_s, m.speed, m.score, m.evidence, m.band, m.action, m.matched_s,
+             m.upload_share, m.reference_share)
+            for m in matcher.match(fp)]
+
+
+@pytest.mark.parametrize("n_shards", [2, 3, 5])
+def test_a_sharded_catalog_gives_the_single_catalogs_answers(tmp_path, corpus, n_shards):
+    layout = build_cluster(tmp_path / "cluster", corpus, n_shards)
+    placed = shards_of(list(corpus.references), n_shards)
+    assert len(set(placed.tolist())) > 1  # the references really are split
+    view = ShardedCatalog(LocalFanout([layout.shard_dir(s) for s in range(n_shards)]))
+    with Catalog(corpus.single) as single:
+        one, split = Matcher(single), Matcher(view)
+        assert view.total_audio_frames == single.total_audio_frames
+        assert len(view.postings()) == len(single.postings())
+        assert len(view.vectors()) == len(single.vectors())
+        found = 0
+        for name, fp in corpus.queries.items():
+            expected = answers(one, fp)
+            assert answers(split, fp) == expected, name
+            found += bool(expected)
+            if name.startswith("negative"):
+                assert expected == [], name
+        assert found >= len(corpus.queries) - 6  # the matches compared are real ones
+        kinds = {m.modality for fp in corpus.queries.values() for m in one.match(fp)}
+        assert {"audio", "video", "audio+video"} <= kinds
+    view.close()
+
+
+def test_the_lookup_budget_and_stop_keys_are_decided_for_the_whole_cluster(tmp_path, corpus):
+    """With a tight budget the single catalog drops keys by their cluster-wide counts: the
+    split one must drop the same keys, not each shard its own."""
+    layout = build_cluster(tmp_path / "cluster", corpus, 3)
+    view = ShardedCatalog(LocalFanout([layout.shard_dir(s) for s in range(3)]))
+    fp = corpus.queries["song-1/noisy"]
+    keys = np.unique(fp.audio.hashes)
+    with Catalog(corpus.single) as single:
+        for cap, budget in ((None, None), (3, None), (None, 500), (4, 2000)):
+            a = single.postings().lookup(keys, max_postings=cap, budget=budget)
+            b = view.postings().lookup(keys, max_postings=cap, budget=budget)
+            refs = {o: r.ref_id for o, r in single.by_ordinals(np.unique(a[1])).items()}
+            ids_b = {o: r.ref_id for o, r in view.by_ordinals(np.unique(b[1])).items()}
+            one = sorted(zip(a[0].tolist(), [refs[o] for o in a[1].tolist()], a[2].tolist()))
+            two = sorted(zip(b[0].tolist(), [ids_b[o] for o in b[1].tolist()], b[2].tolist()))
+            assert one == two, (cap, budget)
+            assert cap is None and budget is None or len(one) < len(keys) * 50
+    view.close()
