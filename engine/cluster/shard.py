@@ -90,8 +90,17 @@ class ShardReads:
     def find_digest(self, digest: str) -> Reference | None:
         return self.catalog.find_digest(digest)
 
-    def list(self, *, owner: str | None, limit: int, after_id: str | None) -> list[Reference]:
+    def list(self, owner: str | None, limit: int, after_id: str | None) -> list[Reference]:
         return self.catalog.list(owner=owner, limit=limit, after_id=after_id)
+
+    def list_ids(self, ref_ids: list[str]) -> dict[str, Reference]:
+        """{id: reference} of those of ``ref_ids`` this shard holds."""
+        out = {}
+        for ref_id in ref_ids:
+            ref = self.get(ref_id)
+            if ref is not None:
+                out[ref_id] = ref
+        return out
 
     def owner_policies(self) -> dict:
         return self.catalog.owner_policies()
