@@ -186,10 +186,12 @@ def cmd_register(args: argparse.Namespace) -> int:
 def cmd_query(args: argparse.Namespace) -> int:
     from nanhu.engine.audio.align import AudioMatchParams
     from nanhu.engine.catalog import Catalog
+    from nanhu.engine.cluster.layout import is_cluster, open_local_view
     from nanhu.engine.fingerprint import fingerprint_media
     from nanhu.engine.matcher import Matcher
 
-    catalog = Catalog(args.catalog or default_catalog())
+    where = args.catalog or default_catalog()
+    catalog = open_local_view(where) if is_cluster(where) else Catalog(where)
     match_params = AudioMatchParams()
     if args.min_score is not None:
         match_params = AudioMatchParams(min_score=args.min_score)

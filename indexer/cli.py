@@ -61,6 +61,10 @@ def add_commands(subparsers) -> None:
                         "(the files must be readable at the same paths on every Ray node)")
     p.add_argument("--server", default=None, metavar="HOST:PORT",
                    help="register on a Nanhu server over gRPC, fingerprinting here")
+    p.add_argument("--cluster", default=None, metavar="ADDRESS",
+                   help="with a cluster catalog (--catalog DIR holding cluster.json): write "
+                        "through the shard writers on this Ray cluster (`nanhu cluster start`) "
+                        "instead of opening the shards here")
     p.add_argument("--key", default=None,
                    help="API key for --server (default: $NANHU_API_KEY, which keeps the key out "
                         "of the process list)")
@@ -89,7 +93,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         exclude=args.exclude, skip_invalid=args.skip_invalid, report=args.report,
         journal=args.journal, batch=args.batch, commit_interval_s=args.commit_interval,
         owner=args.owner, video=not args.no_video, ray_address=args.ray, server=args.server,
-        key=args.key, progress_interval_s=args.progress_interval,
+        key=args.key, progress_interval_s=args.progress_interval, cluster=args.cluster,
     )
     result = run_ingest(options)
     summary = result.summary()

@@ -62,6 +62,8 @@ class IngestOptions:
     ray_address: str | None = None
     server: str | None = None
     key: str | None = None
+    #: Ray address of a cluster catalog's shard writers (``catalog`` is the cluster directory)
+    cluster: str | None = None
     progress_interval_s: float | None = None
 
 
@@ -156,7 +158,8 @@ class Ingest:
                     "--skip-invalid to ingest the valid rows and report the others)",
                     checked.problems)
             self._say(f"nanhu: skipping {total} invalid row(s) (--skip-invalid)")
-        self.sink = make_sink(catalog=opts.catalog, server=opts.server, key=opts.key)
+        self.sink = make_sink(catalog=opts.catalog, server=opts.server, key=opts.key,
+                              cluster=opts.cluster)
         try:
             return self._run(source, checked, started)
         finally:

@@ -84,6 +84,77 @@ class CatalogSink:
         self.catalog.close()
 
 
+class ClusterSink:
+    """A cluster catalog (``nanhu cluster init``): each batch's works staged per shard and
+    committed on :meth:`commit` as one commit per shard, through the shards' writers (Ray
+    actors at ``address``, else the shard directories opened here). Ids and content digests are
+    checked on every shard; conflicts are found within each work's shard
+    (:mod:`engine.cluster.writes`)."""
+
+    def __init__(self, path: str | Path, *, address: str | None = None) -> None:
+        from nanhu.engine.cluster.writes import ClusterWriter
+        from nanhu.server.cluster_core import open_view
+
+        self.layout, self.view, writes = open_view(path, address=address)
+        self.writer = ClusterWriter(self.layout, self.view, writes)
+        self.target = f"cluster {Path(path).absolute()}" + (f" on {address}" if address else "")
+        self.audio_params: AudioParams = self.view.audio_params
+        self._staged: dict[int, list[dict]] = {}
+        self._digests: dict[str, str] = {}
+
+    def _known(self, ref) -> Known:
+        return Known(ref.ref_id, ref.digest, ref.duration_s)
+
+    def by_id(self, ref_id: str) -> Known | None:
+        try:
+            return self._known(self.view.get(ref_id))
+        except NotFound:
+            return None
+
+    def by_digest(self, digest: str) -> Known | None:
+        ref = self.view.find_digest(digest)
+        return self._known(ref) if ref else None
+
+    def add(self, entry: Entry, fp: Fingerprint) -> None:
+        if fp.digest and fp.digest in self._digests:
+            raise AlreadyExists(f"same content is already registered as "
+                                f"{self._digests[fp.digest]!r}",
+                                existing_id=self._digests[fp.digest])
+        if self.by_id(entry.ref_id) is not None or any(
+                op["ref_id"] == entry.ref_id for ops in self._staged.values() for op in ops):
+            raise AlreadyExists(f"reference id {entry.ref_id!r} already exists",
+                                existing_id=entry.ref_id)
+        twin = self.by_digest(fp.digest) if fp.digest else None
+        if twin is not None:
+            raise AlreadyExists(f"same content is already registered as {twin.ref_id!r}",
+                                existing_id=twin.ref_id)
+        title, metadata = tagged(entry, fp.meta)
+        self._staged.setdefault(self.layout.shard_for(entry.ref_id), []).append({
+            "op": "add", "ref_id": entry.ref_id, "fingerprint": fp.keyed().to_bytes(),
+            "title": title, "owner": entry.owner, "metadata": metadata,
+            "policy": entry.policy or {}})
+        if fp.digest:
+            self._digests[fp.digest] = entry.ref_id
+
+    def commit(self) -> int:
+        staged, self._staged = self._staged, {}
+        self._digests = {}
+        for shard, ops in sorted(staged.items()):
+            self.writer._one(shard, ops)
+        self.view.refresh()
+        return sum(g for g in self.view.generation if g > 0)
+
+    def rollback(self) -> None:
+        self._staged = {}
+        self._digests = {}
+
+    def stats(self) -> dict:
+        return self.view.stats()
+
+    def close(self) -> None:
+        self.view.close()
+
+
 class ServerSink:
     """Registration over gRPC: fingerprints made here, sent to a Nanhu server (the edge path).
 
@@ -204,7 +275,14 @@ FATAL_ERRORS = (ServerUnusable, Unauthenticated)
 _REGISTERED_AS = re.compile(r"registered as '([^']+)'")
 
 
-def make_sink(*, catalog: Path | None, server: str | None, key: str | None):
+def make_sink(*, catalog: Path | None, server: str | None, key: str | None,
+              cluster: str | None = None):
+    from nanhu.engine.cluster.layout import is_cluster
+
+    if catalog is not None and is_cluster(catalog):
+        return ClusterSink(catalog, address=cluster)
+    if cluster:
+        raise InvalidArgument(f"--cluster: {catalog} is not a cluster catalog (no cluster.json)")
     if server:
         if not key:
             raise InvalidArgument("--server needs --key KEY (an API key with the register role)")

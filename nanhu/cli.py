@@ -22,7 +22,8 @@ from nanhu.engine.store.catalog_schema import FORMAT_VERSION, META_VERSION
 from nanhu.engine.video.params import VideoParams
 
 # (module, what it offers): each module has ``add_commands(subparsers)``.
-_COMMAND_MODULES = ("nanhu.engine.cli", "nanhu.indexer.cli", "nanhu.server.cli", "nanhu.benchmarks.cli")
+_COMMAND_MODULES = ("nanhu.engine.cli", "nanhu.indexer.cli", "nanhu.server.cli",
+                    "nanhu.server.cluster_cli", "nanhu.benchmarks.cli")
 #: exit status after the reader of stdout went away: 128 + SIGPIPE, as a shell reports it
 EXIT_BROKEN_PIPE = 128 + 13
 

@@ -147,6 +147,7 @@ def create_server(
     threads: int | None = None,
     webhooks: WebhookSettings | None = None,
     http: str | None = None,
+    cluster: str | None = None,
 ) -> tuple[NanhuServer, int]:
     """Build the server on ``catalog_dir`` (created if missing) and bind ``address``.
 
@@ -162,6 +163,10 @@ def create_server(
     ``http`` is a ``HOST:PORT`` to serve the review page on (:mod:`server.review_app`; port 0:
     any free one, see :attr:`NanhuServer.http_port`), behind the same keys, over TLS when the
     gRPC port has it (the same certificate; client certificates are not asked for there).
+
+    A ``catalog_dir`` holding a cluster catalog (``cluster.json``, ``nanhu cluster init``) is
+    served as one catalog (:class:`server.cluster_core.ClusterCore`): its shards opened here,
+    or, with ``cluster`` (a Ray address), the shard actors ``nanhu cluster start`` runs there.
 
     The workers are started with multiprocessing's forkserver, so, as with any multiprocessing
     code, a script that starts the server must guard its entry point with
@@ -184,7 +189,17 @@ def create_server(
     credentials = _server_credentials(tls_cert, tls_key, tls_client_ca)
     budget = JobBudget(cpu_s=limits.job_cpu_s, memory_mb=limits.job_memory_mb)
     authenticator = Authenticator(auth)
-    core = Core(Path(catalog_dir), limits)
+    from nanhu.engine.cluster.layout import is_cluster
+
+    if is_cluster(catalog_dir):
+        from nanhu.server.cluster_core import ClusterCore
+
+        core = ClusterCore(Path(catalog_dir), limits, address=cluster)
+    elif cluster is not None:
+        raise InvalidArgument(f"{catalog_dir}: not a cluster catalog (no cluster.json); make "
+                              "one with `nanhu cluster init DIR --shards N`")
+    else:
+        core = Core(Path(catalog_dir), limits)
     pool = WorkerPool(workers, str(core.catalog_dir), budget=budget)
     shared = Shared(core, authenticator, pool, Limiter(limits.max_concurrent), Spool(),
                     webhooks=WebhookSender(core.claims, webhooks))

@@ -27,6 +27,10 @@ def add_commands(subparsers) -> None:
                    help="catalog directory (default: $NANHU_CATALOG, else ./var/catalog)")
     p.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
                    help="address to listen on (loopback only without --auth)")
+    p.add_argument("--cluster", default=None, metavar="ADDRESS",
+                   help="Ray address (HOST:PORT, auto) whose shard actors serve the cluster "
+                        "catalog --catalog names (`nanhu cluster start`); without it a cluster "
+                        "catalog's shards are opened in this process")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 2,
                    help="processes that decode, fingerprint and match (default: one per core)")
     p.add_argument("--auth", type=Path, default=None, metavar="FILE",
@@ -154,7 +158,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server, port = create_server(catalog, args.listen, workers=args.workers, auth=args.auth,
                                  limits=limits, tls_cert=args.tls_cert, tls_key=args.tls_key,
                                  tls_client_ca=args.tls_client_ca, metrics=args.metrics,
-                                 http=args.http)
+                                 http=args.http, cluster=args.cluster)
     server.start()
     host, _ = split_address(args.listen)
     transport = "mutual TLS" if args.tls_client_ca else "TLS" if args.tls_cert else "plaintext"

@@ -137,8 +137,11 @@ def match_to_dict(msg: pb.Match) -> dict:
 
 
 def screen_response_to_dict(msg: pb.ScreenResponse) -> dict:
-    return {"duration_s": round(msg.duration_s, 3), "digest": msg.digest,
-            "matches": [match_to_dict(m) for m in msg.matches]}
+    out = {"duration_s": round(msg.duration_s, 3), "digest": msg.digest,
+           "matches": [match_to_dict(m) for m in msg.matches]}
+    if msg.partial:  # a cluster catalog some of whose shards did not answer
+        out.update(partial=True, missing_shards=list(msg.missing_shards))
+    return out
 
 
 # --- policies and references -----------------------------------------------------------------

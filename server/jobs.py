@@ -36,6 +36,7 @@ from nanhu.engine.thumbnails import Thumbnail
 from nanhu.server.logs import REQUEST_ID, configure_logging
 
 _MATCHERS: dict[str, Matcher] = {}
+log = logging.getLogger("nanhu.server.jobs")
 
 
 #: the screening call's filters are the engine's platform floor (engine.policy.ScreenFloor)
@@ -50,8 +51,29 @@ def manifest_generation(catalog_dir: Path) -> int | None:
         return None
 
 
-def matcher_for(catalog_dir: str) -> Matcher:
-    """This process's matcher for ``catalog_dir``, at the generation on disk."""
+def cluster_matcher_for(cluster_dir: str, address: str | None) -> Matcher:
+    """This process's matcher over a cluster catalog (served on Ray at ``address``, else
+    opened here), with every shard asked for its generation (new commits are seen) and the
+    shards missing from the last query forgotten."""
+    key = f"{cluster_dir}@{address or ''}"
+    matcher = _MATCHERS.get(key)
+    if matcher is None:
+        from nanhu.server.cluster_core import open_view
+
+        _, view, _ = open_view(cluster_dir, address=address)
+        matcher = _MATCHERS[key] = Matcher(view)
+    matcher.catalog.begin_query()
+    matcher.catalog.refresh()
+    return matcher
+
+
+def matcher_for(catalog_dir: str, cluster: str | None = None) -> Matcher:
+    """This process's matcher for ``catalog_dir``, at the generation on disk (a cluster
+    directory: :func:`cluster_matcher_for`, on Ray at ``cluster`` when given)."""
+    from nanhu.engine.cluster.layout import is_cluster
+
+    if is_cluster(catalog_dir):
+        return cluster_matcher_for(catalog_dir, cluster)
     matcher = _MATCHERS.get(catalog_dir)
     on_disk = manifest_generation(Path(catalog_dir))
     if matcher is None or (on_disk is not None and on_disk != matcher.catalog.generation):
@@ -153,7 +175,9 @@ def timed(request_id: str, job: Callable, /, *args, **kwargs) -> tuple[Any, dict
 
 def ready(catalog_dir: str | None = None) -> int:
     """Warm-up job: import everything, open the catalog; returns the worker's pid."""
-    if catalog_dir is not None:
+    from nanhu.engine.cluster.layout import is_cluster
+
+    if catalog_dir is not None and not is_cluster(catalog_dir):  # a cluster: on first use
         matcher_for(catalog_dir)
     return os.getpid()
 
@@ -182,11 +206,14 @@ def check_duration(fp: Fingerprint, name: str, max_duration_s: float | None) -> 
 
 
 def screen(catalog_dir: str, source: str | Fingerprint, name: str, *, options: ScreenOptions,
-           max_duration_s: float | None) -> tuple[float, str, list[Match], list[Thumbnail]]:
+           max_duration_s: float | None, cluster: str | None = None
+           ) -> tuple[float, str, list[Match], list[Thumbnail], list[str]]:
     """Screen a spooled upload (a path) or a query fingerprint: ``(duration_s, digest, matches,
-    thumbnails)``; the thumbnails are pictures of an uploaded file's keyframes inside its acting
-    video matches, for their claims (none for a fingerprint: there is no picture to take)."""
-    matcher = matcher_for(catalog_dir)
+    thumbnails, missing shards)``; the thumbnails are pictures of an uploaded file's keyframes
+    inside its acting video matches, for their claims (none for a fingerprint: there is no
+    picture to take). ``missing shards`` names the shards of a cluster catalog that did not
+    answer (the matches are then partial); empty on one catalog."""
+    matcher = matcher_for(catalog_dir, cluster)
     if isinstance(source, Fingerprint):
         fp = source
         check_duration(fp, name, max_duration_s)
@@ -202,4 +229,7 @@ def screen(catalog_dir: str, source: str | Fingerprint, name: str, *, options: S
             with stages.stage("thumbnails"):
                 pictures = thumbnails.extract(source, times,
                                               within=thumbnails.video_ranges(matches))
-    return fp.duration_s, fp.digest, matches, pictures
+    missing = matcher.catalog.missing_names() if hasattr(matcher.catalog, "missing_names") else []
+    if missing:
+        log.warning("screening %s is partial: shards %s did not answer", name, ", ".join(missing))
+    return fp.duration_s, fp.digest, matches, pictures, missing

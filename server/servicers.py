@@ -109,7 +109,8 @@ class Shared:
         fingerprint (:func:`server.jobs.screen`)."""
         catalog_dir = str(self.core.catalog_dir)
         job = functools.partial(jobs.screen, catalog_dir, options=options,
-                                max_duration_s=self.core.limits.max_duration_s)
+                                max_duration_s=self.core.limits.max_duration_s,
+                                cluster=getattr(self.core, "address", None))
         if chunks is not None:
             return self.run_upload(context, slot, chunks, name, job)
         return self.run(context, slot, name, job, source, name)
@@ -136,9 +137,11 @@ def _upload_id(value: str, hints) -> str:
     return upload_id
 
 
-def _screen_response(duration_s: float, digest: str, matches) -> pb.ScreenResponse:
+def _screen_response(duration_s: float, digest: str, matches,
+                     missing: list[str] = ()) -> pb.ScreenResponse:
     return pb.ScreenResponse(duration_s=duration_s, digest=digest,
-                             matches=[convert.match_to_proto(m) for m in matches])
+                             matches=[convert.match_to_proto(m) for m in matches],
+                             partial=bool(missing), missing_shards=list(missing))
 
 
 class ScreeningServicer(pb_grpc.ScreeningServicer):
@@ -155,12 +158,13 @@ class ScreeningServicer(pb_grpc.ScreeningServicer):
             upload_id = _upload_id(header.upload_id, header.hints)
             call.note(file=name, upload_id=upload_id,
                       **{f"hint.{k}": v for k, v in sorted(header.hints.items())})
-            duration_s, digest, matches, pictures = self.s.screen(
+            duration_s, digest, matches, pictures, missing = self.s.screen(
                 context, slot, None, name, _options(header.options), chunks=chunks)
         claims = self.s.record_claims(principal, matches, upload_id=upload_id, filename=name,
                                       duration_s=duration_s, thumbnails=pictures)
-        call.note(duration_s=duration_s, matches=len(matches), claims=claims)
-        return _screen_response(duration_s, digest, matches)
+        call.note(duration_s=duration_s, matches=len(matches), claims=claims,
+                  **({"missing_shards": ",".join(missing)} if missing else {}))
+        return _screen_response(duration_s, digest, matches, missing)
 
     @rpc
     def ScreenFingerprint(self, request, context, call):
@@ -171,12 +175,13 @@ class ScreeningServicer(pb_grpc.ScreeningServicer):
         fp = _fingerprint(request.fingerprint, self.s.core, for_reference=False)
         name = request.filename or "fingerprint"
         with self.s.limiter.slot("screen") as slot:
-            duration_s, digest, matches, _ = self.s.screen(context, slot, fp, name,
-                                                           _options(request.options))
+            duration_s, digest, matches, _, missing = self.s.screen(
+                context, slot, fp, name, _options(request.options))
         claims = self.s.record_claims(principal, matches, upload_id=upload_id, filename=name,
                                       duration_s=duration_s)
-        call.note(duration_s=duration_s, matches=len(matches), claims=claims)
-        return _screen_response(duration_s, digest, matches)
+        call.note(duration_s=duration_s, matches=len(matches), claims=claims,
+                  **({"missing_shards": ",".join(missing)} if missing else {}))
+        return _screen_response(duration_s, digest, matches, missing)
 
 
 class CatalogServicer(pb_grpc.CatalogServicer):

@@ -7,6 +7,7 @@ with ``--import-mode=importlib``, so helpers reach them as fixtures (``kit``), n
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -328,3 +329,85 @@ def populated(catalog_dir, reference_fps) -> Path:
         catalog.add("song-1", reference_fps["song-1"], title="song-1")
         catalog.commit()
     return catalog_dir
+
+
+# --- cluster catalogs (tests/engine/cluster, tests/server/test_cluster_ray.py) -------------
+
+
+@dataclass
+class ClusterCorpus:
+    """References (songs, tunes, films), queries of them and negatives, and a catalog holding
+    every reference unsplit: the twin a cluster's answers are compared with."""
+
+    references: dict[str, Fingerprint]
+    queries: dict[str, Fingerprint]
+    single: Path
+
+
+@pytest.fixture(scope="session")
+def cluster_corpus(tmp_path_factory, reference_fps, songs) -> ClusterCorpus:
+    from nanhu.benchmarks.synth import write_film
+
+    media = tmp_path_factory.mktemp("cluster-media")
+    refs: dict[str, Fingerprint] = dict(reference_fps)
+    extra = {f"tune-{i}": music_like(30.0, seed=300 + i, sample_rate=RATE) for i in range(6)}
+    for ref_id, samples in extra.items():
+        refs[ref_id] = fingerprint_media(write_audio(media / f"{ref_id}.flac", samples, RATE),
+                                         video=False)
+    films = {f"film-{i}": write_film(media / f"film-{i}.mp4", 24.0, seed=40 + i, scale=1)
+             for i in range(3)}
+    for ref_id, path in films.items():
+        refs[ref_id] = fingerprint_media(path)
+    queries: dict[str, Fingerprint] = {}
+    rng = np.random.default_rng(7)
+    every = {**songs, **extra}
+    for ref_id, samples in every.items():
+        clip = excerpt(samples, 8.0, 16.0)
+        noisy = clip + 0.3 * float(np.std(clip)) * rng.standard_normal(clip.size)
+        for name, samples_q in (("clean", clip), ("noisy", noisy)):
+            path = write_audio(media / f"q-{ref_id}-{name}.mp3", samples_q.astype(np.float32), RATE)
+            queries[f"{ref_id}/{name}"] = fingerprint_media(path, query=True, video=False)
+    for i in range(4):  # never registered
+        path = write_audio(media / f"neg-{i}.mp3", music_like(8.0, seed=900 + i,
+                                                               sample_rate=RATE), RATE)
+        queries[f"negative-{i}"] = fingerprint_media(path, query=True, video=False)
+    for ref_id, path in films.items():
+        whole = fingerprint_media(path, query=True)
+        queries[f"{ref_id}/fused"] = whole
+        queries[f"{ref_id}/video-only"] = dataclasses.replace(whole, audio=None, audio_peaks=None)
+    single = tmp_path_factory.mktemp("cluster-single") / "catalog"
+    with Catalog(single, writable=True, create=True) as catalog:
+        for ref_id, fp in refs.items():
+            catalog.add(ref_id, fp, title=ref_id, owner="label")
+        catalog.commit()
+    return ClusterCorpus(refs, queries, single)
+
+
+def build_cluster(root: Path, corpus: ClusterCorpus, n_shards: int):
+    """The corpus' references registered into a new cluster, each on its placement shard."""
+    from nanhu.engine.cluster.layout import init_cluster
+
+    layout = init_cluster(root, n_shards)
+    per_shard: dict[int, list[str]] = {}
+    for ref_id in corpus.references:
+        per_shard.setdefault(layout.shard_for(ref_id), []).append(ref_id)
+    for shard, ids in per_shard.items():
+        with Catalog(layout.shard_dir(shard), writable=True) as catalog:
+            for ref_id in ids:
+                catalog.add(ref_id, corpus.references[ref_id], title=ref_id, owner="label")
+            catalog.commit()
+    return layout
+
+
+@pytest.fixture(scope="session")
+def cluster_kit():
+    """(build_cluster, match_rows): make a cluster of the corpus; a matcher's answers as
+    comparable tuples (ids, modality, ranges, speed, score, evidence, verdict)."""
+
+    def match_rows(matcher, fp) -> list[tuple]:
+        return [(m.reference_id, m.modality, m.query_start_s, m.query_end_s,
+                 m.reference_start_s, m.reference_end_s, m.speed, m.score, m.evidence, m.band,
+                 m.action, m.matched_s, m.upload_share, m.reference_share)
+                for m in matcher.match(fp)]
+
+    return build_cluster, match_rows

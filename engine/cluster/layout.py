@@ -158,3 +158,14 @@ def add_shards(root: str | Path, n_new: int) -> ClusterLayout:
     layout.rebalance = {"due": True, "since": time.time()}
     layout.write()
     return layout
+
+
+def open_local_view(root: str | Path):
+    """The cluster at ``root`` as one read-only catalog, its shards opened in this process
+    (:class:`~nanhu.engine.cluster.view.ShardedCatalog` over a
+    :class:`~nanhu.engine.cluster.view.LocalFanout`)."""
+    from nanhu.engine.cluster.view import LocalFanout, ShardedCatalog
+
+    layout = ClusterLayout.read(root)
+    return ShardedCatalog(LocalFanout([layout.shard_dir(s) for s in range(layout.n_shards)]),
+                          name=str(layout.root), shard_names=layout.shard_names)

@@ -111,5 +111,8 @@ class ShardReads:
     def stats(self) -> dict:
         return self.catalog.stats()
 
+    def conflicts(self, ordinals: list[int] | None, include_resolved: bool) -> list:
+        return self.catalog.conflicts(ordinals=ordinals, include_resolved=include_resolved)
+
     def close(self) -> None:
         self.catalog.close()

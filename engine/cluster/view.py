@@ -82,10 +82,12 @@ class LocalFanout:
 class ShardedCatalog:
     """A read-only catalog over the shards of a cluster (see the module docstring)."""
 
-    def __init__(self, fanout: Fanout, *, name: str = "cluster") -> None:
+    def __init__(self, fanout: Fanout, *, name: str = "cluster",
+                 shard_names: Sequence[str] | None = None) -> None:
         self.fanout = fanout
         self.n = fanout.n_shards
         self.path = name
+        self.shard_names = list(shard_names or [f"shard-{i:03d}" for i in range(self.n)])
         self.missing: set[int] = set()
         self._states: list[dict | None] = [None] * self.n
         self._postings = _ShardedPostings(self)
@@ -238,6 +240,29 @@ class ShardedCatalog:
         for shard, held in self._ask("held_ranges", self.live_shards()):
             out.update({int(o) * self.n + shard: r for o, r in held.items()})
         return out
+
+    def missing_names(self) -> list[str]:
+        """Names of the shards that did not answer since :meth:`begin_query`."""
+        return [self.shard_names[s] for s in sorted(self.missing)]
+
+    def _global_ref(self, ref: Reference, shard: int) -> Reference:
+        return dataclasses.replace(ref, ordinal=ref.ordinal * self.n + shard)
+
+    def conflicts(self, *, ordinals=None, include_resolved: bool = False) -> list:
+        """Every shard's stored conflicts (each between two works of that shard), with
+        cluster-wide ordinals and ids (``local id * n_shards + shard``)."""
+        if ordinals is not None:
+            calls = [(s, (local.tolist(), include_resolved))
+                     for s, local in self.split(np.asarray(list(ordinals), np.int64)).items()]
+        else:
+            calls = [(s, (None, include_resolved)) for s in self.live_shards()]
+        out = []
+        for shard, found in self._ask_each("conflicts", calls) if calls else []:
+            out.extend(dataclasses.replace(
+                c, conflict_id=c.conflict_id * self.n + shard,
+                reference=self._global_ref(c.reference, shard),
+                other=self._global_ref(c.other, shard)) for c in found)
+        return sorted(out, key=lambda c: (c.created_at, c.conflict_id))
 
     def stats(self) -> dict:
         per_shard = self._ask("stats", self.live_shards())

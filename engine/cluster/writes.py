@@ -50,7 +50,8 @@ class ShardWrites:
         Operations: ``{"op": "add", "ref_id", "fingerprint" (bytes), "title", "owner",
         "metadata", "policy"}``, ``{"op": "delete", "ref_id"}``, ``{"op": "set_policy",
         "ref_id", "policy"}``, ``{"op": "set_owner_policy", "owner", "policy"}``,
-        ``{"op": "set_owner", "ref_id", "owner"}``."""
+        ``{"op": "set_owner", "ref_id", "owner"}``, ``{"op": "resolve_conflict",
+        "conflict_id" (the shard's own), "by", "note"}``."""
         from nanhu.engine.conflicts import find_overlaps
 
         results: list[Any] = []
@@ -74,6 +75,10 @@ class ShardWrites:
                         results.append(op["owner"])
                     elif kind == "set_owner":
                         results.append(catalog.set_owner(op["ref_id"], op["owner"]).ref_id)
+                    elif kind == "resolve_conflict":
+                        catalog.resolve_conflict(op["conflict_id"], by=op.get("by", ""),
+                                                 note=op.get("note", ""))
+                        results.append(op["conflict_id"])
                     else:
                         raise InvalidArgument(f"unknown shard operation {kind!r}")
                 if catalog.has_staged:
@@ -231,6 +236,12 @@ class ClusterWriter:
     def set_owner(self, ref_id: str, owner: str) -> None:
         shard, _ = self.holder(ref_id)
         self._one(shard, [{"op": "set_owner", "ref_id": ref_id, "owner": owner}])
+
+    def resolve_conflict(self, conflict_id: int, *, by: str, note: str) -> None:
+        """Resolve a conflict by its cluster-wide id (:meth:`ShardedCatalog.conflicts`)."""
+        shard, local = int(conflict_id) % self.view.n, int(conflict_id) // self.view.n
+        self._one(shard, [{"op": "resolve_conflict", "conflict_id": local, "by": by,
+                           "note": note}])
 
     def set_owner_policy(self, owner: str, policy) -> None:
         """Written to every shard, one commit each (idempotent: call again after a failure)."""

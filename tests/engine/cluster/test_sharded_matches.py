@@ -14,18 +14,12 @@ from nanhu.engine.cluster.placement import shards_of
 from nanhu.engine.cluster.view import LocalFanout, ShardedCatalog
 from nanhu.engine.matcher import Matcher
 
-from .conftest import build_cluster
-
-
-def answers(matcher: Matcher, fp) -> list[tuple]:
-    return [(m.reference_id, m.modality, m.query_start_s, m.query_end_s, m.reference_start_s,
-             m.reference_end_s, m.speed, m.score, m.evidence, m.band, m.action, m.matched_s,
-             m.upload_share, m.reference_share)
-            for m in matcher.match(fp)]
-
 
 @pytest.mark.parametrize("n_shards", [2, 3, 5])
-def test_a_sharded_catalog_gives_the_single_catalogs_answers(tmp_path, corpus, n_shards):
+def test_a_sharded_catalog_gives_the_single_catalogs_answers(tmp_path, cluster_corpus,
+                                                             cluster_kit, n_shards):
+    build_cluster, answers = cluster_kit
+    corpus = cluster_corpus
     layout = build_cluster(tmp_path / "cluster", corpus, n_shards)
     placed = shards_of(list(corpus.references), n_shards)
     assert len(set(placed.tolist())) > 1  # the references really are split
@@ -48,7 +42,10 @@ def test_a_sharded_catalog_gives_the_single_catalogs_answers(tmp_path, corpus, n
     view.close()
 
 
-def test_the_lookup_budget_and_stop_keys_are_decided_for_the_whole_cluster(tmp_path, corpus):
+def test_the_lookup_budget_and_stop_keys_are_decided_for_the_whole_cluster(tmp_path, cluster_corpus,
+                                                                         cluster_kit):
+    build_cluster, _ = cluster_kit
+    corpus = cluster_corpus
     """With a tight budget the single catalog drops keys by their cluster-wide counts: the
     split one must drop the same keys, not each shard its own."""
     layout = build_cluster(tmp_path / "cluster", corpus, 3)

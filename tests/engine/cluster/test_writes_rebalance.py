@@ -15,9 +15,6 @@ from nanhu.engine.cluster.writes import ClusterWriter, LocalWrites, ShardWrites
 from nanhu.engine.errors import AlreadyExists, NotFound
 from nanhu.engine.matcher import Matcher
 
-from .conftest import build_cluster
-from .test_sharded_matches import answers
-
 
 def open_cluster(root):
     layout = ClusterLayout.read(root)
@@ -35,7 +32,8 @@ def where(layout) -> dict[str, list[int]]:
     return out
 
 
-def test_registrations_land_on_their_shard_once_in_the_whole_cluster(tmp_path, corpus):
+def test_registrations_land_on_their_shard_once_in_the_whole_cluster(tmp_path, cluster_corpus):
+    corpus = cluster_corpus
     init_cluster(tmp_path / "c", 3)
     layout, view, writes = open_cluster(tmp_path / "c")
     writer = ClusterWriter(layout, view, writes)
@@ -64,7 +62,10 @@ def test_registrations_land_on_their_shard_once_in_the_whole_cluster(tmp_path, c
     assert {r.ref_id for r in view.list()} == {"song-0", "tune-0", "film-0"}
 
 
-def test_an_exported_reference_matches_as_the_registered_one(tmp_path, corpus):
+def test_an_exported_reference_matches_as_the_registered_one(tmp_path, cluster_corpus,
+                                                            cluster_kit):
+    build_cluster, _ = cluster_kit
+    corpus = cluster_corpus
     root = tmp_path / "c"
     layout = build_cluster(root, corpus, 1)
     blob = ShardWrites(str(layout.shard_dir(0))).export(["film-1", "song-2"])
@@ -85,7 +86,10 @@ def test_an_exported_reference_matches_as_the_registered_one(tmp_path, corpus):
         assert m and m[0].reference_id == "film-1" and m[0].modality == "audio+video"
 
 
-def test_rebalance_interrupted_and_resumed_leaves_each_work_on_its_one_shard(tmp_path, corpus):
+def test_rebalance_interrupted_and_resumed_leaves_each_work_on_its_one_shard(tmp_path, cluster_corpus,
+                                                                            cluster_kit):
+    build_cluster, answers = cluster_kit
+    corpus = cluster_corpus
     root = tmp_path / "c"
     build_cluster(root, corpus, 2)
     add_shards(root, 2)

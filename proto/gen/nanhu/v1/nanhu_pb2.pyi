@@ -57,14 +57,18 @@ class ScreenFingerprintRequest(_message.Message):
     def __init__(self, fingerprint: _Optional[_Union[Fingerprint, _Mapping]] = ..., options: _Optional[_Union[ScreenOptions, _Mapping]] = ..., filename: _Optional[str] = ..., upload_id: _Optional[str] = ...) -> None: ...
 
 class ScreenResponse(_message.Message):
-    __slots__ = ("duration_s", "matches", "digest")
+    __slots__ = ("duration_s", "matches", "digest", "partial", "missing_shards")
     DURATION_S_FIELD_NUMBER: _ClassVar[int]
     MATCHES_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    MISSING_SHARDS_FIELD_NUMBER: _ClassVar[int]
     duration_s: float
     matches: _containers.RepeatedCompositeFieldContainer[Match]
     digest: str
-    def __init__(self, duration_s: _Optional[float] = ..., matches: _Optional[_Iterable[_Union[Match, _Mapping]]] = ..., digest: _Optional[str] = ...) -> None: ...
+    partial: bool
+    missing_shards: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, duration_s: _Optional[float] = ..., matches: _Optional[_Iterable[_Union[Match, _Mapping]]] = ..., digest: _Optional[str] = ..., partial: _Optional[bool] = ..., missing_shards: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Match(_message.Message):
     __slots__ = ("reference_id", "title", "modality", "score", "query_start_s", "query_end_s", "reference_start_s", "reference_end_s", "speed", "evidence", "policy", "expected_false_matches", "action", "band", "reason", "matched_s", "upload_share", "reference_share", "policy_source", "trimmed", "claim_id")
