@@ -61,6 +61,10 @@ class ShardReplica:
     def pid(self) -> int:
         return os.getpid()
 
+    def node(self) -> str:
+        """The Ray node this replica runs on."""
+        return ray.get_runtime_context().get_node_id()
+
 
 @ray.remote(max_restarts=-1, max_task_retries=0)
 class ShardWriter:

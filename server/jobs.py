@@ -53,8 +53,8 @@ def manifest_generation(catalog_dir: Path) -> int | None:
 
 def cluster_matcher_for(cluster_dir: str, address: str | None) -> Matcher:
     """This process's matcher over a cluster catalog (served on Ray at ``address``, else
-    opened here), with every shard asked for its generation (new commits are seen) and the
-    shards missing from the last query forgotten."""
+    opened here), with every shard asked for its generation: new commits are seen, and the
+    shards missing from the last query are asked again."""
     key = f"{cluster_dir}@{address or ''}"
     matcher = _MATCHERS.get(key)
     if matcher is None:
@@ -62,7 +62,6 @@ def cluster_matcher_for(cluster_dir: str, address: str | None) -> Matcher:
 
         _, view, _ = open_view(cluster_dir, address=address)
         matcher = _MATCHERS[key] = Matcher(view)
-    matcher.catalog.begin_query()
     matcher.catalog.refresh()
     return matcher
 

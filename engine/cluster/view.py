@@ -19,7 +19,8 @@ on the whole evidence, exactly as on one catalog:
 - **Ordinals** are made cluster-wide: ``local * n_shards + shard`` (uint32 throughout, so a
   shard holds at most ``2**32 / n_shards`` ordinals).
 
-A shard that does not answer (no live replica) is left out of this query's evidence and named in
+A shard that does not answer (no live replica) is left out of the evidence until the next
+:meth:`ShardedCatalog.refresh` (a query starts with one) and named in
 :attr:`ShardedCatalog.missing`; the caller must say the answer is partial. Its last known size
 figures stay in the catalog size, so the scores of what was found keep their meaning.
 """
@@ -97,12 +98,13 @@ class ShardedCatalog:
             raise NotFound(f"{name}: no shard of the cluster answered")
 
     # --- state --------------------------------------------------------------------------------
-    def begin_query(self) -> None:
-        """Forget which shards were missing: a new query starts."""
-        self.missing = set()
-
     def refresh(self) -> bool:
-        """Ask every shard for its state (each picks up new commits); True if any moved."""
+        """Ask every shard for its state (each picks up new commits); True if any moved.
+
+        This starts a new look at the cluster: :attr:`missing` holds the shards that did not
+        answer since, and they are not asked again until the next refresh, so a partial answer
+        is exactly the answer of the shards that answered."""
+        self.missing = set()
         before = self.generation if any(s is not None for s in self._states) else None
         for shard, state in enumerate(self.fanout.call_each("state",
                                                               [(i, ()) for i in range(self.n)])):
@@ -174,6 +176,9 @@ class ShardedCatalog:
         return self._ask_each(method, [(s, args) for s in shards])
 
     def _ask_each(self, method: str, calls: list[tuple[int, tuple]]) -> list[tuple[int, Any]]:
+        calls = [(s, a) for s, a in calls if s not in self.missing]
+        if not calls:
+            return []
         out = []
         for (shard, _), value in zip(calls, self.fanout.call_each(method, calls)):
             if value is MISSING:
@@ -242,7 +247,7 @@ class ShardedCatalog:
         return out
 
     def missing_names(self) -> list[str]:
-        """Names of the shards that did not answer since :meth:`begin_query`."""
+        """Names of the shards that did not answer since the last :meth:`refresh`."""
         return [self.shard_names[s] for s in sorted(self.missing)]
 
     def _global_ref(self, ref: Reference, shard: int) -> Reference:
@@ -307,6 +312,7 @@ class _ShardedPostings:
         if keys.size == 0 or not shards:
             return empty
         counts = view._ask("key_counts", shards, keys)
+        shards = [s for s, _ in counts]
         if not counts:
             return empty
         per_key = np.sum([c for _, c in counts], axis=0)
