@@ -9,6 +9,7 @@ tooling whose numbers mean nothing.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -37,7 +38,7 @@ RELIABILITY_PLANS = {
 
 def add_commands(subparsers) -> None:
     p = subparsers.add_parser("bench", help="run benchmarks and write a report")
-    p.add_argument("kind", nargs="?", default="all", choices=(*KINDS, "reliability", "all"))
+    p.add_argument("kind", nargs="?", default="all", choices=(*KINDS, "reliability", "cluster", "all"))
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="a few minutes per section on 2 cores")
     size.add_argument("--tiny", action="store_true",
@@ -201,6 +202,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     logging.getLogger("nanhu.benchmarks").setLevel(logging.INFO)
     size = _size(args)
+    if args.kind == "cluster":  # not part of "all": it starts a Ray of its own
+        from nanhu.benchmarks.cluster_bench import run as run_cluster
+
+        result = run_cluster(args.out, quick=size != "full")
+        print(json.dumps({k: result[k] for k in ("identical_answers", "queries",
+                                                 "fanout_overhead_ms")}))
+        return 0 if result["identical_answers"] else 1
     if size == "tiny" and args.kind != "reliability":  # reliability generates its own media
         from nanhu.benchmarks.corpus.tiny import build_tiny_corpora
 

@@ -25,6 +25,7 @@ class ShardReads:
     def __init__(self, path: str) -> None:
         self.path = str(path)
         self.catalog = Catalog(self.path)
+        self._last: tuple | None = None  # (generation, keys, spans) of the last key_counts
 
     def state(self) -> dict:
         """Pick up a new commit, then this shard's figures for the view: generation, the
@@ -44,7 +45,7 @@ class ShardReads:
         manifest = self.catalog.manifest
         return {
             "generation": self.catalog.generation,
-            "total_audio_frames": int(self.catalog.total_audio_frames),
+            "audio_seconds": self.catalog.audio_seconds,
             "n_postings": len(postings),
             "n_vectors": len(vectors),
             "dim": int(getattr(vectors, "dim", 0) or 0) if len(vectors) else 0,
@@ -56,16 +57,29 @@ class ShardReads:
 
     # --- audio: the two phases of a bounded lookup ------------------------------------------
     def key_counts(self, keys: np.ndarray) -> np.ndarray:
-        """Postings each key holds in this shard (int64[m]), for the cluster-wide selection."""
+        """Postings each key holds in this shard (int64[m]), for the cluster-wide selection.
+        The keys' spans are kept for the :meth:`postings_of` that follows."""
         keys = np.asarray(keys, np.uint32)
-        spans = [segment.ranges(keys) for segment in self.catalog.postings().segments]
+        spans = self.catalog.postings().spans(keys)
+        self._last = (self.catalog.generation, keys, spans)
         if not spans:
             return np.zeros(keys.size, np.int64)
         return np.sum([count for _, count in spans], axis=0).astype(np.int64)
 
-    def postings_of(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Every posting of ``keys`` (those the view selected): (key_index, ordinal, frame)."""
-        return self.catalog.postings().lookup(np.asarray(keys, np.uint32))
+    def postings_of(self, keys: np.ndarray, picked: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every posting of ``keys[picked]`` (the keys the view selected): (index into
+        ``picked``, ordinal, frame). Reuses the spans of the last :meth:`key_counts` when it
+        was asked about the same keys (no second directory search), else finds them."""
+        keys, picked = np.asarray(keys, np.uint32), np.asarray(picked, np.int64)
+        postings = self.catalog.postings()
+        last = getattr(self, "_last", None)
+        if last is not None and last[0] == self.catalog.generation and \
+                last[1].shape == keys.shape and np.array_equal(last[1], keys):
+            spans = [(first[picked], count[picked]) for first, count in last[2]]
+        else:
+            spans = postings.spans(keys[picked])
+        return postings.read(spans, picked.size)
 
     # --- video --------------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

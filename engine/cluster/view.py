@@ -91,6 +91,9 @@ class ShardedCatalog:
         self.shard_names = list(shard_names or [f"shard-{i:03d}" for i in range(self.n)])
         self.missing: set[int] = set()
         self._states: list[dict | None] = [None] * self.n
+        # answers that only a commit changes (references by ordinal, owner defaults, held
+        # ranges), kept until a shard's generation moves: fewer round trips per query
+        self._cache: dict = {}
         self._postings = _ShardedPostings(self)
         self._vectors = _ShardedVectors(self)
         self.refresh()
@@ -112,6 +115,8 @@ class ShardedCatalog:
                 self.missing.add(shard)
             else:
                 self._states[shard] = state
+        if before != self.generation:
+            self._cache = {}
         known = [s for s in self._states if s is not None]
         tags = {(s["audio_params_tag"], s["video_params_tag"] or None) for s in known}
         audio_tags = {a for a, _ in tags}
@@ -152,7 +157,10 @@ class ShardedCatalog:
 
     @property
     def total_audio_frames(self) -> int:
-        return sum(s["total_audio_frames"] for s in self._known())
+        """The cluster's audio frames: its seconds summed, then converted (as one catalog does;
+        summing each shard's truncated frames would lose up to a frame a shard)."""
+        seconds = sum(s["audio_seconds"] for s in self._known())
+        return int(seconds * self.audio_params.frames_per_second)
 
     def live_shards(self) -> list[int]:
         return [i for i, s in enumerate(self._states) if s is not None]
@@ -200,13 +208,21 @@ class ShardedCatalog:
 
     # --- references -----------------------------------------------------------------------------
     def by_ordinals(self, ordinals: np.ndarray) -> dict[int, Reference]:
-        calls = [(s, (local,)) for s, local in self.split(ordinals).items()]
-        out: dict[int, Reference] = {}
-        for shard, refs in self._ask_each("by_ordinals", calls) if calls else []:
-            for o, ref in refs.items():
-                g = int(o) * self.n + shard
-                out[g] = dataclasses.replace(ref, ordinal=g)
-        return out
+        known = self._cache.setdefault("refs", {})
+        wanted = np.unique(np.asarray(ordinals, np.int64))
+        asked = [o for o in wanted.tolist() if o not in known]
+        if asked:
+            calls = [(s, (local,)) for s, local in self.split(np.array(asked, np.int64)).items()]
+            answered = set()
+            for shard, refs in self._ask_each("by_ordinals", calls):
+                answered.add(shard)
+                for o, ref in refs.items():
+                    g = int(o) * self.n + shard
+                    known[g] = dataclasses.replace(ref, ordinal=g)
+            for o in asked:  # gone (deleted) on a shard that answered: remember that too
+                if o % self.n in answered:
+                    known.setdefault(o, None)
+        return {o: known[o] for o in wanted.tolist() if known.get(o) is not None}
 
     def get(self, ref_id: str) -> Reference:
         for shard, ref in self._ask("get", self.live_shards(), ref_id):
@@ -233,17 +249,26 @@ class ShardedCatalog:
     def owner_policies(self) -> dict:
         """Owner-wide defaults: every shard holds every owner's (writes go to all shards);
         the first shard that answers speaks."""
-        for _, policies in self._ask("owner_policies", self.live_shards()[:1]):
-            return policies
-        return {}
+        if "owner_policies" not in self._cache:
+            for shard in self.live_shards():
+                for _, policies in self._ask("owner_policies", [shard]):
+                    self._cache["owner_policies"] = policies
+                    return policies
+            return {}
+        return self._cache["owner_policies"]
 
     def owner_policy(self, owner: str):
         return self.owner_policies().get(owner)
 
     def held_ranges(self) -> dict:
+        if "held" in self._cache:
+            return self._cache["held"]
         out = {}
-        for shard, held in self._ask("held_ranges", self.live_shards()):
+        answers = self._ask("held_ranges", self.live_shards())
+        for shard, held in answers:
             out.update({int(o) * self.n + shard: r for o, r in held.items()})
+        if len(answers) == len(self.live_shards()):
+            self._cache["held"] = out
         return out
 
     def missing_names(self) -> list[str]:
@@ -321,7 +346,7 @@ class _ShardedPostings:
         if picked.size == 0:
             return empty
         holders = [s for s, c in counts if c[picked].any()]
-        found = view._ask("postings_of", holders, keys[picked])
+        found = view._ask("postings_of", holders, keys, picked)
         key_index, ordinals, frames = [], [], []
         for shard, (k, o, f) in found:
             key_index.append(picked[np.asarray(k, np.int64)])

@@ -139,7 +139,12 @@ class CatalogReader:
         return [CompactSegment(self.path / s["file"], quantiser) for s in entries]
 
     @property
+    def audio_seconds(self) -> float:
+        """Seconds of audio of the visible works that have audio (the chance model's catalog
+        size, :attr:`total_audio_frames`, in seconds)."""
+        return float(self._query("SELECT COALESCE(SUM(duration_s), 0) FROM refs WHERE {visible} "
+                                 "AND n_hashes > 0")[0][0])
+
+    @property
     def total_audio_frames(self) -> int:
-        row = self._query("SELECT COALESCE(SUM(duration_s), 0) FROM refs WHERE {visible} "
-                          "AND n_hashes > 0")[0]
-        return int(row[0] * self.audio_params.frames_per_second)
+        return int(self.audio_seconds * self.audio_params.frames_per_second)

@@ -259,12 +259,26 @@ class SegmentPostings:
                budget: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """See :meth:`PostingsIndex.lookup`."""
         keys = np.asarray(keys, np.uint32)
-        spans = [segment.ranges(keys) for segment in self.segments]
+        spans = self.spans(keys)
+        keep = None
         if (max_postings is not None or budget is not None) and spans:
             per_key = sum(count for _, count in spans)
             keep = select(per_key, max_postings=max_postings, budget=budget)
+        return self.read(spans, keys.size, keep)
+
+    def spans(self, keys: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each segment's (first posting int64[m], count int64[m]) of every key: the first
+        half of :meth:`lookup` (nothing read yet but the directory)."""
+        keys = np.asarray(keys, np.uint32)
+        return [segment.ranges(keys) for segment in self.segments]
+
+    def read(self, spans: list[tuple[np.ndarray, np.ndarray]], n_keys: int,
+             keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The postings of the kept keys (bool[m]; None: all) of :meth:`spans`; the second
+        half of :meth:`lookup`, same result."""
+        if keep is not None:
             spans = [(first, np.where(keep, count, 0)) for first, count in spans]
-        found = [(np.repeat(np.arange(keys.size, dtype=np.int64), count),
+        found = [(np.repeat(np.arange(n_keys, dtype=np.int64), count),
                   expand_ranges(first, count)) for first, count in spans]
         key_index, ordinals, frames = [], [], []
         for segment, (k, p) in zip(self.segments, found):

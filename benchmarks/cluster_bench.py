@@ -1,0 +1,192 @@
+"""``nanhu bench cluster``: the same catalog as 1, 2 and 4 shards served on Ray, against one
+catalog; identical answers, latency, throughput, the fan-out overhead and a projection.
+
+    nanhu bench cluster [--quick] --out DIR
+
+The catalog is the real-music benchmark catalog (``nanhu bench audio`` builds and caches it,
+18.5 h); each shard count's cluster is cut from it by exporting every work
+(:meth:`engine.cluster.writes.ShardWrites.export`) onto its placement shard, cached beside it.
+Queries are the scale benchmark's cached attacked excerpts (``nanhu bench scale`` makes them:
+clean, mp3, pink 5 dB, speed 1.1) and never-registered negatives.
+
+A local Ray (this machine's cores) runs one replica and one writer actor per shard. Latency is
+measured per query from a client thread holding its own view (what a front-door worker does);
+``clients`` threads run at once for the throughput. Writes ``DIR/cluster-results.json``::
+
+    {"identical_answers": bool, "queries": N, "rows": [{"shards", "clients", "p50_ms",
+     "p99_ms", "screenings_per_s", "mode"}], "fanout_overhead_ms": {...}, "projection": {...}}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from nanhu.engine.catalog import Catalog
+from nanhu.engine.cluster.layout import ClusterLayout, init_cluster
+from nanhu.engine.cluster.writes import ShardWrites
+from nanhu.engine.fingerprint import Fingerprint
+from nanhu.engine.matcher import Matcher
+
+log = logging.getLogger("nanhu.benchmarks.cluster")
+
+CACHE = Path.home() / ".cache" / "nanhu" / "bench"
+
+
+def read_queries(path: Path, positives: int, negatives: int, total_positives: int
+                 ) -> list[tuple[str, Fingerprint]]:
+    """The first ``positives`` and ``negatives`` of a cached scale query set, read from the
+    uncompressed npz member without loading all of it."""
+    with zipfile.ZipFile(path) as archive:
+        with archive.open("bounds.npy") as f:
+            bounds = np.lib.format.read_array(f)
+        with archive.open("labels.npy") as f:
+            labels = json.loads(np.lib.format.read_array(f).tobytes().decode())
+        wanted = list(range(positives)) + list(range(total_positives,
+                                                     total_positives + negatives))
+        out = []
+        with archive.open("blob.npy") as f:
+            np.lib.format.read_magic(f)
+            np.lib.format.read_array_header_1_0(f)
+            start = f.tell()
+            for i in wanted:
+                f.seek(start + int(bounds[i]))
+                data = f.read(int(bounds[i + 1] - bounds[i]))
+                name = (f"{labels['positives'][i][0]}/{labels['positives'][i][1]}"
+                        if i < total_positives else f"negative/{i}")
+                out.append((name, Fingerprint.from_bytes(data).keyed()))
+    return out
+
+
+def split_catalog(source: Path, root: Path, n_shards: int) -> ClusterLayout:
+    """``source``'s works cut into a cluster of ``n_shards`` (cached: reused when present)."""
+    if (root / "cluster.json").exists():
+        return ClusterLayout.read(root)
+    tmp = root.with_name(root.name + ".tmp")
+    if tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+    with Catalog(source) as catalog:
+        refs = catalog.list(limit=1_000_000)
+        params = catalog.audio_params
+    layout = init_cluster(tmp, n_shards, audio_params=params)
+    exporter = ShardWrites(str(source))
+    per_shard: dict[int, list[dict]] = {}
+    for lo in range(0, len(refs), 200):
+        chunk = refs[lo:lo + 200]
+        blobs = exporter.export([r.ref_id for r in chunk])
+        for ref in chunk:
+            per_shard.setdefault(layout.shard_for(ref.ref_id), []).append({
+                "op": "add", "ref_id": ref.ref_id, "fingerprint": blobs[ref.ref_id],
+                "title": ref.title, "owner": ref.owner, "metadata": ref.metadata,
+                "policy": ref.policy, "overlaps": False})
+        log.info("split %d shards: %d/%d works exported", n_shards, lo + len(chunk), len(refs))
+    for shard, ops in per_shard.items():
+        ShardWrites(str(layout.shard_dir(shard))).apply(ops)
+    tmp.rename(root)
+    return ClusterLayout.read(root)
+
+
+def _rows(matches) -> list[tuple]:
+    return [(m.reference_id, m.modality, m.query_start_s, m.query_end_s, m.reference_start_s,
+             m.reference_end_s, m.score) for m in matches]
+
+
+def _percentiles(ms: list[float]) -> tuple[float, float]:
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+
+
+def run_clients(make_matcher, queries, clients: int) -> dict:
+    """Each of ``clients`` threads answers its share of ``queries`` with its own matcher."""
+    times: list[float] = []
+    lock = threading.Lock()
+    share = [queries[i::clients] for i in range(clients)]
+    matchers = [make_matcher() for _ in range(clients)]
+
+    def work(i: int) -> None:
+        for _, fp in share[i]:
+            t = time.perf_counter()
+            if hasattr(matchers[i].catalog, "missing"):  # a cluster view: a query starts so
+                matchers[i].catalog.refresh()
+            matchers[i].match(fp)
+            with lock:
+                times.append((time.perf_counter() - t) * 1e3)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    p50, p99 = _percentiles(times)
+    return {"clients": clients, "p50_ms": round(p50, 2), "p99_ms": round(p99, 2),
+            "screenings_per_s": round(len(times) / wall, 2)}
+
+
+def run(out: Path, *, quick: bool = False) -> dict:
+    import ray
+
+    from nanhu.server.cluster_core import open_view
+    from nanhu.server.cluster_ray import start_actors, stop_actors
+
+    source = CACHE / "audio-catalog-audio-v3-1cc93e6a58"
+    queries_path = CACHE / "scale-queries-audio-v3-f6-p0.15-1cc93e6a58-0-200-5000.npz"
+    for needed, how in ((source, "nanhu bench audio"), (queries_path, "nanhu bench scale")):
+        if not needed.exists():
+            raise SystemExit(f"{needed} is missing: run `{how}` first (it builds and caches it)")
+    positives, negatives = (60, 40) if quick else (200, 100)
+    queries = read_queries(queries_path, positives, negatives, 200)
+    log.info("%d queries (%d positives, %d negatives)", len(queries), positives, negatives)
+    client_counts = (1, 8) if quick else (1, 8, 32)
+    with Catalog(source) as single:
+        hours = single.stats()["hours"]
+        one = Matcher(single)
+        expected = {name: _rows(one.match(fp)) for name, fp in queries}
+        rows = [{"shards": 0, "mode": "single catalog, in process", **run_clients(
+            lambda: one, queries, c)} for c in client_counts]
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             namespace="nanhu")
+    identical = True
+    overhead = {}
+    try:
+        for n in (1, 2, 4):
+            layout = split_catalog(source, CACHE / f"cluster-{n}-{source.name}", n)
+            start_actors(layout)
+            address = ray.get_runtime_context().gcs_address
+            _, view, _ = open_view(layout.root, address=address)
+            on_ray = Matcher(view)
+            for name, fp in queries:
+                view.refresh()
+                if _rows(on_ray.match(fp)) != expected[name]:
+                    identical = False
+                    log.warning("%d shards: %s differs", n, name)
+            local = open_view(layout.root)[1]
+            local_matcher = Matcher(local)
+            local_row = run_clients(lambda m=local_matcher: m, queries, 1)
+            rows.append({"shards": n, "mode": "shards in process (no Ray)", **local_row})
+            for c in client_counts:
+                row = run_clients(lambda r=layout.root, a=address: Matcher(open_view(r, address=a)[1]),
+                                  queries, c)
+                rows.append({"shards": n, "mode": "Ray actors", **row})
+                if c == 1:
+                    overhead[str(n)] = round(row["p50_ms"] - local_row["p50_ms"], 2)
+            log.info("%d shards done: %s", n, rows[-len(client_counts):])
+            stop_actors(layout)
+    finally:
+        ray.shutdown()
+    result = {"identical_answers": identical, "queries": len(queries), "catalog_hours": hours,
+              "rows": rows, "fanout_overhead_ms": overhead,
+              "note": "machine: 2 cores shared by the client threads, the Ray actors and the "
+                      "raylet; the fan-out overhead is the Ray p50 minus the in-process sharded "
+                      "p50 at 1 client"}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "cluster-results.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
