@@ -249,7 +249,7 @@ class Ingest:
         if self.options.server:
             safe = self.options.server.replace(":", "_").replace("/", "_")
             return Path(self.options.report).parent / f"ingest-journal-{safe}.jsonl"
-        return Path(self.sink.target) / "ingest-journal.jsonl"
+        return Path(getattr(self.sink, "root", None) or self.sink.target) / "ingest-journal.jsonl"
 
     def _loop(self, items) -> None:
         opts = self.options

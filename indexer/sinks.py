@@ -97,7 +97,8 @@ class ClusterSink:
 
         self.layout, self.view, writes = open_view(path, address=address)
         self.writer = ClusterWriter(self.layout, self.view, writes)
-        self.target = f"cluster {Path(path).absolute()}" + (f" on {address}" if address else "")
+        self.root = Path(path).absolute()  # the journal goes here, as in a catalog
+        self.target = f"cluster {self.root}" + (f" on {address}" if address else "")
         self.audio_params: AudioParams = self.view.audio_params
         self._staged: dict[int, list[dict]] = {}
         self._digests: dict[str, str] = {}

@@ -19,9 +19,11 @@ def test_a_cluster_is_made_filled_queried_grown_and_rebalanced(tmp_path, run_cli
         shutil.copy(path, folder / f"{ref_id}{path.suffix}")
     root = tmp_path / "cluster"
     assert run_cli("cluster", "init", root, "--shards", "2").code == 0
-    done = run_cli("ingest", "--catalog", root, "--json", folder)
+    done = run_cli("ingest", "--catalog", root, "--report", tmp_path / "report.jsonl", "--json",
+                   folder)
     assert done.code == 0, done.err
     assert done.json_lines[-1]["registered"] == 4
+    assert (root / "ingest-journal.jsonl").is_file()  # the journal lives with the cluster
     status = run_cli("cluster", "status", root, "--json").json_lines[0]
     assert status["references"] == 4 and status["misplaced"] == 0
     assert sum(s["references"] for s in status["per_shard"]) == 4
