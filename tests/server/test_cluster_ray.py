@@ -153,3 +153,35 @@ def test_the_front_door_writes_screens_and_flags_a_missing_shard(served, cluster
         client.close()
     finally:
         assert server.stop(5).wait(30)
+
+
+def test_ingest_on_ray_writes_each_work_through_its_shards_writer(ray_cluster, tmp_path,
+                                                                  song_files):
+    import shutil
+
+    from nanhu.cli import main
+    from nanhu.engine.cluster.layout import init_cluster
+    from nanhu.server.cluster_ray import start_actors, stop_actors
+
+    folder = tmp_path / "music"
+    folder.mkdir()
+    for ref_id, path in song_files.items():
+        shutil.copy(path, folder / f"{ref_id}{path.suffix}")
+    layout = init_cluster(tmp_path / "fresh", 2)
+    start_actors(layout)
+    try:
+        argv = ["ingest", "--catalog", str(layout.root), "--ray", ray_cluster.address,
+                "--cluster", ray_cluster.address, "--json", "--report",
+                str(tmp_path / "r.jsonl"), str(folder)]
+        assert main(argv) == 0
+        placed = {}
+        for shard in range(2):
+            with Catalog(layout.shard_dir(shard)) as catalog:
+                placed.update({r.ref_id: shard for r in catalog.list()})
+        assert placed == {r: shard_of(r, 2) for r in song_files}
+        assert main(argv) == 0  # resumed: nothing registered twice
+        for shard in range(2):
+            with Catalog(layout.shard_dir(shard)) as catalog:
+                assert catalog.stats()["references"] == sum(v == shard for v in placed.values())
+    finally:
+        stop_actors(layout)
