@@ -131,6 +131,53 @@ def run_clients(make_matcher, queries, clients: int) -> dict:
             "screenings_per_s": round(len(times) / wall, 2)}
 
 
+#: single-shard figures measured at 10,018.6 h by ``nanhu bench scale`` with the first look
+#: (issue 10 closing note, 2026-12-01; CPU per query on this machine's cores): the inputs of
+#: :func:`projection`, each named where it is used
+MEASURED_10K = {"hours": 10018.6, "pos_cpu_ms_p50": 22.5, "neg_cpu_ms_p50": 104.0,
+                "index_bytes_per_hour": 1_400_707, "fingerprint_x_realtime": 390.0}
+
+
+def projection(*, hours: float = 100_000, screenings_per_s: float = 1_000,
+               shard_hours: float = 10_000, upload_s: float = 300.0,
+               negative_share: float = 0.9, front_share_of_cpu: float = 0.15,
+               cores_per_node: int = 32, ram_per_node_gb: int = 64,
+               measured: dict | None = None) -> dict:
+    """What 100,000 h at 1,000 screenings/s would take, from measured single-node figures.
+
+    Assumptions (each is a parameter): shards of ``shard_hours`` (the largest size measured on
+    one node); a query costs every shard its lookups, about the single-shard CPU at that size
+    (``measured``: positives cheap after the first look, negatives a full look);
+    ``negative_share`` of uploads copy nothing; ``front_share_of_cpu`` of a query's CPU is the
+    front door's alignment (at 10,000 h: 16 of ~100 ms); an upload of ``upload_s`` is
+    fingerprinted once at the measured speed. The figures are projected, not measured."""
+    m = dict(MEASURED_10K, **(measured or {}))
+    shards = int(np.ceil(hours / shard_hours))
+    query_ms = (negative_share * m["neg_cpu_ms_p50"] + (1 - negative_share) * m["pos_cpu_ms_p50"])
+    shard_core_s = screenings_per_s * shards * query_ms * (1 - front_share_of_cpu) / 1e3
+    front_core_s = screenings_per_s * query_ms * front_share_of_cpu / 1e3
+    fingerprint_core_s = screenings_per_s * upload_s / m["fingerprint_x_realtime"]
+    index_gb = shard_hours * m["index_bytes_per_hour"] / 1e9
+    replicas = int(np.ceil(shard_core_s / shards / cores_per_node))
+    front_nodes = int(np.ceil((front_core_s + fingerprint_core_s) / cores_per_node))
+    return {
+        "projected": True, "hours": hours, "screenings_per_s": screenings_per_s,
+        "shards": shards, "replicas_per_shard": replicas,
+        "shard_nodes": shards * replicas, "front_door_nodes": front_nodes,
+        "cores_shards": round(shard_core_s), "cores_front_door": round(front_core_s),
+        "cores_fingerprinting": round(fingerprint_core_s),
+        "index_gb_per_shard": round(index_gb, 1),
+        "disk_gb_per_shard_node": round(index_gb * 1.5, 1),
+        "ram_gb_per_shard_node": ram_per_node_gb,
+        "page_cache_note": f"the {index_gb:.0f} GB index fits a {ram_per_node_gb} GB node's "
+                           "page cache; measured on one node with 8 GB it still answered "
+                           "(p50 412-599 ms)",
+        "assumptions": {"shard_hours": shard_hours, "upload_s": upload_s,
+                        "negative_share": negative_share, "cores_per_node": cores_per_node,
+                        "query_cpu_ms": round(query_ms, 1), "measured_inputs": m},
+    }
+
+
 def run(out: Path, *, quick: bool = False) -> dict:
     import ray
 
@@ -183,7 +230,7 @@ def run(out: Path, *, quick: bool = False) -> dict:
     finally:
         ray.shutdown()
     result = {"identical_answers": identical, "queries": len(queries), "catalog_hours": hours,
-              "rows": rows, "fanout_overhead_ms": overhead,
+              "rows": rows, "fanout_overhead_ms": overhead, "projection": projection(),
               "note": "machine: 2 cores shared by the client threads, the Ray actors and the "
                       "raylet; the fan-out overhead is the Ray p50 minus the in-process sharded "
                       "p50 at 1 client"}
