@@ -12,11 +12,20 @@ Ordinals here are the shard's own; the view makes them cluster-wide.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from nanhu.engine.catalog import Catalog
 from nanhu.engine.errors import CatalogCorrupt, NotFound
 from nanhu.engine.store.catalog_records import Reference
+
+
+def keys_token(keys: np.ndarray) -> str:
+    """A short name for an array of keys (BLAKE2b of its bytes), so that the second phase of a
+    lookup can name the keys of the first instead of sending them again."""
+    return hashlib.blake2b(np.ascontiguousarray(keys, np.uint32).tobytes(),
+                           digest_size=16).hexdigest()
 
 
 class ShardReads:
@@ -63,23 +72,32 @@ class ShardReads:
         spans = self.catalog.postings().spans(keys)
         self._last = (self.catalog.generation, keys, spans)
         if not spans:
-            return np.zeros(keys.size, np.int64)
-        return np.sum([count for _, count in spans], axis=0).astype(np.int64)
+            return np.zeros(keys.size, np.uint32)
+        # uint32: half the bytes on the wire of int64 (a key never holds 2**32 postings)
+        return np.sum([count for _, count in spans], axis=0).astype(np.uint32)
 
-    def postings_of(self, keys: np.ndarray, picked: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def postings_of(self, keys: np.ndarray | None, picked: np.ndarray, token: str = ""
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """Every posting of ``keys[picked]`` (the keys the view selected): (index into
-        ``picked``, ordinal, frame). Reuses the spans of the last :meth:`key_counts` when it
-        was asked about the same keys (no second directory search), else finds them."""
-        keys, picked = np.asarray(keys, np.uint32), np.asarray(picked, np.int64)
+        ``picked`` uint32, ordinal, frame).
+
+        ``keys`` may be None with the ``token`` (:func:`keys_token`) of the keys the last
+        :meth:`key_counts` was asked about: their spans are reused (no second directory
+        search, and the keys are not sent twice). Returns None when this shard does not hold
+        those spans (another replica answered the counts, or a commit came between): ask again
+        with the keys."""
+        picked = np.asarray(picked, np.int64)
         postings = self.catalog.postings()
-        last = getattr(self, "_last", None)
-        if last is not None and last[0] == self.catalog.generation and \
-                last[1].shape == keys.shape and np.array_equal(last[1], keys):
+        last = self._last
+        if keys is None:
+            if last is None or last[0] != self.catalog.generation or \
+                    keys_token(last[1]) != token:
+                return None
             spans = [(first[picked], count[picked]) for first, count in last[2]]
         else:
-            spans = postings.spans(keys[picked])
-        return postings.read(spans, picked.size)
+            spans = postings.spans(np.asarray(keys, np.uint32)[picked])
+        key_index, ordinals, frames = postings.read(spans, picked.size)
+        return key_index.astype(np.uint32), ordinals, frames
 
     # --- video --------------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -340,13 +340,20 @@ class _ShardedPostings:
         shards = [s for s, _ in counts]
         if not counts:
             return empty
-        per_key = np.sum([c for _, c in counts], axis=0)
+        per_key = np.sum([c.astype(np.int64) for _, c in counts], axis=0)
         keep = select(per_key, max_postings=max_postings, budget=budget) & (per_key > 0)
         picked = np.flatnonzero(keep)
         if picked.size == 0:
             return empty
+        from nanhu.engine.cluster.shard import keys_token
+
         holders = [s for s, c in counts if c[picked].any()]
-        found = view._ask("postings_of", holders, keys, picked)
+        small = picked.astype(np.uint32)
+        found = view._ask("postings_of", holders, None, small, keys_token(keys))
+        again = [s for s, answer in found if answer is None]  # another replica held the spans
+        found = [(s, answer) for s, answer in found if answer is not None]
+        if again:
+            found += view._ask("postings_of", again, keys, small)
         key_index, ordinals, frames = [], [], []
         for shard, (k, o, f) in found:
             key_index.append(picked[np.asarray(k, np.int64)])
