@@ -18,7 +18,7 @@ from nanhu import __version__
 from nanhu.engine import errors
 from nanhu.engine.audio.params import AudioParams
 from nanhu.engine.cli import exit_code_for
-from nanhu.engine.store.catalog_schema import FORMAT_VERSION, META_VERSION
+from nanhu.engine.store.catalog_schema import COMPACT_FORMAT_VERSION, FORMAT_VERSION, META_VERSION
 from nanhu.engine.video.params import VideoParams
 
 # (module, what it offers): each module has ``add_commands(subparsers)``.
@@ -52,7 +52,8 @@ def version_text() -> str:
     return (f"nanhu {__version__}\n"
             f"audio fingerprints  {AudioParams().tag()}\n"
             f"video fingerprints  {VideoParams().tag()}\n"
-            f"catalog format      {FORMAT_VERSION} (metadata schema {META_VERSION})")
+            f"catalog format      {FORMAT_VERSION}, {COMPACT_FORMAT_VERSION} with compact keyframes "
+            f"(metadata schema {META_VERSION})")
 
 
 class _VersionAction(argparse.Action):

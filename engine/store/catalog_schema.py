@@ -24,6 +24,18 @@ log = logging.getLogger("nanhu.engine.catalog")
 
 FORMAT = "nanhu-catalog"
 FORMAT_VERSION = 2
+#: format 3 is format 2 with compact (product-quantised) keyframe segments: a manifest naming
+#: ``video_compact`` or ``video_quantiser`` is written as version 3, so that a Nanhu that
+#: cannot read those segments refuses the catalog instead of silently matching without them;
+#: a catalog without them stays version 2, readable by the Nanhu that made it
+COMPACT_FORMAT_VERSION = 3
+READABLE_VERSIONS = (FORMAT_VERSION, COMPACT_FORMAT_VERSION)
+
+
+def manifest_version(manifest: dict) -> int:
+    """The format version a manifest is written with (see :data:`COMPACT_FORMAT_VERSION`)."""
+    compact = manifest.get("video_compact") or manifest.get("video_quantiser")
+    return COMPACT_FORMAT_VERSION if compact else FORMAT_VERSION
 #: what each older catalog format lacks, for the rebuild message
 OLD_FORMATS = {1: "audio-v2 pair keys and version-1 postings segments"}
 #: metadata schema version (``PRAGMA user_version``): 0 = label policies, no owner defaults;
@@ -101,11 +113,15 @@ def read_manifest(path: Path) -> tuple[dict, AudioParams]:
             "register the works again into a new catalog, e.g. `nanhu ingest MANIFEST "
             "--catalog NEW_DIR` with the manifest used to build it"
         )
-    if manifest.get("version") != FORMAT_VERSION:
+    if manifest.get("version") not in READABLE_VERSIONS:
         raise CatalogCorrupt(
             f"{path}: catalog format version {manifest.get('version')} is not supported "
-            f"(this Nanhu reads version {FORMAT_VERSION})"
+            f"(this Nanhu reads versions {', '.join(map(str, READABLE_VERSIONS))})"
         )
+    if manifest_version(manifest) != manifest["version"]:
+        raise CatalogCorrupt(
+            f"{path}: format version {manifest['version']} does not fit its contents (compact "
+            "keyframe segments need version 3, and only they)")
     try:
         audio_params = AudioParams(**{
             k: tuple(tuple(x) if isinstance(x, list) else x for x in v)

@@ -15,7 +15,7 @@ import numpy as np
 from nanhu.engine import vectors as vector_store
 from nanhu.engine.audio.keys import KEY_BITS
 from nanhu.engine.store import vectors_compact as compact_store
-from nanhu.engine.store.catalog_schema import segment_files
+from nanhu.engine.store.catalog_schema import manifest_version, segment_files
 from nanhu.engine.store.postings import MAX_SEGMENT_FRAMES, Segment
 from nanhu.engine.store.postings_write import merge_segments, write_segment
 from nanhu.engine.vectors import VectorSegment, write_vector_segment
@@ -210,6 +210,7 @@ class SegmentsMixin:
         return size
 
     def _write_manifest(self, manifest: dict) -> None:
+        manifest["version"] = manifest_version(manifest)
         tmp = self.path / "manifest.json.tmp"
         with open(tmp, "w") as handle:
             json.dump(manifest, handle, indent=1)

@@ -6,6 +6,7 @@ retrains and purges, and crashes leave the last commit."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -170,8 +171,11 @@ def test_small_catalogs_stay_exact_and_the_threshold_trains_a_quantiser(
         queries = noisy(vectors[:1800:37], seed=7)
         exact = BruteForceVectorIndex(vectors[:1800], *index_ids(catalog, 3))
         np.testing.assert_array_equal(index.search(queries, 5)[0], exact.search(queries, 5)[0])
+        assert json.loads((catalog_dir / "manifest.json").read_text())["version"] == 2
         catalog.add("ref-3", fps[3])
         catalog.commit()  # 2,400 keyframes: the quantiser is trained, every row coded
+        # format 3: a Nanhu that cannot read compact segments refuses the catalog
+        assert json.loads((catalog_dir / "manifest.json").read_text())["version"] == 3
         assert catalog.manifest["video_segments"] == []
         assert catalog.manifest["video_quantiser"]["trained_on"] == 2_400
         assert [e["count"] for e in catalog.manifest["video_compact"]] == [2_400]
@@ -187,6 +191,18 @@ def test_small_catalogs_stay_exact_and_the_threshold_trains_a_quantiser(
         assert (ordinals[:, 0] == reader.get("ref-4").ordinal).mean() >= 0.95
         np.testing.assert_allclose(times[:, 0], np.arange(0, 600, 25) * 0.5)
         assert (sims[:, 0] > 0.9).all()
+
+
+def test_a_manifest_whose_version_does_not_fit_its_contents_is_refused(catalog_dir, make_fp):
+    with Catalog(catalog_dir, writable=True, create=True) as catalog:
+        catalog.add("ref-0", make_fp(0))
+        catalog.commit()
+    path = catalog_dir / "manifest.json"
+    manifest = json.loads(path.read_text())
+    for version, words in ((3, "does not fit its contents"), (4, "reads versions 2, 3")):
+        path.write_text(json.dumps({**manifest, "version": version}))
+        with pytest.raises(CatalogCorrupt, match=words):
+            Catalog(catalog_dir)
 
 
 def index_ids(catalog, n: int):
