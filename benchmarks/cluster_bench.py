@@ -94,6 +94,85 @@ def split_catalog(source: Path, root: Path, n_shards: int) -> ClusterLayout:
     return ClusterLayout.read(root)
 
 
+def film_corpus(cache: Path, *, films: int = 12, negatives: int = 6, seconds: float = 30.0
+                ) -> tuple[Path, list[tuple[str, Fingerprint]]]:
+    """Generated films (:func:`benchmarks.synth.write_film`, 320x180) registered into one
+    catalog, and queries of them: an 8 s excerpt of each as audio+video, video alone and audio
+    alone, and excerpts of never-registered films. Cached under ``cache``."""
+    import dataclasses
+
+    from nanhu.benchmarks.synth import music_like, write_film, write_video
+    from nanhu.benchmarks.video_probe import Footage
+    from nanhu.engine.fingerprint import fingerprint_media
+
+    root = cache / f"cluster-films-{films}-{negatives}-{seconds:g}"
+    catalog_dir = root / "catalog"
+    media = root / "media"
+    media.mkdir(parents=True, exist_ok=True)
+    fps = 25
+
+    def excerpt(seed: int, name: str) -> Path:
+        path = media / f"{name}.mp4"
+        if not path.exists():
+            frames = Footage(seed, width=320, height=180, duration_s=seconds).frames(
+                np.arange(10 * fps, 18 * fps) / fps)
+            sound = music_like(seconds, seed=seed + 2, sample_rate=48000)[10 * 48000:18 * 48000]
+            write_video(path, frames, fps, audio=sound.astype(np.float32), sample_rate=48000)
+        return path
+
+    queries: list[tuple[str, Fingerprint]] = []
+    if not (catalog_dir / "manifest.json").exists():
+        tmp = root / "catalog.tmp"
+        with Catalog(tmp, writable=True, create=True) as catalog:
+            for i in range(films):
+                path = media / f"film-{i}.mp4"
+                if not path.exists():
+                    write_film(path, seconds, seed=500 + i, scale=1)
+                catalog.add(f"film-{i}", fingerprint_media(path), title=f"film {i}")
+            catalog.commit()
+        tmp.rename(catalog_dir)
+    for i in range(films):
+        fp = fingerprint_media(excerpt(500 + i, f"q-{i}"), query=True)
+        queries += [(f"film-{i}/audio+video", fp),
+                    (f"film-{i}/video", dataclasses.replace(fp, audio=None, audio_peaks=None)),
+                    (f"film-{i}/audio", dataclasses.replace(fp, video=None))]
+    for i in range(negatives):
+        queries.append((f"negative-film-{i}", fingerprint_media(excerpt(900 + i, f"n-{i}"),
+                                                                query=True)))
+    return catalog_dir, queries
+
+
+def identical_on_films(cache: Path, address: str | None) -> dict:
+    """Video, audio+video and audio answers of the film corpus, 1, 2 and 4 shards against one
+    catalog (shards opened here, and on Ray when ``address``)."""
+    from nanhu.server.cluster_core import open_view
+    from nanhu.server.cluster_ray import start_actors, stop_actors
+
+    catalog_dir, queries = film_corpus(cache)
+    with Catalog(catalog_dir) as single:
+        one = Matcher(single)
+        expected = {name: _rows(one.match(fp)) for name, fp in queries}
+    differ = 0
+    for n in (1, 2, 4):
+        layout = split_catalog(catalog_dir, cache / f"cluster-{n}-films", n)
+        views = [open_view(layout.root)[1]]
+        if address:
+            start_actors(layout)
+            views.append(open_view(layout.root, address=address)[1])
+        for view in views:
+            matcher = Matcher(view)
+            for name, fp in queries:
+                view.refresh()
+                if _rows(matcher.match(fp)) != expected[name]:
+                    differ += 1
+                    log.warning("films, %d shards: %s differs", n, name)
+        if address:
+            stop_actors(layout)
+    kinds = sorted({row[1] for rows in expected.values() for row in rows})
+    return {"queries": len(queries), "differing": differ, "modalities_matched": kinds,
+            "matched_queries": sum(bool(v) for v in expected.values())}
+
+
 def _rows(matches) -> list[tuple]:
     return [(m.reference_id, m.modality, m.query_start_s, m.query_end_s, m.reference_start_s,
              m.reference_end_s, m.score) for m in matches]
@@ -227,9 +306,12 @@ def run(out: Path, *, quick: bool = False) -> dict:
                     overhead[str(n)] = round(row["p50_ms"] - local_row["p50_ms"], 2)
             log.info("%d shards done: %s", n, rows[-len(client_counts):])
             stop_actors(layout)
+        films = identical_on_films(CACHE, ray.get_runtime_context().gcs_address)
+        identical = identical and films["differing"] == 0
     finally:
         ray.shutdown()
-    result = {"identical_answers": identical, "queries": len(queries), "catalog_hours": hours,
+    result = {"identical_answers": identical, "queries": len(queries) + films["queries"],
+              "audio_queries": len(queries), "film_queries": films, "catalog_hours": hours,
               "rows": rows, "fanout_overhead_ms": overhead, "projection": projection(),
               "note": "machine: 2 cores shared by the client threads, the Ray actors and the "
                       "raylet; the fan-out overhead is the Ray p50 minus the in-process sharded "
