@@ -159,8 +159,10 @@ class ShardedCatalog:
     def total_audio_frames(self) -> int:
         """The cluster's audio frames: its seconds summed, then converted (as one catalog does;
         summing each shard's truncated frames would lose up to a frame a shard)."""
+        from nanhu.engine.store.catalog_reader import audio_frames
+
         seconds = sum(s["audio_seconds"] for s in self._known())
-        return int(seconds * self.audio_params.frames_per_second)
+        return audio_frames(seconds, self.audio_params.frames_per_second)
 
     def live_shards(self) -> list[int]:
         return [i for i, s in enumerate(self._states) if s is not None]

@@ -12,6 +12,14 @@ from nanhu.engine.store.postings import SegmentPostings
 from nanhu.engine.vectors import FaissVectorIndex, VectorSegment
 
 
+def audio_frames(seconds: float, frames_per_second: float) -> int:
+    """Whole frames in ``seconds`` of audio, the chance model's catalog size. A sum of
+    durations carries rounding error of its own order of summation, so a product within 1e-6
+    of a whole frame counts as that frame: a catalog split into shards (whose seconds are
+    summed per shard, then together) gets the same size as the catalog whole."""
+    return int(seconds * frames_per_second + 1e-6)
+
+
 class CatalogReader:
     """The catalog's reads. The host provides ``path``, ``manifest``, ``generation``,
     ``audio_params``, ``_db`` (the metadata connection), the ``_postings`` / ``_vectors``
@@ -147,4 +155,4 @@ class CatalogReader:
 
     @property
     def total_audio_frames(self) -> int:
-        return int(self.audio_seconds * self.audio_params.frames_per_second)
+        return audio_frames(self.audio_seconds, self.audio_params.frames_per_second)
