@@ -63,3 +63,15 @@ def test_the_lookup_budget_and_stop_keys_are_decided_for_the_whole_cluster(tmp_p
             assert one == two, (cap, budget)
             assert cap is None and budget is None or len(one) < len(keys) * 50
     view.close()
+
+
+def test_the_catalog_size_does_not_depend_on_the_order_durations_are_summed():
+    from nanhu.engine.store.catalog_reader import audio_frames
+
+    durations = [0.1] * 10  # summed one by one: 0.9999999999999999 s
+    one_by_one = 0.0
+    for d in durations:
+        one_by_one += d
+    assert one_by_one != 1.0
+    assert audio_frames(one_by_one, 10.0) == audio_frames(1.0, 10.0) == 10
+    assert audio_frames(0.95, 10.0) == 9  # a real fraction of a frame is still dropped
