@@ -28,7 +28,7 @@ from nanhu.engine.policy import Policy
 from nanhu.engine.store.catalog_records import Conflict, Reference
 from nanhu.server.auth import Principal
 from nanhu.server.jobs import check_duration
-from nanhu.server.service import Core, Limits, NewReference, claimed_digest
+from nanhu.server.service import Core, Limits, NewReference, Snapshots, claimed_digest
 
 log = logging.getLogger("nanhu.server.cluster")
 
@@ -58,29 +58,23 @@ def open_view(cluster_dir: str | Path, *, address: str | None = None,
     return layout, view, writes
 
 
-class _Snapshots:
-    """:class:`~nanhu.server.service.Snapshots` for a cluster: the view, refreshed at most
+class _Snapshots(Snapshots):
+    """:class:`~nanhu.server.service.Snapshots` for a cluster: the one view, refreshed at most
     every ``interval_s`` (each refresh asks every shard for its generation)."""
 
     def __init__(self, view: ShardedCatalog, interval_s: float) -> None:
-        self.view = view
-        self.interval_s = interval_s
-        self._checked = time.monotonic()
+        self.path = Path(view.path)
+        self.refresh_interval_s = interval_s
         self._lock = threading.Lock()
+        self._catalog = view
+        self._checked = time.monotonic()
 
-    def current(self) -> ShardedCatalog:
-        if time.monotonic() - self._checked >= self.interval_s:
-            self.refresh(wait=False)
-        return self.view
+    @property
+    def view(self) -> ShardedCatalog:
+        return self._catalog
 
-    def refresh(self, *, wait: bool = True) -> bool:
-        if not self._lock.acquire(blocking=wait):
-            return False
-        try:
-            self._checked = time.monotonic()
-            return self.view.refresh()
-        finally:
-            self._lock.release()
+    def _reload(self) -> bool:
+        return self._catalog.refresh()
 
 
 class ClusterCore(Core):

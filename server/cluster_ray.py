@@ -3,10 +3,10 @@
 
 Per shard ``i`` of a cluster named ``NAME`` (the cluster directory's name unless given):
 
-- ``nanhu:NAME:replica:i:r`` (r = 0 .. replicas-1): a :class:`ShardReplica` holding the shard
+- ``nanhu:NAME:replica:i:r`` (r = 0 .. replicas-1): a :class:`ShardActor` replica holding the shard
   open read-only (:class:`~nanhu.engine.cluster.shard.ShardReads`); each ``state`` call picks up
   the shard's new commits, so replicas never need a restart to see registrations;
-- ``nanhu:NAME:writer:i``: a :class:`ShardWriter` (:class:`~nanhu.engine.cluster.writes.ShardWrites`),
+- ``nanhu:NAME:writer:i``: a :class:`ShardActor` writer (:class:`~nanhu.engine.cluster.writes.ShardWrites`),
   the shard's one writer; every call is one commit of the shard's catalog, so a writer that
   dies loses nothing committed and leaves nothing half-written (the embedded commit rules).
 
@@ -47,39 +47,30 @@ except ImportError:  # pragma: no cover - older Ray
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0)
-class ShardReplica:
-    """One read-only replica of a shard (module docstring)."""
+class ShardActor:
+    """A shard's read replica (``kind="replica"``: :class:`~nanhu.engine.cluster.shard.ShardReads`)
+    or its one writer (``kind="writer"``: :class:`~nanhu.engine.cluster.writes.ShardWrites`);
+    see the module docstring."""
 
-    def __init__(self, path: str) -> None:
-        from nanhu.engine.cluster.shard import ShardReads
+    def __init__(self, kind: str, path: str) -> None:
+        if kind == "replica":
+            from nanhu.engine.cluster.shard import ShardReads
 
-        self.reads = ShardReads(path)
+            self.target = ShardReads(path)
+        else:
+            from nanhu.engine.cluster.writes import ShardWrites
+
+            self.target = ShardWrites(path)
 
     def call(self, method: str, *args: Any) -> Any:
-        return getattr(self.reads, method)(*args)
+        return getattr(self.target, method)(*args)
 
     def pid(self) -> int:
         return os.getpid()
 
     def node(self) -> str:
-        """The Ray node this replica runs on."""
+        """The Ray node this actor runs on."""
         return ray.get_runtime_context().get_node_id()
-
-
-@ray.remote(max_restarts=-1, max_task_retries=0)
-class ShardWriter:
-    """The one writer of a shard (module docstring)."""
-
-    def __init__(self, path: str) -> None:
-        from nanhu.engine.cluster.writes import ShardWrites
-
-        self.writes = ShardWrites(path)
-
-    def call(self, method: str, *args: Any) -> Any:
-        return getattr(self.writes, method)(*args)
-
-    def pid(self) -> int:
-        return os.getpid()
 
 
 def cluster_name(layout: ClusterLayout) -> str:
@@ -118,12 +109,12 @@ def start_actors(layout: ClusterLayout, *, replicas: int = 1, num_cpus: float = 
     for shard in range(layout.n_shards):
         path = str(layout.shard_dir(shard))
         for r in range(replicas):
-            started.append(ShardReplica.options(name=replica_name(name, shard, r),
-                                                **_options(layout, shard, num_cpus=num_cpus)
-                                                ).remote(path))
-        started.append(ShardWriter.options(name=writer_name(name, shard),
-                                           **_options(layout, shard, num_cpus=num_cpus)
-                                           ).remote(path))
+            started.append(ShardActor.options(name=replica_name(name, shard, r),
+                                              **_options(layout, shard, num_cpus=num_cpus)
+                                              ).remote("replica", path))
+        started.append(ShardActor.options(name=writer_name(name, shard),
+                                          **_options(layout, shard, num_cpus=num_cpus)
+                                          ).remote("writer", path))
     ray.get([a.pid.remote() for a in started])
     log.info("cluster %s: %d shards, %d replicas each, and a writer each are up", name,
              layout.n_shards, replicas)

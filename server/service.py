@@ -86,14 +86,17 @@ class Snapshots:
             return False
         try:
             self._checked = time.monotonic()
-            on_disk = manifest_generation(self.path)
-            if on_disk is None or on_disk == self._catalog.generation:
-                return False
-            old = self._catalog.generation
-            # Calls in flight keep the old catalog (closed when the last one drops it).
-            self._catalog = Catalog(self.path)
+            return self._reload()
         finally:
             self._lock.release()
+
+    def _reload(self) -> bool:
+        on_disk = manifest_generation(self.path)
+        if on_disk is None or on_disk == self._catalog.generation:
+            return False
+        old = self._catalog.generation
+        # Calls in flight keep the old catalog (closed when the last one drops it).
+        self._catalog = Catalog(self.path)
         log.info("catalog refreshed generation=%d previous=%d", self._catalog.generation, old)
         return True
 
