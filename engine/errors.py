@@ -41,6 +41,11 @@ class CatalogLocked(NanhuError):
     """Another process holds the catalog's single-writer lock."""
 
 
+class ShardUnavailable(NanhuError):
+    """A shard of a cluster catalog has no live writer (or replica) just now; nothing was
+    changed there, and the same call may succeed once the shard is back."""
+
+
 class CatalogCorrupt(NanhuError):
     """On-disk catalog files are missing, truncated or of an unknown format version."""
 

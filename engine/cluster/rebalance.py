@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from nanhu.engine.cluster.layout import ClusterLayout
 from nanhu.engine.cluster.view import MISSING, ShardedCatalog
-from nanhu.engine.cluster.writes import ShardUnavailable
+from nanhu.engine.errors import ShardUnavailable
 
 log = logging.getLogger(__name__)
 

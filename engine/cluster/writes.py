@@ -23,7 +23,7 @@ import numpy as np
 
 from nanhu.engine.catalog import Catalog
 from nanhu.engine.cluster.view import MISSING, ShardedCatalog
-from nanhu.engine.errors import AlreadyExists, InvalidArgument, NanhuError, NotFound
+from nanhu.engine.errors import AlreadyExists, InvalidArgument, NotFound, ShardUnavailable
 from nanhu.engine.fingerprint import Fingerprint, VideoPrint
 from nanhu.engine.store.catalog_records import Reference
 
@@ -31,10 +31,6 @@ log = logging.getLogger(__name__)
 
 #: buckets of a postings segment read at a time when a reference's keys are exported
 _EXPORT_BUCKETS = 1 << 15
-
-
-class ShardUnavailable(NanhuError):
-    """A write's shard has no live writer; nothing was changed there."""
 
 
 class ShardWrites:

@@ -121,6 +121,22 @@ def test_the_front_door_writes_screens_and_flags_a_missing_shard(served, cluster
         client.set_policy("tune-5-again", "block")
         assert client.get("tune-5-again")["policy"]["action"] == "block"
 
+        # the shard's writer dead: its writes refused as UNAVAILABLE, nothing committed lost
+        import grpc
+
+        from nanhu.server.cluster_ray import writer_name
+
+        ray.kill(ray.get_actor(writer_name("cluster", home), namespace=NAMESPACE),
+                 no_restart=True)
+        with pytest.raises(grpc.RpcError) as refused:
+            client.set_policy("tune-5-again", "track")
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "no live writer" in refused.value.details()
+        assert client.get("tune-5-again")["policy"]["action"] == "block"
+        start_actors(served)  # a new writer: the shard's commits all there
+        client.set_policy("tune-5-again", "track")
+        assert client.get("tune-5-again")["policy"]["action"] == "track"
+
         # a shard's only replica killed for good: its works are missing, flagged, the rest right
         victim = shard_of("song-0", N_SHARDS)
         name = served.shard_names[victim]
