@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from nanhu.engine.cluster.layout import ClusterLayout
 from nanhu.engine.cluster.view import MISSING
@@ -215,6 +215,13 @@ class RayFanout:
             if ref is not None:
                 try:
                     return ray.get(ref, timeout=max(0.1, deadline - time.monotonic()))
+                except RayTaskError as exc:
+                    # the shard itself raised (a bad argument, a taken id): the engine's own
+                    # error, without Ray's remote traceback (it names the node's paths)
+                    cause = getattr(exc, "cause", None)
+                    if isinstance(cause, BaseException):
+                        raise cause from None
+                    raise
                 except _GONE as exc:
                     log.warning("shard %s replica %d did not answer %s: %s",
                                 self.layout.shard_names[shard], replica, method,

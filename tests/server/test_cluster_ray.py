@@ -91,6 +91,7 @@ def _ids(answer: dict) -> list[tuple]:
 
 def test_the_front_door_writes_screens_and_flags_a_missing_shard(served, cluster_corpus,
                                                                  ray_cluster, tmp_path):
+    import grpc
     import ray
 
     from nanhu.server.app import create_server
@@ -121,9 +122,23 @@ def test_the_front_door_writes_screens_and_flags_a_missing_shard(served, cluster
         client.set_policy("tune-5-again", "block")
         assert client.get("tune-5-again")["policy"]["action"] == "block"
 
-        # the shard's writer dead: its writes refused as UNAVAILABLE, nothing committed lost
-        import grpc
+        # a malformed edge fingerprint: refused by the shard's writer, the engine's message only
+        import dataclasses
 
+        bad = dataclasses.replace(cluster_corpus.references["film-2"], digest="d" * 64,
+                                  video=dataclasses.replace(
+                                      cluster_corpus.references["film-2"].video,
+                                      vectors=cluster_corpus.references["film-2"].video.vectors
+                                      * 1e6))
+        with pytest.raises(grpc.RpcError) as refused:
+            client.register_fingerprint(bad, "poisoned")
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "Traceback" not in refused.value.details() and "ray" not in \
+            refused.value.details().lower()
+        with pytest.raises(grpc.RpcError):
+            client.get("poisoned")
+
+        # the shard's writer dead: its writes refused as UNAVAILABLE, nothing committed lost
         from nanhu.server.cluster_ray import writer_name
 
         ray.kill(ray.get_actor(writer_name("cluster", home), namespace=NAMESPACE),
