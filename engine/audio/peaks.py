@@ -191,6 +191,7 @@ def _local_mean_at(spec: np.ndarray, rows: np.ndarray, cols: np.ndarray,
     """
     half = size[0] // 2
     offsets = np.arange(-half, size[0] - half)
+    row_steps = offsets * spec.shape[1]
     means = np.empty(rows.size, np.float64)
     bounds = np.searchsorted(rows, np.arange(0, spec.shape[0] + _SLAB_ROWS, _SLAB_ROWS))
     # One float64 buffer for every slab's column pass (scipy would allocate and zero one each).
@@ -202,8 +203,14 @@ def _local_mean_at(spec: np.ndarray, rows: np.ndarray, cols: np.ndarray,
         hi = min(spec.shape[0], (slab + 1) * _SLAB_ROWS + size[0] - half)
         along_cols = ndimage.uniform_filter1d(spec[lo:hi], size[1], axis=1, mode="nearest",
                                               output=scratch[: hi - lo])
-        window = np.clip(rows[i:j, None] + offsets, 0, spec.shape[0] - 1) - lo
-        means[i:j] = np.take(along_cols, window * spec.shape[1] + cols[i:j, None]).sum(axis=1)
+        if rows[i:j].min() - half >= 0 and rows[i:j].max() + size[0] - half <= spec.shape[0]:
+            # No window reaches past the first or last row: one broadcast add makes the flat
+            # indices (the same ones the clipped form below gives).
+            at = ((rows[i:j] - lo) * spec.shape[1] + cols[i:j])[:, None] + row_steps
+        else:
+            window = np.clip(rows[i:j, None] + offsets, 0, spec.shape[0] - 1) - lo
+            at = window * spec.shape[1] + cols[i:j, None]
+        means[i:j] = np.take(along_cols, at).sum(axis=1)
     return means / size[0]
 
 

@@ -62,6 +62,18 @@ def test_local_mean_at_points_matches_the_uniform_filter():
                                rtol=0, atol=1e-9)
 
 
+def test_local_mean_at_points_across_slabs_matches_the_uniform_filter():
+    # Slabs whose windows stay inside the rows (flat indices by one broadcast add) and the
+    # first and last, which repeat the edge rows.
+    rng = np.random.default_rng(4)
+    spec = (rng.standard_normal((1300, 513)) * 10 - 50).astype(np.float32)
+    rows = np.sort(np.concatenate([rng.integers(0, 1300, 3000), [0, 5, 511, 512, 1294, 1299]]))
+    cols = rng.integers(0, 513, rows.size)
+    full = ndimage.uniform_filter(spec.astype(np.float64), size=(27, 63), mode="nearest")
+    np.testing.assert_allclose(_local_mean_at(spec, rows, cols, (27, 63)), full[rows, cols],
+                               rtol=0, atol=1e-9)
+
+
 def test_stft_matches_a_float64_reference():
     rng = np.random.default_rng(5)
     samples = (0.3 * rng.standard_normal(8000)).astype(np.float32)
