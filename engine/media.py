@@ -301,14 +301,21 @@ def audio_chunker(
                         chunk_s=chunk_s, max_duration_s=max_duration_s)
 
 
+#: source seconds per resampler call in :class:`AudioChunker`: 1 s of 44.1 kHz stereo float is
+#: 350 KiB, so the FIFO's read, the downmix and the filter's input stay in cache (10 s, 3.4 MiB,
+#: do not); the output is the same for any batch
+_RESAMPLE_BATCH_S = 1.0
+
+
 class AudioChunker:
     """Decoded audio frames in, mono float32 chunks at ``sample_rate`` out (push style).
 
     Frames queue in an :class:`av.AudioFifo` (a copy in C) and go to the resampler (FFmpeg's
-    ``aformat`` / ``aresample`` filter graph) about ``chunk_s`` at a time, which emits whole
-    chunks of ``round(chunk_s * sample_rate)`` samples itself: no per-frame filter-graph round
-    trip, array or concatenation. The samples are those of resampling frame by frame (the
-    resampler streams), bit for bit. At most ``chunk_s`` of source audio waits in the FIFO.
+    ``aformat`` / ``aresample`` filter graph) about ``_RESAMPLE_BATCH_S`` (at most ``chunk_s``)
+    at a time; the resampler's sink emits whole chunks of ``round(chunk_s * sample_rate)``
+    samples itself: no per-frame filter-graph round trip, array or concatenation. The samples
+    are those of resampling frame by frame (the resampler streams), bit for bit, whatever the
+    batch. At most one batch of source audio waits in the FIFO.
     """
 
     label = "audio"
@@ -336,7 +343,7 @@ class AudioChunker:
         frame.pts = None
         self._fifo.write(frame)
         if not self._batch:
-            self._batch = max(1, int(self.chunk_s * frame.sample_rate))
+            self._batch = max(1, int(min(self.chunk_s, _RESAMPLE_BATCH_S) * frame.sample_rate))
         if self._fifo.samples < self._batch:
             return []
         chunks = []

@@ -53,12 +53,14 @@ def stft_db(samples: np.ndarray, *, n_fft: int, hop_length: int) -> np.ndarray:
     window = _hann(n_fft)
     scale = np.float32(2.0) / window.sum()
     spec = np.empty((frames.shape[0], n_bins), np.float32)
-    # Slabs of frames keep the windowed copy and its spectrum in cache. scipy's rfft is about
-    # 3x faster than numpy's on these shapes (both single precision for float32 input).
+    # Slabs of frames keep the windowed copy and its spectrum in cache; the windowed frames go
+    # to one buffer, reused. scipy's rfft is about 3x faster than numpy's on these shapes (both
+    # single precision for float32 input).
+    windowed = np.empty((min(_STFT_SLAB, frames.shape[0]), n_fft), np.float32)
     for lo in range(0, frames.shape[0], _STFT_SLAB):
         slab = spec[lo : lo + _STFT_SLAB]
-        spectrum = sp_fft.rfft(frames[lo : lo + _STFT_SLAB] * window, axis=1, workers=1,
-                               overwrite_x=True)
+        block = np.multiply(frames[lo : lo + _STFT_SLAB], window, out=windowed[: slab.shape[0]])
+        spectrum = sp_fft.rfft(block, axis=1, workers=1, overwrite_x=True)
         np.abs(spectrum, out=slab)
         slab *= scale
         np.maximum(slab, np.float32(1e-7), out=slab)
@@ -90,67 +92,89 @@ def _local_maxima(
         never changes a maximum).
     Returns (row, col) : ndarray [shape=(p,)], int64 each, indices into ``spec`` in row-major
         order, of the cells equal to their window's maximum and louder than ``floor_db``.
-    Only the window's reach around the asked region is read; -inf stands in for cells past the
-    edges of ``spec``. Rows go in slabs of ``_SLAB_ROWS`` so the temporaries stay in cache.
+
+    Rows go in slabs of ``_SLAB_ROWS`` (plus the window's reach) so the temporaries stay in
+    cache. A slab is worked on as one flat row-major run of whole rows (:func:`_flat_window_max`):
+    every maximum is a single 1-D pass, with none of numpy's per-row overhead on 2-D slices.
+    -inf stands in for cells past the edges of ``spec`` (whole rows copied with -inf rows around
+    them at the first and last slab; -inf columns only when the window's reach passes the
+    spectrum's sides, which the default bands never do).
     """
-    found = [
-        _local_maxima_slab(spec, rows=(r, min(rows[1], r + _SLAB_ROWS)), cols=cols, size=size,
-                           floor_db=floor_db)
-        for r in range(rows[0], rows[1], _SLAB_ROWS)
-    ]
-    if not found:
+    n, m = spec.shape
+    (r_lo, r_hi), (c_lo, c_hi) = rows, cols
+    if r_hi <= r_lo or c_hi <= c_lo:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
+    before = (size[0] // 2, size[1] // 2)
+    after = (size[0] - 1 - before[0], size[1] - 1 - before[1])
+    left, right = max(0, before[1] - c_lo), max(0, c_hi + after[1] - m)
+    if left or right:
+        spec = np.pad(spec, ((0, 0), (left, right)), constant_values=-np.inf)
+    spec = np.ascontiguousarray(spec)
+    width = spec.shape[1]
+    scratch_len = (min(r_hi - r_lo, _SLAB_ROWS) + size[0] - 1) * width
+    scratch = (np.empty(scratch_len, spec.dtype), np.empty(scratch_len, spec.dtype))
+    found_rows, found_cols = [], []
+    for top in range(r_lo, r_hi, _SLAB_ROWS):
+        bottom = min(r_hi, top + _SLAB_ROWS)
+        lo, hi = top - before[0], bottom + after[0]  # rows the windows reach
+        if lo >= 0 and hi <= n:
+            context = spec[lo:hi]
+        else:
+            context = np.pad(spec[max(0, lo) : min(n, hi)], ((max(0, -lo), max(0, hi - n)), (0, 0)),
+                             constant_values=-np.inf)
+        flat = context.reshape(-1)
+        window_max = _flat_window_max(flat, width, size, scratch)
+        # window_max[p] is the window whose top-left cell is p; a cell's window starts at
+        # ``shift`` before it. Compare from the first asked cell of the slab's first row to the
+        # last of its last row (cells of other columns between are dropped after).
+        shift = before[0] * width + before[1]
+        first = before[0] * width + c_lo + left
+        last = (before[0] + bottom - top - 1) * width + c_hi + left
+        hits = np.flatnonzero(np.equal(flat[first:last], window_max[first - shift : last - shift]))
+        hits += first
+        row, col = np.divmod(hits, width)
+        keep = (col >= c_lo + left) & (col < c_hi + left)
+        hits, row, col = hits[keep], row[keep], col[keep]
+        loud = flat[hits] > floor_db
+        found_rows.append(row[loud] + (top - before[0]))
+        found_cols.append(col[loud] - left)
+    return np.concatenate(found_rows), np.concatenate(found_cols)
 
 
-#: rows of a slab in :func:`_local_maxima` (512 x 470 float32: under 1 MiB a temporary)
+#: rows of a slab in :func:`_local_maxima` (520 x 513 float32: about 1 MiB a temporary)
 _SLAB_ROWS = 512
 
 
-def _local_maxima_slab(
-    spec: np.ndarray, *, rows: tuple[int, int], cols: tuple[int, int], size: tuple[int, int],
-    floor_db: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    (r_lo, r_hi), (c_lo, c_hi) = rows, cols
-    before = (size[0] // 2, size[1] // 2)
-    after = (size[0] - 1 - before[0], size[1] - 1 - before[1])
-    lo = (r_lo - before[0], c_lo - before[1])
-    hi = (r_hi + after[0], c_hi + after[1])
-    context = spec[max(0, lo[0]) : min(spec.shape[0], hi[0]), max(0, lo[1]) : min(spec.shape[1], hi[1])]
-    pad = ((max(0, -lo[0]), max(0, hi[0] - spec.shape[0])),
-           (max(0, -lo[1]), max(0, hi[1] - spec.shape[1])))
-    if any(p for pair in pad for p in pair):
-        context = np.pad(context, pad, constant_values=-np.inf)
-    window_max = _window_max(context, size)
-    inner = context[before[0] : before[0] + (r_hi - r_lo), before[1] : before[1] + (c_hi - c_lo)]
-    is_peak = np.equal(inner, window_max)
-    is_peak &= inner > floor_db
-    row, col = np.divmod(np.flatnonzero(is_peak), c_hi - c_lo)
-    return row + r_lo, col + c_lo
+def _flat_window_max(flat: np.ndarray, width: int, size: tuple[int, int],
+                     scratch: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Window maxima over a row-major 2-D array given flat: ``out[p]`` is the maximum of the
+    ``size`` window whose top-left cell is ``flat[p]`` (rows of ``width`` cells).
 
-
-def _window_max(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Maximum over every whole ``size`` window: ``out[i, j] = x[i:i + size[0], j:j + size[1]].max()``.
-
-    x : ndarray [shape=(n, m)], float32
-    Returns ndarray [shape=(n - size[0] + 1, m - size[1] + 1)], float32.
+    flat : ndarray [shape=(rows * width,)]
+    scratch : two 1-D buffers at least as long as ``flat``; the result is a view into one.
+    Returns ndarray [shape=(rows * width - (size[0] - 1) * width - (size[1] - 1),)]. Values at
+    cells whose window would cross the right edge of a row mix in the next row's first cells:
+    they are garbage, and callers read only cells whose windows lie inside the rows.
     Separable, each axis by doubling (a window of ``2w`` is the maximum of two of ``w``), so an
-    axis costs about ``log2(size) + 1`` elementwise maxima whatever the size.
+    axis costs about ``log2(size) + 1`` elementwise maxima whatever the size: along the rows a
+    shift of ``w`` rows is a flat shift of ``w * width``, along a row it is one of ``w``.
     """
-    out = x
-    for axis, k in enumerate(size):
-        out = np.moveaxis(out, axis, 0)
-        n = out.shape[0] - k + 1
-        spare = [np.empty_like(out), np.empty_like(out)]  # ping-pong: no allocation per step
-        width = 1  # out[i] = max of the input over [i, i + width)
-        while 2 * width <= k:
-            out = np.maximum(out[:-width], out[width:], out=spare[0][: out.shape[0] - width])
+    spare = list(scratch)  # ping-pong: the next result goes to spare[0]
+    out, length = flat, flat.size
+    for k, stride in ((size[0], width), (size[1], 1)):
+        span = 1  # out[p] = maximum over `span` cells along this axis from p
+        while 2 * span <= k:
+            length -= span * stride
+            out = np.maximum(out[:length], out[span * stride : span * stride + length],
+                             out=spare[0][:length])
             spare.reverse()
-            width *= 2
-        if width < k:
-            out = np.maximum(out[:n], out[k - width : k - width + n], out=spare[0][:n])
-        out = np.moveaxis(out[:n], 0, axis)
-    return out
+            span *= 2
+        if span < k:
+            step = (k - span) * stride
+            length -= step
+            out = np.maximum(out[:length], out[step : step + length], out=spare[0][:length])
+            spare.reverse()
+    return out[:length]
 
 
 def _local_mean_at(spec: np.ndarray, rows: np.ndarray, cols: np.ndarray,
@@ -167,17 +191,26 @@ def _local_mean_at(spec: np.ndarray, rows: np.ndarray, cols: np.ndarray,
     """
     half = size[0] // 2
     offsets = np.arange(-half, size[0] - half)
+    row_steps = offsets * spec.shape[1]
     means = np.empty(rows.size, np.float64)
     bounds = np.searchsorted(rows, np.arange(0, spec.shape[0] + _SLAB_ROWS, _SLAB_ROWS))
+    # One float64 buffer for every slab's column pass (scipy would allocate and zero one each).
+    scratch = np.empty((min(spec.shape[0], _SLAB_ROWS + size[0]), spec.shape[1]), np.float64)
     for slab, (i, j) in enumerate(zip(bounds[:-1], bounds[1:])):
         if i == j:
             continue
         lo = max(0, slab * _SLAB_ROWS - half)
         hi = min(spec.shape[0], (slab + 1) * _SLAB_ROWS + size[0] - half)
         along_cols = ndimage.uniform_filter1d(spec[lo:hi], size[1], axis=1, mode="nearest",
-                                              output=np.float64)
-        window = np.clip(rows[i:j, None] + offsets, 0, spec.shape[0] - 1) - lo
-        means[i:j] = np.take(along_cols, window * spec.shape[1] + cols[i:j, None]).sum(axis=1)
+                                              output=scratch[: hi - lo])
+        if rows[i:j].min() - half >= 0 and rows[i:j].max() + size[0] - half <= spec.shape[0]:
+            # No window reaches past the first or last row: one broadcast add makes the flat
+            # indices (the same ones the clipped form below gives).
+            at = ((rows[i:j] - lo) * spec.shape[1] + cols[i:j])[:, None] + row_steps
+        else:
+            window = np.clip(rows[i:j, None] + offsets, 0, spec.shape[0] - 1) - lo
+            at = window * spec.shape[1] + cols[i:j, None]
+        means[i:j] = np.take(along_cols, at).sum(axis=1)
     return means / size[0]
 
 
