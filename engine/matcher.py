@@ -191,19 +191,70 @@ class Matcher:
 
     def _audio_window(self, landmarks: Landmarks) -> list[Segment]:
         """One window's audio segments: a first look with the unwarped keys alone, kept when
-        its matches cover the window (``AudioMatchParams.first_look``), else a look with every
-        warp's keys."""
+        its matches cover the window (``AudioMatchParams.first_look``); then, with
+        ``staged_looks``, the resampling warps' keys, then the rest, each look aligning over
+        every hit so far (the last is the full look); without, a look with every warp."""
         match = self.audio_match
-        identity = np.flatnonzero((landmarks.speeds == 1.0) & (landmarks.pitches == 1.0))
-        if match.first_look and landmarks.speeds.size > 1 and identity.size and len(landmarks):
-            picked = np.flatnonzero(np.isin(landmarks.speed_index, identity))
-            first = self._audio_look(_subset(landmarks, picked),
-                                     budget_share=match.first_look_budget_share) if picked.size else []
-            fps = self.catalog.audio_params.frames_per_second
-            if first and _covered_s(first) >= match.first_look_cover * _query_seconds(
-                    landmarks, fps):
-                return first
-        return self._audio_look(landmarks)
+        identity = (landmarks.speeds == 1.0) & (landmarks.pitches == 1.0)
+        if not (match.first_look and landmarks.speeds.size > 1 and identity.any()
+                and len(landmarks)):
+            return self._audio_look(landmarks)
+        stages = [np.flatnonzero(identity)]
+        if match.staged_looks:
+            resample = (landmarks.speeds == landmarks.pitches) & ~identity
+            stages.append(np.flatnonzero(resample))
+            stages.append(np.flatnonzero(~resample & ~identity))
+        else:
+            stages.append(np.flatnonzero(~identity))
+        stages = [s for s in stages if s.size]
+        fps = self.catalog.audio_params.frames_per_second
+        seconds = _query_seconds(landmarks, fps)
+        by_stage = [np.isin(landmarks.speed_index, warps) for warps in stages]
+        seen = np.zeros(0, np.uint32)
+        looked: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        stage_keys = []
+        for mine in by_stage:
+            keys = np.setdiff1d(np.unique(landmarks.hashes[mine]), seen, assume_unique=True)
+            stage_keys.append(keys)
+            seen = np.union1d(seen, keys)
+        rest = sum(k.size for k in stage_keys[1:]) or 1
+        picked = np.zeros(len(landmarks), bool)
+        for i, (mine, keys) in enumerate(zip(by_stage, stage_keys)):
+            share = (match.first_look_budget_share if i == 0 else
+                     (1.0 - match.first_look_budget_share) * keys.size / rest)
+            if not match.staged_looks and i > 0:  # the full look reads every key anew
+                return self._audio_look(landmarks)
+            looked.append((keys, *self._lookup(keys, seconds, share)))
+            picked |= mine
+            found = self._align_looked(_subset(landmarks, np.flatnonzero(picked)), looked,
+                                       seconds)
+            last = i == len(stages) - 1
+            if last or (found and _covered_s(found) >= match.first_look_cover * seconds):
+                return found
+        return []
+
+    def _lookup(self, keys: np.ndarray, seconds: float, budget_share: float
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Bounded postings of unique ``keys`` (:meth:`PostingsIndex.lookup`), tombstoned
+        references left out: (key_index, ordinals, frames)."""
+        key_index, ordinals, frames = self._postings.lookup(
+            keys, max_postings=self._stop_key_postings,
+            budget=int(self.audio_match.lookup_budget_per_s * seconds * budget_share))
+        if self._deleted.size and ordinals.size:
+            alive = ~np.isin(ordinals, self._deleted)
+            key_index, ordinals, frames = key_index[alive], ordinals[alive], frames[alive]
+        return key_index, ordinals, frames
+
+    def _align_looked(self, landmarks: Landmarks, looked: list, seconds: float
+                      ) -> list[Segment]:
+        """Align ``landmarks`` over the hits of every look so far (``looked``: (keys,
+        key_index, ordinals, frames) per look, keys disjoint)."""
+        unique_keys, inverse = np.unique(landmarks.hashes, return_inverse=True)
+        key_index = np.concatenate([np.searchsorted(unique_keys, keys[k]) for keys, k, _, _
+                                    in looked]).astype(np.int64)
+        ordinals = np.concatenate([o for _, _, o, _ in looked])
+        frames = np.concatenate([f for _, _, _, f in looked])
+        return self._align_hits(landmarks, inverse, key_index, ordinals, frames, seconds)
 
     def _audio_look(self, landmarks: Landmarks, budget_share: float = 1.0) -> list[Segment]:
         """Bounded audio matching of one window: each distinct key is looked up once (across
@@ -212,12 +263,11 @@ class Matcher:
         unique_keys, inverse = np.unique(landmarks.hashes, return_inverse=True)
         # Work in proportion to the window's audio: the lookup budget and the shortlist.
         seconds = _query_seconds(landmarks, self.catalog.audio_params.frames_per_second)
-        key_index, ordinals, frames = self._postings.lookup(
-            unique_keys, max_postings=self._stop_key_postings,
-            budget=int(self.audio_match.lookup_budget_per_s * seconds * budget_share))
-        if self._deleted.size and ordinals.size:
-            alive = ~np.isin(ordinals, self._deleted)
-            key_index, ordinals, frames = key_index[alive], ordinals[alive], frames[alive]
+        key_index, ordinals, frames = self._lookup(unique_keys, seconds, budget_share)
+        return self._align_hits(landmarks, inverse, key_index, ordinals, frames, seconds)
+
+    def _align_hits(self, landmarks: Landmarks, inverse: np.ndarray, key_index: np.ndarray,
+                    ordinals: np.ndarray, frames: np.ndarray, seconds: float) -> list[Segment]:
         keep = shortlist(key_index, ordinals, limit=max(self.audio_match.shortlist, int(round(
                              self.audio_match.shortlist_per_s * seconds))),
                          min_votes=self.audio_match.min_votes)

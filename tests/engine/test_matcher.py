@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from nanhu.benchmarks.synth import music_like
+from nanhu.engine.audio.keys import Landmarks
+from nanhu.engine.audio.params import AudioParams
 from nanhu.engine.catalog import Catalog
-from nanhu.engine.fingerprint import fingerprint_media
+from nanhu.engine.fingerprint import Fingerprint, fingerprint_media
 from nanhu.engine.matcher import Matcher
 
 
@@ -422,3 +424,58 @@ def test_a_first_look_with_the_unwarped_keys_answers_a_plain_copy(registered_cat
     assert sped[0].reference_id == "song-3" and sped[0].speed == pytest.approx(1.1, abs=0.03)
     assert [(m.reference_id, round(m.score, 6)) for m in sped] == [
         (m.reference_id, round(m.score, 6)) for m in expected]
+
+
+def test_after_the_first_look_the_resampling_warps_come_before_the_rest(registered_catalog,
+                                                                        reference_fps):
+    """The looks after the first: the resampling warps' keys (speed and pitch together), kept
+    when they cover the window, else the remaining warps' keys added, each look aligning over
+    every hit so far and no key read twice. A copy planted under a resampling warp is answered
+    by the second look; one under a pitch-shift warp needs the third, and is found as the full
+    look finds it."""
+    import dataclasses
+
+    from nanhu.engine.audio.align import AudioMatchParams
+
+    ref = reference_fps["song-1"].audio
+    fps = 8000 / 128
+    inside = (ref.frames >= 10 * fps) & (ref.frames < 16 * fps)
+    true_hashes, true_frames = ref.hashes[inside], ref.frames[inside] - int(10 * fps)
+    rng = np.random.default_rng(4)
+    speeds = np.array([1.0, 1.05, 1.0], np.float32)
+    pitches = np.array([1.0, 1.05, 1.0595], np.float32)
+
+    def planted(warp: int) -> Fingerprint:
+        noise = [rng.integers(0, 1 << 30, true_hashes.size).astype(np.uint32)
+                 for _ in range(2)]
+        hashes = np.concatenate([true_hashes, *noise])
+        frames = np.concatenate([true_frames] * 3).astype(np.int32)
+        index = np.concatenate([np.full(true_hashes.size, w, np.uint8)
+                                for w in [warp] + [w for w in range(3) if w != warp]])
+        return Fingerprint(duration_s=6.0, audio=Landmarks(hashes, frames, index, speeds,
+                                                           pitches),
+                           audio_params_tag=AudioParams().tag())
+
+    with Catalog(registered_catalog) as catalog:
+        matcher = Matcher(catalog)
+        matcher._ensure_state()
+        looks = []
+        lookup = matcher._postings.lookup
+
+        def spy(keys, *, max_postings=None, budget=None):
+            looks.append(set(keys.tolist()))
+            return lookup(keys, max_postings=max_postings, budget=budget)
+
+        matcher._postings.lookup = spy
+        (resampled,) = matcher.match(planted(1))
+        assert resampled.reference_id == "song-1" and len(looks) == 2
+        looks.clear()
+        (shifted,) = matcher.match(planted(2))
+        assert shifted.reference_id == "song-1" and len(looks) == 3
+        assert not (looks[0] & looks[1] or looks[0] & looks[2] or looks[1] & looks[2])
+        full = Matcher(catalog, audio_match=dataclasses.replace(AudioMatchParams(),
+                                                                staged_looks=False))
+        (whole,) = full.match(planted(2))
+    assert (shifted.query_start_s, shifted.query_end_s, shifted.reference_start_s) == (
+        whole.query_start_s, whole.query_end_s, whole.reference_start_s)
+    assert shifted.score == pytest.approx(whole.score, abs=1e-3)
