@@ -58,8 +58,9 @@ def read_queries(path: Path, positives: int, negatives: int, total_positives: in
             for i in wanted:
                 f.seek(start + int(bounds[i]))
                 data = f.read(int(bounds[i + 1] - bounds[i]))
-                name = (f"{labels['positives'][i][0]}/{labels['positives'][i][1]}"
-                        if i < total_positives else f"negative/{i}")
+                # numbered: one work and condition can give several excerpts
+                name = (f"{i}:{labels['positives'][i][0]}/{labels['positives'][i][1]}"
+                        if i < total_positives else f"{i}:negative")
                 out.append((name, Fingerprint.from_bytes(data).keyed()))
     return out
 

@@ -94,7 +94,8 @@ def connect(address: str | None) -> None:
 
 
 def _options(layout: ClusterLayout, shard: int, *, num_cpus: float) -> dict:
-    options: dict = {"lifetime": "detached", "num_cpus": num_cpus, "get_if_exists": True}
+    options: dict = {"lifetime": "detached", "num_cpus": num_cpus, "get_if_exists": True,
+                     "namespace": NAMESPACE}
     resource = (layout.extra.get("resources") or {}).get(layout.shard_names[shard])
     if resource:
         options["resources"] = {resource: 0.001}
