@@ -42,6 +42,10 @@ Usage::
     $N benchmarks/vector_store_compare.py run --n 100000 --backends compact
     $V benchmarks/vector_store_compare.py table      # markdown of every result so far
 
+Environment: ``VSC_TIMED=30`` times fewer latency queries (exact search at 1M is slow);
+``VSC_REUSE=1`` reopens a Milvus collection a failed run left in ``<cache>/work-*`` instead of
+rebuilding it (build time is then not measured).
+
 Results are appended to ``<cache>/results.jsonl``, one JSON object per (n, backend).
 """
 
