@@ -11,7 +11,6 @@ cluster directory on the front door's node, as they stay in the catalog director
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import threading
@@ -22,13 +21,12 @@ from nanhu.engine.claims import ClaimStore
 from nanhu.engine.cluster.layout import ClusterLayout
 from nanhu.engine.cluster.view import LocalFanout, ShardedCatalog
 from nanhu.engine.cluster.writes import ClusterWriter, LocalWrites
-from nanhu.engine.errors import AlreadyExists, NotFound, PermissionDenied
+from nanhu.engine.errors import NotFound, PermissionDenied
 from nanhu.engine.fingerprint import Fingerprint
 from nanhu.engine.policy import Policy
 from nanhu.engine.store.catalog_records import Conflict, Reference
 from nanhu.server.auth import Principal
-from nanhu.server.jobs import check_duration
-from nanhu.server.service import Core, Limits, NewReference, Snapshots, claimed_digest
+from nanhu.server.service import Core, Limits, NewReference, Snapshots
 
 log = logging.getLogger("nanhu.server.cluster")
 
@@ -95,21 +93,13 @@ class ClusterCore(Core):
     def view(self) -> ShardedCatalog:
         return self.snapshots.view
 
-    def register(self, new: NewReference, fp: Fingerprint, *,
-                 digest_trusted: bool = True) -> Reference:
-        check_duration(fp, new.filename or new.reference_id, self.limits.max_duration_s)
-        if not digest_trusted and fp.digest:
-            fp = dataclasses.replace(fp, digest=claimed_digest(new.owner, fp.digest))
-        metadata = dict(new.metadata or {})
-        if new.filename:
-            metadata.setdefault("source", new.filename)
-        try:
-            self.cluster.register(new.reference_id, fp, title=new.title or new.reference_id,
-                                  owner=new.owner, metadata=metadata, policy=new.policy or {})
-        except AlreadyExists as exc:
-            raise self._own_duplicate_only(exc, new) from None
-        self.snapshots.refresh()
-        return self.view.get(new.reference_id)
+    def _commit_new(self, new: NewReference, fp: Fingerprint, metadata: dict) -> int:
+        """Through the placement shard's writer, which finds that shard's overlaps."""
+        _, overlaps = self.cluster.register(new.reference_id, fp,
+                                            title=new.title or new.reference_id,
+                                            owner=new.owner, metadata=metadata,
+                                            policy=new.policy or {})
+        return overlaps
 
     def delete(self, principal: Principal, ref_id: str) -> Reference:
         self.snapshots.refresh()

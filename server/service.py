@@ -189,20 +189,25 @@ class Core:
         if new.filename:
             metadata.setdefault("source", new.filename)
         try:
-            with self.writer.open() as catalog:
-                # Screened against the committed catalog under the writer lock, so no other
-                # registration slips in between (engine.conflicts).
-                overlaps = find_overlaps(catalog, fp)
-                catalog.add(new.reference_id, fp, title=new.title or new.reference_id,
-                            owner=new.owner, metadata=metadata, policy=new.policy or {},
-                            overlaps=overlaps)
+            overlaps = self._commit_new(new, fp, metadata)
         except AlreadyExists as exc:
             raise self._own_duplicate_only(exc, new) from None
         self.snapshots.refresh()
         reference = self.snapshots.current().get(new.reference_id)
         log.info("registered reference=%s owner=%s duration_s=%.1f overlaps=%d", reference.ref_id,
-                 reference.owner or "-", reference.duration_s, len(overlaps))
+                 reference.owner or "-", reference.duration_s, overlaps)
         return reference
+
+    def _commit_new(self, new: NewReference, fp: Fingerprint, metadata: dict) -> int:
+        """Add and commit the work; returns how many overlaps with other works were stored."""
+        with self.writer.open() as catalog:
+            # Screened against the committed catalog under the writer lock, so no other
+            # registration slips in between (engine.conflicts).
+            overlaps = find_overlaps(catalog, fp)
+            catalog.add(new.reference_id, fp, title=new.title or new.reference_id,
+                        owner=new.owner, metadata=metadata, policy=new.policy or {},
+                        overlaps=overlaps)
+        return len(overlaps)
 
     def _own_duplicate_only(self, exc: AlreadyExists, new: NewReference) -> AlreadyExists:
         """The error to send for a duplicate: it names the existing work only to its owner."""

@@ -199,8 +199,9 @@ class ClusterWriter:
         return reference.ordinal % self.view.n, reference
 
     def register(self, ref_id: str, fp: Fingerprint, *, title: str = "", owner: str = "",
-                 metadata: dict | None = None, policy: dict | None = None) -> int:
-        """Register one work on its placement shard; returns that shard."""
+                 metadata: dict | None = None, policy: dict | None = None) -> tuple[int, int]:
+        """Register one work on its placement shard; returns (that shard, how many overlaps
+        with that shard's works were stored as conflicts)."""
         self.view.refresh()
         try:
             self.view.get(ref_id)
@@ -214,11 +215,11 @@ class ClusterWriter:
                 raise AlreadyExists(f"same content is already registered as {twin.ref_id!r}",
                                     existing_id=twin.ref_id)
         shard = self.layout.shard_for(ref_id)
-        self._one(shard, [{"op": "add", "ref_id": ref_id, "fingerprint": fp.keyed().to_bytes(),
-                           "title": title, "owner": owner, "metadata": metadata or {},
-                           "policy": policy or {}}])
+        (overlaps,) = self._one(shard, [{
+            "op": "add", "ref_id": ref_id, "fingerprint": fp.keyed().to_bytes(), "title": title,
+            "owner": owner, "metadata": metadata or {}, "policy": policy or {}}])
         log.info("registered reference=%s shard=%s", ref_id, self.layout.shard_names[shard])
-        return shard
+        return shard, overlaps
 
     def delete(self, ref_id: str) -> Reference:
         shard, reference = self.holder(ref_id)

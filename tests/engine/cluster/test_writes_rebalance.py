@@ -38,8 +38,9 @@ def test_registrations_land_on_their_shard_once_in_the_whole_cluster(tmp_path, c
     layout, view, writes = open_cluster(tmp_path / "c")
     writer = ClusterWriter(layout, view, writes)
     for ref_id in ("song-0", "song-1", "tune-0", "film-0"):
-        assert writer.register(ref_id, corpus.references[ref_id], owner="label",
-                               title=ref_id.upper()) == shard_of(ref_id, 3)
+        shard, overlaps = writer.register(ref_id, corpus.references[ref_id], owner="label",
+                                          title=ref_id.upper())
+        assert shard == shard_of(ref_id, 3) and overlaps == 0
     assert where(layout) == {r: [shard_of(r, 3)] for r in ("song-0", "song-1", "tune-0",
                                                            "film-0")}
     with pytest.raises(AlreadyExists):
