@@ -34,6 +34,8 @@ log = logging.getLogger("nanhu.server.cluster")
 #: cluster to screen)
 ADDRESS_ENV = "NANHU_CLUSTER_ADDRESS"
 REPLICAS_ENV = "NANHU_CLUSTER_REPLICAS"
+#: Ray's authentication settings, handed to the worker processes with each screening job
+RAY_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 
 
 def open_view(cluster_dir: str | Path, *, address: str | None = None,
@@ -84,6 +86,9 @@ class ClusterCore(Core):
         self.limits = limits
         self.address = address  # the screening jobs join the same Ray cluster
         self.layout, view, writes = open_view(cluster_dir, address=address, replicas=replicas)
+        # ... as this process joined it: the worker processes come from a forkserver that may
+        # have started before Ray set its authentication mode here
+        self.ray_env = {k: os.environ[k] for k in RAY_ENV if k in os.environ}
         self.snapshots = _Snapshots(view, limits.refresh_interval_s)
         self.cluster = ClusterWriter(self.layout, view, writes)
         self.claims = ClaimStore(self.catalog_dir)

@@ -51,7 +51,8 @@ def manifest_generation(catalog_dir: Path) -> int | None:
         return None
 
 
-def cluster_matcher_for(cluster_dir: str, address: str | None) -> Matcher:
+def cluster_matcher_for(cluster_dir: str, address: str | None,
+                        env: dict[str, str] | None = None) -> Matcher:
     """This process's matcher over a cluster catalog (served on Ray at ``address``, else
     opened here), with every shard asked for its generation: new commits are seen, and the
     shards missing from the last query are asked again."""
@@ -60,19 +61,21 @@ def cluster_matcher_for(cluster_dir: str, address: str | None) -> Matcher:
     if matcher is None:
         from nanhu.server.cluster_core import open_view
 
+        os.environ.update(env or {})  # Ray's authentication, as the front door joined it
         _, view, _ = open_view(cluster_dir, address=address)
         matcher = _MATCHERS[key] = Matcher(view)
     matcher.catalog.refresh()
     return matcher
 
 
-def matcher_for(catalog_dir: str, cluster: str | None = None) -> Matcher:
+def matcher_for(catalog_dir: str, cluster: str | None = None,
+                cluster_env: dict[str, str] | None = None) -> Matcher:
     """This process's matcher for ``catalog_dir``, at the generation on disk (a cluster
     directory: :func:`cluster_matcher_for`, on Ray at ``cluster`` when given)."""
     from nanhu.engine.cluster.layout import is_cluster
 
     if is_cluster(catalog_dir):
-        return cluster_matcher_for(catalog_dir, cluster)
+        return cluster_matcher_for(catalog_dir, cluster, cluster_env)
     matcher = _MATCHERS.get(catalog_dir)
     on_disk = manifest_generation(Path(catalog_dir))
     if matcher is None or (on_disk is not None and on_disk != matcher.catalog.generation):
@@ -205,14 +208,15 @@ def check_duration(fp: Fingerprint, name: str, max_duration_s: float | None) -> 
 
 
 def screen(catalog_dir: str, source: str | Fingerprint, name: str, *, options: ScreenOptions,
-           max_duration_s: float | None, cluster: str | None = None
+           max_duration_s: float | None, cluster: str | None = None,
+           cluster_env: dict[str, str] | None = None
            ) -> tuple[float, str, list[Match], list[Thumbnail], list[str]]:
     """Screen a spooled upload (a path) or a query fingerprint: ``(duration_s, digest, matches,
     thumbnails, missing shards)``; the thumbnails are pictures of an uploaded file's keyframes
     inside its acting video matches, for their claims (none for a fingerprint: there is no
     picture to take). ``missing shards`` names the shards of a cluster catalog that did not
     answer (the matches are then partial); empty on one catalog."""
-    matcher = matcher_for(catalog_dir, cluster)
+    matcher = matcher_for(catalog_dir, cluster, cluster_env)
     if isinstance(source, Fingerprint):
         fp = source
         check_duration(fp, name, max_duration_s)

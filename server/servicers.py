@@ -110,7 +110,8 @@ class Shared:
         catalog_dir = str(self.core.catalog_dir)
         job = functools.partial(jobs.screen, catalog_dir, options=options,
                                 max_duration_s=self.core.limits.max_duration_s,
-                                cluster=getattr(self.core, "address", None))
+                                cluster=getattr(self.core, "address", None),
+                                cluster_env=getattr(self.core, "ray_env", None))
         if chunks is not None:
             return self.run_upload(context, slot, chunks, name, job)
         return self.run(context, slot, name, job, source, name)
