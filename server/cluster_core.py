@@ -21,12 +21,12 @@ from nanhu.engine.claims import ClaimStore
 from nanhu.engine.cluster.layout import ClusterLayout
 from nanhu.engine.cluster.view import LocalFanout, ShardedCatalog
 from nanhu.engine.cluster.writes import ClusterWriter, LocalWrites
-from nanhu.engine.errors import NotFound, PermissionDenied
+from nanhu.engine.errors import PermissionDenied
 from nanhu.engine.fingerprint import Fingerprint
 from nanhu.engine.policy import Policy
 from nanhu.engine.store.catalog_records import Conflict, Reference
 from nanhu.server.auth import Principal
-from nanhu.server.service import Core, Limits, NewReference, Snapshots
+from nanhu.server.service import Core, Limits, NewReference, Snapshots, may_accept
 
 log = logging.getLogger("nanhu.server.cluster")
 
@@ -139,14 +139,7 @@ class ClusterCore(Core):
 
     def resolve_conflict(self, principal: Principal, conflict_id: int, note: str) -> Conflict:
         self.snapshots.refresh()
-        found = [c for c in self.view.conflicts() if c.conflict_id == conflict_id]
-        visible = found and (principal.is_admin or principal.tenant in (
-            found[0].reference.owner, found[0].other.owner))
-        if not visible:
-            raise NotFound(f"no open reference conflict with id {conflict_id}")
-        if not principal.is_admin and found[0].other.owner != principal.tenant:
-            raise PermissionDenied(f"conflict {conflict_id}: only the owner of "
-                                   f"{found[0].other.ref_id!r} (or an admin) can accept it")
+        may_accept(principal, conflict_id, self.view.conflicts())
         self.cluster.resolve_conflict(conflict_id, by=principal.tenant or "admin", note=note)
         self.snapshots.refresh()
         return next(c for c in self.view.conflicts(include_resolved=True)

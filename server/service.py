@@ -308,18 +308,25 @@ class Core:
         """Accept a conflict: the owner of the earlier work (whose material it is) or an admin.
         A tenant whose works are not involved is told there is no such conflict."""
         with self.writer.open() as catalog:
-            found = [c for c in catalog.conflicts() if c.conflict_id == conflict_id]
-            visible = found and (principal.is_admin or principal.tenant in (
-                found[0].reference.owner, found[0].other.owner))
-            if not visible:
-                raise NotFound(f"no open reference conflict with id {conflict_id}")
-            if not principal.is_admin and found[0].other.owner != principal.tenant:
-                raise PermissionDenied(f"conflict {conflict_id}: only the owner of "
-                                       f"{found[0].other.ref_id!r} (or an admin) can accept it")
+            may_accept(principal, conflict_id, catalog.conflicts())
             catalog.resolve_conflict(conflict_id, by=principal.tenant or "admin", note=note)
         self.snapshots.refresh()
         return next(c for c in self.snapshots.current().conflicts(include_resolved=True)
                     if c.conflict_id == conflict_id)
+
+
+def may_accept(principal: Principal, conflict_id: int, conflicts: list[Conflict]) -> Conflict:
+    """The open conflict ``conflict_id`` of ``conflicts``, if ``principal`` may accept it: the
+    owner of the earlier work or an admin; NotFound for a tenant whose works are not in it."""
+    found = [c for c in conflicts if c.conflict_id == conflict_id]
+    visible = found and (principal.is_admin or principal.tenant in (
+        found[0].reference.owner, found[0].other.owner))
+    if not visible:
+        raise NotFound(f"no open reference conflict with id {conflict_id}")
+    if not principal.is_admin and found[0].other.owner != principal.tenant:
+        raise PermissionDenied(f"conflict {conflict_id}: only the owner of "
+                               f"{found[0].other.ref_id!r} (or an admin) can accept it")
+    return found[0]
 
 
 def viewer_for(principal: Principal) -> Viewer:
