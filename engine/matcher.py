@@ -199,39 +199,32 @@ class Matcher:
         if not (match.first_look and landmarks.speeds.size > 1 and identity.any()
                 and len(landmarks)):
             return self._audio_look(landmarks)
-        stages = [np.flatnonzero(identity)]
+        warps = [identity]  # the looks, as masks over the warps
         if match.staged_looks:
             resample = (landmarks.speeds == landmarks.pitches) & ~identity
-            stages.append(np.flatnonzero(resample))
-            stages.append(np.flatnonzero(~resample & ~identity))
-        else:
-            stages.append(np.flatnonzero(~identity))
-        stages = [s for s in stages if s.size]
-        fps = self.catalog.audio_params.frames_per_second
-        seconds = _query_seconds(landmarks, fps)
-        by_stage = [np.isin(landmarks.speed_index, warps) for warps in stages]
+            warps += [resample, ~resample & ~identity]
+        stages = [mask[landmarks.speed_index] for mask in warps if mask.any()]
+        seconds = _query_seconds(landmarks, self.catalog.audio_params.frames_per_second)
         seen = np.zeros(0, np.uint32)
-        looked: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         stage_keys = []
-        for mine in by_stage:
+        for mine in stages:
             keys = np.setdiff1d(np.unique(landmarks.hashes[mine]), seen, assume_unique=True)
             stage_keys.append(keys)
             seen = np.union1d(seen, keys)
         rest = sum(k.size for k in stage_keys[1:]) or 1
+        looked: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         picked = np.zeros(len(landmarks), bool)
-        for i, (mine, keys) in enumerate(zip(by_stage, stage_keys)):
+        for i, (mine, keys) in enumerate(zip(stages, stage_keys)):
             share = (match.first_look_budget_share if i == 0 else
                      (1.0 - match.first_look_budget_share) * keys.size / rest)
-            if not match.staged_looks and i > 0:  # the full look reads every key anew
-                return self._audio_look(landmarks)
             looked.append((keys, *self._lookup(keys, seconds, share)))
             picked |= mine
             found = self._align_looked(_subset(landmarks, np.flatnonzero(picked)), looked,
                                        seconds)
-            last = i == len(stages) - 1
-            if last or (found and _covered_s(found) >= match.first_look_cover * seconds):
+            if found and _covered_s(found) >= match.first_look_cover * seconds:
                 return found
-        return []
+        # staged, the last look was the full look; else the full look reads every key anew
+        return found if match.staged_looks else self._audio_look(landmarks)
 
     def _lookup(self, keys: np.ndarray, seconds: float, budget_share: float
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
