@@ -12,20 +12,12 @@ Ordinals here are the shard's own; the view makes them cluster-wide.
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 
 from nanhu.engine.catalog import Catalog
+from nanhu.engine.cluster.view import keys_token
 from nanhu.engine.errors import CatalogCorrupt, NotFound
 from nanhu.engine.store.catalog_records import Reference
-
-
-def keys_token(keys: np.ndarray) -> str:
-    """A short name for an array of keys (BLAKE2b of its bytes), so that the second phase of a
-    lookup can name the keys of the first instead of sending them again."""
-    return hashlib.blake2b(np.ascontiguousarray(keys, np.uint32).tobytes(),
-                           digest_size=16).hexdigest()
 
 
 class ShardReads:

@@ -28,6 +28,7 @@ figures stay in the catalog size, so the scores of what was found keep their mea
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import heapq
 import logging
 from collections.abc import Sequence
@@ -51,6 +52,13 @@ class Fanout(Protocol):
         """``[result or MISSING for each (shard, args) in calls]``: ``method(*args)`` on each
         shard, all asked in parallel where the transport allows; a shard with no live replica
         gives :data:`MISSING`."""
+
+
+def keys_token(keys: np.ndarray) -> str:
+    """A short name for an array of keys (BLAKE2b of its bytes), so that the second phase of a
+    lookup can name the keys of the first instead of sending them again."""
+    return hashlib.blake2b(np.ascontiguousarray(keys, np.uint32).tobytes(),
+                           digest_size=16).hexdigest()
 
 
 class _Missing:
@@ -347,8 +355,6 @@ class _ShardedPostings:
         picked = np.flatnonzero(keep)
         if picked.size == 0:
             return empty
-        from nanhu.engine.cluster.shard import keys_token
-
         holders = [s for s, c in counts if c[picked].any()]
         small = picked.astype(np.uint32)
         found = view._ask("postings_of", holders, None, small, keys_token(keys))
