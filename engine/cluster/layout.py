@@ -29,6 +29,7 @@ from nanhu.engine.audio.params import AudioParams
 from nanhu.engine.catalog import Catalog
 from nanhu.engine.cluster.placement import PLACEMENT, shard_of
 from nanhu.engine.errors import AlreadyExists, CatalogCorrupt, InvalidArgument, NotFound
+from nanhu.engine.store.catalog_schema import audio_params_from_dict
 
 CLUSTER_FORMAT = 1
 LAYOUT_FILE = "cluster.json"
@@ -136,20 +137,21 @@ def init_cluster(root: str | Path, n_shards: int, *,
     for name in names:
         Catalog(root / name, writable=True, create=True, audio_params=params).close()
     layout = ClusterLayout(root=root, shard_names=names, shard_paths=list(names),
-                           audio_params=params.to_dict() if hasattr(params, "to_dict") else {})
+                           audio_params=params.to_dict())
     layout.write()
     return layout
 
 
 def add_shards(root: str | Path, n_new: int) -> ClusterLayout:
-    """Grow the cluster by ``n_new`` empty shards and mark a rebalance as due: until
+    """Grow the cluster by ``n_new`` empty shards, made with the fingerprint parameters
+    ``cluster.json`` records, and mark a rebalance as due: until
     ``nanhu cluster rebalance`` has run, references sit on their old shards and reads look
     for them on every shard (:class:`~nanhu.engine.cluster.view.ShardedCatalog`)."""
     layout = ClusterLayout.read(root)
     _check_count(layout.n_shards + n_new)
     if n_new < 1:
         raise InvalidArgument("add at least one shard")
-    params = Catalog(layout.shard_dir(0)).audio_params
+    params = audio_params_from_dict(layout.audio_params, layout.root / LAYOUT_FILE)
     for i in range(layout.n_shards, layout.n_shards + n_new):
         name = f"shard-{i:03d}"
         Catalog(layout.root / name, writable=True, create=True, audio_params=params).close()

@@ -122,18 +122,23 @@ def read_manifest(path: Path) -> tuple[dict, AudioParams]:
         raise CatalogCorrupt(
             f"{path}: format version {manifest['version']} does not fit its contents (compact "
             "keyframe segments need version 3, and only they)")
+    return manifest, audio_params_from_dict(manifest.get("audio_params"), path)
+
+
+def audio_params_from_dict(data: dict | None, where: Path | str) -> AudioParams:
+    """:class:`AudioParams` from their stored JSON form (lists back to tuples);
+    VersionMismatch, naming ``where``, for parameters this Nanhu does not know."""
     try:
-        audio_params = AudioParams(**{
+        return AudioParams(**{
             k: tuple(tuple(x) if isinstance(x, list) else x for x in v)
             if isinstance(v, list) else v
-            for k, v in manifest["audio_params"].items()
+            for k, v in data.items()
         })
-    except (TypeError, KeyError) as exc:
+    except (TypeError, AttributeError) as exc:  # unknown fields, or none stored
         raise VersionMismatch(
-            f"{path}: catalog was made with audio parameters this Nanhu does not know "
+            f"{where}: catalog was made with audio parameters this Nanhu does not know "
             f"({exc}); re-register its works with this version"
         ) from exc
-    return manifest, audio_params
 
 
 def check_meta_version(db: sqlite3.Connection, path: Path) -> None:
