@@ -347,7 +347,6 @@ class _ShardedPostings:
         if keys.size == 0 or not shards:
             return empty
         counts = view._ask("key_counts", shards, keys)
-        shards = [s for s, _ in counts]
         if not counts:
             return empty
         per_key = np.sum([c.astype(np.int64) for _, c in counts], axis=0)
