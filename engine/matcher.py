@@ -203,24 +203,29 @@ class Matcher:
         if match.staged_looks:
             resample = (landmarks.speeds == landmarks.pitches) & ~identity
             warps += [resample, ~resample & ~identity]
-        stages = [mask[landmarks.speed_index] for mask in warps if mask.any()]
+        stages = [mask for mask in warps if mask.any()]
         seconds = _query_seconds(landmarks, self.catalog.audio_params.frames_per_second)
-        seen = np.zeros(0, np.uint32)
-        stage_keys = []
-        for mine in stages:
-            keys = np.setdiff1d(np.unique(landmarks.hashes[mine]), seen, assume_unique=True)
-            stage_keys.append(keys)
-            seen = np.union1d(seen, keys)
-        rest = sum(k.size for k in stage_keys[1:]) or 1
-        looked: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        # Each distinct key is read in the first look whose warps make it, and only there.
+        unique_keys, inverse = np.unique(landmarks.hashes, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        by_key = np.argsort(inverse, kind="stable")
+        stage_of_warp = np.full(landmarks.speeds.size, len(stages), np.int64)  # in no look
+        for i, mask in enumerate(stages):
+            stage_of_warp[mask] = i
+        stage_of = stage_of_warp[landmarks.speed_index]
+        first_stage = np.full(unique_keys.size, len(stages), np.int64)
+        np.minimum.at(first_stage, inverse, stage_of)
+        stage_ids = [np.flatnonzero(first_stage == i) for i in range(len(stages))]
+        rest = sum(ids.size for ids in stage_ids[1:]) or 1
+        hits: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         picked = np.zeros(len(landmarks), bool)
-        for i, (mine, keys) in enumerate(zip(stages, stage_keys)):
+        for i, ids in enumerate(stage_ids):
             share = (match.first_look_budget_share if i == 0 else
-                     (1.0 - match.first_look_budget_share) * keys.size / rest)
-            looked.append((keys, *self._lookup(keys, seconds, share)))
-            picked |= mine
-            found = self._align_looked(_subset(landmarks, np.flatnonzero(picked)), looked,
-                                       seconds)
+                     (1.0 - match.first_look_budget_share) * ids.size / rest)
+            key_index, ordinals, frames = self._lookup(unique_keys[ids], seconds, share)
+            hits.append((ids[key_index], ordinals, frames))
+            picked |= stage_of == i
+            found = self._align_looked(landmarks, picked, inverse, by_key, hits, seconds)
             if found and _covered_s(found) >= match.first_look_cover * seconds:
                 return found
         # staged, the last look was the full look; else the full look reads every key anew
@@ -238,16 +243,21 @@ class Matcher:
             key_index, ordinals, frames = key_index[alive], ordinals[alive], frames[alive]
         return key_index, ordinals, frames
 
-    def _align_looked(self, landmarks: Landmarks, looked: list, seconds: float
-                      ) -> list[Segment]:
-        """Align ``landmarks`` over the hits of every look so far (``looked``: (keys,
-        key_index, ordinals, frames) per look, keys disjoint)."""
-        unique_keys, inverse = np.unique(landmarks.hashes, return_inverse=True)
-        key_index = np.concatenate([np.searchsorted(unique_keys, keys[k]) for keys, k, _, _
-                                    in looked]).astype(np.int64)
-        ordinals = np.concatenate([o for _, _, o, _ in looked])
-        frames = np.concatenate([f for _, _, _, f in looked])
-        return self._align_hits(landmarks, inverse, key_index, ordinals, frames, seconds)
+    def _align_looked(self, landmarks: Landmarks, picked: np.ndarray, inverse: np.ndarray,
+                      by_key: np.ndarray, hits: list, seconds: float) -> list[Segment]:
+        """Align the ``picked`` landmarks (bool mask) over the hits of every look so far
+        (``hits``: (key, ordinals, frames) per look, keys as indices into the window's distinct
+        keys, which ``inverse`` gives every landmark, ``by_key`` its stable argsort; looks'
+        keys disjoint)."""
+        key_index = np.concatenate([k for k, _, _ in hits])
+        ordinals = np.concatenate([o for _, o, _ in hits])
+        frames = np.concatenate([f for _, _, f in hits])
+        if not picked.all():  # the subset's stable order by key, from the window's
+            place = np.cumsum(picked) - 1
+            by_key = place[by_key[picked[by_key]]]
+            landmarks, inverse = _subset(landmarks, np.flatnonzero(picked)), inverse[picked]
+        return self._align_hits(landmarks, inverse, key_index, ordinals, frames, seconds,
+                                by_key)
 
     def _audio_look(self, landmarks: Landmarks, budget_share: float = 1.0) -> list[Segment]:
         """Bounded audio matching of one window: each distinct key is looked up once (across
@@ -260,13 +270,14 @@ class Matcher:
         return self._align_hits(landmarks, inverse, key_index, ordinals, frames, seconds)
 
     def _align_hits(self, landmarks: Landmarks, inverse: np.ndarray, key_index: np.ndarray,
-                    ordinals: np.ndarray, frames: np.ndarray, seconds: float) -> list[Segment]:
+                    ordinals: np.ndarray, frames: np.ndarray, seconds: float,
+                    by_key: np.ndarray | None = None) -> list[Segment]:
         keep = shortlist(key_index, ordinals, limit=max(self.audio_match.shortlist, int(round(
                              self.audio_match.shortlist_per_s * seconds))),
                          min_votes=self.audio_match.min_votes)
         query_landmark, ordinals, ref_frames = hits_for(
-            landmarks, key_index[keep], ordinals[keep], frames[keep], inverse.reshape(-1)
-        )
+            landmarks, key_index[keep], ordinals[keep], frames[keep], inverse.reshape(-1),
+            by_key)
         params = self.catalog.audio_params
         # Reference lengths (frames) of the references with hits, for the chance model.
         lengths = self._reference_frames(ordinals)

@@ -130,21 +130,26 @@ def shortlist(key_index: np.ndarray, ordinals: np.ndarray, *, limit: int,
     ok = votes >= min_votes
     refs, votes = refs[ok], votes[ok]
     best = refs[np.argsort(-votes, kind="stable")[:limit]]
-    return np.isin(ordinals, best.astype(np.uint32))
+    chosen = np.zeros(int(refs.max(initial=0)) + 1, bool)  # a table, not isin's 48 passes
+    chosen[best] = True
+    return chosen[np.minimum(ordinals, chosen.size - 1)] & (ordinals < chosen.size)
 
 
 def hits_for(
     landmarks: Landmarks, key_index: np.ndarray, ordinals: np.ndarray, ref_frames: np.ndarray,
-    unique_keys_inverse: np.ndarray,
+    unique_keys_inverse: np.ndarray, by_key: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pair every query landmark with every posting of its hash.
 
     key_index, ordinals, ref_frames : postings found for the unique query keys.
     unique_keys_inverse : int64[n_landmarks], each landmark's index into the unique keys.
+    by_key : int64[n_landmarks], ``argsort(unique_keys_inverse, kind="stable")`` where the
+        caller has it already (a look of a staged match derives it from the window's).
     Returns (query_landmark int64[h], ordinal uint32[h], ref_frame int64[h]).
     """
     n_keys = int(unique_keys_inverse.max()) + 1 if unique_keys_inverse.size else 0
-    by_key = np.argsort(unique_keys_inverse, kind="stable")
+    if by_key is None:
+        by_key = np.argsort(unique_keys_inverse, kind="stable")
     per_key = np.bincount(unique_keys_inverse, minlength=n_keys)
     first_of_key = np.concatenate([[0], np.cumsum(per_key)[:-1]])
     repeats = per_key[key_index]

@@ -20,6 +20,7 @@ from nanhu.engine.store.postings import (
     BruteForcePostings,
     Segment,
     SegmentPostings,
+    Timeline,
     merge_segments,
     mix_keys,
     unmix_keys,
@@ -105,6 +106,24 @@ def test_segments_and_their_merge_agree_with_brute_force(batches, query, cap, bu
         assert triples(merged.lookup(query_keys, max_postings=cap, budget=budget)) == triples(
             merged_brute.lookup(query_keys, max_postings=cap, budget=budget))
         del segments, merged  # unmap before the folder goes
+
+
+@settings(max_examples=80, deadline=None)
+@given(lengths=st.lists(st.integers(0, 3000), min_size=1, max_size=40),
+       block_bits=st.integers(0, 12), seed=st.integers(0, 2**16))
+def test_timeline_finds_the_reference_of_a_position_as_a_bisection_does(lengths, block_bits,
+                                                                          seed):
+    """References of any length, empty ones and ones shorter than a block included."""
+    starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.uint64)
+    total = int(starts[-1])
+    if total == 0:
+        return
+    rng = np.random.default_rng(seed)
+    positions = np.concatenate([rng.integers(0, total, 200), starts[:-1][np.diff(starts) > 0],
+                                [total - 1]]).astype(np.int64)
+    expected = np.searchsorted(starts, positions.astype(np.uint64), side="right") - 1
+    found = Timeline(starts, block_bits=block_bits).locate(positions)
+    assert found.tolist() == expected.tolist()
 
 
 def test_a_lookup_budget_takes_the_rarest_keys_first(tmp_path):
