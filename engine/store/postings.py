@@ -42,6 +42,7 @@ from typing import Protocol
 import numpy as np
 
 from nanhu.engine.errors import CatalogCorrupt
+from nanhu.engine.store import kernels
 
 MAGIC = b"NANHUPST"
 SEGMENT_VERSION = 3
@@ -169,12 +170,26 @@ class Segment:
         ``first .. first + count``.
 
         One directory read per key, then a bisection of the key's bucket (remainders are sorted
-        within a bucket), all keys at once: the cost is ``log2(bucket size)`` vectorised steps,
-        whatever the keys hold, so a key that shares its bucket with a popular one costs no
-        more than any other, and no posting is read before the caller has chosen which to read.
+        within a bucket), a compiled loop over the keys (:func:`kernels.key_runs`; its numpy
+        twin is :meth:`ranges_numpy`): the cost is ``log2(bucket size)`` steps in one or two
+        cache lines, whatever the keys hold, so a key that shares its bucket with a popular one
+        costs no more than any other, and no posting is read before the caller has chosen
+        which to read.
         """
         keys = np.asarray(keys, np.uint32)
         # a key wider than the segment's (a malformed query) has no bucket and no postings
+        wide = keys >= (1 << self.key_bits)
+        mixed = mix_keys(np.where(wide, 0, keys), self.key_bits)
+        bucket = (mixed >> np.uint32(self.rem_bits)).astype(np.int64)
+        wanted = (mixed & np.uint32((1 << self.rem_bits) - 1)).astype(np.int64)
+        first, count = kernels.key_runs(self.directory, self.remainders, bucket, wanted)
+        if wide.any():
+            first[wide], count[wide] = self.directory[bucket[wide]], 0
+        return first, count
+
+    def ranges_numpy(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`ranges` as vectorised bisections: its twin in the tests."""
+        keys = np.asarray(keys, np.uint32)
         wide = keys >= (1 << self.key_bits)
         mixed = mix_keys(np.where(wide, 0, keys), self.key_bits)
         bucket = (mixed >> np.uint32(self.rem_bits)).astype(np.int64)

@@ -126,6 +126,25 @@ def test_timeline_finds_the_reference_of_a_position_as_a_bisection_does(lengths,
     assert found.tolist() == expected.tolist()
 
 
+@pytest.mark.parametrize("n, key_bits", [(3_000, KEY_BITS), (200_000, KEY_BITS), (5_000, 14)])
+def test_compiled_key_ranges_equal_the_vectorised_bisection(tmp_path, n, key_bits):
+    """1-, 2- and 4-byte remainders; crowded buckets (a key holding many postings), absent
+    keys, and keys wider than the segment's (a malformed query)."""
+    rng = np.random.default_rng(n)
+    common = rng.integers(0, 1 << key_bits, 5)
+    keys = np.concatenate([rng.integers(0, 1 << key_bits, n), np.repeat(common, 300)])
+    write_segment(tmp_path / "a.pst", keys.astype(np.uint32), np.zeros(keys.size, np.uint32),
+                  np.arange(keys.size), key_bits=key_bits)
+    segment = Segment(tmp_path / "a.pst")
+    query = np.concatenate([keys[:2000], rng.integers(0, 1 << key_bits, 2000), common,
+                            [1 << key_bits, (1 << 32) - 1]]).astype(np.uint32)
+    first, count = segment.ranges(query)
+    twin_first, twin_count = segment.ranges_numpy(query)
+    assert count.tolist() == twin_count.tolist() and first.tolist() == twin_first.tolist()
+    assert count[:2000].min() >= 1 and count[-2:].tolist() == [0, 0]
+    assert count[-7:-2].min() >= 300
+
+
 def test_a_lookup_budget_takes_the_rarest_keys_first(tmp_path):
     keys = np.repeat(np.array([5, 6, 7], np.uint32), [1, 3, 6])
     write_segment(tmp_path / "a.pst", keys, np.zeros(keys.size, np.uint32), np.arange(keys.size),
