@@ -13,7 +13,15 @@ import logging
 
 import numpy as np
 
-from nanhu.engine.audio.align import AudioMatchParams, align_audio, hits_for, join_windows, shortlist
+from nanhu.engine.audio.align import (
+    AudioMatchParams,
+    align_audio,
+    hits_for,
+    join_windows,
+    reference_votes,
+    shortlist,
+    shortlist_mask,
+)
 from nanhu.engine.audio.keys import Landmarks, QueryPeaks
 from nanhu.engine.catalog import Catalog
 from nanhu.engine.errors import CatalogCorrupt, InvalidArgument
@@ -206,9 +214,7 @@ class Matcher:
         stages = [mask for mask in warps if mask.any()]
         seconds = _query_seconds(landmarks, self.catalog.audio_params.frames_per_second)
         # Each distinct key is read in the first look whose warps make it, and only there.
-        unique_keys, inverse = np.unique(landmarks.hashes, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        by_key = np.argsort(inverse, kind="stable")
+        unique_keys, inverse, by_key = _distinct(landmarks.hashes)
         stage_of_warp = np.full(landmarks.speeds.size, len(stages), np.int64)  # in no look
         for i, mask in enumerate(stages):
             stage_of_warp[mask] = i
@@ -223,7 +229,8 @@ class Matcher:
             share = (match.first_look_budget_share if i == 0 else
                      (1.0 - match.first_look_budget_share) * ids.size / rest)
             key_index, ordinals, frames = self._lookup(unique_keys[ids], seconds, share)
-            hits.append((ids[key_index], ordinals, frames))
+            hits.append((ids[key_index], ordinals, frames,
+                         *reference_votes(key_index, ordinals)))
             picked |= stage_of == i
             found = self._align_looked(landmarks, picked, inverse, by_key, hits, seconds)
             if found and _covered_s(found) >= match.first_look_cover * seconds:
@@ -246,18 +253,27 @@ class Matcher:
     def _align_looked(self, landmarks: Landmarks, picked: np.ndarray, inverse: np.ndarray,
                       by_key: np.ndarray, hits: list, seconds: float) -> list[Segment]:
         """Align the ``picked`` landmarks (bool mask) over the hits of every look so far
-        (``hits``: (key, ordinals, frames) per look, keys as indices into the window's distinct
-        keys, which ``inverse`` gives every landmark, ``by_key`` its stable argsort; looks'
-        keys disjoint)."""
-        key_index = np.concatenate([k for k, _, _ in hits])
-        ordinals = np.concatenate([o for _, o, _ in hits])
-        frames = np.concatenate([f for _, _, f in hits])
+        (``hits``: (key, ordinals, frames, references, votes) per look, keys as indices into
+        the window's distinct keys, which ``inverse`` gives every landmark, ``by_key`` its
+        stable argsort; the looks' keys are disjoint, so their votes add up)."""
+        key_index = np.concatenate([h[0] for h in hits])
+        ordinals = np.concatenate([h[1] for h in hits])
+        frames = np.concatenate([h[2] for h in hits])
+        refs = np.concatenate([h[3] for h in hits])
+        votes = np.concatenate([h[4] for h in hits])
+        if len(hits) > 1 and refs.size:  # merge the looks' sorted runs, adding the votes
+            order = np.argsort(refs, kind="stable")
+            refs, votes = refs[order], votes[order]
+            starts = np.flatnonzero(np.r_[True, refs[1:] != refs[:-1]])
+            refs, votes = refs[starts], np.add.reduceat(votes, starts)
+        keep = shortlist_mask(ordinals, refs, votes, limit=self._shortlist_size(seconds),
+                              min_votes=self.audio_match.min_votes)
         if not picked.all():  # the subset's stable order by key, from the window's
             place = np.cumsum(picked) - 1
             by_key = place[by_key[picked[by_key]]]
             landmarks, inverse = _subset(landmarks, np.flatnonzero(picked)), inverse[picked]
         return self._align_hits(landmarks, inverse, key_index, ordinals, frames, seconds,
-                                by_key)
+                                by_key, keep)
 
     def _audio_look(self, landmarks: Landmarks, budget_share: float = 1.0) -> list[Segment]:
         """Bounded audio matching of one window: each distinct key is looked up once (across
@@ -271,10 +287,11 @@ class Matcher:
 
     def _align_hits(self, landmarks: Landmarks, inverse: np.ndarray, key_index: np.ndarray,
                     ordinals: np.ndarray, frames: np.ndarray, seconds: float,
-                    by_key: np.ndarray | None = None) -> list[Segment]:
-        keep = shortlist(key_index, ordinals, limit=max(self.audio_match.shortlist, int(round(
-                             self.audio_match.shortlist_per_s * seconds))),
-                         min_votes=self.audio_match.min_votes)
+                    by_key: np.ndarray | None = None, keep: np.ndarray | None = None
+                    ) -> list[Segment]:
+        if keep is None:
+            keep = shortlist(key_index, ordinals, limit=self._shortlist_size(seconds),
+                             min_votes=self.audio_match.min_votes)
         query_landmark, ordinals, ref_frames = hits_for(
             landmarks, key_index[keep], ordinals[keep], frames[keep], inverse.reshape(-1),
             by_key)
@@ -286,6 +303,10 @@ class Matcher:
             match=self.audio_match, reference_frames=lengths,
             catalog_frames=max(self._catalog_frames, 1),
         )
+
+    def _shortlist_size(self, seconds: float) -> int:
+        return max(self.audio_match.shortlist, int(round(self.audio_match.shortlist_per_s
+                                                         * seconds)))
 
     def _reference_frames(self, ordinals: np.ndarray) -> dict[int, int]:
         if ordinals.size == 0:
@@ -383,6 +404,20 @@ def _window_ids(landmarks: Landmarks, window: float, overlap: float
         own[lo:lo + step] = np.minimum(frames // window, 32000)
         ahead[lo:lo + step] = np.minimum((frames + overlap) // window, 32000)
     return own, ahead
+
+
+def _distinct(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distinct keys, inverse int64[n], order int64[n]) of ``hashes`` (uint32[n]): as
+    ``np.unique(hashes, return_inverse=True)``, plus the stable argsort of the inverse, all
+    from one stable sort."""
+    order = np.argsort(hashes, kind="stable")
+    ordered = hashes[order]
+    new = np.empty(ordered.size, bool)
+    new[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+    inverse = np.empty(ordered.size, np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    return ordered[new], inverse, order
 
 
 def _subset(landmarks: Landmarks, picked: np.ndarray) -> Landmarks:

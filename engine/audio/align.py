@@ -120,13 +120,27 @@ def shortlist(key_index: np.ndarray, ordinals: np.ndarray, *, limit: int,
     Returns a bool mask over the postings. A reference with fewer than ``min_votes`` distinct
     keys cannot make a segment and is dropped before any hit is expanded.
     """
+    refs, votes = reference_votes(key_index, ordinals)
+    return shortlist_mask(ordinals, refs, votes, limit=limit, min_votes=min_votes)
+
+
+def reference_votes(key_index: np.ndarray, ordinals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(references int64[r], votes int64[r]): the references with hits, in ordinal order, and
+    the number of distinct query keys among each one's hits (postings as in :func:`shortlist`).
+    Votes of postings of disjoint key sets add up."""
     if ordinals.size == 0:
-        return np.zeros(0, bool)
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     # distinct (reference, key) pairs by one sort, then votes as run lengths of the references
     pair = np.sort(ordinals.astype(np.int64) << 32 | key_index)
     ref = pair[np.concatenate([[True], pair[1:] != pair[:-1]])] >> 32
     starts = np.flatnonzero(np.concatenate([[True], ref[1:] != ref[:-1]]))
-    refs, votes = ref[starts], np.diff(np.append(starts, ref.size))
+    return ref[starts], np.diff(np.append(starts, ref.size))
+
+
+def shortlist_mask(ordinals: np.ndarray, refs: np.ndarray, votes: np.ndarray, *, limit: int,
+                   min_votes: int) -> np.ndarray:
+    """The postings (bool over ``ordinals``) of the ``limit`` references of ``refs`` (in
+    ordinal order) with the most ``votes``, at least ``min_votes``; ties to the lower ordinal."""
     ok = votes >= min_votes
     refs, votes = refs[ok], votes[ok]
     best = refs[np.argsort(-votes, kind="stable")[:limit]]
