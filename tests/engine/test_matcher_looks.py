@@ -56,13 +56,18 @@ def test_the_shortlist_grows_with_the_query(registered_catalog, songs, kit, monk
     import nanhu.engine.matcher as matcher_module
 
     limits = []
-    real = matcher_module.shortlist
+    real, real_mask = matcher_module.shortlist, matcher_module.shortlist_mask
 
-    def spy(key_index, ordinals, *, limit, min_votes):
+    def spy(key_index, ordinals, *, limit, min_votes):  # a single look's shortlist
         limits.append(limit)
         return real(key_index, ordinals, limit=limit, min_votes=min_votes)
 
+    def spy_mask(ordinals, refs, votes, *, limit, min_votes):  # staged looks' shortlist
+        limits.append(limit)
+        return real_mask(ordinals, refs, votes, limit=limit, min_votes=min_votes)
+
     monkeypatch.setattr(matcher_module, "shortlist", spy)
+    monkeypatch.setattr(matcher_module, "shortlist_mask", spy_mask)
     with Catalog(registered_catalog) as catalog:
         matcher = Matcher(catalog)
         for seconds in (5.0, 20.0):
