@@ -334,3 +334,18 @@ def test_a_long_screening_holds_one_window_of_keys_at_a_time(registered_catalog,
     assert matcher.match(lazy)
     assert len(made) >= 9
     assert max(made) < 0.25 * total  # (20 + 8) s of 180 s is 0.16
+
+
+@pytest.mark.parametrize("n, high", [(0, 10), (1, 10), (5_000, 40), (85_000, 1 << 30),
+                                     (3_000, 1 << 32)])
+def test_a_windows_distinct_keys_are_those_of_unique_and_a_stable_argsort(n, high):
+    """One sort gives ``np.unique``'s keys and inverse and the inverse's stable argsort, for
+    few keys repeated many times, a query's spread and hashes wider than a key."""
+    from nanhu.engine.matcher import _distinct
+
+    hashes = np.random.default_rng(n).integers(0, high, n, dtype=np.uint64).astype(np.uint32)
+    keys, inverse, order = _distinct(hashes)
+    twin_keys, twin_inverse = np.unique(hashes, return_inverse=True)
+    assert keys.tolist() == twin_keys.tolist()
+    assert inverse.tolist() == twin_inverse.reshape(-1).tolist()
+    assert order.tolist() == np.argsort(twin_inverse.reshape(-1), kind="stable").tolist()
