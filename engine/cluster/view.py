@@ -27,6 +27,7 @@ figures stay in the catalog size, so the scores of what was found keep their mea
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import heapq
@@ -98,6 +99,9 @@ class ShardedCatalog:
         self.path = name
         self.shard_names = list(shard_names or [f"shard-{i:03d}" for i in range(self.n)])
         self.missing: set[int] = set()
+        #: fan-out calls made, by shard method (each is one round trip, all shards asked at
+        #: once): what ``nanhu bench cluster`` reports per query
+        self.round_trips: collections.Counter[str] = collections.Counter()
         self._states: list[dict | None] = [None] * self.n
         # answers that only a commit changes (references by ordinal, owner defaults, held
         # ranges), kept until a shard's generation moves: fewer round trips per query
@@ -117,6 +121,7 @@ class ShardedCatalog:
         is exactly the answer of the shards that answered."""
         self.missing = set()
         before = self.generation if any(s is not None for s in self._states) else None
+        self.round_trips["state"] += 1
         for shard, state in enumerate(self.fanout.call_each("state",
                                                               [(i, ()) for i in range(self.n)])):
             if state is MISSING:
@@ -197,6 +202,7 @@ class ShardedCatalog:
         calls = [(s, a) for s, a in calls if s not in self.missing]
         if not calls:
             return []
+        self.round_trips[method] += 1
         out = []
         for (shard, _), value in zip(calls, self.fanout.call_each(method, calls)):
             if value is MISSING:
