@@ -6,11 +6,15 @@ whole cluster, asking every shard through a :class:`Fanout` (in-process here, Ra
 :mod:`nanhu.server.cluster_ray`), so the alignment, the chance model and the verdict run once,
 on the whole evidence, exactly as on one catalog:
 
-- **Audio lookups in two phases.** A bounded lookup (:func:`engine.store.postings.select`)
-  decides which keys to read from their posting counts: the stop-key cap and the per-query
-  budget. The view first asks every shard for its counts of the query's keys, sums them, makes
-  that decision once for the cluster, then asks the shards holding the chosen keys for their
-  postings. The postings returned are those one catalog holding every reference would return.
+- **Audio lookups, decided for the cluster.** A bounded lookup
+  (:func:`engine.store.postings.select`) decides which keys to read from their posting counts:
+  the stop-key cap and the per-query budget. Every shard answers its counts of the query's keys
+  and, in the same round trip, the postings the cluster-wide choice may take from it (the keys
+  at most the cap holds there), when those are at most the budget. The view sums the counts,
+  makes the choice once for the cluster and keeps the chosen keys' postings; only a shard that
+  held too many candidates is asked again, for the chosen keys' postings (the second phase).
+  A lone shard makes the choice itself. The postings returned are those one catalog holding
+  every reference would return.
 - **Keyframe search** asks every shard for its ``k`` nearest and keeps the cluster's ``k``
   nearest of those (exact for exact indexes; each shard's HNSW or compact index is as
   approximate as it is alone).
@@ -336,7 +340,7 @@ class ShardedCatalog:
 
 
 class _ShardedPostings:
-    """The cluster's postings, looked up in two phases (see the module docstring)."""
+    """The cluster's postings, looked up for the whole cluster (see the module docstring)."""
 
     def __init__(self, view: ShardedCatalog) -> None:
         self.view = view
@@ -352,24 +356,34 @@ class _ShardedPostings:
         shards = [s for s in view.live_shards() if view._states[s]["n_postings"]]
         if keys.size == 0 or not shards:
             return empty
-        counts = view._ask("key_counts", shards, keys)
-        if not counts:
+        alone = budget if len(shards) == 1 else None  # its counts are the cluster's
+        answers = view._ask("lookup", shards, keys, max_postings, budget, alone)
+        if not answers:
             return empty
-        per_key = np.sum([c.astype(np.int64) for _, c in counts], axis=0)
+        per_key = np.sum([c.astype(np.int64) for _, (c, _) in answers], axis=0)
         keep = select(per_key, max_postings=max_postings, budget=budget) & (per_key > 0)
         picked = np.flatnonzero(keep)
         if picked.size == 0:
             return empty
-        holders = [s for s, c in counts if c[picked].any()]
-        small = picked.astype(np.uint32)
-        found = view._ask("postings_of", holders, None, small, keys_token(keys))
-        again = [s for s, answer in found if answer is None]  # another replica held the spans
-        found = [(s, answer) for s, answer in found if answer is not None]
-        if again:
-            found += view._ask("postings_of", again, keys, small)
+        found = {s: got for s, (_, got) in answers if got is not None}
+        # the shards whose candidates were too many to send: the second phase, by token
+        later = [s for s, (c, got) in answers if got is None and c[picked].any()]
+        if later:
+            small = picked.astype(np.uint32)
+            second = view._ask("postings_of", later, None, small, keys_token(keys))
+            again = [s for s, answer in second if answer is None]  # another replica's spans
+            second = [(s, answer) for s, answer in second if answer is not None]
+            if again:
+                second += view._ask("postings_of", again, keys, small)
+            for shard, (k, o, f) in second:
+                found[shard] = (picked[np.asarray(k, np.int64)], o, f)
         key_index, ordinals, frames = [], [], []
-        for shard, (k, o, f) in found:
-            key_index.append(picked[np.asarray(k, np.int64)])
+        for shard in sorted(found):
+            k, o, f = found[shard]
+            k = np.asarray(k, np.int64)
+            chosen = keep[k]  # not the candidates the cluster-wide selection left out
+            k, o, f = k[chosen], np.asarray(o)[chosen], np.asarray(f)[chosen]
+            key_index.append(k)
             ordinals.append(view.to_global(o, shard).astype(np.uint32))
             frames.append(np.asarray(f, np.uint32))
         if not key_index:
