@@ -204,6 +204,11 @@ class RayFanout:
         calls = [(shard, put(args)) for shard, args in calls]
         pending = [self._submit(shard, first, method, args) for shard, args in calls]
         deadline = time.monotonic() + self.timeout_s
+        if all(ref is not None for ref in pending):
+            try:  # one wait for every shard; a failure is sorted out shard by shard below
+                return ray.get(pending, timeout=self.timeout_s)
+            except (RayTaskError, *_GONE):
+                pass
         results: list = []
         for (shard, args), ref in zip(calls, pending):
             results.append(self._collect(shard, first, method, args, ref, deadline))

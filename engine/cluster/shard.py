@@ -29,9 +29,11 @@ class ShardReads:
         self.catalog = Catalog(self.path)
         self._last: tuple | None = None  # (generation, keys, spans) a lookup kept
 
-    def state(self) -> dict:
+    def state(self, known: int | None = None) -> dict | None:
         """Pick up a new commit, then this shard's figures for the view: generation, the
-        catalog-size figures the scores use, the tombstoned ordinals and the parameter tags."""
+        catalog-size figures the scores use, the tombstoned ordinals and the parameter tags.
+        None when the generation is still ``known`` (the view's figures stand; a smaller
+        answer, as most queries find no new commit)."""
         self.catalog.refresh()
         for attempt in range(3):
             try:
@@ -44,6 +46,8 @@ class ShardReads:
                     raise
                 self.catalog.close()
                 self.catalog = Catalog(self.path)
+        if known is not None and self.catalog.generation == known:
+            return None
         manifest = self.catalog.manifest
         return {
             "generation": self.catalog.generation,

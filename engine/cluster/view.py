@@ -126,11 +126,11 @@ class ShardedCatalog:
         self.missing = set()
         before = self.generation if any(s is not None for s in self._states) else None
         self.round_trips["state"] += 1
-        for shard, state in enumerate(self.fanout.call_each("state",
-                                                              [(i, ()) for i in range(self.n)])):
+        asks = [(i, () if s is None else (s["generation"],)) for i, s in enumerate(self._states)]
+        for shard, state in enumerate(self.fanout.call_each("state", asks)):
             if state is MISSING:
                 self.missing.add(shard)
-            else:
+            elif state is not None:  # None: still the generation the view knows
                 self._states[shard] = state
         if before != self.generation:
             self._cache = {}
