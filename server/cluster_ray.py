@@ -175,7 +175,7 @@ class RayFanout:
 
     def call_each(self, method: str, calls: Sequence[tuple[int, tuple]]) -> list:
         # Replicas take turns query by query (a query starts with "state"); within a query
-        # every call goes to the same replica, which holds the spans of its own key counts.
+        # every call goes to the same replica, which holds the spans its own lookups kept.
         with self._lock:
             if method == "state":
                 self._next = (self._next + 1) % self.replicas
