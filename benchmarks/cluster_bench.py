@@ -14,7 +14,9 @@ measured per query from a client thread holding its own view (what a front-door 
 ``clients`` threads run at once for the throughput. Writes ``DIR/cluster-results.json``::
 
     {"identical_answers": bool, "queries": N, "rows": [{"shards", "clients", "p50_ms",
-     "p99_ms", "screenings_per_s", "mode"}], "fanout_overhead_ms": {...}, "projection": {...}}
+     "p99_ms", "screenings_per_s", "cpu_ms_per_query", "round_trips_per_query", "mode"}],
+     "fanout_overhead_ms": {...}, "fanout_overhead_cpu_ms": {...}, "load_average": [...],
+     "projection": {...}}
 """
 
 from __future__ import annotations
@@ -179,12 +181,40 @@ def _rows(matches) -> list[tuple]:
              m.reference_end_s, m.score) for m in matches]
 
 
+def _load() -> list[float]:
+    """The machine's load average (1, 5, 15 min) when the run ended: others' work inflates
+    wall times."""
+    import os
+
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def _percentiles(ms: list[float]) -> tuple[float, float]:
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
 
 
+def _tree_cpu_s() -> float:
+    """CPU seconds of this process and its children: the driver, and the local Ray's raylet,
+    GCS and actors it started (those alive now)."""
+    import psutil
+
+    me = psutil.Process()
+    total = 0.0
+    for process in [me, *me.children(recursive=True)]:
+        try:
+            cpu = process.cpu_times()
+        except psutil.Error:  # gone meanwhile
+            continue
+        total += cpu.user + cpu.system
+    return total
+
+
 def run_clients(make_matcher, queries, clients: int) -> dict:
-    """Each of ``clients`` threads answers its share of ``queries`` with its own matcher."""
+    """Each of ``clients`` threads answers its share of ``queries`` with its own matcher.
+
+    Besides wall time: the CPU per query of the whole process tree (``cpu_ms_per_query``, which
+    the other load on the machine does not inflate as it does wall time) and, on a cluster
+    view, its round trips per query by shard method."""
     times: list[float] = []
     lock = threading.Lock()
     share = [queries[i::clients] for i in range(clients)]
@@ -200,15 +230,26 @@ def run_clients(make_matcher, queries, clients: int) -> dict:
                 times.append((time.perf_counter() - t) * 1e3)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(clients)]
+    trips_before = [dict(getattr(m.catalog, "round_trips", {})) for m in matchers]
+    cpu_before = _tree_cpu_s()
     started = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - started
+    cpu = _tree_cpu_s() - cpu_before
     p50, p99 = _percentiles(times)
-    return {"clients": clients, "p50_ms": round(p50, 2), "p99_ms": round(p99, 2),
-            "screenings_per_s": round(len(times) / wall, 2)}
+    out = {"clients": clients, "p50_ms": round(p50, 2), "p99_ms": round(p99, 2),
+           "screenings_per_s": round(len(times) / wall, 2),
+           "cpu_ms_per_query": round(cpu / len(times) * 1e3, 2)}
+    trips: dict[str, int] = {}
+    for m, before in zip(matchers, trips_before):
+        for method, n in getattr(m.catalog, "round_trips", {}).items():
+            trips[method] = trips.get(method, 0) + n - before.get(method, 0)
+    if trips:
+        out["round_trips_per_query"] = {k: round(v / len(times), 2) for k, v in trips.items() if v}
+    return out
 
 
 #: single-shard figures measured at 10,018.6 h by ``nanhu bench scale`` with the first look
@@ -282,7 +323,8 @@ def run(out: Path, *, quick: bool = False) -> dict:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
              namespace="nanhu")
     identical = True
-    overhead = {}
+    overhead: dict[str, float] = {}
+    overhead_cpu: dict[str, float] = {}
     try:
         for n in (1, 2, 4):
             layout = split_catalog(source, CACHE / f"cluster-{n}-{source.name}", n)
@@ -305,6 +347,8 @@ def run(out: Path, *, quick: bool = False) -> dict:
                 rows.append({"shards": n, "mode": "Ray actors", **row})
                 if c == 1:
                     overhead[str(n)] = round(row["p50_ms"] - local_row["p50_ms"], 2)
+                    overhead_cpu[str(n)] = round(row["cpu_ms_per_query"]
+                                                 - local_row["cpu_ms_per_query"], 2)
             log.info("%d shards done: %s", n, rows[-len(client_counts):])
             stop_actors(layout)
         films = identical_on_films(CACHE, ray.get_runtime_context().gcs_address)
@@ -313,10 +357,13 @@ def run(out: Path, *, quick: bool = False) -> dict:
         ray.shutdown()
     result = {"identical_answers": identical, "queries": len(queries) + films["queries"],
               "audio_queries": len(queries), "film_queries": films, "catalog_hours": hours,
-              "rows": rows, "fanout_overhead_ms": overhead, "projection": projection(),
+              "rows": rows, "fanout_overhead_ms": overhead,
+              "fanout_overhead_cpu_ms": overhead_cpu, "load_average": _load(),
+              "projection": projection(),
               "note": "machine: 2 cores shared by the client threads, the Ray actors and the "
                       "raylet; the fan-out overhead is the Ray p50 minus the in-process sharded "
-                      "p50 at 1 client"}
+                      "p50 at 1 client (fanout_overhead_cpu_ms: the same for the CPU per query of the "
+                      "whole process tree)"}
     out.mkdir(parents=True, exist_ok=True)
     (out / "cluster-results.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

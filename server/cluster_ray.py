@@ -175,7 +175,7 @@ class RayFanout:
 
     def call_each(self, method: str, calls: Sequence[tuple[int, tuple]]) -> list:
         # Replicas take turns query by query (a query starts with "state"); within a query
-        # every call goes to the same replica, which holds the spans of its own key counts.
+        # every call goes to the same replica, which holds the spans its own lookups kept.
         with self._lock:
             if method == "state":
                 self._next = (self._next + 1) % self.replicas
@@ -204,6 +204,11 @@ class RayFanout:
         calls = [(shard, put(args)) for shard, args in calls]
         pending = [self._submit(shard, first, method, args) for shard, args in calls]
         deadline = time.monotonic() + self.timeout_s
+        if all(ref is not None for ref in pending):
+            try:  # one wait for every shard; a failure is sorted out shard by shard below
+                return ray.get(pending, timeout=self.timeout_s)
+            except (RayTaskError, *_GONE):
+                pass
         results: list = []
         for (shard, args), ref in zip(calls, pending):
             results.append(self._collect(shard, first, method, args, ref, deadline))

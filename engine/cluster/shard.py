@@ -18,6 +18,7 @@ from nanhu.engine.catalog import Catalog
 from nanhu.engine.cluster.view import keys_token
 from nanhu.engine.errors import CatalogCorrupt, NotFound
 from nanhu.engine.store.catalog_records import Reference
+from nanhu.engine.store.postings import select
 
 
 class ShardReads:
@@ -26,11 +27,13 @@ class ShardReads:
     def __init__(self, path: str) -> None:
         self.path = str(path)
         self.catalog = Catalog(self.path)
-        self._last: tuple | None = None  # (generation, keys, spans) of the last key_counts
+        self._last: tuple | None = None  # (generation, keys, spans) a lookup kept
 
-    def state(self) -> dict:
+    def state(self, known: int | None = None) -> dict | None:
         """Pick up a new commit, then this shard's figures for the view: generation, the
-        catalog-size figures the scores use, the tombstoned ordinals and the parameter tags."""
+        catalog-size figures the scores use, the tombstoned ordinals and the parameter tags.
+        None when the generation is still ``known`` (the view's figures stand; a smaller
+        answer, as most queries find no new commit)."""
         self.catalog.refresh()
         for attempt in range(3):
             try:
@@ -43,6 +46,8 @@ class ShardReads:
                     raise
                 self.catalog.close()
                 self.catalog = Catalog(self.path)
+        if known is not None and self.catalog.generation == known:
+            return None
         manifest = self.catalog.manifest
         return {
             "generation": self.catalog.generation,
@@ -56,17 +61,42 @@ class ShardReads:
             "video_params_tag": manifest.get("video_params_tag") or "",
         }
 
-    # --- audio: the two phases of a bounded lookup ------------------------------------------
-    def key_counts(self, keys: np.ndarray) -> np.ndarray:
-        """Postings each key holds in this shard (int64[m]), for the cluster-wide selection.
-        The keys' spans are kept for the :meth:`postings_of` that follows."""
+    # --- audio: a bounded lookup, in one round trip where it can -------------------------
+    def lookup(self, keys: np.ndarray, max_postings: int | None, within: int | None,
+               budget: int | None = None
+               ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
+        """The postings each key holds in this shard (uint32[m]), for the cluster-wide
+        selection, and, where that fits, the postings the selection may choose from here:
+        (index into ``keys`` uint32, ordinal, frame), or None.
+
+        - ``budget`` given (this shard is the whole cluster): the selection is this shard's
+          own, made here (:func:`~nanhu.engine.store.postings.select`); its postings always come
+          back.
+        - else the candidates are the keys at most ``max_postings`` hold here (a key above the
+          cap here is above it in the cluster). When they hold at most ``within`` postings,
+          they come back, and the view keeps those of the keys it chooses. Else None, and the
+          keys' spans are kept for the :meth:`postings_of` that follows (the second phase).
+        """
         keys = np.asarray(keys, np.uint32)
-        spans = self.catalog.postings().spans(keys)
-        self._last = (self.catalog.generation, keys, spans)
-        if not spans:
-            return np.zeros(keys.size, np.uint32)
+        postings = self.catalog.postings()
+        spans = postings.spans(keys)
+        counts = (np.sum([count for _, count in spans], axis=0) if spans
+                  else np.zeros(keys.size, np.int64))
+        if budget is not None:
+            candidates = select(counts, max_postings=max_postings, budget=budget)
+        else:
+            candidates = counts <= max_postings if max_postings is not None else \
+                np.ones(keys.size, bool)
+        candidates &= counts > 0
         # uint32: half the bytes on the wire of int64 (a key never holds 2**32 postings)
-        return np.sum([count for _, count in spans], axis=0).astype(np.uint32)
+        counts = counts.astype(np.uint32)
+        if budget is None and within is not None and int(counts[candidates].sum()) > within:
+            self._last = (self.catalog.generation, keys, spans)
+            return counts, None
+        picked = np.flatnonzero(candidates)
+        key_index, ordinals, frames = postings.read(
+            [(first[picked], count[picked]) for first, count in spans], picked.size)
+        return counts, (picked[key_index].astype(np.uint32), ordinals, frames)
 
     def postings_of(self, keys: np.ndarray | None, picked: np.ndarray, token: str = ""
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -74,7 +104,7 @@ class ShardReads:
         ``picked`` uint32, ordinal, frame).
 
         ``keys`` may be None with the ``token`` (:func:`keys_token`) of the keys the last
-        :meth:`key_counts` was asked about: their spans are reused (no second directory
+        :meth:`lookup` kept the spans of: their spans are reused (no second directory
         search, and the keys are not sent twice). Returns None when this shard does not hold
         those spans (another replica answered the counts, or a commit came between): ask again
         with the keys."""

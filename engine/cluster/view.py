@@ -6,11 +6,15 @@ whole cluster, asking every shard through a :class:`Fanout` (in-process here, Ra
 :mod:`nanhu.server.cluster_ray`), so the alignment, the chance model and the verdict run once,
 on the whole evidence, exactly as on one catalog:
 
-- **Audio lookups in two phases.** A bounded lookup (:func:`engine.store.postings.select`)
-  decides which keys to read from their posting counts: the stop-key cap and the per-query
-  budget. The view first asks every shard for its counts of the query's keys, sums them, makes
-  that decision once for the cluster, then asks the shards holding the chosen keys for their
-  postings. The postings returned are those one catalog holding every reference would return.
+- **Audio lookups, decided for the cluster.** A bounded lookup
+  (:func:`engine.store.postings.select`) decides which keys to read from their posting counts:
+  the stop-key cap and the per-query budget. Every shard answers its counts of the query's keys
+  and, in the same round trip, the postings the cluster-wide choice may take from it (the keys
+  at most the cap holds there), when those are at most the budget. The view sums the counts,
+  makes the choice once for the cluster and keeps the chosen keys' postings; only a shard that
+  held too many candidates is asked again, for the chosen keys' postings (the second phase).
+  A lone shard makes the choice itself. The postings returned are those one catalog holding
+  every reference would return.
 - **Keyframe search** asks every shard for its ``k`` nearest and keeps the cluster's ``k``
   nearest of those (exact for exact indexes; each shard's HNSW or compact index is as
   approximate as it is alone).
@@ -27,6 +31,7 @@ figures stay in the catalog size, so the scores of what was found keep their mea
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import heapq
@@ -98,6 +103,9 @@ class ShardedCatalog:
         self.path = name
         self.shard_names = list(shard_names or [f"shard-{i:03d}" for i in range(self.n)])
         self.missing: set[int] = set()
+        #: fan-out calls made, by shard method (each is one round trip, all shards asked at
+        #: once): what ``nanhu bench cluster`` reports per query
+        self.round_trips: collections.Counter[str] = collections.Counter()
         self._states: list[dict | None] = [None] * self.n
         # answers that only a commit changes (references by ordinal, owner defaults, held
         # ranges), kept until a shard's generation moves: fewer round trips per query
@@ -117,11 +125,12 @@ class ShardedCatalog:
         is exactly the answer of the shards that answered."""
         self.missing = set()
         before = self.generation if any(s is not None for s in self._states) else None
-        for shard, state in enumerate(self.fanout.call_each("state",
-                                                              [(i, ()) for i in range(self.n)])):
+        self.round_trips["state"] += 1
+        asks = [(i, () if s is None else (s["generation"],)) for i, s in enumerate(self._states)]
+        for shard, state in enumerate(self.fanout.call_each("state", asks)):
             if state is MISSING:
                 self.missing.add(shard)
-            else:
+            elif state is not None:  # None: still the generation the view knows
                 self._states[shard] = state
         if before != self.generation:
             self._cache = {}
@@ -197,6 +206,7 @@ class ShardedCatalog:
         calls = [(s, a) for s, a in calls if s not in self.missing]
         if not calls:
             return []
+        self.round_trips[method] += 1
         out = []
         for (shard, _), value in zip(calls, self.fanout.call_each(method, calls)):
             if value is MISSING:
@@ -330,7 +340,7 @@ class ShardedCatalog:
 
 
 class _ShardedPostings:
-    """The cluster's postings, looked up in two phases (see the module docstring)."""
+    """The cluster's postings, looked up for the whole cluster (see the module docstring)."""
 
     def __init__(self, view: ShardedCatalog) -> None:
         self.view = view
@@ -346,24 +356,34 @@ class _ShardedPostings:
         shards = [s for s in view.live_shards() if view._states[s]["n_postings"]]
         if keys.size == 0 or not shards:
             return empty
-        counts = view._ask("key_counts", shards, keys)
-        if not counts:
+        alone = budget if len(shards) == 1 else None  # its counts are the cluster's
+        answers = view._ask("lookup", shards, keys, max_postings, budget, alone)
+        if not answers:
             return empty
-        per_key = np.sum([c.astype(np.int64) for _, c in counts], axis=0)
+        per_key = np.sum([c.astype(np.int64) for _, (c, _) in answers], axis=0)
         keep = select(per_key, max_postings=max_postings, budget=budget) & (per_key > 0)
         picked = np.flatnonzero(keep)
         if picked.size == 0:
             return empty
-        holders = [s for s, c in counts if c[picked].any()]
-        small = picked.astype(np.uint32)
-        found = view._ask("postings_of", holders, None, small, keys_token(keys))
-        again = [s for s, answer in found if answer is None]  # another replica held the spans
-        found = [(s, answer) for s, answer in found if answer is not None]
-        if again:
-            found += view._ask("postings_of", again, keys, small)
+        found = {s: got for s, (_, got) in answers if got is not None}
+        # the shards whose candidates were too many to send: the second phase, by token
+        later = [s for s, (c, got) in answers if got is None and c[picked].any()]
+        if later:
+            small = picked.astype(np.uint32)
+            second = view._ask("postings_of", later, None, small, keys_token(keys))
+            again = [s for s, answer in second if answer is None]  # another replica's spans
+            second = [(s, answer) for s, answer in second if answer is not None]
+            if again:
+                second += view._ask("postings_of", again, keys, small)
+            for shard, (k, o, f) in second:
+                found[shard] = (picked[np.asarray(k, np.int64)], o, f)
         key_index, ordinals, frames = [], [], []
-        for shard, (k, o, f) in found:
-            key_index.append(picked[np.asarray(k, np.int64)])
+        for shard in sorted(found):
+            k, o, f = found[shard]
+            k = np.asarray(k, np.int64)
+            chosen = keep[k]  # not the candidates the cluster-wide selection left out
+            k, o, f = k[chosen], np.asarray(o)[chosen], np.asarray(f)[chosen]
+            key_index.append(k)
             ordinals.append(view.to_global(o, shard).astype(np.uint32))
             frames.append(np.asarray(f, np.uint32))
         if not key_index:

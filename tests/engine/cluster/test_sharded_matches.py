@@ -42,18 +42,21 @@ def test_a_sharded_catalog_gives_the_single_catalogs_answers(tmp_path, cluster_c
     view.close()
 
 
+@pytest.mark.parametrize("n_shards", [1, 3])
 def test_the_lookup_budget_and_stop_keys_are_decided_for_the_whole_cluster(tmp_path, cluster_corpus,
-                                                                         cluster_kit):
+                                                                         cluster_kit, n_shards):
+    """With a tight budget the single catalog drops keys by their cluster-wide counts: the
+    split one must drop the same keys, not each shard its own; whether a shard sent its
+    candidates with its counts (one round trip) or was asked again for the chosen keys' postings
+    (the second phase), and when one shard decides alone."""
     build_cluster, _ = cluster_kit
     corpus = cluster_corpus
-    """With a tight budget the single catalog drops keys by their cluster-wide counts: the
-    split one must drop the same keys, not each shard its own."""
-    layout = build_cluster(tmp_path / "cluster", corpus, 3)
-    view = ShardedCatalog(LocalFanout([layout.shard_dir(s) for s in range(3)]))
+    layout = build_cluster(tmp_path / "cluster", corpus, n_shards)
+    view = ShardedCatalog(LocalFanout([layout.shard_dir(s) for s in range(n_shards)]))
     fp = corpus.queries["song-1/noisy"]
     keys = np.unique(fp.audio.hashes)
     with Catalog(corpus.single) as single:
-        for cap, budget in ((None, None), (3, None), (None, 500), (4, 2000)):
+        for cap, budget in ((None, None), (3, None), (None, 500), (4, 2000), (4, 50)):
             a = single.postings().lookup(keys, max_postings=cap, budget=budget)
             b = view.postings().lookup(keys, max_postings=cap, budget=budget)
             refs = {o: r.ref_id for o, r in single.by_ordinals(np.unique(a[1])).items()}
@@ -62,6 +65,9 @@ def test_the_lookup_budget_and_stop_keys_are_decided_for_the_whole_cluster(tmp_p
             two = sorted(zip(b[0].tolist(), [ids_b[o] for o in b[1].tolist()], b[2].tolist()))
             assert one == two, (cap, budget)
             assert cap is None and budget is None or len(one) < len(keys) * 50
+    assert view.round_trips["lookup"] == 5
+    # a lone shard always answers in one round trip; split, the tight budgets need the second
+    assert (view.round_trips["postings_of"] > 0) == (n_shards > 1)
     view.close()
 
 
