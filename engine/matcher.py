@@ -156,6 +156,8 @@ class Matcher:
 
     def _audio_segments_keyed(self, landmarks: Landmarks, window: float,
                               overlap: float) -> list[Segment]:
+        if _one_window(landmarks, window, overlap):
+            return self._audio_window(landmarks)
         own, ahead = _window_ids(landmarks, window, overlap)
         if len(landmarks) == 0 or int(ahead.max()) - int(own.min()) <= 1:
             return self._audio_window(landmarks)
@@ -385,6 +387,18 @@ def _query_seconds(landmarks: Landmarks, fps: float) -> float:
         return 1.0
     frames = landmarks.frames / landmarks.speeds.astype(np.float64)[landmarks.speed_index]
     return max(1.0, float(frames.max() - frames.min()) / fps)
+
+
+def _one_window(landmarks: Landmarks, window: float, overlap: float) -> bool:
+    """Whether every landmark is surely in one or two adjacent windows (then the query is
+    matched whole, as :func:`_window_ids` would decide), from the extreme frames and speeds
+    alone, with a margin for rounding: a short query skips a pass over its landmarks."""
+    if not len(landmarks):
+        return True
+    speeds = landmarks.speeds.astype(np.float64)
+    earliest = float(landmarks.frames.min()) / float(speeds.max()) * (1 - 1e-6) - 1
+    latest = (float(landmarks.frames.max()) / float(speeds.min()) + overlap) * (1 + 1e-6) + 1
+    return (latest // window) - (max(earliest, 0.0) // window) <= 1
 
 
 def _window_ids(landmarks: Landmarks, window: float, overlap: float

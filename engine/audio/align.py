@@ -143,10 +143,12 @@ def shortlist_mask(ordinals: np.ndarray, refs: np.ndarray, votes: np.ndarray, *,
     ordinal order) with the most ``votes``, at least ``min_votes``; ties to the lower ordinal."""
     ok = votes >= min_votes
     refs, votes = refs[ok], votes[ok]
-    best = refs[np.argsort(-votes, kind="stable")[:limit]]
-    chosen = np.zeros(int(refs.max(initial=0)) + 1, bool)  # a table, not isin's 48 passes
-    chosen[best] = True
-    return chosen[np.minimum(ordinals, chosen.size - 1)] & (ordinals < chosen.size)
+    best = np.sort(refs[np.argsort(-votes, kind="stable")[:limit]])
+    if best.size == 0:
+        return np.zeros(ordinals.size, bool)
+    # one bisection of the few chosen per posting (isin made a pass per chosen reference)
+    place = np.minimum(np.searchsorted(best, ordinals), best.size - 1)
+    return best[place] == ordinals
 
 
 def hits_for(
