@@ -60,6 +60,7 @@ def build_scale_catalog(real: Path, directory: Path, hours: float, model: Keyfra
     """The real catalog plus ``hours`` of synthetic keyframes, all in one compact segment (as
     ``compact`` leaves a catalog), the quantiser trained on a sample of both."""
     from nanhu.engine.store import vectors_compact as compact
+    from nanhu.engine.store.catalog_schema import manifest_version
     from nanhu.engine.vectors import VectorSegment
 
     started = time.perf_counter()
@@ -97,6 +98,7 @@ def build_scale_catalog(real: Path, directory: Path, hours: float, model: Keyfra
                     video_compact=[{"file": sname, "count": total, "bytes": size}],
                     video_quantiser={"file": qname, "bytes": qsize, "trained_on": total,
                                      "nlist": int(quantiser.shortlist.nlist)})
+    manifest["version"] = manifest_version(manifest)
     n_refs = -(-n_synth // REFERENCE_KEYFRAMES)
     seconds = REFERENCE_KEYFRAMES * 3600.0 / KEYFRAMES_PER_HOUR
     with sqlite3.connect(directory / "meta.sqlite") as db:
