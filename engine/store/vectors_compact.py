@@ -5,8 +5,10 @@ A float32 keyframe (248-d) costs 992 bytes, 6.3 MiB an hour at 6,573 keyframes a
 budget is 1 MB an hour, about 150 bytes a keyframe for *everything*. Measured choice
 (``docs/video.md``, "Compact index"):
 
-- **shortlist** -- FAISS ``IVF{nlist},PQ31`` (31 bytes a code, 8 dimensions a sub-quantiser,
-  plus FAISS's 8-byte id per code), searched over ``nprobe`` lists, in RAM;
+- **shortlist** -- FAISS ``IVF{nlist},PQ62x4`` (31 bytes a code: 62 sub-quantisers of 4
+  dimensions and 16 centroids each, plus FAISS's 8-byte id per code), held in RAM as
+  ``IndexIVFPQFastScan`` (codes packed in blocks of 32, scanned with SIMD lookups in registers:
+  ~8x faster than 8-bit codes of the same size), searched over ``nprobe`` lists;
 - **re-rank** -- every shortlisted row's similarity recomputed from a finer code of the same
   vector, ``PQ62`` (62 bytes, 4 dimensions a sub-quantiser), memory-mapped from disk so only
   shortlisted rows are read;
@@ -24,8 +26,10 @@ float and exact (:mod:`engine.vectors`). ``compact`` retrains the shortlist part
 re-rank codes' reconstructions; the re-rank codebook is kept from the first training, so a
 stored code is never re-encoded (no error piles up over retrains).
 
-File formats (version 1, little-endian; FAISS indexes as ``faiss.serialize_index`` bytes,
-no pickle)::
+File formats (little-endian; FAISS indexes as ``faiss.serialize_index`` bytes, no pickle;
+quantiser version 2 = 4-bit fast-scan shortlist, version 1 = the first, 8-bit ``PQ31``
+shortlist, still read and searched as it was; segment version 1 for both: its shortlist codes
+are the quantiser's ``sa_encode``, whatever their kind)::
 
     quantiser  magic b"NANHUVQZ"; version uint32; dim uint32; trained_on uint64;
                shortlist_len uint64, shortlist bytes; rerank_len uint64, rerank bytes
@@ -56,19 +60,27 @@ log = logging.getLogger(__name__)
 #: for a 1,024-list coarse quantiser and 256-centroid codebooks (FAISS wants 39+ training
 #: points a centroid), and where an exact flat search of a 10 s query still measured ~30 ms
 COMPACT_MIN_VECTORS = 200_000
-#: codes of the shortlist and re-rank stores (FAISS index factory strings)
-SHORTLIST_CODES = "PQ31"
+#: codes of the shortlist and re-rank stores (FAISS index factory strings); the shortlist's
+#: are 4-bit (``x4``), searched by fast-scan
+SHORTLIST_CODES = "PQ62x4"
 RERANK_CODES = "PQ62"
+#: shortlist codes quantised against the vector minus its list's centroid (FAISS
+#: ``by_residual``) rather than the vector itself
+SHORTLIST_BY_RESIDUAL = False
 #: rows shortlisted per query vector before re-ranking, and IVF lists visited
-SHORTLIST = 128
+SHORTLIST = 256
 NPROBE = 32
+#: rows of a segment moved into the search index at a time (bounds the memory of opening)
+OPEN_CHUNK = 1 << 20
 #: training sample at most this many vectors, k-means iterations (cost grows with both)
 MAX_TRAIN = 500_000
 TRAIN_ITERATIONS = 10
 
 QUANTISER_MAGIC = b"NANHUVQZ"
 SEGMENT_MAGIC = b"NANHUVCX"
-QUANTISER_VERSION = 1
+QUANTISER_VERSION = 2
+#: 1: 8-bit PQ31 shortlist searched as a plain IVF; 2: 4-bit shortlist searched by fast-scan
+READABLE_QUANTISER_VERSIONS = (1, 2)
 SEGMENT_VERSION = 1
 _SEGMENT_HEADER = 8 + 4 + 4 + 8 + 4 + 4 + 16 + 8
 
@@ -108,11 +120,20 @@ class Quantiser:
     """The trained part of the compact index: an empty trained shortlist index (IVF + PQ) and
     a trained re-rank index (PQ) whose codes are stored per row."""
 
-    def __init__(self, shortlist, rerank, *, trained_on: int) -> None:
+    def __init__(self, shortlist, rerank, *, trained_on: int,
+                 version: int = QUANTISER_VERSION) -> None:
         self.shortlist, self.rerank, self.trained_on = shortlist, rerank, trained_on
         self.dim = int(rerank.d)
         self.code_bytes = int(rerank.sa_code_size())
+        self.version = version
         self._bytes: bytes | None = None
+
+    @property
+    def fast_scan(self) -> bool:
+        """Whether the shortlist's codes are 4-bit, searched by fast-scan (version 2)."""
+        import faiss
+
+        return int(faiss.downcast_index(faiss.extract_index_ivf(self.shortlist)).pq.nbits) == 4
 
     @classmethod
     def train(cls, vectors: np.ndarray, *, rerank=None, seed: int = 0,
@@ -140,6 +161,7 @@ class Quantiser:
         # polysemous training (code reordering for Hamming pre-filters, unused here) took
         # minutes on 2 cores for no gain
         ivfpq.do_polysemous_training = False
+        ivfpq.by_residual = SHORTLIST_BY_RESIDUAL
         ivfpq.pq.cp.niter = TRAIN_ITERATIONS
         shortlist.train(sample)
         if rerank is None:
@@ -153,7 +175,7 @@ class Quantiser:
         if self._bytes is None:
             short, rerank = _serialize(self.shortlist), _serialize(self.rerank)
             self._bytes = b"".join([
-                QUANTISER_MAGIC, np.array([QUANTISER_VERSION, self.dim], "<u4").tobytes(),
+                QUANTISER_MAGIC, np.array([self.version, self.dim], "<u4").tobytes(),
                 np.array([self.trained_on, len(short)], "<u8").tobytes(), short,
                 np.array([len(rerank)], "<u8").tobytes(), rerank])
         return self._bytes
@@ -177,8 +199,12 @@ class Quantiser:
         if len(data) < 32 or data[:8] != QUANTISER_MAGIC:
             raise CatalogCorrupt(f"{path}: not a Nanhu vector quantiser")
         version, dim = (int(v) for v in np.frombuffer(data[8:16], "<u4"))
-        if version != QUANTISER_VERSION:
-            raise CatalogCorrupt(f"{path}: vector quantiser version {version} is not supported")
+        if version not in READABLE_QUANTISER_VERSIONS:
+            raise CatalogCorrupt(
+                f"{path}: vector quantiser version {version} is not supported (this Nanhu reads "
+                f"versions {', '.join(map(str, READABLE_QUANTISER_VERSIONS))}); rebuild the "
+                "catalog's keyframes with this Nanhu (register the works again into a new "
+                "catalog)")
         trained_on, short_len = (int(v) for v in np.frombuffer(data[16:32], "<u8"))
         end = 32 + short_len
         if len(data) < end + 8:
@@ -190,7 +216,10 @@ class Quantiser:
         rerank = _deserialize(data[end + 8:], f"{path} (re-rank codebook)")
         if shortlist.d != dim or rerank.d != dim or not shortlist.is_trained:
             raise CatalogCorrupt(f"{path}: vector quantiser does not match its header")
-        quantiser = cls(shortlist, rerank, trained_on=trained_on)
+        quantiser = cls(shortlist, rerank, trained_on=trained_on, version=version)
+        if quantiser.fast_scan != (version >= 2):
+            raise CatalogCorrupt(f"{path}: vector quantiser version {version} holds a "
+                                 "shortlist of another kind")
         quantiser._bytes = data
         return quantiser
 
@@ -206,12 +235,41 @@ class Quantiser:
 
     def shortlist_index(self, blocks) -> object:
         """A copy of the trained shortlist index holding ``blocks`` (float32[m, d] arrays, in
-        row order: ids are row numbers)."""
+        row order: ids are row numbers), searchable as :class:`CompactPart` searches it."""
         import faiss
 
         index = faiss.clone_index(self.shortlist)
         for block in blocks:
             index.add(np.ascontiguousarray(block, np.float32))
+        if not self.fast_scan:
+            return index
+        fast = faiss.IndexIVFPQFastScan(index)
+        fast.referenced_objects = [index]
+        return fast
+
+    def search_index(self, segments: list[CompactSegment]):
+        """The shortlist search index over ``segments`` (ids: rows numbered over them in
+        order). Version 2: a fast-scan index filled :data:`OPEN_CHUNK` rows at a time (each
+        chunk's codes go into a plain 4-bit IVF, which FAISS packs into fast-scan blocks and
+        merges in), so opening holds one chunk's copy beside the index, not a segment's."""
+        import faiss
+
+        if not self.fast_scan:
+            index, start = faiss.clone_index(self.shortlist), 0
+            for segment in segments:
+                segment.add_to(index, start)
+                start += len(segment)
+            return index
+        # the fast-scan index borrows its template's coarse quantiser: it keeps the template
+        owner = faiss.clone_index(self.shortlist)
+        index, start = faiss.IndexIVFPQFastScan(owner), 0
+        index.referenced_objects = [owner]
+        for segment in segments:
+            for first in range(0, len(segment), OPEN_CHUNK):
+                chunk = faiss.clone_index(self.shortlist)
+                segment.add_to(chunk, start + first, rows=slice(first, first + OPEN_CHUNK))
+                index.merge_from(faiss.IndexIVFPQFastScan(chunk), 0)
+            start += len(segment)
         return index
 
 
@@ -302,27 +360,30 @@ class CompactSegment:
     def __len__(self) -> int:
         return int(self.ordinals.size)
 
-    def add_to(self, index, first_id: int) -> None:
-        """Put this segment's shortlist codes into ``index`` (a trained, IVF of the quantiser's
-        shortlist), ids ``first_id + row``: straight into its inverted lists, no re-encoding."""
+    def add_to(self, index, first_id: int, *, rows: slice = slice(None)) -> None:
+        """Put this segment's shortlist codes (of ``rows``, all by default) into ``index`` (a
+        trained plain IVF of the quantiser's shortlist), ids ``first_id + row - rows.start``:
+        straight into its inverted lists, no re-encoding."""
         import faiss
 
         ivf = faiss.extract_index_ivf(index)
         coarse = int(ivf.coarse_code_size())
-        lists = np.zeros(len(self), np.int64)
+        short_codes = self.short_codes[rows]
+        n = len(short_codes)
+        lists = np.zeros(n, np.int64)
         for byte in range(coarse):  # little-endian list number first
-            lists |= self.short_codes[:, byte].astype(np.int64) << (8 * byte)
-        if len(self) and lists.max() >= ivf.nlist:
+            lists |= short_codes[:, byte].astype(np.int64) << (8 * byte)
+        if n and lists.max() >= ivf.nlist:
             raise CatalogCorrupt(f"{self.path}: shortlist codes name lists past {ivf.nlist}")
         order = np.argsort(lists, kind="stable")
         bounds = np.searchsorted(lists[order], np.arange(ivf.nlist + 1))
-        codes = np.ascontiguousarray(self.short_codes[order, coarse:])
+        codes = np.ascontiguousarray(short_codes[order, coarse:])
         ids = (order + first_id).astype(np.int64)
         for list_no in np.nonzero(np.diff(bounds))[0]:
             a, b = int(bounds[list_no]), int(bounds[list_no + 1])
             ivf.invlists.add_entries(int(list_no), b - a, faiss.swig_ptr(ids[a:b]),
                                      faiss.swig_ptr(codes[a:b]))
-        ivf.ntotal += len(self)
+        ivf.ntotal += n
         index.ntotal = ivf.ntotal
 
     def reconstruct(self, rows: np.ndarray | None = None) -> np.ndarray:
@@ -340,15 +401,11 @@ class CompactPart:
 
     def __init__(self, segments: list[CompactSegment], *, nprobe: int = NPROBE,
                  shortlist: int = SHORTLIST) -> None:
-        import faiss
-
         self.segments = segments
         self.starts = np.cumsum([0] + [len(s) for s in segments]).astype(np.int64)
-        self.index = faiss.clone_index(segments[0].quantiser.shortlist)
-        for segment, start in zip(segments, self.starts[:-1]):
-            segment.add_to(self.index, int(start))
-        self.nprobe, self.shortlist = nprobe, shortlist
         self.quantiser = segments[0].quantiser
+        self.index = self.quantiser.search_index(segments)
+        self.nprobe, self.shortlist = nprobe, shortlist
 
     def __len__(self) -> int:
         return int(self.starts[-1])
