@@ -10,13 +10,15 @@ budget is 1 MB an hour, about 150 bytes a keyframe for *everything*. Measured ch
   ``IndexIVFPQFastScan`` (codes packed in blocks of 32, scanned with SIMD lookups in registers:
   ~8x faster than 8-bit codes of the same size), searched over ``nprobe`` lists;
 - **re-rank** -- every shortlisted row's similarity recomputed from a finer code of the same
-  vector, ``PQ62`` (62 bytes, 4 dimensions a sub-quantiser), memory-mapped from disk so only
+  vector, ``IVF1024,PQ62`` (its nearest of 1,024 centroids, 2 bytes, and ``PQ62`` of the
+  residual, 62 bytes, 4 dimensions a sub-quantiser), memory-mapped from disk so only
   shortlisted rows are read;
 - **id map** -- ordinal uint32 and time float32 per row (8 bytes), as in a float segment.
 
-On disk that is 8 + 62 + 2 + 31 = 103 bytes a keyframe (the shortlist code with its list
-number), 0.68 MB an hour; in RAM 31 + 8 (FAISS's int64 id) + 8 (the id map) = 47 bytes, 3.1 GB
-at 10,000 hours. The exact float vectors are not kept once compacted: the budget cannot hold
+On disk that is 8 + 64 + 2 + 31 = 105 bytes a keyframe (the shortlist code with its list
+number), 0.69 MB an hour; in RAM 31 + 8 (FAISS's int64 id) + 8 (the id map) = 47 bytes, 3.1 GB
+at 10,000 hours, plus the page cache of the re-rank codes a query touches (4.2 GB at 10,000
+hours if all of them stay cached). The exact float vectors are not kept once compacted: the budget cannot hold
 them (float16 alone is 496 bytes).
 
 The trained part -- the coarse centroids, the shortlist's and the re-rank codebooks -- is a
@@ -61,12 +63,17 @@ log = logging.getLogger(__name__)
 #: points a centroid), and where an exact flat search of a 10 s query still measured ~30 ms
 COMPACT_MIN_VECTORS = 200_000
 #: codes of the shortlist and re-rank stores (FAISS index factory strings); the shortlist's
-#: are 4-bit (``x4``), searched by fast-scan
+#: are 4-bit (``x4``), searched by fast-scan; the re-rank code is the nearest of its own
+#: ``RERANK_LISTS`` centroids (2 bytes; fewer lists, one per 39 training rows, on a small
+#: training set) and PQ62 of the vector's residual to it (62 bytes): trained once with the
+#: first quantiser and kept by every retraining, like its codebook (the plain ``PQ62`` codes
+#: of older quantisers are read as they are)
 SHORTLIST_CODES = "PQ62x4"
 RERANK_CODES = "PQ62"
+RERANK_LISTS = 1024
 #: shortlist codes quantised against the vector minus its list's centroid (FAISS
 #: ``by_residual``) rather than the vector itself
-SHORTLIST_BY_RESIDUAL = False
+SHORTLIST_BY_RESIDUAL = True
 #: rows shortlisted per query vector before re-ranking, and IVF lists visited
 SHORTLIST = 256
 NPROBE = 32
@@ -165,9 +172,12 @@ class Quantiser:
         ivfpq.pq.cp.niter = TRAIN_ITERATIONS
         shortlist.train(sample)
         if rerank is None:
-            rerank = faiss.index_factory(dim, RERANK_CODES)
-            rerank.do_polysemous_training = False
-            rerank.pq.cp.niter, rerank.pq.cp.seed = TRAIN_ITERATIONS, seed
+            lists = min(RERANK_LISTS, max(1, sample.shape[0] // 39))
+            rerank = faiss.index_factory(dim, f"IVF{lists},{RERANK_CODES}")
+            coded = faiss.downcast_index(rerank)
+            coded.do_polysemous_training = False
+            coded.pq.cp.niter, coded.pq.cp.seed = TRAIN_ITERATIONS, seed
+            coded.cp.niter, coded.cp.seed = TRAIN_ITERATIONS, seed
             rerank.train(sample)
         return cls(shortlist, rerank, trained_on=trained_on)
 
