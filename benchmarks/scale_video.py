@@ -118,7 +118,8 @@ def build_scale_catalog(real: Path, directory: Path, hours: float, model: Keyfra
     return {"synthetic_hours": hours, "synthetic_keyframes": n_synth, "bytes": size + qsize,
             "train_s": train_s, "build_s": time.perf_counter() - started,
             "nlist": int(quantiser.shortlist.nlist), "train_rows": int(len(sample)),
-            "shortlist_codes": compact.SHORTLIST_CODES, "rerank_codes": compact.RERANK_CODES,
+            "shortlist_codes": compact.SHORTLIST_CODES,
+            "rerank_codes": f"IVF{quantiser.rerank.nlist},{compact.RERANK_CODES}",
             "quantiser_version": quantiser.version}
 
 
