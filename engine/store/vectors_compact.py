@@ -259,9 +259,14 @@ class Quantiser:
 
     def search_index(self, segments: list[CompactSegment]):
         """The shortlist search index over ``segments`` (ids: rows numbered over them in
-        order). Version 2: a fast-scan index filled :data:`OPEN_CHUNK` rows at a time (each
-        chunk's codes go into a plain 4-bit IVF, which FAISS packs into fast-scan blocks and
-        merges in), so opening holds one chunk's copy beside the index, not a segment's."""
+        order). Version 2: a fast-scan index filled a group of lists at a time, each group
+        holding about :data:`OPEN_CHUNK` rows of every segment: their codes go into a plain
+        4-bit IVF, which FAISS packs into fast-scan blocks and merges in. Each list is filled
+        once, whole: appending to a part-filled fast-scan list through FAISS (1.15) writes past
+        its buffer when the list holds a multiple of 992 codes (``BlockInvertedLists::
+        add_entries`` compares a code count with a block's bytes), which corrupted the heap at
+        300 h. Opening holds one group's copy and the rows' list numbers and order (12 bytes a
+        row) beside the index."""
         import faiss
 
         if not self.fast_scan:
@@ -272,15 +277,43 @@ class Quantiser:
             return index
         # the fast-scan index borrows its template's coarse quantiser: it keeps the template
         owner = faiss.clone_index(self.shortlist)
-        index, start = faiss.IndexIVFPQFastScan(owner), 0
+        index = faiss.IndexIVFPQFastScan(owner)
         index.referenced_objects = [owner]
-        for segment in segments:
-            for first in range(0, len(segment), OPEN_CHUNK):
-                chunk = faiss.clone_index(self.shortlist)
-                segment.add_to(chunk, start + first, rows=slice(first, first + OPEN_CHUNK))
-                index.merge_from(faiss.IndexIVFPQFastScan(chunk), 0)
-            start += len(segment)
+        nlist = int(owner.nlist)
+        starts = np.cumsum([0] + [len(s) for s in segments]).astype(np.int64)
+        lists = np.concatenate([s.list_numbers(nlist) for s in segments] or [np.zeros(0, "i4")])
+        order = np.argsort(lists, kind="stable")  # rows by list, in row order within one
+        bounds = np.searchsorted(lists[order], np.arange(nlist + 1))
+        del lists
+        first = 0
+        while first < nlist:
+            last = max(first + 1, int(np.searchsorted(bounds, bounds[first] + OPEN_CHUNK,
+                                                      side="right")) - 1)
+            last = min(last, nlist)
+            rows = order[bounds[first]:bounds[last]]
+            chunk = faiss.clone_index(self.shortlist)
+            ivf = faiss.extract_index_ivf(chunk)
+            codes = _gather_codes(segments, starts, rows)
+            for list_no in range(first, last):
+                a, b = int(bounds[list_no] - bounds[first]), int(bounds[list_no + 1] - bounds[first])
+                if b > a:
+                    ivf.invlists.add_entries(list_no, b - a, faiss.swig_ptr(rows[a:b]),
+                                             faiss.swig_ptr(codes[a:b]))
+            ivf.ntotal = chunk.ntotal = int(rows.size)
+            index.merge_from(faiss.IndexIVFPQFastScan(chunk), 0)
+            first = last
         return index
+
+
+def _gather_codes(segments: list, starts: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Shortlist codes without their list number, uint8[n, code], of global ``rows``."""
+    which = np.searchsorted(starts, rows, side="right") - 1
+    coarse = segments[0].coarse_bytes
+    out = np.empty((rows.size, segments[0].short_codes.shape[1] - coarse), np.uint8)
+    for s in np.unique(which):
+        mask = which == s
+        out[mask] = segments[s].short_codes[rows[mask] - starts[s], coarse:]
+    return out
 
 
 def write_compact_segment(path: Path, quantiser: Quantiser, blocks) -> int:
@@ -370,24 +403,35 @@ class CompactSegment:
     def __len__(self) -> int:
         return int(self.ordinals.size)
 
-    def add_to(self, index, first_id: int, *, rows: slice = slice(None)) -> None:
-        """Put this segment's shortlist codes (of ``rows``, all by default) into ``index`` (a
-        trained plain IVF of the quantiser's shortlist), ids ``first_id + row - rows.start``:
-        straight into its inverted lists, no re-encoding."""
+    @property
+    def coarse_bytes(self) -> int:
+        """Bytes of the list number that opens each shortlist code."""
+        import faiss
+
+        return int(faiss.extract_index_ivf(self.quantiser.shortlist).coarse_code_size())
+
+    def list_numbers(self, nlist: int) -> np.ndarray:
+        """int32[n]: each row's shortlist list (CatalogCorrupt past ``nlist``)."""
+        lists = np.zeros(len(self), np.int32)
+        for byte in range(self.coarse_bytes):  # little-endian list number first
+            lists |= self.short_codes[:, byte].astype(np.int32) << (8 * byte)
+        if len(self) and int(lists.max()) >= nlist:
+            raise CatalogCorrupt(f"{self.path}: shortlist codes name lists past {nlist}")
+        return lists
+
+    def add_to(self, index, first_id: int) -> None:
+        """Put this segment's shortlist codes into ``index`` (a trained plain IVF of the
+        quantiser's shortlist), ids ``first_id + row``: straight into its inverted lists, no
+        re-encoding."""
         import faiss
 
         ivf = faiss.extract_index_ivf(index)
-        coarse = int(ivf.coarse_code_size())
-        short_codes = self.short_codes[rows]
-        n = len(short_codes)
-        lists = np.zeros(n, np.int64)
-        for byte in range(coarse):  # little-endian list number first
-            lists |= short_codes[:, byte].astype(np.int64) << (8 * byte)
-        if n and lists.max() >= ivf.nlist:
-            raise CatalogCorrupt(f"{self.path}: shortlist codes name lists past {ivf.nlist}")
+        coarse = self.coarse_bytes
+        n = len(self)
+        lists = self.list_numbers(int(ivf.nlist))
         order = np.argsort(lists, kind="stable")
         bounds = np.searchsorted(lists[order], np.arange(ivf.nlist + 1))
-        codes = np.ascontiguousarray(short_codes[order, coarse:])
+        codes = np.ascontiguousarray(self.short_codes[order, coarse:])
         ids = (order + first_id).astype(np.int64)
         for list_no in np.nonzero(np.diff(bounds))[0]:
             a, b = int(bounds[list_no]), int(bounds[list_no + 1])

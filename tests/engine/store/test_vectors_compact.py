@@ -160,6 +160,27 @@ def test_the_fast_scan_index_filled_chunk_by_chunk_is_faiss_own(tmp_path, corpus
     np.testing.assert_array_equal(got_s, want_s)
 
 
+def test_lists_past_a_thousand_codes_across_segments_open_whole(tmp_path, corpus, monkeypatch):
+    """Four lists of ~3,000 codes each, spread over three segments, opened in groups smaller
+    than a list: each list still goes into the fast-scan index whole (FAISS 1.15 overruns
+    its buffer when appending to a fast-scan list of 992 codes), same answers as FAISS's
+    own index."""
+    import faiss
+
+    vectors, ordinals, times, _ = corpus
+    quantiser = Quantiser.train(vectors[::2], seed=0, nlist=4)
+    monkeypatch.setattr("nanhu.engine.store.vectors_compact.OPEN_CHUNK", 1_000)
+    cuts = [0, 992, 5_000, len(vectors)]
+    segments = [write(tmp_path / f"{i}.vcx", quantiser, vectors[a:b], ordinals[a:b], times[a:b])
+                for i, (a, b) in enumerate(zip(cuts[:-1], cuts[1:]))]
+    part = CompactPart(segments)
+    own = quantiser.shortlist_index([vectors])
+    queries = noisy(vectors[::61], seed=13)
+    params = faiss.SearchParametersIVF(nprobe=2)
+    np.testing.assert_array_equal(part.index.search(queries, 40, params=params)[1],
+                                  own.search(queries, 40, params=params)[1])
+
+
 def test_a_version_1_quantiser_and_its_segments_are_still_read_and_searched(
         tmp_path, corpus, monkeypatch):
     """Catalogs coded before fast-scan (8-bit ``PQ31`` shortlist, quantiser version 1) keep
