@@ -5,16 +5,20 @@ A float32 keyframe (248-d) costs 992 bytes, 6.3 MiB an hour at 6,573 keyframes a
 budget is 1 MB an hour, about 150 bytes a keyframe for *everything*. Measured choice
 (``docs/video.md``, "Compact index"):
 
-- **shortlist** -- FAISS ``IVF{nlist},PQ31`` (31 bytes a code, 8 dimensions a sub-quantiser,
-  plus FAISS's 8-byte id per code), searched over ``nprobe`` lists, in RAM;
+- **shortlist** -- FAISS ``IVF{nlist},PQ62x4`` (31 bytes a code: 62 sub-quantisers of 4
+  dimensions and 16 centroids each, plus FAISS's 8-byte id per code), held in RAM as
+  ``IndexIVFPQFastScan`` (codes packed in blocks of 32, scanned with SIMD lookups in registers:
+  ~8x faster than 8-bit codes of the same size), searched over ``nprobe`` lists;
 - **re-rank** -- every shortlisted row's similarity recomputed from a finer code of the same
-  vector, ``PQ62`` (62 bytes, 4 dimensions a sub-quantiser), memory-mapped from disk so only
+  vector, ``IVF1024,PQ62`` (its nearest of 1,024 centroids, 2 bytes, and ``PQ62`` of the
+  residual, 62 bytes, 4 dimensions a sub-quantiser), memory-mapped from disk so only
   shortlisted rows are read;
 - **id map** -- ordinal uint32 and time float32 per row (8 bytes), as in a float segment.
 
-On disk that is 8 + 62 + 2 + 31 = 103 bytes a keyframe (the shortlist code with its list
-number), 0.68 MB an hour; in RAM 31 + 8 (FAISS's int64 id) + 8 (the id map) = 47 bytes, 3.1 GB
-at 10,000 hours. The exact float vectors are not kept once compacted: the budget cannot hold
+On disk that is 8 + 64 + 2 + 31 = 105 bytes a keyframe (the shortlist code with its list
+number), 0.69 MB an hour; in RAM 31 + 8 (FAISS's int64 id) + 8 (the id map) = 47 bytes, 3.1 GB
+at 10,000 hours, plus the page cache of the re-rank codes a query touches (4.2 GB at 10,000
+hours if all of them stay cached). The exact float vectors are not kept once compacted: the budget cannot hold
 them (float16 alone is 496 bytes).
 
 The trained part -- the coarse centroids, the shortlist's and the re-rank codebooks -- is a
@@ -24,8 +28,10 @@ float and exact (:mod:`engine.vectors`). ``compact`` retrains the shortlist part
 re-rank codes' reconstructions; the re-rank codebook is kept from the first training, so a
 stored code is never re-encoded (no error piles up over retrains).
 
-File formats (version 1, little-endian; FAISS indexes as ``faiss.serialize_index`` bytes,
-no pickle)::
+File formats (little-endian; FAISS indexes as ``faiss.serialize_index`` bytes, no pickle;
+quantiser version 2 = 4-bit fast-scan shortlist, version 1 = the first, 8-bit ``PQ31``
+shortlist, still read and searched as it was; segment version 1 for both: its shortlist codes
+are the quantiser's ``sa_encode``, whatever their kind)::
 
     quantiser  magic b"NANHUVQZ"; version uint32; dim uint32; trained_on uint64;
                shortlist_len uint64, shortlist bytes; rerank_len uint64, rerank bytes
@@ -56,19 +62,32 @@ log = logging.getLogger(__name__)
 #: for a 1,024-list coarse quantiser and 256-centroid codebooks (FAISS wants 39+ training
 #: points a centroid), and where an exact flat search of a 10 s query still measured ~30 ms
 COMPACT_MIN_VECTORS = 200_000
-#: codes of the shortlist and re-rank stores (FAISS index factory strings)
-SHORTLIST_CODES = "PQ31"
+#: codes of the shortlist and re-rank stores (FAISS index factory strings); the shortlist's
+#: are 4-bit (``x4``), searched by fast-scan; the re-rank code is the nearest of its own
+#: ``RERANK_LISTS`` centroids (2 bytes; fewer lists, one per 39 training rows, on a small
+#: training set) and PQ62 of the vector's residual to it (62 bytes): trained once with the
+#: first quantiser and kept by every retraining, like its codebook (the plain ``PQ62`` codes
+#: of older quantisers are read as they are)
+SHORTLIST_CODES = "PQ62x4"
 RERANK_CODES = "PQ62"
+RERANK_LISTS = 1024
+#: shortlist codes quantised against the vector minus its list's centroid (FAISS
+#: ``by_residual``) rather than the vector itself
+SHORTLIST_BY_RESIDUAL = True
 #: rows shortlisted per query vector before re-ranking, and IVF lists visited
-SHORTLIST = 128
+SHORTLIST = 256
 NPROBE = 32
+#: rows of a segment moved into the search index at a time (bounds the memory of opening)
+OPEN_CHUNK = 1 << 20
 #: training sample at most this many vectors, k-means iterations (cost grows with both)
 MAX_TRAIN = 500_000
 TRAIN_ITERATIONS = 10
 
 QUANTISER_MAGIC = b"NANHUVQZ"
 SEGMENT_MAGIC = b"NANHUVCX"
-QUANTISER_VERSION = 1
+QUANTISER_VERSION = 2
+#: 1: 8-bit PQ31 shortlist searched as a plain IVF; 2: 4-bit shortlist searched by fast-scan
+READABLE_QUANTISER_VERSIONS = (1, 2)
 SEGMENT_VERSION = 1
 _SEGMENT_HEADER = 8 + 4 + 4 + 8 + 4 + 4 + 16 + 8
 
@@ -108,11 +127,20 @@ class Quantiser:
     """The trained part of the compact index: an empty trained shortlist index (IVF + PQ) and
     a trained re-rank index (PQ) whose codes are stored per row."""
 
-    def __init__(self, shortlist, rerank, *, trained_on: int) -> None:
+    def __init__(self, shortlist, rerank, *, trained_on: int,
+                 version: int = QUANTISER_VERSION) -> None:
         self.shortlist, self.rerank, self.trained_on = shortlist, rerank, trained_on
         self.dim = int(rerank.d)
         self.code_bytes = int(rerank.sa_code_size())
+        self.version = version
         self._bytes: bytes | None = None
+
+    @property
+    def fast_scan(self) -> bool:
+        """Whether the shortlist's codes are 4-bit, searched by fast-scan (version 2)."""
+        import faiss
+
+        return int(faiss.downcast_index(faiss.extract_index_ivf(self.shortlist)).pq.nbits) == 4
 
     @classmethod
     def train(cls, vectors: np.ndarray, *, rerank=None, seed: int = 0,
@@ -140,12 +168,16 @@ class Quantiser:
         # polysemous training (code reordering for Hamming pre-filters, unused here) took
         # minutes on 2 cores for no gain
         ivfpq.do_polysemous_training = False
+        ivfpq.by_residual = SHORTLIST_BY_RESIDUAL
         ivfpq.pq.cp.niter = TRAIN_ITERATIONS
         shortlist.train(sample)
         if rerank is None:
-            rerank = faiss.index_factory(dim, RERANK_CODES)
-            rerank.do_polysemous_training = False
-            rerank.pq.cp.niter, rerank.pq.cp.seed = TRAIN_ITERATIONS, seed
+            lists = min(RERANK_LISTS, max(1, sample.shape[0] // 39))
+            rerank = faiss.index_factory(dim, f"IVF{lists},{RERANK_CODES}")
+            coded = faiss.downcast_index(rerank)
+            coded.do_polysemous_training = False
+            coded.pq.cp.niter, coded.pq.cp.seed = TRAIN_ITERATIONS, seed
+            coded.cp.niter, coded.cp.seed = TRAIN_ITERATIONS, seed
             rerank.train(sample)
         return cls(shortlist, rerank, trained_on=trained_on)
 
@@ -153,7 +185,7 @@ class Quantiser:
         if self._bytes is None:
             short, rerank = _serialize(self.shortlist), _serialize(self.rerank)
             self._bytes = b"".join([
-                QUANTISER_MAGIC, np.array([QUANTISER_VERSION, self.dim], "<u4").tobytes(),
+                QUANTISER_MAGIC, np.array([self.version, self.dim], "<u4").tobytes(),
                 np.array([self.trained_on, len(short)], "<u8").tobytes(), short,
                 np.array([len(rerank)], "<u8").tobytes(), rerank])
         return self._bytes
@@ -177,8 +209,12 @@ class Quantiser:
         if len(data) < 32 or data[:8] != QUANTISER_MAGIC:
             raise CatalogCorrupt(f"{path}: not a Nanhu vector quantiser")
         version, dim = (int(v) for v in np.frombuffer(data[8:16], "<u4"))
-        if version != QUANTISER_VERSION:
-            raise CatalogCorrupt(f"{path}: vector quantiser version {version} is not supported")
+        if version not in READABLE_QUANTISER_VERSIONS:
+            raise CatalogCorrupt(
+                f"{path}: vector quantiser version {version} is not supported (this Nanhu reads "
+                f"versions {', '.join(map(str, READABLE_QUANTISER_VERSIONS))}); rebuild the "
+                "catalog's keyframes with this Nanhu (register the works again into a new "
+                "catalog)")
         trained_on, short_len = (int(v) for v in np.frombuffer(data[16:32], "<u8"))
         end = 32 + short_len
         if len(data) < end + 8:
@@ -190,7 +226,10 @@ class Quantiser:
         rerank = _deserialize(data[end + 8:], f"{path} (re-rank codebook)")
         if shortlist.d != dim or rerank.d != dim or not shortlist.is_trained:
             raise CatalogCorrupt(f"{path}: vector quantiser does not match its header")
-        quantiser = cls(shortlist, rerank, trained_on=trained_on)
+        quantiser = cls(shortlist, rerank, trained_on=trained_on, version=version)
+        if quantiser.fast_scan != (version >= 2):
+            raise CatalogCorrupt(f"{path}: vector quantiser version {version} holds a "
+                                 "shortlist of another kind")
         quantiser._bytes = data
         return quantiser
 
@@ -206,13 +245,75 @@ class Quantiser:
 
     def shortlist_index(self, blocks) -> object:
         """A copy of the trained shortlist index holding ``blocks`` (float32[m, d] arrays, in
-        row order: ids are row numbers)."""
+        row order: ids are row numbers), searchable as :class:`CompactPart` searches it."""
         import faiss
 
         index = faiss.clone_index(self.shortlist)
         for block in blocks:
             index.add(np.ascontiguousarray(block, np.float32))
+        if not self.fast_scan:
+            return index
+        fast = faiss.IndexIVFPQFastScan(index)
+        fast.referenced_objects = [index]
+        return fast
+
+    def search_index(self, segments: list[CompactSegment]):
+        """The shortlist search index over ``segments`` (ids: rows numbered over them in
+        order). Version 2: a fast-scan index filled a group of lists at a time, each group
+        holding about :data:`OPEN_CHUNK` rows of every segment: their codes go into a plain
+        4-bit IVF, which FAISS packs into fast-scan blocks and merges in. Each list is filled
+        once, whole: appending to a part-filled fast-scan list through FAISS (1.15) writes past
+        its buffer when the list holds a multiple of 992 codes (``BlockInvertedLists::
+        add_entries`` compares a code count with a block's bytes), which corrupted the heap at
+        300 h. Opening holds one group's copy and the rows' list numbers and order (12 bytes a
+        row) beside the index."""
+        import faiss
+
+        if not self.fast_scan:
+            index, start = faiss.clone_index(self.shortlist), 0
+            for segment in segments:
+                segment.add_to(index, start)
+                start += len(segment)
+            return index
+        # the fast-scan index borrows its template's coarse quantiser: it keeps the template
+        owner = faiss.clone_index(self.shortlist)
+        index = faiss.IndexIVFPQFastScan(owner)
+        index.referenced_objects = [owner]
+        nlist = int(owner.nlist)
+        starts = np.cumsum([0] + [len(s) for s in segments]).astype(np.int64)
+        lists = np.concatenate([s.list_numbers(nlist) for s in segments] or [np.zeros(0, "i4")])
+        order = np.argsort(lists, kind="stable")  # rows by list, in row order within one
+        bounds = np.searchsorted(lists[order], np.arange(nlist + 1))
+        del lists
+        first = 0
+        while first < nlist:
+            last = max(first + 1, int(np.searchsorted(bounds, bounds[first] + OPEN_CHUNK,
+                                                      side="right")) - 1)
+            last = min(last, nlist)
+            rows = order[bounds[first]:bounds[last]]
+            chunk = faiss.clone_index(self.shortlist)
+            ivf = faiss.extract_index_ivf(chunk)
+            codes = _gather_codes(segments, starts, rows)
+            for list_no in range(first, last):
+                a, b = int(bounds[list_no] - bounds[first]), int(bounds[list_no + 1] - bounds[first])
+                if b > a:
+                    ivf.invlists.add_entries(list_no, b - a, faiss.swig_ptr(rows[a:b]),
+                                             faiss.swig_ptr(codes[a:b]))
+            ivf.ntotal = chunk.ntotal = int(rows.size)
+            index.merge_from(faiss.IndexIVFPQFastScan(chunk), 0)
+            first = last
         return index
+
+
+def _gather_codes(segments: list, starts: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Shortlist codes without their list number, uint8[n, code], of global ``rows``."""
+    which = np.searchsorted(starts, rows, side="right") - 1
+    coarse = segments[0].coarse_bytes
+    out = np.empty((rows.size, segments[0].short_codes.shape[1] - coarse), np.uint8)
+    for s in np.unique(which):
+        mask = which == s
+        out[mask] = segments[s].short_codes[rows[mask] - starts[s], coarse:]
+    return out
 
 
 def write_compact_segment(path: Path, quantiser: Quantiser, blocks) -> int:
@@ -302,18 +403,32 @@ class CompactSegment:
     def __len__(self) -> int:
         return int(self.ordinals.size)
 
+    @property
+    def coarse_bytes(self) -> int:
+        """Bytes of the list number that opens each shortlist code."""
+        import faiss
+
+        return int(faiss.extract_index_ivf(self.quantiser.shortlist).coarse_code_size())
+
+    def list_numbers(self, nlist: int) -> np.ndarray:
+        """int32[n]: each row's shortlist list (CatalogCorrupt past ``nlist``)."""
+        lists = np.zeros(len(self), np.int32)
+        for byte in range(self.coarse_bytes):  # little-endian list number first
+            lists |= self.short_codes[:, byte].astype(np.int32) << (8 * byte)
+        if len(self) and int(lists.max()) >= nlist:
+            raise CatalogCorrupt(f"{self.path}: shortlist codes name lists past {nlist}")
+        return lists
+
     def add_to(self, index, first_id: int) -> None:
-        """Put this segment's shortlist codes into ``index`` (a trained, IVF of the quantiser's
-        shortlist), ids ``first_id + row``: straight into its inverted lists, no re-encoding."""
+        """Put this segment's shortlist codes into ``index`` (a trained plain IVF of the
+        quantiser's shortlist), ids ``first_id + row``: straight into its inverted lists, no
+        re-encoding."""
         import faiss
 
         ivf = faiss.extract_index_ivf(index)
-        coarse = int(ivf.coarse_code_size())
-        lists = np.zeros(len(self), np.int64)
-        for byte in range(coarse):  # little-endian list number first
-            lists |= self.short_codes[:, byte].astype(np.int64) << (8 * byte)
-        if len(self) and lists.max() >= ivf.nlist:
-            raise CatalogCorrupt(f"{self.path}: shortlist codes name lists past {ivf.nlist}")
+        coarse = self.coarse_bytes
+        n = len(self)
+        lists = self.list_numbers(int(ivf.nlist))
         order = np.argsort(lists, kind="stable")
         bounds = np.searchsorted(lists[order], np.arange(ivf.nlist + 1))
         codes = np.ascontiguousarray(self.short_codes[order, coarse:])
@@ -322,7 +437,7 @@ class CompactSegment:
             a, b = int(bounds[list_no]), int(bounds[list_no + 1])
             ivf.invlists.add_entries(int(list_no), b - a, faiss.swig_ptr(ids[a:b]),
                                      faiss.swig_ptr(codes[a:b]))
-        ivf.ntotal += len(self)
+        ivf.ntotal += n
         index.ntotal = ivf.ntotal
 
     def reconstruct(self, rows: np.ndarray | None = None) -> np.ndarray:
@@ -340,15 +455,11 @@ class CompactPart:
 
     def __init__(self, segments: list[CompactSegment], *, nprobe: int = NPROBE,
                  shortlist: int = SHORTLIST) -> None:
-        import faiss
-
         self.segments = segments
         self.starts = np.cumsum([0] + [len(s) for s in segments]).astype(np.int64)
-        self.index = faiss.clone_index(segments[0].quantiser.shortlist)
-        for segment, start in zip(segments, self.starts[:-1]):
-            segment.add_to(self.index, int(start))
-        self.nprobe, self.shortlist = nprobe, shortlist
         self.quantiser = segments[0].quantiser
+        self.index = self.quantiser.search_index(segments)
+        self.nprobe, self.shortlist = nprobe, shortlist
 
     def __len__(self) -> int:
         return int(self.starts[-1])

@@ -136,6 +136,79 @@ def test_a_compact_segment_reopens_and_refuses_damage(tmp_path, corpus):
         Quantiser.read(tmp_path / "junk.vqz")
 
 
+def test_the_fast_scan_index_filled_chunk_by_chunk_is_faiss_own(tmp_path, corpus, monkeypatch):
+    """Opening moves each segment's stored 4-bit codes into the fast-scan index a chunk at a
+    time (lists left part-filled, then appended to, across chunks and segments): the index
+    answers exactly as one FAISS built by adding the vectors itself."""
+    import faiss
+
+    vectors, ordinals, times, quantiser = corpus
+    assert quantiser.fast_scan and quantiser.version == 2
+    monkeypatch.setattr("nanhu.engine.store.vectors_compact.OPEN_CHUNK", 700)
+    cut = 4_321
+    segments = [write(tmp_path / "a.vcx", quantiser, vectors[:cut], ordinals[:cut], times[:cut]),
+                write(tmp_path / "b.vcx", quantiser, vectors[cut:], ordinals[cut:], times[cut:])]
+    part = CompactPart(segments)
+    assert type(part.index).__name__ == "IndexIVFPQFastScan"
+    assert part.index.ntotal == len(vectors)
+    own = quantiser.shortlist_index([vectors])
+    queries = noisy(vectors[::97], seed=11)
+    params = faiss.SearchParametersIVF(nprobe=8)
+    want_s, want = own.search(queries, 50, params=params)
+    got_s, got = part.index.search(queries, 50, params=params)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got_s, want_s)
+
+
+def test_lists_past_a_thousand_codes_across_segments_open_whole(tmp_path, corpus, monkeypatch):
+    """Four lists of ~3,000 codes each, spread over three segments, opened in groups smaller
+    than a list: each list still goes into the fast-scan index whole (FAISS 1.15 overruns
+    its buffer when appending to a fast-scan list of 992 codes), same answers as FAISS's
+    own index."""
+    import faiss
+
+    vectors, ordinals, times, _ = corpus
+    quantiser = Quantiser.train(vectors[::2], seed=0, nlist=4)
+    monkeypatch.setattr("nanhu.engine.store.vectors_compact.OPEN_CHUNK", 1_000)
+    cuts = [0, 992, 5_000, len(vectors)]
+    segments = [write(tmp_path / f"{i}.vcx", quantiser, vectors[a:b], ordinals[a:b], times[a:b])
+                for i, (a, b) in enumerate(zip(cuts[:-1], cuts[1:]))]
+    part = CompactPart(segments)
+    own = quantiser.shortlist_index([vectors])
+    queries = noisy(vectors[::61], seed=13)
+    params = faiss.SearchParametersIVF(nprobe=2)
+    np.testing.assert_array_equal(part.index.search(queries, 40, params=params)[1],
+                                  own.search(queries, 40, params=params)[1])
+
+
+def test_a_version_1_quantiser_and_its_segments_are_still_read_and_searched(
+        tmp_path, corpus, monkeypatch):
+    """Catalogs coded before fast-scan (8-bit ``PQ31`` shortlist, quantiser version 1) keep
+    working: read, searched as a plain IVF, as close to the exact twin as the new codes."""
+    vectors, ordinals, times, _ = corpus
+    with monkeypatch.context() as patch:
+        patch.setattr("nanhu.engine.store.vectors_compact.SHORTLIST_CODES", "PQ31")
+        old = Quantiser.train(vectors[::2], seed=0, nlist=32)
+        old.version = 1
+        old.write(tmp_path / "old.vqz")
+    reread = Quantiser.read(tmp_path / "old.vqz")
+    assert reread.version == 1 and not reread.fast_scan
+    part = CompactPart([write(tmp_path / "old.vcx", reread, vectors, ordinals, times)])
+    assert type(part.index).__name__ == "IndexIVFPQ"
+    queries = noisy(vectors[::60], seed=12)
+    _, rows = part.search(queries, 10)
+    exact_rows = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
+    assert np.mean([np.isin(e, g).mean() for e, g in zip(exact_rows, rows)]) >= 0.85
+    # a file claiming the other version than its shortlist's kind is refused, not misread
+    data = (tmp_path / "old.vqz").read_bytes()
+    (tmp_path / "mislabelled.vqz").write_bytes(data[:8] + (2).to_bytes(4, "little") + data[12:])
+    with pytest.raises(CatalogCorrupt, match="another kind"):
+        Quantiser.read(tmp_path / "mislabelled.vqz")
+    (tmp_path / "v9.vqz").write_bytes(data[:8] + (9).to_bytes(4, "little") + data[12:])
+    with pytest.raises(CatalogCorrupt, match="version 9 is not supported .* rebuild"):
+        Quantiser.read(tmp_path / "v9.vqz")
+
+
 # --- in the catalog ----------------------------------------------------------------------------
 def with_keyframes(fp, vectors: np.ndarray):
     from nanhu.engine.fingerprint import VideoPrint
