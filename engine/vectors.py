@@ -318,7 +318,7 @@ class FaissVectorIndex:
                 flat.add(np.ascontiguousarray(vectors, np.float32))
             self.parts.insert(0, _Part(flat, np.concatenate([r for _, r in flat_rows])))
         if compact:
-            from nanhu.engine.store.vectors_compact import CompactPart
+            from nanhu.engine.store.vectors_compact_search import CompactPart
 
             part = CompactPart(compact)
             self.parts.append(_Part(part, None, offset=int(starts[-1]), count=len(part)))

@@ -14,11 +14,11 @@ import pytest
 from nanhu.engine.catalog import Catalog
 from nanhu.engine.errors import CatalogCorrupt
 from nanhu.engine.store.vectors_compact import (
-    CompactPart,
     CompactSegment,
     Quantiser,
     write_compact_segment,
 )
+from nanhu.engine.store.vectors_compact_search import CompactPart
 from nanhu.engine.vectors import BruteForceVectorIndex, FaissVectorIndex
 
 DIM = 248
@@ -144,7 +144,7 @@ def test_the_fast_scan_index_filled_chunk_by_chunk_is_faiss_own(tmp_path, corpus
 
     vectors, ordinals, times, quantiser = corpus
     assert quantiser.fast_scan and quantiser.version == 2
-    monkeypatch.setattr("nanhu.engine.store.vectors_compact.OPEN_CHUNK", 700)
+    monkeypatch.setattr("nanhu.engine.store.vectors_compact_search.OPEN_CHUNK", 700)
     cut = 4_321
     segments = [write(tmp_path / "a.vcx", quantiser, vectors[:cut], ordinals[:cut], times[:cut]),
                 write(tmp_path / "b.vcx", quantiser, vectors[cut:], ordinals[cut:], times[cut:])]
@@ -169,7 +169,7 @@ def test_lists_past_a_thousand_codes_across_segments_open_whole(tmp_path, corpus
 
     vectors, ordinals, times, _ = corpus
     quantiser = Quantiser.train(vectors[::2], seed=0, nlist=4)
-    monkeypatch.setattr("nanhu.engine.store.vectors_compact.OPEN_CHUNK", 1_000)
+    monkeypatch.setattr("nanhu.engine.store.vectors_compact_search.OPEN_CHUNK", 1_000)
     cuts = [0, 992, 5_000, len(vectors)]
     segments = [write(tmp_path / f"{i}.vcx", quantiser, vectors[a:b], ordinals[a:b], times[a:b])
                 for i, (a, b) in enumerate(zip(cuts[:-1], cuts[1:]))]
