@@ -68,6 +68,22 @@ def unmix_keys(mixed: np.ndarray, key_bits: int) -> np.ndarray:
     return ((np.asarray(mixed, np.uint64) * inverse) & mask).astype(np.uint32)
 
 
+def sort_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted keys uint32[n], order int64[n]): ``keys[order]`` and ``order``, the stable argsort
+    of ``keys`` (uint32[n]).
+
+    Each key and its index are one 64-bit word, and a plain sort of the words (vectorised,
+    x86-simd-sort) gives the stable order: 0.9 ms for a 5 s query's 85,000 hashes, where
+    ``argsort(kind="stable")`` (a merge sort) took 8.2.
+    """
+    index_bits = max(int(keys.size).bit_length(), 1)
+    word = np.asarray(keys, np.uint64) << np.uint64(index_bits)
+    word |= np.arange(keys.size, dtype=np.uint64)
+    word.sort()
+    order = (word & np.uint64((1 << index_bits) - 1)).astype(np.int64)
+    return (word >> np.uint64(index_bits)).astype(np.uint32), order
+
+
 class PostingsIndex(Protocol):
     """Read side of an audio postings store."""
 
@@ -182,10 +198,7 @@ class Segment:
         mixed = mix_keys(np.where(wide, 0, keys), self.key_bits)
         # in stored order, neighbouring keys' directory and remainder pages are near each
         # other (their page-table entries share cache lines): 25 % faster than query order
-        word = (mixed.astype(np.uint64) << np.uint64(32)) | np.arange(mixed.size, dtype=np.uint64)
-        word.sort()
-        order = (word & np.uint64(0xFFFFFFFF)).astype(np.int64)
-        ordered = (word >> np.uint64(32)).astype(np.uint32)
+        ordered, order = sort_keys(mixed)
         bucket = (ordered >> np.uint32(self.rem_bits)).astype(np.int64)
         wanted = (ordered & np.uint32((1 << self.rem_bits) - 1)).astype(np.int64)
         first, count = np.empty(keys.size, np.int64), np.empty(keys.size, np.int64)
