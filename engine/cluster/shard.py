@@ -82,12 +82,8 @@ class ShardReads:
         spans = postings.spans(keys)
         counts = (np.sum([count for _, count in spans], axis=0) if spans
                   else np.zeros(keys.size, np.int64))
-        if budget is not None:
-            candidates = select(counts, max_postings=max_postings, budget=budget)
-        else:
-            candidates = counts <= max_postings if max_postings is not None else \
-                np.ones(keys.size, bool)
-        candidates &= counts > 0
+        # alone, the selection is made here; else the candidates are all keys under the cap
+        candidates = select(counts, max_postings=max_postings, budget=budget) & (counts > 0)
         # uint32: half the bytes on the wire of int64 (a key never holds 2**32 postings)
         counts = counts.astype(np.uint32)
         if budget is None and within is not None and int(counts[candidates].sum()) > within:
