@@ -143,12 +143,41 @@ def shortlist_mask(ordinals: np.ndarray, refs: np.ndarray, votes: np.ndarray, *,
     ordinal order) with the most ``votes``, at least ``min_votes``; ties to the lower ordinal."""
     ok = votes >= min_votes
     refs, votes = refs[ok], votes[ok]
-    best = np.sort(refs[np.argsort(-votes, kind="stable")[:limit]])
+    best = _most_voted(refs, votes, limit)
     if best.size == 0:
         return np.zeros(ordinals.size, bool)
-    # one bisection of the few chosen per posting (isin made a pass per chosen reference)
+    # A small open table of the chosen, by ordinal modulo a prime where no two of them
+    # collide: one gather a posting. A bisection of the unsorted postings into the chosen
+    # mispredicts its branches (6.7 against ~1 ms for 130,000 postings), and a table over
+    # the chosen ordinals' range can be as long as the largest ordinal.
+    for prime in _MASK_PRIMES:
+        if prime < 4 * best.size:
+            continue
+        slot = best % prime
+        if np.unique(slot).size == best.size:
+            table = np.full(prime, -1, np.int64)
+            table[slot] = best
+            return table[ordinals % np.uint32(prime)] == ordinals
     place = np.minimum(np.searchsorted(best, ordinals), best.size - 1)
     return best[place] == ordinals
+
+
+def _most_voted(refs: np.ndarray, votes: np.ndarray, limit: int) -> np.ndarray:
+    """The ``limit`` references (of ``refs``, ascending) with the most votes, ties to the lower
+    ordinal, sorted: ``sort(refs[argsort(-votes, kind="stable")[:limit]])`` by a partition (a
+    stable sort of the ~100,000 references a query touches at 10,000 h took 4.5 ms)."""
+    if refs.size <= limit:
+        return refs
+    kth = refs.size - limit
+    threshold = np.partition(votes, kth)[kth]  # the limit-th most votes
+    above = np.flatnonzero(votes > threshold)
+    tied = np.flatnonzero(votes == threshold)[: limit - above.size]
+    return np.sort(refs[np.concatenate([above, tied])])
+
+
+#: table sizes tried by :func:`shortlist_mask` (primes, so that ordinals assigned in steps
+#: do not share slots)
+_MASK_PRIMES = (4099, 8209, 16411, 32771, 65537, 131101, 262147)
 
 
 def hits_for(

@@ -131,6 +131,11 @@ class ShardReads:
     def by_ordinals(self, ordinals: np.ndarray) -> dict[int, Reference]:
         return self.catalog.by_ordinals(np.asarray(ordinals, np.int64))
 
+    def reference_frames(self) -> tuple[np.ndarray, np.ndarray]:
+        """(local ordinals, audio frames) of every visible reference (the chance model's
+        reference sizes)."""
+        return self.catalog.reference_frames()
+
     def get(self, ref_id: str) -> Reference | None:
         try:
             return self.catalog.get(ref_id)

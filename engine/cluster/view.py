@@ -244,6 +244,23 @@ class ShardedCatalog:
                     known.setdefault(o, None)
         return {o: known[o] for o in wanted.tolist() if known.get(o) is not None}
 
+    def reference_frames(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ordinals, audio frames) of every reference of the shards that answered, ordinals
+        ascending: asked of each shard once a generation (a shard that did not answer is asked
+        again at the next call), so the chance model sizes references as one catalog does."""
+        frames = self._cache.setdefault("frames", {})
+        wanted = [s for s in self.live_shards() if s not in frames and s not in self.missing]
+        for shard, (local, lengths) in self._ask("reference_frames", wanted):
+            frames[shard] = (self.to_global(local, shard), np.asarray(lengths, np.int64))
+        merged = self._cache.get("frames_merged")
+        if merged is None or merged[0] != tuple(sorted(frames)):
+            ordinals = np.concatenate([o for o, _ in frames.values()] + [np.zeros(0, np.int64)])
+            lengths = np.concatenate([f for _, f in frames.values()] + [np.zeros(0, np.int64)])
+            order = np.argsort(ordinals, kind="stable")
+            merged = (tuple(sorted(frames)), ordinals[order], lengths[order])
+            self._cache["frames_merged"] = merged
+        return merged[1], merged[2]
+
     def get(self, ref_id: str) -> Reference:
         for shard, ref in self._ask("get", self.live_shards(), ref_id):
             if ref is not None:

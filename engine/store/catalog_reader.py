@@ -49,6 +49,22 @@ class CatalogReader:
                 out[row[0]] = row_to_reference(row)
         return out
 
+    def reference_frames(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ordinals int64[r], frames int64[r]): every visible reference, by ordinal, with its
+        length in audio frames (``int(duration_s * frames_per_second)``, the chance model's
+        reference size), read in one query a generation (then kept) so that matching needs no
+        per-query lookup."""
+        cached = getattr(self, "_reference_frames", None)
+        if cached is not None and cached[0] == self.generation:
+            return cached[1], cached[2]
+        rows = self._query("SELECT ordinal, duration_s FROM refs WHERE {visible} ORDER BY ordinal")
+        table = np.array(rows, np.float64).reshape(-1, 2)
+        fps = self.audio_params.frames_per_second
+        # truncation toward zero, as int() of the non-negative product
+        ordinals, frames = table[:, 0].astype(np.int64), (table[:, 1] * fps).astype(np.int64)
+        self._reference_frames = (self.generation, ordinals, frames)
+        return ordinals, frames
+
     def list(self, *, owner: str | None = None, limit: int = 1000, offset: int = 0,
              after_id: str | None = None) -> list[Reference]:
         sql = f"SELECT {COLUMNS} FROM refs WHERE {{visible}}"

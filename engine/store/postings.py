@@ -192,22 +192,22 @@ class Segment:
         costs no more than any other, and no posting is read before the caller has chosen
         which to read.
         """
-        keys = np.asarray(keys, np.uint32)
-        # a key wider than the segment's (a malformed query) has no bucket and no postings
-        wide = keys >= (1 << self.key_bits)
-        mixed = mix_keys(np.where(wide, 0, keys), self.key_bits)
-        # in stored order, neighbouring keys' directory and remainder pages are near each
-        # other (their page-table entries share cache lines): 25 % faster than query order
-        ordered, order = sort_keys(mixed)
-        bucket = (ordered >> np.uint32(self.rem_bits)).astype(np.int64)
-        wanted = (ordered & np.uint32((1 << self.rem_bits) - 1)).astype(np.int64)
-        first, count = np.empty(keys.size, np.int64), np.empty(keys.size, np.int64)
-        first[order], count[order] = kernels.key_runs(self.directory, self.remainders, bucket,
-                                                      wanted)
-        if wide.any():
-            first[wide] = self.directory[(mixed[wide] >> np.uint32(self.rem_bits)).astype(
-                np.int64)]
-            count[wide] = 0
+        return self.ranges_stored(StoredKeys(keys, self.key_bits))
+
+    def ranges_stored(self, query: StoredKeys) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`ranges` of keys already mixed and sorted for this key width (one
+        :class:`StoredKeys` serves every segment of the width)."""
+        if query.key_bits != self.key_bits:
+            raise ValueError(f"keys mixed for {query.key_bits} bits; segment has {self.key_bits}")
+        bucket = (query.ordered >> np.uint32(self.rem_bits)).astype(np.int64)
+        wanted = (query.ordered & np.uint32((1 << self.rem_bits) - 1)).astype(np.int64)
+        first, count = np.empty(query.size, np.int64), np.empty(query.size, np.int64)
+        first[query.order], count[query.order] = kernels.key_runs(
+            self.directory, self.remainders, bucket, wanted)
+        if query.wide.any():
+            first[query.wide] = self.directory[(query.mixed[query.wide] >> np.uint32(
+                self.rem_bits)).astype(np.int64)]
+            count[query.wide] = 0
         return first, count
 
     def ranges_numpy(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -238,6 +238,25 @@ class Segment:
         high = np.repeat(np.arange(first_bucket, stop_bucket, dtype=np.uint32), counts)
         keys = (high << np.uint32(self.rem_bits)) | self.remainders[lo:hi].astype(np.uint32)
         return keys, np.arange(lo, hi, dtype=np.int64)
+
+
+class StoredKeys:
+    """Query keys as segments of one key width store them: mixed (:func:`mix_keys`) and
+    sorted, so that neighbouring keys' directory and remainder pages are near each other
+    (their page-table entries share cache lines: 25 % faster than query order). Made once per
+    lookup and shared by every segment of the width.
+
+    keys : ndarray [shape=(m,)], uint32; a key wider than ``key_bits`` (a malformed query) has
+    no bucket and no postings (``wide``).
+    """
+
+    def __init__(self, keys: np.ndarray, key_bits: int) -> None:
+        keys = np.asarray(keys, np.uint32)
+        self.key_bits = key_bits
+        self.size = keys.size
+        self.wide = keys >= (1 << key_bits)
+        self.mixed = mix_keys(np.where(self.wide, 0, keys), key_bits)
+        self.ordered, self.order = sort_keys(self.mixed)
 
 
 class Timeline:
@@ -343,7 +362,11 @@ class SegmentPostings:
         """Each segment's (first posting int64[m], count int64[m]) of every key: the first
         half of :meth:`lookup` (nothing read yet but the directory)."""
         keys = np.asarray(keys, np.uint32)
-        return [segment.ranges(keys) for segment in self.segments]
+        stored: dict[int, StoredKeys] = {}
+        for segment in self.segments:
+            if segment.key_bits not in stored:
+                stored[segment.key_bits] = StoredKeys(keys, segment.key_bits)
+        return [segment.ranges_stored(stored[segment.key_bits]) for segment in self.segments]
 
     def read(self, spans: list[tuple[np.ndarray, np.ndarray]], n_keys: int,
              keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

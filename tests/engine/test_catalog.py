@@ -89,6 +89,20 @@ def test_delete_hides_at_commit_and_compaction_purges(two_refs, make_fp, lookup_
     assert len(segment_files(two_refs)) == 1
 
 
+def test_reference_frames_are_the_visible_references_lengths(two_refs):
+    """The matcher's table of reference lengths (read once per generation) holds what
+    ``by_ordinals`` gives, and a deletion takes its reference out at its commit."""
+    with Catalog(two_refs, writable=True) as writer:
+        fps = writer.audio_params.frames_per_second
+        refs = {r.ordinal: r for r in writer.list()}
+        ordinals, frames = writer.reference_frames()
+        assert ordinals.tolist() == sorted(refs)
+        assert frames.tolist() == [int(refs[o].duration_s * fps) for o in sorted(refs)]
+        gone = writer.delete("ref-a").ordinal
+        writer.commit()
+        assert gone not in writer.reference_frames()[0].tolist()
+
+
 def test_deleted_id_and_content_can_be_registered_again(two_refs, make_fp):
     with Catalog(two_refs, writable=True) as writer:
         writer.delete("ref-a")

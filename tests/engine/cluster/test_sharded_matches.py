@@ -27,6 +27,12 @@ def test_a_sharded_catalog_gives_the_single_catalogs_answers(tmp_path, cluster_c
     with Catalog(corpus.single) as single:
         one, split = Matcher(single), Matcher(view)
         assert view.total_audio_frames == single.total_audio_frames
+        # the chance model's reference sizes, by reference, are the single catalog's
+        def frames_by_id(catalog):
+            ordinals, frames = catalog.reference_frames()
+            refs = catalog.by_ordinals(ordinals)
+            return {refs[o].ref_id: f for o, f in zip(ordinals.tolist(), frames.tolist())}
+        assert frames_by_id(view) == frames_by_id(single) and len(frames_by_id(single)) > 1
         assert len(view.postings()) == len(single.postings())
         assert len(view.vectors()) == len(single.vectors())
         found = 0

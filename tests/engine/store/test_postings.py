@@ -20,6 +20,7 @@ from nanhu.engine.store.postings import (
     BruteForcePostings,
     Segment,
     SegmentPostings,
+    StoredKeys,
     Timeline,
     merge_segments,
     mix_keys,
@@ -143,6 +144,25 @@ def test_compiled_key_ranges_equal_the_vectorised_bisection(tmp_path, n, key_bit
     assert count.tolist() == twin_count.tolist() and first.tolist() == twin_first.tolist()
     assert count[:2000].min() >= 1 and count[-2:].tolist() == [0, 0]
     assert count[-7:-2].min() >= 300
+
+
+def test_segments_of_one_key_width_share_the_sorted_query(tmp_path):
+    """``spans`` mixes and sorts the query once for every segment of a width; each segment's
+    ranges are still its own bisections', and a query mixed for another width is refused."""
+    rng = np.random.default_rng(3)
+    paths = []
+    for i, n in enumerate((50_000, 300, 4_000)):
+        keys = rng.integers(0, 1 << KEY_BITS, n).astype(np.uint32)
+        paths.append(tmp_path / f"{i}.pst")
+        write_segment(paths[-1], keys, np.full(n, i, np.uint32), np.arange(n), key_bits=KEY_BITS)
+    postings = SegmentPostings(paths)
+    query = np.concatenate([rng.integers(0, 1 << KEY_BITS, 3000),
+                            [1 << KEY_BITS]]).astype(np.uint32)
+    for segment, (first, count) in zip(postings.segments, postings.spans(query)):
+        twin_first, twin_count = segment.ranges_numpy(query)
+        assert first.tolist() == twin_first.tolist() and count.tolist() == twin_count.tolist()
+    with pytest.raises(ValueError, match="mixed for 14 bits"):
+        postings.segments[0].ranges_stored(StoredKeys(query, 14))
 
 
 def test_a_lookup_budget_takes_the_rarest_keys_first(tmp_path):
