@@ -6,7 +6,8 @@
   about which work it is and cost the most). New registrations write small segments;
   :func:`merge_segments` merges them (tiered, in the writer's commit, and on ``compact``) in
   bounded memory, partition by partition of the key space.
-- :class:`BruteForcePostings`: a dict of lists, obviously correct, for differential tests.
+- :class:`~engine.store.postings_twin.BruteForcePostings`: a dict of lists, obviously correct,
+  for differential tests.
 
 Segment file format (version 3, little-endian; version 2 stored keys unmixed)::
 
@@ -43,6 +44,7 @@ import numpy as np
 
 from nanhu.engine.errors import CatalogCorrupt
 from nanhu.engine.store import kernels
+from nanhu.engine.store.timeline import Timeline
 
 MAGIC = b"NANHUPST"
 SEGMENT_VERSION = 3
@@ -259,40 +261,6 @@ class StoredKeys:
         self.ordered, self.order = sort_keys(self.mixed)
 
 
-class Timeline:
-    """Which reference holds a timeline position, as ``searchsorted(starts, p, "right") - 1``:
-    a table of the reference at every ``2^block_bits``-th position, then a short forward walk
-    where references start inside the block.
-
-    A never-registered 5 s query resolves ~130,000 postings at 10,000 h, scattered over
-    ~150,000 references: one ``searchsorted`` of those unsorted positions took 6-8 ms a look
-    (min of 6 runs; 35-45 ms under load), a table read and a step or two take 2. The table
-    costs 8 bytes a block (16 s at 62.5 frames/s): 18 MB at 10,000 h, built when the segment
-    is opened.
-
-    starts : ndarray [shape=(n + 1,)], non-decreasing; the last is the timeline's length.
-    """
-
-    def __init__(self, starts: np.ndarray, block_bits: int = 10) -> None:
-        self.starts = np.asarray(starts, np.int64)
-        self.block_bits = block_bits
-        total = int(self.starts[-1]) if self.starts.size else 0
-        blocks = np.arange((total >> block_bits) + 1, dtype=np.int64) << block_bits
-        self.first = np.searchsorted(self.starts, blocks, side="right") - 1
-        self._top = max(self.starts.size - 1, 0)
-
-    def locate(self, position: np.ndarray) -> np.ndarray:
-        """int64[m]: for each position (int64[m], in ``[0, starts[-1])``) the index ``i``
-        with ``starts[i] <= position < starts[i + 1]``."""
-        local = self.first[position >> self.block_bits]
-        ahead = np.flatnonzero(self.starts[np.minimum(local + 1, self._top)] <= position)
-        while ahead.size:  # one or more references start between the block and the position
-            local[ahead] += 1
-            still = self.starts[np.minimum(local[ahead] + 1, self._top)] <= position[ahead]
-            ahead = ahead[still]
-        return local
-
-
 def _lower_bound(values: np.ndarray, lo: np.ndarray, hi: np.ndarray,
                  wanted: np.ndarray) -> np.ndarray:
     """First index ``i`` in ``[lo, hi)`` with ``values[i] >= wanted`` (``hi`` if none), for
@@ -398,47 +366,6 @@ class SegmentPostings:
             ordinals.append(o)
             frames.append(f)
         return np.concatenate(keys), np.concatenate(ordinals), np.concatenate(frames)
-
-
-class BruteForcePostings:
-    """A dict of lists: the obviously correct twin used in differential tests."""
-
-    def __init__(self) -> None:
-        self.table: dict[int, list[tuple[int, int]]] = {}
-
-    def add(self, ordinal: int, keys: np.ndarray, frames: np.ndarray) -> None:
-        for key, frame in zip(keys.tolist(), frames.tolist()):
-            self.table.setdefault(key, []).append((ordinal, max(frame, 0)))
-
-    def delete(self, ordinal: int) -> None:
-        for key in list(self.table):
-            self.table[key] = [p for p in self.table[key] if p[0] != ordinal]
-
-    def __len__(self) -> int:
-        return sum(len(v) for v in self.table.values())
-
-    def lookup(self, keys: np.ndarray, *, max_postings: int | None = None,
-               budget: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        counts = [len(self.table.get(key, [])) for key in np.asarray(keys).tolist()]
-        allowed = set(range(len(counts))) if max_postings is None else {
-            i for i, c in enumerate(counts) if c <= max_postings}
-        if budget is not None and sum(counts[i] for i in allowed) > budget:
-            spent, chosen = 0, set()
-            for i in sorted(allowed, key=lambda i: (counts[i], i)):  # rarest first
-                spent += counts[i]
-                if spent > budget:
-                    break
-                chosen.add(i)
-            allowed = chosen
-        rows = [
-            (index, ordinal, frame)
-            for index, key in enumerate(np.asarray(keys).tolist()) if index in allowed
-            for ordinal, frame in self.table.get(key, [])
-        ]
-        if not rows:
-            return np.zeros(0, np.int64), np.zeros(0, np.uint32), np.zeros(0, np.uint32)
-        array = np.array(rows, np.int64)
-        return array[:, 0], array[:, 1].astype(np.uint32), array[:, 2].astype(np.uint32)
 
 
 #: the writing side, moved to :mod:`engine.store.postings_write`; still importable from here

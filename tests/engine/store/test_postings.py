@@ -17,16 +17,16 @@ from nanhu.engine.catalog import Catalog
 from nanhu.engine.errors import CatalogCorrupt
 from nanhu.engine.fingerprint import Fingerprint
 from nanhu.engine.store.postings import (
-    BruteForcePostings,
     Segment,
     SegmentPostings,
     StoredKeys,
-    Timeline,
     merge_segments,
     mix_keys,
     unmix_keys,
     write_segment,
 )
+from nanhu.engine.store.postings_twin import BruteForcePostings
+from nanhu.engine.store.timeline import Timeline
 from nanhu.engine.vectors import (
     BruteForceVectorIndex,
     FaissVectorIndex,
