@@ -60,7 +60,8 @@ def open_view(cluster_dir: str | Path, *, address: str | None = None,
 
 class _Snapshots(Snapshots):
     """:class:`~nanhu.server.service.Snapshots` for a cluster: the one view, refreshed at most
-    every ``interval_s`` (each refresh asks every shard for its generation)."""
+    every ``interval_s`` (after each refresh the view's next call asks every shard for its
+    generation too; :meth:`~nanhu.engine.cluster.view.ShardedCatalog.refresh`)."""
 
     def __init__(self, view: ShardedCatalog, interval_s: float) -> None:
         self.path = Path(view.path)
