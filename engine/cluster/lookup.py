@@ -15,9 +15,13 @@ return.
 **Announced looks.** The matcher looks at a window's keys in stages (the unwarped keys, then the
 resampling warps', then the rest), each only when the looks before did not cover the window, and
 says so up front (:meth:`ShardedPostings.plan`). The first look is asked alone (it also carries
-the query's state check, :meth:`ShardedCatalog.refresh`); when a second is asked, every look left
-is asked in the same round trip and kept, so a window costs each shard at most two round trips
-however many looks it takes. Each look is answered exactly as if asked alone.
+the query's state check, :meth:`ShardedCatalog.refresh`). With ``ahead`` (``looks_ahead`` of the
+view), when a second is asked, every look left is asked in the same round trip and kept, so a
+window costs each shard at most two round trips however many looks it takes; each look is
+answered exactly as if asked alone. It is off by default: the looks left are then computed
+whether needed or not, and a window that the second look settles waits for the third's work
+too. On one machine with 2 cores that cost as much as the trip saved, or more at 4 shards
+(docs/results/cluster-fanout-2026-12-02/); it pays where a round trip costs more than a look.
 """
 
 from __future__ import annotations
@@ -43,8 +47,11 @@ def _empty() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 class ShardedPostings:
     """The cluster's postings, looked up for the whole cluster (see the module docstring)."""
 
-    def __init__(self, view: ShardedCatalog) -> None:
+    def __init__(self, view: ShardedCatalog, *, ahead: bool = False) -> None:
         self.view = view
+        #: ask a window's looks left together when a second is asked (else one trip a look;
+        #: the module docstring says when each measured better)
+        self.ahead = ahead
         self._plan: list[Look] = []
         self._ahead: dict[int, list] = {}  # planned look -> [(shard, its answer)], asked ahead
 
@@ -88,7 +95,7 @@ class ShardedPostings:
         at = self._planned(keys, max_postings, budget)
         if at is not None and at in self._ahead:
             answers = self._ahead.pop(at)
-        elif at is not None and at > 0 and at + 1 < len(self._plan):
+        elif self.ahead and at is not None and at > 0 and at + 1 < len(self._plan):
             # this look and every one left (that has keys), in one round trip
             ahead = [at] + [j for j in range(at + 1, len(self._plan)) if self._plan[j][0].size]
             per_shard = view._ask("lookups", shards, [wire(self._plan[j]) for j in ahead],

@@ -59,7 +59,7 @@ class ShardedCatalog:
     """A read-only catalog over the shards of a cluster (see the module docstring)."""
 
     def __init__(self, fanout: Fanout, *, name: str = "cluster",
-                 shard_names: Sequence[str] | None = None) -> None:
+                 shard_names: Sequence[str] | None = None, looks_ahead: bool = False) -> None:
         self.fanout = fanout
         self.n = fanout.n_shards
         self.path = name
@@ -74,7 +74,7 @@ class ShardedCatalog:
         self._cache: dict = {}
         self._pending = False  # a refresh whose state check rides on the next call
         self._answered: set[int] = set()  # shards that answered a look of this query
-        self._postings = ShardedPostings(self)
+        self._postings = ShardedPostings(self, ahead=looks_ahead)
         self._vectors = ShardedVectors(self)
         self.refresh(now=True)
         if all(s is None for s in self._states):

@@ -42,11 +42,13 @@ def _open(layout, n_shards) -> tuple[ShardedCatalog, Recording]:
     return ShardedCatalog(fanout), fanout
 
 
-def test_a_query_checks_the_state_with_its_first_look_and_asks_later_looks_together(
-        tmp_path, cluster_corpus, cluster_kit):
+@pytest.mark.parametrize("ahead", [False, True])
+def test_a_query_checks_the_state_with_its_first_look_and_asks_later_looks_as_told(
+        tmp_path, cluster_corpus, cluster_kit, ahead):
     build_cluster, answers = cluster_kit
     layout = build_cluster(tmp_path / "cluster", cluster_corpus, 3)
     view, fanout = _open(layout, 3)
+    view.postings().ahead = ahead
     split = Matcher(view)
     with Catalog(cluster_corpus.single) as single:
         one = Matcher(single)
@@ -59,11 +61,12 @@ def test_a_query_checks_the_state_with_its_first_look_and_asks_later_looks_toget
             assert "state" not in methods, name  # no round trip of its own
             assert methods[0] == "checked" and fanout.trips[0][1] == [0, 1, 2], name
             looks = [m for m in methods[1:] if m in ("lookup", "lookups")]
-            # one window each here: the first look, then at most one trip for all the rest
-            if fp.audio is not None or fp.audio_peaks is not None:
+            # one window each here: the first look, then one trip a look or one for the rest
+            if ahead and (fp.audio is not None or fp.audio_peaks is not None):
                 assert len(looks) <= 1 and "lookup" not in looks, (name, methods)
+            assert ahead or "lookups" not in looks, (name, methods)
     # the staged looks really were taken: some queries needed the later ones
-    assert view.round_trips["lookups"] > 0
+    assert view.round_trips["lookups" if ahead else "lookup"] > 0
 
 
 def _lookup_trips(fanout: Recording) -> list[str]:
@@ -136,7 +139,7 @@ def test_a_commit_between_a_querys_trips_is_not_half_seen(tmp_path, cluster_corp
     view.refresh()
     fanout.trips, fanout.after = [], commit
     assert answers(split, query) == old
-    assert len(_lookup_trips(fanout)) == 2  # no first look covered it: the rest were asked
+    assert len(_lookup_trips(fanout)) == 3  # no look covered it: every look was asked
     fanout.after = None
     view.refresh()
     new = answers(split, query)
@@ -147,8 +150,9 @@ def test_a_commit_between_a_querys_trips_is_not_half_seen(tmp_path, cluster_corp
     view.close()
 
 
+@pytest.mark.parametrize("ahead", [False, True])
 def test_a_shard_lost_in_the_middle_of_a_query_gives_the_answer_of_the_shards_that_answered(
-        tmp_path, cluster_corpus, cluster_kit):
+        tmp_path, cluster_corpus, cluster_kit, ahead):
     """Lost after it answered the query's first look, its evidence is not kept: the query runs
     again without it, and the answer is flagged partial and equals the answer of a cluster
     where that shard was missing from the start (with the references cached, the lost shard's
@@ -164,6 +168,7 @@ def test_a_shard_lost_in_the_middle_of_a_query_gives_the_answer_of_the_shards_th
         results, missing = [], []
         for lose_after in (0, 1):  # missing from the start; lost after the first trip
             view, fanout = _open(layout, 3)
+            view.postings().ahead = ahead
             matcher = Matcher(view)
             matcher.match(fp)  # the references cached, as on a serving view
             view.refresh()
