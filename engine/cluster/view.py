@@ -285,9 +285,12 @@ class ShardedCatalog:
         """(ordinals, audio frames) of every reference of the shards that answered, ordinals
         ascending: asked of each shard once a generation (a shard that did not answer is asked
         again at the next call), so the chance model sizes references as one catalog does."""
+        self.check_state()  # the cache holds until a commit
         frames = self._cache.setdefault("frames", {})
         wanted = [s for s in self.live_shards() if s not in frames and s not in self.missing]
-        for shard, (local, lengths) in self._ask("reference_frames", wanted):
+        # inside a query (a shard answered its looks), a lost shard runs it again
+        for shard, (local, lengths) in self._ask("reference_frames", wanted,
+                                                 for_matcher=bool(self._answered)):
             frames[shard] = (self.to_global(local, shard), np.asarray(lengths, np.int64))
         merged = self._cache.get("frames_merged")
         if merged is None or merged[0] != tuple(sorted(frames)):
