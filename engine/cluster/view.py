@@ -16,9 +16,10 @@ on the whole evidence, exactly as on one catalog:
 
 **The state check rides on the first call.** A query starts with :meth:`ShardedCatalog.refresh`,
 which asks nothing yet: the query's first call to the shards (its first look, or keyframe
-search) carries the generation the view knows to every shard (:meth:`ShardReads.checked`), and
-each shard picks up its new commits and answers that call at the generation it then holds, with
-its new state when that moved. Until then the matcher works from the last known state (sizes,
+search) carries the generation the view knows to every shard
+(:meth:`~nanhu.engine.cluster.shard.ShardReads.checked`), and each shard picks up its new
+commits and answers that call at the generation it then holds, with its new state when that
+moved. Until then the matcher works from the last known state (sizes,
 tombstones, parameters). If a shard moved, that state was stale: the view takes the new state
 and raises :class:`~nanhu.engine.errors.CatalogMoved`, and the matcher runs the query again
 (the retry asks no state; it is exactly the query on the new generations). Calls that do not
@@ -220,7 +221,7 @@ class ShardedCatalog:
     def _ask_checked(self, method: str, calls: list[tuple[int, tuple]],
                      for_matcher: bool) -> list[tuple[int, Any]]:
         """One round trip to every shard: its state check, and ``method`` where ``calls`` ask
-        it (:meth:`ShardReads.checked`)."""
+        it (:meth:`~nanhu.engine.cluster.shard.ShardReads.checked`)."""
         self._pending = False
         asked = dict(calls)
         self.round_trips[method] += 1
