@@ -50,6 +50,12 @@ class CatalogCorrupt(NanhuError):
     """On-disk catalog files are missing, truncated or of an unknown format version."""
 
 
+class CatalogMoved(NanhuError):
+    """The catalog's state moved under a query that read it first (a cluster view learns its
+    shards' new commits, or a lost shard, with the query's calls): run the query again, on the
+    new state. The matcher does."""
+
+
 class VersionMismatch(NanhuError):
     """A fingerprint or file was made with parameters of another format version."""
 

@@ -10,6 +10,8 @@ judged against its work's policy and the screening call's floor (:mod:`engine.ve
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 
@@ -24,7 +26,7 @@ from nanhu.engine.audio.align import (
 )
 from nanhu.engine.audio.keys import Landmarks, QueryPeaks
 from nanhu.engine.catalog import Catalog
-from nanhu.engine.errors import CatalogCorrupt, InvalidArgument
+from nanhu.engine.errors import CatalogCorrupt, CatalogMoved, InvalidArgument
 from nanhu.engine.fingerprint import Fingerprint
 from nanhu.engine.policy import ScreenFloor
 from nanhu.engine.segments import Segment
@@ -34,6 +36,8 @@ from nanhu.engine.verdict import Match, judge
 __all__ = ["Match", "Matcher", "fuse"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def fuse(segments: list[Segment]) -> list[Segment]:
@@ -106,8 +110,22 @@ class Matcher:
                     raise
         self._state_generation = self.catalog.generation
 
+    def _again(self, run: Callable[[], T]) -> T:
+        """``run()``, again while the catalog says its state moved under it (a cluster view
+        learns a shard's new commit, or loses a shard, with the query's own calls)."""
+        for attempt in range(5):
+            try:
+                return run()
+            except CatalogMoved:
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
+
     def segments(self, fp: Fingerprint) -> list[Segment]:
         """Aligned (unfused) segments of every modality the query carries."""
+        return self._again(lambda: self._segments(fp))
+
+    def _segments(self, fp: Fingerprint) -> list[Segment]:
         self.catalog.check_fingerprint(fp, what="query fingerprint")
         self._ensure_state()
         out: list[Segment] = []
@@ -122,8 +140,10 @@ class Matcher:
         """Every copied stretch the catalog knows of, best first, each with the action its
         work's policy takes; ``floor`` holds the screening call's own thresholds (the
         platform's floor, :mod:`engine.policy`)."""
-        floor = floor or ScreenFloor()
-        fused = fuse(self.segments(fp))
+        return self._again(lambda: self._match(fp, floor or ScreenFloor()))
+
+    def _match(self, fp: Fingerprint, floor: ScreenFloor) -> list[Match]:
+        fused = fuse(self._segments(fp))
         refs = self.catalog.by_ordinals(np.array([s.reference for s in fused], np.int64))
         defaults = self.catalog.owner_policies() if fused else {}
         held = self.catalog.held_ranges() if fused else {}
@@ -226,12 +246,17 @@ class Matcher:
         np.minimum.at(first_stage, inverse, stage_of)
         stage_ids = [np.flatnonzero(first_stage == i) for i in range(len(stages))]
         rest = sum(ids.size for ids in stage_ids[1:]) or 1
+        shares = [match.first_look_budget_share if i == 0 else
+                  (1.0 - match.first_look_budget_share) * ids.size / rest
+                  for i, ids in enumerate(stage_ids)]
+        plan = getattr(self._postings, "plan", None)
+        if plan is not None:  # a cluster's postings can ask later looks ahead, in one trip
+            plan([(unique_keys[ids], self._stop_key_postings, self._budget(seconds, share))
+                  for ids, share in zip(stage_ids, shares)])
         hits: list[tuple[np.ndarray, ...]] = []  # (keys, ordinals, frames, refs, votes)
         picked = np.zeros(len(landmarks), bool)
         for i, ids in enumerate(stage_ids):
-            share = (match.first_look_budget_share if i == 0 else
-                     (1.0 - match.first_look_budget_share) * ids.size / rest)
-            key_index, ordinals, frames = self._lookup(unique_keys[ids], seconds, share)
+            key_index, ordinals, frames = self._lookup(unique_keys[ids], seconds, shares[i])
             hits.append((ids[key_index], ordinals, frames,
                          *reference_votes(key_index, ordinals)))
             picked |= stage_of == i
@@ -247,11 +272,14 @@ class Matcher:
         references left out: (key_index, ordinals, frames)."""
         key_index, ordinals, frames = self._postings.lookup(
             keys, max_postings=self._stop_key_postings,
-            budget=int(self.audio_match.lookup_budget_per_s * seconds * budget_share))
+            budget=self._budget(seconds, budget_share))
         if self._deleted.size and ordinals.size:
             alive = ~np.isin(ordinals, self._deleted)
             key_index, ordinals, frames = key_index[alive], ordinals[alive], frames[alive]
         return key_index, ordinals, frames
+
+    def _budget(self, seconds: float, budget_share: float) -> int:
+        return int(self.audio_match.lookup_budget_per_s * seconds * budget_share)
 
     def _align_looked(self, landmarks: Landmarks, picked: np.ndarray, inverse: np.ndarray,
                       by_key: np.ndarray, hits: list, seconds: float) -> list[Segment]:

@@ -34,6 +34,8 @@ log = logging.getLogger("nanhu.server.cluster")
 #: cluster to screen)
 ADDRESS_ENV = "NANHU_CLUSTER_ADDRESS"
 REPLICAS_ENV = "NANHU_CLUSTER_REPLICAS"
+#: "1": a window's looks left are asked together (engine/cluster/lookup.py, ``ahead``)
+LOOKS_AHEAD_ENV = "NANHU_CLUSTER_LOOKS_AHEAD"
 #: Ray's authentication settings, handed to the worker processes with each screening job
 RAY_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 
@@ -54,13 +56,15 @@ def open_view(cluster_dir: str | Path, *, address: str | None = None,
     else:
         dirs = [str(layout.shard_dir(s)) for s in range(layout.n_shards)]
         reads, writes = LocalFanout(dirs), LocalWrites(dirs)
-    view = ShardedCatalog(reads, name=str(layout.root), shard_names=layout.shard_names)
+    view = ShardedCatalog(reads, name=str(layout.root), shard_names=layout.shard_names,
+                          looks_ahead=os.environ.get(LOOKS_AHEAD_ENV) == "1")
     return layout, view, writes
 
 
 class _Snapshots(Snapshots):
     """:class:`~nanhu.server.service.Snapshots` for a cluster: the one view, refreshed at most
-    every ``interval_s`` (each refresh asks every shard for its generation)."""
+    every ``interval_s`` (after each refresh the view's next call asks every shard for its
+    generation too; :meth:`~nanhu.engine.cluster.view.ShardedCatalog.refresh`)."""
 
     def __init__(self, view: ShardedCatalog, interval_s: float) -> None:
         self.path = Path(view.path)

@@ -174,10 +174,11 @@ class RayFanout:
             return None
 
     def call_each(self, method: str, calls: Sequence[tuple[int, tuple]]) -> list:
-        # Replicas take turns query by query (a query starts with "state"); within a query
-        # every call goes to the same replica, which holds the spans its own lookups kept.
+        # Replicas take turns query by query (a query starts with "checked", its first call
+        # carrying the state check, or with "state"); within a query every call goes to the same
+        # replica, which picked up the commits and holds the spans its own lookups kept.
         with self._lock:
-            if method == "state":
+            if method in ("state", "checked"):
                 self._next = (self._next + 1) % self.replicas
             first = self._next
         # A large argument that several shards' calls share goes into the object store once;

@@ -68,7 +68,7 @@ def rebalance(layout: ClusterLayout, view: ShardedCatalog, writes, *, batch: int
     spreading a long rebalance over maintenance windows."""
     started = time.monotonic()
     report = RebalanceReport()
-    view.refresh()
+    view.refresh(now=True)  # misplaced() asks the shards directly: their state first
     todo = misplaced(view, layout)
     total = sum(len(ids) for ids in todo.values())
     log.info("rebalance: %d references to move across %d shards", total, layout.n_shards)
@@ -111,7 +111,7 @@ def rebalance(layout: ClusterLayout, view: ShardedCatalog, writes, *, batch: int
             if stop_after is not None and report.moved >= stop_after:
                 report.seconds = time.monotonic() - started
                 return report
-    view.refresh()
+    view.refresh(now=True)  # misplaced() asks the shards directly: their state first
     if not misplaced(view, layout):
         layout.rebalance = None
         layout.write()

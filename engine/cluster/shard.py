@@ -4,8 +4,9 @@ A shard is an ordinary catalog directory. :class:`ShardReads` opens it read-only
 in plain values (numpy arrays, :class:`~nanhu.engine.store.catalog_records.Reference` s, dicts),
 so the same object serves in-process (:class:`~nanhu.engine.cluster.view.LocalFanout`) and
 inside a Ray actor (:mod:`nanhu.server.cluster_ray`). It picks up a new commit when
-:meth:`ShardReads.state` finds the manifest's generation moved; every other call answers at the
-generation the last ``state`` saw, so one query sees one generation of each shard.
+:meth:`ShardReads.state` finds the manifest's generation moved, or :meth:`ShardReads.checked`
+(a query's first call, carrying the state check); every other call answers at the generation
+the last of those saw, so one query sees one generation of each shard.
 
 Ordinals here are the shard's own; the view makes them cluster-wide.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from nanhu.engine.catalog import Catalog
-from nanhu.engine.cluster.view import keys_token
+from nanhu.engine.cluster.fanout import keys_token
 from nanhu.engine.errors import CatalogCorrupt, NotFound
 from nanhu.engine.store.catalog_records import Reference
 from nanhu.engine.store.postings import select
@@ -27,7 +28,8 @@ class ShardReads:
     def __init__(self, path: str) -> None:
         self.path = str(path)
         self.catalog = Catalog(self.path)
-        self._last: tuple | None = None  # (generation, keys, spans) a lookup kept
+        # {keys token: (generation, spans)} the last lookup call kept for a second phase
+        self._kept: dict[str, tuple] = {}
 
     def state(self, known: int | None = None) -> dict | None:
         """Pick up a new commit, then this shard's figures for the view: generation, the
@@ -61,7 +63,21 @@ class ShardReads:
             "video_params_tag": manifest.get("video_params_tag") or "",
         }
 
+    def checked(self, known: int | None, method: str | None, *args):
+        """A query's first call: :meth:`state` (``known``: the generation the view knows) and
+        ``method(*args)`` at the generation it saw, in one round trip: (state or None, answer;
+        None without ``method``)."""
+        state = self.state(known)
+        return state, (getattr(self, method)(*args) if method else None)
+
     # --- audio: a bounded lookup, in one round trip where it can -------------------------
+    def lookups(self, looks: list[tuple]) -> list[tuple]:
+        """Several announced looks in one round trip: ``[lookup(*look) for look in looks]``,
+        each look ``(keys, max_postings, within, budget)``; the spans of every look whose
+        candidates were too many are kept for :meth:`postings_of`."""
+        self._kept = {}
+        return [self._lookup(*look) for look in looks]
+
     def lookup(self, keys: np.ndarray, max_postings: int | None, within: int | None,
                budget: int | None = None
                ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
@@ -77,6 +93,11 @@ class ShardReads:
           they come back, and the view keeps those of the keys it chooses. Else None, and the
           keys' spans are kept for the :meth:`postings_of` that follows (the second phase).
         """
+        self._kept = {}
+        return self._lookup(keys, max_postings, within, budget)
+
+    def _lookup(self, keys: np.ndarray, max_postings: int | None, within: int | None,
+                budget: int | None = None):
         keys = np.asarray(keys, np.uint32)
         postings = self.catalog.postings()
         spans = postings.spans(keys)
@@ -87,7 +108,7 @@ class ShardReads:
         # uint32: half the bytes on the wire of int64 (a key never holds 2**32 postings)
         counts = counts.astype(np.uint32)
         if budget is None and within is not None and int(counts[candidates].sum()) > within:
-            self._last = (self.catalog.generation, keys, spans)
+            self._kept[keys_token(keys)] = (self.catalog.generation, spans)
             return counts, None
         picked = np.flatnonzero(candidates)
         key_index, ordinals, frames = postings.read(
@@ -99,19 +120,18 @@ class ShardReads:
         """Every posting of ``keys[picked]`` (the keys the view selected): (index into
         ``picked`` uint32, ordinal, frame).
 
-        ``keys`` may be None with the ``token`` (:func:`keys_token`) of the keys the last
-        :meth:`lookup` kept the spans of: their spans are reused (no second directory
-        search, and the keys are not sent twice). Returns None when this shard does not hold
+        ``keys`` may be None with the ``token`` (:func:`keys_token`) of keys the last
+        :meth:`lookup` or :meth:`lookups` kept the spans of: their spans are reused (no second
+        directory search, and the keys are not sent twice). Returns None when this shard does not hold
         those spans (another replica answered the counts, or a commit came between): ask again
         with the keys."""
         picked = np.asarray(picked, np.int64)
         postings = self.catalog.postings()
-        last = self._last
+        kept = self._kept.get(token)
         if keys is None:
-            if last is None or last[0] != self.catalog.generation or \
-                    keys_token(last[1]) != token:
+            if kept is None or kept[0] != self.catalog.generation:
                 return None
-            spans = [(first[picked], count[picked]) for first, count in last[2]]
+            spans = [(first[picked], count[picked]) for first, count in kept[1]]
         else:
             spans = postings.spans(np.asarray(keys, np.uint32)[picked])
         key_index, ordinals, frames = postings.read(spans, picked.size)

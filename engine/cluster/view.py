@@ -6,98 +6,61 @@ whole cluster, asking every shard through a :class:`Fanout` (in-process here, Ra
 :mod:`nanhu.server.cluster_ray`), so the alignment, the chance model and the verdict run once,
 on the whole evidence, exactly as on one catalog:
 
-- **Audio lookups, decided for the cluster.** A bounded lookup
-  (:func:`engine.store.postings.select`) decides which keys to read from their posting counts:
-  the stop-key cap and the per-query budget. Every shard answers its counts of the query's keys
-  and, in the same round trip, the postings the cluster-wide choice may take from it (the keys
-  at most the cap holds there), when those are at most the budget. The view sums the counts,
-  makes the choice once for the cluster and keeps the chosen keys' postings; only a shard that
-  held too many candidates is asked again, for the chosen keys' postings (the second phase).
-  A lone shard makes the choice itself. The postings returned are those one catalog holding
-  every reference would return.
-- **Keyframe search** asks every shard for its ``k`` nearest and keeps the cluster's ``k``
-  nearest of those (exact for exact indexes; each shard's HNSW or compact index is as
-  approximate as it is alone).
+- **Audio lookups and keyframe search** are answered by every shard and merged as one catalog
+  would answer them (:mod:`nanhu.engine.cluster.lookup`): the lookup's stop keys and budget are
+  decided once, for the cluster; the cluster's ``k`` nearest keyframes are kept of each shard's.
 - **Catalog size.** The frames and keyframes the chance model counts are the cluster's sums, so
   a score means the same whether the catalog is split or not.
 - **Ordinals** are made cluster-wide: ``local * n_shards + shard`` (uint32 throughout, so a
   shard holds at most ``2**32 / n_shards`` ordinals).
 
+**The state check rides on the first call.** A query starts with :meth:`ShardedCatalog.refresh`,
+which asks nothing yet: the query's first call to the shards (its first look, or keyframe
+search) carries the generation the view knows to every shard
+(:meth:`~nanhu.engine.cluster.shard.ShardReads.checked`), and each shard picks up its new
+commits and answers that call at the generation it then holds, with its new state when that
+moved. Until then the matcher works from the last known state (sizes,
+tombstones, parameters). If a shard moved, that state was stale: the view takes the new state
+and raises :class:`~nanhu.engine.errors.CatalogMoved`, and the matcher runs the query again
+(the retry asks no state; it is exactly the query on the new generations). Calls that do not
+depend on the state (``get``, ``list``, ``stats``, ...) just answer at the new generation;
+answers cached until a commit (references, owner defaults, held ranges) are read only once the
+state is checked (:meth:`ShardedCatalog.check_state`).
+
 A shard that does not answer (no live replica) is left out of the evidence until the next
-:meth:`ShardedCatalog.refresh` (a query starts with one) and named in
-:attr:`ShardedCatalog.missing`; the caller must say the answer is partial. Its last known size
-figures stay in the catalog size, so the scores of what was found keep their meaning.
+:meth:`ShardedCatalog.refresh` and named in :attr:`ShardedCatalog.missing`; the caller must say
+the answer is partial. A shard that answered a look of the query and then fails a later one
+raises :class:`~nanhu.engine.errors.CatalogMoved` too: the query runs again without it, so a
+partial answer is exactly the answer of the shards that answered, never a mix. Its last known
+size figures stay in the catalog size, so the scores of what was found keep their meaning.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import hashlib
 import heapq
 import logging
+from collections import Counter
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from nanhu.engine.errors import NotFound, VersionMismatch
+from nanhu.engine.cluster.fanout import MISSING, Fanout, LocalFanout, keys_token
+from nanhu.engine.cluster.lookup import ShardedPostings, ShardedVectors
+from nanhu.engine.errors import CatalogMoved, NotFound, VersionMismatch
 from nanhu.engine.store.catalog_records import Reference
-from nanhu.engine.store.postings import select
 
 log = logging.getLogger(__name__)
 
-
-class Fanout(Protocol):
-    """Calls one :class:`~nanhu.engine.cluster.shard.ShardReads` method on several shards."""
-
-    n_shards: int
-
-    def call_each(self, method: str, calls: Sequence[tuple[int, tuple]]) -> list:
-        """``[result or MISSING for each (shard, args) in calls]``: ``method(*args)`` on each
-        shard, all asked in parallel where the transport allows; a shard with no live replica
-        gives :data:`MISSING`."""
-
-
-def keys_token(keys: np.ndarray) -> str:
-    """A short name for an array of keys (BLAKE2b of its bytes), so that the second phase of a
-    lookup can name the keys of the first instead of sending them again."""
-    return hashlib.blake2b(np.ascontiguousarray(keys, np.uint32).tobytes(),
-                           digest_size=16).hexdigest()
-
-
-class _Missing:
-    def __repr__(self) -> str:
-        return "MISSING"
-
-
-#: what a :class:`Fanout` returns for a shard that did not answer
-MISSING = _Missing()
-
-
-class LocalFanout:
-    """Every shard opened in this process (:class:`~nanhu.engine.cluster.shard.ShardReads`):
-    the cluster without Ray, for one machine, for tests and as the differential twin."""
-
-    def __init__(self, shard_dirs: Sequence[str]) -> None:
-        from nanhu.engine.cluster.shard import ShardReads
-
-        self.shards = [ShardReads(str(d)) for d in shard_dirs]
-        self.n_shards = len(self.shards)
-
-    def call_each(self, method: str, calls: Sequence[tuple[int, tuple]]) -> list:
-        return [getattr(self.shards[s], method)(*args) for s, args in calls]
-
-    def close(self) -> None:
-        for shard in self.shards:
-            shard.close()
+__all__ = ["MISSING", "Fanout", "LocalFanout", "ShardedCatalog", "keys_token"]
 
 
 class ShardedCatalog:
     """A read-only catalog over the shards of a cluster (see the module docstring)."""
 
     def __init__(self, fanout: Fanout, *, name: str = "cluster",
-                 shard_names: Sequence[str] | None = None) -> None:
+                 shard_names: Sequence[str] | None = None, looks_ahead: bool = False) -> None:
         self.fanout = fanout
         self.n = fanout.n_shards
         self.path = name
@@ -105,34 +68,61 @@ class ShardedCatalog:
         self.missing: set[int] = set()
         #: fan-out calls made, by shard method (each is one round trip, all shards asked at
         #: once): what ``nanhu bench cluster`` reports per query
-        self.round_trips: collections.Counter[str] = collections.Counter()
+        self.round_trips: Counter[str] = Counter()
         self._states: list[dict | None] = [None] * self.n
         # answers that only a commit changes (references by ordinal, owner defaults, held
         # ranges), kept until a shard's generation moves: fewer round trips per query
         self._cache: dict = {}
-        self._postings = _ShardedPostings(self)
-        self._vectors = _ShardedVectors(self)
-        self.refresh()
+        self._pending = False  # a refresh whose state check rides on the next call
+        self._answered: set[int] = set()  # shards that answered a look of this query
+        self._postings = ShardedPostings(self, ahead=looks_ahead)
+        self._vectors = ShardedVectors(self)
+        self.refresh(now=True)
         if all(s is None for s in self._states):
             raise NotFound(f"{name}: no shard of the cluster answered")
 
     # --- state --------------------------------------------------------------------------------
-    def refresh(self) -> bool:
-        """Ask every shard for its state (each picks up new commits); True if any moved.
+    def refresh(self, *, now: bool = False) -> bool:
+        """Start a new look at the cluster: the shards' new commits are picked up, with the
+        next call to them (the module docstring), or at once with ``now`` (one round trip).
+        True if ``now`` found a shard moved; lazily, False (a move shows at that call).
 
-        This starts a new look at the cluster: :attr:`missing` holds the shards that did not
-        answer since, and they are not asked again until the next refresh, so a partial answer
-        is exactly the answer of the shards that answered."""
+        :attr:`missing` holds the shards that did not answer since, and they are not asked
+        again until the next refresh, so a partial answer is exactly the answer of the shards
+        that answered."""
         self.missing = set()
-        before = self.generation if any(s is not None for s in self._states) else None
+        self._answered = set()
+        self._postings.forget()
+        if not now and all(s is not None for s in self._states):
+            self._pending = True
+            return False
+        self._pending = False
         self.round_trips["state"] += 1
-        asks = [(i, () if s is None else (s["generation"],)) for i, s in enumerate(self._states)]
-        for shard, state in enumerate(self.fanout.call_each("state", asks)):
+        answers = self.fanout.call_each("state", [(i, (self._known_generation(i),))
+                                                  for i in range(self.n)])
+        return self._install(list(enumerate(answers)))
+
+    def check_state(self, *, for_matcher: bool = False) -> None:
+        """The state check now, when a refresh left it to the next call and none came (one
+        round trip). ``for_matcher``: raise :class:`CatalogMoved` if a shard moved."""
+        if self._pending:
+            self._ask_each("state", [], for_matcher=for_matcher)
+
+    def _known_generation(self, shard: int) -> int | None:
+        state = self._states[shard]
+        return None if state is None else state["generation"]
+
+    def _install(self, answers: list[tuple[int, Any]]) -> bool:
+        """Take the shards' state answers (a state, None: unchanged, or MISSING); True if the
+        cluster's generation moved."""
+        before = self.generation if any(s is not None for s in self._states) else None
+        for shard, state in answers:
             if state is MISSING:
                 self.missing.add(shard)
             elif state is not None:  # None: still the generation the view knows
                 self._states[shard] = state
-        if before != self.generation:
+        moved = before != self.generation
+        if moved:
             self._cache = {}
         known = [s for s in self._states if s is not None]
         tags = {(s["audio_params_tag"], s["video_params_tag"] or None) for s in known}
@@ -141,7 +131,7 @@ class ShardedCatalog:
         if len(audio_tags) > 1 or len(video_tags) > 1:
             raise VersionMismatch(f"{self.path}: shards use different parameters "
                                   f"({sorted(audio_tags)} / {sorted(video_tags)}): rebuild them")
-        return before != self.generation
+        return moved
 
     def _known(self) -> list[dict]:
         return [s for s in self._states if s is not None]
@@ -198,12 +188,20 @@ class ShardedCatalog:
         return {int(s): ordinals[ordinals % self.n == s] // self.n
                 for s in np.unique(ordinals % self.n)}
 
-    def _ask(self, method: str, shards: Sequence[int], *args: Any) -> list[tuple[int, Any]]:
+    def _ask(self, method: str, shards: Sequence[int], *args: Any,
+             for_matcher: bool = False) -> list[tuple[int, Any]]:
         """``method(*args)`` on each of ``shards``: [(shard, answer)] of those that answered."""
-        return self._ask_each(method, [(s, args) for s in shards])
+        return self._ask_each(method, [(s, args) for s in shards], for_matcher=for_matcher)
 
-    def _ask_each(self, method: str, calls: list[tuple[int, tuple]]) -> list[tuple[int, Any]]:
+    def _ask_each(self, method: str, calls: list[tuple[int, tuple]], *,
+                  for_matcher: bool = False) -> list[tuple[int, Any]]:
+        """[(shard, answer)] of the ``calls`` answered. The first call after a lazy refresh
+        also checks every shard's state (the module docstring). ``for_matcher``: the matcher
+        built the call on the state it read, so a moved state, or a shard lost after it
+        answered this query, raises :class:`CatalogMoved` (the matcher runs the query again)."""
         calls = [(s, a) for s, a in calls if s not in self.missing]
+        if self._pending:
+            return self._ask_checked(method, calls, for_matcher)
         if not calls:
             return []
         self.round_trips[method] += 1
@@ -213,28 +211,68 @@ class ShardedCatalog:
                 self.missing.add(shard)
             else:
                 out.append((shard, value))
+        if for_matcher:
+            lost = self._answered & self.missing
+            self._answered.update(s for s, _ in out)
+            if lost:
+                self._moved(f"shards {sorted(lost)} stopped answering in the middle of a query")
         return out
+
+    def _ask_checked(self, method: str, calls: list[tuple[int, tuple]],
+                     for_matcher: bool) -> list[tuple[int, Any]]:
+        """One round trip to every shard: its state check, and ``method`` where ``calls`` ask
+        it (:meth:`~nanhu.engine.cluster.shard.ShardReads.checked`)."""
+        self._pending = False
+        asked = dict(calls)
+        self.round_trips[method] += 1
+        wrapped = [(s, (self._known_generation(s), method if s in asked else None,
+                        *asked.get(s, ()))) for s in range(self.n)]
+        states, out = [], []
+        for (shard, _), answer in zip(wrapped, self.fanout.call_each("checked", wrapped)):
+            if answer is MISSING:
+                states.append((shard, MISSING))
+                continue
+            states.append((shard, answer[0]))
+            if shard in asked:
+                out.append((shard, answer[1]))
+        if self._install(states) and for_matcher:
+            self._moved("a shard's generation moved")
+        if for_matcher:
+            self._answered.update(s for s, _ in out)
+        return out
+
+    def _moved(self, why: str) -> None:
+        """The query's evidence so far was gathered on a state that no longer holds."""
+        self._answered = set()
+        self._postings.forget()
+        log.info("%s: %s; the query runs again", self.path, why)
+        raise CatalogMoved(f"{self.path}: {why}")
 
     def deleted_ordinals(self) -> np.ndarray:
         parts = [self.to_global(s["deleted"], i) for i, s in enumerate(self._states)
                  if s is not None]
         return np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
 
-    def postings(self) -> _ShardedPostings:
+    def postings(self) -> ShardedPostings:
         return self._postings
 
-    def vectors(self) -> _ShardedVectors:
+    def vectors(self) -> ShardedVectors:
         return self._vectors
 
     # --- references -----------------------------------------------------------------------------
     def by_ordinals(self, ordinals: np.ndarray) -> dict[int, Reference]:
-        known = self._cache.setdefault("refs", {})
         wanted = np.unique(np.asarray(ordinals, np.int64))
+        if wanted.size == 0:
+            return {}
+        self.check_state()  # the cache holds until a commit
+        known = self._cache.setdefault("refs", {})
         asked = [o for o in wanted.tolist() if o not in known]
         if asked:
             calls = [(s, (local,)) for s, local in self.split(np.array(asked, np.int64)).items()]
             answered = set()
-            for shard, refs in self._ask_each("by_ordinals", calls):
+            # inside a query (a shard answered its looks), a lost shard runs it again
+            for shard, refs in self._ask_each("by_ordinals", calls,
+                                              for_matcher=bool(self._answered)):
                 answered.add(shard)
                 for o, ref in refs.items():
                     g = int(o) * self.n + shard
@@ -248,9 +286,12 @@ class ShardedCatalog:
         """(ordinals, audio frames) of every reference of the shards that answered, ordinals
         ascending: asked of each shard once a generation (a shard that did not answer is asked
         again at the next call), so the chance model sizes references as one catalog does."""
+        self.check_state()  # the cache holds until a commit
         frames = self._cache.setdefault("frames", {})
         wanted = [s for s in self.live_shards() if s not in frames and s not in self.missing]
-        for shard, (local, lengths) in self._ask("reference_frames", wanted):
+        # inside a query (a shard answered its looks), a lost shard runs it again
+        for shard, (local, lengths) in self._ask("reference_frames", wanted,
+                                                 for_matcher=bool(self._answered)):
             frames[shard] = (self.to_global(local, shard), np.asarray(lengths, np.int64))
         merged = self._cache.get("frames_merged")
         if merged is None or merged[0] != tuple(sorted(frames)):
@@ -286,6 +327,7 @@ class ShardedCatalog:
     def owner_policies(self) -> dict:
         """Owner-wide defaults: every shard holds every owner's (writes go to all shards);
         the first shard that answers speaks."""
+        self.check_state()  # the cache holds until a commit
         if "owner_policies" not in self._cache:
             for shard in self.live_shards():
                 for _, policies in self._ask("owner_policies", [shard]):
@@ -298,10 +340,11 @@ class ShardedCatalog:
         return self.owner_policies().get(owner)
 
     def held_ranges(self) -> dict:
+        self.check_state()  # the cache holds until a commit
         if "held" in self._cache:
             return self._cache["held"]
         out = {}
-        answers = self._ask("held_ranges", self.live_shards())
+        answers = self._ask("held_ranges", self.live_shards(), for_matcher=bool(self._answered))
         for shard, held in answers:
             out.update({int(o) * self.n + shard: r for o, r in held.items()})
         if len(answers) == len(self.live_shards()):
@@ -354,87 +397,3 @@ class ShardedCatalog:
         close = getattr(self.fanout, "close", None)
         if close:
             close()
-
-
-class _ShardedPostings:
-    """The cluster's postings, looked up for the whole cluster (see the module docstring)."""
-
-    def __init__(self, view: ShardedCatalog) -> None:
-        self.view = view
-
-    def __len__(self) -> int:
-        return sum(s["n_postings"] for s in self.view._known())
-
-    def lookup(self, keys: np.ndarray, *, max_postings: int | None = None,
-               budget: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        view = self.view
-        keys = np.asarray(keys, np.uint32)
-        empty = np.zeros(0, np.int64), np.zeros(0, np.uint32), np.zeros(0, np.uint32)
-        shards = [s for s in view.live_shards() if view._states[s]["n_postings"]]
-        if keys.size == 0 or not shards:
-            return empty
-        alone = budget if len(shards) == 1 else None  # its counts are the cluster's
-        answers = view._ask("lookup", shards, keys, max_postings, budget, alone)
-        if not answers:
-            return empty
-        per_key = np.sum([c.astype(np.int64) for _, (c, _) in answers], axis=0)
-        keep = select(per_key, max_postings=max_postings, budget=budget) & (per_key > 0)
-        picked = np.flatnonzero(keep)
-        if picked.size == 0:
-            return empty
-        found = {s: got for s, (_, got) in answers if got is not None}
-        # the shards whose candidates were too many to send: the second phase, by token
-        later = [s for s, (c, got) in answers if got is None and c[picked].any()]
-        if later:
-            small = picked.astype(np.uint32)
-            second = view._ask("postings_of", later, None, small, keys_token(keys))
-            again = [s for s, answer in second if answer is None]  # another replica's spans
-            second = [(s, answer) for s, answer in second if answer is not None]
-            if again:
-                second += view._ask("postings_of", again, keys, small)
-            for shard, (k, o, f) in second:
-                found[shard] = (picked[np.asarray(k, np.int64)], o, f)
-        key_index, ordinals, frames = [], [], []
-        for shard in sorted(found):
-            k, o, f = found[shard]
-            k = np.asarray(k, np.int64)
-            chosen = keep[k]  # not the candidates the cluster-wide selection left out
-            k, o, f = k[chosen], np.asarray(o)[chosen], np.asarray(f)[chosen]
-            key_index.append(k)
-            ordinals.append(view.to_global(o, shard).astype(np.uint32))
-            frames.append(np.asarray(f, np.uint32))
-        if not key_index:
-            return empty
-        return np.concatenate(key_index), np.concatenate(ordinals), np.concatenate(frames)
-
-
-class _ShardedVectors:
-    """The cluster's keyframe index: each shard's ``k`` nearest, the cluster's ``k`` kept."""
-
-    def __init__(self, view: ShardedCatalog) -> None:
-        self.view = view
-
-    def __len__(self) -> int:
-        return sum(s["n_vectors"] for s in self.view._known())
-
-    @property
-    def dim(self) -> int:
-        return next((s["dim"] for s in self.view._known() if s["dim"]), 0)
-
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        view = self.view
-        queries = np.ascontiguousarray(queries, np.float32)
-        m = queries.shape[0]
-        shards = [s for s in view.live_shards() if view._states[s]["n_vectors"]]
-        found = view._ask("search", shards, queries, k) if shards and m else []
-        if not found:
-            return (np.full((m, k), -1, np.int64), np.zeros((m, k), np.float32),
-                    np.full((m, k), -np.inf, np.float32))
-        ordinals = np.concatenate([np.where(o >= 0, np.asarray(o, np.int64) * view.n + s, -1)
-                                   for s, (o, _, _) in found], axis=1)
-        times = np.concatenate([t for _, (_, t, _) in found], axis=1)
-        sims = np.concatenate([np.where(o >= 0, x, -np.inf) for _, (o, _, x) in found], axis=1)
-        top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
-        return (np.take_along_axis(ordinals, top, 1),
-                np.take_along_axis(times, top, 1).astype(np.float32),
-                np.take_along_axis(sims, top, 1).astype(np.float32))
