@@ -25,12 +25,19 @@ from nanhu.engine.audio.align import (
     shortlist_mask,
 )
 from nanhu.engine.audio.keys import Landmarks, QueryPeaks
+from nanhu.engine.audio.windows import (
+    covered_s,
+    distinct_keys,
+    one_window,
+    query_seconds,
+    subset,
+    window_ids,
+)
 from nanhu.engine.catalog import Catalog
 from nanhu.engine.errors import CatalogCorrupt, CatalogMoved, InvalidArgument
 from nanhu.engine.fingerprint import Fingerprint
 from nanhu.engine.policy import ScreenFloor
 from nanhu.engine.segments import Segment
-from nanhu.engine.store.postings import sort_keys
 from nanhu.engine.verdict import Match, judge
 
 __all__ = ["Match", "Matcher", "fuse"]
@@ -177,16 +184,16 @@ class Matcher:
 
     def _audio_segments_keyed(self, landmarks: Landmarks, window: float,
                               overlap: float) -> list[Segment]:
-        if _one_window(landmarks, window, overlap):
+        if one_window(landmarks, window, overlap):
             return self._audio_window(landmarks)
-        own, ahead = _window_ids(landmarks, window, overlap)
+        own, ahead = window_ids(landmarks, window, overlap)
         if int(ahead.max()) - int(own.min()) <= 1:
             return self._audio_window(landmarks)
         segments: list[Segment] = []
         for w in range(int(own.min()), int(ahead.max()) + 1):
             picked = np.flatnonzero((own == w) | (ahead == w))
             if picked.size:
-                segments.extend(self._audio_window(_subset(landmarks, picked)))
+                segments.extend(self._audio_window(subset(landmarks, picked)))
         return join_windows(segments, match=self.audio_match,
                             windows=int(ahead.max()) - int(own.min()) + 1)
 
@@ -209,14 +216,14 @@ class Matcher:
             if hi <= lo:
                 continue
             landmarks = peaks.landmarks(lo, hi)
-            own, ahead = _window_ids(landmarks, window, overlap)
+            own, ahead = window_ids(landmarks, window, overlap)
             picked = np.flatnonzero((own == w) | (ahead == w))
             if len(landmarks):
                 low, high = int(own.min()), int(ahead.max())
                 seen_lo = low if seen_lo is None else min(seen_lo, low)
                 seen_hi = high if seen_hi is None else max(seen_hi, high)
             if picked.size:
-                segments.extend(self._audio_window(_subset(landmarks, picked)))
+                segments.extend(self._audio_window(subset(landmarks, picked)))
         n_windows = seen_hi - seen_lo + 1 if seen_lo is not None else 1
         return join_windows(segments, match=self.audio_match, windows=n_windows)
 
@@ -235,9 +242,9 @@ class Matcher:
             resample = (landmarks.speeds == landmarks.pitches) & ~identity
             warps += [resample, ~resample & ~identity]
         stages = [mask for mask in warps if mask.any()]
-        seconds = _query_seconds(landmarks, self.catalog.audio_params.frames_per_second)
+        seconds = query_seconds(landmarks, self.catalog.audio_params.frames_per_second)
         # Each distinct key is read in the first look whose warps make it, and only there.
-        unique_keys, inverse, by_key = _distinct(landmarks.hashes)
+        unique_keys, inverse, by_key = distinct_keys(landmarks.hashes)
         stage_of_warp = np.full(landmarks.speeds.size, len(stages), np.int64)  # in no look
         for i, mask in enumerate(stages):
             stage_of_warp[mask] = i
@@ -261,7 +268,7 @@ class Matcher:
                          *reference_votes(key_index, ordinals)))
             picked |= stage_of == i
             found = self._align_looked(landmarks, picked, inverse, by_key, hits, seconds)
-            if found and _covered_s(found) >= match.first_look_cover * seconds:
+            if found and covered_s(found) >= match.first_look_cover * seconds:
                 return found
         # staged, the last look was the full look; else the full look reads every key anew
         return found if match.staged_looks else self._audio_look(landmarks)
@@ -304,7 +311,7 @@ class Matcher:
         if not picked.all():  # the subset's stable order by key, from the window's
             place = np.cumsum(picked) - 1
             by_key = place[by_key[picked[by_key]]]
-            landmarks, inverse = _subset(landmarks, np.flatnonzero(picked)), inverse[picked]
+            landmarks, inverse = subset(landmarks, np.flatnonzero(picked)), inverse[picked]
         return self._align_hits(landmarks, inverse, key_index, ordinals, frames, seconds,
                                 by_key, keep)
 
@@ -312,9 +319,9 @@ class Matcher:
         """Bounded audio matching of one window: each distinct key is looked up once (across
         warps) and returns at most the stop-key cap of postings; references are shortlisted by
         raw votes (distinct query keys with any hit), and only the shortlist's hits are aligned."""
-        unique_keys, inverse, by_key = _distinct(landmarks.hashes)
+        unique_keys, inverse, by_key = distinct_keys(landmarks.hashes)
         # Work in proportion to the window's audio: the lookup budget and the shortlist.
-        seconds = _query_seconds(landmarks, self.catalog.audio_params.frames_per_second)
+        seconds = query_seconds(landmarks, self.catalog.audio_params.frames_per_second)
         key_index, ordinals, frames = self._lookup(unique_keys, seconds, budget_share)
         return self._align_hits(landmarks, inverse, key_index, ordinals, frames, seconds,
                                 by_key)
@@ -405,72 +412,3 @@ class Matcher:
                            params=params, query_vectors=video.vectors,
                            catalog_keyframes=len(index),
                            reference_keyframes=self._reference_keyframes)
-
-
-def _covered_s(segments: list[Segment]) -> float:
-    """Seconds of query time the segments cover (their union)."""
-    spans = sorted((s.query_start_s, s.query_end_s) for s in segments)
-    total, end = 0.0, -np.inf
-    for start, stop in spans:
-        if stop > end:
-            total += stop - max(start, end)
-            end = stop
-    return total
-
-
-def _query_seconds(landmarks: Landmarks, fps: float) -> float:
-    """Seconds of query audio the landmarks span (query time, whatever warp; at least 1)."""
-    if not len(landmarks):
-        return 1.0
-    frames = landmarks.frames / landmarks.speeds.astype(np.float64)[landmarks.speed_index]
-    return max(1.0, float(frames.max() - frames.min()) / fps)
-
-
-def _one_window(landmarks: Landmarks, window: float, overlap: float) -> bool:
-    """Whether every landmark is surely in one or two adjacent windows (then the query is
-    matched whole, as :func:`_window_ids` would decide), from the extreme frames and speeds
-    alone, with a margin for rounding: a short query skips a pass over its landmarks."""
-    if not len(landmarks):
-        return True
-    speeds = landmarks.speeds.astype(np.float64)
-    earliest = float(landmarks.frames.min()) / float(speeds.max()) * (1 - 1e-6) - 1
-    latest = (float(landmarks.frames.max()) / float(speeds.min()) + overlap) * (1 + 1e-6) + 1
-    return (latest // window) - (max(earliest, 0.0) // window) <= 1
-
-
-def _window_ids(landmarks: Landmarks, window: float, overlap: float
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Windows of query time each landmark is in: ``(own, ahead)``, int16[n] each.
-
-    Window w holds query frames [w * window - overlap, (w + 1) * window): a landmark is in the
-    window of its query frame and in that of its frame plus the overlap. Ids are int16 (two
-    bytes a landmark) and computed in chunks, so a long query's landmarks never hold float
-    copies of their frames all at once.
-    """
-    n = len(landmarks)
-    own, ahead = np.empty(n, np.int16), np.empty(n, np.int16)
-    speeds = landmarks.speeds.astype(np.float32)
-    step = 1 << 22
-    for lo in range(0, n, step):
-        frames = landmarks.frames[lo:lo + step] / speeds[landmarks.speed_index[lo:lo + step]]
-        own[lo:lo + step] = np.minimum(frames // window, 32000)
-        ahead[lo:lo + step] = np.minimum((frames + overlap) // window, 32000)
-    return own, ahead
-
-
-def _distinct(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(distinct keys, inverse int64[n], order int64[n]) of ``hashes`` (uint32[n]): as
-    ``np.unique(hashes, return_inverse=True)``, plus the stable argsort of the inverse, all
-    from one sort (:func:`engine.store.postings.sort_keys`)."""
-    ordered, order = sort_keys(hashes)
-    new = np.empty(ordered.size, bool)
-    new[:1] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
-    inverse = np.empty(ordered.size, np.int64)
-    inverse[order] = np.cumsum(new) - 1
-    return ordered[new], inverse, order
-
-
-def _subset(landmarks: Landmarks, picked: np.ndarray) -> Landmarks:
-    return Landmarks(landmarks.hashes[picked], landmarks.frames[picked],
-                     landmarks.speed_index[picked], landmarks.speeds, landmarks.pitches)

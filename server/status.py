@@ -57,6 +57,8 @@ STATUS_CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (errors.InvalidState, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.CatalogLocked, grpc.StatusCode.UNAVAILABLE),  # retry once the other writer is done
     (errors.ShardUnavailable, grpc.StatusCode.UNAVAILABLE),  # retry once Ray restarted it
+    # the matcher re-runs a query whose catalog moved under it; past its tries, a retry will do
+    (errors.CatalogMoved, grpc.StatusCode.UNAVAILABLE),
     (errors.CatalogCorrupt, grpc.StatusCode.DATA_LOSS),
     (errors.NanhuError, grpc.StatusCode.INTERNAL),
     (DeadlinePassed, grpc.StatusCode.DEADLINE_EXCEEDED),
@@ -68,7 +70,7 @@ STATUS_CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
 #: errors of a retryable code (UNAVAILABLE, RESOURCE_EXHAUSTED) that a retry may cure; for the
 #: others the server tells gRPC's client-side retries to stop (``grpc-retry-pushback-ms: -1``)
 RETRYABLE: tuple[type[BaseException], ...] = (ServerBusy, errors.CatalogLocked,
-                                               errors.ShardUnavailable)
+                                               errors.ShardUnavailable, errors.CatalogMoved)
 _RETRY_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
 
 

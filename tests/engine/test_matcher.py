@@ -341,7 +341,7 @@ def test_a_long_screening_holds_one_window_of_keys_at_a_time(registered_catalog,
 def test_a_windows_distinct_keys_are_those_of_unique_and_a_stable_argsort(n, high):
     """One sort gives ``np.unique``'s keys and inverse and the inverse's stable argsort, for
     few keys repeated many times, a query's spread and hashes wider than a key."""
-    from nanhu.engine.matcher import _distinct
+    from nanhu.engine.audio.windows import distinct_keys as _distinct
 
     hashes = np.random.default_rng(n).integers(0, high, n, dtype=np.uint64).astype(np.uint32)
     keys, inverse, order = _distinct(hashes)
