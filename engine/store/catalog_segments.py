@@ -63,6 +63,24 @@ class SegmentsMixin:
             ords = np.concatenate([np.full(len(v), o, np.uint32) for o, v in video])
             times = np.concatenate([v.times_s for _, v in video])
             self._write_new_video(manifest, g, vectors, ords, times)
+        local = [(o, v.local) for o, v in video if v.local is not None and len(v.local)]
+        if local:
+            self._write_new_local(manifest, g, local)
+
+    def _write_new_local(self, manifest: dict, g: int, items: list) -> None:
+        """The references' ORB keyframes (engine.video.local), one file a commit; never merged
+        (a few per cent of the video side's bytes); a deleted reference's are filtered at query
+        time like its keyframes."""
+        from nanhu.engine.store.local_features import write_local_segment
+        from nanhu.engine.video.local import LocalParams
+
+        version = LocalParams().version
+        name = f"video/seg-{g:08d}.vlf"
+        size = self._write_file(name, lambda p: write_local_segment(
+            p, items, params_version=version))
+        manifest.setdefault("video_local", []).append(
+            {"file": name, "keyframes": int(sum(len(f) for _, f in items)), "bytes": size,
+             "params_version": version})
 
     def _write_new_video(self, manifest: dict, g: int, vectors: np.ndarray, ords: np.ndarray,
                          times: np.ndarray) -> None:
