@@ -67,6 +67,25 @@ class SegmentsMixin:
         if local:
             self._write_new_local(manifest, g, local)
 
+    def _compact_local(self, manifest: dict, g: int, dead: np.ndarray) -> None:
+        """Compaction: the local-feature segments become one, less the ``dead`` ordinals."""
+        from nanhu.engine.store.local_features import read_local_segment
+        from nanhu.engine.video.local import LocalParams
+
+        entries = manifest.get("video_local", [])
+        if not entries:
+            return
+        version = LocalParams().version
+        features: dict = {}
+        for entry in entries:
+            features.update(read_local_segment(self.path / entry["file"],
+                                               params_version=version))
+        dead_set = {int(o) for o in dead}
+        manifest["video_local"] = []
+        items = sorted((o, f) for o, f in features.items() if o not in dead_set)
+        if items:
+            self._write_new_local(manifest, g, items)
+
     def _write_new_local(self, manifest: dict, g: int, items: list) -> None:
         """The references' ORB keyframes (engine.video.local), one file a commit; never merged
         (a few per cent of the video side's bytes); a deleted reference's are filtered at query
@@ -279,6 +298,7 @@ class SegmentsMixin:
             if alive.any():
                 manifest["video_segments"].append(self._write_vector_segment(
                     f"video/seg-{g:08d}.vec", vectors[alive], ords[alive], times[alive]))
+        self._compact_local(manifest, g, dead)
         manifest["generation"] = g
         manifest["committed_at"] = time.time()
         with self._db:

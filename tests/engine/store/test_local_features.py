@@ -127,3 +127,20 @@ def test_fingerprint_bytes_carry_local_features():
     assert same(back.video.local, fp.video.local)
     assert Fingerprint.from_bytes(dataclasses.replace(
         fp, video=dataclasses.replace(fp.video, local=None)).to_bytes()).video.local is None
+
+
+def test_compaction_keeps_live_features_and_purges_deleted(tmp_path):
+    path = tmp_path / "cat"
+    with Catalog(path, writable=True, create=True) as catalog:
+        catalog.add("a", video_fp(1))
+        catalog.commit()
+        catalog.add("b", video_fp(2))
+        catalog.commit()
+        catalog.delete("a")
+        catalog.commit()
+        catalog.compact()
+    with Catalog(path) as reader:
+        index = reader.local_index()
+        assert list(index.features) == [reader.get("b").ordinal]
+        assert same(index.features[reader.get("b").ordinal], features(2))
+        assert len(list((path / "video").glob("*.vlf"))) == 1
