@@ -144,3 +144,14 @@ def test_compaction_keeps_live_features_and_purges_deleted(tmp_path):
         assert list(index.features) == [reader.get("b").ordinal]
         assert same(index.features[reader.get("b").ordinal], features(2))
         assert len(list((path / "video").glob("*.vlf"))) == 1
+
+
+def test_a_reference_with_local_features_that_do_not_fit_is_refused(tmp_path):
+    from nanhu.engine.errors import InvalidArgument
+
+    fp = video_fp(3)
+    local = fp.video.local
+    bad = dataclasses.replace(local, counts=local.counts + 1)  # more keypoints than stored
+    with Catalog(tmp_path / "cat", writable=True, create=True) as catalog:
+        with pytest.raises(InvalidArgument, match="video.local"):
+            catalog.add("a", dataclasses.replace(fp, video=dataclasses.replace(fp.video, local=bad)))
