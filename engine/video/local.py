@@ -57,8 +57,11 @@ class LocalParams:
     min_contrast: float = 16.0
     #: the budget's bucket holds this many keyframes (a burst of cuts is covered this far)
     bucket_keyframes: float = 4.0
-    #: query frames are described every this many seconds
+    #: query frames are described every this many seconds ...
     query_every_s: float = 1.0
+    #: ... until this many are held; then every other one is dropped and the step doubles, so
+    #: a long upload holds a bounded, evenly spread set (64 x 2 x 500 keypoints: ~2 MB)
+    max_query_frames: int = 64
     #: ratio test: best Hamming distance below this share of the second best
     ratio: float = 0.85
     #: a match must be at most this Hamming distance (of 256 bits)

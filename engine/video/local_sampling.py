@@ -2,11 +2,15 @@
 (:class:`engine.video.sampling.KeyframeSampler` offers it every sampled frame).
 
 References: a keyframe is described when its 64x64 frame has changed by ``change_levels``
-from the last described one (a cut, or a pan or zoom gone far enough), and the byte budget
-allows: a bucket refills at ``bytes_per_hour`` / 3600 bytes a second of presentation time and
-holds ``bucket_keyframes`` keyframes, so a reference never keeps more than its budget an hour
-(plus one bucket), however often it cuts. Queries: a frame every ``query_every_s``, as shown
-and mirrored. Only described frames are scaled to the detail size, once each.
+from the last described one (a cut, or a pan or zoom gone far enough), is steady (within
+``stable_levels`` of the frame sampled before it: not inside a dissolve or a fade), has
+contrast (``min_contrast``), and the byte budget allows: a bucket refills at
+``bytes_per_hour`` / 3600 bytes a second of presentation time and holds ``bucket_keyframes``
+keyframes (it starts with one), so a reference never keeps more than its budget an hour (plus
+one keyframe), however often it cuts. Queries: a frame every ``query_every_s``, as shown and
+mirrored, thinned to every other one (and the step doubled) whenever ``max_query_frames`` are
+held, so a long upload's features stay bounded. Only described frames are scaled to the detail
+size, once each.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class LocalCollector:
         self._bucket = float(self.params.keyframe_bytes)
         self._last_time = 0.0
         self._next_query = 0.0
+        self._query_step = self.params.query_every_s
         self._parts: list[LocalFeatures] = []
 
     def offer(self, time_s: float, small: np.ndarray, frame) -> None:
@@ -46,11 +51,15 @@ class LocalCollector:
         if self.query:
             if time_s + 1e-6 < self._next_query:
                 return
-            self._next_query = time_s + p.query_every_s
             detail = self._detail(frame)
             for flipped, picture in ((False, detail), (True, detail[:, ::-1])):
-                xy, desc = describe(picture, p.query_features)
+                xy, desc = describe(np.ascontiguousarray(picture), p.query_features)
                 self._add(time_s, xy, desc, flipped)
+            if len(self._parts) > 2 * p.max_query_frames:
+                # keep frames 0, 2, 4, ... with their mirrored twins (parts come in pairs)
+                self._parts = [part for i, part in enumerate(self._parts) if (i // 2) % 2 == 0]
+                self._query_step *= 2
+            self._next_query = time_s + self._query_step
             return
         self._bucket = min(self._capacity,
                            self._bucket + (time_s - self._last_time) * p.bytes_per_hour / 3600)

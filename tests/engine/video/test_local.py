@@ -116,3 +116,22 @@ def test_reference_selector_keeps_to_its_budget(cut_every_s):
     assert len(features) >= 2
     assert features.nbytes() <= PARAMS.bytes_per_hour * hours + PARAMS.keyframe_bytes
     assert np.all(np.diff(features.times_s) > 0)
+
+
+def test_a_long_query_keeps_a_bounded_evenly_spread_set_of_frames():
+    from nanhu.engine.video.local_sampling import LocalCollector
+
+    class Frame:
+        width, height = 320, 180
+
+    collector = LocalCollector(PARAMS, query=True)
+    picture = scene(5)
+    collector._detail = lambda frame: picture
+    for i in range(2 * 3600):  # an hour at 2 samples a second
+        collector.offer(i * 0.5, picture[:64, :64], Frame())
+    features = collector.result()
+    shown = features.times_s[~features.flipped]
+    assert PARAMS.max_query_frames // 2 <= shown.size <= PARAMS.max_query_frames + 1
+    assert np.array_equal(features.times_s[features.flipped], shown)  # each with its mirror
+    steps = np.diff(shown)
+    assert steps.min() == steps.max() and shown[-1] > 3000  # even, and to the end
