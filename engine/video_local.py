@@ -235,8 +235,8 @@ def _segment(ordinal, pairs, reference, row_times, refs, times, sims, query, loc
     ref_times = np.array([_reference_time(reference, int(k), q, row_times, refs, times, sims,
                                           ordinal) for k, q in zip(arr[:, 3], q_times)])
     offset = float(np.median(ref_times - q_times))
-    start = float(q_times.min())
-    end = float(q_times.max()) + local.query_every_s
+    start, end, offset = _extent(float(q_times.min()), float(q_times.max()) + local.query_every_s,
+                                 offset, ordinal, row_times, refs, times, sims, video)
     return Segment(
         reference=int(ordinal), modality="video", query_start_s=start, query_end_s=end,
         reference_start_s=max(0.0, start + offset), reference_end_s=max(0.0, end + offset),
@@ -245,6 +245,59 @@ def _segment(ordinal, pairs, reference, row_times, refs, times, sims, query, loc
                   "best_inliers": int(arr[0, 1]),
                   "log10_chance": round(max(log10_chance, -300.0), 2),
                   "offset_s": round(offset, 3), "view": "local"})
+
+
+def _extent(start: float, end: float, offset: float, ordinal: int, row_times: np.ndarray,
+            refs: np.ndarray, times: np.ndarray, sims: np.ndarray,
+            video: VideoMatchParams) -> tuple[float, float, float]:
+    """(start, end, offset) of a verified segment: its query span extended over the query
+    times whose global neighbours at this reference lie on its line (within twice the
+    alignment's tolerance, similarity at least ``min_similarity``), while gaps stay within
+    ``max_gap_s``; the offset re-centred on those hits when there are three or more. The
+    hits are too weak to score (that is why the global alignment missed), not to place.
+    The line is the verified pair's unless the global hits support another offset of this
+    reference better (:func:`_supported_offset`)."""
+    band = 2 * video.tolerance_s
+    offset = _supported_offset(offset, ordinal, row_times, refs, times, sims, video)
+    on = ((refs == ordinal) & (sims >= video.min_similarity)
+          & (np.abs(times - (row_times[:, None] + offset)) <= band))
+    rows, cols = np.nonzero(on)
+    if rows.size >= 3:
+        offset = float(np.median(times[rows, cols] - row_times[rows]))
+    hit_times = np.unique(row_times[rows])
+    period = 0.5
+    for t in hit_times[hit_times < start][::-1]:
+        if start - t > video.max_gap_s:
+            break
+        start = float(t)
+    for t in hit_times[hit_times >= end]:
+        if t - end > video.max_gap_s:
+            break
+        end = float(t) + period
+    return start, end, offset
+
+
+def _supported_offset(offset: float, ordinal: int, row_times: np.ndarray, refs: np.ndarray,
+                      times: np.ndarray, sims: np.ndarray, video: VideoMatchParams) -> float:
+    """The offset (reference minus query time, s) of the verified pair, or the one the
+    reference's global hits (similarity >= ``min_similarity``) support at more distinct query
+    times: a slideshow shows a photograph more than once, and the ORB keyframe verified may
+    be a repeat far from where the copy was taken."""
+    rows, cols = np.nonzero((refs == ordinal) & (sims >= video.min_similarity))
+    if rows.size == 0:
+        return offset
+    band = 2 * video.tolerance_s
+    offsets = times[rows, cols] - row_times[rows]
+    slots = np.round(row_times[rows] * 4).astype(np.int64)
+
+    def support(value: float) -> int:
+        return int(np.unique(slots[np.abs(offsets - value) <= band]).size)
+
+    bins = np.floor(offsets / band).astype(np.int64)
+    pairs = np.unique(np.stack([bins, slots], axis=1), axis=0)
+    values, counts = np.unique(pairs[:, 0], return_counts=True)
+    best = float(np.median(offsets[bins == values[np.argmax(counts)]]))
+    return best if support(best) > support(offset) else offset
 
 
 def _reference_time(reference: LocalFeatures, keyframe: int, q: float, row_times, refs, times,

@@ -84,3 +84,33 @@ def test_the_tail_falls_with_inliers_and_continues_past_the_table():
     tail = _log10_tail(np.arange(3, 30), table)
     assert np.all(np.diff(tail) < 0)
     assert tail[-1] < np.log10(table[-1][1]) - 10
+
+
+def test_a_verified_span_extends_over_weak_global_hits_on_its_line():
+    from nanhu.engine.video_local import _extent
+    from nanhu.engine.video_score import VideoMatchParams
+
+    row_times = np.arange(0, 10, 0.5)
+    refs = np.full((row_times.size, 1), 7, np.int64)
+    times = (row_times + 30.2)[:, None]  # on the line r = q + 30.2 ...
+    sims = np.full((row_times.size, 1), 0.62)  # ... too weak to score, not to place
+    sims[row_times >= 8.0] = 0.3
+    start, end, offset = _extent(4.0, 5.0, 29.5, 7, row_times, refs, times, sims,
+                                 VideoMatchParams())
+    assert (start, end) == (0.0, 8.0) and abs(offset - 30.2) < 1e-6
+    weak = np.full_like(sims, 0.3)
+    assert _extent(4.0, 5.0, 20.0, 7, row_times, refs, times, weak, VideoMatchParams()) == (
+        4.0, 5.0, 20.0)  # no hit strong enough to place by: the verified span as it is
+
+
+def test_a_repeated_picture_does_not_move_the_segment_off_the_supported_line():
+    from nanhu.engine.video_local import _extent
+    from nanhu.engine.video_score import VideoMatchParams
+
+    row_times = np.arange(0, 10, 0.5)
+    refs = np.full((row_times.size, 1), 7, np.int64)
+    times = (row_times + 2.0)[:, None]  # the copy was taken at 2 s; the verified keyframe
+    sims = np.full((row_times.size, 1), 0.63)  # is the same photograph shown again at 70 s
+    start, end, offset = _extent(4.0, 5.0, 66.5, 7, row_times, refs, times, sims,
+                                 VideoMatchParams())
+    assert abs(offset - 2.0) < 1e-6 and (start, end) == (0.0, 10.0)
