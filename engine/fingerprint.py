@@ -26,6 +26,7 @@ from nanhu.engine.media_tags import media_tags
 
 if TYPE_CHECKING:
     from nanhu.engine.video import KeyframePrints
+    from nanhu.engine.video.local import LocalFeatures
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +44,16 @@ class VideoPrint:
         (:data:`engine.video.framing.VIEW_NAMES`; 0 the whole frame). Queries only: a query
         may describe a keyframe's regions and rotations as extra rows; references have one
         row per keyframe and no views.
+    local : :class:`engine.video.local.LocalFeatures` or None: ORB features of some frames
+        (a reference's sparse keyframes; a query's frame every second, shown and mirrored),
+        for geometric verification (:mod:`engine.video_local`)
     """
 
     vectors: np.ndarray
     times_s: np.ndarray
     params_tag: str
     views: np.ndarray | None = None
+    local: LocalFeatures | None = None
 
     def __len__(self) -> int:
         return int(self.times_s.size)
@@ -63,7 +68,8 @@ class VideoPrint:
         if self.views is None:
             return self
         keep = self.views == 0
-        return VideoPrint(self.vectors[keep], self.times_s[keep], self.params_tag)
+        return VideoPrint(self.vectors[keep], self.times_s[keep], self.params_tag,
+                          local=self.local)
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,8 @@ class Fingerprint:
             arrays.update(video_vectors=self.video.vectors, video_times_s=self.video.times_s)
             if self.video.views is not None:
                 arrays.update(video_views=self.video.views)
+            if self.video.local is not None:
+                arrays.update(_local_arrays(self.video.local))
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         return buffer.getvalue()
@@ -150,11 +158,39 @@ class Fingerprint:
                 arrays["video_vectors"].astype(np.float32),
                 arrays["video_times_s"].astype(np.float32), header["video_params"],
                 arrays["video_views"].astype(np.int8) if "video_views" in arrays else None,
+                _local_from_arrays(arrays),
             )
         return cls(
             duration_s=float(header["duration_s"]), digest=header["digest"], audio=audio,
             audio_params_tag=header["audio_params"], video=video, meta=header.get("meta", {}),
         )
+
+
+def _local_arrays(local: LocalFeatures) -> dict[str, np.ndarray]:
+    out = {"local_times_s": local.times_s, "local_counts": local.counts, "local_xy": local.xy,
+           "local_descriptors": local.descriptors,
+           "local_size": np.asarray(local.size, np.int32)}
+    if local.flipped is not None:
+        out["local_flipped"] = local.flipped
+    return out
+
+
+def _local_from_arrays(arrays: dict[str, np.ndarray]) -> LocalFeatures | None:
+    from nanhu.engine.video.local import DESCRIPTOR_BYTES, LocalFeatures
+
+    if "local_times_s" not in arrays:
+        return None
+    counts = arrays["local_counts"].astype(np.int32)
+    xy, desc = arrays["local_xy"], arrays["local_descriptors"]
+    times = arrays["local_times_s"].astype(np.float32)
+    if (counts.shape != times.shape or np.any(counts < 0) or xy.dtype != np.uint8
+            or desc.dtype != np.uint8 or xy.shape != (int(counts.sum()), 2)
+            or desc.shape != (int(counts.sum()), DESCRIPTOR_BYTES)):
+        raise MediaError("not a Nanhu fingerprint (local features do not fit together)")
+    flipped = arrays.get("local_flipped")
+    size = tuple(int(v) for v in arrays["local_size"].reshape(-1)[:2])
+    return LocalFeatures(times, counts, xy, desc, size,
+                         None if flipped is None else flipped.astype(bool))
 
 
 def fingerprint_media(
@@ -165,6 +201,7 @@ def fingerprint_media(
     video: bool = True,
     max_duration_s: float | None = None,
     keys_on_demand: bool = False,
+    local: bool = True,
 ) -> Fingerprint:
     """Decode ``source`` and fingerprint its audio (and video, when present and enabled).
 
@@ -175,12 +212,14 @@ def fingerprint_media(
 
     The file is opened and demuxed once (:func:`engine.media.demux`): audio packets go to the
     resampler and on, in chunks, to the audio landmarks; video packets to the keyframe sampler,
-    whose chunks are embedded as they come. Neither the decoded audio nor the frames are held
+    whose chunks are embedded as they come; with ``local`` (default) some sampled frames are also
+    described with ORB features for geometric verification. Neither the decoded audio nor the frames are held
     whole, so memory stays bounded whatever the media's length.
     """
     from nanhu.engine import media, stages
     from nanhu.engine.video import KeyframePrints, VideoParams, keyframe_sampler
     from nanhu.engine.video.framing import ViewParams
+    from nanhu.engine.video.local_sampling import LocalCollector
 
     params = audio_params or AudioParams()
     name = source_name(source)
@@ -197,10 +236,14 @@ def fingerprint_media(
             # Queries decode larger and describe framing regions and rotations as extra views
             # (engine.video.framing); references keep the whole frame alone.
             views = ViewParams() if query else None
+            # Local features: a reference's sparse keyframes, a query's frame every second
+            # (engine.video.local_sampling); the global embedding is weak under crops and
+            # captions, where these are strong.
             sampler = keyframe_sampler(
                 container, name, stream=video_stream, params=video_params,
                 max_duration_s=max_duration_s,
-                frame_size=views.decode_size if views is not None else None)
+                frame_size=views.decode_size if views is not None else None,
+                local=LocalCollector(query=query) if local else None)
             pipelines.append(sampler)
             prints = KeyframePrints(video_params, views=views, sampler=sampler)
         chunker = None

@@ -402,13 +402,22 @@ class Matcher:
             times = np.where(dead, 0.0, times).astype(np.float32)
         video = fp.video
         if not video.has_views:
-            return video_align.align_video(video.times_s, ordinals, times, sims, params=params,
-                                           query_vectors=video.vectors,
-                                           catalog_keyframes=len(index),
-                                           reference_keyframes=self._reference_keyframes)
-        from nanhu.engine.video_views import align_views
+            segments = video_align.align_video(
+                video.times_s, ordinals, times, sims, params=params, query_vectors=video.vectors,
+                catalog_keyframes=len(index), reference_keyframes=self._reference_keyframes)
+        else:
+            from nanhu.engine.video_views import align_views
 
-        return align_views(video.views, video.times_s, ordinals, times, sims,
-                           params=params, query_vectors=video.vectors,
-                           catalog_keyframes=len(index),
-                           reference_keyframes=self._reference_keyframes)
+            segments = align_views(video.views, video.times_s, ordinals, times, sims,
+                                   params=params, query_vectors=video.vectors,
+                                   catalog_keyframes=len(index),
+                                   reference_keyframes=self._reference_keyframes)
+        # Geometric verification of the shortlist with local features (engine.video_local);
+        # a sharded view holds none yet.
+        local_index = getattr(self.catalog, "local_index", None)
+        if video.local is None or not len(video.local) or local_index is None:
+            return segments
+        from nanhu.engine.video_local import verify
+
+        return verify(video.local, video.times_s, video.vectors, video.views, ordinals, times,
+                      sims, local_index(), segments, video=params)

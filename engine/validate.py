@@ -164,6 +164,19 @@ def _check_audio(fp: Fingerprint, what: str, for_reference: bool, params: AudioP
             f"{fp.duration_s:g} s of audio (at most {last_frame})")
 
 
+def _check_local(local, what: str) -> None:
+    """Local features that fit together and fit their file (engine.store.local_features)."""
+    counts = np.asarray(local.counts)
+    total = int(counts.sum()) if counts.size else 0
+    times = np.asarray(local.times_s)
+    if (counts.shape != times.shape or (counts.size and (counts.min() < 0 or counts.max() > 0xFFFF))
+            or np.shape(local.xy) != (total, 2) or np.shape(local.descriptors) != (total, 32)
+            or not np.all(np.isfinite(times)) or len(local.size) != 2
+            or not all(0 <= int(side) <= 0xFFFF for side in local.size)):
+        raise InvalidArgument(f"{_field(what, 'video.local')}: local features do not fit "
+                              "together (counts, coordinates, descriptors, times, size)")
+
+
 def _check_video(v: VideoPrint, duration: float, what: str, dims: dict[str, int]) -> VideoPrint:
     tag = v.params_tag
     if tag not in dims:
@@ -190,6 +203,8 @@ def _check_video(v: VideoPrint, duration: float, what: str, dims: dict[str, int]
             f"({np.size(v.views)} for {vectors.shape[0]})")
     if vectors.dtype.kind != "f" or times.dtype.kind != "f":
         raise InvalidArgument(f"{_field(what, 'video.vectors')} and times_s must be floats")
+    if v.local is not None:
+        _check_local(v.local, what)
     if times.size == 0:
         return v
     if not np.all(np.isfinite(vectors)):

@@ -140,6 +140,23 @@ class CatalogReader:
             )
         return self._vectors
 
+    def local_index(self):
+        """The references' local features (:class:`engine.video_local.LocalIndex`), read once
+        per set of local-feature segments the manifest names."""
+        from nanhu.engine.store.local_features import read_local_segment
+        from nanhu.engine.video.local import LocalParams
+        from nanhu.engine.video_local import LocalIndex
+
+        files = tuple(s["file"] for s in self.manifest.get("video_local", []))
+        cached = getattr(self, "_local_index", None)
+        if cached is None or cached[0] != files:
+            features: dict = {}
+            for name in files:
+                features.update(read_local_segment(self.path / name,
+                                                   params_version=LocalParams().version))
+            self._local_index = cached = (files, LocalIndex(features))
+        return cached[1]
+
     def quantiser(self):
         """The trained :class:`engine.store.vectors_compact.Quantiser`, or None below
         :data:`engine.store.vectors_compact.COMPACT_MIN_VECTORS` keyframes."""

@@ -75,7 +75,7 @@ def remove_unnamed(path: Path, manifest: dict) -> None:
     writer creates files there; readers that mapped a removed file keep their mapping."""
     named = set(segment_files(manifest))
     for folder, pattern in (("audio", "*.pst"), ("video", "*.vec"), ("video", "*.hnsw"),
-                            ("video", "*.vcx"), ("video", "*.vqz")):
+                            ("video", "*.vcx"), ("video", "*.vqz"), ("video", "*.vlf")):
         for file in (path / folder).glob(pattern):
             if f"{folder}/{file.name}" not in named:
                 file.unlink(missing_ok=True)

@@ -185,10 +185,11 @@ def migrate(db: sqlite3.Connection, path: Path) -> None:
 
 def segment_files(manifest: dict) -> list[str]:
     """Every file the manifest names: segments, the graphs of large vector segments, compact
-    vector segments and their quantiser."""
+    vector segments and their quantiser, local-feature segments."""
     files = [s["file"] for s in manifest["audio_segments"] + manifest["video_segments"]]
     files += [s["graph"] for s in manifest["video_segments"] if s.get("graph")]
     files += [s["file"] for s in manifest.get("video_compact", [])]
+    files += [s["file"] for s in manifest.get("video_local", [])]
     if manifest.get("video_quantiser"):
         files.append(manifest["video_quantiser"]["file"])
     return files

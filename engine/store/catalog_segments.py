@@ -63,6 +63,43 @@ class SegmentsMixin:
             ords = np.concatenate([np.full(len(v), o, np.uint32) for o, v in video])
             times = np.concatenate([v.times_s for _, v in video])
             self._write_new_video(manifest, g, vectors, ords, times)
+        local = [(o, v.local) for o, v in video if v.local is not None and len(v.local)]
+        if local:
+            self._write_new_local(manifest, g, local)
+
+    def _compact_local(self, manifest: dict, g: int, dead: np.ndarray) -> None:
+        """Compaction: the local-feature segments become one, less the ``dead`` ordinals."""
+        from nanhu.engine.store.local_features import read_local_segment
+        from nanhu.engine.video.local import LocalParams
+
+        entries = manifest.get("video_local", [])
+        if not entries:
+            return
+        version = LocalParams().version
+        features: dict = {}
+        for entry in entries:
+            features.update(read_local_segment(self.path / entry["file"],
+                                               params_version=version))
+        dead_set = {int(o) for o in dead}
+        manifest["video_local"] = []
+        items = sorted((o, f) for o, f in features.items() if o not in dead_set)
+        if items:
+            self._write_new_local(manifest, g, items)
+
+    def _write_new_local(self, manifest: dict, g: int, items: list) -> None:
+        """The references' ORB keyframes (engine.video.local), one file a commit; never merged
+        (a few per cent of the video side's bytes); a deleted reference's are filtered at query
+        time like its keyframes."""
+        from nanhu.engine.store.local_features import write_local_segment
+        from nanhu.engine.video.local import LocalParams
+
+        version = LocalParams().version
+        name = f"video/seg-{g:08d}.vlf"
+        size = self._write_file(name, lambda p: write_local_segment(
+            p, items, params_version=version))
+        manifest.setdefault("video_local", []).append(
+            {"file": name, "keyframes": int(sum(len(f) for _, f in items)), "bytes": size,
+             "params_version": version})
 
     def _write_new_video(self, manifest: dict, g: int, vectors: np.ndarray, ords: np.ndarray,
                          times: np.ndarray) -> None:
@@ -261,6 +298,7 @@ class SegmentsMixin:
             if alive.any():
                 manifest["video_segments"].append(self._write_vector_segment(
                     f"video/seg-{g:08d}.vec", vectors[alive], ords[alive], times[alive]))
+        self._compact_local(manifest, g, dead)
         manifest["generation"] = g
         manifest["committed_at"] = time.time()
         with self._db:

@@ -96,7 +96,10 @@ class KeyframePrints:
         if kept == 0:
             return None
         vectors, times = np.concatenate(self._vectors), np.concatenate(self._times)
+        collector = getattr(self.sampler, "local", None)
+        local = collector.result() if collector is not None else None
         if self.views is None:
-            return VideoPrint(vectors, times, self.params.tag())
+            return VideoPrint(vectors, times, self.params.tag(), local=local)
         order = np.lexsort((views, times))  # time order, as every print's rows are
-        return VideoPrint(vectors[order], times[order], self.params.tag(), views[order])
+        return VideoPrint(vectors[order], times[order], self.params.tag(), views[order],
+                          local=local)

@@ -32,11 +32,13 @@ _IMAGE_FORMATS = ("image2", "image2pipe")
 def keyframe_sampler(
     container: av.container.InputContainer, name: str, *, stream=None,
     params: VideoParams | None = None, max_duration_s: float | None = None, chunk: int = 256,
-    frame_size: int | None = None,
+    frame_size: int | None = None, local=None,
 ) -> KeyframeSampler:
     """A :class:`KeyframeSampler` for ``stream`` (default: the container's first real video
     stream), its decoder set up (threaded; ``params.skip_nonref``). ``frame_size`` overrides
     ``params.frame_size`` (queries decode larger to describe regions, engine.video.framing).
+    ``local`` (an :class:`engine.video.local_sampling.LocalCollector`) is offered every
+    sampled frame, to describe some with local features.
 
     Raises :class:`MediaError` when there is no video stream or its header's frame size is
     not plausible.
@@ -52,7 +54,7 @@ def keyframe_sampler(
         stream.codec_context.skip_frame = "NONREF"
     is_image = container.format.name in _IMAGE_FORMATS or container.format.name.endswith("_pipe")
     return KeyframeSampler(stream, name, params=params, max_duration_s=max_duration_s,
-                           chunk=chunk, is_image=is_image, frame_size=frame_size)
+                           chunk=chunk, is_image=is_image, frame_size=frame_size, local=local)
 
 
 class KeyframeSampler:
@@ -69,8 +71,10 @@ class KeyframeSampler:
 
     def __init__(self, stream, name: str, *, params: VideoParams,
                  max_duration_s: float | None = None, chunk: int = 256,
-                 is_image: bool = False, frame_size: int | None = None) -> None:
+                 is_image: bool = False, frame_size: int | None = None, local=None) -> None:
         self.stream, self.name, self.params = stream, name, params
+        #: an engine.video.local_sampling.LocalCollector offered every sampled frame, or None
+        self.local = local
         self.frame_size = frame_size or params.frame_size
         #: (width, height) of the first decoded frame, pixels
         self.source_size: tuple[int, int] | None = None
@@ -148,6 +152,8 @@ class KeyframeSampler:
         """The held frame is the keyframe of the next instant."""
         if self._held_array is None:
             self._held_array = _scaled(self._scaler, self._held[1], self.frame_size)
+        if self.local is not None:
+            self.local.offer(self._next_instant, self._held_array, self._held[1])
         self._frames.append(self._held_array)
         self._times.append(self._next_instant)
         self._next_instant += self._period
