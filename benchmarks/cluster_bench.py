@@ -324,8 +324,8 @@ def run(out: Path, *, quick: bool = False) -> dict:
         expected = {name: _rows(one.match(fp)) for name, fp in queries}
         rows = [{"shards": 0, "mode": "single catalog, in process", **run_clients(
             lambda: one, queries, c)} for c in client_counts]
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
-             namespace="nanhu")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             configure_logging=False, namespace="nanhu")
     identical = True
     overhead: dict[str, float] = {}
     overhead_cpu: dict[str, float] = {}

@@ -102,7 +102,9 @@ class RayExecutor:
             options = {"include_dashboard": False, "log_to_driver": False}
             try:
                 if address == "local":
-                    ray.init(num_cpus=workers or available_cores(), **options)
+                    # "local": a new instance, never a cluster some other job started here
+                    ray.init(address="local", num_cpus=workers or available_cores(),
+                             **options)
                 else:
                     ray.init(address=address, **options)
             except (ConnectionError, ValueError, RuntimeError) as exc:

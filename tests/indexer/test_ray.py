@@ -22,7 +22,7 @@ def local_ray():
                     "deselect the Ray tests with -m 'not ray'", pytrace=False)
     if ray.is_initialized():
         pytest.fail("another test left Ray running in this process", pytrace=False)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              configure_logging=False)
     yield ray
     ray.shutdown()
