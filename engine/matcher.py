@@ -26,7 +26,6 @@ from nanhu.engine.audio.align import (
 )
 from nanhu.engine.audio.keys import Landmarks, QueryPeaks
 from nanhu.engine.audio.windows import (
-    covered_s,
     distinct_keys,
     one_window,
     query_seconds,
@@ -37,7 +36,7 @@ from nanhu.engine.catalog import Catalog
 from nanhu.engine.errors import CatalogCorrupt, CatalogMoved, InvalidArgument
 from nanhu.engine.fingerprint import Fingerprint
 from nanhu.engine.policy import ScreenFloor
-from nanhu.engine.segments import Segment
+from nanhu.engine.segments import Segment, covered_s
 from nanhu.engine.verdict import Match, judge
 
 __all__ = ["Match", "Matcher", "fuse"]

@@ -75,3 +75,14 @@ class Segment:
             0.0,
             min(self.query_end_s, other.query_end_s) - max(self.query_start_s, other.query_start_s),
         )
+
+
+def covered_s(segments: list[Segment]) -> float:
+    """Seconds of query time the segments cover (their union)."""
+    spans = sorted((s.query_start_s, s.query_end_s) for s in segments)
+    total, end = 0.0, -math.inf
+    for start, stop in spans:
+        if stop > end:
+            total += stop - max(start, end)
+            end = stop
+    return total

@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from nanhu.engine.segments import Segment
+from nanhu.engine.segments import Segment, covered_s
 from nanhu.engine.video.local import LocalFeatures, LocalParams, count_inliers
 from nanhu.engine.video_score import VideoMatchParams
 
@@ -100,7 +100,7 @@ def verify(query: LocalFeatures, query_times_s: np.ndarray, query_vectors: np.nd
     if len(query) == 0 or index.keyframes == 0 or np.size(neighbour_refs) == 0:
         return segments
     duration = float(np.ptp(query.times_s)) + local.query_every_s
-    if _covered(segments, video.min_score) >= params.covered_share * duration:
+    if covered_s([s for s in segments if s.score >= video.min_score]) >= params.covered_share * duration:
         return segments
     refs = np.asarray(neighbour_refs, np.int64)
     sims = np.asarray(neighbour_sims, np.float64)
@@ -137,16 +137,6 @@ def verify(query: LocalFeatures, query_times_s: np.ndarray, query_vectors: np.nd
             out = _merge(out, seg)
     out.sort(key=lambda s: (-s.score, -s.evidence.get("aligned_keyframes", 0)))
     return out
-
-
-def _covered(segments: list[Segment], min_score: float) -> float:
-    spans = sorted((s.query_start_s, s.query_end_s) for s in segments if s.score >= min_score)
-    total, end = 0.0, -np.inf
-    for start, stop in spans:
-        if stop > end:
-            total += stop - max(start, end)
-            end = stop
-    return total
 
 
 def _candidates(row_times: np.ndarray, refs: np.ndarray, sims: np.ndarray, index: LocalIndex,

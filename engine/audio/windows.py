@@ -6,19 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from nanhu.engine.audio.keys import Landmarks
-from nanhu.engine.segments import Segment
 from nanhu.engine.store.postings import sort_keys
-
-
-def covered_s(segments: list[Segment]) -> float:
-    """Seconds of query time the segments cover (their union)."""
-    spans = sorted((s.query_start_s, s.query_end_s) for s in segments)
-    total, end = 0.0, -np.inf
-    for start, stop in spans:
-        if stop > end:
-            total += stop - max(start, end)
-            end = stop
-    return total
 
 
 def query_seconds(landmarks: Landmarks, fps: float) -> float:
