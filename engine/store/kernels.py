@@ -14,25 +14,73 @@ parallel. Each has a numpy twin (the code it replaces) that the tests hold it to
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+#: how many keys (postings) ahead the loops below ask for the memory they will read
+PREFETCH_AHEAD = 16
+
+
+@intrinsic
+def _prefetch(typingctx, array, index):  # pragma: no cover - compiled
+    """Ask the CPU to bring ``array[index]``'s cache line in (``llvm.prefetch``: read, keep in
+    every cache level). A hint: no fault, no effect on results.
+
+    The lookups below are bound by memory latency, not by work: at 10,000 h each key reads a
+    random directory entry (a 256 MB table) and a random bucket (2.7 GB), and each misses the
+    TLB and the caches (~400 ns a key). Asking for key ``i + 16``'s lines while key ``i`` is
+    bisected overlaps those misses: 13.3 -> 6.5 ms for a never-registered 5 s query's 31,600
+    keys in the 10,000 h segment (median of 200 queries, identical runs).
+    """
+    sig = types.void(array, index)
+
+    def codegen(context, builder, signature, args):
+        array_type = signature.args[0]
+        view = context.make_array(array_type)(context, builder, args[0])
+        pointer = cgutils.get_item_pointer(context, builder, array_type, view, [args[1]])
+        byte_pointer = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        function = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]),
+            "llvm.prefetch.p0i8")
+        builder.call(function, [builder.bitcast(pointer, byte_pointer), ir.Constant(i32, 0),
+                                ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 @njit(cache=True, nogil=True)
-def key_runs(directory: np.ndarray, remainders: np.ndarray, buckets: np.ndarray,
-             wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
-    """(first int64[m], count int64[m]): the run of remainder ``wanted[i]`` in bucket
-    ``buckets[i]``, whose remainders are ``remainders[directory[b]:directory[b + 1]]``, sorted.
+def key_runs(directory: np.ndarray, remainders: np.ndarray, ordered: np.ndarray,
+             order: np.ndarray, rem_bits: int, first: np.ndarray,
+             count: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Fill ``first[order[i]]``, ``count[order[i]]`` (int64[m]) with the run of key
+    ``ordered[i]`` in a segment: bucket ``ordered[i] >> rem_bits``, whose remainders are
+    ``remainders[directory[b]:directory[b + 1]]``, sorted.
 
     directory : uint32[2^dir_bits + 1]; remainders : uint8|uint16|uint32[n];
-    buckets, wanted : int64[m].
+    ordered : uint32[m], mixed keys in stored (ascending) order; order : int64[m], each one's
+    place in the caller's key order. Splitting each key into bucket and remainder here, and
+    writing in the caller's order, saves four whole-array temporaries a segment (1.6 ms a
+    query per small segment at 10,000 h).
     """
-    m = buckets.size
-    first = np.empty(m, np.int64)
-    count = np.empty(m, np.int64)
+    mask = (np.int64(1) << rem_bits) - 1
+    m = ordered.size
+    ahead, half = PREFETCH_AHEAD, PREFETCH_AHEAD // 2
     for i in range(m):
-        lo = np.int64(directory[buckets[i]])
-        hi = np.int64(directory[buckets[i] + 1])
-        w = wanted[i]
+        # the directory entry of the key 16 ahead, the bucket of the key 8 ahead (whose
+        # directory entry was asked for 8 keys ago)
+        if i + ahead < m:
+            _prefetch(directory, np.int64(ordered[i + ahead]) >> rem_bits)
+        if i + half < m:
+            _prefetch(remainders, np.int64(directory[np.int64(ordered[i + half]) >> rem_bits]))
+        key = np.int64(ordered[i])
+        b = key >> rem_bits
+        w = key & mask
+        lo = np.int64(directory[b])
+        hi = np.int64(directory[b + 1])
         while lo < hi:  # first remainder >= w
             mid = (lo + hi) >> 1
             if remainders[mid] < w:
@@ -40,13 +88,59 @@ def key_runs(directory: np.ndarray, remainders: np.ndarray, buckets: np.ndarray,
             else:
                 hi = mid
         start = lo
-        hi = np.int64(directory[buckets[i] + 1])
+        hi = np.int64(directory[b + 1])
         while lo < hi:  # first remainder > w
             mid = (lo + hi) >> 1
             if remainders[mid] <= w:
                 lo = mid + 1
             else:
                 hi = mid
-        first[i] = start
-        count[i] = lo - start
-    return first, count
+        first[order[i]] = start
+        count[order[i]] = lo - start
+
+
+@njit(cache=True, nogil=True)
+def read_runs(first: np.ndarray, count: np.ndarray, positions: np.ndarray,
+              block_first: np.ndarray, starts: np.ndarray, block_bits: int,
+              ordinals: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """(key_index int64[k], ordinal uint32[k], frame uint32[k]) of every posting of the runs
+    ``first[i] .. first[i] + count[i]`` (int64[m]), key by key: the posting's timeline
+    position ``positions[p]`` (uint32[n]) is in reference ``r`` with
+    ``starts[r] <= position < starts[r + 1]`` (int64[n_refs + 1]), found as
+    :class:`~engine.store.timeline.Timeline` does (``block_first``: the reference at every
+    ``2^block_bits``-th position, then a step or two), and ``ordinals[r]`` (uint32[n_refs]) is
+    its ordinal. One pass where the numpy form (expand the runs, gather, locate, subtract)
+    made seven arrays of k.
+    """
+    total = 0
+    for i in range(first.size):
+        total += count[i]
+    key_index = np.empty(total, np.int64)
+    posting = np.empty(total, np.int64)
+    j = 0
+    for i in range(first.size):
+        for p in range(first[i], first[i] + count[i]):
+            key_index[j] = i
+            posting[j] = p
+            j += 1
+    ordinal = np.empty(total, np.uint32)
+    frame = np.empty(total, np.uint32)
+    top = starts.size - 1
+    ahead, third = PREFETCH_AHEAD, PREFETCH_AHEAD // 3
+    for j in range(total):
+        # the position 16 postings ahead, the block entry of the one ~11 ahead (its position
+        # asked for 5 postings ago), the references' start of the one ~5 ahead
+        if j + ahead < total:
+            _prefetch(positions, posting[j + ahead])
+        if j + 2 * third < total:
+            _prefetch(block_first, np.int64(positions[posting[j + 2 * third]]) >> block_bits)
+        if j + third < total:
+            _prefetch(starts, block_first[np.int64(positions[posting[j + third]]) >> block_bits])
+        position = np.int64(positions[posting[j]])
+        local = block_first[position >> block_bits]
+        while local < top and starts[local + 1] <= position:
+            local += 1
+        ordinal[j] = ordinals[local]
+        frame[j] = position - starts[local]
+    return key_index, ordinal, frame

@@ -201,11 +201,9 @@ class Segment:
         :class:`StoredKeys` serves every segment of the width)."""
         if query.key_bits != self.key_bits:
             raise ValueError(f"keys mixed for {query.key_bits} bits; segment has {self.key_bits}")
-        bucket = (query.ordered >> np.uint32(self.rem_bits)).astype(np.int64)
-        wanted = (query.ordered & np.uint32((1 << self.rem_bits) - 1)).astype(np.int64)
         first, count = np.empty(query.size, np.int64), np.empty(query.size, np.int64)
-        first[query.order], count[query.order] = kernels.key_runs(
-            self.directory, self.remainders, bucket, wanted)
+        kernels.key_runs(self.directory, self.remainders, query.ordered, query.order,
+                         self.rem_bits, first, count)
         if query.wide.any():
             first[query.wide] = self.directory[(query.mixed[query.wide] >> np.uint32(
                 self.rem_bits)).astype(np.int64)]
@@ -231,6 +229,18 @@ class Segment:
         position = self.positions[posting].astype(np.int64)
         local = self.timeline.locate(position)
         return self.ordinals[local], (position - self.timeline.starts[local]).astype(np.uint32)
+
+    def read_runs(self, first: np.ndarray, count: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(key_index int64[k], ordinal uint32[k], frame uint32[k]) of the postings
+        ``first[i] .. first[i] + count[i]`` of each key ``i`` (int64[m]), key by key: what
+        :func:`expand_ranges` and :meth:`resolve` give, in one compiled pass
+        (:func:`kernels.read_runs`)."""
+        timeline = self.timeline
+        return kernels.read_runs(np.ascontiguousarray(first, np.int64),
+                                 np.ascontiguousarray(count, np.int64), self.positions,
+                                 timeline.first, timeline.starts, timeline.block_bits,
+                                 self.ordinals)
 
     def keys_in(self, first_bucket: int, stop_bucket: int) -> tuple[np.ndarray, np.ndarray]:
         """(mixed keys uint32, postings int64) of buckets [first_bucket, stop_bucket), in stored
@@ -342,11 +352,9 @@ class SegmentPostings:
         half of :meth:`lookup`, same result."""
         if keep is not None:
             spans = [(first, np.where(keep, count, 0)) for first, count in spans]
-        found = [(np.repeat(np.arange(n_keys, dtype=np.int64), count),
-                  expand_ranges(first, count)) for first, count in spans]
         key_index, ordinals, frames = [], [], []
-        for segment, (k, p) in zip(self.segments, found):
-            o, f = segment.resolve(p)
+        for segment, (first, count) in zip(self.segments, spans):
+            k, o, f = segment.read_runs(first, count)
             key_index.append(k)
             ordinals.append(o)
             frames.append(f)

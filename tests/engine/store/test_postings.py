@@ -20,6 +20,7 @@ from nanhu.engine.store.postings import (
     Segment,
     SegmentPostings,
     StoredKeys,
+    expand_ranges,
     merge_segments,
     mix_keys,
     unmix_keys,
@@ -144,6 +145,32 @@ def test_compiled_key_ranges_equal_the_vectorised_bisection(tmp_path, n, key_bit
     assert count.tolist() == twin_count.tolist() and first.tolist() == twin_first.tolist()
     assert count[:2000].min() >= 1 and count[-2:].tolist() == [0, 0]
     assert count[-7:-2].min() >= 300
+
+
+@settings(max_examples=25, deadline=None)
+@given(n_refs=st.integers(1, 60), seed=st.integers(0, 2**16))
+def test_compiled_run_reads_equal_expanding_and_resolving(n_refs, seed):
+    """:meth:`Segment.read_runs` (one compiled pass) against :func:`expand_ranges` and
+    :meth:`Segment.resolve`: references of any length (empty ones included, which share a
+    timeline start with the next), runs of any length, keys with no postings."""
+    rng = np.random.default_rng(seed)
+    ordinals = np.repeat(rng.permutation(1 << 20)[:n_refs], rng.integers(0, 400, n_refs))
+    frames = rng.integers(0, 5_000, ordinals.size)
+    keys = rng.integers(0, 1 << KEY_BITS, ordinals.size) % np.uint64(997)  # shared keys
+    with tempfile.TemporaryDirectory() as tmp:
+        write_segment(Path(tmp) / "a.pst", keys.astype(np.uint32), ordinals.astype(np.uint32),
+                      frames, key_bits=KEY_BITS)
+        segment = Segment(Path(tmp) / "a.pst")
+        first, count = segment.ranges(np.arange(1000, dtype=np.uint32))
+        count = np.where(rng.random(count.size) < 0.8, count, 0)  # keys a budget left out
+        key_index, found_ordinals, found_frames = segment.read_runs(first, count)
+        posting = expand_ranges(first, count)
+        twin_ordinals, twin_frames = segment.resolve(posting)
+        assert key_index.tolist() == np.repeat(np.arange(count.size), count).tolist()
+        assert found_ordinals.tolist() == twin_ordinals.tolist()
+        assert found_frames.tolist() == twin_frames.tolist()
+        assert found_ordinals.dtype == np.uint32 and found_frames.dtype == np.uint32
+        del segment
 
 
 def test_segments_of_one_key_width_share_the_sorted_query(tmp_path):
