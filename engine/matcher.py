@@ -24,6 +24,7 @@ from nanhu.engine.audio.align import (
     shortlist,
     shortlist_mask,
 )
+from nanhu.engine.audio.kernels import merge_votes
 from nanhu.engine.audio.keys import Landmarks, QueryPeaks
 from nanhu.engine.audio.windows import (
     distinct_keys,
@@ -259,14 +260,17 @@ class Matcher:
         if plan is not None:  # a cluster's postings can ask later looks ahead, in one trip
             plan([(unique_keys[ids], self._stop_key_postings, self._budget(seconds, share))
                   for ids, share in zip(stage_ids, shares)])
-        hits: list[tuple[np.ndarray, ...]] = []  # (keys, ordinals, frames, refs, votes)
+        hits: list[tuple[np.ndarray, ...]] = []  # (keys, ordinals, frames) per look
+        votes = (np.zeros(0, np.int64), np.zeros(0, np.int64))  # (references, votes) so far
         picked = np.zeros(len(landmarks), bool)
         for i, ids in enumerate(stage_ids):
             key_index, ordinals, frames = self._lookup(unique_keys[ids], seconds, shares[i])
-            hits.append((ids[key_index], ordinals, frames,
-                         *reference_votes(key_index, ordinals)))
+            hits.append((ids[key_index], ordinals, frames))
+            # the looks' keys are disjoint, so their votes add up
+            votes = merge_votes(*votes, *reference_votes(key_index, ordinals))
             picked |= stage_of == i
-            found = self._align_looked(landmarks, picked, inverse, by_key, hits, seconds)
+            found = self._align_looked(landmarks, picked, inverse, by_key, hits, votes,
+                                       seconds)
             if found and covered_s(found) >= match.first_look_cover * seconds:
                 return found
         # staged, the last look was the full look; else the full look reads every key anew
@@ -288,23 +292,16 @@ class Matcher:
         return int(self.audio_match.lookup_budget_per_s * seconds * budget_share)
 
     def _align_looked(self, landmarks: Landmarks, picked: np.ndarray, inverse: np.ndarray,
-                      by_key: np.ndarray, hits: list, seconds: float) -> list[Segment]:
+                      by_key: np.ndarray, hits: list, votes: tuple[np.ndarray, np.ndarray],
+                      seconds: float) -> list[Segment]:
         """Align the ``picked`` landmarks (bool mask) over the hits of every look so far
-        (``hits``: (key, ordinals, frames, references, votes) per look, keys as indices into
-        the window's distinct keys, which ``inverse`` gives every landmark, ``by_key`` its
-        stable argsort; the looks' keys are disjoint, so their votes add up)."""
+        (``hits``: (key, ordinals, frames) per look, keys as indices into the window's
+        distinct keys, which ``inverse`` gives every landmark, ``by_key`` its stable argsort;
+        ``votes``: (references, votes) of all those hits, references ascending)."""
         key_index = np.concatenate([h[0] for h in hits])
         ordinals = np.concatenate([h[1] for h in hits])
         frames = np.concatenate([h[2] for h in hits])
-        refs = np.concatenate([h[3] for h in hits])
-        votes = np.concatenate([h[4] for h in hits])
-        if len(hits) > 1 and refs.size:  # merge the looks' sorted runs, adding the votes
-            # each look's references are sorted: a stable sort merges the runs in linear time
-            # (equal references' votes are added, so any order of equals will do)
-            order = np.argsort(refs, kind="stable")
-            refs, votes = refs[order], votes[order]
-            starts = np.flatnonzero(np.r_[True, refs[1:] != refs[:-1]])
-            refs, votes = refs[starts], np.add.reduceat(votes, starts)
+        refs, votes = votes
         keep = shortlist_mask(ordinals, refs, votes, limit=self._shortlist_size(seconds),
                               min_votes=self.audio_match.min_votes)
         if not picked.all():  # the subset's stable order by key, from the window's
