@@ -24,7 +24,7 @@ from nanhu.engine.audio.align import (
     shortlist,
     shortlist_mask,
 )
-from nanhu.engine.audio.kernels import merge_votes
+from nanhu.engine.audio.kernels import merge_votes, picked_order
 from nanhu.engine.audio.keys import Landmarks, QueryPeaks
 from nanhu.engine.audio.windows import (
     distinct_keys,
@@ -305,9 +305,8 @@ class Matcher:
         keep = shortlist_mask(ordinals, refs, votes, limit=self._shortlist_size(seconds),
                               min_votes=self.audio_match.min_votes)
         if not picked.all():  # the subset's stable order by key, from the window's
-            place = np.cumsum(picked) - 1
-            by_key = place[by_key[picked[by_key]]]
-            landmarks, inverse = subset(landmarks, np.flatnonzero(picked)), inverse[picked]
+            indices, by_key = picked_order(picked, by_key)
+            landmarks, inverse = subset(landmarks, indices), inverse[indices]
         return self._align_hits(landmarks, inverse, key_index, ordinals, frames, seconds,
                                 by_key, keep)
 

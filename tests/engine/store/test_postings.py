@@ -20,9 +20,11 @@ from nanhu.engine.store.postings import (
     Segment,
     SegmentPostings,
     StoredKeys,
+    _select_sorted,
     expand_ranges,
     merge_segments,
     mix_keys,
+    select,
     unmix_keys,
     write_segment,
 )
@@ -201,6 +203,18 @@ def test_a_lookup_budget_takes_the_rarest_keys_first(tmp_path):
     for budget, answered in ((10, [0, 1, 2]), (9, [1, 2]), (4, [1, 2]), (3, [2]), (0, [])):
         key_index, _, _ = postings.lookup(query, budget=budget)
         assert sorted(set(key_index.tolist())) == answered, budget
+
+
+@settings(max_examples=300, deadline=None)
+@given(per_key=st.lists(st.integers(0, 40), max_size=200), cap=st.one_of(st.none(),
+       st.integers(0, 45)), budget=st.one_of(st.none(), st.integers(-1, 2000)))
+def test_the_counted_selection_equals_a_stable_sort_by_rarity(per_key, cap, budget):
+    """:func:`select` (by a bincount of posting counts) against its twin, a stable sort: the
+    same keys at every cap and budget, ties and zero-posting keys included."""
+    per_key = np.array(per_key, np.int64)
+    found = select(per_key, max_postings=cap, budget=budget)
+    twin = _select_sorted(per_key, max_postings=cap, budget=budget)
+    assert found.tolist() == twin.tolist()
 
 
 def test_segment_file_round_trip_is_sorted_and_compact(tmp_path):
