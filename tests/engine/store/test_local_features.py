@@ -22,7 +22,7 @@ def features(seed: int, keyframes: int = 3) -> LocalFeatures:
     rng = np.random.default_rng(seed)
     counts = rng.integers(5, 48, keyframes).astype(np.int32)
     total = int(counts.sum())
-    return LocalFeatures(np.sort(rng.uniform(0, 60, keyframes)).astype(np.float32), counts,
+    return LocalFeatures(np.sort(rng.uniform(0, 10, keyframes)).astype(np.float32), counts,
                          rng.integers(0, 256, (total, 2), dtype=np.uint8),
                          rng.integers(0, 256, (total, 32), dtype=np.uint8), (320, 180))
 
