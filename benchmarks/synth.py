@@ -169,3 +169,34 @@ def write_film(path: Path, seconds: float = 120.0, *, seed: int = 5, fps: int = 
         for packet in audio.encode(None):
             container.mux(packet)
     return Path(path)
+
+
+def still_shots(seconds: float, *, seed: int, fps: float = 5.0, shot_s: float = 6.0,
+                start_s: float = 0.0, width: int = 320, height: int = 180) -> np.ndarray:
+    """Frames of a slideshow-like film: a still picture rich in corners (a wavy field under 40
+    filled polygons) per shot of ``shot_s``, drifting 3 px a second, with hard cuts. Local
+    features (ORB) find many keypoints in it and the references' sampler describes its cuts, so
+    crops that defeat the global descriptor are still verified (tests of engine.video_local).
+
+    Returns RGB uint8[n, height, width, 3], the frames at ``start_s + i / fps`` for
+    ``0 <= i / fps < seconds``.
+    """
+    import cv2
+
+    times = start_s + np.arange(0.0, seconds - 1e-9, 1.0 / fps)
+    pictures: dict[int, np.ndarray] = {}
+    out = np.empty((times.size, height, width, 3), np.uint8)
+    yy, xx = np.mgrid[0:height, 0:width]
+    for i, t in enumerate(times):
+        shot = int(t // shot_s)
+        if shot not in pictures:
+            rng = np.random.default_rng(seed * 1000 + shot)
+            field = 96 + 60 * np.sin(xx / rng.uniform(20, 60)) * np.cos(yy / rng.uniform(20, 60))
+            picture = np.repeat(field[..., None], 3, axis=2).astype(np.uint8)
+            for _ in range(40):
+                centre = rng.integers(0, (width, height))
+                corners = (rng.integers(-25, 25, (5, 2)) + centre).astype(np.int32)
+                cv2.fillPoly(picture, [corners], [int(v) for v in rng.integers(0, 256, 3)])
+            pictures[shot] = picture
+        out[i] = np.roll(pictures[shot], int((t % shot_s) * 3), axis=1)
+    return out

@@ -408,7 +408,7 @@ class Matcher:
                                    catalog_keyframes=len(index),
                                    reference_keyframes=self._reference_keyframes)
         # Geometric verification of the shortlist with local features (engine.video_local);
-        # a sharded view holds none yet.
+        # a cluster view's local index asks the candidates' shards (engine.cluster.lookup).
         local_index = getattr(self.catalog, "local_index", None)
         if video.local is None or not len(video.local) or local_index is None:
             return segments

@@ -19,6 +19,13 @@ What is checked, and what is done about it (every refusal is an
   half-precision clients) is **re-normalised**; any other norm (zero, 1e6, ...) is **refused**,
   because inner products with it would outrank every true match. Times finite, non-negative,
   sorted (non-decreasing) and within the duration.
+- ``video.local`` (ORB features, :class:`engine.video.local.LocalFeatures`): arrays of the
+  right shapes and types (one count a frame, counts summing to the keypoint rows, 32-byte
+  descriptors, grid coordinates 0..255), times finite, sorted and within the duration, the
+  detail frame's size, shown and mirrored rows alternating (queries) or no mirrored rows
+  (references), and no more frames and keypoints than this Nanhu's sampler makes
+  (:func:`local_limits`), so that no caller can make verification slow or skew its chance
+  model for everyone else.
 - references only: enough material to be matched at all (see :data:`MIN_REFERENCE_S` and
   :data:`MIN_REFERENCE_KEYFRAMES`); a reference that can never match is refused with the reason.
 
@@ -94,7 +101,8 @@ def validate_fingerprint(
     if fp.audio is not None:
         _check_audio(fp, what, for_reference, audio_params or AudioParams())
     if fp.video is not None:
-        video = _check_video(fp.video, float(duration), what, video_dims or known_video_dims())
+        video = _check_video(fp.video, float(duration), what, video_dims or known_video_dims(),
+                             for_reference)
         if video is not fp.video:
             fp = dataclasses.replace(fp, video=video)
     if for_reference:
@@ -164,20 +172,110 @@ def _check_audio(fp: Fingerprint, what: str, for_reference: bool, params: AudioP
             f"{fp.duration_s:g} s of audio (at most {last_frame})")
 
 
-def _check_local(local, what: str) -> None:
-    """Local features that fit together and fit their file (engine.store.local_features)."""
-    counts = np.asarray(local.counts)
+def check_local_tag(tag: str, what: str = "fingerprint") -> None:
+    """Refuse local features of another parameter set (the proto names them by tag; a
+    :class:`LocalFeatures` in process is this Nanhu's own)."""
+    from nanhu.engine.video.local import LocalParams
+
+    known = LocalParams().tag()
+    if tag == known:
+        return
+    if isinstance(tag, str) and re.fullmatch(r"orb-v\d+", tag):
+        raise VersionMismatch(
+            f"{_field(what, 'video.local.params_tag')} {tag!r} is another version than this "
+            f"Nanhu's ({known}); re-fingerprint with this version")
+    raise InvalidArgument(f"{_field(what, 'video.local.params_tag')} {tag!r} is not {known}")
+
+
+def local_limits(duration_s: float, *, for_reference: bool) -> tuple[int, int]:
+    """(most rows, most keypoints a row) of local features: what this Nanhu's own sampler
+    (:mod:`engine.video.local_sampling`) can make for ``duration_s`` of video. A query: 64
+    frames shown and mirrored, 500 keypoints each; a reference: its byte budget an hour plus
+    the budget's bucket (4 keyframes), 48 keypoints each. Bounds the work and memory any caller
+    can make verification spend, and the ORB keyframes a registrant adds to the chance model."""
+    from nanhu.engine.video.local import LocalParams
+
+    p = LocalParams()
+    if not for_reference:
+        return 2 * p.max_query_frames, p.query_features
+    budget = duration_s * p.bytes_per_hour / 3600.0 / p.keyframe_bytes
+    return int(p.bucket_keyframes + budget), p.reference_features
+
+
+def _check_local(local, duration: float, what: str, for_reference: bool):
+    """Local features that fit together, fit this Nanhu's parameters and stay within its
+    limits; returns them with canonical dtypes (a copy where a dtype differed)."""
+    from nanhu.engine.video.local import DESCRIPTOR_BYTES, GRID, LocalFeatures, LocalParams
+
+    name = "video.local."
+    times = _array(local.times_s, what, name + "times_s")
+    counts = _array(local.counts, what, name + "counts")
+    xy = _array(local.xy, what, name + "xy", ndim=2)
+    descriptors = _array(local.descriptors, what, name + "descriptors", ndim=2)
+    if times.dtype.kind != "f" or counts.dtype.kind not in "iu":
+        raise InvalidArgument(f"{_field(what, name + 'times_s')} must be floats and "
+                              "video.local.counts integers")
+    if counts.size != times.size:
+        raise InvalidArgument(f"{_field(what, name + 'counts')} must have one entry per frame "
+                              f"({counts.size} for {times.size} times)")
+    rows, per_row = local_limits(duration, for_reference=for_reference)
+    if times.size > rows:
+        raise InvalidArgument(f"{_field(what, name + 'times_s')}: {times.size} frames; "
+                              f"at most {rows} here")
+    if counts.size and (int(counts.min()) < 0 or int(counts.max()) > per_row):
+        raise InvalidArgument(f"{_field(what, name + 'counts')} must be within 0..{per_row} "
+                              "keypoints a frame")
     total = int(counts.sum()) if counts.size else 0
-    times = np.asarray(local.times_s)
-    if (counts.shape != times.shape or (counts.size and (counts.min() < 0 or counts.max() > 0xFFFF))
-            or np.shape(local.xy) != (total, 2) or np.shape(local.descriptors) != (total, 32)
-            or not np.all(np.isfinite(times)) or len(local.size) != 2
-            or not all(0 <= int(side) <= 0xFFFF for side in local.size)):
-        raise InvalidArgument(f"{_field(what, 'video.local')}: local features do not fit "
-                              "together (counts, coordinates, descriptors, times, size)")
+    if xy.shape != (total, 2):
+        raise InvalidArgument(f"{_field(what, name + 'xy')} must hold one (x, y) per keypoint: "
+                              f"counts sum to {total}, xy has shape {xy.shape}")
+    if descriptors.shape[0] != total or descriptors.shape[1] != DESCRIPTOR_BYTES:
+        raise InvalidArgument(
+            f"{_field(what, name + 'descriptors')} must hold {DESCRIPTOR_BYTES} bytes (an ORB "
+            f"descriptor) per keypoint: counts sum to {total}, shape {descriptors.shape}")
+    if descriptors.dtype != np.uint8:
+        raise InvalidArgument(f"{_field(what, name + 'descriptors')} must be bytes (uint8)")
+    if xy.dtype.kind not in "iu" or (total and (int(xy.min()) < 0 or int(xy.max()) >= GRID)):
+        raise InvalidArgument(f"{_field(what, name + 'xy')} must be whole grid steps in "
+                              f"0..{GRID - 1} (finite, not {xy.dtype})")
+    if not np.all(np.isfinite(times)) or (times.size and float(times.min()) < 0):
+        raise InvalidArgument(f"{_field(what, name + 'times_s')} must be finite and not negative")
+    if np.any(np.diff(times) < 0):
+        raise InvalidArgument(f"{_field(what, name + 'times_s')} must be sorted (non-decreasing)")
+    if times.size and float(times.max()) > duration + TIME_SLACK_S:
+        raise InvalidArgument(f"{_field(what, name + 'times_s')}: frame at "
+                              f"{float(times.max()):g} s lies past duration_s {duration:g}")
+    size = tuple(local.size) if isinstance(local.size, (tuple, list)) else ()
+    detail = LocalParams().detail_size
+    if times.size and not (len(size) == 2 and all(isinstance(v, (int, np.integer)) for v in size)
+                           and max(size) == detail and min(size) >= 2):
+        raise InvalidArgument(f"{_field(what, name + 'size')} {local.size!r} must be the detail "
+                              f"frame's (width, height), {detail} on the longest side")
+    flipped = local.flipped
+    if for_reference and flipped is not None:
+        raise InvalidArgument(f"{_field(what, name + 'flipped')}: a reference's frames are "
+                              "described as shown only (leave it unset)")
+    if flipped is not None:
+        flipped = np.asarray(flipped)
+        shown, mirrored = flipped[0::2], flipped[1::2]
+        if (flipped.shape != times.shape or flipped.dtype != bool or times.size % 2
+                or shown.any() or not mirrored.all()
+                or not np.array_equal(times[0::2], times[1::2])):
+            raise InvalidArgument(
+                f"{_field(what, name + 'flipped')} must alternate shown and mirrored rows of "
+                "the same frames (false, true, ...), one per frame")
+    canonical = LocalFeatures(times.astype(np.float32, copy=False),
+                              counts.astype(np.int32, copy=False),
+                              xy.astype(np.uint8, copy=False), descriptors,
+                              (int(size[0]), int(size[1])) if len(size) == 2 else (0, 0),
+                              flipped)
+    unchanged = (canonical.times_s is times and canonical.counts is counts and canonical.xy is xy
+                 and canonical.size == local.size and flipped is local.flipped)
+    return local if unchanged else canonical
 
 
-def _check_video(v: VideoPrint, duration: float, what: str, dims: dict[str, int]) -> VideoPrint:
+def _check_video(v: VideoPrint, duration: float, what: str, dims: dict[str, int],
+                 for_reference: bool) -> VideoPrint:
     tag = v.params_tag
     if tag not in dims:
         known = ", ".join(sorted(dims))
@@ -204,7 +302,9 @@ def _check_video(v: VideoPrint, duration: float, what: str, dims: dict[str, int]
     if vectors.dtype.kind != "f" or times.dtype.kind != "f":
         raise InvalidArgument(f"{_field(what, 'video.vectors')} and times_s must be floats")
     if v.local is not None:
-        _check_local(v.local, what)
+        local = _check_local(v.local, duration, what, for_reference)
+        if local is not v.local:
+            v = dataclasses.replace(v, local=local)
     if times.size == 0:
         return v
     if not np.all(np.isfinite(vectors)):

@@ -69,7 +69,10 @@ class LocalMatchParams:
 
 
 class LocalIndex:
-    """The catalog's local features by reference ordinal, and their keyframe count."""
+    """The catalog's local features by reference ordinal, and their keyframe count.
+
+    What :func:`verify` asks of a catalog's local features; a cluster view answers the same
+    questions from its shards (:class:`engine.cluster.lookup.ShardedLocalIndex`)."""
 
     def __init__(self, features: dict[int, LocalFeatures]) -> None:
         self.features = features
@@ -77,6 +80,36 @@ class LocalIndex:
 
     def __len__(self) -> int:
         return self.keyframes
+
+    def has_features(self, ordinals: np.ndarray) -> np.ndarray:
+        """bool[n]: which of the reference ordinals int[n] have local features."""
+        return np.array([int(o) in self.features for o in np.asarray(ordinals).tolist()], bool)
+
+    def features_to_verify(self, hits: dict[int, tuple[np.ndarray, np.ndarray]], most: int
+                           ) -> dict[int, LocalFeatures]:
+        """{ordinal: its local features} of the candidates ``hits`` names ({ordinal: (hit
+        times float[h], hit similarities float[h])}, the global neighbours at it), of which
+        :func:`verify` reads the ``most`` keyframes :func:`keyframes_to_try` picks. Here the
+        whole features (they are in memory); a cluster sends only those keyframes
+        (:func:`features_to_try`)."""
+        return {o: self.features[o] for o in hits if o in self.features}
+
+
+def features_to_try(reference: LocalFeatures, hit_times: np.ndarray, hit_sims: np.ndarray,
+                    most: int) -> LocalFeatures:
+    """``reference`` with the keypoints of only the keyframes :func:`verify` tries for these
+    hits (:func:`keyframes_to_try`): every keyframe's time kept, the others' counts 0. Verifying
+    with it gives what verifying with the whole features gives (the keyframes tried, their
+    inliers and the times read are the same), for at most ``most`` keyframes' bytes."""
+    tried = keyframes_to_try(reference, hit_times, hit_sims, most)
+    if tried.size == len(reference):
+        return reference
+    keep = np.zeros(len(reference), bool)
+    keep[tried] = True
+    rows = np.repeat(keep, reference.counts)
+    return LocalFeatures(reference.times_s, np.where(keep, reference.counts, 0).astype(np.int32),
+                         reference.xy[rows], reference.descriptors[rows], reference.size,
+                         reference.flipped)
 
 
 def verify(query: LocalFeatures, query_times_s: np.ndarray, query_vectors: np.ndarray,
@@ -86,7 +119,8 @@ def verify(query: LocalFeatures, query_times_s: np.ndarray, query_vectors: np.nd
            video: VideoMatchParams | None = None) -> list[Segment]:
     """The global ``segments`` with verified evidence added.
 
-    query : the query's local features (frames shown and mirrored, ``flipped`` set)
+    query : the query's local features: frames shown and mirrored, ``flipped`` set (rows
+        alternate, engine.validate checks it), or each frame once (``flipped`` None)
     query_times_s : ndarray [shape=(n,)], float32, time of each global row (s)
     query_vectors : ndarray [shape=(n, d)], float32, the rows' embeddings
     views : ndarray [shape=(n,)], int, or None: the rows' views (0 whole frame)
@@ -109,20 +143,25 @@ def verify(query: LocalFeatures, query_times_s: np.ndarray, query_vectors: np.nd
     candidates = _candidates(rows_t, refs, sims, index, params.candidates)
     if candidates.size == 0:
         return segments
+    hits = {o: (times[refs == o], sims[refs == o]) for o in candidates.tolist()}
+    chosen = index.features_to_verify(hits, params.keyframes_per_reference)
     frames = _query_frames(query, params.max_query_frames)
     units = _units(query.times_s[frames], rows_t, query_vectors, views, video.unit_similarity)
-    frames_tried = 2 * frames.size
+    # each frame shown and mirrored (the next row); a print without mirrored rows as it is
+    twins = (0, 1) if query.flipped is not None else (0,)
+    frames_tried = len(twins) * frames.size
     log10_seed = np.log10(max(frames_tried * index.keyframes, 1))
     out = list(segments)
     for ordinal in candidates.tolist():
-        reference = index.features[ordinal]
-        tried = _keyframes_to_try(reference, times[refs == ordinal], sims[refs == ordinal],
-                                  params.keyframes_per_reference)
+        reference = chosen.get(ordinal)
+        if reference is None:  # its shard did not answer: a partial answer (engine.cluster)
+            continue
+        tried = keyframes_to_try(reference, *hits[ordinal], params.keyframes_per_reference)
         pairs = []  # (unit, inliers, query time, keyframe, tried)
         for frame, unit in zip(frames.tolist(), units.tolist()):
             best = (0, -1)
-            for row in (frame, frame + 1):
-                xy, desc = query.points(row)
+            for twin in twins:
+                xy, desc = query.points(frame + twin)
                 inliers = count_inliers(xy, desc, reference, tried, params=local)
                 j = int(np.argmax(inliers)) if inliers.size else -1
                 if j >= 0 and inliers[j] > best[0]:
@@ -155,9 +194,8 @@ def _candidates(row_times: np.ndarray, refs: np.ndarray, sims: np.ndarray, index
     best_ref, best_sim = ref[order][first], sim[order][first]
     ordinals, inverse = np.unique(best_ref, return_inverse=True)
     totals = np.bincount(inverse, weights=best_sim)
-    ranked = ordinals[np.argsort(-totals, kind="stable")]
-    ranked = np.array([o for o in ranked.tolist() if o in index.features], np.int64)
-    return ranked[:most]
+    ranked = ordinals[np.argsort(-totals, kind="stable")].astype(np.int64)
+    return ranked[index.has_features(ranked)][:most]
 
 
 def _query_frames(query: LocalFeatures, most: int) -> np.ndarray:
@@ -182,7 +220,7 @@ def _units(frame_times: np.ndarray, row_times: np.ndarray, vectors: np.ndarray,
     return np.concatenate([[0], np.cumsum(~alike)])
 
 
-def _keyframes_to_try(reference: LocalFeatures, hit_times: np.ndarray, hit_sims: np.ndarray,
+def keyframes_to_try(reference: LocalFeatures, hit_times: np.ndarray, hit_sims: np.ndarray,
                       most: int) -> np.ndarray:
     """The reference's ORB keyframes whose spans (from one to the next) hold the query's global
     hits, best hit first, then the rest in time order, at most ``most``: int64[<= most]."""

@@ -18,7 +18,12 @@ from nanhu import __version__
 from nanhu.engine import errors
 from nanhu.engine.audio.params import AudioParams
 from nanhu.engine.cli import exit_code_for
-from nanhu.engine.store.catalog_schema import COMPACT_FORMAT_VERSION, FORMAT_VERSION, META_VERSION
+from nanhu.engine.store.catalog_schema import (
+    COMPACT_FORMAT_VERSION,
+    FORMAT_VERSION,
+    LOCAL_FORMAT_VERSION,
+    META_VERSION,
+)
 from nanhu.engine.video.params import VideoParams
 
 # (module, what it offers): each module has ``add_commands(subparsers)``.
@@ -52,8 +57,8 @@ def version_text() -> str:
     return (f"nanhu {__version__}\n"
             f"audio fingerprints  {AudioParams().tag()}\n"
             f"video fingerprints  {VideoParams().tag()}\n"
-            f"catalog format      {FORMAT_VERSION}, {COMPACT_FORMAT_VERSION} with compact keyframes "
-            f"(metadata schema {META_VERSION})")
+            f"catalog format      {FORMAT_VERSION}, {COMPACT_FORMAT_VERSION} with compact keyframes, "
+            f"{LOCAL_FORMAT_VERSION} with local features (metadata schema {META_VERSION})")
 
 
 class _VersionAction(argparse.Action):

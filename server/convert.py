@@ -19,6 +19,8 @@ from nanhu.engine.errors import InvalidArgument, VersionMismatch
 from nanhu.engine.fingerprint import FORMAT_VERSION, Fingerprint, VideoPrint
 from nanhu.engine.matcher import Match
 from nanhu.engine.policy import Policy, Stretch
+from nanhu.engine.validate import check_local_tag
+from nanhu.engine.video.local import DESCRIPTOR_BYTES, LocalFeatures, LocalParams
 from nanhu.proto.gen.nanhu.v1 import nanhu_pb2 as pb
 from nanhu.server.service import public_digest
 
@@ -42,7 +44,38 @@ def fingerprint_to_proto(fp: Fingerprint) -> pb.Fingerprint:
         msg.video.dim = vectors.shape[1] if vectors.ndim == 2 else 0
         msg.video.vectors.extend(vectors.reshape(-1).tolist())
         msg.video.times_s.extend(video.times_s.tolist())
+        if video.local is not None:
+            _local_to_proto(video.local, msg.video.local)
     return msg
+
+
+def _local_to_proto(local: LocalFeatures, msg: pb.LocalFeatures) -> None:
+    msg.params_tag = LocalParams().tag()
+    msg.width, msg.height = (int(v) for v in local.size)
+    msg.times_s.extend(np.asarray(local.times_s, np.float32).tolist())
+    msg.counts.extend(np.asarray(local.counts, np.int64).tolist())
+    msg.xy = np.ascontiguousarray(local.xy, np.uint8).tobytes()
+    msg.descriptors = np.ascontiguousarray(local.descriptors, np.uint8).tobytes()
+    if local.flipped is not None:
+        msg.flipped.extend(np.asarray(local.flipped, bool).tolist())
+
+
+def _local_from_proto(msg: pb.LocalFeatures) -> LocalFeatures:
+    """The message's arrays as they are (engine.validate checks that they fit together and
+    stay within the limits); only the byte fields' framing is checked here."""
+    check_local_tag(msg.params_tag)
+    if len(msg.xy) % 2:
+        raise InvalidArgument(f"fingerprint: video.local.xy must be 2 bytes (x, y) a keypoint "
+                              f"(got {len(msg.xy)} bytes)")
+    if len(msg.descriptors) % DESCRIPTOR_BYTES:
+        raise InvalidArgument(f"fingerprint: video.local.descriptors must be {DESCRIPTOR_BYTES} "
+                              f"bytes (an ORB descriptor) a keypoint (got {len(msg.descriptors)} "
+                              "bytes)")
+    return LocalFeatures(
+        np.array(msg.times_s, np.float32), np.array(msg.counts, np.int64),
+        np.frombuffer(msg.xy, np.uint8).reshape(-1, 2),
+        np.frombuffer(msg.descriptors, np.uint8).reshape(-1, DESCRIPTOR_BYTES),
+        (msg.width, msg.height), np.array(msg.flipped, bool) if len(msg.flipped) else None)
 
 
 def fingerprint_from_proto(msg: pb.Fingerprint) -> Fingerprint:
@@ -78,7 +111,8 @@ def fingerprint_from_proto(msg: pb.Fingerprint) -> Fingerprint:
         if (v.dim == 0 and n) or len(v.vectors) != n * v.dim:
             raise InvalidArgument("fingerprint video: vectors is not times_s x dim floats")
         video = VideoPrint(np.array(v.vectors, np.float32).reshape(n, v.dim),
-                           np.array(v.times_s, np.float32), v.params_tag)
+                           np.array(v.times_s, np.float32), v.params_tag,
+                           local=_local_from_proto(v.local) if v.HasField("local") else None)
     return Fingerprint(duration_s=msg.duration_s, digest=msg.digest, audio=audio,
                        audio_params_tag=msg.audio.params_tag if audio is not None else "",
                        video=video)

@@ -20,7 +20,12 @@ import pytest
 
 import nanhu
 from nanhu.engine.audio.params import AudioParams
-from nanhu.engine.store.catalog_schema import COMPACT_FORMAT_VERSION, FORMAT_VERSION, META_VERSION
+from nanhu.engine.store.catalog_schema import (
+    COMPACT_FORMAT_VERSION,
+    FORMAT_VERSION,
+    LOCAL_FORMAT_VERSION,
+    META_VERSION,
+)
 from nanhu.engine.video.params import VideoParams
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,8 +49,8 @@ def _expected_version() -> list[str]:
     return [f"nanhu {nanhu.__version__}",
             f"audio fingerprints  {AudioParams().tag()}",
             f"video fingerprints  {VideoParams().tag()}",
-            f"catalog format      {FORMAT_VERSION}, {COMPACT_FORMAT_VERSION} with compact keyframes "
-            f"(metadata schema {META_VERSION})"]
+            f"catalog format      {FORMAT_VERSION}, {COMPACT_FORMAT_VERSION} with compact keyframes, "
+            f"{LOCAL_FORMAT_VERSION} with local features (metadata schema {META_VERSION})"]
 
 
 # --- the checkout ---------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""The cluster's postings and keyframe index as the matcher asks them, each answered by every
-shard (:class:`ShardedPostings`, :class:`ShardedVectors`; the view is
-:class:`~nanhu.engine.cluster.view.ShardedCatalog`).
+"""The cluster's postings, keyframe index and local features as the matcher asks them, answered
+by the shards (:class:`ShardedPostings`, :class:`ShardedVectors`, :class:`ShardedLocalIndex`;
+the view is :class:`~nanhu.engine.cluster.view.ShardedCatalog`).
 
 **Audio lookups, decided for the cluster.** A bounded lookup
 (:func:`engine.store.postings.select`) decides which keys to read from their posting counts: the
@@ -36,6 +36,7 @@ from nanhu.engine.store.postings import select
 
 if TYPE_CHECKING:
     from nanhu.engine.cluster.view import ShardedCatalog
+    from nanhu.engine.video.local import LocalFeatures
 
 Look = tuple[np.ndarray, "int | None", "int | None"]  # (keys, max_postings, budget)
 
@@ -178,3 +179,52 @@ class ShardedVectors:
         return (np.take_along_axis(ordinals, top, 1),
                 np.take_along_axis(times, top, 1).astype(np.float32),
                 np.take_along_axis(sims, top, 1).astype(np.float32))
+
+
+class ShardedLocalIndex:
+    """The cluster's local features as :func:`engine.video_local.verify` asks them
+    (:class:`~nanhu.engine.video_local.LocalIndex`'s questions), so that verification runs once,
+    at the view, on the whole evidence, as on one catalog:
+
+    - the ORB keyframes the chance model counts are the cluster's (each shard's state has its
+      count), and the references that have local features, which the candidates are chosen
+      among, are known from the states too: no round trip;
+    - the candidates' features come in one round trip, asked only of the shards that hold a
+      candidate, each cut by its shard to the keyframes the verification will try
+      (:func:`~nanhu.engine.video_local.features_to_try`: at most ``keyframes_per_reference``
+      a candidate, ~1.6 kB each, whatever the reference's length).
+    """
+
+    def __init__(self, view: ShardedCatalog) -> None:
+        self.view = view
+        self._ordinals: tuple[tuple, np.ndarray] | None = None
+
+    @property
+    def keyframes(self) -> int:
+        return sum(int(s.get("local_keyframes", 0)) for s in self.view._known())
+
+    def __len__(self) -> int:
+        return self.keyframes
+
+    def _global_ordinals(self) -> np.ndarray:
+        view = self.view
+        if self._ordinals is None or self._ordinals[0] != view.generation:
+            parts = [view.to_global(s.get("local_ordinals", np.zeros(0, np.uint32)), i)
+                     for i, s in enumerate(view._states) if s is not None]
+            self._ordinals = (view.generation,
+                              np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64))
+        return self._ordinals[1]
+
+    def has_features(self, ordinals: np.ndarray) -> np.ndarray:
+        return np.isin(np.asarray(ordinals, np.int64), self._global_ordinals())
+
+    def features_to_verify(self, hits: dict[int, tuple[np.ndarray, np.ndarray]], most: int
+                           ) -> dict[int, LocalFeatures]:
+        view = self.view
+        calls = [(shard, ([(int(o), *hits[int(o) * view.n + shard]) for o in local.tolist()],
+                          most))
+                 for shard, local in view.split(np.array(sorted(hits), np.int64)).items()]
+        out = {}
+        for shard, found in view._ask_each("local_features", calls, for_matcher=True):
+            out.update({int(o) * view.n + shard: f for o, f in found.items()})
+        return out

@@ -13,6 +13,8 @@ Ordinals here are the shard's own; the view makes them cluster-wide.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from nanhu.engine.catalog import Catalog
@@ -20,6 +22,9 @@ from nanhu.engine.cluster.fanout import keys_token
 from nanhu.engine.errors import CatalogCorrupt, NotFound
 from nanhu.engine.store.catalog_records import Reference
 from nanhu.engine.store.postings import select
+
+if TYPE_CHECKING:
+    from nanhu.engine.video.local import LocalFeatures
 
 
 class ShardReads:
@@ -41,6 +46,7 @@ class ShardReads:
             try:
                 postings = self.catalog.postings()
                 vectors = self.catalog.vectors()
+                local = self.catalog.local_index()
                 break
             except (CatalogCorrupt, FileNotFoundError):
                 # a compaction replaced the segments between the manifest and the mapping
@@ -58,6 +64,10 @@ class ShardReads:
             "n_vectors": len(vectors),
             "dim": int(getattr(vectors, "dim", 0) or 0) if len(vectors) else 0,
             "deleted": np.asarray(self.catalog.deleted_ordinals(), np.int64),
+            # the references with local features, and their ORB keyframes (the verification's
+            # candidates and catalog size, engine.cluster.lookup.ShardedLocalIndex)
+            "local_ordinals": np.array(sorted(local.features), np.uint32),
+            "local_keyframes": len(local),
             "audio_params": self.catalog.audio_params,
             "audio_params_tag": manifest["audio_params_tag"],
             "video_params_tag": manifest.get("video_params_tag") or "",
@@ -146,6 +156,17 @@ class ShardReads:
             return (np.full((m, k), -1, np.int64), np.zeros((m, k), np.float32),
                     np.full((m, k), -np.inf, np.float32))
         return index.search(np.asarray(queries, np.float32), k)
+
+    def local_features(self, wanted: list[tuple[int, np.ndarray, np.ndarray]], most: int
+                       ) -> dict[int, LocalFeatures]:
+        """The local features of the verification's candidates here, ``wanted`` as (ordinal,
+        hit times, hit similarities), each cut to the at most ``most`` keyframes the view's
+        verification will try (:func:`~nanhu.engine.video_local.features_to_try`)."""
+        from nanhu.engine.video_local import features_to_try
+
+        features = self.catalog.local_index().features
+        return {int(o): features_to_try(features[int(o)], times, sims, most)
+                for o, times, sims in wanted if int(o) in features}
 
     # --- references -----------------------------------------------------------------------------
     def by_ordinals(self, ordinals: np.ndarray) -> dict[int, Reference]:

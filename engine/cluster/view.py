@@ -6,11 +6,12 @@ whole cluster, asking every shard through a :class:`Fanout` (in-process here, Ra
 :mod:`nanhu.server.cluster_ray`), so the alignment, the chance model and the verdict run once,
 on the whole evidence, exactly as on one catalog:
 
-- **Audio lookups and keyframe search** are answered by every shard and merged as one catalog
-  would answer them (:mod:`nanhu.engine.cluster.lookup`): the lookup's stop keys and budget are
-  decided once, for the cluster; the cluster's ``k`` nearest keyframes are kept of each shard's.
-- **Catalog size.** The frames and keyframes the chance model counts are the cluster's sums, so
-  a score means the same whether the catalog is split or not.
+- **Audio lookups, keyframe search and local features** are answered by the shards and merged
+  as one catalog would answer them (:mod:`nanhu.engine.cluster.lookup`): the lookup's stop keys
+  and budget are decided once, for the cluster; the cluster's ``k`` nearest keyframes are kept
+  of each shard's; verification's candidates' features come from their shards.
+- **Catalog size.** The frames, keyframes and ORB keyframes the chance model counts are the
+  cluster's sums, so a score means the same whether the catalog is split or not.
 - **Ordinals** are made cluster-wide: ``local * n_shards + shard`` (uint32 throughout, so a
   shard holds at most ``2**32 / n_shards`` ordinals).
 
@@ -47,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from nanhu.engine.cluster.fanout import MISSING, Fanout, LocalFanout, keys_token
-from nanhu.engine.cluster.lookup import ShardedPostings, ShardedVectors
+from nanhu.engine.cluster.lookup import ShardedLocalIndex, ShardedPostings, ShardedVectors
 from nanhu.engine.errors import CatalogMoved, NotFound, VersionMismatch
 from nanhu.engine.store.catalog_records import Reference
 
@@ -77,6 +78,7 @@ class ShardedCatalog:
         self._answered: set[int] = set()  # shards that answered a look of this query
         self._postings = ShardedPostings(self, ahead=looks_ahead)
         self._vectors = ShardedVectors(self)
+        self._local = ShardedLocalIndex(self)
         self.refresh(now=True)
         if all(s is None for s in self._states):
             raise NotFound(f"{name}: no shard of the cluster answered")
@@ -258,6 +260,9 @@ class ShardedCatalog:
 
     def vectors(self) -> ShardedVectors:
         return self._vectors
+
+    def local_index(self) -> ShardedLocalIndex:
+        return self._local
 
     # --- references -----------------------------------------------------------------------------
     def by_ordinals(self, ordinals: np.ndarray) -> dict[int, Reference]:

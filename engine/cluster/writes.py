@@ -15,6 +15,7 @@ new work overlapping a work on another shard is registered without a held confli
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -86,7 +87,8 @@ class ShardWrites:
 
     def export(self, ref_ids: Sequence[str]) -> dict[str, bytes]:
         """The stored fingerprints of ``ref_ids`` (keys and frames as registered, keyframe
-        vectors and times), as :meth:`Fingerprint.to_bytes`, to register them elsewhere.
+        vectors and times, local features), as :meth:`Fingerprint.to_bytes`, to register them
+        elsewhere.
 
         One pass over the shard's postings for all of them, a bounded number of buckets at a
         time. References whose keyframes live only in a compact (product-quantised) segment
@@ -130,14 +132,18 @@ class ShardWrites:
                     rows = segment.ordinals == o
                     vectors[o].append((np.array(segment.vectors[rows]),
                                        np.array(segment.times_s[rows])))
+            local = catalog.local_index().features
             out = {}
             for o, ref in by_ordinal.items():
                 if ref.n_keyframes and not vectors[o]:
                     raise InvalidArgument(
                         f"{ref.ref_id!r}: its keyframes are stored only in compact form in "
                         f"{self.path}; re-register it from its media to move it")
-                out[ref.ref_id] = _fingerprint(ref, keys[o], frames[o], vectors[o],
-                                               catalog).to_bytes()
+                fp = _fingerprint(ref, keys[o], frames[o], vectors[o], catalog)
+                if fp.video is not None and o in local:  # the ORB keyframes move with it
+                    fp = dataclasses.replace(fp, video=dataclasses.replace(
+                        fp.video, local=local[o]))
+                out[ref.ref_id] = fp.to_bytes()
             return out
 
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from nanhu.engine.errors import NotFound
 from nanhu.engine.store.catalog_records import COLUMNS, Reference, row_to_reference
-from nanhu.engine.store.catalog_schema import FORMAT_VERSION, segment_files
+from nanhu.engine.store.catalog_schema import segment_files
 from nanhu.engine.store.postings import SegmentPostings
 from nanhu.engine.vectors import FaissVectorIndex, VectorSegment
 
@@ -107,7 +107,7 @@ class CatalogReader:
         video_bytes += (self.manifest.get("video_quantiser") or {}).get("bytes", 0)
         hours = row[1] / 3600.0
         return {
-            "catalog": str(self.path), "format_version": FORMAT_VERSION,
+            "catalog": str(self.path), "format_version": self.manifest["version"],
             "generation": self.generation, "references": row[0],
             "audio_references": row[4], "video_references": row[5],
             "unowned_references": row[6],

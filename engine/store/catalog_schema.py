@@ -29,13 +29,34 @@ FORMAT_VERSION = 2
 #: cannot read those segments refuses the catalog instead of silently matching without them;
 #: a catalog without them stays version 2, readable by the Nanhu that made it
 COMPACT_FORMAT_VERSION = 3
-READABLE_VERSIONS = (FORMAT_VERSION, COMPACT_FORMAT_VERSION)
+#: format 4 adds local-feature segments (``video_local``, the references' ORB keyframes that
+#: verify video matches, engine.store.local_features), with or without compact keyframes: a
+#: Nanhu that reads only 2 and 3 would match without them, and its next commit would write a
+#: manifest without them (the references' local features lost), so it must refuse the catalog
+LOCAL_FORMAT_VERSION = 4
+READABLE_VERSIONS = (FORMAT_VERSION, COMPACT_FORMAT_VERSION, LOCAL_FORMAT_VERSION)
 
 
 def manifest_version(manifest: dict) -> int:
-    """The format version a manifest is written with (see :data:`COMPACT_FORMAT_VERSION`)."""
+    """The format version a manifest is written with: the lowest that can hold what it names
+    (:data:`LOCAL_FORMAT_VERSION` with local-feature segments, else
+    :data:`COMPACT_FORMAT_VERSION` with compact keyframes, else :data:`FORMAT_VERSION`)."""
+    if manifest.get("video_local"):
+        return LOCAL_FORMAT_VERSION
     compact = manifest.get("video_compact") or manifest.get("video_quantiser")
     return COMPACT_FORMAT_VERSION if compact else FORMAT_VERSION
+
+
+def _fits(manifest: dict, version: int) -> bool:
+    """True if ``version`` is the one :func:`manifest_version` gives, or one written between the
+    local-feature segments and format 4 (2026-12-02: local segments in a version 2 or 3
+    manifest, read as they are; their next commit writes version 4)."""
+    if version == manifest_version(manifest):
+        return True
+    return bool(manifest.get("video_local")) and version == manifest_version(
+        {k: v for k, v in manifest.items() if k != "video_local"})
+
+
 #: what each older catalog format lacks, for the rebuild message
 OLD_FORMATS = {1: "audio-v2 pair keys and version-1 postings segments"}
 #: metadata schema version (``PRAGMA user_version``): 0 = label policies, no owner defaults;
@@ -113,15 +134,21 @@ def read_manifest(path: Path) -> tuple[dict, AudioParams]:
             "register the works again into a new catalog, e.g. `nanhu ingest MANIFEST "
             "--catalog NEW_DIR` with the manifest used to build it"
         )
-    if manifest.get("version") not in READABLE_VERSIONS:
+    version = manifest.get("version")
+    if isinstance(version, int) and version > max(READABLE_VERSIONS):
+        raise VersionMismatch(
+            f"{path}: catalog format version {version} was written by a newer Nanhu (this one "
+            f"reads versions {', '.join(map(str, READABLE_VERSIONS))}); open it with that "
+            "version or a later one")
+    if version not in READABLE_VERSIONS:
         raise CatalogCorrupt(
-            f"{path}: catalog format version {manifest.get('version')} is not supported "
+            f"{path}: catalog format version {version} is not supported "
             f"(this Nanhu reads versions {', '.join(map(str, READABLE_VERSIONS))})"
         )
-    if manifest_version(manifest) != manifest["version"]:
+    if not _fits(manifest, version):
         raise CatalogCorrupt(
-            f"{path}: format version {manifest['version']} does not fit its contents (compact "
-            "keyframe segments need version 3, and only they)")
+            f"{path}: format version {version} does not fit its contents (compact keyframe "
+            "segments need version 3 and local-feature segments version 4, and only they)")
     return manifest, audio_params_from_dict(manifest.get("audio_params"), path)
 
 

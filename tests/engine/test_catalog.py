@@ -246,7 +246,10 @@ def test_missing_and_corrupt_catalogs(tmp_path, two_refs):
     assert not (tmp_path / "nowhere").exists()
     manifest = json.loads((two_refs / "manifest.json").read_text())
     (two_refs / "manifest.json").write_text(json.dumps({**manifest, "version": 99}))
-    with pytest.raises(CatalogCorrupt, match="version 99"):
+    with pytest.raises(VersionMismatch, match="version 99 was written by a newer Nanhu"):
+        Catalog(two_refs)
+    (two_refs / "manifest.json").write_text(json.dumps({**manifest, "version": None}))
+    with pytest.raises(CatalogCorrupt, match="version None is not supported"):
         Catalog(two_refs)
     (two_refs / "manifest.json").write_text(json.dumps({**manifest, "version": 1}))
     with pytest.raises(VersionMismatch, match="format version 1 .*audio-v2.*Rebuild it.*nanhu ingest"):

@@ -22,7 +22,7 @@ def features(seed: int, keyframes: int = 3) -> LocalFeatures:
     rng = np.random.default_rng(seed)
     counts = rng.integers(5, 48, keyframes).astype(np.int32)
     total = int(counts.sum())
-    return LocalFeatures(np.sort(rng.uniform(0, 60, keyframes)).astype(np.float32), counts,
+    return LocalFeatures(np.sort(rng.uniform(0, 10, keyframes)).astype(np.float32), counts,
                          rng.integers(0, 256, (total, 2), dtype=np.uint8),
                          rng.integers(0, 256, (total, 32), dtype=np.uint8), (320, 180))
 
@@ -155,3 +155,80 @@ def test_a_reference_with_local_features_that_do_not_fit_is_refused(tmp_path):
     with Catalog(tmp_path / "cat", writable=True, create=True) as catalog:
         with pytest.raises(InvalidArgument, match="video.local"):
             catalog.add("a", dataclasses.replace(fp, video=dataclasses.replace(fp.video, local=bad)))
+
+
+# --- the manifest's format version (engine.store.catalog_schema.manifest_version) -------------
+def test_a_catalog_with_local_features_is_written_at_version_4_and_one_without_keeps_2(tmp_path):
+    import json
+
+    from nanhu.engine.errors import NotFound
+
+    path = tmp_path / "cat"
+    with Catalog(path, writable=True, create=True) as catalog:
+        plain = video_fp(1)
+        catalog.add("plain", dataclasses.replace(plain, video=dataclasses.replace(
+            plain.video, local=None)))
+        catalog.commit()
+    assert json.loads((path / "manifest.json").read_text())["version"] == 2
+    with Catalog(path, writable=True) as catalog:
+        catalog.add("local", video_fp(2))
+        catalog.commit()
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["version"] == 4 and manifest["video_local"]
+    with Catalog(path) as reader:  # reopened at version 4: the features are there
+        assert reader.stats()["format_version"] == 4
+        assert len(reader.local_index()) == len(features(2))
+    with Catalog(path, writable=True) as catalog:  # the features gone, the version goes back
+        catalog.delete("local")
+        catalog.commit()
+        catalog.compact()
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["version"] == 2 and not manifest.get("video_local")
+    with Catalog(path) as reader:
+        assert [r.ref_id for r in reader.list()] == ["plain"]
+        with pytest.raises(NotFound):
+            reader.get("local")
+
+
+def test_a_newer_format_is_refused_with_a_message_and_a_misfit_version_as_corrupt(tmp_path):
+    import json
+
+    path = tmp_path / "cat"
+    with Catalog(path, writable=True, create=True) as catalog:
+        catalog.add("a", video_fp(1))
+        catalog.commit()
+    manifest_path = path / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps({**manifest, "version": 5}))
+    with pytest.raises(VersionMismatch, match="version 5 was written by a newer Nanhu .*reads "
+                                              "versions 2, 3, 4"):
+        Catalog(path)
+    # version 3 claims compact keyframes, which this catalog does not have
+    manifest_path.write_text(json.dumps({**manifest, "version": 3}))
+    with pytest.raises(CatalogCorrupt, match="does not fit its contents"):
+        Catalog(path)
+    # version 4 without local features is no catalog a Nanhu writes
+    manifest_path.write_text(json.dumps({**manifest, "version": 4, "video_local": []}))
+    with pytest.raises(CatalogCorrupt, match="does not fit its contents"):
+        Catalog(path)
+
+
+def test_a_catalog_written_with_local_features_at_version_2_opens_and_its_next_commit_is_4(
+        tmp_path):
+    """Catalogs of 2026-12-02 (local segments before format 4) stay readable."""
+    import json
+
+    path = tmp_path / "cat"
+    with Catalog(path, writable=True, create=True) as catalog:
+        catalog.add("a", video_fp(1))
+        catalog.commit()
+    manifest_path = path / "manifest.json"
+    manifest_path.write_text(json.dumps({**json.loads(manifest_path.read_text()), "version": 2}))
+    with Catalog(path) as reader:
+        assert len(reader.local_index()) == len(features(1))
+    with Catalog(path, writable=True) as catalog:
+        catalog.add("b", video_fp(2))
+        catalog.commit()
+    assert json.loads(manifest_path.read_text())["version"] == 4
+    with Catalog(path) as reader:
+        assert len(reader.local_index()) == len(features(1)) + len(features(2))

@@ -145,16 +145,38 @@ class AudioLandmarks(_message.Message):
     def __init__(self, params_tag: _Optional[str] = ..., hashes: _Optional[_Iterable[int]] = ..., frames: _Optional[_Iterable[int]] = ..., speed_index: _Optional[_Iterable[int]] = ..., speeds: _Optional[_Iterable[float]] = ..., pitches: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class VideoKeyframes(_message.Message):
-    __slots__ = ("params_tag", "dim", "vectors", "times_s")
+    __slots__ = ("params_tag", "dim", "vectors", "times_s", "local")
     PARAMS_TAG_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     TIMES_S_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_FIELD_NUMBER: _ClassVar[int]
     params_tag: str
     dim: int
     vectors: _containers.RepeatedScalarFieldContainer[float]
     times_s: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, params_tag: _Optional[str] = ..., dim: _Optional[int] = ..., vectors: _Optional[_Iterable[float]] = ..., times_s: _Optional[_Iterable[float]] = ...) -> None: ...
+    local: LocalFeatures
+    def __init__(self, params_tag: _Optional[str] = ..., dim: _Optional[int] = ..., vectors: _Optional[_Iterable[float]] = ..., times_s: _Optional[_Iterable[float]] = ..., local: _Optional[_Union[LocalFeatures, _Mapping]] = ...) -> None: ...
+
+class LocalFeatures(_message.Message):
+    __slots__ = ("params_tag", "width", "height", "times_s", "counts", "xy", "descriptors", "flipped")
+    PARAMS_TAG_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    TIMES_S_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    XY_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTORS_FIELD_NUMBER: _ClassVar[int]
+    FLIPPED_FIELD_NUMBER: _ClassVar[int]
+    params_tag: str
+    width: int
+    height: int
+    times_s: _containers.RepeatedScalarFieldContainer[float]
+    counts: _containers.RepeatedScalarFieldContainer[int]
+    xy: bytes
+    descriptors: bytes
+    flipped: _containers.RepeatedScalarFieldContainer[bool]
+    def __init__(self, params_tag: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., times_s: _Optional[_Iterable[float]] = ..., counts: _Optional[_Iterable[int]] = ..., xy: _Optional[bytes] = ..., descriptors: _Optional[bytes] = ..., flipped: _Optional[_Iterable[bool]] = ...) -> None: ...
 
 class Fingerprint(_message.Message):
     __slots__ = ("format_version", "duration_s", "digest", "audio", "video")
