@@ -35,7 +35,6 @@ policy keeps segments below that.
 
 from __future__ import annotations
 
-import mmap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -43,7 +42,7 @@ from typing import Protocol
 import numpy as np
 
 from nanhu.engine.errors import CatalogCorrupt
-from nanhu.engine.store import kernels
+from nanhu.engine.store import kernels, mapping
 from nanhu.engine.store.timeline import Timeline
 
 MAGIC = b"NANHUPST"
@@ -101,43 +100,6 @@ class PostingsIndex(Protocol):
     def __len__(self) -> int: ...
 
 
-#: madvise(2) advice that maps a range's pages now (Linux 5.14+; not in Python's mmap module)
-MADV_POPULATE_READ = 22
-
-
-def _populate(raw: np.memmap, start: int, stop: int) -> None:
-    """Map the pages of ``raw[start:stop]`` into the process now, where the kernel can.
-
-    Every lookup reads the directory and the remainders at one random place per key: on pages
-    not yet mapped in this process each read is a page fault (about 1 us), which at 10,000 h
-    was most of a lookup's time. The directory and remainders are 1.2-1.4 bytes of the
-    ~5.2 a posting; the positions, read only for the postings a query keeps, stay lazy. The
-    pages are the file's (the page cache, shared, reclaimable), not the process's own memory.
-    """
-    handle = getattr(raw, "_mmap", None)
-    page = mmap.PAGESIZE
-    first = start - start % page
-    if handle is None or stop <= first:
-        return
-    try:
-        handle.madvise(MADV_POPULATE_READ, first, stop - first)
-    except (OSError, ValueError):  # an older kernel, or a platform without it: stay lazy
-        pass
-
-
-def _advise_random(raw: np.memmap) -> None:
-    """No read-ahead on this mapping: lookups read a few bytes at random places, and on a
-    machine whose page cache cannot hold the index the kernel's default read-around (32 pages a
-    fault) multiplies the reads from disk by about 30 for nothing."""
-    handle = getattr(raw, "_mmap", None)
-    if handle is None:
-        return
-    try:
-        handle.madvise(mmap.MADV_RANDOM)
-    except (OSError, ValueError, AttributeError):
-        pass
-
-
 class Segment:
     """One memory-mapped, immutable segment file."""
 
@@ -168,10 +130,13 @@ class Segment:
             offset += ((1 << dir_bits) + 1) * 4
             self.remainders = np.frombuffer(raw, f"<u{rem_bytes}", count, offset)
             offset += count * rem_bytes
-            _populate(raw, directory_offset, offset)  # sequential: read-ahead helps
-            _advise_random(raw)
+            # Every lookup reads the directory and the remainders at one random place per key:
+            # mapped now (sequential, so read-ahead helps), before any lookup waits on them.
+            mapping.populate(raw, directory_offset, offset)
+            mapping.advise_random(raw)
             offset += -offset % 4
             self.positions = np.frombuffer(raw, "<u4", count, offset)
+            mapping.populate_later(raw, offset, offset + count * 4, what=str(path))
             offset += count * 4
         except ValueError as exc:
             raise CatalogCorrupt(f"{path}: postings segment is truncated ({exc})") from exc
