@@ -75,6 +75,8 @@ def test_raw_results_hold_each_measurement_and_the_corpus(tiny_report):
     assert [round(s["synthetic_hours"]) for s in scale] == [0, 2]
     assert scale[1]["hours"] > scale[0]["hours"] and scale[1]["add_one_hour_s"] > 0
     assert all(s["queries"] == 8 and s["negatives"] == 8 for s in scale)
+    assert all(s["match_cpu_ms_p50"] > 0 and s["match_ms_p50_positives"] > 0
+               and s["match_ms_p99_negatives"] >= s["match_ms_p50_negatives"] > 0 for s in scale)
     assert set(raw["scale"]["null_log10_chance"]) and all(
         len(v) == 8 for v in raw["scale"]["null_log10_chance"].values())
     assert video["config"]["negatives"] == 2 and video["rows"]
