@@ -281,18 +281,6 @@ def select(per_key: np.ndarray, *, max_postings: int | None, budget: int | None)
     return taken
 
 
-def _select_sorted(per_key: np.ndarray, *, max_postings: int | None,
-                   budget: int | None) -> np.ndarray:
-    """:func:`select` as a stable sort of the keys by posting count: its twin in the tests."""
-    keep = per_key <= max_postings if max_postings is not None else np.ones(per_key.size, bool)
-    if budget is not None and int(per_key[keep].sum()) > budget:
-        order = np.flatnonzero(keep)[np.argsort(per_key[keep], kind="stable")]
-        taken = order[np.cumsum(per_key[order]) <= budget]
-        keep = np.zeros(per_key.size, bool)
-        keep[taken] = True
-    return keep
-
-
 def expand_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Concatenated ``arange(s, s + l)`` for each (s, l), vectorised."""
     total = int(lengths.sum())

@@ -45,3 +45,16 @@ class BruteForcePostings:
             return np.zeros(0, np.int64), np.zeros(0, np.uint32), np.zeros(0, np.uint32)
         array = np.array(rows, np.int64)
         return array[:, 0], array[:, 1].astype(np.uint32), array[:, 2].astype(np.uint32)
+
+
+def select_sorted(per_key: np.ndarray, *, max_postings: int | None,
+                  budget: int | None) -> np.ndarray:
+    """:func:`~engine.store.postings.select` as a stable sort of the keys by posting count,
+    the rarest first while their total fits: its twin in the tests."""
+    keep = per_key <= max_postings if max_postings is not None else np.ones(per_key.size, bool)
+    if budget is not None and int(per_key[keep].sum()) > budget:
+        order = np.flatnonzero(keep)[np.argsort(per_key[keep], kind="stable")]
+        taken = order[np.cumsum(per_key[order]) <= budget]
+        keep = np.zeros(per_key.size, bool)
+        keep[taken] = True
+    return keep

@@ -20,7 +20,6 @@ from nanhu.engine.store.postings import (
     Segment,
     SegmentPostings,
     StoredKeys,
-    _select_sorted,
     expand_ranges,
     merge_segments,
     mix_keys,
@@ -28,7 +27,7 @@ from nanhu.engine.store.postings import (
     unmix_keys,
     write_segment,
 )
-from nanhu.engine.store.postings_twin import BruteForcePostings
+from nanhu.engine.store.postings_twin import BruteForcePostings, select_sorted
 from nanhu.engine.store.timeline import Timeline
 from nanhu.engine.vectors import (
     BruteForceVectorIndex,
@@ -213,7 +212,7 @@ def test_the_counted_selection_equals_a_stable_sort_by_rarity(per_key, cap, budg
     same keys at every cap and budget, ties and zero-posting keys included."""
     per_key = np.array(per_key, np.int64)
     found = select(per_key, max_postings=cap, budget=budget)
-    twin = _select_sorted(per_key, max_postings=cap, budget=budget)
+    twin = select_sorted(per_key, max_postings=cap, budget=budget)
     assert found.tolist() == twin.tolist()
 
 
