@@ -13,7 +13,6 @@ import pytest
 from nanhu.benchmarks.synth import still_shots
 from nanhu.benchmarks.video_probe import crop, encode
 from nanhu.engine.catalog import Catalog
-from nanhu.engine.cluster.layout import init_cluster
 from nanhu.engine.cluster.view import LocalFanout, ShardedCatalog
 from nanhu.engine.fingerprint import Fingerprint, fingerprint_media
 from nanhu.engine.matcher import Matcher
@@ -54,15 +53,6 @@ def corpus(tmp_path_factory) -> Corpus:
     return Corpus(refs, queries, single)
 
 
-def build(root: Path, corpus: Corpus, n_shards: int):
-    layout = init_cluster(root, n_shards)
-    for ref_id, fp in corpus.references.items():
-        with Catalog(layout.shard_dir(layout.shard_for(ref_id)), writable=True) as catalog:
-            catalog.add(ref_id, fp, title=ref_id, owner="label")
-            catalog.commit()
-    return layout
-
-
 def without_local(fp: Fingerprint) -> Fingerprint:
     return dataclasses.replace(fp, video=dataclasses.replace(fp.video, local=None))
 
@@ -87,8 +77,8 @@ class Counting(LocalFanout):
 @pytest.mark.parametrize("n_shards", [2, 3])
 def test_sharded_verification_gives_the_single_catalogs_answers(tmp_path, corpus, cluster_kit,
                                                                 n_shards):
-    _, answers = cluster_kit
-    layout = build(tmp_path / "cluster", corpus, n_shards)
+    build_cluster, answers = cluster_kit  # each shard's references in one commit
+    layout = build_cluster(tmp_path / "cluster", corpus, n_shards)
     fanout = Counting([layout.shard_dir(s) for s in range(n_shards)])
     view = ShardedCatalog(fanout)
     with Catalog(corpus.single) as single:
