@@ -135,3 +135,53 @@ def test_a_long_query_keeps_a_bounded_evenly_spread_set_of_frames():
     assert np.array_equal(features.times_s[features.flipped], shown)  # each with its mirror
     steps = np.diff(shown)
     assert steps.min() == steps.max() and shown[-1] > 3000  # even, and to the end
+
+
+def _collect(pictures_at, seconds: float):
+    """Reference features of generated frames: ``pictures_at(t)`` -> uint8[180, 320]."""
+    from nanhu.engine.video.local_sampling import LocalCollector
+
+    class Frame:
+        width, height = 320, 180
+
+    collector = LocalCollector(PARAMS)
+    images = {}
+    collector._detail = lambda frame: images[id(frame)]
+    for i in range(int(seconds * 2)):
+        t = i * 0.5
+        frame, picture = Frame(), pictures_at(t)
+        images[id(frame)] = picture
+        collector.offer(t, cv2.resize(picture, (64, 64), interpolation=cv2.INTER_AREA), frame)
+    return collector.result()
+
+
+def test_a_slow_drift_gets_keyframes_spread_over_it_and_a_still_shot_does_not():
+    base = scene(31).astype(np.int16)
+
+    def drift(t):  # a quarter level a second: 48 s to change as much as a cut must
+        return np.clip(base + int(t / 4), 0, 255).astype(np.uint8)
+
+    drifted = _collect(drift, 180.0)
+    gaps = np.diff(np.concatenate([[0.0], drifted.times_s, [180.0]]))
+    # a keyframe every refresh (~16-20 s of drift: 4 levels; 26 s at the start, where the
+    # bucket must first refill its reserve), not every 48 s
+    assert gaps.max() <= 30.0 and len(drifted) >= 7
+    assert drifted.nbytes() <= PARAMS.bytes_per_hour * 180 / 3600 + PARAMS.keyframe_bytes
+    still = scene(33)
+    assert len(_collect(lambda t: still, 180.0)) == 1
+
+
+def test_cuts_are_still_described_after_a_long_drift():
+    wide = np.concatenate([scene(41, (640, 180)), scene(42, (640, 180))], axis=1)
+    cuts = [scene(50 + i) for i in range(4)]
+
+    def film(t):  # 5 minutes of a drift too slow to count as a change, then a cut every 20 s
+        if t < 300:
+            x = int(round(t))
+            return np.ascontiguousarray(wide[:, x:x + 320])
+        return cuts[int((t - 300) // 20) % len(cuts)]
+
+    features = _collect(film, 380.0)
+    after = features.times_s[features.times_s >= 300]
+    # each of the 4 cuts (at 300, 320, 340, 360 s) opens a described keyframe within a second
+    assert all(np.any(np.abs(after - cut) <= 1.0) for cut in (300.0, 320.0, 340.0, 360.0))
