@@ -191,9 +191,8 @@ def local_limits(duration_s: float, *, for_reference: bool) -> tuple[int, int]:
     """(most rows, most keypoints a row) of local features: what this Nanhu's own sampler
     (:mod:`engine.video.local_sampling`) can make for ``duration_s`` of video. A query: 64
     frames shown and mirrored, 500 keypoints each; a reference: its byte budget an hour plus
-    the budget's bucket (4 keyframes), ``reference_features`` (32) keypoints each. Bounds the
-    work and memory any caller can make verification spend, and the ORB keyframes a
-    registrant adds to the chance model."""
+    the budget's bucket (4 keyframes), 48 keypoints each. Bounds the work and memory any caller
+    can make verification spend, and the ORB keyframes a registrant adds to the chance model."""
     from nanhu.engine.video.local import LocalParams
 
     p = LocalParams()

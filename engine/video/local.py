@@ -38,12 +38,11 @@ GRID = 256
 class LocalParams:
     """Local-feature parameters; ``version`` changes whenever stored features would change."""
 
-    version: int = 2
+    version: int = 1
     #: detail frames: the decoded frame scaled to this longest side (pixels), aspect kept
     detail_size: int = 320
-    #: ORB keypoints kept per reference keyframe (the strongest); 32 rather than version 1's
-    #: 48 buys 1.5x the keyframes in the same bytes (docs/results/video-recall-2026-12-02.md)
-    reference_features: int = 32
+    #: ORB keypoints kept per reference keyframe (the strongest)
+    reference_features: int = 48
     #: ORB keypoints per query frame
     query_features: int = 500
     #: most bytes of local features a reference keeps per hour of video
@@ -58,17 +57,6 @@ class LocalParams:
     min_contrast: float = 16.0
     #: the budget's bucket holds this many keyframes (a burst of cuts is covered this far)
     bucket_keyframes: float = 4.0
-    #: a keyframe is also described, without a cut, once this many seconds have passed since
-    #: the last described one and its picture has drifted by ``refresh_levels`` (a pan, a
-    #: zoom, a slow dissolve of one photograph into the next): a keyframe verifies only a few
-    #: seconds of moving footage around it, so long shots need more than their first frame
-    refresh_s: float = 6.0
-    #: ... mean absolute difference from the last described one (luma levels; re-encoding
-    #: noise of a still shot stays below ~2)
-    refresh_levels: float = 4.0
-    #: ... and only while the bucket would still hold this many keyframes after it: the
-    #: reserve keeps cuts (new pictures) described when a long drift has spent the budget
-    refresh_reserve: float = 1.0
     #: query frames are described every this many seconds ...
     query_every_s: float = 1.0
     #: ... until this many are held; then every other one is dropped and the step doubles, so

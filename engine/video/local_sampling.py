@@ -2,9 +2,7 @@
 (:class:`engine.video.sampling.KeyframeSampler` offers it every sampled frame).
 
 References: a keyframe is described when its 64x64 frame has changed by ``change_levels``
-from the last described one (a cut, or a pan or zoom gone far enough), or by
-``refresh_levels`` once ``refresh_s`` have passed since it (a drift: spreads keyframes over
-long moving shots, while the bucket keeps ``refresh_reserve`` keyframes for cuts), is steady (within
+from the last described one (a cut, or a pan or zoom gone far enough), is steady (within
 ``stable_levels`` of the frame sampled before it: not inside a dissolve or a fade), has
 contrast (``min_contrast``), and the byte budget allows: a bucket refills at
 ``bytes_per_hour`` / 3600 bytes a second of presentation time and holds ``bucket_keyframes``
@@ -42,7 +40,6 @@ class LocalCollector:
         self._capacity = self.params.bucket_keyframes * self.params.keyframe_bytes
         self._bucket = float(self.params.keyframe_bytes)
         self._last_time = 0.0
-        self._last_described = -np.inf
         self._next_query = 0.0
         self._query_step = self.params.query_every_s
         self._parts: list[LocalFeatures] = []
@@ -71,15 +68,10 @@ class LocalCollector:
         if small.shape != (64, 64):
             small = small.reshape(64, small.shape[0] // 64, 64, -1).mean(axis=(1, 3))
         previous, self._prev_small = self._prev_small, small
-        need = p.keyframe_bytes
-        if self._last_small is not None:
-            change = float(np.mean(np.abs(small - self._last_small)))
-            if change < p.change_levels:
-                if (change < p.refresh_levels
-                        or time_s - self._last_described < p.refresh_s - 1e-6):
-                    return
-                need = (1.0 + p.refresh_reserve) * p.keyframe_bytes  # a drift, not a cut
-        if (self._bucket < need or previous is None
+        if self._last_small is not None and float(
+                np.mean(np.abs(small - self._last_small))) < p.change_levels:
+            return
+        if (self._bucket < p.keyframe_bytes or previous is None
                 or float(np.mean(np.abs(small - previous))) > p.stable_levels
                 or float(small.std()) < p.min_contrast):
             return
@@ -88,7 +80,6 @@ class LocalCollector:
             return
         self._bucket -= p.keyframe_bytes
         self._last_small = small
-        self._last_described = time_s
         self._add(time_s, xy, desc, None)
 
     def _detail(self, frame) -> np.ndarray:
