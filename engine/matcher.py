@@ -410,9 +410,20 @@ class Matcher:
         # Geometric verification of the shortlist with local features (engine.video_local);
         # a cluster view's local index asks the candidates' shards (engine.cluster.lookup).
         local_index = getattr(self.catalog, "local_index", None)
-        if video.local is None or not len(video.local) or local_index is None:
-            return segments
-        from nanhu.engine.video_local import verify
+        if video.local is not None and len(video.local) and local_index is not None:
+            from nanhu.engine.video_local import verify
 
-        return verify(video.local, video.times_s, video.vectors, video.views, ordinals, times,
-                      sims, local_index(), segments, video=params)
+            segments = verify(video.local, video.times_s, video.vectors, video.views, ordinals,
+                              times, sims, local_index(), segments, video=params)
+        return self._video_ends(segments, fp, params)
+
+    def _video_ends(self, segments: list[Segment], fp: Fingerprint, params) -> list[Segment]:
+        """Segments carried over the query's content-free edges (engine.video_ends)."""
+        from nanhu.engine.video_ends import extend_to_edges
+
+        if not segments:
+            return segments
+        refs = self.catalog.by_ordinals(np.array([s.reference for s in segments], np.int64))
+        return extend_to_edges(segments, fp.video.times_s, fp.duration_s,
+                               max_gap_s=params.max_gap_s,
+                               reference_durations_s={o: r.duration_s for o, r in refs.items()})
