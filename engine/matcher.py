@@ -34,7 +34,7 @@ from nanhu.engine.audio.windows import (
     window_ids,
 )
 from nanhu.engine.catalog import Catalog
-from nanhu.engine.errors import CatalogCorrupt, CatalogMoved, InvalidArgument
+from nanhu.engine.errors import CatalogCorrupt, CatalogMoved
 from nanhu.engine.fingerprint import Fingerprint
 from nanhu.engine.policy import ScreenFloor
 from nanhu.engine.segments import Segment, covered_s
@@ -359,71 +359,7 @@ class Matcher:
         known = table[place] == busy
         return dict(zip(busy[known].tolist(), lengths[place[known]].tolist()))
 
-    def _reference_keyframes(self, ordinals: np.ndarray) -> np.ndarray:
-        refs = self.catalog.by_ordinals(ordinals)
-        return np.array([refs[int(o)].n_keyframes if int(o) in refs else 1 for o in ordinals],
-                        np.int64)
-
     def _video_segments(self, fp: Fingerprint) -> list[Segment]:
-        from nanhu.engine import video_align
+        from nanhu.engine.video_match import video_segments
 
-        index = self.catalog.vectors()
-        if len(index) == 0:
-            return []
-        params = self.video_match or video_align.default_params()
-        if fp.video.vectors.ndim != 2 or fp.video.vectors.shape[1] != index.dim:
-            raise InvalidArgument(
-                f"query fingerprint: video.dim is {fp.video.vectors.shape[-1]}; this catalog's "
-                f"keyframe vectors have {index.dim} dimensions")
-        ordinals, times, sims = index.search(fp.video.vectors, params.k)
-        # Defence behind engine.validate: a reference whose stored rows are unusable (a
-        # similarity above 1 means a non-unit vector; times not finite or negative) is left
-        # out of this query, logged, and every other reference is matched as usual.
-        found = ordinals >= 0
-        with np.errstate(invalid="ignore"):
-            bad = found & ~(np.isfinite(sims) & (sims <= 1.0 + 1e-3) & np.isfinite(times)
-                            & (times >= 0))
-        dead = np.zeros(ordinals.shape, bool)
-        if bad.any():
-            poisoned = np.unique(ordinals[bad])
-            log.warning("video matching skipped references with unusable keyframes "
-                        "(ordinals %s)", poisoned[:10].tolist())
-            dead |= np.isin(ordinals, poisoned)
-        if self._deleted.size:
-            dead |= np.isin(ordinals, self._deleted)
-        if dead.any():
-            ordinals = np.where(dead, -1, ordinals)
-            sims = np.where(dead, -np.inf, sims).astype(np.float32)
-            times = np.where(dead, 0.0, times).astype(np.float32)
-        video = fp.video
-        if not video.has_views:
-            segments = video_align.align_video(
-                video.times_s, ordinals, times, sims, params=params, query_vectors=video.vectors,
-                catalog_keyframes=len(index), reference_keyframes=self._reference_keyframes)
-        else:
-            from nanhu.engine.video_views import align_views
-
-            segments = align_views(video.views, video.times_s, ordinals, times, sims,
-                                   params=params, query_vectors=video.vectors,
-                                   catalog_keyframes=len(index),
-                                   reference_keyframes=self._reference_keyframes)
-        # Geometric verification of the shortlist with local features (engine.video_local);
-        # a cluster view's local index asks the candidates' shards (engine.cluster.lookup).
-        local_index = getattr(self.catalog, "local_index", None)
-        if video.local is not None and len(video.local) and local_index is not None:
-            from nanhu.engine.video_local import verify
-
-            segments = verify(video.local, video.times_s, video.vectors, video.views, ordinals,
-                              times, sims, local_index(), segments, video=params)
-        return self._video_ends(segments, fp, params)
-
-    def _video_ends(self, segments: list[Segment], fp: Fingerprint, params) -> list[Segment]:
-        """Segments carried over the query's content-free edges (engine.video_ends)."""
-        from nanhu.engine.video_ends import extend_to_edges
-
-        if not segments:
-            return segments
-        refs = self.catalog.by_ordinals(np.array([s.reference for s in segments], np.int64))
-        return extend_to_edges(segments, fp.video.times_s, fp.duration_s,
-                               max_gap_s=params.max_gap_s,
-                               reference_durations_s={o: r.duration_s for o, r in refs.items()})
+        return video_segments(self.catalog, fp, deleted=self._deleted, params=self.video_match)
