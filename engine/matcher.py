@@ -266,8 +266,8 @@ class Matcher:
         for i, ids in enumerate(stage_ids):
             key_index, ordinals, frames = self._lookup(unique_keys[ids], seconds, shares[i])
             hits.append((ids[key_index], ordinals, frames))
-            # the looks' keys are disjoint, so their votes add up
-            votes = merge_votes(*votes, *reference_votes(key_index, ordinals))
+            if ordinals.size:  # the looks' keys are disjoint, so their votes add up
+                votes = merge_votes(*votes, *reference_votes(key_index, ordinals))
             picked |= stage_of == i
             found = self._align_looked(landmarks, picked, inverse, by_key, hits, votes,
                                        seconds)
@@ -302,6 +302,8 @@ class Matcher:
         ordinals = np.concatenate([h[1] for h in hits])
         frames = np.concatenate([h[2] for h in hits])
         refs, votes = votes
+        if ordinals.size == 0:  # no hit in any look so far: nothing to align
+            return []
         keep = shortlist_mask(ordinals, refs, votes, limit=self._shortlist_size(seconds),
                               min_votes=self.audio_match.min_votes)
         if not picked.all():  # the subset's stable order by key, from the window's
