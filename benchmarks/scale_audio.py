@@ -227,11 +227,9 @@ def measure(directory: Path, positives: list, negatives: list,
         "false_matches_unflagged": sum(f["negative"] not in flagged for f in false),
         "negatives_unflagged": sum(src not in flagged for src, _ in negatives),
         "false_match_list": false[:30],
-        "match_ms_p50": float(np.percentile(latencies, 50)),
-        "match_ms_p99": float(np.percentile(latencies, 99)),
-        # the same split by query set (positives stop at the first look that covers them,
-        # never-registered negatives run every look), and the matching thread's CPU time,
-        # which a machine shared with other work inflates less than wall time
+        # wall time and the matching thread's CPU time (which a machine shared with other work
+        # inflates less), pooled and by query set: positives stop at the first look that
+        # covers them, never-registered negatives run every look
         **_percentiles("match_ms", latencies, len(positives)),
         **_percentiles("match_cpu_ms", cpu, len(positives)),
         "rss_mb": rss, "rss_anon_mb": anon,
@@ -240,12 +238,10 @@ def measure(directory: Path, positives: list, negatives: list,
 
 
 def _percentiles(name: str, values: list[float], n_positives: int) -> dict:
-    """p50/p99 of ``values`` (positives first, then negatives) per query set; the pooled
-    p50/p99 of the CPU times too."""
+    """p50/p99 of ``values`` (positives first, then negatives): ``{name}_p50`` of all of them,
+    ``{name}_p50_positives`` and ``{name}_p50_negatives`` of each set, and the same for p99."""
     out = {}
-    parts = {"positives": values[:n_positives], "negatives": values[n_positives:]}
-    if name != "match_ms":
-        parts = {"": values, **parts}
+    parts = {"": values, "positives": values[:n_positives], "negatives": values[n_positives:]}
     for part, vals in parts.items():
         suffix = f"_{part}" if part else ""
         for q in (50, 99):

@@ -122,7 +122,7 @@ class ShardReads:
             return counts, None
         picked = np.flatnonzero(candidates)
         key_index, ordinals, frames = postings.read(
-            [(first[picked], count[picked]) for first, count in spans], picked.size)
+            [(first[picked], count[picked]) for first, count in spans])
         return counts, (picked[key_index].astype(np.uint32), ordinals, frames)
 
     def postings_of(self, keys: np.ndarray | None, picked: np.ndarray, token: str = ""
@@ -144,7 +144,7 @@ class ShardReads:
             spans = [(first[picked], count[picked]) for first, count in kept[1]]
         else:
             spans = postings.spans(np.asarray(keys, np.uint32)[picked])
-        key_index, ordinals, frames = postings.read(spans, picked.size)
+        key_index, ordinals, frames = postings.read(spans)
         return key_index.astype(np.uint32), ordinals, frames
 
     # --- video --------------------------------------------------------------------------------

@@ -309,7 +309,7 @@ class SegmentPostings:
         if (max_postings is not None or budget is not None) and spans:
             per_key = sum(count for _, count in spans)
             keep = select(per_key, max_postings=max_postings, budget=budget)
-        return self.read(spans, keys.size, keep)
+        return self.read(spans, keep)
 
     def spans(self, keys: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """Each segment's (first posting int64[m], count int64[m]) of every key: the first
@@ -321,7 +321,7 @@ class SegmentPostings:
                 stored[segment.key_bits] = StoredKeys(keys, segment.key_bits)
         return [segment.ranges_stored(stored[segment.key_bits]) for segment in self.segments]
 
-    def read(self, spans: list[tuple[np.ndarray, np.ndarray]], n_keys: int,
+    def read(self, spans: list[tuple[np.ndarray, np.ndarray]],
              keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The postings of the kept keys (bool[m]; None: all) of :meth:`spans`; the second
         half of :meth:`lookup`, same result."""
