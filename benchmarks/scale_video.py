@@ -70,7 +70,7 @@ def build_scale_catalog(real: Path, directory: Path, hours: float, model: Keyfra
     ``compact`` leaves a catalog), the quantiser trained on a sample of both."""
     from nanhu.engine.store import vectors_compact as compact
     from nanhu.engine.store.catalog_schema import manifest_version
-    from nanhu.engine.vectors import VectorSegment
+    from nanhu.engine.store.vectors import VectorSegment
 
     started = time.perf_counter()
     if directory.exists():
@@ -231,7 +231,7 @@ def exact_neighbours(directory: Path, real: Path, data: dict, model: KeyframeMod
     vectors), and the exact answers as an index for :func:`measure`."""
     import faiss
 
-    from nanhu.engine.vectors import VectorSegment
+    from nanhu.engine.store.vectors import VectorSegment
 
     n_pos = sum(len(p[3]) for p in data["positives"])
     queries = np.ascontiguousarray(np.concatenate(

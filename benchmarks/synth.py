@@ -176,7 +176,7 @@ def still_shots(seconds: float, *, seed: int, fps: float = 5.0, shot_s: float = 
     """Frames of a slideshow-like film: a still picture rich in corners (a wavy field under 40
     filled polygons) per shot of ``shot_s``, drifting 3 px a second, with hard cuts. Local
     features (ORB) find many keypoints in it and the references' sampler describes its cuts, so
-    crops that defeat the global descriptor are still verified (tests of engine.video_local).
+    crops that defeat the global descriptor are still verified (tests of engine.video.verify).
 
     Returns RGB uint8[n, height, width, 3], the frames at ``start_s + i / fps`` for
     ``0 <= i / fps < seconds``.

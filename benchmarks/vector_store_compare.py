@@ -12,7 +12,7 @@ Backends (``--backends``, comma-separated):
 - ``faiss-flat``   ``faiss.IndexFlatIP`` (Nanhu below ``HNSW_MIN_VECTORS``)
 - ``faiss-flat-blas`` the same, searched through BLAS (see :class:`FaissFlatBlas`)
 - ``faiss-hnsw``   ``faiss.IndexHNSWFlat`` M=32, efConstruction 40 (FAISS default), efSearch 64
-                   (``engine/vectors.py``: ``HNSW_M``, ``HNSW_EF_SEARCH``), one graph per shard
+                   (``engine/store/vectors.py``: ``HNSW_M``, ``HNSW_EF_SEARCH``), one graph per shard
 - ``compact``      Nanhu's compact index (``engine/store/vectors_compact.py``: IVF + PQ31
                    shortlist, PQ62 re-rank); needs ``nanhu`` importable
 - ``milvus-flat``, ``milvus-ivf``, ``milvus-ivfsq8``, ``milvus-hnsw``: a Milvus Lite collection

@@ -42,8 +42,8 @@ def cpu(function, *args, runs: int = 3, **kwargs):
 
 def shortlist_rank(catalog: Catalog, fp, truth: int) -> int | None:
     """Rank (0 = first) of the true reference among the verification candidates the global
-    neighbours give (:func:`engine.video_local._candidates`), None when it is not among them."""
-    from nanhu.engine.video_local import _candidates
+    neighbours give (:func:`engine.video.verify._candidates`), None when it is not among them."""
+    from nanhu.engine.video.verify import _candidates
 
     index = catalog.local_index()
     ordinals, times, sims = catalog.vectors().search(fp.video.vectors, 32)

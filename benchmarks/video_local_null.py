@@ -6,7 +6,7 @@ keyframes, :mod:`engine.video.local_sampling`), cuts ``--clips`` seeded 10 s cli
 applies each attack, encodes them without sound and fingerprints them as queries. Every query
 frame, as shown and mirrored, is verified (:func:`engine.video.local.count_inliers`) against
 every ORB keyframe of every *other* video: those counts are the unrelated pairs, whose survival
-``P(inliers >= n)`` is the table :class:`engine.video_local.LocalMatchParams` holds. The best
+``P(inliers >= n)`` is the table :class:`engine.video.verify.LocalMatchParams` holds. The best
 count against the clip's own video is kept too (the true pairs' side, for the report).
 Writes ``OUT/local-null.json`` and prints the table. The clips are seeded apart from the quick
 framing bench's (seed 7), so the table is not fitted on its negatives.

@@ -9,7 +9,7 @@ Layout (format version 1)::
                              same way
     DIR/claims.sqlite        claims and webhooks (engine.claims; not versioned by generations)
     DIR/audio/seg-*.pst      immutable postings segments (engine.store.postings)
-    DIR/video/seg-*.vec      immutable keyframe-vector segments (engine.vectors)
+    DIR/video/seg-*.vec      immutable keyframe-vector segments (engine.store.vectors)
     DIR/video/seg-*.hnsw     HNSW graph of a large vector segment (FAISS format, derived data)
     DIR/video/seg-*.vcx      compact keyframe segments: PQ codes (engine.store.vectors_compact),
                              once the catalog holds COMPACT_MIN_VECTORS keyframes
@@ -75,8 +75,8 @@ from nanhu.engine.store.catalog_schema import (
 )
 from nanhu.engine.store.catalog_segments import TIER_FANOUT, SegmentsMixin
 from nanhu.engine.store.postings import SegmentPostings
+from nanhu.engine.store.vectors import FaissVectorIndex
 from nanhu.engine.validate import validate_fingerprint
-from nanhu.engine.vectors import FaissVectorIndex
 
 __all__ = [
     "FORMAT", "FORMAT_VERSION", "META_VERSION", "TIER_FANOUT", "Catalog", "Conflict", "Overlap",

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nanhu.engine import vectors as vector_store
 from nanhu.engine.catalog import Catalog
 from nanhu.engine.errors import CatalogCorrupt, NanhuError
 from nanhu.engine.policy import Policy
+from nanhu.engine.store import vectors as vector_store
 from nanhu.engine.store.postings import Segment
 from nanhu.engine.validate import known_video_dims
 
@@ -45,7 +45,7 @@ class SegmentState:
     """A segment the manifest names, as found: ``ok``, ``missing``, ``damaged`` or (video)
     ``wrong-dim``. For readable ones, ``ordinals`` are those of its rows (postings or keyframes),
     ``unknown`` those the metadata does not know; for vector segments ``usable`` marks the rows
-    that pass :func:`engine.vectors.sane_rows`."""
+    that pass :func:`engine.store.vectors.sane_rows`."""
 
     entry: dict
     status: str
@@ -205,7 +205,8 @@ def _compact_states(root: Path, manifest: dict, known: set[int], checked: dict
                     ) -> tuple[list[SegmentState], bool, list[str]]:
     """Compact video segments (``engine.store.vectors_compact``): the quantiser readable, every
     segment readable and coded by it, its row count the manifest's, its ordinals known and its
-    times plausible (:func:`engine.vectors.sane_times`). Returns (states, quantiser readable, problems)."""
+    times plausible (:func:`engine.store.vectors.sane_times`). Returns (states, quantiser
+    readable, problems)."""
     entries = manifest.get("video_compact", [])
     q_entry = manifest.get("video_quantiser")
     checked["video_compact_segments"] = len(entries)

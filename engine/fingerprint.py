@@ -46,7 +46,7 @@ class VideoPrint:
         row per keyframe and no views.
     local : :class:`engine.video.local.LocalFeatures` or None: ORB features of some frames
         (a reference's sparse keyframes; a query's frame every second, shown and mirrored),
-        for geometric verification (:mod:`engine.video_local`)
+        for geometric verification (:mod:`engine.video.verify`)
     """
 
     vectors: np.ndarray

@@ -1,7 +1,7 @@
 """Matching a query fingerprint against a catalog: audio and video segments, fused.
 
 ``Matcher.match(fp)`` returns every reference the query copies, one :class:`Match` per copied
-stretch, best first. Audio (engine.audio.align) and video (engine.video_align) each produce
+stretch, best first. Audio (engine.audio.align) and video (engine.video.align) each produce
 aligned :class:`~engine.segments.Segment` s; :func:`fuse` merges an audio and a video segment
 of the same reference that overlap in query time into one ``audio+video`` match; each is then
 judged against its work's policy and the screening call's floor (:mod:`engine.verdict`).
@@ -362,6 +362,6 @@ class Matcher:
         return dict(zip(busy[known].tolist(), lengths[place[known]].tolist()))
 
     def _video_segments(self, fp: Fingerprint) -> list[Segment]:
-        from nanhu.engine.video_match import video_segments
+        from nanhu.engine.video.match import video_segments
 
         return video_segments(self.catalog, fp, deleted=self._deleted, params=self.video_match)

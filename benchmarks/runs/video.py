@@ -69,7 +69,7 @@ def catalog_matches_code(directory: Path, ref: dict) -> bool:
     """True when fingerprinting ``ref`` now gives what the cached catalog holds for it: the same
     number of audio hashes and the same keyframe vectors and times (the engine may change
     without a version bump while it is developed; then the catalog is rebuilt)."""
-    from nanhu.engine.vectors import VectorSegment
+    from nanhu.engine.store.vectors import VectorSegment
 
     fp = fingerprint_media(ref["path"])
     with Catalog(directory) as catalog:

@@ -32,8 +32,8 @@ def scale_test(catalog: Catalog, queries: list[tuple[np.ndarray, np.ndarray]], *
                total_keyframes: int, seed: int = 0, ef_search: tuple[int, ...] = (64, 128)) -> dict:
     """Video search + alignment latency, flat vs HNSW, over the real keyframes plus random unit
     vectors up to ``total_keyframes``; HNSW's recall@k against flat on the real query vectors."""
-    from nanhu.engine import video_align
-    from nanhu.engine.vectors import FaissVectorIndex, VectorSegment
+    from nanhu.engine.store.vectors import FaissVectorIndex, VectorSegment
+    from nanhu.engine.video import align as video_align
 
     params = video_align.default_params()
     real = [VectorSegment(catalog.path / s["file"]) for s in catalog.manifest["video_segments"]]

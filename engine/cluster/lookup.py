@@ -182,8 +182,8 @@ class ShardedVectors:
 
 
 class ShardedLocalIndex:
-    """The cluster's local features as :func:`engine.video_local.verify` asks them
-    (:class:`~nanhu.engine.video_local.LocalIndex`'s questions), so that verification runs once,
+    """The cluster's local features as :func:`engine.video.verify.verify` asks them
+    (:class:`~nanhu.engine.video.verify.LocalIndex`'s questions), so that verification runs once,
     at the view, on the whole evidence, as on one catalog:
 
     - the ORB keyframes the chance model counts are the cluster's (each shard's state has its
@@ -191,7 +191,7 @@ class ShardedLocalIndex:
       among, are known from the states too: no round trip;
     - the candidates' features come in one round trip, asked only of the shards that hold a
       candidate, each cut by its shard to the keyframes the verification will try
-      (:func:`~nanhu.engine.video_local.features_to_try`: at most ``keyframes_per_reference``
+      (:func:`~nanhu.engine.video.verify.features_to_try`: at most ``keyframes_per_reference``
       a candidate, ~1.6 kB each, whatever the reference's length).
     """
 

@@ -161,8 +161,8 @@ class ShardReads:
                        ) -> dict[int, LocalFeatures]:
         """The local features of the verification's candidates here, ``wanted`` as (ordinal,
         hit times, hit similarities), each cut to the at most ``most`` keyframes the view's
-        verification will try (:func:`~nanhu.engine.video_local.features_to_try`)."""
-        from nanhu.engine.video_local import features_to_try
+        verification will try (:func:`~nanhu.engine.video.verify.features_to_try`)."""
+        from nanhu.engine.video.verify import features_to_try
 
         features = self.catalog.local_index().features
         return {int(o): features_to_try(features[int(o)], times, sims, most)

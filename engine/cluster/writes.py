@@ -94,7 +94,7 @@ class ShardWrites:
         time. References whose keyframes live only in a compact (product-quantised) segment
         cannot be exported: the float vectors are gone; re-register them from their media."""
         from nanhu.engine.store.postings import unmix_keys
-        from nanhu.engine.vectors import VectorSegment
+        from nanhu.engine.store.vectors import VectorSegment
 
         with Catalog(self.path) as catalog:
             refs = {}

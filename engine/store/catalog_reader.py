@@ -9,7 +9,7 @@ from nanhu.engine.errors import NotFound
 from nanhu.engine.store.catalog_records import COLUMNS, Reference, row_to_reference
 from nanhu.engine.store.catalog_schema import segment_files
 from nanhu.engine.store.postings import SegmentPostings
-from nanhu.engine.vectors import FaissVectorIndex, VectorSegment
+from nanhu.engine.store.vectors import FaissVectorIndex, VectorSegment
 
 
 def audio_frames(seconds: float, frames_per_second: float) -> int:
@@ -141,11 +141,11 @@ class CatalogReader:
         return self._vectors
 
     def local_index(self):
-        """The references' local features (:class:`engine.video_local.LocalIndex`), read once
+        """The references' local features (:class:`engine.video.verify.LocalIndex`), read once
         per set of local-feature segments the manifest names."""
         from nanhu.engine.store.local_features import read_local_segment
         from nanhu.engine.video.local import LocalParams
-        from nanhu.engine.video_local import LocalIndex
+        from nanhu.engine.video.verify import LocalIndex
 
         files = tuple(s["file"] for s in self.manifest.get("video_local", []))
         cached = getattr(self, "_local_index", None)

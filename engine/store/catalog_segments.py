@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from nanhu.engine import vectors as vector_store
 from nanhu.engine.audio.keys import KEY_BITS
+from nanhu.engine.store import vectors as vector_store
 from nanhu.engine.store import vectors_compact as compact_store
 from nanhu.engine.store.catalog_schema import manifest_version, segment_files
 from nanhu.engine.store.postings import MAX_SEGMENT_FRAMES, Segment
 from nanhu.engine.store.postings_write import merge_segments, write_segment
-from nanhu.engine.vectors import VectorSegment, write_vector_segment
+from nanhu.engine.store.vectors import VectorSegment, write_vector_segment
 
 log = logging.getLogger("nanhu.engine.catalog")
 

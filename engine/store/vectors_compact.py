@@ -24,7 +24,7 @@ them (float16 alone is 496 bytes).
 The trained part -- the coarse centroids, the shortlist's and the re-rank codebooks -- is a
 :class:`Quantiser`, one file per training (``video/quantiser-<g>.vqz``), trained on the
 catalog's own vectors once it holds :data:`COMPACT_MIN_VECTORS`; below that every vector stays
-float and exact (:mod:`engine.vectors`). ``compact`` retrains the shortlist part from the
+float and exact (:mod:`engine.store.vectors`). ``compact`` retrains the shortlist part from the
 re-rank codes' reconstructions; the re-rank codebook is kept from the first training, so a
 stored code is never re-encoded (no error piles up over retrains).
 

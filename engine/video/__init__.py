@@ -4,7 +4,7 @@
 track's :class:`engine.fingerprint.VideoPrint` from the frames of a demux pass
 (:func:`engine.media.demux`; :func:`fingerprint_video` runs one for the video stream alone,
 :func:`engine.fingerprint.fingerprint_media` one for audio and video together).
-:mod:`engine.video_align` aligns query keyframes with a reference's into segments. The
+:mod:`engine.video.align` aligns query keyframes with a reference's into segments. The
 descriptor and the reasons for each part are in :mod:`engine.video.embed`. Queries also
 describe framing regions and rotations as extra views (:mod:`engine.video.framing`).
 """

@@ -25,7 +25,7 @@ corner of a photograph, 70 %), with unrelated pairs at cosine 0.51 (99th percent
 (99.9th). A 5x5 grid beat 4x4 and 3x3 (lower unrelated tail, better under flip+crop+logo);
 rank normalisation beat z-scores under clipping brightness changes. Per-attack similarities
 of encoded videos: ``python -m nanhu.benchmarks.video_probe``. Matching never relies on one frame:
-the temporal alignment (:mod:`engine.video_align`) needs several keyframes in line.
+the temporal alignment (:mod:`engine.video.align`) needs several keyframes in line.
 
 Frames with no content (black, flat, fades, a few words on black) get a low quality and are left
 out of fingerprints: a thumbnail's contrast and the share of its pixels off the median both

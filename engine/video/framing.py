@@ -25,7 +25,7 @@ change over time; the code here is this project's own):
   (90 and 270 degrees; 180 is a mirror of a flip the descriptor ignores) are tried.
 
 Every extra view is one more chance for an unrelated query to match; the alignment charges
-for it (:func:`engine.video_align.align_video`, ``views``) and plain full-frame video gets no
+for it (:func:`engine.video.align.align_video`, ``views``) and plain full-frame video gets no
 extra view.
 """
 

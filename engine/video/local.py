@@ -15,7 +15,7 @@ reference onto the query. Unrelated frames give a few chance matches that agree 
 - :func:`count_inliers` matches one query frame against reference keyframes (Hamming distance,
   ratio test) and counts, per reference keyframe, the matches that agree on one affine map
   (``cv2.estimateAffine2D``, RANSAC). What that count means by chance is measured, not
-  assumed (:mod:`engine.video_local`).
+  assumed (:mod:`engine.video.verify`).
 
 OpenCV is used for ORB and RANSAC only; everything else is numpy.
 """

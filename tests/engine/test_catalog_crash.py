@@ -165,7 +165,7 @@ def with_keyframes(fp, seed: int, n: int = 120):
 
 def test_a_large_vector_segment_gets_a_graph_that_survives_reopen_and_crashes(
         catalog_dir, make_fp, monkeypatch, segment_files):
-    monkeypatch.setattr("nanhu.engine.vectors.HNSW_MIN_VECTORS", 200)
+    monkeypatch.setattr("nanhu.engine.store.vectors.HNSW_MIN_VECTORS", 200)
     fps = [with_keyframes(make_fp(i), seed=i) for i in range(3)]
     with Catalog(catalog_dir, writable=True, create=True) as catalog:
         for i, fp in enumerate(fps[:2]):

@@ -15,7 +15,7 @@ from nanhu.engine.fingerprint import Fingerprint, VideoPrint
 from nanhu.engine.validate import local_limits, validate_fingerprint
 from nanhu.engine.video import VideoParams
 from nanhu.engine.video.local import LocalFeatures, LocalParams
-from nanhu.engine.video_local import LocalIndex, verify
+from nanhu.engine.video.verify import LocalIndex, verify
 
 DIM = VideoParams().dim
 

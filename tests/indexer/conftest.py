@@ -11,7 +11,7 @@ import pytest
 
 from nanhu.benchmarks.synth import music_like, write_audio
 from nanhu.engine.catalog import Catalog
-from nanhu.engine.vectors import VectorSegment
+from nanhu.engine.store.vectors import VectorSegment
 
 RATE = 22050
 

@@ -17,7 +17,7 @@ from nanhu.engine.cluster.view import LocalFanout, ShardedCatalog
 from nanhu.engine.fingerprint import Fingerprint, fingerprint_media
 from nanhu.engine.matcher import Matcher
 from nanhu.engine.video.local import LocalParams
-from nanhu.engine.video_local import LocalMatchParams
+from nanhu.engine.video.verify import LocalMatchParams
 
 FPS = 5.0
 FILMS = 6
@@ -116,7 +116,7 @@ def test_shard_answers_only_the_keyframes_it_will_try(corpus):
     import numpy as np
 
     from nanhu.engine.video.local import count_inliers
-    from nanhu.engine.video_local import features_to_try, keyframes_to_try
+    from nanhu.engine.video.verify import features_to_try, keyframes_to_try
 
     reference = corpus.references["film-1"].video.local
     query = corpus.queries["film-1/crop30"].video.local

@@ -13,13 +13,13 @@ import pytest
 
 from nanhu.engine.catalog import Catalog
 from nanhu.engine.errors import CatalogCorrupt
+from nanhu.engine.store.vectors import BruteForceVectorIndex, FaissVectorIndex
 from nanhu.engine.store.vectors_compact import (
     CompactSegment,
     Quantiser,
     write_compact_segment,
 )
 from nanhu.engine.store.vectors_compact_search import CompactPart
-from nanhu.engine.vectors import BruteForceVectorIndex, FaissVectorIndex
 
 DIM = 248
 

@@ -1,4 +1,4 @@
-"""Segment ends over a query's content-free edges (engine.video_ends): a copy that opens on a
+"""Segment ends over a query's content-free edges (engine.video.ends): a copy that opens on a
 fade is placed from the query's start, along its line, within the reference; an edge with
 content, a gap too long or an audio segment is left alone."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from nanhu.engine.segments import Segment
-from nanhu.engine.video_ends import extend_to_edges
+from nanhu.engine.video.ends import extend_to_edges
 
 
 def seg(q0, q1, r0, r1, *, speed=1.0, modality="video", reference=3) -> Segment:

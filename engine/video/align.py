@@ -17,13 +17,13 @@ Method, per candidate reference (a loop over references; everything inside is ve
    could not reach ``min_score``; otherwise it is refined (:func:`_fit_line`: nearby grid
    speeds and the least-squares slope, each with its centred offset, judged by the summed
    similarity of their inliers, one per query keyframe). Inliers are cut into segments at
-   query gaps over ``max_gap_s``, and each segment is scored (:mod:`engine.video_score`).
+   query gaps over ``max_gap_s``, and each segment is scored (:mod:`engine.video.score`).
 4. The line's keyframes leave the vote for this reference and the next best line is sought (a
    query may copy several parts of one work), until the best bin cannot pass, four lines in a
    row fail, or ``max_segments_per_reference`` segments are found.
 
 Scoring (the null model of chance lines, the background rate of a reference) and the decision
-parameters live in :mod:`engine.video_score`; they are re-exported here.
+parameters live in :mod:`engine.video.score`; they are re-exported here.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from collections.abc import Callable
 import numpy as np
 
 from nanhu.engine.segments import Segment
-from nanhu.engine.video_score import (
+from nanhu.engine.video.score import (
     VideoMatchParams,
     _background_rate,
     _Chance,

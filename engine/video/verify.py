@@ -1,6 +1,6 @@
 """Geometric verification of the global shortlist with local features, scored on a measured null.
 
-The global search (:mod:`engine.video_align`) finds copies whose keyframes stay close to the
+The global search (:mod:`engine.video.align`) finds copies whose keyframes stay close to the
 reference's as a whole. Under a 20-30 % crop, a caption band, a logo or a zoom they often do
 not: the right reference is among the query's neighbours but no line is significant. Here the
 query's local features (:mod:`engine.video.local`, a frame a second, shown and mirrored) are
@@ -12,7 +12,7 @@ Candidates. Per reference, the sum over query times of the best neighbour simila
 tried where the global neighbours fell (the ORB keyframe spans holding them), at most
 ``keyframes_per_reference`` of them, best first.
 
-Score (the meaning of :mod:`engine.video_score`: the expected number of chance findings this
+Score (the meaning of :mod:`engine.video.score`: the expected number of chance findings this
 strong per query at this catalog's size). For one pair of unrelated frames, ``P(inliers >= n)``
 is the measured tail ``inlier_chance`` (``benchmarks/video_local_null.py``: every query frame
 of attacked never-registered clips against every reference ORB keyframe). Pairs of one
@@ -38,7 +38,7 @@ import numpy as np
 
 from nanhu.engine.segments import Segment, covered_s
 from nanhu.engine.video.local import LocalFeatures, LocalParams, count_inliers
-from nanhu.engine.video_score import VideoMatchParams
+from nanhu.engine.video.score import VideoMatchParams
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ A query's keyframes may each be described several times (:mod:`engine.video.fram
 whole frame as references are, plus regions (a content box inside a blurred or static frame, the
 halves of a split layout, a picture-in-picture window) and quarter turns. A copy shows the
 reference in one view for the length of a shot, so each view is aligned on its own
-(:func:`engine.video_align.align_video`) and its lines are charged for the views tried: the
+(:func:`engine.video.align.align_video`) and its lines are charged for the views tried: the
 chance of every line is multiplied by the number of views, once per line (not per keyframe: a
 line's keyframes all come from one view). Segments of one reference found in several views
 over the same query time are one finding: the best scored is kept.
@@ -17,9 +17,9 @@ from collections.abc import Callable
 import numpy as np
 
 from nanhu.engine.segments import Segment
+from nanhu.engine.video.align import align_video
 from nanhu.engine.video.framing import VIEW_NAMES
-from nanhu.engine.video_align import align_video
-from nanhu.engine.video_score import VideoMatchParams
+from nanhu.engine.video.score import VideoMatchParams
 
 
 def align_views(
@@ -32,7 +32,7 @@ def align_views(
     """Segments of a query whose rows are tagged by view.
 
     views : ndarray [shape=(n,)], int, view id of each row (:data:`VIEW_NAMES`)
-    The other arguments are :func:`engine.video_align.align_video`'s, one row per (keyframe,
+    The other arguments are :func:`engine.video.align.align_video`'s, one row per (keyframe,
     view). Returns segments, best score first, each with ``evidence["view"]``.
     """
     views = np.asarray(views).reshape(-1)

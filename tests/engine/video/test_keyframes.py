@@ -20,7 +20,7 @@ from nanhu.engine.video import (
     remove_borders,
     sample_frames,
 )
-from nanhu.engine.video_align import align_video, default_params
+from nanhu.engine.video.align import align_video, default_params
 
 FPS = 10.0
 SECONDS = 8.0

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from nanhu.engine.segments import Segment
-from nanhu.engine.video_align import VideoMatchParams, align_video, default_params
+from nanhu.engine.video.align import VideoMatchParams, align_video, default_params
 
 FPS = 2.0  # keyframes per second, query and reference
 K = 16

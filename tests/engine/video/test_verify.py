@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from nanhu.engine.video.local import LocalFeatures, LocalParams, describe
-from nanhu.engine.video_local import LocalIndex, LocalMatchParams, _log10_tail, verify
+from nanhu.engine.video.verify import LocalIndex, LocalMatchParams, _log10_tail, verify
 
 PARAMS = LocalParams()
 
@@ -87,8 +87,8 @@ def test_the_tail_falls_with_inliers_and_continues_past_the_table():
 
 
 def test_a_verified_span_extends_over_weak_global_hits_on_its_line():
-    from nanhu.engine.video_local import _extent
-    from nanhu.engine.video_score import VideoMatchParams
+    from nanhu.engine.video.score import VideoMatchParams
+    from nanhu.engine.video.verify import _extent
 
     row_times = np.arange(0, 10, 0.5)
     refs = np.full((row_times.size, 1), 7, np.int64)
@@ -104,8 +104,8 @@ def test_a_verified_span_extends_over_weak_global_hits_on_its_line():
 
 
 def test_a_repeated_picture_does_not_move_the_segment_off_the_supported_line():
-    from nanhu.engine.video_local import _extent
-    from nanhu.engine.video_score import VideoMatchParams
+    from nanhu.engine.video.score import VideoMatchParams
+    from nanhu.engine.video.verify import _extent
 
     row_times = np.arange(0, 10, 0.5)
     refs = np.full((row_times.size, 1), 7, np.int64)

@@ -1,6 +1,6 @@
 """Video match decision parameters and the null model that scores aligned segments.
 
-:mod:`engine.video_align` finds the lines of aligned keyframes; this module says how unlikely
+:mod:`engine.video.align` finds the lines of aligned keyframes; this module says how unlikely
 each is by chance (:class:`_Chance`) and holds the parameters of both (:class:`VideoMatchParams`).
 
 Score. Under the null hypothesis ("the query is unrelated to this reference") a segment's
@@ -43,7 +43,7 @@ likeness in a large catalog than in a small one.
 Background. A reference that unrelated keyframes hit everywhere (a catalog of a handful of
 works, a reference that looks like everything) lines up by accident more easily than the table
 says; its rate is measured on its hits off the line
-(:func:`engine.video_align._off_line_background`), counting a unit's hits at one reference
+(:func:`engine.video.align._off_line_background`), counting a unit's hits at one reference
 keyframe once, and used as a floor for every unit but the seed.
 """
 

@@ -19,9 +19,9 @@ def video_segments(catalog, fp: Fingerprint, *, deleted: np.ndarray,
                    params=None) -> list[Segment]:
     """Aligned video segments of ``fp`` (which has keyframes) in ``catalog`` (a
     :class:`~engine.catalog.Catalog` or a cluster view), tombstoned ordinals (``deleted``,
-    uint32[d]) left out; ``params``: :class:`~engine.video_align.VideoMatchParams`, or the
+    uint32[d]) left out; ``params``: :class:`~engine.video.align.VideoMatchParams`, or the
     defaults."""
-    from nanhu.engine import video_align
+    from nanhu.engine.video import align as video_align
 
     index = catalog.vectors()
     if len(index) == 0:
@@ -63,17 +63,17 @@ def video_segments(catalog, fp: Fingerprint, *, deleted: np.ndarray,
             video.times_s, ordinals, times, sims, params=params, query_vectors=video.vectors,
             catalog_keyframes=len(index), reference_keyframes=reference_keyframes)
     else:
-        from nanhu.engine.video_views import align_views
+        from nanhu.engine.video.views import align_views
 
         segments = align_views(video.views, video.times_s, ordinals, times, sims,
                                params=params, query_vectors=video.vectors,
                                catalog_keyframes=len(index),
                                reference_keyframes=reference_keyframes)
-    # Geometric verification of the shortlist with local features (engine.video_local);
+    # Geometric verification of the shortlist with local features (engine.video.verify);
     # a cluster view's local index asks the candidates' shards (engine.cluster.lookup).
     local_index = getattr(catalog, "local_index", None)
     if video.local is not None and len(video.local) and local_index is not None:
-        from nanhu.engine.video_local import verify
+        from nanhu.engine.video.verify import verify
 
         segments = verify(video.local, video.times_s, video.vectors, video.views, ordinals,
                           times, sims, local_index(), segments, video=params)
@@ -81,8 +81,8 @@ def video_segments(catalog, fp: Fingerprint, *, deleted: np.ndarray,
 
 
 def _video_ends(catalog, segments: list[Segment], fp: Fingerprint, params) -> list[Segment]:
-    """Segments carried over the query's content-free edges (engine.video_ends)."""
-    from nanhu.engine.video_ends import extend_to_edges
+    """Segments carried over the query's content-free edges (engine.video.ends)."""
+    from nanhu.engine.video.ends import extend_to_edges
 
     if not segments:
         return segments

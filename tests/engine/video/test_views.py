@@ -3,8 +3,8 @@ views tried are paid for, and one finding seen in two views is reported once."""
 
 import numpy as np
 
-from nanhu.engine.video_align import align_video
-from nanhu.engine.video_views import align_views
+from nanhu.engine.video.align import align_video
+from nanhu.engine.video.views import align_views
 
 
 def _hits(n: int, *, ref: int, offset: float, sim: float, k: int = 4, seed: int = 0):

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nanhu.engine.errors import CatalogCorrupt
-from nanhu.engine.vectors import (
+from nanhu.engine.store.vectors import (
     BruteForceVectorIndex,
     FaissVectorIndex,
     VectorSegment,
