@@ -15,17 +15,10 @@ from typing import TypeVar
 
 import numpy as np
 
-from nanhu.engine.audio.align import (
-    AudioMatchParams,
-    align_audio,
-    hits_for,
-    join_windows,
-    reference_votes,
-    shortlist,
-    shortlist_mask,
-)
+from nanhu.engine.audio.align import AudioMatchParams, align_audio, join_windows
 from nanhu.engine.audio.kernels import merge_votes, picked_order
 from nanhu.engine.audio.keys import Landmarks, QueryPeaks
+from nanhu.engine.audio.shortlist import hits_for, reference_votes, shortlist, shortlist_mask
 from nanhu.engine.audio.windows import (
     distinct_keys,
     one_window,

@@ -1,7 +1,8 @@
 """Audio: spectral peaks, landmark keys, their parameters and offset-histogram alignment.
 
 ``samples -> peaks.stream_peaks -> keys.triplet_hashes`` makes a reference's or a
-query's :class:`Landmarks`; :mod:`engine.audio.align` votes query hits into aligned segments.
+query's :class:`Landmarks`; :mod:`engine.audio.shortlist` keeps the best-voted references' hits and
+:mod:`engine.audio.align` votes them into aligned segments.
 """
 
 from nanhu.engine.audio.keys import KEY_BITS, Landmarks, audio_landmarks, triplet_hashes

@@ -22,10 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from nanhu.engine.audio.kernels import member_of
 from nanhu.engine.audio.keys import F_BITS, Landmarks
 from nanhu.engine.audio.params import AudioParams
-from nanhu.engine.segments import Segment, score_from_log10_expected
+from nanhu.engine.segments import SCORE_SCALE, Segment, score_from_log10_expected
 
 
 @dataclass(frozen=True)
@@ -102,92 +101,17 @@ class AudioMatchParams:
     calibration_offset: float = 0.215
     calibration_per_decade: float = -0.559
 
-    def calibrated(self, log10_poisson: float, catalog_hours: float) -> float:
-        """log10 of the expected chance matches, from the Poisson figure (see above)."""
+    def calibrated(self, log10_poisson, catalog_hours: float):
+        """log10 of the expected chance matches, from the Poisson figure (see above): a float
+        for a float, an array for an array."""
         size = np.log10(max(catalog_hours, 1e-3) / 18.5)
-        return float(min(0.0, self.calibration_offset + self.calibration_per_decade * size
-                         + self.calibration_slope * log10_poisson))
+        value = np.minimum(0.0, self.calibration_offset + self.calibration_per_decade * size
+                           + self.calibration_slope * np.asarray(log10_poisson, np.float64))
+        return float(value) if value.ndim == 0 else value
 
     def stop_key_cap(self, total_postings: int) -> int:
         """Most postings a key may hold at this catalog size and still be looked up."""
         return int(max(self.stop_key_floor, self.stop_key_share * total_postings))
-
-
-def shortlist(key_index: np.ndarray, ordinals: np.ndarray, *, limit: int,
-              min_votes: int) -> np.ndarray:
-    """Postings of the ``limit`` references with the most distinct query keys among their hits.
-
-    key_index, ordinals : int64[k], uint32[k], postings found for the query's unique keys.
-    Returns a bool mask over the postings. A reference with fewer than ``min_votes`` distinct
-    keys cannot make a segment and is dropped before any hit is expanded.
-    """
-    refs, votes = reference_votes(key_index, ordinals)
-    return shortlist_mask(ordinals, refs, votes, limit=limit, min_votes=min_votes)
-
-
-def reference_votes(key_index: np.ndarray, ordinals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(references int64[r], votes int64[r]): the references with hits, in ordinal order, and
-    the number of distinct query keys among each one's hits (postings as in :func:`shortlist`).
-    Votes of postings of disjoint key sets add up."""
-    if ordinals.size == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    # distinct (reference, key) pairs by one sort, then votes as run lengths of the references
-    pair = np.sort(ordinals.astype(np.int64) << 32 | key_index)
-    ref = pair[np.concatenate([[True], pair[1:] != pair[:-1]])] >> 32
-    starts = np.flatnonzero(np.concatenate([[True], ref[1:] != ref[:-1]]))
-    return ref[starts], np.diff(np.append(starts, ref.size))
-
-
-def shortlist_mask(ordinals: np.ndarray, refs: np.ndarray, votes: np.ndarray, *, limit: int,
-                   min_votes: int) -> np.ndarray:
-    """The postings (bool over ``ordinals``) of the ``limit`` references of ``refs`` (in
-    ordinal order) with the most ``votes``, at least ``min_votes``; ties to the lower ordinal."""
-    ok = votes >= min_votes
-    refs, votes = refs[ok], votes[ok]
-    best = _most_voted(refs, votes, limit)
-    if best.size == 0:
-        return np.zeros(ordinals.size, bool)
-    # one compiled test a posting: a bit table over the chosen ordinals' range, or a probed
-    # hash table when they are far apart (engine.audio.kernels.member_of)
-    return member_of(np.asarray(ordinals, np.uint32), best.astype(np.int64))
-
-
-def _most_voted(refs: np.ndarray, votes: np.ndarray, limit: int) -> np.ndarray:
-    """The ``limit`` references (of ``refs``, ascending) with the most votes, ties to the lower
-    ordinal, sorted: ``sort(refs[argsort(-votes, kind="stable")[:limit]])`` by a partition (a
-    stable sort of the ~100,000 references a query touches at 10,000 h took 4.5 ms)."""
-    if refs.size <= limit:
-        return refs
-    kth = refs.size - limit
-    threshold = np.partition(votes, kth)[kth]  # the limit-th most votes
-    above = np.flatnonzero(votes > threshold)
-    tied = np.flatnonzero(votes == threshold)[: limit - above.size]
-    return np.sort(refs[np.concatenate([above, tied])])
-
-
-def hits_for(
-    landmarks: Landmarks, key_index: np.ndarray, ordinals: np.ndarray, ref_frames: np.ndarray,
-    unique_keys_inverse: np.ndarray, by_key: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pair every query landmark with every posting of its hash.
-
-    key_index, ordinals, ref_frames : postings found for the unique query keys.
-    unique_keys_inverse : int64[n_landmarks], each landmark's index into the unique keys.
-    by_key : int64[n_landmarks], ``argsort(unique_keys_inverse, kind="stable")`` where the
-        caller has it already (a look of a staged match derives it from the window's).
-    Returns (query_landmark int64[h], ordinal uint32[h], ref_frame int64[h]).
-    """
-    n_keys = int(unique_keys_inverse.max()) + 1 if unique_keys_inverse.size else 0
-    if by_key is None:
-        by_key = np.argsort(unique_keys_inverse, kind="stable")
-    per_key = np.bincount(unique_keys_inverse, minlength=n_keys)
-    first_of_key = np.concatenate([[0], np.cumsum(per_key)[:-1]])
-    repeats = per_key[key_index]
-    posting = np.repeat(np.arange(key_index.size), repeats)
-    ends = np.cumsum(repeats)
-    within = np.arange(int(repeats.sum())) - np.repeat(ends - repeats, repeats)
-    query_landmark = by_key[np.repeat(first_of_key[key_index], repeats) + within]
-    return query_landmark, ordinals[posting], ref_frames[posting].astype(np.int64)
 
 
 def align_audio(
@@ -203,7 +127,7 @@ def align_audio(
 ) -> list[Segment]:
     """Vote on offsets and cut the winning bins into segments.
 
-    query_landmark, ordinals, ref_frames : hits from :func:`hits_for`.
+    query_landmark, ordinals, ref_frames : hits from :func:`engine.audio.shortlist.hits_for`.
     reference_frames : reference length in frames per candidate ordinal (for the background).
     catalog_frames : total reference frames in the catalog (number of offsets on offer).
     """
@@ -252,6 +176,15 @@ def align_audio(
     candidates = candidates[np.argsort(-smoothed[candidates], kind="stable")][
         : match.max_candidates * 4
     ]
+    query_span = landmarks.frames.max() - landmarks.frames.min() + 1
+    n_bins = max(1.0, float(catalog_frames) * n_speeds)
+    # Most candidates of a never-registered query cannot pass whatever their hits hold: skip
+    # those before the per-candidate work. Exact, not a heuristic: a candidate's votes are at
+    # most its smoothed count, the chance falls as votes rise, and the order of the loop and
+    # what it claims (``taken``) depend only on the candidates that pass.
+    candidates = candidates[_may_pass(
+        smoothed[candidates], keys[candidates] // span, pair_keys, pair_counts, n_speeds,
+        reference_frames, query_span, n_bins, catalog_frames / fps / 3600.0, match)]
     segments: list[Segment] = []
     taken = np.zeros(bin_key.size, bool)
     tol = match.offset_tolerance
@@ -284,10 +217,8 @@ def align_audio(
             if votes < match.min_votes:
                 continue
             n_ref = reference_frames.get(ordinal, 0)
-            query_span = landmarks.frames.max() - landmarks.frames.min() + 1
             pair_hits = int(pair_counts[np.searchsorted(pair_keys, pair)])
             mu = (2 * match.offset_tolerance + 1) * pair_hits / max(1.0, float(n_ref + query_span))
-            n_bins = max(1.0, float(catalog_frames) * n_speeds)
             # P(Poisson(mu) >= votes) = pdtrc(votes - 1, mu); a ufunc, not scipy.stats'
             # per-call machinery (this runs once per candidate segment).
             chance = special.pdtrc(votes - 1, mu)
@@ -329,6 +260,29 @@ def align_audio(
             taken |= ((ordinals == ordinal) & (hit_query_frame >= q_frames.min())
                       & (hit_query_frame <= q_frames.max()))
     return _merge_continuations(_suppress_overlaps(segments), max_gap_s=match.max_gap_s)
+
+
+def _may_pass(votes_at_most: np.ndarray, pairs: np.ndarray, pair_keys: np.ndarray,
+              pair_counts: np.ndarray, n_speeds: int, reference_frames: dict[int, int],
+              query_span: int, n_bins: float, catalog_hours: float,
+              match: AudioMatchParams) -> np.ndarray:
+    """bool[c]: whether a candidate bin with at most ``votes_at_most`` votes could reach
+    ``match.min_score``; the chance model of :func:`align_audio`, at every candidate at once.
+
+    pairs : int64[c], each candidate's ``ordinal * n_speeds + warp``; ``pair_keys`` /
+        ``pair_counts`` the sorted pairs and their raw hits (the background's numerator).
+    """
+    if votes_at_most.size == 0:
+        return np.zeros(0, bool)
+    pair_hits = pair_counts[np.searchsorted(pair_keys, pairs)].astype(np.float64)
+    refs, which = np.unique(pairs // n_speeds, return_inverse=True)
+    n_ref = np.array([reference_frames.get(int(o), 0) for o in refs], np.float64)[which]
+    mu = (2 * match.offset_tolerance + 1) * pair_hits / np.maximum(1.0, n_ref + query_span)
+    chance = special.pdtrc(votes_at_most.astype(np.float64) - 1, mu)
+    log10_poisson = np.log10(np.maximum(chance, 1e-300)) + np.log10(n_bins)
+    best = 1.0 - 10.0 ** (match.calibrated(log10_poisson, catalog_hours) / SCORE_SCALE)
+    # a margin far above rounding, far below any score step that matters: the loop decides
+    return (votes_at_most >= match.min_votes) & (best >= match.min_score - 1e-9)
 
 
 def join_windows(segments: list[Segment], *, match: AudioMatchParams,
