@@ -1,5 +1,5 @@
-"""The engine's subcommands: register, query, delete, list, stats, check, repair, compact
-(and, from their own modules, policy, claims, webhook, conflicts, owner).
+"""The engine's subcommands: register, query, delete (and, from their own modules, list, stats,
+check, repair, compact in :mod:`engine.catalog_cli`; policy, claims, webhook, conflicts, owner).
 
 A stable contract: scripts depend on the flags and on ``query --json`` (one JSON object per
 query file, one per line). The catalog is ``--catalog DIR``, else ``$NANHU_CATALOG``, else
@@ -58,6 +58,8 @@ def catalog_arg(parser: argparse.ArgumentParser) -> None:
 
 def add_commands(subparsers) -> None:
     """Register the engine's subcommands on an argparse subparsers object."""
+    from nanhu.engine import catalog_cli
+
     p = subparsers.add_parser("register", help="register media files as references")
     catalog_arg(p)
     p.add_argument("--id", dest="ref_id", help="reference id (default: the file's stem)")
@@ -88,27 +90,27 @@ def add_commands(subparsers) -> None:
     p.add_argument("--json", action="store_true",
                    help="one JSON object per reference (raw values: seconds, epoch times)")
     p.add_argument("--owner", default=None, help="only this tenant's works (default: every owner)")
-    p.set_defaults(func=cmd_list)
+    p.set_defaults(func=catalog_cli.cmd_list)
 
     p = subparsers.add_parser("stats", help="catalog statistics")
     catalog_arg(p)
     p.add_argument("--json", action="store_true", help="one JSON object, raw numbers (bytes, hours)")
-    p.set_defaults(func=cmd_stats)
+    p.set_defaults(func=catalog_cli.cmd_stats)
 
     p = subparsers.add_parser("check", help="verify a catalog (read-only, safe to interrupt)")
     catalog_arg(p)
-    p.set_defaults(func=cmd_check)
+    p.set_defaults(func=catalog_cli.cmd_check)
 
     p = subparsers.add_parser("repair", help="drop what `check` finds unreadable, as one commit "
                                              "(safe to interrupt)")
     catalog_arg(p)
     p.add_argument("--dry-run", action="store_true", help="report what would be dropped; change nothing")
-    p.set_defaults(func=cmd_repair)
+    p.set_defaults(func=catalog_cli.cmd_repair)
 
     p = subparsers.add_parser("compact", help="merge segments and purge deleted references")
     catalog_arg(p)
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    p.set_defaults(func=cmd_compact)
+    p.set_defaults(func=catalog_cli.cmd_compact)
 
     from nanhu.engine import policy_cli, review_cli
 
@@ -282,164 +284,3 @@ def cmd_delete(args: argparse.Namespace) -> int:
             print(f"deleted {ref_id}")
         catalog.commit()
     return worst
-
-
-def iso_time(epoch_s: float) -> str:
-    """ISO 8601 in UTC to the second (``2026-12-01T10:00:00Z``); ``-`` for an unknown time."""
-    if not epoch_s:
-        return "-"
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_s))
-
-
-def human_bytes(n: float) -> str:
-    """``1.4 MiB``: bytes in binary units, three significant figures."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
-def human_hours(hours: float) -> str:
-    """``18.5 h``, ``12.3 min`` or ``40 s``: media time in the unit that reads best."""
-    if hours >= 1:
-        return f"{hours:,.1f} h"
-    if hours * 60 >= 1:
-        return f"{hours * 60:.1f} min"
-    return f"{hours * 3600:.0f} s"
-
-
-def text_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
-    """Columns padded to their widest cell (the last one is not padded)."""
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
-    return ["  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths)) + "  " + row[-1]
-            for row in (header, *rows)]
-
-
-def cmd_list(args: argparse.Namespace) -> int:
-    from nanhu.engine.catalog import Catalog
-
-    rows = []
-    with Catalog(args.catalog or default_catalog()) as catalog:
-        defaults = catalog.owner_policies()
-        after = None
-        while True:
-            page = catalog.list(owner=args.owner, limit=1000, after_id=after)
-            for ref in page:
-                if args.json:
-                    print(json.dumps(ref.to_dict()))
-                else:
-                    rows.append((ref.ref_id, f"{ref.duration_s:.1f} s", ref.modalities,
-                                 ref.owner or "-", _policy_cell(ref, defaults),
-                                 iso_time(ref.created_at), ref.title))
-            if len(page) < 1000:
-                break
-            after = page[-1].ref_id
-    if not args.json:
-        if not rows:
-            _say("no references" + (f" of owner {args.owner!r}" if args.owner else ""))
-            return 0
-        for line in text_table(("ID", "DURATION", "MODALITIES", "OWNER", "POLICY", "CREATED", "TITLE"),
-                           rows):
-            print(line)
-        unowned = [row[0] for row in rows if row[3] == "-"]
-        if unowned:
-            shown = ", ".join(unowned[:5]) + (", ..." if len(unowned) > 5 else "")
-            _say(f"{len(unowned)} work(s) without an owner ({shown}): no tenant's key sees them "
-                 "and no owner default applies; assign one with `nanhu owner set ID OWNER`")
-    return 0
-
-
-def _policy_cell(ref, defaults: dict) -> str:
-    """``block``, ``block(off)`` (disabled), ``track(owner)`` (the owner's default) or ``-``."""
-    own = ref.match_policy
-    policy = own or defaults.get(ref.owner)
-    if policy is None:
-        return "-"
-    return policy.action + ("" if policy.enabled else "(off)") + ("" if own else "(owner)")
-
-
-def cmd_stats(args: argparse.Namespace) -> int:
-    from nanhu.engine.catalog import Catalog
-
-    with Catalog(args.catalog or default_catalog()) as catalog:
-        stats = catalog.stats()
-    if args.json:
-        print(json.dumps(stats))
-        return 0
-    s = stats
-    lines = [
-        ("catalog", s["catalog"]),
-        ("format version", s["format_version"]),
-        ("generation", s["generation"]),
-        ("references", f"{s['references']:,} ({s['audio_references']:,} with audio, "
-                       f"{s['video_references']:,} with video)"),
-        ("media", human_hours(s["hours"])),
-        ("audio hashes", f"{s['audio_hashes']:,}"),
-        ("keyframes", f"{s['keyframes']:,}"),
-        ("segments", f"{s['audio_segments']} audio, {s['video_segments']} video"),
-        ("deleted, not purged", f"{s['tombstones']:,}"),
-        ("without owner", f"{s['unowned_references']:,}" + (
-            " (no tenant sees them: `nanhu owner set ID OWNER`)" if s["unowned_references"] else "")),
-        ("conflicts held", f"{s['held_conflicts']:,}" + (
-            " (material held out of screening: `nanhu conflicts`)" if s["held_conflicts"] else "")),
-        ("index", f"{human_bytes(s['audio_index_bytes'])} audio, "
-                  f"{human_bytes(s['video_index_bytes'])} video"
-                  + (f" ({human_bytes(s['index_bytes_per_hour'])} per hour of media)"
-                     if s["index_bytes_per_hour"] else "")),
-        ("files present", "yes" if s["files_present"] else "NO (run `nanhu check`)"),
-        ("audio parameters", s["audio_params"] or "-"),
-        ("video parameters", s["video_params"] or "-"),
-    ]
-    for key, value in lines:
-        print(f"{key:20s} {value}")
-    return 0
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    """Print the check report as JSON; exit 0 when the catalog is sound, else 7 (corrupt)."""
-    from nanhu.engine.check import check_catalog
-
-    report = check_catalog(args.catalog or default_catalog())
-    print(json.dumps(report))
-    for problem in report["problems"]:
-        _say(problem)
-    return 0 if report["ok"] else exit_code_for(errors.CatalogCorrupt(""))
-
-
-def cmd_repair(args: argparse.Namespace) -> int:
-    """Print the repair report as JSON; exit 0 when the catalog is sound afterwards, else 7, as
-    ``check`` does (6 when another process holds the writer lock)."""
-    from nanhu.engine.repair import repair_catalog
-
-    report = repair_catalog(args.catalog or default_catalog(), dry_run=args.dry_run,
-                            on_commit=lambda g: _say(f"writing the repaired catalog (generation {g})"))
-    print(json.dumps(report), flush=True)
-    verb = "would drop" if args.dry_run else "dropped"
-    for ref in report["dropped"]["references"]:
-        _say(f"{verb} reference {ref['reference_id']!r}: {ref['reason']} (register it again)")
-    for name in report["dropped"]["segments"]:
-        _say(f"{verb} segment {name}")
-    if report["dropped"]["keyframe_rows"]:
-        _say(f"{verb} {report['dropped']['keyframe_rows']} keyframe row(s)")
-    for problem in report["problems"]:
-        _say(problem)
-    if report["repaired"]:
-        _say(f"repaired: generation {report['generation_before']} -> {report['generation']}")
-    elif not report["problems"]:
-        _say("nothing to repair")
-    return 0 if report["ok"] else exit_code_for(errors.CatalogCorrupt(""))
-
-
-def cmd_compact(args: argparse.Namespace) -> int:
-    from nanhu.engine.catalog import Catalog
-
-    with Catalog(args.catalog or default_catalog(), writable=True) as catalog:
-        result = catalog.compact()
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"compacted to generation {result['generation']}: purged "
-              f"{result['purged_references']:,} deleted reference(s); {result['audio_postings']:,} "
-              f"audio postings and {result['video_vectors']:,} video vectors kept")
-    return 0

@@ -231,7 +231,7 @@ def _status(text: str) -> str:
 
 # --- the commands ------------------------------------------------------------------------------
 def cmd_claims_list(args: argparse.Namespace) -> int:
-    from nanhu.engine.cli import iso_time, text_table
+    from nanhu.engine.cli_text import iso_time, text_table
 
     def work(review: Review) -> int:
         claims = review.list_claims(status=args.status or "", reference_id=args.reference,
@@ -254,7 +254,8 @@ def cmd_claims_list(args: argparse.Namespace) -> int:
 
 def claim_lines(claim: dict) -> list[str]:
     """A claim for people: who, what, the matches, the history."""
-    from nanhu.engine.cli import iso_time, match_lines
+    from nanhu.engine.cli import match_lines
+    from nanhu.engine.cli_text import iso_time
 
     lines = [f"{'claim':12s}{claim['claim_id']}", f"{'status':12s}{claim['status']}",
              f"{'action':12s}{claim['action']}",
@@ -330,7 +331,7 @@ def _ranges(conflict: dict) -> str:
 
 
 def cmd_conflicts(args: argparse.Namespace) -> int:
-    from nanhu.engine.cli import text_table
+    from nanhu.engine.cli_text import text_table
 
     def work(review: Review) -> int:
         found = review.list_conflicts(include_resolved=args.all)

@@ -12,7 +12,8 @@ import sys
 import threading
 from pathlib import Path
 
-from nanhu.engine.cli import default_catalog, iso_time, text_table
+from nanhu.engine.cli import default_catalog
+from nanhu.engine.cli_text import iso_time, text_table
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 

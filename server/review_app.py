@@ -33,7 +33,7 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from nanhu.engine.claims import STATUSES, allowed_changes, shown
-from nanhu.engine.cli import iso_time
+from nanhu.engine.cli_text import iso_time
 from nanhu.engine.errors import (
     CatalogLocked,
     InvalidArgument,

@@ -53,7 +53,7 @@ def test_stats_in_human_units_and_raw_with_json(run_cli, populated, stats):
 
 
 def test_human_units():
-    from nanhu.engine.cli import human_bytes, human_hours, iso_time
+    from nanhu.engine.cli_text import human_bytes, human_hours, iso_time
 
     assert [human_bytes(n) for n in (0, 1023, 1024, 1_468_006, 3 * 2**30)] == [
         "0 B", "1023 B", "1 KiB", "1.4 MiB", "3 GiB"]
