@@ -156,12 +156,7 @@ def align_audio(
     keys = sorted_bins[bin_starts]
     counts = np.diff(np.r_[bin_starts, sorted_bins.size])
     # Stage 2: offset histogram per (reference, warp), smoothed over +-tolerance frames.
-    smoothed = counts.copy()
-    for shift in range(1, match.offset_tolerance + 1):
-        for sign in (-1, 1):
-            pos = np.searchsorted(keys, keys + sign * shift)
-            pos_c = np.minimum(pos, keys.size - 1)
-            smoothed += np.where(keys[pos_c] == keys + sign * shift, counts[pos_c], 0)
+    smoothed = smoothed_counts(keys, counts, match.offset_tolerance)
     candidates = np.flatnonzero(smoothed >= match.min_votes)
     if candidates.size == 0:
         return []
@@ -260,6 +255,21 @@ def align_audio(
             taken |= ((ordinals == ordinal) & (hit_query_frame >= q_frames.min())
                       & (hit_query_frame <= q_frames.max()))
     return _merge_continuations(_suppress_overlaps(segments), max_gap_s=match.max_gap_s)
+
+
+def smoothed_counts(keys: np.ndarray, counts: np.ndarray, tolerance: int) -> np.ndarray:
+    """int64[n]: each bin's count plus those of the bins within ``tolerance`` of it.
+
+    keys : int64[n], distinct bin keys, ascending; counts : int64[n], their hits.
+    Distinct sorted integers put every bin within ``tolerance`` of bin ``i`` among its
+    ``tolerance`` neighbours on each side, so one comparison a neighbour finds them (no search).
+    """
+    smoothed = counts.astype(np.int64, copy=True)
+    for j in range(1, tolerance + 1):
+        near = keys[j:] - keys[:-j] <= tolerance  # bins i and i + j are within reach
+        smoothed[:-j] += np.where(near, counts[j:], 0)
+        smoothed[j:] += np.where(near, counts[:-j], 0)
+    return smoothed
 
 
 def _may_pass(votes_at_most: np.ndarray, pairs: np.ndarray, pair_keys: np.ndarray,

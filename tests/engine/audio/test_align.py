@@ -31,6 +31,7 @@ def test_skipping_candidates_that_cannot_pass_changes_no_segment(seed, catalog_f
     ordinals = rng.integers(0, 12, hits).astype(np.uint32)
     ref_frames = rng.integers(0, ref_range, hits).astype(np.int64)
     chosen = rng.choice(n, planted, replace=False)
+    landmarks.speed_index[chosen] = 0  # the copy is seen at one warp
     query_landmark = np.concatenate([query_landmark, chosen])
     ordinals = np.concatenate([ordinals, np.full(planted, 3, np.uint32)])
     ref_frames = np.concatenate([ref_frames, frames[chosen].astype(np.int64) + 1_234])
@@ -47,3 +48,20 @@ def test_skipping_candidates_that_cannot_pass_changes_no_segment(seed, catalog_f
     assert skipping == every
     if planted >= 30 and catalog_frames <= 200_000 and ref_range >= 2_000:
         assert any(s.reference == 3 for s in every)  # the test reaches passing segments too
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 60), max_size=80, unique=True), st.integers(0, 4),
+       st.integers(0, 2**20))
+def test_smoothed_counts_equal_a_search_of_every_neighbouring_bin(keys, tolerance, seed):
+    from nanhu.engine.audio.align import smoothed_counts
+
+    keys = np.sort(np.array(keys, np.int64))
+    counts = np.random.default_rng(seed).integers(1, 9, keys.size).astype(np.int64)
+    twin = counts.copy()
+    for shift in range(1, tolerance + 1):
+        for sign in (-1, 1):
+            pos = np.minimum(np.searchsorted(keys, keys + sign * shift), max(keys.size - 1, 0))
+            if keys.size:
+                twin += np.where(keys[pos] == keys + sign * shift, counts[pos], 0)
+    assert np.array_equal(smoothed_counts(keys, counts, tolerance), twin)
