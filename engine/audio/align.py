@@ -180,6 +180,8 @@ def align_audio(
     candidates = candidates[_may_pass(
         smoothed[candidates], keys[candidates] // span, pair_keys, pair_counts, n_speeds,
         reference_frames, query_span, n_bins, catalog_frames / fps / 3600.0, match)]
+    if candidates.size == 0:
+        return []
     segments: list[Segment] = []
     taken = np.zeros(bin_key.size, bool)
     tol = match.offset_tolerance
