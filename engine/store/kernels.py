@@ -144,3 +144,36 @@ def read_runs(first: np.ndarray, count: np.ndarray, positions: np.ndarray,
         ordinal[j] = ordinals[local]
         frame[j] = position - starts[local]
     return key_index, ordinal, frame
+
+
+#: digits of :func:`sort_words`: 16 bits (three passes for a 5 s query's 48-bit words)
+RADIX_BITS = 16
+
+
+@njit(cache=True, nogil=True)
+def sort_words(words: np.ndarray, bits: int) -> np.ndarray:  # pragma: no cover - compiled
+    """``np.sort(words)`` for uint64[n] words below ``2^bits``: a least-significant-digit radix
+    sort, ``ceil(bits / 16)`` counting passes of 16-bit digits.
+
+    A query's keys and their indices are 48-bit words (30-bit key, 18-bit index); numpy's sort
+    of 170,000 of them took 7-8 ms of CPU on these cores, three passes 2-3 ms.
+    """
+    n = words.size
+    source = words.copy()
+    target = np.empty_like(source)
+    mask = np.uint64((1 << RADIX_BITS) - 1)
+    count = np.empty((1 << RADIX_BITS) + 1, np.int64)
+    shift = 0
+    while shift < bits:
+        count[:] = 0
+        for i in range(n):
+            count[np.int64((source[i] >> np.uint64(shift)) & mask) + 1] += 1
+        for b in range(1 << RADIX_BITS):
+            count[b + 1] += count[b]
+        for i in range(n):
+            digit = np.int64((source[i] >> np.uint64(shift)) & mask)
+            target[count[digit]] = source[i]
+            count[digit] += 1
+        source, target = target, source
+        shift += RADIX_BITS
+    return source
