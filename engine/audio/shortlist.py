@@ -8,6 +8,7 @@ import numpy as np
 
 from nanhu.engine.audio.kernels import member_of
 from nanhu.engine.audio.keys import Landmarks
+from nanhu.engine.store.kernels import sorted_words
 
 
 def shortlist(key_index: np.ndarray, ordinals: np.ndarray, *, limit: int,
@@ -28,9 +29,13 @@ def reference_votes(key_index: np.ndarray, ordinals: np.ndarray) -> tuple[np.nda
     Votes of postings of disjoint key sets add up."""
     if ordinals.size == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    # distinct (reference, key) pairs by one sort, then votes as run lengths of the references
-    pair = np.sort(ordinals.astype(np.int64) << 32 | key_index)
-    ref = pair[np.concatenate([[True], pair[1:] != pair[:-1]])] >> 32
+    # distinct (reference, key) pairs by one sort of (ordinal, key) words (radix-sorted when
+    # long: a look's ~130,000 postings at 1,000 h took 2.4 ms in numpy's sort), then votes as
+    # run lengths of the references
+    shift = np.uint64(max(int(key_index.max()).bit_length(), 1))
+    words = (ordinals.astype(np.uint64) << shift) | key_index.astype(np.uint64)
+    pair = sorted_words(words, int(ordinals.max()).bit_length() + int(shift))
+    ref = (pair[np.concatenate([[True], pair[1:] != pair[:-1]])] >> shift).astype(np.int64)
     starts = np.flatnonzero(np.concatenate([[True], ref[1:] != ref[:-1]]))
     return ref[starts], np.diff(np.append(starts, ref.size))
 

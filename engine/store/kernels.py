@@ -148,6 +148,17 @@ def read_runs(first: np.ndarray, count: np.ndarray, positions: np.ndarray,
 
 #: digits of :func:`sort_words`: 16 bits (three passes for a 5 s query's 48-bit words)
 RADIX_BITS = 16
+#: arrays at least this long are radix-sorted by :func:`sorted_words` (below, numpy's sort is
+#: as fast: the passes' digit counts cost the same whatever the length)
+RADIX_MIN = 16_384
+
+
+def sorted_words(words: np.ndarray, bits: int) -> np.ndarray:
+    """A sorted copy of ``words`` (uint64[n], below ``2^bits``): :func:`sort_words` for long
+    arrays, numpy's sort for short ones."""
+    if words.size >= RADIX_MIN:
+        return sort_words(words, bits)
+    return np.sort(words)
 
 
 @njit(cache=True, nogil=True)

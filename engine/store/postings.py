@@ -69,11 +69,6 @@ def unmix_keys(mixed: np.ndarray, key_bits: int) -> np.ndarray:
     return ((np.asarray(mixed, np.uint64) * inverse) & mask).astype(np.uint32)
 
 
-#: arrays at least this long are radix-sorted by :func:`sort_keys` (below, numpy's sort is as
-#: fast: the passes' digit counts cost the same whatever the length)
-RADIX_MIN = 16_384
-
-
 def sort_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(sorted keys uint32[n], order int64[n]): ``keys[order]`` and ``order``, the stable argsort
     of ``keys`` (uint32[n]).
@@ -86,10 +81,8 @@ def sort_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     index_bits = max(int(keys.size).bit_length(), 1)
     word = np.asarray(keys, np.uint64) << np.uint64(index_bits)
     word |= np.arange(keys.size, dtype=np.uint64)
-    if keys.size >= RADIX_MIN:
-        word = kernels.sort_words(word, int(keys.max()).bit_length() + index_bits)
-    else:
-        word.sort()
+    if keys.size:
+        word = kernels.sorted_words(word, int(keys.max()).bit_length() + index_bits)
     order = (word & np.uint64((1 << index_bits) - 1)).astype(np.int64)
     return (word >> np.uint64(index_bits)).astype(np.uint32), order
 

@@ -36,3 +36,18 @@ def test_the_shortlist_mask_is_membership_in_the_chosen(n, base, spread, limit, 
     ok = votes >= 2
     chosen = np.sort(refs[ok][np.argsort(-votes[ok], kind="stable")[:limit]])
     assert mask.tolist() == np.isin(ordinals, chosen).tolist()
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.sampled_from([0, 1, 500, 16_383, 16_384, 60_000]), st.sampled_from([3, 40, 2**16]),
+       st.sampled_from([0, 10_000_000]), st.integers(0, 2**20))
+def test_reference_votes_count_distinct_keys_per_reference(n, n_keys, base, seed):
+    # both sides of the radix sort's threshold, ordinals as large as the scale bench's decoys
+    rng = np.random.default_rng(seed)
+    key_index = rng.integers(0, n_keys, n).astype(np.int64)
+    ordinals = (base + rng.integers(0, 300, n)).astype(np.uint32)
+    refs, votes = reference_votes(key_index, ordinals)
+    pairs = np.unique(np.stack([ordinals.astype(np.int64), key_index]), axis=1)
+    twin_refs, twin_votes = np.unique(pairs[0], return_counts=True)
+    assert np.array_equal(refs, twin_refs) and np.array_equal(votes, twin_votes)
+    assert refs.dtype == np.int64

@@ -7,8 +7,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nanhu.engine.store.kernels import sort_words
-from nanhu.engine.store.postings import RADIX_MIN, sort_keys
+from nanhu.engine.store.kernels import RADIX_MIN, sort_words
+from nanhu.engine.store.postings import sort_keys
 
 
 @settings(max_examples=60, deadline=None)
