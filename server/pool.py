@@ -44,9 +44,18 @@ from nanhu.server.status import WorkerCrashed, log_event
 log = logging.getLogger("nanhu.server.pool")
 
 #: imported once by the fork server, so a new worker's first job does not pay for them
-#: (OpenCV, for the local features of video, is ~0.25 s of CPU to import)
+#: (OpenCV, for the local features of video, is ~0.25 s of CPU to import; the key sort's
+#: compiled kernel ~0.3 s to load, :mod:`server.warm`)
 _PRELOAD = ["nanhu.engine.fingerprint", "nanhu.engine.matcher", "nanhu.engine.video",
-            "nanhu.engine.video.local_sampling", "nanhu.server.jobs"]
+            "nanhu.engine.video.local_sampling", "nanhu.server.warm", "nanhu.server.jobs"]
+def kernels_warm() -> bool:
+    """Whether this process holds the key sort's compiled kernel already (in a worker: whether
+    the fork server's warm-up, :mod:`server.warm`, reached it)."""
+    from nanhu.engine.store.kernels import sort_words
+
+    return bool(sort_words.signatures)
+
+
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 

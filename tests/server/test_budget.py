@@ -102,3 +102,15 @@ def test_a_budget_that_is_not_a_positive_number_is_refused(run_cli, tmp_path):
     assert not (tmp_path / "catalog").exists()  # refused before anything was made
     with pytest.raises(InvalidArgument):
         JobBudget(memory_mb=float("nan"))
+
+
+def test_workers_inherit_the_key_sorts_compiled_kernel_from_the_fork_server():
+    # a new worker's first screening would otherwise load (0.3 s) or compile (0.8 s) it inside
+    # its CPU budget; the fork server does it once (server.warm) and the workers are its forks
+    from nanhu.server.pool import kernels_warm
+
+    pool = WorkerPool(1, None)
+    try:
+        assert pool.submit_as("probe", kernels_warm).result(timeout=300) is True
+    finally:
+        pool.shutdown()
