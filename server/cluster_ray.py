@@ -128,17 +128,30 @@ def writer_name(name: str, shard: int) -> str:
     return f"nanhu:{name}:writer:{shard}"
 
 
+#: Ray's system setting for the largest object a call's arguments or reply carry inline (Ray's
+#: default 100 KiB); larger ones go through the object store, ~3.5 ms more CPU a call here. A
+#: later look's keys are up to ~110 kB and a lone shard's postings up to ~350 kB on the 18.5 h
+#: catalog, so the actors (their runtime environment) and the front door (:func:`connect`) raise
+#: it (docs/results/cluster-fanout-2026-12-02b/).
+INLINE_ENV = "RAY_max_direct_call_object_size"
+INLINE_BYTES = 1 << 20
+
+
 def connect(address: str | None) -> None:
     """Join the Ray cluster at ``address`` (``auto``, ``HOST:PORT`` or ``ray://...``) once per
-    process."""
+    process; this process's calls carry up to :data:`INLINE_BYTES` inline (unless its
+    environment sets :data:`INLINE_ENV`)."""
     if not ray.is_initialized():
+        os.environ.setdefault(INLINE_ENV, str(INLINE_BYTES))
         ray.init(address=address, namespace=NAMESPACE, ignore_reinit_error=True,
                  log_to_driver=False, configure_logging=False)
 
 
 def _options(layout: ClusterLayout, shard: int, *, num_cpus: float) -> dict:
     options: dict = {"lifetime": "detached", "num_cpus": num_cpus, "get_if_exists": True,
-                     "namespace": NAMESPACE}
+                     "namespace": NAMESPACE,
+                     "runtime_env": {"env_vars": {
+                         INLINE_ENV: os.environ.get(INLINE_ENV, str(INLINE_BYTES))}}}
     resource = (layout.extra.get("resources") or {}).get(layout.shard_names[shard])
     if resource:
         options["resources"] = {resource: 0.001}
