@@ -181,12 +181,17 @@ def start_actors(layout: ClusterLayout, *, replicas: int = 1, num_cpus: float = 
 
 
 def stop_actors(layout: ClusterLayout, *, replicas: int = 1) -> int:
-    """Kill the cluster's actors (no restart); returns how many were found."""
+    """Kill the cluster's actors (no restart); returns how many were found. Replica actors
+    of an earlier grouping of the shards (before ``add-shards``, or with or without
+    ``"replica_per_shard"``) go too."""
     name = cluster_name(layout)
     killed = 0
-    names = [group_name(name, group, r) for group in replica_groups(layout)
-             for r in range(replicas)] + [writer_name(name, s) for s in range(layout.n_shards)]
-    for actor_name in names:
+    names = {group_name(name, group, r) for group in replica_groups(layout)
+             for r in range(replicas)} | {writer_name(name, s) for s in range(layout.n_shards)}
+    names |= {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+              if a.get("namespace") == NAMESPACE
+              and str(a["name"]).startswith(f"nanhu:{name}:replica:")}
+    for actor_name in sorted(names):
         try:
             ray.kill(ray.get_actor(actor_name, namespace=NAMESPACE), no_restart=True)
             killed += 1
