@@ -1,19 +1,26 @@
 """Serving a cluster catalog on Ray: shard replicas and writers as Ray actors, and the
 :class:`RayFanout` the front door's :class:`~nanhu.engine.cluster.view.ShardedCatalog` asks.
 
-Per shard ``i`` of a cluster named ``NAME`` (the cluster directory's name unless given):
+Per node of a cluster named ``NAME`` (the cluster directory's name unless given), and per shard
+``i``:
 
-- ``nanhu:NAME:replica:i:r`` (r = 0 .. replicas-1): a :class:`ShardActor` replica holding the shard
-  open read-only (:class:`~nanhu.engine.cluster.shard.ShardReads`); each ``state`` call picks up
-  the shard's new commits, so replicas never need a restart to see registrations;
+- ``nanhu:NAME:replica:S:r`` (r = 0 .. replicas-1): a :class:`ShardActor` replica holding the
+  shards ``S`` of one node open read-only (:class:`~nanhu.engine.cluster.shard.ShardReads`), ``S``
+  their numbers joined by ``+`` (``2``, or ``0+1+3``; :func:`replica_groups`). One actor answers
+  all of a node's shards, so a round trip of the view is one Ray task a node, not one a shard:
+  on this machine a task costs ~2 ms of CPU whatever it carries
+  (docs/results/cluster-fanout-2026-12-02b/). ``"replica_per_shard": true`` in
+  ``cluster.json`` gives each shard its own replica actors instead. Each query's first call
+  picks up the shards' new commits, so replicas never need a restart to see registrations;
 - ``nanhu:NAME:writer:i``: a :class:`ShardActor` writer (:class:`~nanhu.engine.cluster.writes.ShardWrites`),
   the shard's one writer; every call is one commit of the shard's catalog, so a writer that
   dies loses nothing committed and leaves nothing half-written (the embedded commit rules).
 
 Actors are detached (they outlive the command that started them) and restarted by Ray when they
 die (``max_restarts=-1``); a call in flight on a dead actor is not retried (``max_task_retries
-= 0``): the fanout tries another replica of the shard, and when none answers it reports the
-shard missing, and the answer is flagged partial. Where a shard's entry in ``cluster.json``
+= 0``): the fanout tries another replica of the shards, and when none answers it reports them
+missing, and the answer is flagged partial (a node's replica lost loses its shards together,
+as the node itself would). Where a shard's entry in ``cluster.json``
 names a ``resource``, its actors are placed on the node that offers that custom resource (the
 node whose local disk holds the shard; docs/cluster.md).
 """
@@ -52,18 +59,30 @@ class ShardActor:
     or its one writer (``kind="writer"``: :class:`~nanhu.engine.cluster.writes.ShardWrites`);
     see the module docstring."""
 
-    def __init__(self, kind: str, path: str) -> None:
+    def __init__(self, kind: str, path: str | dict[int, str]) -> None:
         if kind == "replica":
             from nanhu.engine.cluster.shard import ShardReads
 
-            self.target = ShardReads(path)
+            # a node's shards {shard: path}; or one shard's path, answered whatever its number
+            self.shards = ({int(s): ShardReads(p) for s, p in path.items()}
+                           if isinstance(path, dict) else {})
+            self.target = (next(iter(self.shards.values())) if self.shards
+                           else ShardReads(str(path)))
         else:
             from nanhu.engine.cluster.writes import ShardWrites
 
+            self.shards = {}
             self.target = ShardWrites(path)
 
-    def call(self, method: str, *args: Any) -> Any:
-        return getattr(self.target, method)(*args)
+    def call_shards(self, method: str, calls: list[tuple[int, tuple]]) -> list:
+        """``method(*args)`` on each (shard, args) of the shards this actor holds, in one task
+        (a writer holds one). An argument several actors share comes as one object in the
+        store (:meth:`RayFanout.call_each`): nested in ``calls``, Ray leaves it to this to get."""
+        refs = {id(a): a for _, args in calls for a in args if isinstance(a, ray.ObjectRef)}
+        got = dict(zip(refs, ray.get(list(refs.values())))) if refs else {}
+        return [getattr(self.shards[shard] if self.shards else self.target, method)(
+                    *(got.get(id(a), a) if isinstance(a, ray.ObjectRef) else a for a in args))
+                for shard, args in calls]
 
     def pid(self) -> int:
         return os.getpid()
@@ -81,21 +100,58 @@ def replica_name(name: str, shard: int, replica: int) -> str:
     return f"nanhu:{name}:replica:{shard}:{replica}"
 
 
+def replica_groups(layout: ClusterLayout) -> list[tuple[int, ...]]:
+    """The shards each replica actor holds: a node's shards together (those mapped to one
+    resource in ``cluster.json``'s ``"resources"``, and those mapped to none), or one shard
+    each with ``"replica_per_shard": true``."""
+    if layout.extra.get("replica_per_shard"):
+        return [(s,) for s in range(layout.n_shards)]
+    resources = layout.extra.get("resources") or {}
+    groups: dict[str, list[int]] = {}
+    for shard, shard_name in enumerate(layout.shard_names):
+        groups.setdefault(str(resources.get(shard_name) or ""), []).append(shard)
+    return sorted(tuple(g) for g in groups.values())
+
+
+def group_name(name: str, group: Sequence[int], replica: int) -> str:
+    """A replica actor's name (for a group of one shard, :func:`replica_name`)."""
+    return f"nanhu:{name}:replica:{'+'.join(str(s) for s in group)}:{replica}"
+
+
+def holder_name(layout: ClusterLayout, shard: int, replica: int) -> str:
+    """The name of replica ``replica`` of the actor that holds ``shard``."""
+    group = next(g for g in replica_groups(layout) if shard in g)
+    return group_name(cluster_name(layout), group, replica)
+
+
 def writer_name(name: str, shard: int) -> str:
     return f"nanhu:{name}:writer:{shard}"
 
 
+#: Ray's system setting for the largest object a call's arguments or reply carry inline (Ray's
+#: default 100 KiB); larger ones go through the object store, ~3.5 ms more CPU a call here. A
+#: later look's keys are up to ~110 kB and a lone shard's postings up to ~350 kB on the 18.5 h
+#: catalog, so the actors (their runtime environment) and the front door (:func:`connect`) raise
+#: it (docs/results/cluster-fanout-2026-12-02b/).
+INLINE_ENV = "RAY_max_direct_call_object_size"
+INLINE_BYTES = 1 << 20
+
+
 def connect(address: str | None) -> None:
     """Join the Ray cluster at ``address`` (``auto``, ``HOST:PORT`` or ``ray://...``) once per
-    process."""
+    process; this process's calls carry up to :data:`INLINE_BYTES` inline (unless its
+    environment sets :data:`INLINE_ENV`)."""
     if not ray.is_initialized():
+        os.environ.setdefault(INLINE_ENV, str(INLINE_BYTES))
         ray.init(address=address, namespace=NAMESPACE, ignore_reinit_error=True,
                  log_to_driver=False, configure_logging=False)
 
 
 def _options(layout: ClusterLayout, shard: int, *, num_cpus: float) -> dict:
     options: dict = {"lifetime": "detached", "num_cpus": num_cpus, "get_if_exists": True,
-                     "namespace": NAMESPACE}
+                     "namespace": NAMESPACE,
+                     "runtime_env": {"env_vars": {
+                         INLINE_ENV: os.environ.get(INLINE_ENV, str(INLINE_BYTES))}}}
     resource = (layout.extra.get("resources") or {}).get(layout.shard_names[shard])
     if resource:
         options["resources"] = {resource: 0.001}
@@ -107,12 +163,14 @@ def start_actors(layout: ClusterLayout, *, replicas: int = 1, num_cpus: float = 
     has opened its shard, so a bad shard path fails here, naming the shard."""
     name = cluster_name(layout)
     started = []
+    for group in replica_groups(layout):
+        paths = {s: str(layout.shard_dir(s)) for s in group}
+        for r in range(replicas):
+            started.append(ShardActor.options(name=group_name(name, group, r),
+                                              **_options(layout, group[0], num_cpus=num_cpus)
+                                              ).remote("replica", paths))
     for shard in range(layout.n_shards):
         path = str(layout.shard_dir(shard))
-        for r in range(replicas):
-            started.append(ShardActor.options(name=replica_name(name, shard, r),
-                                              **_options(layout, shard, num_cpus=num_cpus)
-                                              ).remote("replica", path))
         started.append(ShardActor.options(name=writer_name(name, shard),
                                           **_options(layout, shard, num_cpus=num_cpus)
                                           ).remote("writer", path))
@@ -123,18 +181,22 @@ def start_actors(layout: ClusterLayout, *, replicas: int = 1, num_cpus: float = 
 
 
 def stop_actors(layout: ClusterLayout, *, replicas: int = 1) -> int:
-    """Kill the cluster's actors (no restart); returns how many were found."""
+    """Kill the cluster's actors (no restart); returns how many were found. Replica actors
+    of an earlier grouping of the shards (before ``add-shards``, or with or without
+    ``"replica_per_shard"``) go too."""
     name = cluster_name(layout)
     killed = 0
-    for shard in range(layout.n_shards):
-        names = [replica_name(name, shard, r) for r in range(replicas)] + [
-            writer_name(name, shard)]
-        for actor_name in names:
-            try:
-                ray.kill(ray.get_actor(actor_name, namespace=NAMESPACE), no_restart=True)
-                killed += 1
-            except ValueError:
-                continue
+    names = {group_name(name, group, r) for group in replica_groups(layout)
+             for r in range(replicas)} | {writer_name(name, s) for s in range(layout.n_shards)}
+    names |= {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+              if a.get("namespace") == NAMESPACE
+              and str(a["name"]).startswith(f"nanhu:{name}:replica:")}
+    for actor_name in sorted(names):
+        try:
+            ray.kill(ray.get_actor(actor_name, namespace=NAMESPACE), no_restart=True)
+            killed += 1
+        except ValueError:
+            continue
     return killed
 
 
@@ -142,9 +204,10 @@ class RayFanout:
     """Calls shard actors in parallel (:class:`~nanhu.engine.cluster.view.Fanout`).
 
     kind : "replica" (reads) or "writer". A call goes to one replica of each shard (round
-    robin by query); a replica that does not answer within ``timeout_s`` or is dead is skipped for the
-    next one, and a shard whose replicas all failed gives :data:`MISSING` (logged). Errors the
-    shard itself raises (a bad argument, a lock) come back as they are."""
+    robin by query), one Ray task for all the shards one replica actor holds
+    (:func:`replica_groups`); a replica that does not answer within ``timeout_s`` or is dead
+    is skipped for the next one, and shards whose replicas all failed give :data:`MISSING`
+    (logged). Errors a shard itself raises (a bad argument, a lock) come back as they are."""
 
     def __init__(self, layout: ClusterLayout, *, kind: str = "replica", replicas: int = 1,
                  timeout_s: float = 30.0) -> None:
@@ -154,23 +217,27 @@ class RayFanout:
         self.replicas = replicas if kind == "replica" else 1
         self.timeout_s = timeout_s
         self.name = cluster_name(layout)
+        #: the shards each actor answers: a node's together for replicas, one each for writers
+        self.units = (replica_groups(layout) if kind == "replica"
+                      else [(s,) for s in range(self.n_shards)])
+        self._unit_of = {s: u for u, group in enumerate(self.units) for s in group}
         self._handles: dict[tuple[int, int], Any] = {}
         self._next = 0
         self._lock = threading.Lock()
 
-    def _handle(self, shard: int, replica: int):
-        key = (shard, replica)
+    def _handle(self, unit: int, replica: int):
+        key = (unit, replica)
         if key not in self._handles:
-            name = (replica_name(self.name, shard, replica) if self.kind == "replica"
-                    else writer_name(self.name, shard))
+            name = (group_name(self.name, self.units[unit], replica) if self.kind == "replica"
+                    else writer_name(self.name, self.units[unit][0]))
             self._handles[key] = ray.get_actor(name, namespace=NAMESPACE)
         return self._handles[key]
 
-    def _submit(self, shard: int, replica: int, method: str, args: tuple):
+    def _submit(self, unit: int, replica: int, method: str, calls: list[tuple[int, tuple]]):
         try:
-            return self._handle(shard, replica).call.remote(method, *args)
+            return self._handle(unit, replica).call_shards.remote(method, calls)
         except ValueError:  # no such actor (never started, or killed for good)
-            self._handles.pop((shard, replica), None)
+            self._handles.pop((unit, replica), None)
             return None
 
     def call_each(self, method: str, calls: Sequence[tuple[int, tuple]]) -> list:
@@ -181,20 +248,24 @@ class RayFanout:
             if method in ("state", "checked"):
                 self._next = (self._next + 1) % self.replicas
             first = self._next
-        # A large argument that several shards' calls share goes into the object store once;
-        # anything else travels inline with its call (Ray inlines up to 100 KB), which is faster
-        # than a store round trip.
-        uses: dict[int, int] = {}
-        for _, args in calls:
-            for a in args:
-                uses[id(a)] = uses.get(id(a), 0) + 1
+        by_unit: dict[int, list[int]] = {}  # unit -> the calls it answers (positions)
+        for i, (shard, _) in enumerate(calls):
+            by_unit.setdefault(self._unit_of[shard], []).append(i)
+        # A large argument that several actors' calls share goes into the object store once;
+        # anything else travels inline with its task (Ray inlines up to 100 KiB), which is
+        # faster than a store round trip. Shards of one actor share it within the one task.
+        users: dict[int, set[int]] = {}
+        for unit, where in by_unit.items():
+            for i in where:
+                for a in calls[i][1]:
+                    users.setdefault(id(a), set()).add(unit)
         shared: dict[int, Any] = {}
 
         def put(args: tuple) -> tuple:
             out = []
             for a in args:
                 size = getattr(a, "nbytes", 0) or (len(a) if isinstance(a, bytes) else 0)
-                if size > 100 * 1024 and uses[id(a)] > 1:
+                if size > 100 * 1024 and len(users[id(a)]) > 1:
                     if id(a) not in shared:
                         shared[id(a)] = ray.put(a)
                     out.append(shared[id(a)])
@@ -202,20 +273,30 @@ class RayFanout:
                     out.append(a)
             return tuple(out)
 
-        calls = [(shard, put(args)) for shard, args in calls]
-        pending = [self._submit(shard, first, method, args) for shard, args in calls]
+        asked = {u: [(calls[i][0], put(calls[i][1])) for i in where]
+                 for u, where in by_unit.items()}
+        pending = {u: self._submit(u, first, method, unit_calls)
+                   for u, unit_calls in asked.items()}
         deadline = time.monotonic() + self.timeout_s
-        if all(ref is not None for ref in pending):
-            try:  # one wait for every shard; a failure is sorted out shard by shard below
-                return ray.get(pending, timeout=self.timeout_s)
+        answers: list | None = None
+        if all(ref is not None for ref in pending.values()):
+            try:  # one wait for every actor; a failure is sorted out actor by actor below
+                answers = ray.get(list(pending.values()), timeout=self.timeout_s)
             except (RayTaskError, *_GONE):
                 pass
-        results: list = []
-        for (shard, args), ref in zip(calls, pending):
-            results.append(self._collect(shard, first, method, args, ref, deadline))
+        if answers is None:
+            answers = [self._collect(u, first, method, asked[u], ref, deadline)
+                       for u, ref in pending.items()]
+        results: list = [MISSING] * len(calls)
+        for unit, answer in zip(pending, answers):
+            if answer is not MISSING:
+                for i, value in zip(by_unit[unit], answer):
+                    results[i] = value
         return results
 
-    def _collect(self, shard: int, first: int, method: str, args: tuple, ref, deadline: float):
+    def _collect(self, unit: int, first: int, method: str, calls: list[tuple[int, tuple]], ref,
+                 deadline: float):
+        names = ", ".join(self.layout.shard_names[s] for s, _ in calls)
         tried = 0
         replica = first
         while tried < self.replicas:
@@ -230,14 +311,12 @@ class RayFanout:
                         raise cause from None
                     raise
                 except _GONE as exc:
-                    log.warning("shard %s replica %d did not answer %s: %s",
-                                self.layout.shard_names[shard], replica, method,
-                                type(exc).__name__)
-                    self._handles.pop((shard, replica), None)
+                    log.warning("shard %s replica %d did not answer %s: %s", names, replica,
+                                method, type(exc).__name__)
+                    self._handles.pop((unit, replica), None)
             tried += 1
             replica = (replica + 1) % self.replicas
             if tried < self.replicas:
-                ref = self._submit(shard, replica, method, args)
-        log.warning("shard %s missing: no %s answered %s", self.layout.shard_names[shard],
-                    self.kind, method)
+                ref = self._submit(unit, replica, method, calls)
+        log.warning("shard %s missing: no %s answered %s", names, self.kind, method)
         return MISSING

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from nanhu.engine.cluster.fanout import keys_token
+from nanhu.engine.cluster.wire import unpack_counts, unpack_postings
 from nanhu.engine.store.postings import select
 
 if TYPE_CHECKING:
@@ -115,7 +116,9 @@ class ShardedPostings:
         view = self.view
         if not answers:
             return _empty()
-        per_key = np.sum([c.astype(np.int64) for _, (c, _) in answers], axis=0)
+        answers = [(s, (unpack_counts(c), got if got is None else unpack_postings(got)))
+                   for s, (c, got) in answers]
+        per_key = np.sum([c for _, (c, _) in answers], axis=0)
         keep = select(per_key, max_postings=max_postings, budget=budget) & (per_key > 0)
         picked = np.flatnonzero(keep)
         if picked.size == 0:
@@ -131,8 +134,9 @@ class ShardedPostings:
             second = [(s, answer) for s, answer in second if answer is not None]
             if again:
                 second += view._ask("postings_of", again, keys, small, for_matcher=True)
-            for shard, (k, o, f) in second:
-                found[shard] = (picked[np.asarray(k, np.int64)], o, f)
+            for shard, answer in second:
+                k, o, f = unpack_postings(answer)
+                found[shard] = (picked[k.astype(np.int64)], o, f)
         key_index, ordinals, frames = [], [], []
         for shard in sorted(found):
             k, o, f = found[shard]

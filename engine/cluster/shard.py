@@ -19,6 +19,7 @@ import numpy as np
 
 from nanhu.engine.catalog import Catalog
 from nanhu.engine.cluster.fanout import keys_token
+from nanhu.engine.cluster.wire import PackedCounts, pack_counts, pack_postings
 from nanhu.engine.errors import CatalogCorrupt, NotFound
 from nanhu.engine.store.catalog_records import Reference
 from nanhu.engine.store.postings import select
@@ -90,10 +91,12 @@ class ShardReads:
 
     def lookup(self, keys: np.ndarray, max_postings: int | None, within: int | None,
                budget: int | None = None
-               ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
-        """The postings each key holds in this shard (uint32[m]), for the cluster-wide
-        selection, and, where that fits, the postings the selection may choose from here:
-        (index into ``keys`` uint32, ordinal, frame), or None.
+               ) -> tuple[PackedCounts, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
+        """The postings each key holds in this shard, for the cluster-wide selection, and,
+        where that fits, the postings the selection may choose from here: (index into
+        ``keys``, ordinal, frame), or None. Both travel compact
+        (:mod:`~nanhu.engine.cluster.wire`: the counts of the keys that hold postings, narrow
+        integers).
 
         - ``budget`` given (this shard is the whole cluster): the selection is this shard's
           own, made here (:func:`~nanhu.engine.store.postings.select`); its postings always come
@@ -115,20 +118,18 @@ class ShardReads:
                   else np.zeros(keys.size, np.int64))
         # alone, the selection is made here; else the candidates are all keys under the cap
         candidates = select(counts, max_postings=max_postings, budget=budget) & (counts > 0)
-        # uint32: half the bytes on the wire of int64 (a key never holds 2**32 postings)
-        counts = counts.astype(np.uint32)
         if budget is None and within is not None and int(counts[candidates].sum()) > within:
             self._kept[keys_token(keys)] = (self.catalog.generation, spans)
-            return counts, None
+            return pack_counts(counts), None
         picked = np.flatnonzero(candidates)
         key_index, ordinals, frames = postings.read(
             [(first[picked], count[picked]) for first, count in spans])
-        return counts, (picked[key_index].astype(np.uint32), ordinals, frames)
+        return pack_counts(counts), pack_postings(picked[key_index], ordinals, frames)
 
     def postings_of(self, keys: np.ndarray | None, picked: np.ndarray, token: str = ""
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """Every posting of ``keys[picked]`` (the keys the view selected): (index into
-        ``picked`` uint32, ordinal, frame).
+        ``picked``, ordinal, frame), narrow (:func:`~nanhu.engine.cluster.wire.pack_postings`).
 
         ``keys`` may be None with the ``token`` (:func:`keys_token`) of keys the last
         :meth:`lookup` or :meth:`lookups` kept the spans of: their spans are reused (no second
@@ -144,8 +145,7 @@ class ShardReads:
             spans = [(first[picked], count[picked]) for first, count in kept[1]]
         else:
             spans = postings.spans(np.asarray(keys, np.uint32)[picked])
-        key_index, ordinals, frames = postings.read(spans)
-        return key_index.astype(np.uint32), ordinals, frames
+        return pack_postings(*postings.read(spans))
 
     # --- video --------------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

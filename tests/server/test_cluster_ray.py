@@ -108,7 +108,7 @@ def test_the_front_door_writes_screens_and_flags_a_missing_shard(served, cluster
 
     from nanhu.server.app import create_server
     from nanhu.server.client import NanhuClient
-    from nanhu.server.cluster_ray import NAMESPACE, replica_name, start_actors
+    from nanhu.server.cluster_ray import NAMESPACE, holder_name, replica_groups, start_actors
 
     server, port = create_server(served.root, workers=1, cluster=ray_cluster.address)
     server.start()
@@ -164,15 +164,18 @@ def test_the_front_door_writes_screens_and_flags_a_missing_shard(served, cluster
         client.set_policy("tune-5-again", "track")
         assert client.get("tune-5-again")["policy"]["action"] == "track"
 
-        # a shard's only replica killed for good: its works are missing, flagged, the rest right
+        # a shard's only replica killed for good: its works are missing, flagged, the rest
+        # right (one actor holds a node's shards: they go missing together, as with the node)
         victim = shard_of("song-0", N_SHARDS)
-        name = served.shard_names[victim]
-        ray.kill(ray.get_actor(replica_name("cluster", victim, 0), namespace=NAMESPACE),
-                 no_restart=True)
+        group = next(g for g in replica_groups(served) if victim in g)
+        names = [served.shard_names[s] for s in group]
+        assert len(replica_groups(served)) == 2  # shard-002 on node_b, the others on the head
+        holder = holder_name(served, victim, 0)
+        ray.kill(ray.get_actor(holder, namespace=NAMESPACE), no_restart=True)
         for query, answer in baseline.items():
             now = client.screen_fingerprint(queries[query])
-            assert now.get("partial") is True and now["missing_shards"] == [name], query
-            lost = {r for r in (m[0] for m in _ids(answer)) if shard_of(r, N_SHARDS) == victim}
+            assert now.get("partial") is True and now["missing_shards"] == names, query
+            lost = {r for r in (m[0] for m in _ids(answer)) if shard_of(r, N_SHARDS) in group}
             assert _ids(now) == [m for m in _ids(answer) if m[0] not in lost], query
         # back: answers complete again, without restarting the front door
         start_actors(served)
@@ -180,17 +183,16 @@ def test_the_front_door_writes_screens_and_flags_a_missing_shard(served, cluster
             assert client.screen_fingerprint(queries[query]) == answer, query
 
         # killed mid-load with Ray restarting it: every answer complete, or flagged partial
-        ray.kill(ray.get_actor(replica_name("cluster", victim, 0), namespace=NAMESPACE),
-                 no_restart=False)
+        ray.kill(ray.get_actor(holder, namespace=NAMESPACE), no_restart=False)
         import time
 
         seen_complete, give_up = 0, time.monotonic() + 120  # until Ray has it back
         while seen_complete < 2 and time.monotonic() < give_up:
             now = client.screen_fingerprint(queries["song-0/clean"])
             if now.get("partial"):  # the answer of the shards that answered
-                assert now["missing_shards"] == [name]
+                assert now["missing_shards"] == names
                 assert _ids(now) == [m for m in _ids(baseline["song-0/clean"])
-                                     if shard_of(m[0], N_SHARDS) != victim]
+                                     if shard_of(m[0], N_SHARDS) not in group]
             else:
                 assert now == baseline["song-0/clean"]
                 seen_complete += 1
