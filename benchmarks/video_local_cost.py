@@ -66,8 +66,14 @@ def main() -> None:
         for _ in range(args.clips):
             path = paths[int(rng.integers(len(paths)))]
             clip = read_window(path, float(rng.uniform(0, 40)), 10.0, audio=False)
+            # composites (side by side, PiP) take the next corpus video's opening as the other
+            # footage, drawing nothing from rng: the other attacks' clips stay as they were
+            beside = paths[(paths.index(path) + 1) % len(paths)]
             for name in args.attacks.split(","):
-                data = encode_clip(dataclasses.replace(ATTACKS[name].apply(clip, rng), audio=None))
+                other = (read_window(beside, 0.0, 10.0, audio=False)
+                         if ATTACKS[name].needs_other else None)
+                data = encode_clip(dataclasses.replace(ATTACKS[name].apply(clip, rng, other=other),
+                                                       audio=None))
                 plain, _ = cpu(fingerprint_media, data, local=False)
                 views, _ = cpu(fingerprint_media, data, query=True, local=False)
                 local, fp = cpu(fingerprint_media, data, query=True)

@@ -15,14 +15,17 @@ change over time; the code here is this project's own):
 - *Content box* (static borders, blurred-background frames): rows and columns at the edges
   that are much less sharp than the centre over the whole clip (a blurred copy, bars) or that
   do not change while the centre does (static graphics).
-- *Seams*: where two unrelated pictures meet, neighbouring pixels stop agreeing. For every
-  pixel boundary the local correlation, over the clip's frames and a few pixels along the
-  boundary, of the pixels three apart across it is high inside one picture (~0.8-1) and low
-  across a seam. A full-height (full-width) seam in the middle band splits the frame into two
-  views (side by side, top/bottom); a rectangle whose every side is a seam or the frame's edge
-  is a picture-in-picture window.
+- *Seams* (:mod:`engine.video.seams`): where two unrelated pictures meet, neighbouring
+  pixels stop agreeing (over the clip's frames, the pixels a few apart across a boundary
+  stop correlating), and the step across the boundary is a straight edge that persists in
+  every frame (this works from a single frame). A full-height (full-width) seam in the middle
+  band splits the frame into two views (side by side, top/bottom); a rectangle whose every
+  side is a seam or the frame's edge is a picture-in-picture window. A frame whose halves
+  have a common aspect (1280x360: two 640x360s; 640x720 stacked) gets its halves as views
+  even when no seam shows (two bars meeting at it, or two pictures alike there).
 - *Rotation*: a portrait frame may hold a landscape picture turned a quarter: the quarter turns
-  (90 and 270 degrees; 180 is a mirror of a flip the descriptor ignores) are tried.
+  (90 and 270 degrees; 180 is a mirror of a flip the descriptor ignores) are tried, unless it
+  is split top/bottom (a stacked composite is taller than wide without being turned).
 
 Every extra view is one more chance for an unrelated query to match; the alignment charges
 for it (:func:`engine.video.align.align_video`, ``views``) and plain full-frame video gets no
@@ -35,6 +38,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+
+from nanhu.engine.video import seams
 
 #: view kinds, by the id stored with each query vector (0: the whole frame, as references)
 VIEW_NAMES = ("full", "box", "left", "right", "top", "bottom", "pip", "rot90", "rot270")
@@ -55,19 +60,30 @@ class ViewParams:
     #: a content box must cut at least this share of a side, and keep this share of the area
     box_min_cut: float = 0.06
     box_min_area: float = 0.25
-    #: seams: pixels this far apart across a boundary are compared, over a window this many
-    #: pixels long along it; a seam's mean strength (1 - correlation) must reach this
+    #: seams, disagreement cue: pixels this far apart across a boundary are compared, over a
+    #: window this many pixels long along it; a seam's mean strength (1 - correlation) must
+    #: reach this (in both halves of its length for a split)
     seam_gap: int = 3
     seam_window: int = 9
     seam_strength: float = 0.35
-    #: and be this many times the boundary's typical (median) strength on its axis
+    #: and be this many times the boundary's typical (median) strength on its axis (both cues)
     seam_contrast: float = 2.5
+    #: seams, persistent-edge cue: a step of ``line_floor`` levels or more, ``line_ratio`` times
+    #: the steps ``line_reach`` pixels to either side, in this share of frames and rows
+    line_floor: float = 6.0
+    line_ratio: float = 2.0
+    line_reach: int = 2
+    line_strength: float = 0.5
     #: split seams lie in this middle band of the axis
     split_band: tuple[float, float] = (0.3, 0.7)
+    #: a frame whose halves have one of these aspects (width / height, within the tolerance)
+    #: is a two-picture composite: its halves are views even where no seam shows
+    stacked_aspects: tuple[float, ...] = (16 / 9, 4 / 3)
+    stacked_tolerance: float = 0.04
     #: picture-in-picture windows: side between these shares of the frame's, grid step (pixels)
     pip_side: tuple[float, float] = (0.25, 0.75)
     pip_step: int = 4
-    #: fewest frames for temporal cues (fewer: only rotations are tried)
+    #: fewest frames for temporal cues (content box, disagreement); fewer: edges and aspect
     min_frames: int = 3
     #: a frame this much taller than wide may be a quarter-turned landscape picture
     portrait_ratio: float = 1.1
@@ -101,24 +117,80 @@ def find_views(frames: np.ndarray, *, source_size: tuple[int, int] | None = None
     params = params or ViewParams()
     x = np.asarray(frames, np.float32)
     views = [FULL]
-    if source_size is not None and source_size[1] > params.portrait_ratio * source_size[0]:
-        views += [View("rot90", turns=1), View("rot270", turns=3)]
-    if x.ndim != 3 or x.shape[0] < params.min_frames:
-        return views
-    box = content_box(x, params=params)
-    if box is not None and not _bars_only(x, box):
-        views.append(View("box", box))
-    vertical, horizontal = seam_maps(x, params=params)
-    split = _split(vertical, params)
+    layout = stacked_layout(source_size, params=params)
+    portrait = source_size is not None and source_size[1] > params.portrait_ratio * source_size[0]
+    split = split_h = pip = None
+    if x.ndim == 3 and x.shape[0] >= 1:
+        temporal = x.shape[0] >= params.min_frames
+        if temporal:
+            box = content_box(x, params=params)
+            if box is not None and not _bars_only(x, box):
+                views.append(View("box", box))
+        split, split_h, pip = _seams(x, params, temporal)
+    # The aspect of a two-picture composite says where to look when its seam does not show
+    # (the seam between two bars, or two pictures alike at it).
+    if split is None and layout == "side":
+        split = 0.5
+    if split_h is None and layout == "stacked":
+        split_h = 0.5
     if split is not None:
         views += [View("left", (0.0, 1.0, 0.0, split)), View("right", (0.0, 1.0, split, 1.0))]
-    split = _split(horizontal.T, params)
-    if split is not None:
-        views += [View("top", (0.0, split, 0.0, 1.0)), View("bottom", (split, 1.0, 0.0, 1.0))]
-    pip = _pip_window(vertical, horizontal, params)
+    if split_h is not None:
+        views += [View("top", (0.0, split_h, 0.0, 1.0)), View("bottom", (split_h, 1.0, 0.0, 1.0))]
     if pip is not None:
         views.append(View("pip", pip))
+    # A stacked frame is taller than wide without being turned: no quarter turns for it.
+    if portrait and split_h is None:
+        views[1:1] = [View("rot90", turns=1), View("rot270", turns=3)]
     return views
+
+
+def _seams(frames: np.ndarray, params: ViewParams, temporal: bool
+           ) -> tuple[float | None, float | None, tuple[float, float, float, float] | None]:
+    """(vertical split share, horizontal split share, picture-in-picture box) from the seam
+    cues of :mod:`engine.video.seams`, each tested on its own: splits by the disagreement
+    across a boundary (needs ``temporal``: ``min_frames`` frames), then by persistent
+    straight edges; windows the other way round (a window's sides beside bars or flat
+    background are edges with no texture to disagree on: measured, the edges put the box
+    within 0.9-0.96 IoU of the true window where disagreement put it at 0-0.5)."""
+    cues = []
+    if temporal:
+        cues.append((seams.seam_maps(frames, gap=params.seam_gap, window=params.seam_window),
+                     params.seam_strength))
+    cues.append((seams.line_maps(frames, floor=params.line_floor, ratio=params.line_ratio,
+                                 reach=params.line_reach, window=params.seam_window),
+                 params.line_strength))
+    split = split_h = pip = None
+    for (vertical, horizontal), strength in cues:
+        test = {"strength": strength, "contrast": params.seam_contrast}
+        if split is None:
+            split = seams.split_at(vertical, band=params.split_band, **test)
+        if split_h is None:
+            split_h = seams.split_at(horizontal.T, band=params.split_band, **test)
+    for (vertical, horizontal), strength in cues[::-1]:
+        if pip is None:
+            pip = seams.pip_window(vertical, horizontal, side=params.pip_side,
+                                   step=params.pip_step, strength=strength,
+                                   contrast=params.seam_contrast)
+    return split, split_h, pip
+
+
+def stacked_layout(source_size: tuple[int, int] | None, *, params: ViewParams | None = None
+                   ) -> str | None:
+    """"side" when a frame of ``source_size`` (width, height, pixels) is two pictures of a
+    common aspect (``params.stacked_aspects``) side by side, "stacked" when it is two stacked
+    one above the other, else None (a 1280x360 frame is two 640x360s side by side; 640x720,
+    two stacked)."""
+    params = params or ViewParams()
+    if source_size is None or min(source_size) <= 0:
+        return None
+    width, height = source_size
+    for aspect in params.stacked_aspects:
+        if abs(width / 2 / height / aspect - 1) <= params.stacked_tolerance:
+            return "side"
+        if abs(width / (height / 2) / aspect - 1) <= params.stacked_tolerance:
+            return "stacked"
+    return None
 
 
 def content_box(frames: np.ndarray, *, params: ViewParams | None = None
@@ -166,109 +238,6 @@ def _bars_only(frames: np.ndarray, box: tuple[float, float, float, float]) -> bo
     bars = np.median(detect_borders(small), 0) / np.array([small.shape[1]] * 2
                                                           + [small.shape[2]] * 2)
     return bool(np.all(np.abs(bars - np.asarray(box)) <= 0.05))
-
-
-def seam_maps(frames: np.ndarray, *, params: ViewParams | None = None
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """Seam strength at every pixel boundary: (vertical float32[h, w], horizontal
-    float32[h, w]); ``vertical[y, x]`` is 1 minus the local correlation, over the frames and
-    ``seam_window`` rows around ``y``, of columns ``x - 1 - g // 2`` and ``x + g - 1 - g // 2``
-    (``g = seam_gap``): near 0 inside a picture, near 1 across a seam. Where both sides are flat
-    nothing can be told (0); where one is, 0.5. Boundaries too near the edge get 0.
-    """
-    params = params or ViewParams()
-    return (_seam_map(frames, params),
-            _seam_map(frames.transpose(0, 2, 1), params).T)
-
-
-def _seam_map(frames: np.ndarray, params: ViewParams) -> np.ndarray:
-    n, h, w = frames.shape
-    g = params.seam_gap
-    a, b = frames[:, :, :-g], frames[:, :, g:]
-    size = params.seam_window
-
-    def local(v: np.ndarray) -> np.ndarray:
-        return ndimage.uniform_filter1d(v.mean(0), size, axis=0, mode="nearest")
-
-    ma, mb = local(a), local(b)
-    va = np.maximum(local(a * a) - ma * ma, 0.0)
-    vb = np.maximum(local(b * b) - mb * mb, 0.0)
-    cov = local(a * b) - ma * mb
-    flat_a, flat_b = va < 4.0, vb < 4.0
-    corr = cov / np.sqrt(np.maximum(va * vb, 1e-6))
-    strength = np.clip(1.0 - corr, 0.0, 1.0)
-    strength = np.where(flat_a & flat_b, 0.0, np.where(flat_a | flat_b, 0.5, strength))
-    out = np.zeros((h, w), np.float32)
-    # boundary between columns x - 1 and x lies between a's column and b's
-    start = g // 2 + 1
-    out[:, start:start + strength.shape[1]] = strength
-    return out
-
-
-def _split(vertical: np.ndarray, params: ViewParams) -> float | None:
-    """Share of the width where a full-height seam splits the frame, or None."""
-    h, w = vertical.shape
-    profile = vertical.mean(0)
-    lo, hi = int(w * params.split_band[0]), int(np.ceil(w * params.split_band[1]))
-    x = lo + int(np.argmax(profile[lo:hi]))
-    typical = float(np.median(profile[w // 10: w - w // 10]))
-    if profile[x] < params.seam_strength or profile[x] < params.seam_contrast * typical:
-        return None
-    return x / w
-
-
-def _pip_window(vertical: np.ndarray, horizontal: np.ndarray, params: ViewParams
-                ) -> tuple[float, float, float, float] | None:
-    """The best picture-in-picture window: the rectangle whose weakest side (a seam, or the
-    frame's edge, which counts as one) is strongest; None when it is not a seam."""
-    h, w = vertical.shape
-    step = params.pip_step
-    xs, ys = np.arange(0, w + 1, step), np.arange(0, h + 1, step)
-    # Mean strength of each vertical side (column x, rows y0..y1) from cumulative sums.
-    # A seam found within a pixel of a grid line counts on it.
-    vertical = ndimage.maximum_filter1d(vertical, 3, axis=1)
-    horizontal = ndimage.maximum_filter1d(horizontal, 3, axis=0)
-    cv = np.concatenate([np.zeros((1, w)), np.cumsum(vertical, 0)], 0)  # [h + 1, w]
-    col = np.clip(xs, 0, w - 1)
-    row = np.clip(ys, 0, h - 1)
-    span_y = np.maximum(ys[None, :] - ys[:, None], 1)
-    span_x = np.maximum(xs[None, :] - xs[:, None], 1)
-    # side_v[x, y0, y1], side_h[y, x0, x1]
-    side_v = cv[ys][None, :, :] - cv[ys][:, None, :]  # [y0, y1, w]
-    side_v = side_v[:, :, col].transpose(2, 0, 1) / span_y[None]
-    hv = np.concatenate([np.zeros((h, 1)), np.cumsum(horizontal, 1)], 1)[row][:, xs]
-    side_h = (hv[:, None, :] - hv[:, :, None]) / span_x[None]  # [y, x0, x1]
-    edge_x = (xs == 0) | (xs == w)
-    edge_y = (ys == 0) | (ys == h)
-    side_v = np.where(edge_x[:, None, None], 1.0, side_v)
-    side_h = np.where(edge_y[:, None, None], 1.0, side_h)
-    lo_w, hi_w = params.pip_side[0] * w, params.pip_side[1] * w
-    lo_h, hi_h = params.pip_side[0] * h, params.pip_side[1] * h
-    ok_x = (span_x >= lo_w) & (span_x <= hi_w) & (xs[None, :] > xs[:, None])
-    ok_y = (span_y >= lo_h) & (span_y <= hi_h) & (ys[None, :] > ys[:, None])
-    x0s, x1s = np.nonzero(ok_x)
-    y0s, y1s = np.nonzero(ok_y)
-    if x0s.size == 0 or y0s.size == 0:
-        return None
-    # weakest side of every (x-pair, y-pair) rectangle
-    left = side_v[x0s][:, y0s, y1s]  # [px, py]
-    right = side_v[x1s][:, y0s, y1s]
-    top = side_h[y0s][:, x0s, x1s].T  # [px, py]
-    bottom = side_h[y1s][:, x0s, x1s].T
-    # A rectangle with two or more sides on the frame's edge is a split, the frame, or a
-    # corner of content (one straight edge each way, horizons and walls, makes an "L").
-    on_edge = (edge_x[x0s].astype(int) + edge_x[x1s])[:, None] + (
-        edge_y[y0s].astype(int) + edge_y[y1s])[None, :]
-    weakest = np.minimum(np.minimum(left, right), np.minimum(top, bottom))
-    weakest = np.where(on_edge >= 2, 0.0, weakest)
-    best = np.unravel_index(int(np.argmax(weakest)), weakest.shape)
-    if weakest[best] < params.seam_strength:
-        return None
-    typical = float(np.median(vertical[:, w // 10: w - w // 10]))
-    if weakest[best] < params.seam_contrast * typical:
-        return None
-    i, j = best
-    return (ys[y0s[j]] / h, ys[y1s[j]] / h, xs[x0s[i]] / w, xs[x1s[i]] / w)
 
 
 def view_frames(frames: np.ndarray, view: View, *, size: int) -> np.ndarray:

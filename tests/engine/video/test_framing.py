@@ -6,7 +6,15 @@ import pytest
 from scipy import ndimage
 
 from nanhu.engine.video import frame_embeddings
-from nanhu.engine.video.framing import FULL, View, ViewParams, content_box, find_views, view_frames
+from nanhu.engine.video.framing import (
+    FULL,
+    View,
+    ViewParams,
+    content_box,
+    find_views,
+    stacked_layout,
+    view_frames,
+)
 from nanhu.engine.video.keyframes import KeyframePrints
 
 N, S = 12, 128
@@ -52,8 +60,8 @@ def test_top_bottom_is_split_at_the_seam():
     views = {v.name: v for v in find_views(pair, source_size=(640, 720))}
     assert {"top", "bottom"} <= set(views)
     assert views["top"].box[1] == pytest.approx(0.5, abs=0.03)
-    # 640x720 is portrait: its quarter turns are tried as well
-    assert {"rot90", "rot270"} <= set(views)
+    # 640x720 is taller than wide, but stacked, not turned: no quarter turns
+    assert not {"rot90", "rot270"} & set(views)
 
 
 @pytest.mark.parametrize("corner", [(0, 0), (1, 1), (0, 1)])
@@ -135,3 +143,63 @@ def test_split_layout_rows_are_tagged_and_round_trip():
     assert len(video.primary()) == N
     back = Fingerprint.from_bytes(Fingerprint(duration_s=6.0, video=video).to_bytes()).video
     assert np.array_equal(back.views, video.views)
+
+
+def _halves(views: list[View]) -> dict[str, tuple[float, float, float, float]]:
+    return {v.name: v.box for v in views if v.name in ("left", "right", "top", "bottom")}
+
+
+def test_side_by_side_of_a_short_clip_of_still_pictures_is_split():
+    """Ten frames (a 5 s clip) of two still, squeezed pictures: the disagreement cue has little
+    to go on; the straight edge at the seam, in every frame, finds it."""
+    still = np.repeat(_footage(15, n=1, smooth=10.0), 10, 0)
+    other = np.repeat(_footage(16, n=1, smooth=10.0), 10, 0)
+    pair = np.concatenate([_resize(still, S, S // 2), _resize(other, S, S // 2)], 2)
+    halves = _halves(find_views(pair, source_size=(640, 360)))  # aspect gives nothing away
+    assert halves["left"][3] == pytest.approx(0.5, abs=0.03)
+    # and from a single frame
+    halves = _halves(find_views(pair[:1], source_size=(640, 360)))
+    assert halves["left"][3] == pytest.approx(0.5, abs=0.03)
+
+
+def test_a_composite_aspect_gives_its_halves_where_no_seam_shows():
+    """Two pictures that meet without a seam (the right one mirrors the left at the middle):
+    1280x360 is two 640x360s, so its halves are tried; the same frames at a plain aspect get
+    no halves."""
+    half = _resize(_footage(17), S, S // 2)
+    frames = np.concatenate([half, half[:, :, ::-1]], 2)
+    halves = _halves(find_views(frames, source_size=(1280, 360)))
+    assert set(halves) == {"left", "right"} and halves["left"][3] == 0.5
+    halves = _halves(find_views(frames, source_size=(640, 360)))
+    assert not {"left", "right"} & set(halves)
+    views = _names(find_views(_resize(_footage(19), S, S), source_size=(640, 720)))
+    assert {"top", "bottom"} <= set(views) and "rot90" not in views
+
+
+def test_stacked_layout_reads_two_common_aspects():
+    assert stacked_layout((1280, 360)) == "side"  # two 16:9
+    assert stacked_layout((960, 360)) == "side"  # two 4:3
+    assert stacked_layout((640, 720)) == "stacked"
+    assert stacked_layout((640, 960)) == "stacked"
+    for plain in ((640, 360), (360, 640), (480, 640), (640, 640), (1920, 1080), (860, 360),
+                  None):
+        assert stacked_layout(plain) is None
+
+
+def test_picture_in_picture_of_a_short_clip_over_flat_footage_is_found():
+    """A 40 % window over a smooth, nearly flat background, 10 frames: little texture on the
+    outer side of the window's sides to correlate."""
+    frames = np.full((10, S, S), 90.0, np.float32) + np.linspace(0, 20, S)[None, None, :]
+    side, at = int(0.4 * S), int(0.04 * S)
+    frames[:, at:at + side, at:at + side] = _resize(_footage(20, n=10), side, side)
+    views = {v.name: v for v in find_views(frames, source_size=(640, 360))}
+    assert "pip" in views
+    assert views["pip"].box == pytest.approx((at / S, (at + side) / S) * 2, abs=0.05)
+    assert not {"left", "right", "top", "bottom"} & set(views)
+
+
+def test_plain_short_clips_and_single_frames_get_no_extra_view():
+    for seed in range(4):
+        clip = _footage(30 + seed, n=10)
+        assert find_views(clip, source_size=(640, 360)) == [FULL]
+        assert find_views(clip[:1], source_size=(640, 360)) == [FULL]
