@@ -24,7 +24,7 @@ from scipy import special
 
 from nanhu.engine.audio.keys import F_BITS, Landmarks
 from nanhu.engine.audio.params import AudioParams
-from nanhu.engine.segments import SCORE_SCALE, Segment, score_from_log10_expected
+from nanhu.engine.segments import Segment, log10_expected, score_from_log10_expected
 
 
 @dataclass(frozen=True)
@@ -213,14 +213,10 @@ def align_audio(
             votes = anchors.size
             if votes < match.min_votes:
                 continue
-            n_ref = reference_frames.get(ordinal, 0)
             pair_hits = int(pair_counts[np.searchsorted(pair_keys, pair)])
-            mu = (2 * match.offset_tolerance + 1) * pair_hits / max(1.0, float(n_ref + query_span))
-            # P(Poisson(mu) >= votes) = pdtrc(votes - 1, mu); a ufunc, not scipy.stats'
-            # per-call machinery (this runs once per candidate segment).
-            chance = special.pdtrc(votes - 1, mu)
-            log10_poisson = float(np.log10(max(chance, 1e-300))) + np.log10(n_bins)
-            log10_p = match.calibrated(log10_poisson, catalog_frames / fps / 3600.0)
+            log10_poisson, log10_p = _log10_chance(
+                votes, pair_hits, reference_frames.get(ordinal, 0), query_span, n_bins,
+                catalog_frames / fps / 3600.0, match)
             score = score_from_log10_expected(log10_p)
             if score < match.min_score:
                 continue
@@ -289,12 +285,25 @@ def _may_pass(votes_at_most: np.ndarray, pairs: np.ndarray, pair_keys: np.ndarra
     pair_hits = pair_counts[np.searchsorted(pair_keys, pairs)].astype(np.float64)
     refs, which = np.unique(pairs // n_speeds, return_inverse=True)
     n_ref = np.array([reference_frames.get(int(o), 0) for o in refs], np.float64)[which]
+    _, log10_p = _log10_chance(votes_at_most.astype(np.float64), pair_hits, n_ref, query_span,
+                               n_bins, catalog_hours, match)
+    # score >= min_score is E <= the min score's E; a margin far above rounding and far below
+    # any step that matters keeps every bin the loop could pass (the loop decides)
+    return (votes_at_most >= match.min_votes) & (
+        log10_p <= log10_expected(match.min_score) + 1e-9)
+
+
+def _log10_chance(votes, pair_hits, n_ref, query_span, n_bins: float, catalog_hours: float,
+                  match: AudioMatchParams):
+    """(log10 of the Poisson figure, log10 E calibrated) of a bin with ``votes`` votes whose
+    (reference, warp) has ``pair_hits`` raw hits over ``n_ref`` reference frames: the chance
+    model of the module docstring, for one bin (floats) or many (arrays)."""
     mu = (2 * match.offset_tolerance + 1) * pair_hits / np.maximum(1.0, n_ref + query_span)
-    chance = special.pdtrc(votes_at_most.astype(np.float64) - 1, mu)
+    # P(Poisson(mu) >= votes) = pdtrc(votes - 1, mu); a ufunc, not scipy.stats' per-call
+    # machinery (the loop runs this once per candidate segment)
+    chance = special.pdtrc(votes - 1, mu)
     log10_poisson = np.log10(np.maximum(chance, 1e-300)) + np.log10(n_bins)
-    best = 1.0 - 10.0 ** (match.calibrated(log10_poisson, catalog_hours) / SCORE_SCALE)
-    # a margin far above rounding, far below any score step that matters: the loop decides
-    return (votes_at_most >= match.min_votes) & (best >= match.min_score - 1e-9)
+    return log10_poisson, match.calibrated(log10_poisson, catalog_hours)
 
 
 def join_windows(segments: list[Segment], *, match: AudioMatchParams,
