@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nanhu.engine.audio.keys import Landmarks, QueryPeaks, audio_landmarks, query_peaks
+from nanhu.engine.audio.keys import Landmarks, QueryPeaks, audio_landmarks, query_peaks, reference_audio
 from nanhu.engine.audio.params import AudioParams
+from nanhu.engine.audio.peaks import Peaks
 from nanhu.engine.errors import EmptyMediaError, MediaError, VersionMismatch
 from nanhu.engine.media import Source, content_digest, open_container, source_name
 from nanhu.engine.media_tags import media_tags
@@ -85,6 +86,9 @@ class Fingerprint:
     #: a query's audio as peaks, keyed on demand (``fingerprint_media(keys_on_demand=True)``;
     #: then ``audio`` is None): the matcher keys a long upload window by window
     audio_peaks: QueryPeaks | None = None
+    #: a reference's audio peaks (the ones its keys were made from; ``fingerprint_media`` of a
+    #: reference), stored by the catalog to verify candidate alignments peak by peak
+    reference_peaks: Peaks | None = None
 
     @property
     def is_empty(self) -> bool:
@@ -119,6 +123,9 @@ class Fingerprint:
                 audio_speed_index=self.audio.speed_index, audio_speeds=self.audio.speeds,
                 audio_pitches=self.audio.pitches,
             )
+        if self.reference_peaks is not None:
+            arrays.update(audio_peak_frames=self.reference_peaks.frame.astype(np.int64),
+                          audio_peak_log_freq=self.reference_peaks.log_freq.astype(np.float32))
         if self.video is not None:
             arrays.update(video_vectors=self.video.vectors, video_times_s=self.video.times_s)
             if self.video.views is not None:
@@ -152,6 +159,13 @@ class Fingerprint:
                 arrays["audio_speeds"].astype(np.float32),
                 arrays.get("audio_pitches", arrays["audio_speeds"]).astype(np.float32),
             )
+        reference_peaks = None
+        if "audio_peak_frames" in arrays:
+            frames = arrays["audio_peak_frames"].astype(np.int64)
+            log_freq = arrays["audio_peak_log_freq"].astype(np.float32)
+            if frames.shape != log_freq.shape or frames.ndim != 1:
+                raise MediaError("not a Nanhu fingerprint (reference peaks of unequal lengths)")
+            reference_peaks = Peaks(frames, log_freq, np.zeros(frames.size, np.float32))
         video = None
         if "video_vectors" in arrays:
             video = VideoPrint(
@@ -163,6 +177,7 @@ class Fingerprint:
         return cls(
             duration_s=float(header["duration_s"]), digest=header["digest"], audio=audio,
             audio_params_tag=header["audio_params"], video=video, meta=header.get("meta", {}),
+            reference_peaks=reference_peaks,
         )
 
 
@@ -253,15 +268,18 @@ def fingerprint_media(
             pipelines.append(chunker)
         landmarks = None
         peaks = None
+        reference_peaks = None
         duration = 0.0
         if pipelines:
             items = stages.timed_iter("decode", media.demux(container, name, pipelines))
             chunks = _audio_chunks(items, prints)
             if chunker is not None and query and keys_on_demand:
                 peaks, duration = query_peaks(chunks, params=params)
+            elif chunker is not None and query:
+                landmarks, duration = audio_landmarks(chunks, params=params,
+                                                      warps=params.query_warps)
             elif chunker is not None:
-                warps = params.query_warps if query else ((1.0, 1.0),)
-                landmarks, duration = audio_landmarks(chunks, params=params, warps=warps)
+                landmarks, reference_peaks, duration = reference_audio(chunks, params=params)
             else:
                 for _ in chunks:  # video alone: every item goes to prints
                     pass
@@ -272,7 +290,7 @@ def fingerprint_media(
             except EmptyMediaError:
                 if video_print is None:
                     raise
-                landmarks = peaks = None
+                landmarks = peaks = reference_peaks = None
     if not has_audio and video_print is None:
         what = "no audio track" if not has_video else "no audio track and no usable video"
         raise MediaError(f"{name}: {what}: nothing to fingerprint")
@@ -282,6 +300,7 @@ def fingerprint_media(
         duration_s=duration, digest=content_digest(source), audio=landmarks,
         audio_params_tag=params.tag() if landmarks is not None or peaks is not None else "",
         video=video_print, audio_peaks=peaks, meta={"tags": tags} if tags else {},
+        reference_peaks=reference_peaks,
     )
     if fp.is_empty:
         raise EmptyMediaError(f"{name}: nothing to fingerprint (silent or blank media)")

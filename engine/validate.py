@@ -100,6 +100,8 @@ def validate_fingerprint(
             f"{what}: digest must be at most {_MAX_DIGEST} printable ASCII characters, no spaces")
     if fp.audio is not None:
         _check_audio(fp, what, for_reference, audio_params or AudioParams())
+    if fp.reference_peaks is not None:
+        _check_reference_peaks(fp, what, audio_params or AudioParams())
     if fp.video is not None:
         video = _check_video(fp.video, float(duration), what, video_dims or known_video_dims(),
                              for_reference)
@@ -170,6 +172,43 @@ def _check_audio(fp: Fingerprint, what: str, for_reference: bool, params: AudioP
         raise InvalidArgument(
             f"{_field(what, 'audio.frames')}: frame {int(frames.max())} lies past the end of "
             f"{fp.duration_s:g} s of audio (at most {last_frame})")
+
+
+def _check_reference_peaks(fp: Fingerprint, what: str, params: AudioParams) -> None:
+    """A reference's peaks (what verification reads): frames within the audio, log-frequencies
+    on the peak grid, one frequency per frame, no more than the peak picker keeps."""
+    peaks = fp.reference_peaks
+    frames = _array(peaks.frame, what, "audio.peak_frames")
+    log_freq = _array(peaks.log_freq, what, "audio.peak_log_freq")
+    if frames.size != log_freq.size:
+        raise InvalidArgument(
+            f"{_field(what, 'audio.peak_log_freq')} must have one entry per peak frame "
+            f"({log_freq.size} for {frames.size})")
+    if frames.size == 0:
+        return
+    if frames.dtype.kind not in "iu":
+        raise InvalidArgument(f"{_field(what, 'audio.peak_frames')} must hold integers")
+    last_frame = math.ceil((fp.duration_s + 1.0) * params.frames_per_second)
+    if int(frames.min()) < 0 or int(frames.max()) > last_frame:
+        raise InvalidArgument(
+            f"{_field(what, 'audio.peak_frames')} must lie in 0..{last_frame} (the audio's "
+            f"{fp.duration_s:g} s)")
+    # The peak picker's bins [lo, hi] with half a bin of parabolic interpolation either side.
+    bin_hz = params.sample_rate / params.n_fft
+    lo_bin = max(1, math.floor(params.fmin_hz / bin_hz)) - 0.5
+    hi_bin = math.ceil(params.fmax_hz / bin_hz) + 0.5
+    bottom = math.floor(params.bins_per_octave * math.log2(lo_bin * bin_hz / params.fmin_hz))
+    top = math.ceil(params.bins_per_octave * math.log2(hi_bin * bin_hz / params.fmin_hz))
+    if not (np.all(np.isfinite(log_freq)) and log_freq.min() >= bottom
+            and log_freq.max() <= top):
+        raise InvalidArgument(
+            f"{_field(what, 'audio.peak_log_freq')} must be finite and within "
+            f"{bottom}..{top}")
+    most = 4 * params.peaks_per_second * (fp.duration_s + 1.0) + 64
+    if frames.size > most:
+        raise InvalidArgument(
+            f"{_field(what, 'audio.peak_frames')}: {frames.size} peaks for {fp.duration_s:g} s "
+            f"(at most {most:.0f})")
 
 
 def check_local_tag(tag: str, what: str = "fingerprint") -> None:

@@ -25,6 +25,7 @@ from nanhu.engine.store.catalog_schema import (
     FORMAT_VERSION,
     LOCAL_FORMAT_VERSION,
     META_VERSION,
+    PEAKS_FORMAT_VERSION,
 )
 from nanhu.engine.video.params import VideoParams
 
@@ -50,7 +51,8 @@ def _expected_version() -> list[str]:
             f"audio fingerprints  {AudioParams().tag()}",
             f"video fingerprints  {VideoParams().tag()}",
             f"catalog format      {FORMAT_VERSION}, {COMPACT_FORMAT_VERSION} with compact keyframes, "
-            f"{LOCAL_FORMAT_VERSION} with local features (metadata schema {META_VERSION})"]
+            f"{LOCAL_FORMAT_VERSION} with local features, "
+            f"{PEAKS_FORMAT_VERSION} with reference peaks (metadata schema {META_VERSION})"]
 
 
 # --- the checkout ---------------------------------------------------------------------------------

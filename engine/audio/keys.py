@@ -237,8 +237,23 @@ def audio_landmarks(
     if query:
         keys, duration = query_peaks(chunks, params=params, warps=warps)
         return keys.landmarks(), duration
+    landmarks, _, duration = reference_audio(chunks, params=params, warps=warps)
+    return landmarks, duration
+
+
+def reference_audio(
+    chunks: Iterable[np.ndarray], *, params: AudioParams,
+    warps: tuple[tuple[float, float], ...] = ((1.0, 1.0),),
+) -> tuple[Landmarks, Peaks, float]:
+    """A reference's keys and the peaks they were made from; returns (landmarks, peaks,
+    duration_s). The catalog keeps both: the keys to find candidates, the peaks to check a
+    candidate alignment peak by peak (engine.audio.verify).
+
+    chunks : iterable of ndarray [shape=(n,)], float32 at ``params.sample_rate``.
+    """
     peaks, n_samples = stream_peaks(chunks, params=params)
-    return triplet_hashes(peaks, params=params, warps=warps), n_samples / params.sample_rate
+    return (triplet_hashes(peaks, params=params, warps=warps), peaks,
+            n_samples / params.sample_rate)
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,8 @@ class CatalogReader:
             "WHERE {visible}"
         )[0]
         files = [self.path / f for f in segment_files(self.manifest)]
-        audio_bytes = sum(s["bytes"] for s in self.manifest["audio_segments"])
+        peak_bytes = sum(s["bytes"] for s in self.manifest.get("audio_peaks", []))
+        audio_bytes = sum(s["bytes"] for s in self.manifest["audio_segments"]) + peak_bytes
         video_bytes = sum(s["bytes"] + s.get("graph_bytes", 0)
                           for s in self.manifest["video_segments"])
         video_bytes += sum(s["bytes"] for s in self.manifest.get("video_compact", []))
@@ -116,7 +117,8 @@ class CatalogReader:
             "audio_segments": len(self.manifest["audio_segments"]),
             "video_segments": len(self.manifest["video_segments"]),
             "tombstones": int(self.deleted_ordinals().size),
-            "audio_index_bytes": audio_bytes, "video_index_bytes": video_bytes,
+            "audio_index_bytes": audio_bytes, "audio_peak_bytes": peak_bytes,
+            "video_index_bytes": video_bytes,
             "index_bytes_per_hour": round((audio_bytes + video_bytes) / hours) if hours else 0,
             "files_present": all(f.exists() for f in files),
             "audio_params": self.manifest["audio_params_tag"],
@@ -155,6 +157,18 @@ class CatalogReader:
                 features.update(read_local_segment(self.path / name,
                                                    params_version=LocalParams().version))
             self._local_index = cached = (files, LocalIndex(features))
+        return cached[1]
+
+    def reference_peaks(self):
+        """The references' stored peaks (:class:`engine.store.audio_peaks.ReferencePeaks`),
+        mapped once per set of reference-peak segments the manifest names."""
+        from nanhu.engine.store.audio_peaks import ReferencePeaks
+
+        files = tuple(s["file"] for s in self.manifest.get("audio_peaks", []))
+        cached = getattr(self, "_reference_peaks", None)
+        if cached is None or cached[0] != files:
+            self._reference_peaks = cached = (files, ReferencePeaks(
+                [self.path / name for name in files]))
         return cached[1]
 
     def quantiser(self):

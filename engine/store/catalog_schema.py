@@ -34,13 +34,21 @@ COMPACT_FORMAT_VERSION = 3
 #: Nanhu that reads only 2 and 3 would match without them, and its next commit would write a
 #: manifest without them (the references' local features lost), so it must refuse the catalog
 LOCAL_FORMAT_VERSION = 4
-READABLE_VERSIONS = (FORMAT_VERSION, COMPACT_FORMAT_VERSION, LOCAL_FORMAT_VERSION)
+#: format 5 adds reference-peak segments (``audio_peaks``, the references' spectral peaks that
+#: verify audio alignments peak by peak, engine.store.audio_peaks): a Nanhu that reads only 2-4
+#: would drop them at its next commit, so it must refuse the catalog
+PEAKS_FORMAT_VERSION = 5
+READABLE_VERSIONS = (FORMAT_VERSION, COMPACT_FORMAT_VERSION, LOCAL_FORMAT_VERSION,
+                     PEAKS_FORMAT_VERSION)
 
 
 def manifest_version(manifest: dict) -> int:
     """The format version a manifest is written with: the lowest that can hold what it names
     (:data:`LOCAL_FORMAT_VERSION` with local-feature segments, else
-    :data:`COMPACT_FORMAT_VERSION` with compact keyframes, else :data:`FORMAT_VERSION`)."""
+    :data:`COMPACT_FORMAT_VERSION` with compact keyframes, else :data:`FORMAT_VERSION`;
+    :data:`PEAKS_FORMAT_VERSION` above them all with reference-peak segments)."""
+    if manifest.get("audio_peaks"):
+        return PEAKS_FORMAT_VERSION
     if manifest.get("video_local"):
         return LOCAL_FORMAT_VERSION
     compact = manifest.get("video_compact") or manifest.get("video_quantiser")
@@ -148,7 +156,8 @@ def read_manifest(path: Path) -> tuple[dict, AudioParams]:
     if not _fits(manifest, version):
         raise CatalogCorrupt(
             f"{path}: format version {version} does not fit its contents (compact keyframe "
-            "segments need version 3 and local-feature segments version 4, and only they)")
+            "segments need version 3, local-feature segments version 4 and reference-peak "
+            "segments version 5, and only they)")
     return manifest, audio_params_from_dict(manifest.get("audio_params"), path)
 
 
@@ -212,11 +221,12 @@ def migrate(db: sqlite3.Connection, path: Path) -> None:
 
 def segment_files(manifest: dict) -> list[str]:
     """Every file the manifest names: segments, the graphs of large vector segments, compact
-    vector segments and their quantiser, local-feature segments."""
+    vector segments and their quantiser, local-feature segments, reference-peak segments."""
     files = [s["file"] for s in manifest["audio_segments"] + manifest["video_segments"]]
     files += [s["graph"] for s in manifest["video_segments"] if s.get("graph")]
     files += [s["file"] for s in manifest.get("video_compact", [])]
     files += [s["file"] for s in manifest.get("video_local", [])]
+    files += [s["file"] for s in manifest.get("audio_peaks", [])]
     if manifest.get("video_quantiser"):
         files.append(manifest["video_quantiser"]["file"])
     return files

@@ -15,6 +15,7 @@ import numpy as np
 from nanhu.engine.audio.keys import KEY_BITS
 from nanhu.engine.store import vectors as vector_store
 from nanhu.engine.store import vectors_compact as compact_store
+from nanhu.engine.store.audio_peaks import merge_peak_segments, write_peak_segment
 from nanhu.engine.store.catalog_schema import manifest_version, segment_files
 from nanhu.engine.store.postings import MAX_SEGMENT_FRAMES, Segment
 from nanhu.engine.store.postings_write import merge_segments, write_segment
@@ -35,6 +36,16 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def full_tier(entries: list[dict]) -> list[dict]:
+    """The smallest size tier holding ``TIER_FANOUT`` entries (tier ``t``: ``8^t .. 8^(t+1)``
+    items, the entries' ``count``), or an empty list."""
+    tiers: dict[int, list[dict]] = {}
+    for entry in entries:
+        tiers.setdefault(max(0, int(entry["count"]).bit_length() // 3), []).append(entry)
+    full = [t for t, group in sorted(tiers.items()) if len(group) >= TIER_FANOUT]
+    return tiers[full[0]] if full else []
+
+
 class SegmentsMixin:
     """The host provides ``path``, ``manifest``, ``generation``, ``has_staged``, ``_db``,
     ``_staged_refs``, the ``_postings`` / ``_vectors`` caches, :meth:`commit`,
@@ -53,6 +64,15 @@ class SegmentsMixin:
             manifest["audio_segments"].append({"file": name, "count": int(keys.size),
                                                "bytes": size})
             self._merge_tiers(manifest, g)
+        peaks = [(o, r["fp"].reference_peaks) for o, r in zip(ordinals, self._staged_refs)
+                 if r["fp"].reference_peaks is not None and len(r["fp"].reference_peaks)]
+        if peaks:
+            name = f"audio/seg-{g:08d}.apk"
+            size = self._write_file(name, lambda p: write_peak_segment(
+                p, [(o, pk.frame, pk.log_freq) for o, pk in peaks]))
+            manifest.setdefault("audio_peaks", []).append(
+                {"file": name, "count": int(sum(len(pk) for _, pk in peaks)), "bytes": size})
+            self._merge_peak_tiers(manifest, g)
         video = [(o, r["fp"].video) for o, r in zip(ordinals, self._staged_refs)
                  if r["fp"].video is not None and len(r["fp"].video)]
         if video:
@@ -200,13 +220,9 @@ class SegmentsMixin:
         manifest is in place (:func:`engine.store.catalog_recovery.remove_unnamed`).
         """
         while True:
-            tiers: dict[int, list[dict]] = {}
-            for entry in manifest["audio_segments"]:
-                tiers.setdefault(max(0, int(entry["count"]).bit_length() // 3), []).append(entry)
-            full = [t for t, entries in sorted(tiers.items()) if len(entries) >= TIER_FANOUT]
-            if not full:
+            group = full_tier(manifest["audio_segments"])
+            if not group:
                 return
-            group = tiers[full[0]]
             frames = sum(Segment(self.path / e["file"]).total_frames for e in group)
             if frames > MAX_SEGMENT_FRAMES:
                 return  # at 19,000 h a segment is as large as positions allow: leave the tier
@@ -224,6 +240,48 @@ class SegmentsMixin:
                                           if e["file"] not in names]
             manifest["audio_segments"].append({"file": name, "count": info["count"],
                                                "bytes": size})
+
+    def _merge_peak_tiers(self, manifest: dict, g: int) -> None:
+        """Merge reference-peak files of one size tier once it holds ``TIER_FANOUT`` of them
+        (the postings' rule, :meth:`_merge_tiers`): one file a commit would leave a large
+        catalog with thousands."""
+        while True:
+            group = full_tier(manifest["audio_peaks"])
+            if not group:
+                return
+            name = f"audio/seg-{g:08d}-m{len(manifest['audio_peaks']):03d}.apk"
+            info: dict = {}
+
+            def merge(path: Path, group=group, info=info) -> int:
+                info.update(merge_peak_segments([self.path / e["file"] for e in group], path))
+                return info["bytes"]
+
+            size = self._write_file(name, merge)
+            names = {e["file"] for e in group}
+            manifest["audio_peaks"] = [e for e in manifest["audio_peaks"]
+                                       if e["file"] not in names]
+            manifest["audio_peaks"].append({"file": name, "count": info["peaks"],
+                                            "bytes": size})
+
+    def _compact_peaks(self, manifest: dict, g: int, dead: np.ndarray) -> None:
+        """Compaction: the reference-peak files become one, less the ``dead`` ordinals."""
+        sources = [self.path / e["file"] for e in manifest.get("audio_peaks", [])]
+        if not sources:
+            return
+        name = f"audio/seg-{g:08d}.apk"
+        info: dict = {}
+
+        def merge(path: Path) -> int:
+            info.update(merge_peak_segments(sources, path, drop_ordinals=dead))
+            return info["bytes"]
+
+        size = self._write_file(name, merge)
+        manifest["audio_peaks"] = []
+        if info["references"]:
+            manifest["audio_peaks"].append({"file": name, "count": info["peaks"],
+                                            "bytes": size})
+        else:
+            (self.path / name).unlink()
 
     def _write_vector_segment(self, name: str, vectors: np.ndarray, ords: np.ndarray,
                               times: np.ndarray) -> dict:
@@ -299,6 +357,7 @@ class SegmentsMixin:
                 manifest["video_segments"].append(self._write_vector_segment(
                     f"video/seg-{g:08d}.vec", vectors[alive], ords[alive], times[alive]))
         self._compact_local(manifest, g, dead)
+        self._compact_peaks(manifest, g, dead)
         manifest["generation"] = g
         manifest["committed_at"] = time.time()
         with self._db:

@@ -199,9 +199,9 @@ def test_a_newer_format_is_refused_with_a_message_and_a_misfit_version_as_corrup
         catalog.commit()
     manifest_path = path / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    manifest_path.write_text(json.dumps({**manifest, "version": 5}))
-    with pytest.raises(VersionMismatch, match="version 5 was written by a newer Nanhu .*reads "
-                                              "versions 2, 3, 4"):
+    manifest_path.write_text(json.dumps({**manifest, "version": 6}))
+    with pytest.raises(VersionMismatch, match="version 6 was written by a newer Nanhu .*reads "
+                                              "versions 2, 3, 4, 5"):
         Catalog(path)
     # version 3 claims compact keyframes, which this catalog does not have
     manifest_path.write_text(json.dumps({**manifest, "version": 3}))

@@ -273,7 +273,7 @@ def test_a_manifest_whose_version_does_not_fit_its_contents_is_refused(catalog_d
     path = catalog_dir / "manifest.json"
     manifest = json.loads(path.read_text())
     for version, words in ((3, "does not fit its contents"), (4, "does not fit its contents"),
-                           ("4", "reads versions 2, 3, 4")):
+                           (5, "does not fit its contents"), ("4", "reads versions 2, 3, 4, 5")):
         path.write_text(json.dumps({**manifest, "version": version}))
         with pytest.raises(CatalogCorrupt, match=words):
             Catalog(catalog_dir)
