@@ -243,7 +243,8 @@ def _attack(condition, source, rng, speech, fillers):
 def query_fingerprint(data: bytes, params: AudioParams):
     """The query's fingerprint, or None when it holds nothing (a silent excerpt: no match)."""
     try:
-        return fingerprint_media(data, audio_params=params, query=True, video=False)
+        return fingerprint_media(data, audio_params=params, query=True, video=False,
+                                 keys_on_demand=True)
     except EmptyMediaError:
         return None
 

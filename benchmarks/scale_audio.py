@@ -48,6 +48,7 @@ from nanhu.engine.catalog import Catalog
 from nanhu.engine.fingerprint import Fingerprint
 from nanhu.engine.matcher import Matcher
 from nanhu.engine.media import decode_audio
+from nanhu.engine.store.audio_peaks import merge_peak_segments, write_peak_segment
 from nanhu.engine.store.postings_write import merge_segments, write_segment
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,11 @@ DECOY_VERSION = 2
 def decoy(peaks: Peaks, rng: np.random.Generator, params: AudioParams) -> Landmarks:
     """One synthetic reference: ``peaks`` time-reversed, transposed 3-6 semitones (random sign)
     at a random tempo of 0.90-1.10, keyed as a registration."""
+    return triplet_hashes(decoy_peaks(peaks, rng, params), params=params)
+
+
+def decoy_peaks(peaks: Peaks, rng: np.random.Generator, params: AudioParams) -> Peaks:
+    """The peaks of :func:`decoy` (what a catalog stores for the peak check)."""
     semitones = rng.uniform(3.0, 6.0) * rng.choice([-1.0, 1.0])
     tempo = rng.uniform(0.90, 1.10)
     last = int(peaks.frame.max()) if len(peaks) else 0
@@ -101,21 +107,23 @@ def decoy(peaks: Peaks, rng: np.random.Generator, params: AudioParams) -> Landma
     order = np.lexsort((peaks.log_freq, -peaks.frame))
     frames = np.rint((last - peaks.frame[order]) / tempo).astype(np.int64)
     log_freq = (peaks.log_freq[order] + params.bins_per_octave * semitones / 12).astype(np.float32)
-    return triplet_hashes(Peaks(frames, log_freq, np.ones(frames.size, np.float32)),
-                          params=params)
+    return Peaks(frames, log_freq, np.ones(frames.size, np.float32))
 
 
 def build_scale_catalog(real_catalog: Path, directory: Path, hours: float, seed: int,
                         peaks: list[Peaks], params: AudioParams) -> dict:
-    """Copy the real catalog and add ``hours`` of decoys as one merged segment."""
+    """Copy the real catalog and add ``hours`` of decoys as one merged segment; with the real
+    catalog's reference peaks (format 5), the decoys' peaks too, for the peak check."""
     started = time.perf_counter()
     if directory.exists():
         shutil.rmtree(directory)
     (directory / "audio").mkdir(parents=True)
     (directory / "video").mkdir()
     manifest = json.loads((real_catalog / "manifest.json").read_text())
-    for entry in manifest["audio_segments"]:
+    for entry in manifest["audio_segments"] + manifest.get("audio_peaks", []):
         os.link(real_catalog / entry["file"], directory / entry["file"])
+    with_peaks = bool(manifest.get("audio_peaks"))
+    peak_items, peak_chunks = [], []
     shutil.copy(real_catalog / "meta.sqlite", directory / "meta.sqlite")
     fps = params.frames_per_second
     rng = np.random.default_rng(seed)
@@ -125,8 +133,11 @@ def build_scale_catalog(real_catalog: Path, directory: Path, hours: float, seed:
         source = peaks[int(rng.integers(len(peaks)))]
         if len(source) < 100:
             continue
-        landmarks = decoy(source, rng, params)
+        made = decoy_peaks(source, rng, params)
+        landmarks = triplet_hashes(made, params=params)
         ordinal = FIRST_SYNTHETIC_ORDINAL + len(rows)
+        if with_peaks:
+            peak_items.append((ordinal, made.frame, made.log_freq))
         duration = float(landmarks.frames.max() + 1) / fps if len(landmarks) else 0.0
         rows.append((ordinal, f"synthetic-{len(rows)}", duration, len(landmarks)))
         keys.append(landmarks.hashes)
@@ -140,6 +151,10 @@ def build_scale_catalog(real_catalog: Path, directory: Path, hours: float, seed:
                           key_bits=KEY_BITS)
             chunks.append(path)
             keys, ords, frames, chunk_s = [], [], [], 0.0
+            if with_peaks:
+                peak_chunks.append(path.with_suffix(".apk"))
+                write_peak_segment(peak_chunks[-1], peak_items)
+                peak_items = []
             log.info("scale %g h: decoys %.0f / %.0f h (%.0f s)", hours, made_s / 3600, hours,
                      time.perf_counter() - started)
     generated_s = time.perf_counter() - started
@@ -149,6 +164,13 @@ def build_scale_catalog(real_catalog: Path, directory: Path, hours: float, seed:
     merge_s = time.perf_counter() - merge_started
     for path in chunks:
         path.unlink()
+    if peak_chunks:
+        merged_peaks = merge_peak_segments(peak_chunks, directory / "audio" / "seg-synthetic.apk")
+        for path in peak_chunks:
+            path.unlink()
+        manifest["audio_peaks"] = [*manifest["audio_peaks"], {
+            "file": "audio/seg-synthetic.apk", "count": merged_peaks["peaks"],
+            "bytes": merged_peaks["bytes"]}]
     with sqlite3.connect(directory / "meta.sqlite") as db:
         db.executemany(
             "INSERT INTO refs (ordinal, ref_id, duration_s, digest, n_hashes, created_at, "

@@ -24,6 +24,7 @@ from nanhu.engine.catalog import Catalog
 from nanhu.engine.errors import CatalogCorrupt, NanhuError
 from nanhu.engine.policy import Policy
 from nanhu.engine.store import vectors as vector_store
+from nanhu.engine.store.audio_peaks import PeakSegment
 from nanhu.engine.store.postings import Segment
 from nanhu.engine.validate import known_video_dims
 
@@ -79,6 +80,8 @@ class Survey:
     #: that decodes them could be read (when not, every compact segment is ``damaged``)
     compact: list[SegmentState] = field(default_factory=list)
     quantiser_readable: bool = True
+    #: reference-peak segments (the peak check's evidence, engine.store.audio_peaks)
+    peaks: list[SegmentState] = field(default_factory=list)
 
 
 def survey(catalog: Catalog) -> Survey:
@@ -143,8 +146,13 @@ def survey(catalog: Catalog) -> Survey:
     compact, quantiser_readable, compact_problems = _compact_states(catalog.path, manifest,
                                                                     known, checked)
     problems += compact_problems
+    peaks = [_peak_state(catalog.path, entry) for entry in manifest.get("audio_peaks", [])]
+    checked["peak_segments"] = len(peaks)
+    problems += [f"{state.file}: {state.error} (the peak check is off until `nanhu repair` "
+                 "drops it; its references are then matched on votes alone)"
+                 for state in peaks if state.status != "ok"]
     return Survey(g, rows, audio, video, dim, problems, unrepairable, checked, rows_readable,
-                  compact, quantiser_readable)
+                  compact, quantiser_readable, peaks)
 
 
 def _audio_state(root: Path, entry: dict, known: set[int]) -> SegmentState:
@@ -158,6 +166,17 @@ def _audio_state(root: Path, entry: dict, known: set[int]) -> SegmentState:
     ordinals = np.asarray(segment.ordinals, np.int64)
     unknown = sorted({int(o) for o in ordinals} - known)
     return SegmentState(entry, "ok", ordinals=ordinals, unknown=unknown, segment=segment)
+
+
+def _peak_state(root: Path, entry: dict) -> SegmentState:
+    path = root / entry["file"]
+    if not path.exists():
+        return SegmentState(entry, "missing", "missing")
+    try:
+        segment = PeakSegment(path)
+    except (NanhuError, OSError) as exc:
+        return SegmentState(entry, "damaged", str(exc).replace(f"{path}: ", ""))
+    return SegmentState(entry, "ok", ordinals=np.asarray(segment.ordinals, np.int64))
 
 
 def _video_state(root: Path, entry: dict, dim: int | None, known: set[int]) -> SegmentState:

@@ -18,7 +18,9 @@ import numpy as np
 from nanhu.engine.audio.align import AudioMatchParams, align_audio, join_windows
 from nanhu.engine.audio.kernels import merge_votes, picked_order
 from nanhu.engine.audio.keys import Landmarks, QueryPeaks
+from nanhu.engine.audio.peaks import Peaks
 from nanhu.engine.audio.shortlist import hits_for, reference_votes, shortlist, shortlist_mask
+from nanhu.engine.audio.verify import Hypothesis, verified_segments
 from nanhu.engine.audio.windows import (
     distinct_keys,
     one_window,
@@ -102,6 +104,7 @@ class Matcher:
                 self._catalog_frames = self.catalog.total_audio_frames
                 self._postings = self.catalog.postings()
                 self._stop_key_postings = self.audio_match.stop_key_cap(len(self._postings))
+                self._reference_peaks = self._peak_store()
                 break
             except (CatalogCorrupt, FileNotFoundError):
                 # A compaction replaced the segments between reading the manifest and mapping
@@ -109,6 +112,20 @@ class Matcher:
                 if attempt == 2 or not self.catalog.refresh():
                     raise
         self._state_generation = self.catalog.generation
+
+    def _peak_store(self):
+        """The catalog's stored reference peaks for the peak check, or None (check off, or a
+        catalog without them: written before format 5, or a view that does not carry them)."""
+        manifest = getattr(self.catalog, "manifest", None)
+        if not (self.audio_match.verify and isinstance(manifest, dict)
+                and manifest.get("audio_peaks")):
+            return None
+        try:
+            return self.catalog.reference_peaks()
+        except (CatalogCorrupt, OSError) as exc:  # damage on disk: votes alone, said loudly
+            log.warning("%s; matching on votes alone (no peak check) until `nanhu repair`",
+                        exc)
+            return None
 
     def _again(self, run: Callable[[], T]) -> T:
         """``run()``, again while the catalog says its state moved under it (a cluster view
@@ -175,18 +192,22 @@ class Matcher:
             return self._audio_segments_on_demand(fp.audio_peaks, window, overlap)
         return self._audio_segments_keyed(fp.audio, window, overlap)
 
-    def _audio_segments_keyed(self, landmarks: Landmarks, window: float,
-                              overlap: float) -> list[Segment]:
+    def _audio_segments_keyed(self, landmarks: Landmarks, window: float, overlap: float,
+                              peaks: Peaks | None = None) -> list[Segment]:
+        """``peaks``: the query's peaks, for the peak check (a query keyed at fingerprinting,
+        ``fp.audio``, has none and is matched on votes alone)."""
+        whole = (-np.inf, np.inf)
         if one_window(landmarks, window, overlap):
-            return self._audio_window(landmarks)
+            return self._audio_window(landmarks, peaks, whole)
         own, ahead = window_ids(landmarks, window, overlap)
         if int(ahead.max()) - int(own.min()) <= 1:
-            return self._audio_window(landmarks)
+            return self._audio_window(landmarks, peaks, whole)
         segments: list[Segment] = []
         for w in range(int(own.min()), int(ahead.max()) + 1):
             picked = np.flatnonzero((own == w) | (ahead == w))
             if picked.size:
-                segments.extend(self._audio_window(subset(landmarks, picked)))
+                segments.extend(self._audio_window(subset(landmarks, picked), peaks,
+                                                   (w * window - overlap, (w + 1) * window)))
         return join_windows(segments, match=self.audio_match,
                             windows=int(ahead.max()) - int(own.min()) + 1)
 
@@ -200,7 +221,7 @@ class Matcher:
         first = int((frames[0] - 1) // window)
         last = int((frames[-1] + 1 + overlap) // window)
         if last - first <= 3:  # a short query: keyed whole, as above
-            return self._audio_segments_keyed(peaks.landmarks(), window, overlap)
+            return self._audio_segments_keyed(peaks.landmarks(), window, overlap, peaks.peaks)
         segments: list[Segment] = []
         seen_lo, seen_hi = None, None  # the windows any landmark is in, as keyed whole
         for w in range(first, last + 1):
@@ -216,20 +237,28 @@ class Matcher:
                 seen_lo = low if seen_lo is None else min(seen_lo, low)
                 seen_hi = high if seen_hi is None else max(seen_hi, high)
             if picked.size:
-                segments.extend(self._audio_window(subset(landmarks, picked)))
+                segments.extend(self._audio_window(subset(landmarks, picked), peaks.peaks,
+                                                   (w * window - overlap, (w + 1) * window)))
         n_windows = seen_hi - seen_lo + 1 if seen_lo is not None else 1
         return join_windows(segments, match=self.audio_match, windows=n_windows)
 
-    def _audio_window(self, landmarks: Landmarks) -> list[Segment]:
+    def _audio_window(self, landmarks: Landmarks, peaks: Peaks | None = None,
+                      frames: tuple[float, float] = (-np.inf, np.inf)) -> list[Segment]:
         """One window's audio segments: a first look with the unwarped keys alone, kept when
         its matches cover the window (``AudioMatchParams.first_look``); then, with
         ``staged_looks``, the resampling warps' keys, then the rest, each look aligning over
-        every hit so far (the last is the full look); without, a look with every warp."""
+        every hit so far (the last is the full look); without, a look with every warp.
+        With the query's ``peaks`` (and a catalog that stores the references'), the last
+        look's hypotheses that fall short are checked peak by peak (:mod:`engine.audio.verify`)
+        over the window's query ``frames``."""
         match = self.audio_match
+        hypotheses: list[Hypothesis] | None = (
+            [] if peaks is not None and self._reference_peaks is not None else None)
         identity = (landmarks.speeds == 1.0) & (landmarks.pitches == 1.0)
         if not (match.first_look and landmarks.speeds.size > 1 and identity.any()
                 and len(landmarks)):
-            return self._audio_look(landmarks)
+            found = self._audio_look(landmarks, hypotheses=hypotheses)
+            return self._verified(found, hypotheses, peaks, frames)
         warps = [identity]  # the looks, as masks over the warps
         if match.staged_looks:
             resample = (landmarks.speeds == landmarks.pitches) & ~identity
@@ -257,17 +286,37 @@ class Matcher:
         votes = (np.zeros(0, np.int64), np.zeros(0, np.int64))  # (references, votes) so far
         picked = np.zeros(len(landmarks), bool)
         for i, ids in enumerate(stage_ids):
-            key_index, ordinals, frames = self._lookup(unique_keys[ids], seconds, shares[i])
-            hits.append((ids[key_index], ordinals, frames))
+            key_index, ordinals, ref_frames = self._lookup(unique_keys[ids], seconds, shares[i])
+            hits.append((ids[key_index], ordinals, ref_frames))
             if ordinals.size:  # the looks' keys are disjoint, so their votes add up
                 votes = merge_votes(*votes, *reference_votes(key_index, ordinals))
             picked |= stage_of == i
+            if hypotheses is not None:  # only the last look's count
+                hypotheses.clear()
             found = self._align_looked(landmarks, picked, inverse, by_key, hits, votes,
-                                       seconds)
+                                       seconds, hypotheses)
             if found and covered_s(found) >= match.first_look_cover * seconds:
                 return found
         # staged, the last look was the full look; else the full look reads every key anew
-        return found if match.staged_looks else self._audio_look(landmarks)
+        if not match.staged_looks:
+            if hypotheses is not None:
+                hypotheses.clear()
+            found = self._audio_look(landmarks, hypotheses=hypotheses)
+        return self._verified(found, hypotheses, peaks, frames)
+
+    def _verified(self, found: list[Segment], hypotheses: list[Hypothesis] | None,
+                  peaks: Peaks | None, frames: tuple[float, float]) -> list[Segment]:
+        """``found`` and the hypotheses that pass the peak check, best first."""
+        if not hypotheses or peaks is None or self._reference_peaks is None:
+            return found
+        params = self.catalog.audio_params
+        extra = verified_segments(
+            peaks, hypotheses, self._reference_peaks, params=params, match=self.audio_match,
+            catalog_hours=self._catalog_frames / params.frames_per_second / 3600.0,
+            window=frames, found=found)
+        if not extra:
+            return found
+        return sorted(found + extra, key=lambda s: (-s.score, -s.evidence["aligned_hashes"]))
 
     def _lookup(self, keys: np.ndarray, seconds: float, budget_share: float
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -286,7 +335,8 @@ class Matcher:
 
     def _align_looked(self, landmarks: Landmarks, picked: np.ndarray, inverse: np.ndarray,
                       by_key: np.ndarray, hits: list, votes: tuple[np.ndarray, np.ndarray],
-                      seconds: float) -> list[Segment]:
+                      seconds: float, hypotheses: list[Hypothesis] | None = None
+                      ) -> list[Segment]:
         """Align the ``picked`` landmarks (bool mask) over the hits of every look so far
         (``hits``: (key, ordinals, frames) per look, keys as indices into the window's
         distinct keys, which ``inverse`` gives every landmark, ``by_key`` its stable argsort;
@@ -298,14 +348,15 @@ class Matcher:
         if ordinals.size == 0:  # no hit in any look so far: nothing to align
             return []
         keep = shortlist_mask(ordinals, refs, votes, limit=self._shortlist_size(seconds),
-                              min_votes=self.audio_match.min_votes)
+                              min_votes=self._least_votes(hypotheses))
         if not picked.all():  # the subset's stable order by key, from the window's
             indices, by_key = picked_order(picked, by_key)
             landmarks, inverse = subset(landmarks, indices), inverse[indices]
         return self._align_hits(landmarks, inverse, key_index, ordinals, frames, seconds,
-                                by_key, keep)
+                                by_key, keep, hypotheses)
 
-    def _audio_look(self, landmarks: Landmarks, budget_share: float = 1.0) -> list[Segment]:
+    def _audio_look(self, landmarks: Landmarks, budget_share: float = 1.0,
+                    hypotheses: list[Hypothesis] | None = None) -> list[Segment]:
         """Bounded audio matching of one window: each distinct key is looked up once (across
         warps) and returns at most the stop-key cap of postings; references are shortlisted by
         raw votes (distinct query keys with any hit), and only the shortlist's hits are aligned."""
@@ -314,15 +365,15 @@ class Matcher:
         seconds = query_seconds(landmarks, self.catalog.audio_params.frames_per_second)
         key_index, ordinals, frames = self._lookup(unique_keys, seconds, budget_share)
         return self._align_hits(landmarks, inverse, key_index, ordinals, frames, seconds,
-                                by_key)
+                                by_key, hypotheses=hypotheses)
 
     def _align_hits(self, landmarks: Landmarks, inverse: np.ndarray, key_index: np.ndarray,
                     ordinals: np.ndarray, frames: np.ndarray, seconds: float,
-                    by_key: np.ndarray | None = None, keep: np.ndarray | None = None
-                    ) -> list[Segment]:
+                    by_key: np.ndarray | None = None, keep: np.ndarray | None = None,
+                    hypotheses: list[Hypothesis] | None = None) -> list[Segment]:
         if keep is None:
             keep = shortlist(key_index, ordinals, limit=self._shortlist_size(seconds),
-                             min_votes=self.audio_match.min_votes)
+                             min_votes=self._least_votes(hypotheses))
         query_landmark, ordinals, ref_frames = hits_for(
             landmarks, key_index[keep], ordinals[keep], frames[keep], inverse.reshape(-1),
             by_key)
@@ -332,8 +383,15 @@ class Matcher:
         return align_audio(
             landmarks, query_landmark, ordinals, ref_frames, params=params,
             match=self.audio_match, reference_frames=lengths,
-            catalog_frames=max(self._catalog_frames, 1),
+            catalog_frames=max(self._catalog_frames, 1), hypotheses=hypotheses,
         )
+
+    def _least_votes(self, hypotheses: list[Hypothesis] | None) -> int:
+        """Fewest raw votes a shortlisted reference needs: down to the peak check's own floor
+        when this look's short hypotheses are checked."""
+        match = self.audio_match
+        return match.min_votes if hypotheses is None else min(match.min_votes,
+                                                              match.verify_min_votes)
 
     def _shortlist_size(self, seconds: float) -> int:
         return max(self.audio_match.shortlist, int(round(self.audio_match.shortlist_per_s

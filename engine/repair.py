@@ -58,6 +58,8 @@ class Plan:
     #: the compact video segments kept (None: unchanged), and whether the quantiser goes too
     compact: list[dict] | None = None
     drop_quantiser: bool = False
+    #: the reference-peak segments to keep, when a damaged one leaves (None: unchanged)
+    peaks: list[dict] | None = None
 
     @property
     def changes(self) -> bool:
@@ -117,6 +119,11 @@ def plan_repair(catalog: Catalog, found: Survey) -> Plan:
     if len(compact) != len(found.compact):
         plan.compact = compact
         plan.drop_quantiser = not compact
+    # Peaks are evidence for the peak check only: a damaged file leaves the manifest and its
+    # references are matched on votes alone (no reference is dropped for it).
+    if any(state.status != "ok" for state in found.peaks):
+        plan.peaks = [state.entry for state in found.peaks if state.status == "ok"]
+        plan.dropped_segments += [state.file for state in found.peaks if state.status != "ok"]
     lost_audio = any(s.status != "ok" for s in found.audio)
     lost_video = any(s.status != "ok" for s in found.video + found.compact)
     for ordinal, row in live.items():
@@ -190,6 +197,8 @@ def repair_catalog(path: str | Path, *, dry_run: bool = False,
                 on_commit(before + 1)
             audio, video = _written(plan.audio), _written(plan.video)
             replace = {"audio_segments": audio, "video_segments": video}
+            if plan.peaks is not None:
+                replace["audio_peaks"] = plan.peaks
             if plan.compact is not None:
                 replace["video_compact"] = plan.compact
                 if plan.drop_quantiser:

@@ -5,7 +5,7 @@
     video_measures   recall, false matches, localisation, µAP and latency from the records
     video_scale      search + alignment at a million keyframes, flat against HNSW
     video_report     the video section of the report: tables and the per-attack plot
-    audio_verify_study  a study: hypotheses checked on the reference's own peaks (docs/audio.md)
+    audio_verify_null  the peak check's null, its calibration and what it recovers (docs/audio.md)
 
 The other runs (audio_bench, scale_audio, server_bench, ingest_bench, reliability, ...) are
 still modules of ``benchmarks`` itself.

@@ -24,6 +24,7 @@ from scipy import special
 
 from nanhu.engine.audio.keys import F_BITS, Landmarks
 from nanhu.engine.audio.params import AudioParams
+from nanhu.engine.audio.verify import Hypothesis
 from nanhu.engine.segments import Segment, log10_expected, score_from_log10_expected
 
 
@@ -87,6 +88,35 @@ class AudioMatchParams:
     #: ms, negatives' p50 127/130 -> 144/140 ms (they pay three alignments instead of two); at
     #: 18.5 h top-1 stays 96.0 %.
     staged_looks: bool = True
+    #: check the hypotheses the votes leave short against the reference's stored peaks
+    #: (:mod:`engine.audio.verify`; catalogs of format 5, which store them): at most
+    #: ``verify_hypotheses`` references a window, each its strongest (warp, offset) bin with at
+    #: least ``verify_min_votes`` aligned keys, over ``verify_span_s`` of query at least; a
+    #: query peak is a hit within ``verify_frames`` frames and ``verify_bins`` FFT bins of a
+    #: reference peak, and a verified segment needs ``verify_min_hits`` hits besides its score
+    verify: bool = True
+    verify_min_votes: int = 3
+    verify_hypotheses: int = 8
+    verify_span_s: float = 10.0
+    verify_frames: int = 2
+    verify_bins: float = 1.0
+    verify_min_hits: int = 12
+    #: the reference's peaks this far either side of a hypothesis make its background (s)
+    verify_background_s: float = 20.0
+    #: the hypothesis is also tried this far off its offset (s); the mean hits there, the
+    #: reference's own chance agreement with the query, bound the chance figure from below
+    verify_shifts_s: tuple[float, ...] = (-9.0, -6.5, -4.0, -2.5, 2.5, 4.0, 6.5, 9.0)
+    #: calibration of the peak check's Poisson figure (with the checks' multiplicity) against
+    #: never-registered queries (``benchmarks/runs/audio_verify_null.py``, ``docs/audio.md``):
+    #: log10 E = verify_offset + verify_per_decade * log10(hours / 18.5)
+    #: + verify_slope * log10 E_poisson, at most 0. Fitted on 950 never-registered 5 s
+    #: queries at 18.5 h (the observed null's tail; its strongest, raw -15.4, maps to E 6e-4);
+    #: at 1,018.6 h the null was weaker (strongest -10.2; a joint fit gives -0.148 a decade),
+    #: but decoys are reversed, transposed music, out of key with a query, so a real catalog of
+    #: that size would not be: no loosening with size is applied
+    verify_slope: float = 0.167
+    verify_offset: float = -0.655
+    verify_per_decade: float = 0.0
 
     #: calibration of the Poisson figure against never-registered music (``nanhu bench
     #: scale``, ``docs/audio.md``): log10 E = offset + per_decade * log10(hours / 18.5)
@@ -109,6 +139,12 @@ class AudioMatchParams:
                            + self.calibration_slope * np.asarray(log10_poisson, np.float64))
         return float(value) if value.ndim == 0 else value
 
+    def verify_calibrated(self, log10_poisson: float, catalog_hours: float) -> float:
+        """log10 E of a peak check from its Poisson figure (see ``verify_slope``)."""
+        size = np.log10(max(catalog_hours, 1e-3) / 18.5)
+        return float(min(0.0, self.verify_offset + self.verify_per_decade * size
+                         + self.verify_slope * log10_poisson))
+
     def stop_key_cap(self, total_postings: int) -> int:
         """Most postings a key may hold at this catalog size and still be looked up."""
         return int(max(self.stop_key_floor, self.stop_key_share * total_postings))
@@ -124,15 +160,20 @@ def align_audio(
     match: AudioMatchParams,
     reference_frames: dict[int, int],
     catalog_frames: int,
+    hypotheses: list[Hypothesis] | None = None,
 ) -> list[Segment]:
     """Vote on offsets and cut the winning bins into segments.
 
     query_landmark, ordinals, ref_frames : hits from :func:`engine.audio.shortlist.hits_for`.
     reference_frames : reference length in frames per candidate ordinal (for the background).
     catalog_frames : total reference frames in the catalog (number of offsets on offer).
+    hypotheses : when a list, the strongest bins that do not pass (down to
+        ``match.verify_min_votes`` aligned keys) are appended to it, one a reference, for the
+        peak check of :mod:`engine.audio.verify`.
     """
     if ordinals.size == 0:
         return []
+    low = match.min_votes if hypotheses is None else min(match.min_votes, match.verify_min_votes)
     fps = params.frames_per_second
     n_speeds = landmarks.speeds.size
     speed_index = landmarks.speed_index[query_landmark].astype(np.int64)
@@ -150,14 +191,14 @@ def align_audio(
     pair_keys = pair_of_sorted[pair_starts]
     pair_counts = np.diff(np.r_[pair_starts, sorted_bins.size])
     # Stage 1: only (reference, warp) pairs with enough raw hits can pass.
-    if not np.any(pair_counts >= match.min_votes):
+    if not np.any(pair_counts >= low):
         return []
     bin_starts = np.flatnonzero(np.r_[True, sorted_bins[1:] != sorted_bins[:-1]])
     keys = sorted_bins[bin_starts]
     counts = np.diff(np.r_[bin_starts, sorted_bins.size])
     # Stage 2: offset histogram per (reference, warp), smoothed over +-tolerance frames.
     smoothed = smoothed_counts(keys, counts, match.offset_tolerance)
-    candidates = np.flatnonzero(smoothed >= match.min_votes)
+    candidates = np.flatnonzero(smoothed >= low)
     if candidates.size == 0:
         return []
     # One copy lights up neighbouring offsets at several neighbouring warps: examine only the
@@ -177,14 +218,31 @@ def align_audio(
     # those before the per-candidate work. Exact, not a heuristic: a candidate's votes are at
     # most its smoothed count, the chance falls as votes rise, and the order of the loop and
     # what it claims (``taken``) depend only on the candidates that pass.
-    candidates = candidates[_may_pass(
+    passable = _may_pass(
         smoothed[candidates], keys[candidates] // span, pair_keys, pair_counts, n_speeds,
-        reference_frames, query_span, n_bins, catalog_frames / fps / 3600.0, match)]
+        reference_frames, query_span, n_bins, catalog_frames / fps / 3600.0, match)
+    tol = match.offset_tolerance
+
+    def hypothesis(c: int, idx: np.ndarray) -> Hypothesis:
+        ordinal, s_index = divmod(int(keys[c]) // span, n_speeds)
+        speed = float(landmarks.speeds[s_index])
+        q_frames = landmarks.frames[query_landmark[idx]] / speed
+        return Hypothesis(ordinal=ordinal, speed=speed, pitch=float(landmarks.pitches[s_index]),
+                          offset=float(np.median(offsets[idx])), query_lo=float(q_frames.min()),
+                          query_hi=float(q_frames.max()),
+                          votes=_distinct_anchors(landmarks, query_landmark[idx]))
+
+    if hypotheses is not None:  # the strongest of each reference that cannot pass on votes
+        short = candidates[~passable]
+        _, first = np.unique((keys[short] // span) // n_speeds, return_index=True)
+        for c in short[np.sort(first)][: 2 * match.verify_hypotheses]:
+            lo, hi = np.searchsorted(sorted_bins, [keys[c] - tol, keys[c] + tol + 1])
+            hypotheses.append(hypothesis(c, by_bin[lo:hi]))
+    candidates = candidates[passable]
     if candidates.size == 0:
         return []
     segments: list[Segment] = []
     taken = np.zeros(bin_key.size, bool)
-    tol = match.offset_tolerance
     # Query time of every hit in query frames, whatever warp it was hashed at.
     hit_query_frame = landmarks.frames[query_landmark] / landmarks.speeds[speed_index]
     hit_speed = landmarks.speeds[speed_index]
@@ -203,15 +261,11 @@ def align_audio(
         pitch = float(landmarks.pitches[s_index])
         for part in _split_by_gaps(idx, landmarks.frames[query_landmark[idx]] / speed,
                                    match.max_gap_s * fps):
-            # Votes are distinct query anchors, as min_votes says: the `fanout` landmarks of one
-            # anchor peak are one coincidence, not several (counted apart, a single matching
-            # pair of notes reached min_votes). An anchor is its frame and its log-frequency,
-            # the key's F field (layout in engine.audio.keys).
-            hit = query_landmark[part]
-            anchors = np.unique((landmarks.frames[hit].astype(np.int64) << F_BITS)
-                                | (landmarks.hashes[hit] & ((1 << F_BITS) - 1)).astype(np.int64))
-            votes = anchors.size
+            # votes are distinct query anchors, as min_votes says
+            votes = _distinct_anchors(landmarks, query_landmark[part])
             if votes < match.min_votes:
+                if hypotheses is not None and votes >= low:
+                    hypotheses.append(hypothesis(c, part))
                 continue
             pair_hits = int(pair_counts[np.searchsorted(pair_keys, pair)])
             log10_poisson, log10_p = _log10_chance(
@@ -219,6 +273,8 @@ def align_audio(
                 catalog_frames / fps / 3600.0, match)
             score = score_from_log10_expected(log10_p)
             if score < match.min_score:
+                if hypotheses is not None:
+                    hypotheses.append(hypothesis(c, part))
                 continue
             true_offset = float(np.median(offsets[part]))
             q_frames = landmarks.frames[query_landmark[part]].astype(np.float64) / speed
@@ -253,6 +309,15 @@ def align_audio(
             taken |= ((ordinals == ordinal) & (hit_query_frame >= q_frames.min())
                       & (hit_query_frame <= q_frames.max()))
     return _merge_continuations(_suppress_overlaps(segments), max_gap_s=match.max_gap_s)
+
+
+def _distinct_anchors(landmarks: Landmarks, hit: np.ndarray) -> int:
+    """Distinct query anchors among landmarks ``hit``: the ``fanout`` landmarks of one anchor
+    peak are one coincidence, not several (counted apart, a single matching pair of notes
+    reached min_votes). An anchor is its frame and its log-frequency, the key's F field
+    (layout in engine.audio.keys)."""
+    return int(np.unique((landmarks.frames[hit].astype(np.int64) << F_BITS)
+                         | (landmarks.hashes[hit] & ((1 << F_BITS) - 1)).astype(np.int64)).size)
 
 
 def smoothed_counts(keys: np.ndarray, counts: np.ndarray, tolerance: int) -> np.ndarray:

@@ -55,3 +55,26 @@ def test_decoys_keep_the_key_statistics():
     assert 0.8 < len(made) / len(own) < 1.25
     # ... and the frames run forward from 0 like a registration's
     assert made.frames.min() >= 0 and np.all(np.diff(np.sort(made.frames)) >= 0)
+
+
+def test_a_scale_catalog_keeps_the_real_peaks_and_stores_its_decoys(registered_catalog,
+                                                                   reference_fps, tmp_path):
+    """Built beside a catalog that stores peaks, a scale catalog stores its decoys' peaks too
+    (the peak check sees what a catalog of that size would hold), and reopens."""
+    from nanhu.benchmarks.scale_audio import FIRST_SYNTHETIC_ORDINAL, build_scale_catalog
+
+    params = AudioParams()
+    peaks = [fp.reference_peaks for fp in reference_fps.values()]
+    info = build_scale_catalog(registered_catalog, tmp_path / "scale", 0.1, 3, peaks, params)
+    catalog = Catalog(tmp_path / "scale")
+    store = catalog.reference_peaks()
+    assert info["synthetic_references"] >= 2
+    for o in range(FIRST_SYNTHETIC_ORDINAL, FIRST_SYNTHETIC_ORDINAL + info["synthetic_references"]):
+        assert o in store
+    real = Catalog(registered_catalog)
+    for ordinal in real.by_ordinals(np.arange(0, 64, dtype=np.int64)):
+        np.testing.assert_array_equal(store.window(ordinal, 0, 1e9)[0],
+                                      real.reference_peaks().window(ordinal, 0, 1e9)[0])
+    n_decoy_peaks = sum(len(store.window(o, 0, 1e9)[0]) for o in range(
+        FIRST_SYNTHETIC_ORDINAL, FIRST_SYNTHETIC_ORDINAL + info["synthetic_references"]))
+    assert n_decoy_peaks > 0

@@ -19,6 +19,7 @@ from nanhu.engine.catalog import Catalog
 from nanhu.engine.check import check_catalog
 from nanhu.engine.fingerprint import Fingerprint, VideoPrint, fingerprint_media
 from nanhu.engine.matcher import Matcher
+from nanhu.engine.store.catalog_schema import segment_files
 from nanhu.engine.video import VideoParams
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,7 +66,7 @@ def damaged_catalog(path: Path, reference_fps: dict[str, Fingerprint]) -> dict[s
 def named_files(path: Path) -> tuple[set[str], set[str]]:
     """(files the manifest names, segment files on disk)."""
     manifest = json.loads((path / "manifest.json").read_text())
-    named = {e["file"] for e in manifest["audio_segments"] + manifest["video_segments"]}
+    named = set(segment_files(manifest))
     on_disk = {f"{p.parent.name}/{p.name}" for p in [*path.glob("audio/*"), *path.glob("video/*")]}
     return named, on_disk
 

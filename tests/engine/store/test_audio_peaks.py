@@ -232,3 +232,34 @@ def test_a_crash_writing_peaks_leaves_the_last_commit(kit, catalog_dir, monkeypa
     with Catalog(catalog_dir) as reader:
         assert [r.ref_id for r in reader.list()] == ["a"]
         assert stored(reader, "a")[0].size == 300
+
+
+def test_a_damaged_peak_file_is_checked_repaired_and_never_stops_matching(
+        catalog_dir, reference_fps, song_files, caplog):
+    """Peaks are the peak check's evidence only: a torn file is reported by `check`, matching
+    goes on on votes alone (with a warning), and `repair` drops the file and no reference."""
+    from nanhu.engine.check import check_catalog
+    from nanhu.engine.fingerprint import fingerprint_media
+    from nanhu.engine.matcher import Matcher
+    from nanhu.engine.repair import repair_catalog
+
+    with Catalog(catalog_dir, writable=True, create=True) as catalog:
+        for ref_id in ("song-0", "song-1"):
+            catalog.add(ref_id, reference_fps[ref_id])
+        catalog.commit()
+        (name,) = [e["file"] for e in catalog.manifest["audio_peaks"]]
+    path = catalog_dir / name
+    path.write_bytes(path.read_bytes()[:-100])
+    report = check_catalog(catalog_dir)
+    assert not report["ok"] and any(name in p and "peak check" in p for p in report["problems"])
+    query = fingerprint_media(song_files["song-1"], query=True, video=False, keys_on_demand=True)
+    with Catalog(catalog_dir) as reader:
+        assert [m.reference_id for m in Matcher(reader).match(query)] == ["song-1"]
+    assert any(name in r.getMessage() and "votes alone" in r.getMessage() for r in caplog.records)
+    fixed = repair_catalog(catalog_dir)
+    assert fixed["ok"] and fixed["dropped"]["references"] == []
+    assert fixed["dropped"]["segments"] == [name]
+    with Catalog(catalog_dir) as reader:
+        assert not reader.manifest.get("audio_peaks")
+        assert sorted(r.ref_id for r in reader.list()) == ["song-0", "song-1"]
+        assert [m.reference_id for m in Matcher(reader).match(query)] == ["song-1"]
