@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from nanhu.engine.catalog import Catalog
-from nanhu.engine.errors import CatalogCorrupt, NanhuError
+from nanhu.engine.errors import NanhuError
 from nanhu.engine.policy import Policy
 from nanhu.engine.store import vectors as vector_store
 from nanhu.engine.store.audio_peaks import PeakSegment
@@ -155,38 +155,37 @@ def survey(catalog: Catalog) -> Survey:
                   compact, quantiser_readable, peaks)
 
 
-def _audio_state(root: Path, entry: dict, known: set[int]) -> SegmentState:
+def _opened(root: Path, entry: dict, open_segment) -> tuple[object, SegmentState | None]:
+    """(segment, None) for the file ``entry`` names, or (None, its missing or damaged state)."""
     path = root / entry["file"]
     if not path.exists():
-        return SegmentState(entry, "missing", "missing")
+        return None, SegmentState(entry, "missing", "missing")
     try:
-        segment = Segment(path)
-    except (CatalogCorrupt, OSError) as exc:
-        return SegmentState(entry, "damaged", str(exc).replace(f"{path}: ", ""))
+        return open_segment(path), None
+    except (NanhuError, OSError) as exc:  # CatalogCorrupt, VersionMismatch
+        return None, SegmentState(entry, "damaged", str(exc).replace(f"{path}: ", ""))
+
+
+def _audio_state(root: Path, entry: dict, known: set[int]) -> SegmentState:
+    segment, failed = _opened(root, entry, Segment)
+    if failed is not None:
+        return failed
     ordinals = np.asarray(segment.ordinals, np.int64)
     unknown = sorted({int(o) for o in ordinals} - known)
     return SegmentState(entry, "ok", ordinals=ordinals, unknown=unknown, segment=segment)
 
 
 def _peak_state(root: Path, entry: dict) -> SegmentState:
-    path = root / entry["file"]
-    if not path.exists():
-        return SegmentState(entry, "missing", "missing")
-    try:
-        segment = PeakSegment(path)
-    except (NanhuError, OSError) as exc:
-        return SegmentState(entry, "damaged", str(exc).replace(f"{path}: ", ""))
+    segment, failed = _opened(root, entry, PeakSegment)
+    if failed is not None:
+        return failed
     return SegmentState(entry, "ok", ordinals=np.asarray(segment.ordinals, np.int64))
 
 
 def _video_state(root: Path, entry: dict, dim: int | None, known: set[int]) -> SegmentState:
-    path = root / entry["file"]
-    if not path.exists():
-        return SegmentState(entry, "missing", "missing")
-    try:
-        segment = vector_store.VectorSegment(path)
-    except (NanhuError, OSError) as exc:
-        return SegmentState(entry, "damaged", str(exc).replace(f"{path}: ", ""))
+    segment, failed = _opened(root, entry, vector_store.VectorSegment)
+    if failed is not None:
+        return failed
     ordinals = np.asarray(segment.ordinals, np.int64)
     unknown = sorted({int(o) for o in np.unique(ordinals)} - known)
     status = "wrong-dim" if dim is not None and segment.dim != dim else "ok"

@@ -235,11 +235,8 @@ class SegmentsMixin:
                 return info["bytes"]
 
             size = self._write_file(name, merge)
-            names = {e["file"] for e in group}
-            manifest["audio_segments"] = [e for e in manifest["audio_segments"]
-                                          if e["file"] not in names]
-            manifest["audio_segments"].append({"file": name, "count": info["count"],
-                                               "bytes": size})
+            _replace_group(manifest, "audio_segments", group,
+                           {"file": name, "count": info["count"], "bytes": size})
 
     def _merge_peak_tiers(self, manifest: dict, g: int) -> None:
         """Merge reference-peak files of one size tier once it holds ``TIER_FANOUT`` of them
@@ -257,11 +254,8 @@ class SegmentsMixin:
                 return info["bytes"]
 
             size = self._write_file(name, merge)
-            names = {e["file"] for e in group}
-            manifest["audio_peaks"] = [e for e in manifest["audio_peaks"]
-                                       if e["file"] not in names]
-            manifest["audio_peaks"].append({"file": name, "count": info["peaks"],
-                                            "bytes": size})
+            _replace_group(manifest, "audio_peaks", group,
+                           {"file": name, "count": info["peaks"], "bytes": size})
 
     def _compact_peaks(self, manifest: dict, g: int, dead: np.ndarray) -> None:
         """Compaction: the reference-peak files become one, less the ``dead`` ordinals."""
@@ -379,3 +373,8 @@ class SegmentsMixin:
                 "video_vectors": sum(s["count"] for s in manifest["video_segments"]
                                      + manifest.get("video_compact", []))}
 
+
+def _replace_group(manifest: dict, key: str, group: list[dict], merged: dict) -> None:
+    """In ``manifest[key]``, the ``group`` of entries merged into one file becomes its entry."""
+    names = {e["file"] for e in group}
+    manifest[key] = [e for e in manifest[key] if e["file"] not in names] + [merged]
