@@ -140,6 +140,7 @@ def repair_trials(work: Path, seed: int, trials: int) -> list[tuple[str, bool, s
     from nanhu.engine.errors import NanhuError
     from nanhu.engine.fingerprint import fingerprint_media
     from nanhu.engine.matcher import Matcher
+    from nanhu.engine.store.catalog_schema import segment_files
 
     songs = {f"song-{n}": write_audio(work / f"song-{n}.wav",
                                       music_like(8.0, seed=seed + n, sample_rate=RATE), RATE)
@@ -175,7 +176,7 @@ def repair_trials(work: Path, seed: int, trials: int) -> list[tuple[str, bool, s
                 state = "repaired"
                 ok = report["generation"] == damaged["generation"] + 1 and report["ok"]
             manifest = json.loads((catalog / "manifest.json").read_text())
-            named = {e["file"] for e in manifest["audio_segments"] + manifest["video_segments"]}
+            named = set(segment_files(manifest))
             stray = {f"{p.parent.name}/{p.name}" for p in
                      [*catalog.glob("audio/*"), *catalog.glob("video/*")]} - named
             finish = _repair(catalog)
