@@ -220,6 +220,8 @@ def main() -> None:
                         help="fit one calibration to these runs' verify-null.json instead")
     parser.add_argument("--queries", type=int, default=25)
     parser.add_argument("--negatives", type=int, default=1008)
+    parser.add_argument("--seed", type=int, default=11,
+                        help="draws the excerpts (another seed: a held-out set)")
     parser.add_argument("--catalog", type=Path, default=None,
                         help="a catalog with stored peaks (default: the benchmark's real one; "
                         "a scale catalog built from it has its decoys' peaks too)")
@@ -229,8 +231,8 @@ def main() -> None:
         return
     if args.out is None:
         parser.error("OUT is required without --fit")
-    print(json.dumps(run(args.out, args.queries, args.negatives, catalog_dir=args.catalog),
-                     indent=1))
+    print(json.dumps(run(args.out, args.queries, args.negatives, seed=args.seed,
+                         catalog_dir=args.catalog), indent=1))
 
 
 if __name__ == "__main__":
