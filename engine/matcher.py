@@ -291,23 +291,23 @@ class Matcher:
             if ordinals.size:  # the looks' keys are disjoint, so their votes add up
                 votes = merge_votes(*votes, *reference_votes(key_index, ordinals))
             picked |= stage_of == i
-            if hypotheses is not None:  # only the last look's count
-                hypotheses.clear()
+            # the short hypotheses of the full look alone are checked (an earlier look that
+            # covers the window needs none, one that falls short hands its window on)
+            last = match.staged_looks and i == len(stage_ids) - 1
             found = self._align_looked(landmarks, picked, inverse, by_key, hits, votes,
-                                       seconds, hypotheses)
+                                       seconds, hypotheses if last else None)
             if found and covered_s(found) >= match.first_look_cover * seconds:
                 return found
         # staged, the last look was the full look; else the full look reads every key anew
         if not match.staged_looks:
-            if hypotheses is not None:
-                hypotheses.clear()
             found = self._audio_look(landmarks, hypotheses=hypotheses)
         return self._verified(found, hypotheses, peaks, frames)
 
     def _verified(self, found: list[Segment], hypotheses: list[Hypothesis] | None,
                   peaks: Peaks | None, frames: tuple[float, float]) -> list[Segment]:
-        """``found`` and the hypotheses that pass the peak check, best first."""
-        if not hypotheses or peaks is None or self._reference_peaks is None:
+        """``found`` and the hypotheses that pass the peak check, best first (``hypotheses`` is
+        None unless the query has peaks and the catalog stores them)."""
+        if not hypotheses:
             return found
         params = self.catalog.audio_params
         extra = verified_segments(
@@ -348,7 +348,7 @@ class Matcher:
         if ordinals.size == 0:  # no hit in any look so far: nothing to align
             return []
         keep = shortlist_mask(ordinals, refs, votes, limit=self._shortlist_size(seconds),
-                              min_votes=self._least_votes(hypotheses))
+                              min_votes=self.audio_match.least_votes(hypotheses is not None))
         if not picked.all():  # the subset's stable order by key, from the window's
             indices, by_key = picked_order(picked, by_key)
             landmarks, inverse = subset(landmarks, indices), inverse[indices]
@@ -373,7 +373,7 @@ class Matcher:
                     hypotheses: list[Hypothesis] | None = None) -> list[Segment]:
         if keep is None:
             keep = shortlist(key_index, ordinals, limit=self._shortlist_size(seconds),
-                             min_votes=self._least_votes(hypotheses))
+                             min_votes=self.audio_match.least_votes(hypotheses is not None))
         query_landmark, ordinals, ref_frames = hits_for(
             landmarks, key_index[keep], ordinals[keep], frames[keep], inverse.reshape(-1),
             by_key)
@@ -385,13 +385,6 @@ class Matcher:
             match=self.audio_match, reference_frames=lengths,
             catalog_frames=max(self._catalog_frames, 1), hypotheses=hypotheses,
         )
-
-    def _least_votes(self, hypotheses: list[Hypothesis] | None) -> int:
-        """Fewest raw votes a shortlisted reference needs: down to the peak check's own floor
-        when this look's short hypotheses are checked."""
-        match = self.audio_match
-        return match.min_votes if hypotheses is None else min(match.min_votes,
-                                                              match.verify_min_votes)
 
     def _shortlist_size(self, seconds: float) -> int:
         return max(self.audio_match.shortlist, int(round(self.audio_match.shortlist_per_s

@@ -145,6 +145,11 @@ class AudioMatchParams:
         return float(min(0.0, self.verify_offset + self.verify_per_decade * size
                          + self.verify_slope * log10_poisson))
 
+    def least_votes(self, verifying: bool) -> int:
+        """Fewest votes a reference or bin needs to be aligned at all: ``min_votes``, or the
+        peak check's own floor when the short ones are kept for it."""
+        return min(self.min_votes, self.verify_min_votes) if verifying else self.min_votes
+
     def stop_key_cap(self, total_postings: int) -> int:
         """Most postings a key may hold at this catalog size and still be looked up."""
         return int(max(self.stop_key_floor, self.stop_key_share * total_postings))
@@ -173,7 +178,7 @@ def align_audio(
     """
     if ordinals.size == 0:
         return []
-    low = match.min_votes if hypotheses is None else min(match.min_votes, match.verify_min_votes)
+    low = match.least_votes(hypotheses is not None)
     fps = params.frames_per_second
     n_speeds = landmarks.speeds.size
     speed_index = landmarks.speed_index[query_landmark].astype(np.int64)

@@ -94,10 +94,7 @@ def peak_agreement(query_frames: np.ndarray, query_bins: np.ndarray, ref_frames:
     """
     if query_frames.size == 0 or ref_frames.size == 0:
         return np.zeros(query_frames.size, bool), 0.0
-    near = (ref_frames >= query_frames.min() - dt) & (ref_frames <= query_frames.max() + dt)
-    close = ((np.abs(query_frames[:, None] - ref_frames[near][None, :]) <= dt)
-             & (np.abs(query_bins[:, None] - ref_bins[near][None, :]) <= dbin))
-    hit = close.any(axis=1)
+    hit = peak_hits(query_frames, query_bins, ref_frames, ref_bins, dt=dt, dbin=dbin)
     span = max(1.0, float(density_frames[1] - density_frames[0]) + 1)
     order = np.sort(ref_bins)
     same_pitch = (np.searchsorted(order, query_bins + dbin, side="right")
@@ -105,6 +102,18 @@ def peak_agreement(query_frames: np.ndarray, query_bins: np.ndarray, ref_frames:
     rate = same_pitch / span  # peaks per frame at each query peak's frequency
     expected = float(np.sum(-np.expm1(-rate * (2 * np.floor(dt) + 1))))
     return hit, expected
+
+
+def peak_hits(query_frames: np.ndarray, query_bins: np.ndarray, ref_frames: np.ndarray,
+              ref_bins: np.ndarray, *, dt: float, dbin: float) -> np.ndarray:
+    """bool[q]: whether each mapped query peak has a reference peak within ``dt`` frames and
+    ``dbin`` bins (the hit of :func:`peak_agreement`, without its chance figure)."""
+    if query_frames.size == 0 or ref_frames.size == 0:
+        return np.zeros(query_frames.size, bool)
+    near = (ref_frames >= query_frames.min() - dt) & (ref_frames <= query_frames.max() + dt)
+    close = ((np.abs(query_frames[:, None] - ref_frames[near][None, :]) <= dt)
+             & (np.abs(query_bins[:, None] - ref_bins[near][None, :]) <= dbin))
+    return close.any(axis=1)
 
 
 def log10_tail(hits: int, expected: float) -> float:
@@ -118,8 +127,9 @@ def check(peaks: Peaks, hypothesis: Hypothesis, reference: tuple[np.ndarray, np.
           *, params: AudioParams, lo: float, hi: float, dt: float, dbin: float,
           density_frames: tuple[float, float], shifts: tuple[float, ...] = ()) -> dict:
     """Verify one hypothesis over query frames [lo, hi) (:func:`query_range`) against
-    ``reference`` = the reference's peaks over ``density_frames`` (:func:`reference_range`;
-    frames, log-frequency steps). peaks : the query window's peaks (query frames, ascending).
+    ``reference`` = the reference's peaks over ``density_frames`` (:func:`reference_range`),
+    as (frames, fractional FFT bins: :func:`fft_bins`). peaks : the query window's peaks
+    (query frames, ascending).
 
     shifts : reference frames the hypothesis is also tried at, moved off its offset: the hits
         there are this reference's own chance agreement with this query (music repeats itself;
@@ -134,14 +144,12 @@ def check(peaks: Peaks, hypothesis: Hypothesis, reference: tuple[np.ndarray, np.
     q_frames = peaks.frame[a:b].astype(np.float64)
     mapped = q_frames * hypothesis.speed + hypothesis.offset
     bins = fft_bins(peaks.log_freq[a:b], params) / hypothesis.pitch
-    ref_frames, ref_lf = reference
-    ref_frames = np.asarray(ref_frames, np.float64)
-    ref_bins = fft_bins(ref_lf, params)
+    ref_frames, ref_bins = reference
     hit, expected = peak_agreement(mapped, bins, ref_frames, ref_bins, dt=dt, dbin=dbin,
                                    density_frames=density_frames)
-    shifted = float(np.mean([np.count_nonzero(peak_agreement(
-        mapped + shift, bins, ref_frames, ref_bins, dt=dt, dbin=dbin,
-        density_frames=density_frames)[0]) for shift in shifts])) if shifts else 0.0
+    shifted = float(np.mean([np.count_nonzero(peak_hits(
+        mapped + shift, bins, ref_frames, ref_bins, dt=dt, dbin=dbin))
+        for shift in shifts])) if shifts else 0.0
     hits = int(np.count_nonzero(hit))
     hit_frames = q_frames[hit] if hits else np.array([lo, hi])
     return {"hits": hits, "query_peaks": int(q_frames.size), "expected": expected,
@@ -207,11 +215,12 @@ def verified_segments(peaks: Peaks, hypotheses: list[Hypothesis], reference_peak
         ranges = np.array([reference_range(v, lo, hi, match.verify_background_s * fps)
                            for v in variants])
         ref_lo, ref_hi = float(ranges[:, 0].min()), float(ranges[:, 1].max())
-        ref = reference_peaks.window(h.ordinal, ref_lo, ref_hi)
-        if ref[0].size == 0:
+        ref_frames, ref_lf = reference_peaks.window(h.ordinal, ref_lo, ref_hi)
+        if ref_frames.size == 0:
             continue
+        ref = (ref_frames, fft_bins(ref_lf, params))  # once for every warp tried
         # the background's stretch is what the reference has of it (not before its start)
-        stretch = (max(ref_lo, 0.0), min(ref_hi, float(ref[0].max())))
+        stretch = (max(ref_lo, 0.0), min(ref_hi, float(ref_frames.max())))
         h = min(variants, key=lambda v: check(peaks, v, ref, params=params, lo=lo, hi=hi,
                                               dt=dt, dbin=dbin,
                                               density_frames=stretch)["log10_tail"])

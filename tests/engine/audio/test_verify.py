@@ -80,12 +80,13 @@ def test_the_hypothesis_warp_puts_every_peak_back():
                   np.zeros(order.size, np.float32))
     right = Hypothesis(ordinal=1, speed=speed, pitch=pitch, offset=offset, query_lo=0,
                        query_hi=float(q_frames.max()), votes=3)
-    got = check(peaks, right, (ref_f, ref_lf), params=PARAMS, lo=0, hi=1e9, dt=2, dbin=1,
+    ref = (ref_f, fft_bins(ref_lf, PARAMS))
+    got = check(peaks, right, ref, params=PARAMS, lo=0, hi=1e9, dt=2, dbin=1,
                 density_frames=(0.0, 4_000.0))
     assert got["hits"] == got["query_peaks"] == inside.sum()
     assert got["log10_tail"] < -20
     wrong = dataclasses.replace(right, pitch=1.0)
-    missed = check(peaks, wrong, (ref_f, ref_lf), params=PARAMS, lo=0, hi=1e9, dt=2, dbin=1,
+    missed = check(peaks, wrong, ref, params=PARAMS, lo=0, hi=1e9, dt=2, dbin=1,
                    density_frames=(0.0, 4_000.0))
     assert missed["hits"] < 0.3 * got["hits"]
 
@@ -169,10 +170,11 @@ def test_a_reference_that_repeats_itself_is_not_taken_for_a_copy_at_every_offset
     hyp = Hypothesis(ordinal=0, speed=1.0, pitch=1.0, offset=1_000.0, query_lo=0,
                      query_hi=400.0, votes=3)
     kwargs = dict(params=PARAMS, lo=0, hi=1e9, dt=2, dbin=1, density_frames=(0.0, 4_000.0))
-    looped = check(peaks, hyp, (ref_f, ref_lf), shifts=(-400.0, 400.0, 800.0), **kwargs)
+    ref = (ref_f, fft_bins(ref_lf, PARAMS))
+    looped = check(peaks, hyp, ref, shifts=(-400.0, 400.0, 800.0), **kwargs)
     assert looped["hits"] == 100 and looped["shifted"] >= 90
     assert looped["log10_tail"] > -2
-    plain = check(peaks, hyp, (ref_f, ref_lf), **kwargs)
+    plain = check(peaks, hyp, ref, **kwargs)
     assert plain["log10_tail"] < -20
 
 
@@ -195,7 +197,8 @@ def test_a_pitch_shift_seen_at_a_resampling_warp_is_checked_at_its_own():
     variants = warp_variants(seen)
     assert len(variants) == 3 and variants[0] == seen  # itself, time alone, pitch alone
     kwargs = dict(params=PARAMS, lo=0, hi=1e9, dt=2, dbin=1, density_frames=(0.0, 4_000.0))
-    hits = {(round(v.speed, 3), round(v.pitch, 3)): check(peaks, v, (ref_f, ref_lf), **kwargs)
+    ref = (ref_f, fft_bins(ref_lf, PARAMS))
+    hits = {(round(v.speed, 3), round(v.pitch, 3)): check(peaks, v, ref, **kwargs)
             for v in variants}
     own = hits[(1.0, round(pitch, 3))]
     assert own["hits"] == inside.sum()
