@@ -42,6 +42,7 @@ import numpy as np
 
 from nanhu.engine.audio.keys import KEY_BITS
 from nanhu.engine.audio.params import AudioParams
+from nanhu.engine.audio.peaks import peak_bins
 from nanhu.engine.errors import InvalidArgument, VersionMismatch
 from nanhu.engine.fingerprint import Fingerprint, VideoPrint
 
@@ -195,8 +196,8 @@ def _check_reference_peaks(fp: Fingerprint, what: str, params: AudioParams) -> N
             f"{fp.duration_s:g} s)")
     # The peak picker's bins [lo, hi] with half a bin of parabolic interpolation either side.
     bin_hz = params.sample_rate / params.n_fft
-    lo_bin = max(1, math.floor(params.fmin_hz / bin_hz)) - 0.5
-    hi_bin = math.ceil(params.fmax_hz / bin_hz) + 0.5
+    lo, hi = peak_bins(params)
+    lo_bin, hi_bin = lo - 0.5, hi + 0.5
     bottom = math.floor(params.bins_per_octave * math.log2(lo_bin * bin_hz / params.fmin_hz))
     top = math.ceil(params.bins_per_octave * math.log2(hi_bin * bin_hz / params.fmin_hz))
     if not (np.all(np.isfinite(log_freq)) and log_freq.min() >= bottom

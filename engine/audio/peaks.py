@@ -38,6 +38,15 @@ class Peaks:
         return int(self.frame.size)
 
 
+def peak_bins(params: AudioParams) -> tuple[int, int]:
+    """FFT bins [lo, hi] the picker looks for peaks in: ``fmin_hz`` to ``fmax_hz``, short of
+    the spectrum's ends (a peak's interpolation needs a bin either side)."""
+    bin_hz = params.sample_rate / params.n_fft
+    n_bins = params.n_fft // 2 + 1
+    return (max(1, int(np.floor(params.fmin_hz / bin_hz))),
+            min(n_bins - 2, int(np.ceil(params.fmax_hz / bin_hz))))
+
+
 def stft_db(samples: np.ndarray, *, n_fft: int, hop_length: int) -> np.ndarray:
     """Log-magnitude short-time Fourier transform (Hann window, frames not centred).
 
@@ -230,9 +239,8 @@ def spectral_peaks(
     start, stop = max(0, start), min(n_frames, stop)
     if n_frames == 0 or stop <= start:
         return _no_peaks()
-    bin_hz = params.sample_rate / params.n_fft
-    lo = max(1, int(np.floor(params.fmin_hz / bin_hz)))
-    hi = min(n_bins - 2, int(np.ceil(params.fmax_hz / bin_hz)))
+    lo, hi = peak_bins(params)
+    hi = min(hi, n_bins - 2)  # a spectrum of fewer bins than params say (tests, blocks)
     if hi < lo:
         return _no_peaks()
     # Local maxima only where peaks are kept: rows [start, stop), bins [lo, hi].
@@ -245,7 +253,7 @@ def spectral_peaks(
     left, mid, right = spec[rows, cols - 1], spec[rows, cols], spec[rows, cols + 1]
     curvature = left - 2.0 * mid + right
     delta = np.where(curvature < 0, 0.5 * (left - right) / np.where(curvature < 0, curvature, -1), 0)
-    freq_hz = (cols + np.clip(delta, -0.5, 0.5)) * bin_hz
+    freq_hz = (cols + np.clip(delta, -0.5, 0.5)) * (params.sample_rate / params.n_fft)
     log_freq = (params.bins_per_octave * np.log2(freq_hz / params.fmin_hz)).astype(np.float32)
     frames = rows.astype(np.int64) + frame_offset
     keep = _strongest_per_block(frames, prominence, params)
