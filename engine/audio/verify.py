@@ -184,7 +184,7 @@ def verified_segments(peaks: Peaks, hypotheses: list[Hypothesis], reference_peak
     """Segments of the hypotheses that pass the peak check.
 
     peaks : the window's query peaks (query frames); reference_peaks : the catalog's stored
-    peaks (``window(ordinal, lo, hi)``); window : the window's query frames [lo, hi);
+    peaks (``windows([(ordinal, lo, hi), ...])``); window : the window's query frames [lo, hi);
     found : the window's segments so far (a reference already matched over a hypothesis's
     stretch is not checked again). The strongest hypothesis of each reference is checked, at
     most ``match.verify_hypotheses`` of them, and every check counts in the chance figure.
@@ -210,12 +210,16 @@ def verified_segments(peaks: Peaks, hypotheses: list[Hypothesis], reference_peak
     tries = [(h, lo, hi, warp_variants(h)) for h, lo, hi in chosen]
     # every warp tried of every hypothesis is one more look for chance to pass
     multiplicity = float(np.log10(sum(len(v) for *_, v in tries)))
-    out: list[Segment] = []
+    spans = []  # (ordinal, first, last reference frame) each hypothesis's warps read
     for h, lo, hi, variants in tries:
         ranges = np.array([reference_range(v, lo, hi, match.verify_background_s * fps)
                            for v in variants])
-        ref_lo, ref_hi = float(ranges[:, 0].min()), float(ranges[:, 1].max())
-        ref_frames, ref_lf = reference_peaks.window(h.ordinal, ref_lo, ref_hi)
+        spans.append((h.ordinal, float(ranges[:, 0].min()), float(ranges[:, 1].max())))
+    # read at once: a sharded catalog answers every hypothesis's peaks in one round trip
+    windows = reference_peaks.windows(spans)
+    out: list[Segment] = []
+    for (h, lo, hi, variants), (_, ref_lo, ref_hi), (ref_frames, ref_lf) in zip(
+            tries, spans, windows):
         if ref_frames.size == 0:
             continue
         ref = (ref_frames, fft_bins(ref_lf, params))  # once for every warp tried

@@ -232,3 +232,35 @@ class ShardedLocalIndex:
         for shard, found in view._ask_each("local_features", calls, for_matcher=True):
             out.update({int(o) * view.n + shard: f for o, f in found.items()})
         return out
+
+
+class ShardedReferencePeaks:
+    """The cluster's stored reference peaks as the audio peak check reads them
+    (:meth:`~nanhu.engine.store.audio_peaks.ReferencePeaks.windows`), so that the check runs at
+    the view, on the same peaks, as on one catalog: a query window's hypotheses are read in one
+    round trip, asked only of the shards that hold one of their references; peaks travel as
+    stored (u32 frames, u16 log-frequency: 6 bytes a peak) and are decoded here as one catalog
+    decodes them."""
+
+    def __init__(self, view: ShardedCatalog) -> None:
+        self.view = view
+
+    def window(self, ordinal: int, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+        return self.windows([(ordinal, lo, hi)])[0]
+
+    def windows(self, requests: Sequence[tuple[int, float, float]]
+                ) -> list[tuple[np.ndarray, np.ndarray]]:
+        from nanhu.engine.store.audio_peaks import decode_window
+
+        view = self.view
+        out = [(np.zeros(0), np.zeros(0)) for _ in requests]  # a shard lost: nothing to check
+        by_shard: dict[int, list[int]] = {}
+        for i, (ordinal, _, _) in enumerate(requests):
+            by_shard.setdefault(int(ordinal) % view.n, []).append(i)
+        calls = [(shard, ([(int(requests[i][0]) // view.n, float(requests[i][1]),
+                            float(requests[i][2])) for i in wanted],))
+                 for shard, wanted in sorted(by_shard.items())]
+        for shard, found in view._ask_each("peak_windows", calls, for_matcher=True):
+            for i, (frames, lf) in zip(by_shard[shard], found):
+                out[i] = decode_window(frames, lf)
+        return out

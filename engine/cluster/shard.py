@@ -71,6 +71,8 @@ class ShardReads:
             "local_keyframes": len(local),
             "audio_params": self.catalog.audio_params,
             "audio_params_tag": manifest["audio_params_tag"],
+            # whether the peak check can read this shard's references' peaks (format 5)
+            "audio_peaks": bool(manifest.get("audio_peaks")),
             "video_params_tag": manifest.get("video_params_tag") or "",
         }
 
@@ -146,6 +148,17 @@ class ShardReads:
         else:
             spans = postings.spans(np.asarray(keys, np.uint32)[picked])
         return pack_postings(*postings.read(spans))
+
+    def peak_windows(self, requests: list[tuple[int, float, float]]
+                     ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The stored peaks the peak check reads, for each (ordinal, first frame, last frame):
+        (frames u32, log-frequency u16) as stored
+        (:meth:`~nanhu.engine.store.audio_peaks.ReferencePeaks.raw_window`); empty where this
+        shard stores no peaks."""
+        if not self.catalog.manifest.get("audio_peaks"):
+            return [(np.zeros(0, np.uint32), np.zeros(0, np.uint16)) for _ in requests]
+        store = self.catalog.reference_peaks()
+        return [store.raw_window(int(o), float(lo), float(hi)) for o, lo, hi in requests]
 
     # --- video --------------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -48,7 +48,12 @@ from typing import Any
 import numpy as np
 
 from nanhu.engine.cluster.fanout import MISSING, Fanout, LocalFanout, keys_token
-from nanhu.engine.cluster.lookup import ShardedLocalIndex, ShardedPostings, ShardedVectors
+from nanhu.engine.cluster.lookup import (
+    ShardedLocalIndex,
+    ShardedPostings,
+    ShardedReferencePeaks,
+    ShardedVectors,
+)
 from nanhu.engine.errors import CatalogMoved, NotFound, VersionMismatch
 from nanhu.engine.store.catalog_records import Reference
 
@@ -79,6 +84,7 @@ class ShardedCatalog:
         self._postings = ShardedPostings(self, ahead=looks_ahead)
         self._vectors = ShardedVectors(self)
         self._local = ShardedLocalIndex(self)
+        self._peaks = ShardedReferencePeaks(self)
         self.refresh(now=True)
         if all(s is None for s in self._states):
             raise NotFound(f"{name}: no shard of the cluster answered")
@@ -151,7 +157,10 @@ class ShardedCatalog:
         first = self._known()[0]
         return {"audio_params_tag": first["audio_params_tag"],
                 "video_params_tag": next((s["video_params_tag"] for s in self._known()
-                                          if s["video_params_tag"]), "")}
+                                          if s["video_params_tag"]), ""),
+                # stored reference peaks somewhere: the matcher runs the peak check, as on one
+                # catalog holding every reference
+                "audio_peaks": any(s.get("audio_peaks") for s in self._known())}
 
     def check_fingerprint(self, fp, *, what: str = "fingerprint") -> None:
         manifest = self.manifest
@@ -260,6 +269,9 @@ class ShardedCatalog:
 
     def vectors(self) -> ShardedVectors:
         return self._vectors
+
+    def reference_peaks(self) -> ShardedReferencePeaks:
+        return self._peaks
 
     def local_index(self) -> ShardedLocalIndex:
         return self._local

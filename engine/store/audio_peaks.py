@@ -174,10 +174,19 @@ def merge_peak_segments(paths: Sequence[Path], out: Path,
     return {"references": len(picked), "peaks": int(counts.sum()), "bytes": total}
 
 
+def decode_window(frames: np.ndarray, lf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stored peaks (frames u32, log-frequency + LF_OFFSET u16 in 1/LF_SCALE steps) as the
+    check reads them: (frames float64, log-frequency float64 steps)."""
+    return (np.asarray(frames).astype(np.float64),
+            np.asarray(lf).astype(np.float64) / LF_SCALE - LF_OFFSET)
+
+
 class ReferencePeaks:
     """The reference peaks of a catalog's segments (the newest file holding a reference wins).
 
-    :meth:`window` gives one reference's peaks between two frames, as float arrays.
+    :meth:`window` gives one reference's peaks between two frames, as float arrays;
+    :meth:`windows` several at once (a sharded catalog answers them in one round trip);
+    :meth:`raw_window` the stored integers, for sending.
     """
 
     def __init__(self, paths: Sequence[Path]) -> None:
@@ -186,18 +195,28 @@ class ReferencePeaks:
     def __contains__(self, ordinal: int) -> bool:
         return any(s.row(int(ordinal)) >= 0 for s in self.segments)
 
-    def window(self, ordinal: int, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
-        """The peaks of reference ``ordinal`` with ``lo <= frame <= hi``: (frames float64,
-        log-frequency float64 steps); empty arrays for a reference without stored peaks."""
+    def raw_window(self, ordinal: int, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+        """The stored peaks of reference ``ordinal`` with ``lo <= frame <= hi``: (frames u32,
+        log-frequency u16 as stored; :func:`decode_window` reads them), copies; empty arrays
+        for a reference without stored peaks."""
         for segment in reversed(self.segments):
             row = segment.row(int(ordinal))
             if row >= 0:
                 frames, lf = segment.peaks(row)
                 a = int(np.searchsorted(frames, max(lo, 0.0), side="left"))
                 b = int(np.searchsorted(frames, max(hi, -1.0), side="right"))
-                return (frames[a:b].astype(np.float64),
-                        lf[a:b].astype(np.float64) / LF_SCALE - LF_OFFSET)
-        return np.zeros(0), np.zeros(0)
+                return np.array(frames[a:b]), np.array(lf[a:b])
+        return np.zeros(0, np.uint32), np.zeros(0, np.uint16)
+
+    def window(self, ordinal: int, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+        """The peaks of reference ``ordinal`` with ``lo <= frame <= hi``: (frames float64,
+        log-frequency float64 steps); empty arrays for a reference without stored peaks."""
+        return decode_window(*self.raw_window(ordinal, lo, hi))
+
+    def windows(self, requests: Sequence[tuple[int, float, float]]
+                ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """:meth:`window` of each (ordinal, lo, hi)."""
+        return [self.window(*r) for r in requests]
 
 
 class ReferencePeaksTwin:
@@ -218,3 +237,7 @@ class ReferencePeaksTwin:
         keep = (frames >= lo) & (frames <= hi)
         order = np.argsort(frames[keep], kind="stable")
         return frames[keep][order], lf[keep][order]
+
+    def windows(self, requests: Sequence[tuple[int, float, float]]
+                ) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [self.window(*r) for r in requests]

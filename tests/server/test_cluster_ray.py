@@ -6,13 +6,16 @@ Not skipped when Ray is missing: `make test` installs the ray extra (see tests/i
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
 
+from nanhu.engine.audio.align import AudioMatchParams
 from nanhu.engine.catalog import Catalog
 from nanhu.engine.cluster.layout import ClusterLayout
 from nanhu.engine.cluster.placement import shard_of
+from nanhu.engine.fingerprint import fingerprint_media
 from nanhu.engine.matcher import Matcher
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
@@ -75,7 +78,7 @@ def expected(corpus, cluster_kit) -> dict[str, list[tuple]]:
 
 
 def test_the_ray_served_cluster_answers_as_one_catalog(served, cluster_corpus, cluster_kit,
-                                                       ray_cluster):
+                                                       ray_cluster, songs, kit, tmp_path):
     import ray
 
     from nanhu.server.cluster_core import open_view
@@ -94,6 +97,17 @@ def test_the_ray_served_cluster_answers_as_one_catalog(served, cluster_corpus, c
         assert rows(matcher, fp) == want[name], name
         assert not view.missing
     assert sum(bool(v) for v in want.values()) >= len(want) - 6
+    # a screening keyed on demand: the peak check reads the references' peaks from the actors
+    votes_off = dataclasses.replace(AudioMatchParams(), min_votes=100_000)
+    clip = kit.excerpt(songs["song-2"], 12.0, 17.0)
+    lazy = fingerprint_media(kit.write_clip(tmp_path / "q.mp3", clip), query=True, video=False,
+                             keys_on_demand=True)
+    with Catalog(cluster_corpus.single) as single:
+        one = rows(Matcher(single, audio_match=votes_off), lazy)
+    view.refresh()
+    assert rows(Matcher(view, audio_match=votes_off), lazy) == one
+    assert [r[0] for r in one] == ["song-2"] and one[0][8]["verified"] == "peaks"
+    assert view.round_trips["peak_windows"] >= 1
 
 
 def _ids(answer: dict) -> list[tuple]:

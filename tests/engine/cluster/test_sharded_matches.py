@@ -87,3 +87,43 @@ def test_the_catalog_size_does_not_depend_on_the_order_durations_are_summed():
     assert one_by_one != 1.0
     assert audio_frames(one_by_one, 10.0) == audio_frames(1.0, 10.0) == 10
     assert audio_frames(0.95, 10.0) == 9  # a real fraction of a frame is still dropped
+
+
+@pytest.mark.parametrize("n_shards", [1, 3])
+def test_the_peak_check_runs_over_a_sharded_catalog_as_over_one(tmp_path, cluster_corpus,
+                                                               cluster_kit, songs, kit,
+                                                               n_shards):
+    """Screenings keyed on demand carry the upload's peaks, and a catalog of format 5 its
+    references': the peak check then finds what the votes leave. A split catalog must read
+    the references' peaks from their shards (one round trip a window, only to the shards
+    that hold a hypothesis) and answer as the single catalog does."""
+    import dataclasses
+
+    from nanhu.engine.audio.align import AudioMatchParams
+    from nanhu.engine.fingerprint import fingerprint_media
+
+    build_cluster, answers = cluster_kit
+    layout = build_cluster(tmp_path / "cluster", cluster_corpus, n_shards)
+    view = ShardedCatalog(LocalFanout([layout.shard_dir(s) for s in range(n_shards)]))
+    assert view.manifest["audio_peaks"]
+    queries = {}
+    for ref_id, samples in songs.items():
+        for speed in (1.0, 1.04):
+            clip = kit.excerpt(kit.speed_change(samples, speed), 10.0, 15.0)
+            path = kit.write_clip(tmp_path / f"{ref_id}-{speed}.mp3", clip)
+            queries[ref_id, speed] = fingerprint_media(path, query=True, video=False,
+                                                       keys_on_demand=True)
+    # votes alone pass nothing: whatever matches was found by the peak check
+    votes_off = dataclasses.replace(AudioMatchParams(), min_votes=100_000)
+    with Catalog(cluster_corpus.single) as single:
+        for match in (votes_off, AudioMatchParams()):
+            one, split = Matcher(single, audio_match=match), Matcher(view, audio_match=match)
+            checked = 0
+            for ref_id, fp in queries.items():
+                expected = answers(one, fp)
+                assert answers(split, fp) == expected, (ref_id, match.min_votes)
+                checked += any(row[8].get("verified") == "peaks" for row in expected)
+            if match is votes_off:
+                assert checked >= len(songs)  # the compared matches are the check's
+                assert view.round_trips["peak_windows"] >= 1
+    view.close()
