@@ -42,6 +42,9 @@ from scipy import stats
 
 from nanhu.engine.video.params import VideoParams
 
+#: thumbnails are rounded to 1/THUMB_GRID of a luma level (see :func:`remove_borders`)
+THUMB_GRID = 256
+
 # --- borders --------------------------------------------------------------------------------
 
 
@@ -96,9 +99,15 @@ def remove_borders(frames: np.ndarray, *, params: VideoParams | None = None) -> 
     luma = _luma(frames)
     boxes = detect_borders(luma, params=params)
     size = params.thumb_size
-    rows = _area_matrices(boxes[:, 0], boxes[:, 1], luma.shape[1], size)
-    cols = _area_matrices(boxes[:, 2], boxes[:, 3], luma.shape[2], size)
-    return (rows @ luma) @ cols.transpose(0, 2, 1)
+    rows = _area_matrices(boxes[:, 0], boxes[:, 1], luma.shape[1], size, np.float64)
+    cols = _area_matrices(boxes[:, 2], boxes[:, 3], luma.shape[2], size, np.float64)
+    thumbs = (rows @ luma.astype(np.float64)) @ cols.transpose(0, 2, 1)
+    # The embedding ranks these pixels, so a rounding difference between two nearly equal
+    # ones would swap their ranks: float32 products summed in another order (a mirrored frame,
+    # another BLAS build) moved thumbnails by up to 5e-5 and embeddings by up to 0.01. Summed in
+    # float64 (differences ~1e-11) and put on a grid of 1/THUMB_GRID of a level, a mirrored
+    # frame gives its thumbnail mirrored exactly, on any machine.
+    return (np.rint(thumbs * THUMB_GRID) / THUMB_GRID).astype(np.float32)
 
 
 def _luma(frames: np.ndarray) -> np.ndarray:
@@ -112,14 +121,15 @@ def _luma(frames: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x[:, : h - h % 8, : w - w % 8], np.float32)
 
 
-def _area_matrices(lo: np.ndarray, hi: np.ndarray, n_in: int, n_out: int) -> np.ndarray:
-    """float32[n, n_out, n_in]: row i averages input pixels [lo, hi) over output bin i."""
+def _area_matrices(lo: np.ndarray, hi: np.ndarray, n_in: int, n_out: int,
+                   dtype: type = np.float32) -> np.ndarray:
+    """``dtype``[n, n_out, n_in]: row i averages input pixels [lo, hi) over output bin i."""
     steps = np.linspace(0.0, 1.0, n_out + 1)
     edges = lo[:, None] + (hi - lo)[:, None] * steps[None, :]
     start, stop = edges[:, :-1, None], edges[:, 1:, None]
     pixel = np.arange(n_in)[None, None, :]
     overlap = np.clip(np.minimum(stop, pixel + 1) - np.maximum(start, pixel), 0.0, None)
-    return (overlap / np.maximum(overlap.sum(2, keepdims=True), 1e-9)).astype(np.float32)
+    return (overlap / np.maximum(overlap.sum(2, keepdims=True), 1e-9)).astype(dtype)
 
 
 # --- embeddings -----------------------------------------------------------------------------
