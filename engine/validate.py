@@ -14,6 +14,10 @@ What is checked, and what is done about it (every refusal is an
   duration allows (at the fastest candidate speed, plus a second of slack); ``speed_index``
   within ``speeds``; ``speeds`` and ``pitches`` of one length, finite and within
   :data:`SPEED_RANGE`; 1.0 for references.
+- ``audio_peaks`` (a query's peaks, keyed on demand; queries only): frames integers within
+  the duration and sorted, log-frequencies finite and on the peak grid, prominences finite, no
+  more peaks than the query picker keeps, 1..256 candidate (speed, pitch) warps within
+  :data:`SPEED_RANGE`.
 - ``video``: a params tag this Nanhu knows and the dimension it implies; vectors finite and of
   unit length. A vector whose norm is within :data:`NORM_TOLERANCE` of 1 (float rounding,
   half-precision clients) is **re-normalised**; any other norm (zero, 1e6, ...) is **refused**,
@@ -103,6 +107,11 @@ def validate_fingerprint(
         _check_audio(fp, what, for_reference, audio_params or AudioParams())
     if fp.reference_peaks is not None:
         _check_reference_peaks(fp, what, audio_params or AudioParams())
+    if fp.audio_peaks is not None:
+        if for_reference:
+            raise InvalidArgument(f"{_field(what, 'audio_peaks')}: a reference is registered "
+                                  "with its keys (audio), not a query's peaks")
+        _check_query_peaks(fp, what, audio_params or AudioParams())
     if fp.video is not None:
         video = _check_video(fp.video, float(duration), what, video_dims or known_video_dims(),
                              for_reference)
@@ -178,22 +187,56 @@ def _check_audio(fp: Fingerprint, what: str, for_reference: bool, params: AudioP
 def _check_reference_peaks(fp: Fingerprint, what: str, params: AudioParams) -> None:
     """A reference's peaks (what verification reads): frames within the audio, log-frequencies
     on the peak grid, one frequency per frame, no more than the peak picker keeps."""
-    peaks = fp.reference_peaks
-    frames = _array(peaks.frame, what, "audio.peak_frames")
-    log_freq = _array(peaks.log_freq, what, "audio.peak_log_freq")
+    _check_peaks(fp.reference_peaks, fp.duration_s, what, params,
+                 ("audio.peak_frames", "audio.peak_log_freq"), params.peaks_per_second)
+
+
+def _check_query_peaks(fp: Fingerprint, what: str, params: AudioParams) -> None:
+    """A query's peaks, keyed on demand by the matcher: the peaks as a reference's are
+    checked, sorted by frame (keying takes anchors in that order), prominences finite, and
+    candidate warps as keyed queries' speeds and pitches are."""
+    query = fp.audio_peaks
+    name = "audio_peaks"
+    if not fp.audio_params_tag:
+        raise InvalidArgument(f"{_field(what, name + '.params_tag')} must be set")
+    _check_peaks(query.peaks, fp.duration_s, what, params,
+                 (name + ".frames", name + ".log_freq"), params.query_peaks_per_second)
+    frames = np.asarray(query.peaks.frame)
+    if frames.size > 1 and bool(np.any(np.diff(frames) < 0)):
+        raise InvalidArgument(f"{_field(what, name + '.frames')} must be sorted (non-decreasing)")
+    prominence = _array(query.peaks.prominence, what, name + ".prominence")
+    if prominence.size != frames.size or not np.all(np.isfinite(prominence)):
+        raise InvalidArgument(f"{_field(what, name + '.prominence')} must be one finite value "
+                              "a peak")
+    warps = np.asarray(query.warps, np.float64)
+    lo, hi = SPEED_RANGE
+    if (warps.ndim != 2 or warps.shape[1] != 2 or not 1 <= len(warps) <= 256
+            or not np.all(np.isfinite(warps)) or warps.min() < lo or warps.max() > hi):
+        raise InvalidArgument(f"{_field(what, name + '.warps')} must be 1..256 (speed, pitch) "
+                              f"pairs within {lo:g}..{hi:g}")
+
+
+def _check_peaks(peaks, duration_s: float, what: str, params: AudioParams,
+                 names: tuple[str, str], per_second: float) -> None:
+    """Peaks' frames within the audio, log-frequencies on the peak grid, one frequency per
+    frame, no more than a picker keeping ``per_second`` peaks a second keeps; ``names``: the
+    fields' names in messages (frames, log-frequencies)."""
+    frames_name, lf_name = names
+    frames = _array(peaks.frame, what, frames_name)
+    log_freq = _array(peaks.log_freq, what, lf_name)
     if frames.size != log_freq.size:
         raise InvalidArgument(
-            f"{_field(what, 'audio.peak_log_freq')} must have one entry per peak frame "
+            f"{_field(what, lf_name)} must have one entry per peak frame "
             f"({log_freq.size} for {frames.size})")
     if frames.size == 0:
         return
     if frames.dtype.kind not in "iu":
-        raise InvalidArgument(f"{_field(what, 'audio.peak_frames')} must hold integers")
-    last_frame = math.ceil((fp.duration_s + 1.0) * params.frames_per_second)
+        raise InvalidArgument(f"{_field(what, frames_name)} must hold integers")
+    last_frame = math.ceil((duration_s + 1.0) * params.frames_per_second)
     if int(frames.min()) < 0 or int(frames.max()) > last_frame:
         raise InvalidArgument(
-            f"{_field(what, 'audio.peak_frames')} must lie in 0..{last_frame} (the audio's "
-            f"{fp.duration_s:g} s)")
+            f"{_field(what, frames_name)} must lie in 0..{last_frame} (the audio's "
+            f"{duration_s:g} s)")
     # The peak picker's bins [lo, hi] with half a bin of parabolic interpolation either side.
     bin_hz = params.sample_rate / params.n_fft
     lo, hi = peak_bins(params)
@@ -203,12 +246,11 @@ def _check_reference_peaks(fp: Fingerprint, what: str, params: AudioParams) -> N
     if not (np.all(np.isfinite(log_freq)) and log_freq.min() >= bottom
             and log_freq.max() <= top):
         raise InvalidArgument(
-            f"{_field(what, 'audio.peak_log_freq')} must be finite and within "
-            f"{bottom}..{top}")
-    most = 4 * params.peaks_per_second * (fp.duration_s + 1.0) + 64
+            f"{_field(what, lf_name)} must be finite and within {bottom}..{top}")
+    most = 4 * per_second * (duration_s + 1.0) + 64
     if frames.size > most:
         raise InvalidArgument(
-            f"{_field(what, 'audio.peak_frames')}: {frames.size} peaks for {fp.duration_s:g} s "
+            f"{_field(what, frames_name)}: {frames.size} peaks for {duration_s:g} s "
             f"(at most {most:.0f})")
 
 

@@ -154,7 +154,9 @@ class NanhuClient:
     def screen_fingerprint(self, fp, *, min_matched_duration_s: float = 0.0,
                            min_upload_share: float = 0.0, min_reference_share: float = 0.0,
                            name: str = "", upload_id: str = "", timeout: float | None = None) -> dict:
-        """Screen a query fingerprint (``engine.fingerprint_media(path, query=True)``)."""
+        """Screen a query fingerprint (``engine.fingerprint_media(path, query=True,
+        keys_on_demand=True)``: its audio travels as peaks, and the server's peak check runs
+        on it; a keyed fingerprint is matched on votes alone)."""
         message = fp if isinstance(fp, pb.Fingerprint) else convert.fingerprint_to_proto(fp)
         request = pb.ScreenFingerprintRequest(fingerprint=message, filename=name, upload_id=upload_id,
                                               options=pb.ScreenOptions(

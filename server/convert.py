@@ -14,9 +14,16 @@ import numpy as np
 from google.protobuf import json_format, struct_pb2
 
 from nanhu.engine.audio.keys import Landmarks
+from nanhu.engine.audio.peaks import Peaks
 from nanhu.engine.catalog import Conflict, Reference
-from nanhu.engine.errors import InvalidArgument, VersionMismatch
-from nanhu.engine.fingerprint import FORMAT_VERSION, Fingerprint, VideoPrint
+from nanhu.engine.errors import InvalidArgument, MediaError, VersionMismatch
+from nanhu.engine.fingerprint import (
+    READABLE_VERSIONS,
+    Fingerprint,
+    VideoPrint,
+    query_peak_arrays,
+    query_peaks_from_arrays,
+)
 from nanhu.engine.matcher import Match
 from nanhu.engine.policy import Policy, Stretch
 from nanhu.engine.validate import check_local_tag
@@ -27,7 +34,21 @@ from nanhu.server.service import public_digest
 
 # --- fingerprints ----------------------------------------------------------------------------
 def fingerprint_to_proto(fp: Fingerprint) -> pb.Fingerprint:
-    msg = pb.Fingerprint(format_version=FORMAT_VERSION, duration_s=fp.duration_s, digest=fp.digest)
+    msg = pb.Fingerprint(format_version=fp.format_version, duration_s=fp.duration_s,
+                         digest=fp.digest)
+    if fp.audio_peaks is not None:  # a query keyed on demand travels as its peaks
+        arrays = query_peak_arrays(fp.audio_peaks)
+        msg.audio_peaks.params_tag = fp.audio_params_tag
+        msg.audio_peaks.frames.extend(arrays["query_peak_frames"].tolist())
+        msg.audio_peaks.log_freq.extend(arrays["query_peak_log_freq"].tolist())
+        msg.audio_peaks.prominence.extend(arrays["query_peak_prominence"].tolist())
+        msg.audio_peaks.warp_speeds.extend(arrays["query_warps"][:, 0].tolist())
+        msg.audio_peaks.warp_pitches.extend(arrays["query_warps"][:, 1].tolist())
+    if fp.reference_peaks is not None:
+        msg.reference_peaks.params_tag = fp.audio_params_tag
+        msg.reference_peaks.frames.extend(np.asarray(fp.reference_peaks.frame, np.int64).tolist())
+        msg.reference_peaks.log_freq.extend(
+            np.asarray(fp.reference_peaks.log_freq, np.float32).tolist())
     if fp.audio is not None:
         msg.audio.params_tag = fp.audio_params_tag
         msg.audio.hashes.extend(fp.audio.hashes.tolist())
@@ -80,10 +101,10 @@ def _local_from_proto(msg: pb.LocalFeatures) -> LocalFeatures:
 
 def fingerprint_from_proto(msg: pb.Fingerprint) -> Fingerprint:
     """Raises InvalidArgument for inconsistent arrays, VersionMismatch for another format."""
-    if msg.format_version != FORMAT_VERSION:
+    if msg.format_version not in READABLE_VERSIONS:
         raise VersionMismatch(
             f"fingerprint format version {msg.format_version} is not supported "
-            f"(this server reads version {FORMAT_VERSION})"
+            f"(this server reads versions {', '.join(map(str, READABLE_VERSIONS))})"
         )
     if not math.isfinite(msg.duration_s) or msg.duration_s < 0:
         raise InvalidArgument(f"fingerprint duration_s {msg.duration_s} is not a duration")
@@ -113,9 +134,39 @@ def fingerprint_from_proto(msg: pb.Fingerprint) -> Fingerprint:
         video = VideoPrint(np.array(v.vectors, np.float32).reshape(n, v.dim),
                            np.array(v.times_s, np.float32), v.params_tag,
                            local=_local_from_proto(v.local) if v.HasField("local") else None)
+    peaks = None
+    if msg.HasField("audio_peaks"):
+        p = msg.audio_peaks
+        if audio is not None:
+            raise InvalidArgument("fingerprint: audio and audio_peaks are both set (a query's "
+                                  "audio travels as one or the other)")
+        if len(p.warp_speeds) != len(p.warp_pitches):
+            raise InvalidArgument("fingerprint audio_peaks: warp_speeds and warp_pitches differ "
+                                  "in length")
+        try:
+            peaks = query_peaks_from_arrays(
+                np.array(p.frames, np.int32), np.array(p.log_freq, np.float32),
+                np.array(p.prominence, np.float32),
+                np.stack([np.array(p.warp_speeds, np.float64),
+                          np.array(p.warp_pitches, np.float64)], axis=1), p.params_tag)
+        except MediaError as exc:
+            raise InvalidArgument(f"fingerprint audio_peaks: {exc}") from exc
+    reference_peaks = None
+    if msg.HasField("reference_peaks"):
+        r = msg.reference_peaks
+        if audio is None or r.params_tag != msg.audio.params_tag:
+            raise InvalidArgument("fingerprint reference_peaks: sent without audio landmarks of "
+                                  "the same params_tag")
+        if len(r.frames) != len(r.log_freq):
+            raise InvalidArgument("fingerprint reference_peaks: frames and log_freq differ in "
+                                  "length")
+        reference_peaks = Peaks(np.array(r.frames, np.int64), np.array(r.log_freq, np.float32),
+                                np.zeros(len(r.frames), np.float32))
+    tag = msg.audio.params_tag if audio is not None else (
+        msg.audio_peaks.params_tag if peaks is not None else "")
     return Fingerprint(duration_s=msg.duration_s, digest=msg.digest, audio=audio,
-                       audio_params_tag=msg.audio.params_tag if audio is not None else "",
-                       video=video)
+                       audio_params_tag=tag, video=video, audio_peaks=peaks,
+                       reference_peaks=reference_peaks)
 
 
 # --- matches ---------------------------------------------------------------------------------

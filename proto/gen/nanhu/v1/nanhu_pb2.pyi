@@ -144,6 +144,22 @@ class AudioLandmarks(_message.Message):
     pitches: _containers.RepeatedScalarFieldContainer[float]
     def __init__(self, params_tag: _Optional[str] = ..., hashes: _Optional[_Iterable[int]] = ..., frames: _Optional[_Iterable[int]] = ..., speed_index: _Optional[_Iterable[int]] = ..., speeds: _Optional[_Iterable[float]] = ..., pitches: _Optional[_Iterable[float]] = ...) -> None: ...
 
+class AudioPeaks(_message.Message):
+    __slots__ = ("params_tag", "frames", "log_freq", "prominence", "warp_speeds", "warp_pitches")
+    PARAMS_TAG_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    LOG_FREQ_FIELD_NUMBER: _ClassVar[int]
+    PROMINENCE_FIELD_NUMBER: _ClassVar[int]
+    WARP_SPEEDS_FIELD_NUMBER: _ClassVar[int]
+    WARP_PITCHES_FIELD_NUMBER: _ClassVar[int]
+    params_tag: str
+    frames: _containers.RepeatedScalarFieldContainer[int]
+    log_freq: _containers.RepeatedScalarFieldContainer[float]
+    prominence: _containers.RepeatedScalarFieldContainer[float]
+    warp_speeds: _containers.RepeatedScalarFieldContainer[float]
+    warp_pitches: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, params_tag: _Optional[str] = ..., frames: _Optional[_Iterable[int]] = ..., log_freq: _Optional[_Iterable[float]] = ..., prominence: _Optional[_Iterable[float]] = ..., warp_speeds: _Optional[_Iterable[float]] = ..., warp_pitches: _Optional[_Iterable[float]] = ...) -> None: ...
+
 class VideoKeyframes(_message.Message):
     __slots__ = ("params_tag", "dim", "vectors", "times_s", "local")
     PARAMS_TAG_FIELD_NUMBER: _ClassVar[int]
@@ -179,18 +195,22 @@ class LocalFeatures(_message.Message):
     def __init__(self, params_tag: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., times_s: _Optional[_Iterable[float]] = ..., counts: _Optional[_Iterable[int]] = ..., xy: _Optional[bytes] = ..., descriptors: _Optional[bytes] = ..., flipped: _Optional[_Iterable[bool]] = ...) -> None: ...
 
 class Fingerprint(_message.Message):
-    __slots__ = ("format_version", "duration_s", "digest", "audio", "video")
+    __slots__ = ("format_version", "duration_s", "digest", "audio", "video", "audio_peaks", "reference_peaks")
     FORMAT_VERSION_FIELD_NUMBER: _ClassVar[int]
     DURATION_S_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     VIDEO_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_PEAKS_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_PEAKS_FIELD_NUMBER: _ClassVar[int]
     format_version: int
     duration_s: float
     digest: str
     audio: AudioLandmarks
     video: VideoKeyframes
-    def __init__(self, format_version: _Optional[int] = ..., duration_s: _Optional[float] = ..., digest: _Optional[str] = ..., audio: _Optional[_Union[AudioLandmarks, _Mapping]] = ..., video: _Optional[_Union[VideoKeyframes, _Mapping]] = ...) -> None: ...
+    audio_peaks: AudioPeaks
+    reference_peaks: AudioPeaks
+    def __init__(self, format_version: _Optional[int] = ..., duration_s: _Optional[float] = ..., digest: _Optional[str] = ..., audio: _Optional[_Union[AudioLandmarks, _Mapping]] = ..., video: _Optional[_Union[VideoKeyframes, _Mapping]] = ..., audio_peaks: _Optional[_Union[AudioPeaks, _Mapping]] = ..., reference_peaks: _Optional[_Union[AudioPeaks, _Mapping]] = ...) -> None: ...
 
 class TimeRange(_message.Message):
     __slots__ = ("start_s", "end_s")
