@@ -310,8 +310,11 @@ def run_scale_series(hours: list[float], *, seed: int = 0, positives: int = 100,
                      negatives: int = 1000, null_queries: int = 0, out: Path | None = None,
                      params: AudioParams | None = None, match: AudioMatchParams | None = None,
                      add_hour: bool = True, with_real: bool = True,
-                     null_limit: int | None = None) -> dict:
-    """The scale benchmark: the real catalog alone, then with ``hours`` of decoys each."""
+                     null_limit: int | None = None, keys_on_demand: bool = True) -> dict:
+    """The scale benchmark: the real catalog alone, then with ``hours`` of decoys each.
+
+    ``keys_on_demand``: queries keep their peaks and are keyed by the matcher, as the server
+    screens an upload, so the peak check runs on them (False: keyed whole, votes alone)."""
     from nanhu.benchmarks.audio_bench import _corpus_key, build_catalog
     from nanhu.benchmarks.corpus.audio import cache_dir, load_audio_corpus
 
@@ -330,7 +333,8 @@ def run_scale_series(hours: list[float], *, seed: int = 0, positives: int = 100,
     log.info("scale: negative tracks that match a reference when screened whole (flagged): %s",
              related)
     pos, neg = cached_query_set(bench, corpus, params, positives=positives,
-                                negatives=max(negatives, null_queries), seed=seed)
+                                negatives=max(negatives, null_queries), seed=seed,
+                                keys_on_demand=keys_on_demand)
     log.info("scale: %d + %d query fingerprints in %.0f s", len(pos), len(neg),
              time.perf_counter() - started)
     peaks = corpus_peaks(corpus, params, bench)
@@ -348,10 +352,10 @@ def run_scale_series(hours: list[float], *, seed: int = 0, positives: int = 100,
                 info_path.write_text(json.dumps(build))
         row = measure(directory, pos, neg[:negatives], match, flagged=set(related))
         row.update(build_s=build.get("build_s"), synthetic_hours=build["synthetic_hours"],
-                   format=params.tag())
+                   format=params.tag(), keys_on_demand=keys_on_demand)
         row.update(serving_memory(directory, queries_file(
             bench, corpus, params, positives=positives, negatives=max(negatives, null_queries),
-            seed=seed), n=min(300, positives + negatives)))
+            seed=seed, keys_on_demand=keys_on_demand), n=min(300, positives + negatives)))
         if size and add_hour:
             row["add_one_hour_s"] = add_one_hour(directory, peaks, params, seed)
         if null_queries:

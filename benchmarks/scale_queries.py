@@ -21,21 +21,24 @@ QUERY_CONDITIONS = ("clean", "mp3-128k", "pink-5dB", "speed-1.1")
 
 
 def queries_file(cache: Path, corpus: dict, params: AudioParams, *, positives: int,
-                 negatives: int, seed: int) -> Path:
+                 negatives: int, seed: int, keys_on_demand: bool = False) -> Path:
     from nanhu.benchmarks.audio_bench import _corpus_key
 
     return cache / (f"scale-queries-{params.tag()}-f{params.query_fanout}-p{params.query_probe:g}-"
                     f"{_corpus_key(corpus)}-"
-                    f"{seed}-{positives}-{negatives}.npz")
+                    f"{seed}-{positives}-{negatives}{'-od' if keys_on_demand else ''}.npz")
 
 
 def cached_query_set(cache: Path, corpus: dict, params: AudioParams, *, positives: int,
-                     negatives: int, seed: int) -> tuple[list, list]:
+                     negatives: int, seed: int, keys_on_demand: bool = False
+                     ) -> tuple[list, list]:
     """:func:`query_set`, stored once in ``cache`` (fingerprint bytes and labels in one npz,
-    no pickle): the same seeds give the same queries, so reruns skip the fingerprinting."""
+    no pickle): the same seeds give the same queries, so reruns skip the fingerprinting.
+    ``keys_on_demand``: the queries keep their peaks, as the server's screenings do (the peak
+    check runs on them); a separate file."""
 
     path = queries_file(cache, corpus, params, positives=positives, negatives=negatives,
-                        seed=seed)
+                        seed=seed, keys_on_demand=keys_on_demand)
     if path.exists():
         with np.load(path) as data:
             blob, bounds = data["blob"], data["bounds"]
@@ -44,7 +47,8 @@ def cached_query_set(cache: Path, corpus: dict, params: AudioParams, *, positive
         n = len(labels["positives"])
         return ([(r, c, fp) for (r, c), fp in zip(labels["positives"], fps[:n])],
                 list(zip(labels["negatives"], fps[n:])))
-    pos, neg = query_set(corpus, params, positives=positives, negatives=negatives, seed=seed)
+    pos, neg = query_set(corpus, params, positives=positives, negatives=negatives, seed=seed,
+                         keys_on_demand=keys_on_demand)
     parts = [fp.to_bytes() for _, _, fp in pos] + [fp.to_bytes() for _, fp in neg]
     bounds = np.cumsum([0] + [len(p) for p in parts])
     labels = {"positives": [(r, c) for r, c, _ in pos], "negatives": [src for src, _ in neg]}
@@ -77,9 +81,11 @@ def related_negatives(corpus: dict, catalog_dir: Path, params: AudioParams) -> d
 
 
 def query_set(corpus: dict, params: AudioParams, *, positives: int, negatives: int,
-              seed: int, length_s: float = 5.0) -> tuple[list, list]:
+              seed: int, length_s: float = 5.0, keys_on_demand: bool = False
+              ) -> tuple[list, list]:
     """([(reference id, condition, fingerprint)], [(source id, fingerprint)]) of attacked 5 s
-    excerpts of registered references and of never-registered music."""
+    excerpts of registered references and of never-registered music (``keys_on_demand``:
+    the same excerpts, keeping their peaks)."""
     rng = np.random.default_rng([seed, 11])
     decoded: dict[str, np.ndarray] = {}
 
@@ -104,7 +110,7 @@ def query_set(corpus: dict, params: AudioParams, *, positives: int, negatives: i
     def fingerprint(x: np.ndarray):
         try:
             return fingerprint_media(attacks.to_wav_bytes(x, ATTACK_RATE), audio_params=params,
-                                     query=True, video=False)
+                                     query=True, video=False, keys_on_demand=keys_on_demand)
         except Exception:  # noqa: BLE001 - a silent excerpt holds nothing: skipped
             return None
 

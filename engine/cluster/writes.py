@@ -86,9 +86,9 @@ class ShardWrites:
         return results
 
     def export(self, ref_ids: Sequence[str]) -> dict[str, bytes]:
-        """The stored fingerprints of ``ref_ids`` (keys and frames as registered, keyframe
-        vectors and times, local features), as :meth:`Fingerprint.to_bytes`, to register them
-        elsewhere.
+        """The stored fingerprints of ``ref_ids`` (keys and frames as registered, reference
+        peaks, keyframe vectors and times, local features), as :meth:`Fingerprint.to_bytes`, to
+        register them elsewhere.
 
         One pass over the shard's postings for all of them, a bounded number of buckets at a
         time. References whose keyframes live only in a compact (product-quantised) segment
@@ -133,6 +133,9 @@ class ShardWrites:
                     vectors[o].append((np.array(segment.vectors[rows]),
                                        np.array(segment.times_s[rows])))
             local = catalog.local_index().features
+            # the peak check's reference peaks move with the work (catalog format 5)
+            peak_store = (catalog.reference_peaks() if catalog.manifest.get("audio_peaks")
+                          else None)
             out = {}
             for o, ref in by_ordinal.items():
                 if ref.n_keyframes and not vectors[o]:
@@ -143,8 +146,21 @@ class ShardWrites:
                 if fp.video is not None and o in local:  # the ORB keyframes move with it
                     fp = dataclasses.replace(fp, video=dataclasses.replace(
                         fp.video, local=local[o]))
+                if fp.audio is not None and peak_store is not None and o in peak_store:
+                    fp = dataclasses.replace(fp, reference_peaks=_stored_peaks(peak_store, o))
                 out[ref.ref_id] = fp.to_bytes()
             return out
+
+
+def _stored_peaks(store, ordinal: int):
+    """A reference's stored peaks as a fingerprint carries them (the stored log-frequency
+    sixteenths decode exactly, so registering them elsewhere stores the same integers)."""
+    from nanhu.engine.audio.peaks import Peaks
+    from nanhu.engine.store.audio_peaks import decode_window
+
+    frames, log_freq = decode_window(*store.raw_window(ordinal, 0.0, float(2**32)))
+    return Peaks(frames.astype(np.int64), log_freq.astype(np.float32),
+                 np.zeros(frames.size, np.float32))
 
 
 def _fingerprint(ref: Reference, keys: list, frames: list, vectors: list,

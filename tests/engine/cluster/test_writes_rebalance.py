@@ -82,6 +82,11 @@ def test_an_exported_reference_matches_as_the_registered_one(tmp_path, cluster_c
             a, b = there.get(ref_id), here.get(ref_id)
             assert (a.n_hashes, a.n_keyframes, a.duration_s, a.digest) == (
                 b.n_hashes, b.n_keyframes, b.duration_s, b.digest)
+            # the peak check's reference peaks move with the work, integer for integer
+            moved_peaks = there.reference_peaks().raw_window(a.ordinal, 0, 1e9)
+            kept_peaks = here.reference_peaks().raw_window(b.ordinal, 0, 1e9)
+            assert moved_peaks[0].size > 100
+            assert all(np.array_equal(x, y) for x, y in zip(moved_peaks, kept_peaks))
         fp = corpus.queries["film-1/fused"]
         m = Matcher(there).match(fp)
         assert m and m[0].reference_id == "film-1" and m[0].modality == "audio+video"
