@@ -18,6 +18,8 @@ from nanhu import __version__
 from nanhu.engine import errors
 from nanhu.engine.audio.params import AudioParams
 from nanhu.engine.cli import exit_code_for
+from nanhu.engine.fingerprint import FORMAT_VERSION as FP_FORMAT_VERSION
+from nanhu.engine.fingerprint import READABLE_VERSIONS
 from nanhu.engine.store.catalog_schema import (
     COMPACT_FORMAT_VERSION,
     FORMAT_VERSION,
@@ -58,6 +60,8 @@ def version_text() -> str:
     return (f"nanhu {__version__}\n"
             f"audio fingerprints  {AudioParams().tag()}\n"
             f"video fingerprints  {VideoParams().tag()}\n"
+            f"fingerprint format  1 with audio keys, {FP_FORMAT_VERSION} with a query's audio peaks "
+            f"(reads {', '.join(map(str, READABLE_VERSIONS))})\n"
             f"catalog format      {FORMAT_VERSION}, {COMPACT_FORMAT_VERSION} with compact keyframes, "
             f"{LOCAL_FORMAT_VERSION} with local features, "
             f"{PEAKS_FORMAT_VERSION} with reference peaks (metadata schema {META_VERSION})")

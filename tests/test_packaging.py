@@ -20,6 +20,8 @@ import pytest
 
 import nanhu
 from nanhu.engine.audio.params import AudioParams
+from nanhu.engine.fingerprint import FORMAT_VERSION as FP_FORMAT_VERSION
+from nanhu.engine.fingerprint import READABLE_VERSIONS
 from nanhu.engine.store.catalog_schema import (
     COMPACT_FORMAT_VERSION,
     FORMAT_VERSION,
@@ -50,6 +52,8 @@ def _expected_version() -> list[str]:
     return [f"nanhu {nanhu.__version__}",
             f"audio fingerprints  {AudioParams().tag()}",
             f"video fingerprints  {VideoParams().tag()}",
+            f"fingerprint format  1 with audio keys, {FP_FORMAT_VERSION} with a query's audio peaks "
+            f"(reads {', '.join(map(str, READABLE_VERSIONS))})",
             f"catalog format      {FORMAT_VERSION}, {COMPACT_FORMAT_VERSION} with compact keyframes, "
             f"{LOCAL_FORMAT_VERSION} with local features, "
             f"{PEAKS_FORMAT_VERSION} with reference peaks (metadata schema {META_VERSION})"]
