@@ -1,32 +1,60 @@
-"""The media of this run: three Frets on Fire songs (song.ogg + guitar.ogg mixed, Debian's
-fretsonfire-songs-muldjord as the bench corpus caches it) encoded as 44.1 kHz stereo mp3
-(LAME 192k), aac (160k) and 48 kHz opus (128k) into /tmp/s11/speed; vorbis is Pushover's own
-aztec, castle and dungeon themes. Run with the project's Python."""
-import av, numpy as np, glob, os
-base = os.path.expanduser("~/.cache/nanhu/debs/fretsonfire-songs-muldjord/usr/share/games/fretsonfire/data/songs/muldjord")
-def decode_stereo(path, rate):
-    c = av.open(path); s = c.streams.audio[0]
-    r = av.AudioResampler(format="fltp", layout="stereo", rate=rate)
-    out = []
-    for f in c.decode(s):
-        for g in r.resample(f): out.append(g.to_ndarray())
-    for g in r.resample(None): out.append(g.to_ndarray())
-    return np.concatenate(out, 1)
-def encode(x, rate, path, codec, br):
-    c = av.open(path, "w"); s = c.add_stream(codec, rate=rate); s.layout = "stereo"; s.bit_rate = br
-    fs = s.codec_context.frame_size or 1024
-    for i in range(0, x.shape[1], fs):
-        f = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[:, i:i+fs], np.float32), format="fltp", layout="stereo"); f.sample_rate = rate
-        for p in s.encode(f): c.mux(p)
-    for p in s.encode(None): c.mux(p)
-    c.close()
-for d in ("armygeddon", "chaos_god", "internal_degeneration"):
-    x = decode_stereo(f"{base}/{d}/song.ogg", 44100)
-    g = decode_stereo(f"{base}/{d}/guitar.ogg", 44100)
-    n = min(x.shape[1], g.shape[1]); x = 0.6 * (x[:, :n] + g[:, :n])
-    encode(x, 44100, f"/tmp/s11/speed/{d}.mp3", "libmp3lame", 192000)
-    encode(x, 44100, f"/tmp/s11/speed/{d}.m4a", "aac", 160000)
-    y = decode_stereo(f"{base}/{d}/song.ogg", 48000); gy = decode_stereo(f"{base}/{d}/guitar.ogg", 48000)
-    n = min(y.shape[1], gy.shape[1]); y = 0.6 * (y[:, :n] + gy[:, :n])
-    encode(y, 48000, f"/tmp/s11/speed/{d}.opus", "libopus", 128000)
-    print(d, x.shape[1] / 44100)
+"""The media of this run: three Frets on Fire songs (song.ogg and guitar.ogg mixed, from
+Debian's fretsonfire-songs-muldjord as the bench corpus caches it) encoded as 44.1 kHz stereo
+mp3 (LAME 192k) and aac (160k) and as 48 kHz opus (128k) into OUT; vorbis is Pushover's own
+aztec, castle and dungeon themes, as packaged. Run with the project's Python:
+
+    python make_media.py /tmp/s11/speed
+"""
+
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+
+SONGS = (Path.home() / ".cache/nanhu/debs/fretsonfire-songs-muldjord/usr/share/games"
+         / "fretsonfire/data/songs/muldjord")
+
+
+def decode_stereo(path: Path, rate: int) -> np.ndarray:
+    """float32 [2, n] at ``rate``."""
+    with av.open(str(path)) as container:
+        resampler = av.AudioResampler(format="fltp", layout="stereo", rate=rate)
+        frames = [g.to_ndarray() for f in container.decode(container.streams.audio[0])
+                  for g in resampler.resample(f)]
+        frames += [g.to_ndarray() for g in resampler.resample(None)]
+    return np.concatenate(frames, 1)
+
+
+def mixed(song: str, rate: int) -> np.ndarray:
+    a = decode_stereo(SONGS / song / "song.ogg", rate)
+    b = decode_stereo(SONGS / song / "guitar.ogg", rate)
+    n = min(a.shape[1], b.shape[1])
+    return 0.6 * (a[:, :n] + b[:, :n])
+
+
+def encode(x: np.ndarray, rate: int, path: Path, codec: str, bit_rate: int) -> None:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.layout = "stereo"
+        stream.bit_rate = bit_rate
+        size = stream.codec_context.frame_size or 1024
+        for i in range(0, x.shape[1], size):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[:, i:i + size], np.float32),
+                                               format="fltp", layout="stereo")
+            frame.sample_rate = rate
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1])
+    out.mkdir(parents=True, exist_ok=True)
+    for song in ("armygeddon", "chaos_god", "internal_degeneration"):
+        x = mixed(song, 44100)
+        encode(x, 44100, out / f"{song}.mp3", "libmp3lame", 192_000)
+        encode(x, 44100, out / f"{song}.m4a", "aac", 160_000)
+        encode(mixed(song, 48000), 48000, out / f"{song}.opus", "libopus", 128_000)
+        print(song, round(x.shape[1] / 44100, 1), "s")
