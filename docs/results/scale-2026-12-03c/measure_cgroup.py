@@ -1,9 +1,9 @@
-"""The warm run of README.md: read the catalog's postings and peaks into the page cache, then
-``benchmarks.scale_audio.measure`` on the scale benchmark's cached queries keyed on demand
-(100 positives, the first 200 of its 2,000 negatives in the memory-limited run: what `nanhu bench scale --quick` made),
-negatives flagged as the bench now flags them (screened whole on demand).
+"""The 8 GB run of README.md: ``benchmarks.scale_audio.measure`` on the scale benchmark's cached
+queries keyed on demand (100 positives, the first 200 of its 2,000 negatives), negatives
+flagged as the bench flags them; ``--cold`` skips reading the catalog into the page cache.
+Run inside a memory-limited cgroup after dropping the page cache:
 
-    python measure_warm_od.py ~/.cache/nanhu/bench/audio-scale-audio-v3-d2-10000h
+    python measure_cgroup.py --cold ~/.cache/nanhu/bench/audio-scale-audio-v3-d2-10000h
 """
 
 import json
