@@ -153,12 +153,13 @@ class ShardReads:
                      ) -> list[tuple[np.ndarray, np.ndarray]]:
         """The stored peaks the peak check reads, for each (ordinal, first frame, last frame):
         (frames u32, log-frequency u16) as stored
-        (:meth:`~nanhu.engine.store.audio_peaks.ReferencePeaks.raw_window`); empty where this
-        shard stores no peaks."""
+        (:meth:`~nanhu.engine.store.audio_peaks.ReferencePeaks.raw_window`), copied out of the
+        mapped file to travel; empty where this shard stores no peaks."""
         if not self.catalog.manifest.get("audio_peaks"):
             return [(np.zeros(0, np.uint32), np.zeros(0, np.uint16)) for _ in requests]
         store = self.catalog.reference_peaks()
-        return [store.raw_window(int(o), float(lo), float(hi)) for o, lo, hi in requests]
+        return [tuple(np.array(a) for a in store.raw_window(int(o), float(lo), float(hi)))
+                for o, lo, hi in requests]
 
     # --- video --------------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

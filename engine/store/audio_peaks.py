@@ -197,15 +197,15 @@ class ReferencePeaks:
 
     def raw_window(self, ordinal: int, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
         """The stored peaks of reference ``ordinal`` with ``lo <= frame <= hi``: (frames u32,
-        log-frequency u16 as stored; :func:`decode_window` reads them), copies; empty arrays
-        for a reference without stored peaks."""
+        log-frequency u16 as stored; :func:`decode_window` reads them), views of the mapped
+        file; empty arrays for a reference without stored peaks."""
         for segment in reversed(self.segments):
             row = segment.row(int(ordinal))
             if row >= 0:
                 frames, lf = segment.peaks(row)
                 a = int(np.searchsorted(frames, max(lo, 0.0), side="left"))
                 b = int(np.searchsorted(frames, max(hi, -1.0), side="right"))
-                return np.array(frames[a:b]), np.array(lf[a:b])
+                return frames[a:b], lf[a:b]
         return np.zeros(0, np.uint32), np.zeros(0, np.uint16)
 
     def window(self, ordinal: int, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
