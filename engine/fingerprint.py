@@ -111,8 +111,9 @@ class Fingerprint:
     # --- serialisation -------------------------------------------------------------------
     @property
     def format_version(self) -> int:
-        """The format version this fingerprint is written in: 2 with query peaks, else 1."""
-        return 2 if self.audio_peaks is not None else 1
+        """The format version this fingerprint is written in: :data:`FORMAT_VERSION` with
+        query peaks, else 1 (keys)."""
+        return FORMAT_VERSION if self.audio_peaks is not None else 1
 
     def to_bytes(self) -> bytes:
         """Versioned binary form: an ``.npz`` archive of plain arrays plus a JSON header. A

@@ -158,8 +158,8 @@ def _check_audio(fp: Fingerprint, what: str, for_reference: bool, params: AudioP
     if n and speeds.size == 0:
         raise InvalidArgument(f"{_field(what, 'audio.speeds')} is empty but there are hashes")
     for name, arr in (("speeds", speeds), ("pitches", pitches)):
-        low, high = SPEED_RANGE
-        if arr.size and not (np.all(np.isfinite(arr)) and arr.min() >= low and arr.max() <= high):
+        if not _in_speed_range(arr):
+            low, high = SPEED_RANGE
             raise InvalidArgument(
                 f"{_field(what, prefix + name)} must be finite and within {low:g}..{high:g}")
         if for_reference and np.any(arr != 1.0):
@@ -209,11 +209,18 @@ def _check_query_peaks(fp: Fingerprint, what: str, params: AudioParams) -> None:
         raise InvalidArgument(f"{_field(what, name + '.prominence')} must be one finite value "
                               "a peak")
     warps = np.asarray(query.warps, np.float64)
-    lo, hi = SPEED_RANGE
     if (warps.ndim != 2 or warps.shape[1] != 2 or not 1 <= len(warps) <= 256
-            or not np.all(np.isfinite(warps)) or warps.min() < lo or warps.max() > hi):
+            or not _in_speed_range(warps)):
+        lo, hi = SPEED_RANGE
         raise InvalidArgument(f"{_field(what, name + '.warps')} must be 1..256 (speed, pitch) "
                               f"pairs within {lo:g}..{hi:g}")
+
+
+def _in_speed_range(values: np.ndarray) -> bool:
+    """Every candidate speed or pitch finite and within :data:`SPEED_RANGE` (true when none)."""
+    low, high = SPEED_RANGE
+    return not values.size or bool(np.all(np.isfinite(values)) and values.min() >= low
+                                    and values.max() <= high)
 
 
 def _check_peaks(peaks, duration_s: float, what: str, params: AudioParams,
