@@ -95,11 +95,12 @@ class ShardedPostings:
             return k, m, b, (b if alone else None)
 
         at = self._planned(keys, max_postings, budget)
+        together = self._together(at)
         if at is not None and at in self._ahead:
             answers = self._ahead.pop(at)
-        elif self.ahead and at is not None and at > 0 and at + 1 < len(self._plan):
-            # this look and every one left (that has keys), in one round trip
-            ahead = [at] + [j for j in range(at + 1, len(self._plan)) if self._plan[j][0].size]
+        elif together:
+            # this look and the next ones (that have keys), in one round trip
+            ahead = [at] + together
             per_shard = view._ask("lookups", shards, [wire(self._plan[j]) for j in ahead],
                                   for_matcher=True)
             answers = [(s, got[0]) for s, got in per_shard]
@@ -110,14 +111,23 @@ class ShardedPostings:
                                 for_matcher=True)
         return self._choose(keys, answers, max_postings, budget)
 
+    def _together(self, at: int | None) -> list[int]:
+        """The planned looks after ``at`` to ask in the same round trip as ``at``: every one
+        left (that has keys) when ``ahead`` and ``at`` is a later look, else none."""
+        if not self.ahead or not at:
+            return []
+        return [j for j in range(at + 1, len(self._plan)) if self._plan[j][0].size]
+
     def _choose(self, keys: np.ndarray, answers: list, max_postings: int | None,
                 budget: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The cluster-wide selection over every shard's (counts, candidates or None)."""
         view = self.view
         if not answers:
             return _empty()
+        for s, (_, _, records) in answers:
+            view.remember(s, records)
         answers = [(s, (unpack_counts(c), got if got is None else unpack_postings(got)))
-                   for s, (c, got) in answers]
+                   for s, (c, got, _) in answers]
         per_key = np.sum([c for _, (c, _) in answers], axis=0)
         keep = select(per_key, max_postings=max_postings, budget=budget) & (per_key > 0)
         picked = np.flatnonzero(keep)
@@ -134,7 +144,8 @@ class ShardedPostings:
             second = [(s, answer) for s, answer in second if answer is not None]
             if again:
                 second += view._ask("postings_of", again, keys, small, for_matcher=True)
-            for shard, answer in second:
+            for shard, (answer, records) in second:
+                view.remember(shard, records)
                 k, o, f = unpack_postings(answer)
                 found[shard] = (picked[k.astype(np.int64)], o, f)
         key_index, ordinals, frames = [], [], []

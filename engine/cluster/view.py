@@ -277,6 +277,16 @@ class ShardedCatalog:
         return self._local
 
     # --- references -----------------------------------------------------------------------------
+    def remember(self, shard: int, records: dict[int, Reference]) -> None:
+        """Keep records a shard sent unasked (its lookups' likely ones,
+        :meth:`~nanhu.engine.cluster.shard.ShardReads.lookup`) for :meth:`by_ordinals`, until
+        the next commit, as the records it reads."""
+        if records:
+            known = self._cache.setdefault("refs", {})
+            for o, ref in records.items():
+                g = int(o) * self.n + shard
+                known[g] = dataclasses.replace(ref, ordinal=g)
+
     def by_ordinals(self, ordinals: np.ndarray) -> dict[int, Reference]:
         wanted = np.unique(np.asarray(ordinals, np.int64))
         if wanted.size == 0:

@@ -77,6 +77,31 @@ def test_the_lookup_budget_and_stop_keys_are_decided_for_the_whole_cluster(tmp_p
     view.close()
 
 
+@pytest.mark.parametrize("n_shards", [1, 3])
+def test_an_audio_match_needs_no_reference_read_after_its_looks(tmp_path, cluster_corpus,
+                                                                cluster_kit, n_shards):
+    """The shards send the records of the references most of a look's postings name with the
+    postings, so a matched audio query on a view that knows no record yet makes no
+    ``by_ordinals`` round trip, and the records it names are the single catalog's."""
+    build_cluster, _ = cluster_kit
+    corpus = cluster_corpus
+    layout = build_cluster(tmp_path / "cluster", corpus, n_shards)
+    audio = [(name, fp) for name, fp in corpus.queries.items()
+             if fp.audio is not None and fp.video is None and not name.startswith("negative")]
+    assert audio
+    with Catalog(corpus.single) as single:
+        one = Matcher(single)
+        for name, fp in audio:
+            view = ShardedCatalog(LocalFanout([layout.shard_dir(s) for s in range(n_shards)]))
+            expected = one.match(fp)
+            got = Matcher(view).match(fp)
+            assert expected, name
+            assert [(m.reference_id, m.owner, m.action) for m in got] == \
+                [(m.reference_id, m.owner, m.action) for m in expected], name
+            assert view.round_trips["by_ordinals"] == 0, (name, dict(view.round_trips))
+            view.close()
+
+
 def test_the_catalog_size_does_not_depend_on_the_order_durations_are_summed():
     from nanhu.engine.store.catalog_reader import audio_frames
 
