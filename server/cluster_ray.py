@@ -7,9 +7,10 @@ Per node of a cluster named ``NAME`` (the cluster directory's name unless given)
 - ``nanhu:NAME:replica:S:r`` (r = 0 .. replicas-1): a :class:`ShardActor` replica holding the
   shards ``S`` of one node open read-only (:class:`~nanhu.engine.cluster.shard.ShardReads`), ``S``
   their numbers joined by ``+`` (``2``, or ``0+1+3``; :func:`replica_groups`). One actor answers
-  all of a node's shards, so a round trip of the view is one Ray task a node, not one a shard:
-  on this machine a task costs ~2 ms of CPU whatever it carries
-  (docs/results/cluster-fanout-2026-12-02b/). ``"replica_per_shard": true`` in
+  all of a node's shards, so a round trip of the view is one call a node, not one a shard.
+  A query's calls go over the replica's direct connection
+  (:mod:`nanhu.server.cluster_channel`: ~0.1 ms a call here, against ~2.6 ms for a Ray task),
+  and through Ray when that connection fails. ``"replica_per_shard": true`` in
   ``cluster.json`` gives each shard its own replica actors instead. Each query's first call
   picks up the shards' new commits, so replicas never need a restart to see registrations;
 - ``nanhu:NAME:writer:i``: a :class:`ShardActor` writer (:class:`~nanhu.engine.cluster.writes.ShardWrites`),
@@ -39,6 +40,7 @@ from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from nanhu.engine.cluster.layout import ClusterLayout
 from nanhu.engine.cluster.view import MISSING
+from nanhu.server.cluster_channel import Channels, ChannelServer, Failed
 
 log = logging.getLogger("nanhu.server.cluster")
 
@@ -60,6 +62,9 @@ class ShardActor:
     see the module docstring."""
 
     def __init__(self, kind: str, path: str | dict[int, str]) -> None:
+        # one call at a time, whether it came as a Ray task or over the channel
+        self._lock = threading.Lock()
+        self._channel: ChannelServer | None = None
         if kind == "replica":
             from nanhu.engine.cluster.shard import ShardReads
 
@@ -68,6 +73,8 @@ class ShardActor:
                            if isinstance(path, dict) else {})
             self.target = (next(iter(self.shards.values())) if self.shards
                            else ShardReads(str(path)))
+            self._channel = ChannelServer(self._answer, self._lock,
+                                          ray.util.get_node_ip_address())
         else:
             from nanhu.engine.cluster.writes import ShardWrites
 
@@ -80,9 +87,21 @@ class ShardActor:
         store (:meth:`RayFanout.call_each`): nested in ``calls``, Ray leaves it to this to get."""
         refs = {id(a): a for _, args in calls for a in args if isinstance(a, ray.ObjectRef)}
         got = dict(zip(refs, ray.get(list(refs.values())))) if refs else {}
-        return [getattr(self.shards[shard] if self.shards else self.target, method)(
-                    *(got.get(id(a), a) if isinstance(a, ray.ObjectRef) else a for a in args))
+        calls = [(shard, tuple(got.get(id(a), a) if isinstance(a, ray.ObjectRef) else a
+                               for a in args)) for shard, args in calls]
+        with self._lock:
+            return self._answer(method, calls)
+
+    def _answer(self, method: str, calls: list[tuple[int, tuple]]) -> list:
+        return [getattr(self.shards[shard] if self.shards else self.target, method)(*args)
                 for shard, args in calls]
+
+    def channel(self) -> tuple[tuple[str, int], bytes]:
+        """The address and key of this replica's direct connection
+        (:mod:`nanhu.server.cluster_channel`), asked through Ray."""
+        if self._channel is None:
+            raise RuntimeError("a writer has no channel")
+        return self._channel.address, self._channel.authkey
 
     def pid(self) -> int:
         return os.getpid()
@@ -135,6 +154,11 @@ def writer_name(name: str, shard: int) -> str:
 #: it (docs/results/cluster-fanout-2026-12-02b/).
 INLINE_ENV = "RAY_max_direct_call_object_size"
 INLINE_BYTES = 1 << 20
+
+
+#: ``0`` in the front door's environment: every call to a replica is a Ray task (no direct
+#: connection; :mod:`nanhu.server.cluster_channel`)
+DIRECT_ENV = "NANHU_CLUSTER_DIRECT"
 
 
 def connect(address: str | None) -> None:
@@ -224,6 +248,13 @@ class RayFanout:
         self._handles: dict[tuple[int, int], Any] = {}
         self._next = 0
         self._lock = threading.Lock()
+        #: the replicas' direct connections (:mod:`nanhu.server.cluster_channel`); None for
+        #: writers, or with :data:`DIRECT_ENV` set to ``0`` (every call a Ray task)
+        self.channels = (Channels(self._channel_of) if kind == "replica"
+                         and os.environ.get(DIRECT_ENV, "1") != "0" else None)
+
+    def _channel_of(self, key: tuple[int, int]) -> tuple[tuple[str, int], bytes]:
+        return ray.get(self._handle(*key).channel.remote(), timeout=self.timeout_s)
 
     def _handle(self, unit: int, replica: int):
         key = (unit, replica)
@@ -273,13 +304,35 @@ class RayFanout:
                     out.append(a)
             return tuple(out)
 
+        # Over the replicas' direct connections first (replicas only); what they do not take
+        # goes as Ray tasks, as does a call whose connection fails before it answers.
+        sent: dict[int, Any] = {}
+        if self.channels is not None:
+            for u, where in by_unit.items():
+                conn = self.channels.send((u, first), method, [calls[i] for i in where])
+                if conn is not None:
+                    sent[u] = conn
         asked = {u: [(calls[i][0], put(calls[i][1])) for i in where]
-                 for u, where in by_unit.items()}
+                 for u, where in by_unit.items() if u not in sent}
         pending = {u: self._submit(u, first, method, unit_calls)
                    for u, unit_calls in asked.items()}
         deadline = time.monotonic() + self.timeout_s
+        got: dict[int, Any] = {}
+        try:
+            for u, conn in sent.items():
+                try:
+                    got[u] = self.channels.receive((u, first), conn, deadline)
+                except Failed as exc:
+                    log.info("shard %s: %s over its connection (%s); asked through Ray",
+                             self._names(u), method, exc)
+                    asked[u] = [calls[i] for i in by_unit[u]]
+                    pending[u] = self._submit(u, first, method, asked[u])
+        finally:  # a shard's error raised: the answers left unread would answer later calls
+            for u in sent:
+                if u not in got and u not in pending:
+                    self.channels.drop((u, first))
         answers: list | None = None
-        if all(ref is not None for ref in pending.values()):
+        if pending and all(ref is not None for ref in pending.values()):
             try:  # one wait for every actor; a failure is sorted out actor by actor below
                 answers = ray.get(list(pending.values()), timeout=self.timeout_s)
             except (RayTaskError, *_GONE):
@@ -287,12 +340,21 @@ class RayFanout:
         if answers is None:
             answers = [self._collect(u, first, method, asked[u], ref, deadline)
                        for u, ref in pending.items()]
+        got.update(zip(pending, answers))
         results: list = [MISSING] * len(calls)
-        for unit, answer in zip(pending, answers):
+        for unit, answer in got.items():
             if answer is not MISSING:
                 for i, value in zip(by_unit[unit], answer):
                     results[i] = value
         return results
+
+    def close(self) -> None:
+        """Close this thread's direct connections (the actors stay up)."""
+        if self.channels is not None:
+            self.channels.close()
+
+    def _names(self, unit: int) -> str:
+        return ", ".join(self.layout.shard_names[s] for s in self.units[unit])
 
     def _collect(self, unit: int, first: int, method: str, calls: list[tuple[int, tuple]], ref,
                  deadline: float):

@@ -97,6 +97,9 @@ def test_the_ray_served_cluster_answers_as_one_catalog(served, cluster_corpus, c
         assert rows(matcher, fp) == want[name], name
         assert not view.missing
     assert sum(bool(v) for v in want.values()) >= len(want) - 6
+    # the queries' calls went over the replicas' direct connections, none through Ray
+    channels = view.fanout.channels
+    assert channels.direct_calls >= len(want) and channels.fallbacks == 0
     # a screening keyed on demand: the peak check reads the references' peaks from the actors
     votes_off = dataclasses.replace(AudioMatchParams(), min_votes=100_000)
     clip = kit.excerpt(songs["song-2"], 12.0, 17.0)
