@@ -250,11 +250,13 @@ def run_clients(make_matcher, queries, clients: int) -> dict:
     return out
 
 
-#: single-shard figures measured at 10,018.6 h by ``nanhu bench scale`` with the first look
-#: (issue 10 closing note, 2026-12-01; CPU per query on this machine's cores): the inputs of
-#: :func:`projection`, each named where it is used
-MEASURED_10K = {"hours": 10018.6, "pos_cpu_ms_p50": 22.5, "neg_cpu_ms_p50": 104.0,
-                "index_bytes_per_hour": 1_400_707, "fingerprint_x_realtime": 390.0}
+#: single-shard figures measured at 10,018.6 h by ``nanhu bench scale`` (the warm run of
+#: docs/results/scale-2026-12-03c/warm10k.txt: queries keyed on demand, the peak check on; CPU
+#: per query on this machine's cores) and the slowest codec's fingerprinting speed (opus,
+#: docs/results/fingerprint-speed-2026-12-03/): the inputs of :func:`projection`, each named
+#: where it is used
+MEASURED_10K = {"hours": 10018.6, "pos_cpu_ms_p50": 9.97, "neg_cpu_ms_p50": 25.9,
+                "index_bytes_per_hour": 1_748_399, "fingerprint_x_realtime": 463.5}
 
 
 def projection(*, hours: float = 100_000, screenings_per_s: float = 1_000,
@@ -289,8 +291,8 @@ def projection(*, hours: float = 100_000, screenings_per_s: float = 1_000,
         "disk_gb_per_shard_node": round(index_gb * 1.5, 1),
         "ram_gb_per_shard_node": ram_per_node_gb,
         "page_cache_note": f"the {index_gb:.0f} GB index fits a {ram_per_node_gb} GB node's "
-                           "page cache; measured on one node with 8 GB it still answered "
-                           "(p50 412-599 ms)",
+                           "page cache; measured on one node held to 8 GB it still answered, "
+                           "from disk (p50 783 ms, p99 2,609 ms, cold)",
         "assumptions": {"shard_hours": shard_hours, "upload_s": upload_s,
                         "negative_share": negative_share, "cores_per_node": cores_per_node,
                         "query_cpu_ms": round(query_ms, 1), "measured_inputs": m},
