@@ -1,11 +1,12 @@
 """A query's calls to a replica actor over a direct connection, beside Ray's actor tasks
 (:class:`ChannelServer` in the actor, :class:`Channels` in the front door).
 
-**Why.** On this project's 2-core machines a Ray actor task costs ~2.6 ms of CPU and wall time
-for an empty call (the driver's and the actor's core workers, ~1.2 ms each), and a screening
-makes 2-3 calls to each replica, one per look. Measured on the same machine, an authenticated
-connection between the two processes answers the same call in 0.08 ms, and a Ray Compiled
-Graph in 0.17 ms (docs/results/cluster-2026-12-03b/). Compiled Graphs were not taken: an actor
+**Why.** On this project's 2-core machines an empty Ray actor task costs 1.1-2.6 ms of CPU and
+wall time (the driver's and the actor's core workers about evenly), and in the cluster
+bench's queries a trip cost 2.5-7 ms more than the same call in process; a screening makes
+2-3 calls to each replica, one per look. Measured on the same machine, a pickled request and
+answer between two processes over a socket take 0.04-0.08 ms, and a Ray Compiled Graph
+0.14-0.17 ms (docs/results/cluster-2026-12-03b/). Compiled Graphs were not taken: an actor
 runs one compiled graph at a time and only the process that compiled it may call it, while
 any number of front doors, each with many client threads, screen against the same replicas.
 

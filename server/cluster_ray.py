@@ -9,7 +9,7 @@ Per node of a cluster named ``NAME`` (the cluster directory's name unless given)
   their numbers joined by ``+`` (``2``, or ``0+1+3``; :func:`replica_groups`). One actor answers
   all of a node's shards, so a round trip of the view is one call a node, not one a shard.
   A query's calls go over the replica's direct connection
-  (:mod:`nanhu.server.cluster_channel`: ~0.1 ms a call here, against ~2.6 ms for a Ray task),
+  (:mod:`nanhu.server.cluster_channel`: ~0.15 ms a call here, against 1.1-2.6 ms for a Ray task),
   and through Ray when that connection fails. ``"replica_per_shard": true`` in
   ``cluster.json`` gives each shard its own replica actors instead. Each query's first call
   picks up the shards' new commits, so replicas never need a restart to see registrations;

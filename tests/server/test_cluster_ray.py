@@ -78,11 +78,12 @@ def expected(corpus, cluster_kit) -> dict[str, list[tuple]]:
 
 
 def test_the_ray_served_cluster_answers_as_one_catalog(served, cluster_corpus, cluster_kit,
-                                                       ray_cluster, songs, kit, tmp_path):
+                                                       ray_cluster, songs, kit, tmp_path,
+                                                       monkeypatch):
     import ray
 
     from nanhu.server.cluster_core import open_view
-    from nanhu.server.cluster_ray import NAMESPACE, replica_name
+    from nanhu.server.cluster_ray import DIRECT_ENV, NAMESPACE, replica_name
 
     _, rows = cluster_kit
     pinned = ray.get_actor(replica_name("cluster", 2, 0), namespace=NAMESPACE)
@@ -100,6 +101,15 @@ def test_the_ray_served_cluster_answers_as_one_catalog(served, cluster_corpus, c
     # the queries' calls went over the replicas' direct connections, none through Ray
     channels = view.fanout.channels
     assert channels.direct_calls >= len(want) and channels.fallbacks == 0
+    # and as Ray tasks alone (what a call whose connection fails takes), the same answers
+    monkeypatch.setenv(DIRECT_ENV, "0")
+    _, tasks, _ = open_view(served.root, address=ray_cluster.address)
+    assert tasks.fanout.channels is None
+    on_tasks = Matcher(tasks)
+    for name, fp in list(cluster_corpus.queries.items())[:8]:
+        tasks.refresh()
+        assert rows(on_tasks, fp) == want[name], name
+    assert sum(tasks.round_trips.values()) >= 8
     # a screening keyed on demand: the peak check reads the references' peaks from the actors
     votes_off = dataclasses.replace(AudioMatchParams(), min_votes=100_000)
     clip = kit.excerpt(songs["song-2"], 12.0, 17.0)
