@@ -204,25 +204,30 @@ def _tree_cpu_s() -> float:
     return total
 
 
-def run_clients(make_matcher, queries, clients: int) -> dict:
+def run_clients(make_matcher, queries, clients: int, expected: dict | None = None) -> dict:
     """Each of ``clients`` threads answers its share of ``queries`` with its own matcher.
 
     Besides wall time: the CPU per query of the whole process tree (``cpu_ms_per_query``, which
     the other load on the machine does not inflate as it does wall time) and, on a cluster
-    view, its round trips per query by shard method."""
+    view, its round trips per query by shard method. With ``expected`` ({name: rows}), also
+    how many answers, given while the clients ran together, differ from it (``differing``)."""
     times: list[float] = []
+    differing: list[str] = []
     lock = threading.Lock()
     share = [queries[i::clients] for i in range(clients)]
     matchers = [make_matcher() for _ in range(clients)]
 
     def work(i: int) -> None:
-        for _, fp in share[i]:
+        for name, fp in share[i]:
             t = time.perf_counter()
             if hasattr(matchers[i].catalog, "missing"):  # a cluster view: a query starts so
                 matchers[i].catalog.refresh()
-            matchers[i].match(fp)
+            found = matchers[i].match(fp)
+            elapsed = (time.perf_counter() - t) * 1e3
             with lock:
-                times.append((time.perf_counter() - t) * 1e3)
+                times.append(elapsed)
+                if expected is not None and _rows(found) != expected[name]:
+                    differing.append(name)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(clients)]
     trips_before = [dict(getattr(m.catalog, "round_trips", {})) for m in matchers]
@@ -238,6 +243,11 @@ def run_clients(make_matcher, queries, clients: int) -> dict:
     out = {"clients": clients, "p50_ms": round(p50, 2), "p99_ms": round(p99, 2),
            "screenings_per_s": round(len(times) / wall, 2),
            "cpu_ms_per_query": round(cpu / len(times) * 1e3, 2)}
+    if expected is not None:
+        out["differing"] = len(differing)
+        if differing:
+            log.warning("%d clients: %d answers differ (%s)", clients, len(differing),
+                        ", ".join(differing[:5]))
     trips: dict[str, int] = {}
     for m, before in zip(matchers, trips_before):
         for method, n in getattr(m.catalog, "round_trips", {}).items():
@@ -344,8 +354,10 @@ def run(out: Path, *, quick: bool = False) -> dict:
             local_row = run_clients(lambda m=local_matcher: m, queries, 1)
             rows.append({"shards": n, "mode": "shards in process (no Ray)", **local_row})
             for c in client_counts:
+                # every answer given while the clients run together is compared too
                 row = run_clients(lambda r=layout.root, a=address: Matcher(open_view(r, address=a)[1]),
-                                  queries, c)
+                                  queries, c, expected=expected)
+                identical = identical and row["differing"] == 0
                 rows.append({"shards": n, "mode": "Ray actors", **row})
                 if c == 1:
                     overhead[str(n)] = round(row["p50_ms"] - local_row["p50_ms"], 2)
