@@ -99,7 +99,8 @@ class ShardReads:
 
     def lookup(self, keys: np.ndarray, max_postings: int | None, within: int | None,
                budget: int | None = None
-               ) -> tuple[PackedCounts, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
+               ) -> tuple[PackedCounts, tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+                          dict[int, Reference]]:
         """The postings each key holds in this shard, for the cluster-wide selection, and,
         where that fits, the postings the selection may choose from here: (index into
         ``keys``, ordinal, frame), or None. Both travel compact
