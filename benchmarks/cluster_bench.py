@@ -224,9 +224,10 @@ def run_clients(make_matcher, queries, clients: int, expected: dict | None = Non
                 matchers[i].catalog.refresh()
             found = matchers[i].match(fp)
             elapsed = (time.perf_counter() - t) * 1e3
+            same = expected is None or _rows(found) == expected[name]
             with lock:
                 times.append(elapsed)
-                if expected is not None and _rows(found) != expected[name]:
+                if not same:
                     differing.append(name)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(clients)]

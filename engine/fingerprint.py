@@ -38,6 +38,8 @@ FORMAT = "nanhu-fingerprint"
 FORMAT_VERSION = 2
 #: versions this Nanhu reads
 READABLE_VERSIONS = (1, 2)
+#: the most candidate (speed, pitch) warps a query's peaks may ask to be keyed at
+MAX_QUERY_WARPS = 256
 
 
 @dataclass(frozen=True)
@@ -230,9 +232,9 @@ def query_peaks_from_arrays(frames, log_freq, prominence, warps, params_tag: str
     if frames.size and frames.dtype.kind not in "iu":
         raise MediaError("not a Nanhu fingerprint (query peak frames are not integers)")
     warps = warps.reshape(-1, 2) if warps.size % 2 == 0 else None
-    if warps is None or not 1 <= len(warps) <= 256:
-        raise MediaError("not a Nanhu fingerprint (query warps must be 1..256 (speed, pitch) "
-                         "pairs)")
+    if warps is None or not 1 <= len(warps) <= MAX_QUERY_WARPS:
+        raise MediaError(f"not a Nanhu fingerprint (query warps must be 1..{MAX_QUERY_WARPS} "
+                         "(speed, pitch) pairs)")
     return QueryPeaks(Peaks(frames.astype(np.int64), log_freq.astype(np.float32),
                             prominence.astype(np.float32)),
                       tuple((float(a), float(b)) for a, b in warps), params)

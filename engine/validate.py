@@ -48,7 +48,7 @@ from nanhu.engine.audio.keys import KEY_BITS
 from nanhu.engine.audio.params import AudioParams
 from nanhu.engine.audio.peaks import peak_bins
 from nanhu.engine.errors import InvalidArgument, VersionMismatch
-from nanhu.engine.fingerprint import Fingerprint, VideoPrint
+from nanhu.engine.fingerprint import MAX_QUERY_WARPS, Fingerprint, VideoPrint
 
 #: longest media a fingerprint may describe (s): a week; limits on what a server accepts are
 #: lower and enforced elsewhere (``server.service.Limits``)
@@ -209,11 +209,11 @@ def _check_query_peaks(fp: Fingerprint, what: str, params: AudioParams) -> None:
         raise InvalidArgument(f"{_field(what, name + '.prominence')} must be one finite value "
                               "a peak")
     warps = np.asarray(query.warps, np.float64)
-    if (warps.ndim != 2 or warps.shape[1] != 2 or not 1 <= len(warps) <= 256
+    if (warps.ndim != 2 or warps.shape[1] != 2 or not 1 <= len(warps) <= MAX_QUERY_WARPS
             or not _in_speed_range(warps)):
         lo, hi = SPEED_RANGE
-        raise InvalidArgument(f"{_field(what, name + '.warps')} must be 1..256 (speed, pitch) "
-                              f"pairs within {lo:g}..{hi:g}")
+        raise InvalidArgument(f"{_field(what, name + '.warps')} must be 1..{MAX_QUERY_WARPS} "
+                              f"(speed, pitch) pairs within {lo:g}..{hi:g}")
 
 
 def _in_speed_range(values: np.ndarray) -> bool:

@@ -282,11 +282,21 @@ class RayFanout:
         by_unit: dict[int, list[int]] = {}  # unit -> the calls it answers (positions)
         for i, (shard, _) in enumerate(calls):
             by_unit.setdefault(self._unit_of[shard], []).append(i)
-        # A large argument that several actors' calls share goes into the object store once;
-        # anything else travels inline with its task (Ray inlines up to 100 KiB), which is
-        # faster than a store round trip. Shards of one actor share it within the one task.
+        # Over the replicas' direct connections first (replicas only); what they do not take
+        # goes as Ray tasks, as does a call whose connection fails before it answers.
+        sent: dict[int, Any] = {}
+        if self.channels is not None:
+            for u, where in by_unit.items():
+                conn = self.channels.send((u, first), method, [calls[i] for i in where])
+                if conn is not None:
+                    sent[u] = conn
+        # A large argument that several actors' Ray tasks share goes into the object store
+        # once; anything else travels inline with its task (Ray inlines up to 100 KiB), which
+        # is faster than a store round trip. Shards of one actor share it within the one task.
         users: dict[int, set[int]] = {}
         for unit, where in by_unit.items():
+            if unit in sent:
+                continue
             for i in where:
                 for a in calls[i][1]:
                     users.setdefault(id(a), set()).add(unit)
@@ -304,14 +314,6 @@ class RayFanout:
                     out.append(a)
             return tuple(out)
 
-        # Over the replicas' direct connections first (replicas only); what they do not take
-        # goes as Ray tasks, as does a call whose connection fails before it answers.
-        sent: dict[int, Any] = {}
-        if self.channels is not None:
-            for u, where in by_unit.items():
-                conn = self.channels.send((u, first), method, [calls[i] for i in where])
-                if conn is not None:
-                    sent[u] = conn
         asked = {u: [(calls[i][0], put(calls[i][1])) for i in where]
                  for u, where in by_unit.items() if u not in sent}
         pending = {u: self._submit(u, first, method, unit_calls)

@@ -156,9 +156,8 @@ def _stored_peaks(store, ordinal: int):
     """A reference's stored peaks as a fingerprint carries them (the stored log-frequency
     sixteenths decode exactly, so registering them elsewhere stores the same integers)."""
     from nanhu.engine.audio.peaks import Peaks
-    from nanhu.engine.store.audio_peaks import decode_window
 
-    frames, log_freq = decode_window(*store.raw_window(ordinal, 0.0, float(2**32)))
+    frames, log_freq = store.window(ordinal, 0.0, float(2**32))
     return Peaks(frames.astype(np.int64), log_freq.astype(np.float32),
                  np.zeros(frames.size, np.float32))
 
