@@ -100,6 +100,47 @@ def key_runs(directory: np.ndarray, remainders: np.ndarray, ordered: np.ndarray,
 
 
 @njit(cache=True, nogil=True)
+def key_table_runs(directory: np.ndarray, key_rems: np.ndarray, key_runs: np.ndarray,
+                   ordered: np.ndarray, order: np.ndarray, rem_bits: int, first: np.ndarray,
+                   count: np.ndarray) -> None:  # pragma: no cover - compiled
+    """:func:`key_runs` for a segment of the keyed layout: bucket ``b`` holds the keys
+    ``directory[b]:directory[b + 1]``, whose remainders ``key_rems`` are ascending and
+    distinct, and key ``j``'s postings are ``key_runs[2j] .. + key_runs[2j + 1]`` (first and
+    count side by side, one cache line); a key not in the segment gets ``first = count = 0``.
+
+    key_rems : uint8|uint16|uint32[n_keys]; key_runs : uint32[2 n_keys]; the rest as
+    :func:`key_runs`.
+    """
+    mask = (np.int64(1) << rem_bits) - 1
+    m = ordered.size
+    ahead, half = PREFETCH_AHEAD, PREFETCH_AHEAD // 2
+    for i in range(m):
+        if i + ahead < m:
+            _prefetch(directory, np.int64(ordered[i + ahead]) >> rem_bits)
+        if i + half < m:
+            at = np.int64(directory[np.int64(ordered[i + half]) >> rem_bits])
+            _prefetch(key_rems, at)
+            _prefetch(key_runs, 2 * at)
+        key = np.int64(ordered[i])
+        b = key >> rem_bits
+        w = key & mask
+        lo = np.int64(directory[b])
+        hi = np.int64(directory[b + 1])
+        while lo < hi:  # first remainder >= w
+            mid = (lo + hi) >> 1
+            if key_rems[mid] < w:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < np.int64(directory[b + 1]) and np.int64(key_rems[lo]) == w:
+            first[order[i]] = key_runs[2 * lo]
+            count[order[i]] = key_runs[2 * lo + 1]
+        else:
+            first[order[i]] = 0
+            count[order[i]] = 0
+
+
+@njit(cache=True, nogil=True)
 def read_runs(first: np.ndarray, count: np.ndarray, positions: np.ndarray,
               block_first: np.ndarray, starts: np.ndarray, block_bits: int,
               ordinals: np.ndarray

@@ -23,6 +23,11 @@ log = logging.getLogger(__name__)
 MADV_POPULATE_READ = 22
 #: ranges at least this long are mapped by a background thread, in chunks of this size
 BACKGROUND_CHUNK = 64 << 20
+#: the hot tier of a keyed postings segment is locked in memory while it is at most this share
+#: of the memory available (the rest serves the cold postings, the reference peaks and the heap)
+LOCK_SHARE = 0.8
+#: set to 0 to never lock (the hot tier is then only populated, and the kernel may evict it)
+LOCK_ENV = "NANHU_LOCK_HOT"
 #: a lazy range is mapped at open only while it is at most this share of the memory available
 #: (the rest of the catalog, the process and the other tenants of the page cache need room;
 #: populating a range the page cache cannot hold would only evict the pages lookups need most)
@@ -58,7 +63,8 @@ def advise_random(raw: np.memmap) -> None:
 
 def memory_available() -> int | None:
     """Bytes this process could still fill with page cache: the kernel's ``MemAvailable``, or
-    less where a cgroup (v2) limit is closer; None where neither can be read."""
+    less where its memory cgroup's limit (v2 or v1, page cache charged to it) is closer; None
+    where neither can be read."""
     available = None
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -66,15 +72,37 @@ def memory_available() -> int | None:
                 available = int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit != "max":
-            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
-            room = max(int(limit) - used, 0)
-            available = room if available is None else min(available, room)
-    except (OSError, ValueError):
-        pass
+    room = _cgroup_room()
+    if room is not None:
+        available = room if available is None else min(available, room)
     return available
+
+
+def _cgroup_room() -> int | None:
+    """Limit less use of this process's memory cgroup, or None where it has no limit."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, group = (line.split(":", 2) + ["", ""])[:3]
+        group = group.strip().lstrip("/")
+        if controllers == "":  # v2: one unified hierarchy
+            folder, limit_name, use_name = Path("/sys/fs/cgroup") / group, "memory.max", \
+                "memory.current"
+        elif "memory" in controllers.split(","):
+            folder, limit_name, use_name = Path("/sys/fs/cgroup/memory") / group, \
+                "memory.limit_in_bytes", "memory.usage_in_bytes"
+        else:
+            continue
+        try:
+            limit = (folder / limit_name).read_text().strip()
+            if limit == "max" or int(limit) >= 1 << 60:  # v1 writes "no limit" as ~2^63
+                continue
+            return max(int(limit) - int((folder / use_name).read_text()), 0)
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 _libc = None
@@ -126,4 +154,54 @@ def populate_later(raw: np.memmap, start: int, stop: int, *, what: str) -> bool:
             pass
 
     threading.Thread(target=run, name=f"nanhu-map {what}", daemon=True).start()
+    return True
+
+
+def lock_later(raw: np.memmap, ranges: list[tuple[int, int]], *, what: str) -> bool:
+    """Lock the byte ranges of ``raw`` in memory (``mlock``, in a background thread: it reads
+    them in as it goes, and lets go of the GIL) if they fit in :data:`LOCK_SHARE` of the
+    memory available; True when it was asked. Where the lock is refused (``RLIMIT_MEMLOCK``
+    for an unprivileged process; raise it with ``ulimit -l unlimited``, systemd's
+    ``LimitMEMLOCK=infinity`` or Docker's ``--ulimit memlock=-1``), the ranges are populated
+    as :func:`populate_later` does, and a warning says so.
+
+    For the hot tier of a keyed postings segment (its directory, key table and hot positions):
+    read by nearly every lookup, and on a machine whose page cache cannot hold the whole index,
+    the kernel evicts some of it for pages read once (a cold key's postings, a reference's
+    peaks). At 10,000 h in 8 GiB, 5 % of the hot pages were out at any time, 340 reads from
+    disk a query. The lock lasts as long as the mapping.
+    """
+    import os
+
+    total = sum(stop - start for start, stop in ranges)
+    if total <= 0 or os.environ.get(LOCK_ENV, "1") == "0":
+        return False
+    available = memory_available()
+    if available is None or total > LOCK_SHARE * available or getattr(raw, "_mmap", None) is None:
+        log.info("%s: the %.1f GB hot tier is not locked (%.1f GB of memory available)", what,
+                 total / 1e9, (available or 0) / 1e9)
+        return False
+    page = mmap.PAGESIZE
+    base = raw.ctypes.data
+
+    def run() -> None:
+        keep = raw  # noqa: F841 - the mapping stays open while the thread locks it
+        global _libc
+        if _libc is None:
+            _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.mlock.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+        for start, stop in ranges:
+            first = start - start % page
+            for lo in range(first, stop, BACKGROUND_CHUNK):
+                length = min(BACKGROUND_CHUNK, stop - lo)
+                if _libc.mlock(ctypes.c_void_p(base + lo), ctypes.c_size_t(length)) != 0:
+                    log.warning("%s: cannot lock the hot tier in memory (%s); it is only "
+                                "mapped, and the kernel may evict it. Raise the memory-lock "
+                                "limit (ulimit -l unlimited) to keep it", what,
+                                os.strerror(ctypes.get_errno()))
+                    for a, b in ranges:
+                        _madvise_populate(base + a - a % page, b - a + a % page)
+                    return
+
+    threading.Thread(target=run, name=f"nanhu-lock {what}", daemon=True).start()
     return True

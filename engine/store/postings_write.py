@@ -15,7 +15,17 @@ from pathlib import Path
 import numpy as np
 
 from nanhu.engine.errors import CatalogCorrupt, LimitExceeded
-from nanhu.engine.store.postings import MAGIC, MAX_SEGMENT_FRAMES, SEGMENT_VERSION, Segment, mix_keys
+from nanhu.engine.store.postings import (
+    HOT_MAX,
+    MAGIC,
+    MAX_SEGMENT_FRAMES,
+    SEGMENT_VERSION,
+    Segment,
+    mix_keys,
+)
+
+#: keys (and their postings) reordered per pass when a keyed segment's positions are laid out
+_REORDER_KEYS = 1 << 22
 
 
 def _dir_bits(count: int, key_bits: int) -> int:
@@ -46,10 +56,11 @@ def _timeline(ordinals: np.ndarray, frames: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def write_segment(path: Path, keys: np.ndarray, ordinals: np.ndarray, frames: np.ndarray, *,
-                  key_bits: int) -> int:
+                  key_bits: int, layout: str | None = None) -> int:
     """Write one segment file (sorted here) and fsync it; returns its size in bytes.
 
     keys : ndarray [shape=(n,)], uint32 < 2^key_bits; ordinals : uint32[n]; frames : int[n] >= 0.
+    layout : "flat" or "keyed" to force one; default the smaller.
     """
     keys = np.asarray(keys, np.uint32)
     if keys.size and int(keys.max()) >= 1 << key_bits:
@@ -64,90 +75,148 @@ def write_segment(path: Path, keys: np.ndarray, ordinals: np.ndarray, frames: np
     local = by_ordinal[np.searchsorted(refs, ordinals, sorter=by_ordinal)]
     positions = (starts[local] + frames.astype(np.uint64)).astype(np.uint32)
     order = np.lexsort((positions, keys))
-    with _SegmentWriter(path, key_bits, refs, starts, keys.size) as writer:
+    with _SegmentWriter(path, key_bits, refs, starts, keys.size, layout) as writer:
         writer.append(keys[order], positions[order])
     return path.stat().st_size
 
 
 class _SegmentWriter:
-    """Streams sorted (key, position) runs into a segment file: remainders and positions go to
-    two files that are joined on close, so no more than one run is ever in memory."""
+    """Streams sorted (key, position) runs into a segment file. Both layouts' parts go to
+    scratch files (per-posting remainders, the key table, positions in key order); on close the
+    smaller layout is written (see :mod:`engine.store.postings`), so no more than one run, or
+    one reordering pass, is ever in memory. ``layout`` ("flat", "keyed") forces one (tests)."""
 
     def __init__(self, path: Path, key_bits: int, refs: np.ndarray, starts: np.ndarray,
-                 expected_count: int) -> None:
-        self.path, self.key_bits = path, key_bits
+                 expected_count: int, layout: str | None = None) -> None:
+        self.path, self.key_bits, self.layout = path, key_bits, layout
         self.refs, self.starts = refs.astype("<u4"), starts.astype("<u8")
         self.dir_bits = _dir_bits(expected_count, key_bits)
         self.rem_bits = key_bits - self.dir_bits
         self.rem_dtype = _rem_dtype(self.rem_bits)
-        self.bucket_counts = np.zeros(1 << self.dir_bits, np.int64)
-        self.count = 0
+        self.bucket_counts = np.zeros(1 << self.dir_bits, np.int64)  # postings a bucket
+        self.bucket_keys = np.zeros(1 << self.dir_bits, np.int64)  # keys a bucket
+        self.count = self.n_keys = self.hot_count = 0
         self.last_key = -1
         self._scratch = tempfile.TemporaryDirectory(dir=path.parent, prefix=".merge-")
         scratch = Path(self._scratch.name)
-        self._rem = open(scratch / "rem", "wb")
-        self._pos = open(scratch / "pos", "wb")
+        self._parts = {name: open(scratch / name, "wb")
+                       for name in ("rem", "pos", "key_rems", "key_counts")}
 
     def __enter__(self) -> _SegmentWriter:
         return self
 
     def append(self, keys: np.ndarray, positions: np.ndarray) -> None:
-        """Add postings whose (mixed) keys are sorted and not below any key appended before."""
+        """Add postings whose (mixed) keys are sorted and above every key appended before (a
+        key's postings come in one call)."""
         if keys.size == 0:
             return
-        if int(keys[0]) < self.last_key or int(keys.max()) >= 1 << self.key_bits:
-            raise ValueError("postings appended out of key order or beyond the key width")
+        if int(keys[0]) <= self.last_key or int(keys.max()) >= 1 << self.key_bits:
+            raise ValueError("postings appended out of key order, a key split between two "
+                             "appends, or a key beyond the key width")
         self.last_key = int(keys[-1])
         # count into the buckets this run spans only (a merge appends 1/256 of the key space
         # at a time; a full-size count per append would cost the whole directory each time)
         buckets = (keys >> np.uint32(self.rem_bits)).astype(np.int64)
         first = int(buckets[0])
-        self.bucket_counts[first: int(buckets[-1]) + 1] += np.bincount(buckets - first)
+        span = slice(first, int(buckets[-1]) + 1)
+        self.bucket_counts[span] += np.bincount(buckets - first)
+        new_key = np.flatnonzero(np.diff(keys.astype(np.int64))) + 1
+        run_starts = np.concatenate([[0], new_key])
+        per_key = np.diff(np.append(run_starts, keys.size))
+        self.bucket_keys[span] += np.bincount(buckets[run_starts] - first)
         mask = np.uint32((1 << self.rem_bits) - 1)
-        self._rem.write((keys & mask).astype(self.rem_dtype).tobytes())
-        self._pos.write(np.ascontiguousarray(positions, "<u4").tobytes())
+        self._parts["rem"].write((keys & mask).astype(self.rem_dtype).tobytes())
+        self._parts["pos"].write(np.ascontiguousarray(positions, "<u4").tobytes())
+        self._parts["key_rems"].write((keys[run_starts] & mask).astype(self.rem_dtype).tobytes())
+        self._parts["key_counts"].write(per_key.astype("<u4").tobytes())
         self.count += keys.size
+        self.n_keys += run_starts.size
+        self.hot_count += int(per_key[per_key <= HOT_MAX].sum())
 
     def __exit__(self, exc_type, *exc) -> None:
         try:
-            self._rem.close()
-            self._pos.close()
+            for part in self._parts.values():
+                part.close()
             if exc_type is None:
                 self._finish()
         finally:
             self._scratch.cleanup()
 
+    def _keyed(self) -> bool:
+        if self.layout is not None:
+            return self.layout == "keyed" and self.n_keys > 0
+        size = self.rem_dtype.itemsize
+        return 0 < self.n_keys * (size + 8) < self.count * size
+
     def _finish(self) -> None:
-        directory = np.concatenate([[0], np.cumsum(self.bucket_counts)])
-        if directory[-1] >= 1 << 32:
+        if self.count >= 1 << 32:
             raise LimitExceeded(f"{self.path}: a postings segment holds fewer than 2^32 postings")
+        keyed = self._keyed()
+        per_bucket = self.bucket_keys if keyed else self.bucket_counts
+        directory = np.concatenate([[0], np.cumsum(per_bucket)])
         scratch = Path(self._scratch.name)
         with open(self.path, "wb") as handle:
             handle.write(MAGIC)
             handle.write(np.array([SEGMENT_VERSION, self.key_bits, self.dir_bits,
                                    self.rem_dtype.itemsize], "<u4").tobytes())
-            handle.write(np.array([self.count, self.refs.size, int(self.starts[-1])],
-                                  "<u8").tobytes())
+            handle.write(np.array([self.count, self.refs.size, int(self.starts[-1]),
+                                   self.n_keys if keyed else 0,
+                                   self.hot_count if keyed else self.count], "<u8").tobytes())
             handle.write(self.refs.tobytes())
             _pad(handle, 8)
             handle.write(self.starts.tobytes())
             handle.write(directory.astype("<u4").tobytes())
-            with open(scratch / "rem", "rb") as part:
-                shutil.copyfileobj(part, handle, 1 << 24)
-            _pad(handle, 4)
-            with open(scratch / "pos", "rb") as part:
-                shutil.copyfileobj(part, handle, 1 << 24)
+            if keyed:
+                self._write_keyed(handle, scratch)
+            else:
+                _copy(scratch / "rem", handle)
+                _pad(handle, 4)
+                _copy(scratch / "pos", handle)
             handle.flush()
             os.fsync(handle.fileno())
 
+    def _write_keyed(self, handle, scratch: Path) -> None:
+        """Key table, then positions: the hot keys' postings in key order, then the others'
+        (the cold ones go through a scratch file), :data:`_REORDER_KEYS` keys a pass."""
+        _copy(scratch / "key_rems", handle)
+        _pad(handle, 4)
+        counts = np.memmap(scratch / "key_counts", "<u4", "r", shape=(self.n_keys,))
+        hot_next, cold_next = 0, self.hot_count
+        for lo in range(0, self.n_keys, _REORDER_KEYS):
+            c = counts[lo: lo + _REORDER_KEYS].astype(np.int64)
+            hot = c <= HOT_MAX
+            runs = np.empty((c.size, 2), "<u4")  # (first, count) side by side
+            runs[hot, 0] = hot_next + np.cumsum(c[hot]) - c[hot]
+            runs[~hot, 0] = cold_next + np.cumsum(c[~hot]) - c[~hot]
+            runs[:, 1] = c
+            hot_next += int(c[hot].sum())
+            cold_next += int(c[~hot].sum())
+            handle.write(runs.tobytes())
+        _pad(handle, 4)
+        with open(scratch / "pos", "rb") as positions, open(scratch / "cold", "wb") as cold:
+            for lo in range(0, self.n_keys, _REORDER_KEYS):
+                c = counts[lo: lo + _REORDER_KEYS].astype(np.int64)
+                run = np.frombuffer(positions.read(int(c.sum()) * 4), "<u4")
+                hot = np.repeat(c <= HOT_MAX, c)
+                handle.write(run[hot].tobytes())
+                cold.write(run[~hot].tobytes())
+        del counts
+        _copy(scratch / "cold", handle)
+
+
+def _copy(path: Path, handle) -> None:
+    with open(path, "rb") as part:
+        shutil.copyfileobj(part, handle, 1 << 24)
+
 
 def merge_segments(paths: Sequence[Path], out: Path, *, key_bits: int,
-                   drop_ordinals: np.ndarray | None = None, partitions: int = 256) -> dict:
+                   drop_ordinals: np.ndarray | None = None, partitions: int = 256,
+                   layout: str | None = None) -> dict:
     """Merge segments into one at ``out`` (fsynced), dropping ``drop_ordinals``' postings.
 
     Memory holds one partition of the key space at a time (1/``partitions`` of the postings);
-    references keep their order (segment by segment), so merging is deterministic. Returns
-    {"count", "bytes", "references"}.
+    references keep their order (segment by segment), so merging is deterministic; ``layout``
+    as :func:`write_segment`. Returns {"count", "bytes", "references"}.
     """
     segments = [Segment(p) for p in paths]
     drop = np.asarray(drop_ordinals if drop_ordinals is not None else [], np.uint32)
@@ -179,7 +248,8 @@ def merge_segments(paths: Sequence[Path], out: Path, *, key_bits: int,
     part_bits = max(1, min(int(partitions).bit_length() - 1,
                            min((s.dir_bits for s in segments), default=10)))
     low = np.uint64(0xFFFFFFFF)
-    with _SegmentWriter(out, key_bits, refs_all, starts.astype(np.uint64), expected) as writer:
+    with _SegmentWriter(out, key_bits, refs_all, starts.astype(np.uint64), expected,
+                        layout) as writer:
         for part in range(1 << part_bits):
             runs = []
             for seg, shift in zip(segments, shifts):

@@ -71,3 +71,90 @@ def test_positions_stay_lazy_where_memory_is_short_and_answers_do_not_change(tmp
 def test_memory_available_is_a_positive_byte_count_on_linux():
     available = mapping.memory_available()
     assert available is not None and available > 1 << 20
+
+
+def _locked_kb(path: Path) -> int:
+    """Locked kB of this process's mappings of ``path`` (/proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if line[:1].isdigit() or line[:1] in "abcdef" and "-" in line.split()[0]:
+            inside = line.rstrip().endswith(str(path))
+        elif inside and line.startswith("Locked:"):
+            total += int(line.split()[1])
+    return total
+
+
+def _keyed_segment(tmp_path: Path) -> Path:
+    """A segment of the keyed layout with both tiers: 20,000 keys of 1-200 postings."""
+    rng = np.random.default_rng(1)
+    counts = rng.integers(1, 200, 20_000)
+    keys = np.repeat(rng.choice(1 << 30, counts.size, replace=False), counts).astype(np.uint32)
+    path = tmp_path / "keyed.pst"
+    write_segment(path, keys, np.zeros(keys.size, np.uint32), np.arange(keys.size), key_bits=30,
+                  layout="keyed")
+    return path
+
+
+def _wait_for_lockers() -> None:
+    deadline = time.monotonic() + 30
+    while any(t.name.startswith("nanhu-lock") for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the background lock never finished"
+        time.sleep(0.01)
+
+
+def test_a_keyed_segments_hot_tier_is_locked_and_its_cold_postings_stay_lazy(tmp_path,
+                                                                            monkeypatch):
+    path = _keyed_segment(tmp_path)
+    monkeypatch.setattr(mapping, "BACKGROUND_CHUNK", 1 << 18)
+    segment = Segment(path)
+    assert segment.keyed and 0 < segment.hot_count < len(segment)
+    _wait_for_lockers()
+    hot_bytes = segment.hot_count * 4 + segment.key_counts.nbytes * 2
+    locked = _locked_kb(path) * 1024
+    assert hot_bytes <= locked < hot_bytes + (len(segment) - segment.hot_count) * 4
+    del segment
+    monkeypatch.setenv(mapping.LOCK_ENV, "0")  # turned off: populated, nothing locked
+    unlocked = Segment(path)
+    _wait_for_mappers()
+    assert _locked_kb(path) == 0
+    del unlocked
+
+
+def test_the_hot_tier_is_not_locked_where_memory_is_short(tmp_path, monkeypatch):
+    path = _keyed_segment(tmp_path)
+    monkeypatch.setattr(mapping, "memory_available", lambda: 1 << 20)
+    segment = Segment(path)
+    _wait_for_lockers()
+    assert _locked_kb(path) == 0
+    del segment
+
+
+def test_a_memory_cgroup_limit_bounds_the_memory_available(tmp_path, monkeypatch):
+    """cgroup v1 (the memory controller's own hierarchy) and v2 (the unified one)."""
+    real = Path
+    v1 = tmp_path / "sys/fs/cgroup/memory/jobs/a"
+    v1.mkdir(parents=True)
+    (v1 / "memory.limit_in_bytes").write_text(str(8 << 30))
+    (v1 / "memory.usage_in_bytes").write_text(str(3 << 30))
+    v2 = tmp_path / "sys/fs/cgroup/jobs/b"
+    v2.mkdir(parents=True)
+    (v2 / "memory.max").write_text(str(6 << 30))
+    (v2 / "memory.current").write_text(str(1 << 30))
+    files = {"/proc/self/cgroup": "12:memory:/jobs/a\n"}
+
+    def fake(name, *rest):
+        text = str(name)
+        if text in files:
+            target = tmp_path / "self-cgroup"
+            target.write_text(files[text])
+            return real(target)
+        if text.startswith("/sys/fs/cgroup"):
+            return real(str(tmp_path) + text)
+        return real(name, *rest)
+
+    monkeypatch.setattr(mapping, "Path", fake)
+    assert mapping._cgroup_room() == 5 << 30
+    files["/proc/self/cgroup"] = "0::/jobs/b\n"
+    assert mapping._cgroup_room() == 5 << 30
+    (v2 / "memory.max").write_text("max")
+    assert mapping._cgroup_room() is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from nanhu.engine.audio.params import AudioParams
 from nanhu.engine.catalog import Catalog
 from nanhu.engine.errors import CatalogCorrupt
 from nanhu.engine.fingerprint import Fingerprint
+from nanhu.engine.store import postings_write
 from nanhu.engine.store.postings import (
     Segment,
     SegmentPostings,
@@ -71,10 +73,20 @@ def _distinct_ordinals(batches):
                       max_size=30),
        cap=st.one_of(st.none(), st.integers(0, 12)),
        budget=st.one_of(st.none(), st.integers(0, 80)),
-       drop=st.integers(0, 5))
-def test_segments_and_their_merge_agree_with_brute_force(batches, query, cap, budget, drop):
+       drop=st.integers(0, 5),
+       layouts=st.tuples(st.sampled_from([None, "flat", "keyed"]),
+                         st.sampled_from([None, "flat", "keyed"])),
+       hot_max=st.sampled_from([0, 1, 3, 64]))
+def test_segments_and_their_merge_agree_with_brute_force(batches, query, cap, budget, drop,
+                                                         layouts, hot_max):
     """Capped lookups over several segments, and over their merge (dropping one reference),
-    return exactly the dict of lists' postings."""
+    return exactly the dict of lists' postings, in either layout (a flat segment merged into a
+    keyed one and back) and wherever the keyed layout's hot region ends."""
+    with mock.patch.object(postings_write, "HOT_MAX", hot_max):
+        _segments_and_merge_against_brute_force(batches, query, cap, budget, drop, layouts)
+
+
+def _segments_and_merge_against_brute_force(batches, query, cap, budget, drop, layouts):
     batches = _distinct_ordinals(batches)
     brute, merged_brute = BruteForcePostings(), BruteForcePostings()
     dropped = batches[drop][0] if drop < len(batches) else None
@@ -88,7 +100,7 @@ def test_segments_and_their_merge_agree_with_brute_force(batches, query, cap, bu
             if keys.size:
                 paths.append(Path(folder) / f"seg-{n}.pst")
                 write_segment(paths[-1], keys, np.full(keys.size, ordinal, np.uint32), frames,
-                              key_bits=KEY_BITS)
+                              key_bits=KEY_BITS, layout=layouts[0])
         query_keys = np.array(query, np.uint32)
         segments = SegmentPostings(paths)
         assert triples(segments.lookup(query_keys, max_postings=cap, budget=budget)) == triples(
@@ -97,7 +109,7 @@ def test_segments_and_their_merge_agree_with_brute_force(batches, query, cap, bu
         out = Path(folder) / "merged.pst"
         info = merge_segments(paths, out, key_bits=KEY_BITS,
                               drop_ordinals=np.array([] if dropped is None else [dropped]),
-                              partitions=4)
+                              partitions=4, layout=layouts[1])
         merged = SegmentPostings([out])
         assert info["count"] == len(merged) == len(merged_brute)
         assert triples(merged.lookup(query_keys, max_postings=cap, budget=budget)) == triples(
@@ -123,16 +135,18 @@ def test_timeline_finds_the_reference_of_a_position_as_a_bisection_does(lengths,
     assert found.tolist() == expected.tolist()
 
 
+@pytest.mark.parametrize("layout", ["flat", "keyed"])
 @pytest.mark.parametrize("n, key_bits", [(3_000, KEY_BITS), (200_000, KEY_BITS), (5_000, 14)])
-def test_compiled_key_ranges_equal_the_vectorised_bisection(tmp_path, n, key_bits):
+def test_compiled_key_ranges_equal_the_vectorised_bisection(tmp_path, n, key_bits, layout):
     """1-, 2- and 4-byte remainders; crowded buckets (a key holding many postings), absent
-    keys, and keys wider than the segment's (a malformed query)."""
+    keys, and keys wider than the segment's (a malformed query); both layouts."""
     rng = np.random.default_rng(n)
     common = rng.integers(0, 1 << key_bits, 5)
     keys = np.concatenate([rng.integers(0, 1 << key_bits, n), np.repeat(common, 300)])
     write_segment(tmp_path / "a.pst", keys.astype(np.uint32), np.zeros(keys.size, np.uint32),
-                  np.arange(keys.size), key_bits=key_bits)
+                  np.arange(keys.size), key_bits=key_bits, layout=layout)
     segment = Segment(tmp_path / "a.pst")
+    assert segment.keyed == (layout == "keyed")
     query = np.concatenate([keys[:2000], rng.integers(0, 1 << key_bits, 2000), common,
                             [1 << key_bits, (1 << 32) - 1]]).astype(np.uint32)
     first, count = segment.ranges(query)
@@ -140,6 +154,55 @@ def test_compiled_key_ranges_equal_the_vectorised_bisection(tmp_path, n, key_bit
     assert count.tolist() == twin_count.tolist() and first.tolist() == twin_first.tolist()
     assert count[:2000].min() >= 1 and count[-2:].tolist() == [0, 0]
     assert count[-7:-2].min() >= 300
+    if layout == "keyed":  # the crowded keys' postings lie after every hot key's
+        assert (first[-7:-2] >= segment.hot_count).all()
+        assert (first[:2000][count[:2000] <= 64] < segment.hot_count).all()
+
+
+def test_the_writer_takes_the_smaller_layout_and_both_hold_the_same_postings(tmp_path):
+    """Keys holding a posting or two: a remainder a posting is smaller; keys holding dozens
+    (a large catalog): a remainder a key, and the hot keys' positions first."""
+    rng = np.random.default_rng(3)
+    for name, distinct, n in (("sparse", 1 << 28, 50_000), ("dense", 2_000, 50_000)):
+        keys = rng.integers(0, distinct, n).astype(np.uint32)
+        keys[:300] = 7  # one key past the hot region
+        ordinals = rng.integers(0, 9, n).astype(np.uint32)
+        frames = rng.integers(0, 10**5, n)
+        sizes = {}
+        for layout in (None, "flat", "keyed"):
+            path = tmp_path / f"{name}-{layout}.pst"
+            sizes[layout] = write_segment(path, keys, ordinals, frames, key_bits=KEY_BITS,
+                                          layout=layout)
+        assert sizes[None] == min(sizes["flat"], sizes["keyed"])
+        chosen = Segment(tmp_path / f"{name}-None.pst")
+        assert chosen.keyed == (name == "dense")
+        flat, keyed = (SegmentPostings([tmp_path / f"{name}-{x}.pst"]) for x in ("flat", "keyed"))
+        query = np.unique(np.concatenate([keys[::7], [7, 1 << 27]])).astype(np.uint32)
+        assert triples(flat.lookup(query)) == triples(keyed.lookup(query))
+        assert sorted(zip(*[a.tolist() for a in flat.all_postings()])) == sorted(
+            zip(*[a.tolist() for a in keyed.all_postings()]))
+        segment = keyed.segments[0]
+        assert segment.n_keys == flat.segments[0].n_keys == np.unique(keys).size
+        hot_keys = segment.key_counts <= 64
+        assert segment.hot_count == int(segment.key_counts[hot_keys].sum())
+        assert int(segment.key_firsts[~hot_keys].min()) >= segment.hot_count
+        del flat, keyed, chosen, segment
+
+
+def test_version_3_segments_are_still_read(tmp_path):
+    """A catalog written before the keyed layout (48-byte header, flat) opens as it was."""
+    rng = np.random.default_rng(5)
+    keys = rng.integers(0, 1 << KEY_BITS, 5000).astype(np.uint32)
+    path = tmp_path / "v4.pst"
+    write_segment(path, keys, np.zeros(5000, np.uint32), np.arange(5000), key_bits=KEY_BITS,
+                  layout="flat")
+    data = bytearray(path.read_bytes())
+    old = data[:8] + (3).to_bytes(4, "little") + data[12:48] + data[64:]
+    (tmp_path / "v3.pst").write_bytes(bytes(old))
+    v3, v4 = SegmentPostings([tmp_path / "v3.pst"]), SegmentPostings([path])
+    assert v3.segments[0].version == 3 and not v3.segments[0].keyed
+    assert triples(v3.lookup(keys[:500])) == triples(v4.lookup(keys[:500]))
+    del v3, v4
 
 
 @settings(max_examples=25, deadline=None)
