@@ -79,7 +79,9 @@ def memory_available() -> int | None:
 
 
 def _cgroup_room() -> int | None:
-    """Limit less use of this process's memory cgroup, or None where it has no limit."""
+    """Limit less use of this process's memory cgroup, its file pages counted as room (the
+    kernel reclaims them, as ``MemAvailable`` counts them: a restarted server's own index
+    pages are most of them), or None where it has no limit."""
     try:
         lines = Path("/proc/self/cgroup").read_text().splitlines()
     except OSError:
@@ -99,10 +101,20 @@ def _cgroup_room() -> int | None:
             limit = (folder / limit_name).read_text().strip()
             if limit == "max" or int(limit) >= 1 << 60:  # v1 writes "no limit" as ~2^63
                 continue
-            return max(int(limit) - int((folder / use_name).read_text()), 0)
+            used = int((folder / use_name).read_text()) - _file_pages(folder / "memory.stat")
+            return max(int(limit) - max(used, 0), 0)
         except (OSError, ValueError):
             continue
     return None
+
+
+def _file_pages(stat: Path) -> int:
+    """Bytes of file pages (active and inactive) in a cgroup's memory.stat; 0 if unreadable."""
+    try:
+        fields = dict(line.split()[:2] for line in stat.read_text().splitlines() if line.strip())
+    except (OSError, ValueError):
+        return 0
+    return sum(int(fields.get(name, 0)) for name in ("active_file", "inactive_file"))
 
 
 _libc = None

@@ -130,7 +130,8 @@ def test_the_hot_tier_is_not_locked_where_memory_is_short(tmp_path, monkeypatch)
 
 
 def test_a_memory_cgroup_limit_bounds_the_memory_available(tmp_path, monkeypatch):
-    """cgroup v1 (the memory controller's own hierarchy) and v2 (the unified one)."""
+    """cgroup v1 (the memory controller's own hierarchy) and v2 (the unified one); page cache
+    charged to the group counts as room."""
     real = Path
     v1 = tmp_path / "sys/fs/cgroup/memory/jobs/a"
     v1.mkdir(parents=True)
@@ -139,7 +140,9 @@ def test_a_memory_cgroup_limit_bounds_the_memory_available(tmp_path, monkeypatch
     v2 = tmp_path / "sys/fs/cgroup/jobs/b"
     v2.mkdir(parents=True)
     (v2 / "memory.max").write_text(str(6 << 30))
-    (v2 / "memory.current").write_text(str(1 << 30))
+    (v2 / "memory.current").write_text(str(3 << 30))
+    (v2 / "memory.stat").write_text(f"anon {1 << 30}\nactive_file {1 << 30}\n"
+                                    f"inactive_file {1 << 30}\n")  # 2 GiB of it reclaimable
     files = {"/proc/self/cgroup": "12:memory:/jobs/a\n"}
 
     def fake(name, *rest):
