@@ -52,6 +52,20 @@ def _prefetch(typingctx, array, index):  # pragma: no cover - compiled
     return sig, codegen
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _bisect(values: np.ndarray, lo: np.int64, hi: np.int64, w: np.int64,
+            above: bool) -> np.int64:  # pragma: no cover - compiled
+    """First index in ``[lo, hi)`` whose value is ``>= w`` (``> w`` with ``above``), ``hi`` if
+    none; ``values[lo:hi]`` sorted."""
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if values[mid] < w or (above and values[mid] == w):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
 @njit(cache=True, nogil=True)
 def key_runs(directory: np.ndarray, remainders: np.ndarray, ordered: np.ndarray,
              order: np.ndarray, rem_bits: int, first: np.ndarray,
@@ -79,24 +93,10 @@ def key_runs(directory: np.ndarray, remainders: np.ndarray, ordered: np.ndarray,
         key = np.int64(ordered[i])
         b = key >> rem_bits
         w = key & mask
-        lo = np.int64(directory[b])
         hi = np.int64(directory[b + 1])
-        while lo < hi:  # first remainder >= w
-            mid = (lo + hi) >> 1
-            if remainders[mid] < w:
-                lo = mid + 1
-            else:
-                hi = mid
-        start = lo
-        hi = np.int64(directory[b + 1])
-        while lo < hi:  # first remainder > w
-            mid = (lo + hi) >> 1
-            if remainders[mid] <= w:
-                lo = mid + 1
-            else:
-                hi = mid
+        start = _bisect(remainders, np.int64(directory[b]), hi, w, False)
         first[order[i]] = start
-        count[order[i]] = lo - start
+        count[order[i]] = _bisect(remainders, start, hi, w, True) - start
 
 
 @njit(cache=True, nogil=True)
@@ -124,15 +124,9 @@ def key_table_runs(directory: np.ndarray, key_rems: np.ndarray, key_runs: np.nda
         key = np.int64(ordered[i])
         b = key >> rem_bits
         w = key & mask
-        lo = np.int64(directory[b])
         hi = np.int64(directory[b + 1])
-        while lo < hi:  # first remainder >= w
-            mid = (lo + hi) >> 1
-            if key_rems[mid] < w:
-                lo = mid + 1
-            else:
-                hi = mid
-        if lo < np.int64(directory[b + 1]) and np.int64(key_rems[lo]) == w:
+        lo = _bisect(key_rems, np.int64(directory[b]), hi, w, False)
+        if lo < hi and np.int64(key_rems[lo]) == w:
             first[order[i]] = key_runs[2 * lo]
             count[order[i]] = key_runs[2 * lo + 1]
         else:

@@ -12,13 +12,14 @@ from nanhu.engine.store import mapping
 from nanhu.engine.store.postings import Segment, write_segment
 
 
-def _mapped_kb(path: Path) -> int:
-    """Resident kB of this process's mappings of ``path`` (/proc/self/smaps)."""
+def _mapped_kb(path: Path, field: str = "Rss") -> int:
+    """Resident (or ``field``: "Locked") kB of this process's mappings of ``path``
+    (/proc/self/smaps)."""
     total, inside = 0, False
     for line in Path("/proc/self/smaps").read_text().splitlines():
         if line[:1].isdigit() or line[:1] in "abcdef" and "-" in line.split()[0]:
             inside = line.rstrip().endswith(str(path))
-        elif inside and line.startswith("Rss:"):
+        elif inside and line.startswith(f"{field}:"):
             total += int(line.split()[1])
     return total
 
@@ -74,14 +75,7 @@ def test_memory_available_is_a_positive_byte_count_on_linux():
 
 
 def _locked_kb(path: Path) -> int:
-    """Locked kB of this process's mappings of ``path`` (/proc/self/smaps)."""
-    total, inside = 0, False
-    for line in Path("/proc/self/smaps").read_text().splitlines():
-        if line[:1].isdigit() or line[:1] in "abcdef" and "-" in line.split()[0]:
-            inside = line.rstrip().endswith(str(path))
-        elif inside and line.startswith("Locked:"):
-            total += int(line.split()[1])
-    return total
+    return _mapped_kb(path, "Locked")
 
 
 def _keyed_segment(tmp_path: Path) -> Path:
