@@ -66,6 +66,20 @@ def _bisect(values: np.ndarray, lo: np.int64, hi: np.int64, w: np.int64,
     return lo
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _look_ahead(directory: np.ndarray, ordered: np.ndarray, i: int,
+                rem_bits: int) -> np.int64:  # pragma: no cover - compiled
+    """Ask for the directory entry of the key :data:`PREFETCH_AHEAD` (16) after ``i``, and
+    return that of the key 8 after it (asked for 8 keys ago), where its bucket starts: the
+    caller asks for its bucket's lines there. -1 past the end."""
+    m = ordered.size
+    if i + PREFETCH_AHEAD < m:
+        _prefetch(directory, np.int64(ordered[i + PREFETCH_AHEAD]) >> rem_bits)
+    if i + PREFETCH_AHEAD // 2 < m:
+        return np.int64(directory[np.int64(ordered[i + PREFETCH_AHEAD // 2]) >> rem_bits])
+    return np.int64(-1)
+
+
 @njit(cache=True, nogil=True)
 def key_runs(directory: np.ndarray, remainders: np.ndarray, ordered: np.ndarray,
              order: np.ndarray, rem_bits: int, first: np.ndarray,
@@ -81,15 +95,10 @@ def key_runs(directory: np.ndarray, remainders: np.ndarray, ordered: np.ndarray,
     query per small segment at 10,000 h).
     """
     mask = (np.int64(1) << rem_bits) - 1
-    m = ordered.size
-    ahead, half = PREFETCH_AHEAD, PREFETCH_AHEAD // 2
-    for i in range(m):
-        # the directory entry of the key 16 ahead, the bucket of the key 8 ahead (whose
-        # directory entry was asked for 8 keys ago)
-        if i + ahead < m:
-            _prefetch(directory, np.int64(ordered[i + ahead]) >> rem_bits)
-        if i + half < m:
-            _prefetch(remainders, np.int64(directory[np.int64(ordered[i + half]) >> rem_bits]))
+    for i in range(ordered.size):
+        at = _look_ahead(directory, ordered, i, rem_bits)
+        if at >= 0:
+            _prefetch(remainders, at)
         key = np.int64(ordered[i])
         b = key >> rem_bits
         w = key & mask
@@ -112,13 +121,9 @@ def key_table_runs(directory: np.ndarray, key_rems: np.ndarray, key_runs: np.nda
     :func:`key_runs`.
     """
     mask = (np.int64(1) << rem_bits) - 1
-    m = ordered.size
-    ahead, half = PREFETCH_AHEAD, PREFETCH_AHEAD // 2
-    for i in range(m):
-        if i + ahead < m:
-            _prefetch(directory, np.int64(ordered[i + ahead]) >> rem_bits)
-        if i + half < m:
-            at = np.int64(directory[np.int64(ordered[i + half]) >> rem_bits])
+    for i in range(ordered.size):
+        at = _look_ahead(directory, ordered, i, rem_bits)
+        if at >= 0:
             _prefetch(key_rems, at)
             _prefetch(key_runs, 2 * at)
         key = np.int64(ordered[i])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import mmap
+import os
 import threading
 from pathlib import Path
 
@@ -120,14 +121,21 @@ def _file_pages(stat: Path) -> int:
 _libc = None
 
 
+def _lib() -> ctypes.CDLL:
+    """The C library, with the argument types of the calls made here (once per process)."""
+    global _libc
+    if _libc is None:
+        lib = ctypes.CDLL(None, use_errno=True)
+        lib.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+        lib.mlock.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+        _libc = lib
+    return _libc
+
+
 def _madvise_populate(address: int, length: int) -> None:
     """madvise(MADV_POPULATE_READ) through ctypes, which lets go of the GIL for the call
     (Python's mmap.madvise holds it: queries would wait for the whole range)."""
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-    _libc.madvise(ctypes.c_void_p(address), ctypes.c_size_t(length), MADV_POPULATE_READ)
+    _lib().madvise(ctypes.c_void_p(address), ctypes.c_size_t(length), MADV_POPULATE_READ)
 
 
 def populate_later(raw: np.memmap, start: int, stop: int, *, what: str) -> bool:
@@ -183,8 +191,6 @@ def lock_later(raw: np.memmap, ranges: list[tuple[int, int]], *, what: str) -> b
     peaks). At 10,000 h in 8 GiB, 5 % of the hot pages were out at any time, 340 reads from
     disk a query. The lock lasts as long as the mapping.
     """
-    import os
-
     total = sum(stop - start for start, stop in ranges)
     if total <= 0 or os.environ.get(LOCK_ENV, "1") == "0":
         return False
@@ -198,15 +204,11 @@ def lock_later(raw: np.memmap, ranges: list[tuple[int, int]], *, what: str) -> b
 
     def run() -> None:
         keep = raw  # noqa: F841 - the mapping stays open while the thread locks it
-        global _libc
-        if _libc is None:
-            _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.mlock.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
         for start, stop in ranges:
             first = start - start % page
             for lo in range(first, stop, BACKGROUND_CHUNK):
                 length = min(BACKGROUND_CHUNK, stop - lo)
-                if _libc.mlock(ctypes.c_void_p(base + lo), ctypes.c_size_t(length)) != 0:
+                if _lib().mlock(ctypes.c_void_p(base + lo), ctypes.c_size_t(length)) != 0:
                     log.warning("%s: cannot lock the hot tier in memory (%s); it is only "
                                 "mapped, and the kernel may evict it. Raise the memory-lock "
                                 "limit (ulimit -l unlimited) to keep it", what,

@@ -33,10 +33,11 @@ def _segment(tmp_path: Path, n: int = 2_000_000) -> Path:
     return path
 
 
-def _wait_for_mappers() -> None:
+def _wait_for_mappers(prefix: str = "nanhu-map") -> None:
+    """Until the background threads named ``prefix...`` ("nanhu-lock": the lockers) are done."""
     deadline = time.monotonic() + 30
-    while any(t.name.startswith("nanhu-map") for t in threading.enumerate()):
-        assert time.monotonic() < deadline, "the background mapping never finished"
+    while any(t.name.startswith(prefix) for t in threading.enumerate()):
+        assert time.monotonic() < deadline, f"the background {prefix} threads never finished"
         time.sleep(0.01)
 
 
@@ -89,20 +90,13 @@ def _keyed_segment(tmp_path: Path) -> Path:
     return path
 
 
-def _wait_for_lockers() -> None:
-    deadline = time.monotonic() + 30
-    while any(t.name.startswith("nanhu-lock") for t in threading.enumerate()):
-        assert time.monotonic() < deadline, "the background lock never finished"
-        time.sleep(0.01)
-
-
 def test_a_keyed_segments_hot_tier_is_locked_and_its_cold_postings_stay_lazy(tmp_path,
                                                                             monkeypatch):
     path = _keyed_segment(tmp_path)
     monkeypatch.setattr(mapping, "BACKGROUND_CHUNK", 1 << 18)
     segment = Segment(path)
     assert segment.keyed and 0 < segment.hot_count < len(segment)
-    _wait_for_lockers()
+    _wait_for_mappers("nanhu-lock")
     hot_bytes = segment.hot_count * 4 + segment.key_counts.nbytes * 2
     locked = _locked_kb(path) * 1024
     assert hot_bytes <= locked < hot_bytes + (len(segment) - segment.hot_count) * 4
@@ -118,7 +112,7 @@ def test_the_hot_tier_is_not_locked_where_memory_is_short(tmp_path, monkeypatch)
     path = _keyed_segment(tmp_path)
     monkeypatch.setattr(mapping, "memory_available", lambda: 1 << 20)
     segment = Segment(path)
-    _wait_for_lockers()
+    _wait_for_mappers("nanhu-lock")
     assert _locked_kb(path) == 0
     del segment
 
