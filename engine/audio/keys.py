@@ -33,6 +33,7 @@ from itertools import combinations
 
 import numpy as np
 
+from nanhu.engine.audio import key_kernels
 from nanhu.engine.audio.params import AudioParams
 from nanhu.engine.audio.peaks import Peaks, stream_peaks
 
@@ -149,7 +150,6 @@ def triplet_hashes(
     frames = peaks.frame.astype(np.float64)
     lf0 = peaks.log_freq.astype(np.float64)
     fanout = fanout or params.fanout
-    first, second = (np.array(v, np.int64) for v in zip(*combinations(range(fanout), 2)))
     per_warp: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     # The target zone and T depend on the speed only, F on the pitch only (the zone's
     # frequency limit is on a difference, which no pitch changes): the triplets are formed
@@ -158,15 +158,13 @@ def triplet_hashes(
     for warp_index, (speed, _) in enumerate(warps):
         by_speed.setdefault(float(speed), []).append(warp_index)
     for speed, warp_indices in by_speed.items():
-        anchor, base = _speed_keys(frames, lf0, params, speed, fanout, first, second, probe,
-                                   n if n_anchors is None else n_anchors)
-        anchor_frame = np.rint(frames[anchor] * speed).astype(np.int32)
-        for warp_index in warp_indices:
-            pitch = float(warps[warp_index][1])
-            anchor_f = np.floor((lf0[anchor] - params.bins_per_octave * np.log2(pitch))
-                                / params.key_f_step)
-            ok = (anchor_f >= 0) & (anchor_f < (1 << F_BITS))
-            per_warp[warp_index] = (base[ok] | anchor_f[ok].astype(np.uint32), anchor_frame[ok])
+        shifts = np.array([params.bins_per_octave * np.log2(float(warps[w][1]))
+                           for w in warp_indices], np.float64)
+        keys, at, counts = _speed_warp_keys(frames, lf0, params, speed, shifts, fanout, probe,
+                                            n if n_anchors is None else n_anchors)
+        ends = np.cumsum(counts)
+        for warp_index, lo, hi in zip(warp_indices, ends - counts, ends):
+            per_warp[warp_index] = (keys[lo:hi], at[lo:hi])
     # Grouped by warp, then by target pair, anchors ascending within each group: nothing
     # downstream needs another order (the postings writer and the aligner sort for themselves),
     # and a 2-hour query's 60 M keys are not copied once more to sort them.
@@ -178,10 +176,51 @@ def triplet_hashes(
                      speeds, pitches)
 
 
-def _speed_keys(frames: np.ndarray, lf0: np.ndarray, params: AudioParams, speed: float,
-                fanout: int, first: np.ndarray, second: np.ndarray, probe: float,
-                n_anchors: int) -> tuple[np.ndarray, np.ndarray]:
-    """Triplets of one candidate speed: (anchor peak int64[k], key without F uint32[k]).
+def _speed_warp_keys(frames: np.ndarray, lf0: np.ndarray, params: AudioParams, speed: float,
+                     shifts: np.ndarray, fanout: int, probe: float, n_anchors: int, *,
+                     compiled: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The keys of one candidate speed at each of its warps: (keys uint32[k], anchor frame in
+    reference time int32[k], keys of each warp int64[w]), warp after warp.
+
+    frames, lf0 : float64[n], the peaks' frames and log-frequencies; shifts : float64[w], each
+    warp's pitch in log-frequency steps (``bins_per_octave * log2(pitch)``). ``compiled``
+    (default) runs :mod:`engine.audio.key_kernels`; False, their numpy twins.
+    """
+    n_anchors = min(int(n_anchors), frames.size)
+    if compiled:
+        anchor, base = key_kernels.speed_triplets(
+            frames, lf0, float(speed), int(fanout), n_anchors, float(params.max_dt_frames),
+            float(params.max_dlf_steps), float(params.key_min_span_frames),
+            float(params.key_d_step), int(params.key_r_levels), float(params.key_t_per_octave),
+            float(probe))
+        return key_kernels.warp_keys(anchor, base, frames, lf0, float(speed), shifts,
+                                     float(params.key_f_step))
+    first, second = (np.array(v, np.int64) for v in zip(*combinations(range(fanout), 2)))
+    anchor, base = _speed_keys_numpy(frames, lf0, params, speed, fanout, first, second, probe,
+                                     n_anchors)
+    return _warp_keys_numpy(anchor, base, frames, lf0, params, speed, shifts)
+
+
+def _warp_keys_numpy(anchor: np.ndarray, base: np.ndarray, frames: np.ndarray,
+                     lf0: np.ndarray, params: AudioParams, speed: float,
+                     shifts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """numpy twin of :func:`engine.audio.key_kernels.warp_keys`."""
+    anchor_frame = np.rint(frames[anchor] * speed).astype(np.int32)
+    keys, at = [], []
+    for shift in shifts:
+        anchor_f = np.floor((lf0[anchor] - shift) / params.key_f_step)
+        ok = (anchor_f >= 0) & (anchor_f < (1 << F_BITS))
+        keys.append(base[ok] | anchor_f[ok].astype(np.uint32))
+        at.append(anchor_frame[ok])
+    return (np.concatenate(keys), np.concatenate(at),
+            np.array([k.size for k in keys], np.int64))
+
+
+def _speed_keys_numpy(frames: np.ndarray, lf0: np.ndarray, params: AudioParams, speed: float,
+                      fanout: int, first: np.ndarray, second: np.ndarray, probe: float,
+                      n_anchors: int) -> tuple[np.ndarray, np.ndarray]:
+    """numpy twin of :func:`engine.audio.key_kernels.speed_triplets`: (anchor peak int64[k],
+    key without F uint32[k]).
 
     Every target pair ``(first[p], second[p])`` of every anchor at once, pair-major; with
     ``probe``, the neighbouring-cell keys of fields near an edge follow.

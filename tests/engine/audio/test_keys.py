@@ -151,3 +151,34 @@ def test_probes_only_add_neighbours_of_the_plain_keys(peaks):
         key = tuple(int(probed_fields[k][n]) for k in ("d1", "d2", "r", "t", "f"))
         candidates = by_anchor[(int(probed.frames[n]), int(probed.speed_index[n]))]
         assert any(sum(abs(a - b) for a, b in zip(key, c)) <= 1 for c in candidates)
+
+
+@pytest.mark.parametrize("query", [False, True])
+def test_the_compiled_keying_equals_its_numpy_twin(peaks, query):
+    """The compiled loops (engine.audio.key_kernels) give the numpy form's keys, anchor frames
+    and per-warp counts, in the same order, at every speed of the query warp grid, for a
+    reference's fanout and for a query's (wider fanout, multi-probe), whole or anchors cut."""
+    from nanhu.engine.audio.keys import _speed_warp_keys
+
+    params = AudioParams()
+    frames = peaks.frame.astype(np.float64)
+    lf0 = peaks.log_freq.astype(np.float64)
+    fanout = params.query_fanout if query else params.fanout
+    probe = params.query_probe if query else 0.0
+    by_speed: dict[float, list[float]] = {}
+    for speed, pitch in params.query_warps:
+        by_speed.setdefault(float(speed), []).append(float(pitch))
+    assert len(by_speed) > 10
+    compared = 0
+    for speed, pitches in by_speed.items():
+        shifts = params.bins_per_octave * np.log2(np.array(pitches))
+        for n_anchors in (frames.size, frames.size // 3, frames.size + 5):
+            fast = _speed_warp_keys(frames, lf0, params, speed, shifts, fanout, probe, n_anchors)
+            slow = _speed_warp_keys(frames, lf0, params, speed, shifts, fanout, probe, n_anchors,
+                                    compiled=False)
+            for a, b in zip(fast, slow):
+                assert a.dtype == b.dtype
+                np.testing.assert_array_equal(a, b)
+            assert fast[2].sum() == fast[0].size
+            compared += fast[0].size
+    assert compared > 10_000
