@@ -32,11 +32,17 @@ header without the last two fields, is still read; version 2 stored keys unmixed
                                        (side by side: one cache line a key)
     positions  u4[count]               the postings of the keys holding at most HOT_MAX first
                                        (hot_count of them), in key order; then the others'
+                                       by count class (HOT_MAX * 2^(k-1) < count <=
+                                       HOT_MAX * 2^k), each class in key order
 
 Of the keyed layout's positions, a lookup mostly reads the *hot* region: the budget takes the
 rarest keys first, and at 10,000 h 97 % of the runs it read (86 % of the postings) were in keys
 of at most 64 postings, which hold 42 % of the postings. Kept apart, those pages are the
 index's working set and the rest is read from disk when asked (stop-keys, never read, 15 %).
+After it, runs are ordered by their key's count class (``postings_write.count_classes``), so
+the positions a page cache keeps past the hot tier are those read most often. The reader needs
+no such order (a key's run is wherever its key table entry says): files written before it are
+read alike.
 
 Keys are stored *mixed*: ``k' = (k * MIX) mod 2^key_bits``, a bijection (``MIX`` is odd), so
 that keys which differ only in their low fields (a popular peak pattern at every pitch cell

@@ -176,32 +176,72 @@ class _SegmentWriter:
             os.fsync(handle.fileno())
 
     def _write_keyed(self, handle, scratch: Path) -> None:
-        """Key table, then positions: the hot keys' postings in key order, then the others'
-        (the cold ones go through a scratch file), :data:`_REORDER_KEYS` keys a pass."""
+        """Key table, then positions by count class (:func:`count_classes`): the hot keys'
+        postings, then those of keys of 65-128 postings, 129-256, ..., each class in key order
+        (the cold classes go through scratch files), :data:`_REORDER_KEYS` keys a pass."""
         _copy(scratch / "key_rems", handle)
         _pad(handle, 4)
         counts = np.memmap(scratch / "key_counts", "<u4", "r", shape=(self.n_keys,))
-        hot_next, cold_next = 0, self.hot_count
+        totals = np.zeros(_MAX_CLASSES, np.int64)  # postings a class
         for lo in range(0, self.n_keys, _REORDER_KEYS):
             c = counts[lo: lo + _REORDER_KEYS].astype(np.int64)
-            hot = c <= HOT_MAX
+            totals += np.bincount(count_classes(c), weights=c, minlength=_MAX_CLASSES
+                                  ).astype(np.int64)
+        next_first = np.concatenate([[0], np.cumsum(totals)[:-1]])  # where each class goes on
+        present = np.flatnonzero(totals)
+        for lo in range(0, self.n_keys, _REORDER_KEYS):
+            c = counts[lo: lo + _REORDER_KEYS].astype(np.int64)
+            cls = count_classes(c)
             runs = np.empty((c.size, 2), "<u4")  # (first, count) side by side
-            runs[hot, 0] = hot_next + np.cumsum(c[hot]) - c[hot]
-            runs[~hot, 0] = cold_next + np.cumsum(c[~hot]) - c[~hot]
+            for k in present:
+                mine = cls == k
+                runs[mine, 0] = next_first[k] + np.cumsum(c[mine]) - c[mine]
+                next_first[k] += int(c[mine].sum())
             runs[:, 1] = c
-            hot_next += int(c[hot].sum())
-            cold_next += int(c[~hot].sum())
             handle.write(runs.tobytes())
         _pad(handle, 4)
-        with open(scratch / "pos", "rb") as positions, open(scratch / "cold", "wb") as cold:
-            for lo in range(0, self.n_keys, _REORDER_KEYS):
-                c = counts[lo: lo + _REORDER_KEYS].astype(np.int64)
-                run = np.frombuffer(positions.read(int(c.sum()) * 4), "<u4")
-                hot = np.repeat(c <= HOT_MAX, c)
-                handle.write(run[hot].tobytes())
-                cold.write(run[~hot].tobytes())
+        parts = {int(k): open(scratch / f"class-{k}", "wb") for k in present if k > 0}
+        try:
+            with open(scratch / "pos", "rb") as positions:
+                for lo in range(0, self.n_keys, _REORDER_KEYS):
+                    c = counts[lo: lo + _REORDER_KEYS].astype(np.int64)
+                    run = np.frombuffer(positions.read(int(c.sum()) * 4), "<u4")
+                    # one stable (radix) sort of the postings' classes splits the pass
+                    cls = np.repeat(count_classes(c).astype(np.uint8), c)
+                    ends = np.cumsum(np.bincount(cls, minlength=_MAX_CLASSES))
+                    run = run[np.argsort(cls, kind="stable")]
+                    handle.write(run[:ends[0]].tobytes())
+                    for k, part in parts.items():
+                        part.write(run[ends[k - 1]:ends[k]].tobytes())
+        finally:
+            for part in parts.values():
+                part.close()
         del counts
-        _copy(scratch / "cold", handle)
+        for k in sorted(parts):
+            _copy(scratch / f"class-{k}", handle)
+
+
+#: count classes a keyed segment's positions are ordered by (key counts below 2^32)
+_MAX_CLASSES = 28
+
+
+def count_classes(counts: np.ndarray) -> np.ndarray:
+    """Each key's count class (int64[n], from counts int[n] >= 1): 0 for keys of at most
+    :data:`HOT_MAX` postings (the hot tier), ``k`` for keys of ``HOT_MAX * 2^(k-1) + 1`` to
+    ``HOT_MAX * 2^k``.
+
+    A budgeted lookup reads a query's rarest keys first, so the fewer postings a key holds the
+    more often its run is read: at 10,000 h 97 % of the runs read were of hot keys, and the
+    keys above the stop-key cap (more than 548 postings, 15 % of the postings) were never read.
+    Ordered by class, the pages of positions a cache keeps after the hot tier hold runs that
+    are read about equally often, and the never-read ones gather at the end of the file."""
+    counts = np.asarray(counts, np.int64)
+    scaled = (counts - 1) // max(HOT_MAX, 1)
+    classes = np.zeros(scaled.shape, np.int64)
+    while (above := scaled > 0).any():
+        classes += above
+        scaled >>= 1
+    return np.maximum(classes, counts > HOT_MAX)  # (no hot tier at all when HOT_MAX is 0)
 
 
 def _copy(path: Path, handle) -> None:

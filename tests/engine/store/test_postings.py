@@ -189,6 +189,30 @@ def test_the_writer_takes_the_smaller_layout_and_both_hold_the_same_postings(tmp
         del flat, keyed, chosen, segment
 
 
+def test_keyed_positions_are_ordered_by_count_class(tmp_path):
+    """After the hot tier, the keys of 65-128 postings, then 129-256, ... each class in key
+    order: a key's run starts where the class's keys before it end, and a budgeted lookup's
+    commonest reads (the rarest keys) are the file's first pages."""
+    assert postings_write.count_classes(np.array([1, 64, 65, 128, 129, 256, 257, 1 << 20])
+                                        ).tolist() == [0, 0, 1, 1, 2, 2, 3, 14]
+    rng = np.random.default_rng(5)
+    sizes = rng.choice([1, 5, 64, 65, 100, 128, 129, 300, 700, 2000], 400)
+    keys = np.repeat(rng.permutation(1 << 20)[:sizes.size], sizes).astype(np.uint32)
+    frames = rng.integers(0, 10**5, keys.size)
+    path = tmp_path / "classes.pst"
+    write_segment(path, keys, np.zeros(keys.size, np.uint32), frames, key_bits=KEY_BITS,
+                  layout="keyed")
+    segment = Segment(path)
+    counts = segment.key_counts.astype(np.int64)
+    firsts = segment.key_firsts.astype(np.int64)
+    classes = postings_write.count_classes(counts)
+    order = np.lexsort((np.arange(counts.size), classes))  # class, then stored key order
+    assert firsts[order].tolist() == np.concatenate([[0], np.cumsum(counts[order])[:-1]]).tolist()
+    assert segment.hot_count == int(counts[classes == 0].sum())
+    assert np.unique(classes).tolist() == [0, 1, 2, 3, 4, 5]
+    del segment
+
+
 def test_version_3_segments_are_still_read(tmp_path):
     """A catalog written before the keyed layout (48-byte header, flat) opens as it was."""
     rng = np.random.default_rng(5)
