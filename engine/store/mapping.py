@@ -132,6 +132,23 @@ def _lib() -> ctypes.CDLL:
     return _libc
 
 
+def release_freed_memory() -> bool:
+    """Hand the heap's free pages back to the kernel (glibc's ``malloc_trim(0)``); False where
+    the C library has no such call.
+
+    For after a large build in memory: glibc keeps the pages a process freed for its next
+    allocations, so a build's temporary copies stay in its resident memory. Opening the compact
+    keyframe index (2 M rows) left 80 bytes a row of anonymous memory, 43.5 once trimmed, its
+    steady state (docs/video.md)."""
+    try:
+        trim = _lib().malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = (ctypes.c_size_t,)
+    trim(0)
+    return True
+
+
 def _madvise_populate(address: int, length: int) -> None:
     """madvise(MADV_POPULATE_READ) through ctypes, which lets go of the GIL for the call
     (Python's mmap.madvise holds it: queries would wait for the whole range)."""

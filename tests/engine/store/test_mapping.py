@@ -75,6 +75,24 @@ def test_memory_available_is_a_positive_byte_count_on_linux():
     assert available is not None and available > 1 << 20
 
 
+def _anon_mb() -> float:
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines()
+                if x.startswith("RssAnon:"))
+    return int(line.split()[1]) / 1024
+
+
+def test_freed_heap_pages_go_back_to_the_kernel():
+    # 200 MB of 4 KB blocks freed with the last one kept: free() cannot shrink the heap past a
+    # live block, so its pages stay resident until they are handed back
+    blocks = [bytearray(4096) for _ in range(50_000)]
+    last = blocks.pop()
+    del blocks
+    before = _anon_mb()
+    assert mapping.release_freed_memory()
+    assert before - _anon_mb() > 100
+    assert len(last) == 4096
+
+
 def _locked_kb(path: Path) -> int:
     return _mapped_kb(path, "Locked")
 
