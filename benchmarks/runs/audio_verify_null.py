@@ -14,6 +14,7 @@ alone and with the check at the default score. Writes ``OUT/verify-null.json``.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import time
 from collections import defaultdict
@@ -123,6 +124,11 @@ def run(out: Path, n_queries: int, n_negatives: int, seed: int = 11,
                 "votes_found": bool(truth) and any(ref_id(s.reference) == truth
                                                    for s in segments),
                 "votes_false": any(ref_id(s.reference) != truth for s in segments),
+                # what a false match by the votes matched, and how surely: the evidence for
+                # telling a quoted reference (a flagged source) from a chance match
+                "false_refs": [{"ref": ref_id(s.reference), "score": round(float(s.score), 6),
+                                "votes": int(s.evidence.get("aligned_hashes", 0))}
+                               for s in segments if ref_id(s.reference) != truth],
                 "checks": [{**c, "true": bool(truth) and ref_id(c["ordinal"]) == truth}
                            for c in recorder.checks]})
         print(condition, "negatives" if negative else "positives", "done",
@@ -194,13 +200,15 @@ def null_tail(rows: list[dict], flagged: set[str], min_hits: int) -> tuple[np.nd
 
 
 def fit_sizes(paths: list[Path], match: AudioMatchParams | None = None) -> dict:
-    """One calibration over several catalog sizes' runs (``verify-null.json`` each):
+    """One calibration over several runs (``verify-null.json``, gzipped or not, each; runs at one
+    size are pooled as they come, each run's tail counted apart):
     least squares of ``log10 share = offset + per_decade * log10(hours / 18.5) + slope * raw``
     over every size's null tail (shares of 0.3 and below)."""
     match = match or AudioMatchParams()
     xs, ys = [], []
     for path in paths:
-        data = json.loads(Path(path).read_text())
+        raw_bytes = Path(path).read_bytes()
+        data = json.loads(gzip.decompress(raw_bytes) if raw_bytes[:2] == b"\x1f\x8b" else raw_bytes)
         hours = data["summary"]["catalog_hours"]
         raw, share = null_tail(data["rows"], set(data["summary"].get("flagged", [])),
                                match.verify_min_hits)
