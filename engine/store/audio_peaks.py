@@ -85,6 +85,11 @@ def _write(path: Path, rows: Sequence[tuple[int, np.ndarray, np.ndarray]]) -> in
         return handle.tell()
 
 
+#: a reference's peaks are asked for whole by :meth:`PeakSegment.prefetch` up to this many
+#: (65,536: about 68 minutes of audio at 16 a second, 384 KB)
+PREFETCH_ROW_PEAKS = 1 << 16
+
+
 class PeakSegment:
     """One reference-peak file, memory-mapped.
 
@@ -145,6 +150,15 @@ class PeakSegment:
         lo = int(self.first[row])
         hi = lo + int(self.count[row])
         return self._frames[lo:hi], self._lf[lo:hi]
+
+    def prefetch(self, rows: np.ndarray) -> None:
+        """Ask the disk for the peaks of table rows int64[n] now, together
+        (:func:`mapping.prefetch`); rows of more than :data:`PREFETCH_ROW_PEAKS` peaks (a long
+        work, of which a check reads a window) are left to be read as they are touched."""
+        first, count = self.first[rows].astype(np.int64), self.count[rows].astype(np.int64)
+        first, count = first[count <= PREFETCH_ROW_PEAKS], count[count <= PREFETCH_ROW_PEAKS]
+        mapping.prefetch(self._frames, first * 4, (first + count) * 4)
+        mapping.prefetch(self._lf, first * 2, (first + count) * 2)
 
 
 def merge_peak_segments(paths: Sequence[Path], out: Path,
@@ -221,7 +235,18 @@ class ReferencePeaks:
 
     def windows(self, requests: Sequence[tuple[int, float, float]]
                 ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """:meth:`window` of each (ordinal, lo, hi)."""
+        """:meth:`window` of each (ordinal, lo, hi); the references' rows are asked of the
+        disk together first (:func:`mapping.prefetch`: a check reads a few pages of each, at
+        random places in a file the page cache may not hold)."""
+        wanted: dict[int, list[int]] = {}  # segment -> its rows the requests read
+        for ordinal in {int(r[0]) for r in requests}:
+            for k in range(len(self.segments) - 1, -1, -1):
+                row = self.segments[k].row(ordinal)
+                if row >= 0:
+                    wanted.setdefault(k, []).append(row)
+                    break
+        for k, rows in wanted.items():
+            self.segments[k].prefetch(np.array(rows, np.int64))
         return [self.window(*r) for r in requests]
 
 

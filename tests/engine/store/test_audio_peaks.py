@@ -263,3 +263,24 @@ def test_a_damaged_peak_file_is_checked_repaired_and_never_stops_matching(
         assert not reader.manifest.get("audio_peaks")
         assert sorted(r.ref_id for r in reader.list()) == ["song-0", "song-1"]
         assert [m.reference_id for m in Matcher(reader).match(query)] == ["song-1"]
+
+
+def test_windows_ask_for_their_references_rows_together(tmp_path, monkeypatch):
+    older, newer = items(5, [1, 2, 3]), items(6, [3, 4])  # 3 is in both: the newer file's
+    write_peak_segment(tmp_path / "a.apk", older)
+    write_peak_segment(tmp_path / "b.apk", newer)
+    store = ReferencePeaks([tmp_path / "a.apk", tmp_path / "b.apk"])
+    asked: list[tuple[str, list[int]]] = []
+    monkeypatch.setattr(PeakSegment, "prefetch",
+                        lambda self, rows: asked.append((self.path.name, sorted(rows.tolist()))))
+    requests = [(1, 0.0, 900.0), (3, 100.0, 300.0), (4, 0.0, 50.0), (1, 2000.0, 3000.0), (9, 0, 9)]
+    got = store.windows(requests)
+    assert sorted(asked) == [("a.apk", [0]), ("b.apk", [0, 1])]
+    twin = ReferencePeaksTwin(older[:2] + newer)
+    for (ordinal, lo, hi), (frames, lf) in zip(requests, got):
+        want = twin.window(ordinal, lo, hi)
+        np.testing.assert_array_equal(frames, want[0])
+        np.testing.assert_allclose(lf, want[1], atol=1e-9)
+    monkeypatch.undo()
+    for a, b in zip(got, store.windows(requests)):  # and the real prefetch changes nothing
+        np.testing.assert_array_equal(a[0], b[0])

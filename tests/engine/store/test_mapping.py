@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from nanhu.engine.store import mapping
-from nanhu.engine.store.postings import Segment, write_segment
+from nanhu.engine.store.postings import Segment, unmix_keys, write_segment
 
 
 def _mapped_kb(path: Path, field: str = "Rss") -> int:
@@ -167,3 +167,64 @@ def test_a_memory_cgroup_limit_bounds_the_memory_available(tmp_path, monkeypatch
     assert mapping._cgroup_room() == 5 << 30
     (v2 / "memory.max").write_text("max")
     assert mapping._cgroup_room() is None
+
+
+def _resident_pages(array: np.ndarray) -> np.ndarray:
+    """Whether each page of a mapped ``array``'s buffer is in the page cache (mincore(2))."""
+    import ctypes
+    import mmap
+
+    page = mmap.PAGESIZE
+    base = array.ctypes.data - array.ctypes.data % page
+    n = (array.ctypes.data + array.nbytes - base + page - 1) // page
+    out = (ctypes.c_ubyte * n)()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mincore.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
+    assert libc.mincore(ctypes.c_void_p(base), ctypes.c_size_t(n * page), out) == 0
+    return np.frombuffer(out, np.uint8) & 1 == 1
+
+
+def test_prefetch_reads_the_asked_pages_and_only_those(tmp_path, monkeypatch):
+    import mmap
+    import os
+
+    page = mmap.PAGESIZE
+    path = tmp_path / "cold.bin"
+    path.write_bytes(np.random.default_rng(0).bytes(256 * page))
+    with open(path, "rb") as handle:  # written and synced: clean pages the kernel can drop
+        os.fsync(handle.fileno())
+        os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    array = np.memmap(path, np.uint8, "r")
+    assert not _resident_pages(array).any()
+    assert mapping.prefetch(array, np.array([0]), np.array([page])) == 0  # off by default
+    monkeypatch.setenv(mapping.PREFETCH_ENV, "1")
+    # two overlapping ranges, one inside a page, one over three: two page ranges asked for
+    starts = np.array([10 * page + 5, 10 * page + 100, 200 * page - 1])
+    stops = np.array([10 * page + 50, 11 * page + 1, 202 * page])
+    assert mapping.prefetch(array, starts, stops) == 2
+    wanted = np.zeros(256, bool)
+    wanted[[10, 11, 199, 200, 201]] = True
+    deadline = time.monotonic() + 10
+    while not _resident_pages(array)[wanted].all():  # the reads complete in the background
+        assert time.monotonic() < deadline, "the asked pages never arrived"
+        time.sleep(0.01)
+    assert not _resident_pages(array)[~wanted].any()
+    assert mapping.prefetch(array, stops, starts) == 0  # empty ranges ask nothing
+
+
+def test_a_lookup_asks_for_its_cold_runs_together_and_answers_the_same(tmp_path, monkeypatch):
+    monkeypatch.setenv(mapping.PREFETCH_ENV, "1")
+    segment = Segment(_keyed_segment(tmp_path))
+    asked = []
+    real = mapping.prefetch
+    monkeypatch.setattr(mapping, "prefetch", lambda a, s, e: asked.append((s, e)) or real(a, s, e))
+    mixed, _ = segment.keys_in(0, 1 << segment.dir_bits)
+    first, count = segment.ranges(unmix_keys(np.unique(mixed), segment.key_bits)[::7])
+    got = segment.read_runs(first, count)
+    cold = first >= segment.hot_count
+    assert cold.any() and (~cold).any() and len(asked) == 1
+    np.testing.assert_array_equal(asked[0][0], first[cold] * 4)
+    np.testing.assert_array_equal(asked[0][1], (first + count)[cold] * 4)
+    monkeypatch.setenv(mapping.PREFETCH_ENV, "0")  # the default: nothing asked, same answer
+    for a, b in zip(got, segment.read_runs(first, count)):
+        np.testing.assert_array_equal(a, b)
