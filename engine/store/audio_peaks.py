@@ -235,11 +235,11 @@ class ReferencePeaks:
 
     def windows(self, requests: Sequence[tuple[int, float, float]]
                 ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """:meth:`window` of each (ordinal, lo, hi); the references' rows are asked of the
-        disk together first (:func:`mapping.prefetch`: a check reads a few pages of each, at
-        random places in a file the page cache may not hold)."""
+        """:meth:`window` of each (ordinal, lo, hi); with ``NANHU_PREFETCH=1`` the references'
+        rows are asked of the disk together first (:func:`mapping.prefetch`: a check reads a
+        few pages of each, at random places in a file the page cache may not hold)."""
         wanted: dict[int, list[int]] = {}  # segment -> its rows the requests read
-        for ordinal in {int(r[0]) for r in requests}:
+        for ordinal in {int(r[0]) for r in requests} if mapping.prefetching() else ():
             for k in range(len(self.segments) - 1, -1, -1):
                 row = self.segments[k].row(ordinal)
                 if row >= 0:

@@ -137,6 +137,11 @@ def _lib() -> ctypes.CDLL:
     return _libc
 
 
+def prefetching() -> bool:
+    """Whether :func:`prefetch` asks for anything (``NANHU_PREFETCH=1``)."""
+    return os.environ.get(PREFETCH_ENV, "0") == "1"
+
+
 def prefetch(array: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> int:
     """Ask the kernel to read the pages of byte ranges ``[starts[i], stops[i])`` of ``array``'s
     buffer (int64[n] each) into the page cache now, all at once (``MADV_WILLNEED``: the reads
@@ -154,7 +159,7 @@ def prefetch(array: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> int:
     """
     starts, stops = np.asarray(starts, np.int64), np.asarray(stops, np.int64)
     keep = stops > starts
-    if not keep.any() or os.environ.get(PREFETCH_ENV, "0") != "1":
+    if not keep.any() or not prefetching():
         return 0
     page = mmap.PAGESIZE
     base = int(array.ctypes.data)

@@ -236,10 +236,10 @@ class Segment:
         """(key_index int64[k], ordinal uint32[k], frame uint32[k]) of the postings
         ``first[i] .. first[i] + count[i]`` of each key ``i`` (int64[m]), key by key: what
         :func:`expand_ranges` and :meth:`resolve` give, in one compiled pass
-        (:func:`kernels.read_runs`). The cold tier's runs are asked of the disk together first
-        (:func:`mapping.prefetch`), not one page fault at a time."""
+        (:func:`kernels.read_runs`). With ``NANHU_PREFETCH=1`` the cold tier's runs are asked
+        of the disk together first (:func:`mapping.prefetch`), not one page fault at a time."""
         timeline = self.timeline
-        if self.hot_count < self.positions.size:  # a keyed segment's cold postings: lazy
+        if self.hot_count < self.positions.size and mapping.prefetching():  # cold: lazy
             first = np.asarray(first, np.int64)
             cold = (np.asarray(count) > 0) & (first >= self.hot_count)
             if cold.any():

@@ -271,6 +271,7 @@ def test_windows_ask_for_their_references_rows_together(tmp_path, monkeypatch):
     write_peak_segment(tmp_path / "b.apk", newer)
     store = ReferencePeaks([tmp_path / "a.apk", tmp_path / "b.apk"])
     asked: list[tuple[str, list[int]]] = []
+    monkeypatch.setenv("NANHU_PREFETCH", "1")
     monkeypatch.setattr(PeakSegment, "prefetch",
                         lambda self, rows: asked.append((self.path.name, sorted(rows.tolist()))))
     requests = [(1, 0.0, 900.0), (3, 100.0, 300.0), (4, 0.0, 50.0), (1, 2000.0, 3000.0), (9, 0, 9)]
@@ -282,5 +283,6 @@ def test_windows_ask_for_their_references_rows_together(tmp_path, monkeypatch):
         np.testing.assert_array_equal(frames, want[0])
         np.testing.assert_allclose(lf, want[1], atol=1e-9)
     monkeypatch.undo()
+    monkeypatch.setenv("NANHU_PREFETCH", "1")
     for a, b in zip(got, store.windows(requests)):  # and the real prefetch changes nothing
         np.testing.assert_array_equal(a[0], b[0])
