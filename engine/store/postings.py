@@ -38,7 +38,9 @@ header without the last two fields, is still read; version 2 stored keys unmixed
 Of the keyed layout's positions, a lookup mostly reads the *hot* region: the budget takes the
 rarest keys first, and at 10,000 h 97 % of the runs it read (86 % of the postings) were in keys
 of at most 64 postings, which hold 42 % of the postings. Kept apart, those pages are the
-index's working set and the rest is read from disk when asked (stop-keys, never read, 15 %).
+index's working set and the rest is read from disk when asked (with the default stop-key cap
+of 64 postings, ``AudioMatchParams.stop_key_floor``, never: the hot tier is every run a lookup
+reads).
 After it, runs are ordered by their key's count class (``postings_write.count_classes``), so
 the positions a page cache keeps past the hot tier are those read most often. The reader needs
 no such order (a key's run is wherever its key table entry says): files written before it are
