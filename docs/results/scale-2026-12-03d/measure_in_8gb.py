@@ -1,4 +1,5 @@
-"""The 8 GB runs of README.md: ``benchmarks.scale_audio.measure`` on the scale benchmark's
+"""The 8 GB runs of README.md (and ``../scale-2026-12-04/``, which added
+``--stop-key-share``): ``benchmarks.scale_audio.measure`` on the scale benchmark's
 cached queries keyed on demand (100 positives and 1,000 of its 2,000 never-registered
 negatives), in the process's memory cgroup as it is (run it inside one limited to 8 GiB, page
 cache charged to it: ``run_in_8gb.sh``).
@@ -18,6 +19,7 @@ README runs were made); ``--warm 0`` alone measures the cold start. The cgroup's
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from nanhu.benchmarks.audio_bench import _corpus_key
@@ -57,6 +59,9 @@ parser.add_argument("catalog", type=Path)
 parser.add_argument("--warm", type=int, default=1000, help="untimed queries first")
 parser.add_argument("--negatives", type=int, default=1000)
 parser.add_argument("--only-warm", action="store_true", help="stop after the warm-up")
+parser.add_argument("--stop-key-share", type=float, default=None,
+                    help="AudioMatchParams.stop_key_share (0: the cap is the floor, 64 postings: "
+                    "no key past a keyed segment's hot tier is read)")
 args = parser.parse_args()
 params = AudioParams()
 corpus = load_audio_corpus()
@@ -68,7 +73,8 @@ positives, negatives = cached_query_set(bench, corpus, params, positives=100, ne
 started = time.perf_counter()
 if args.warm:
     with Catalog(args.catalog) as catalog:
-        matcher = Matcher(catalog)
+        matcher = Matcher(catalog, audio_match=None if args.stop_key_share is None else replace(
+            AudioMatchParams(), stop_key_share=args.stop_key_share))
         for _, fp in negatives[1000:1000 + args.warm]:
             matcher.match(fp)
 before = cgroup_memory()
@@ -76,7 +82,9 @@ print(json.dumps({"warm_queries": args.warm, "warm_s": round(time.perf_counter()
                   **before}), flush=True)
 if args.only_warm:
     raise SystemExit(0)
-row = measure(args.catalog, positives, negatives[:args.negatives], AudioMatchParams(),
+match = AudioMatchParams() if args.stop_key_share is None else replace(
+    AudioMatchParams(), stop_key_share=args.stop_key_share)
+row = measure(args.catalog, positives, negatives[:args.negatives], match,
               flagged=set(related))
 row["load"] = open("/proc/loadavg").read().split()[0]
 after = cgroup_memory()
