@@ -219,14 +219,22 @@ class ReferencePeaks:
         """The stored peaks of reference ``ordinal`` with ``lo <= frame <= hi``: (frames u32,
         log-frequency u16 as stored; :func:`decode_window` reads them), views of the mapped
         file; empty arrays for a reference without stored peaks."""
-        for segment in reversed(self.segments):
-            row = segment.row(int(ordinal))
+        found = self._locate(ordinal)
+        if found is None:
+            return np.zeros(0, np.uint32), np.zeros(0, np.uint16)
+        frames, lf = self.segments[found[0]].peaks(found[1])
+        a = int(np.searchsorted(frames, max(lo, 0.0), side="left"))
+        b = int(np.searchsorted(frames, max(hi, -1.0), side="right"))
+        return frames[a:b], lf[a:b]
+
+    def _locate(self, ordinal: int) -> tuple[int, int] | None:
+        """(segment index, table row) of reference ``ordinal``'s peaks, the newest file's where
+        two hold it; None where none does."""
+        for k in range(len(self.segments) - 1, -1, -1):
+            row = self.segments[k].row(int(ordinal))
             if row >= 0:
-                frames, lf = segment.peaks(row)
-                a = int(np.searchsorted(frames, max(lo, 0.0), side="left"))
-                b = int(np.searchsorted(frames, max(hi, -1.0), side="right"))
-                return frames[a:b], lf[a:b]
-        return np.zeros(0, np.uint32), np.zeros(0, np.uint16)
+                return k, row
+        return None
 
     def window(self, ordinal: int, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
         """The peaks of reference ``ordinal`` with ``lo <= frame <= hi``: (frames float64,
@@ -240,11 +248,9 @@ class ReferencePeaks:
         few pages of each, at random places in a file the page cache may not hold)."""
         wanted: dict[int, list[int]] = {}  # segment -> its rows the requests read
         for ordinal in {int(r[0]) for r in requests} if mapping.prefetching() else ():
-            for k in range(len(self.segments) - 1, -1, -1):
-                row = self.segments[k].row(ordinal)
-                if row >= 0:
-                    wanted.setdefault(k, []).append(row)
-                    break
+            found = self._locate(ordinal)
+            if found is not None:
+                wanted.setdefault(found[0], []).append(found[1])
         for k, rows in wanted.items():
             self.segments[k].prefetch(np.array(rows, np.int64))
         return [self.window(*r) for r in requests]
