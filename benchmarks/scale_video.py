@@ -45,6 +45,10 @@ POSITIVES = NEGATIVES = 80
 QUERY_THREADS = 1
 #: training keyframes per coarse list (FAISS wants 39+), so the engine's ``nlist_for`` holds
 TRAIN_PER_LIST = 40
+#: sizes past this many hours skip the exact pass by default: at 10,000 h it regenerates 65.7 M
+#: keyframes and scores every query vector against them (~5 x 10^13 multiply-adds, most of an
+#: hour on 2 cores); ``--video-exact-hours`` raises it
+EXACT_MAX_HOURS = 1000.0
 
 
 def _video_fp(vectors: np.ndarray, times: np.ndarray, digest: str) -> Fingerprint:
@@ -276,6 +280,47 @@ def exact_neighbours(directory: Path, real: Path, data: dict, model: KeyframeMod
              "exact_query_vectors": int(n_pos)}, answers)
 
 
+def coarse_study(directory: Path, model: KeyframeModel, queries: np.ndarray, seed: int, *,
+                 rows: int = 20_000) -> dict:
+    """The catalog's coarse graph (:mod:`engine.store.vectors_coarse`) against its flat table,
+    on one FAISS thread: share of ``rows`` synthetic keyframes put in the same list, and of the
+    query vectors' ``NPROBE`` lists visited, with microseconds a vector each way ({} when the
+    quantiser has no graph)."""
+    import faiss
+
+    from nanhu.engine.store import vectors_compact as compact
+
+    manifest = json.loads((directory / "manifest.json").read_text())
+    quantiser = compact.Quantiser.read(directory / manifest["video_quantiser"]["file"])
+    graph = quantiser.coarse
+    if graph is None:
+        return {}
+    flat = faiss.extract_index_ivf(quantiser.shortlist).quantizer
+    sample = model.sample(rows, np.random.default_rng([seed, 77]))
+    queries = np.ascontiguousarray(queries, np.float32)
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        timed = {}
+        for name, call in (("flat_assign", lambda: flat.search(sample, 1)[1][:, 0]),
+                           ("graph_assign", lambda: graph.assign(sample)),
+                           ("flat_probe", lambda: flat.search(queries, compact.NPROBE)[1]),
+                           ("graph_probe", lambda: graph.probe(queries, compact.NPROBE)[1])):
+            started = time.perf_counter()
+            timed[name] = call()
+            size = len(sample) if name.endswith("assign") else len(queries)
+            timed[name + "_us"] = (time.perf_counter() - started) / max(size, 1) * 1e6
+    finally:
+        faiss.omp_set_num_threads(threads)
+    overlap = np.mean([np.isin(g, f).mean()
+                       for g, f in zip(timed["graph_probe"], timed["flat_probe"])])
+    return {"coarse_graph": {
+        "nlist": graph.nlist, "rows": rows, "query_vectors": len(queries),
+        "assign_agreement": float(np.mean(timed["graph_assign"] == timed["flat_assign"])),
+        "probe_overlap": float(overlap),
+        **{k: float(v) for k, v in timed.items() if k.endswith("_us")}}}
+
+
 def add_one_hour(directory: Path, model: KeyframeModel, seed: int) -> float:
     """Seconds to register and commit one more hour (coded with the catalog's quantiser),
     deleted again after (untimed)."""
@@ -292,8 +337,10 @@ def add_one_hour(directory: Path, model: KeyframeModel, seed: int) -> float:
 
 
 def run_video_scale(hours: list[float], *, seed: int = 0, positives: int = POSITIVES,
-                    negatives: int = NEGATIVES, out: Path | None = None) -> list[dict]:
-    """Rows for the real catalog alone (exact) and with each size of synthetic keyframes."""
+                    negatives: int = NEGATIVES, out: Path | None = None,
+                    exact_max_hours: float = EXACT_MAX_HOURS) -> list[dict]:
+    """Rows for the real catalog alone (exact) and with each size of synthetic keyframes; the
+    exact pass (``*_exact``, recall@32) for sizes up to ``exact_max_hours``."""
     from nanhu.benchmarks.corpus.cache import cache_dir
     from nanhu.benchmarks.scale_video_data import real_video_set
     from nanhu.engine.video import VideoParams
@@ -318,13 +365,19 @@ def run_video_scale(hours: list[float], *, seed: int = 0, positives: int = POSIT
             else:
                 build = build_scale_catalog(real, directory, size, model, seed)
                 info.write_text(json.dumps(build))
-        recall, exact = ({}, None) if size == 0 else exact_neighbours(
-            directory, real, data, model, size, seed)
+        if size == 0:
+            recall, exact = {}, None
+        elif size > exact_max_hours:
+            recall, exact = {"exact_pass": f"skipped past {exact_max_hours:g} h"}, None
+        else:
+            recall, exact = exact_neighbours(directory, real, data, model, size, seed)
         row = measure(directory, data, exact)
         row.update(recall)
         row.update(build_s=build.get("build_s"), synthetic_hours=build["synthetic_hours"],
                    format=tag, index="exact" if size == 0 else "compact")
         if size:
+            queries = np.concatenate([p[3] for p in data["positives"]])
+            row.update(coarse_study(directory, model, queries, seed))
             row["add_one_hour_s"] = add_one_hour(directory, model, seed)
             row.update({k: build[k] for k in ("train_s", "nlist", "train_rows",
                                               "shortlist_codes", "rerank_codes",

@@ -200,3 +200,24 @@ def still_shots(seconds: float, *, seed: int, fps: float = 5.0, shot_s: float = 
             pictures[shot] = picture
         out[i] = np.roll(pictures[shot], int((t % shot_s) * 3), axis=1)
     return out
+
+
+def structured_vectors(n: int, seed: int, *, shot: int = 8, dim: int = 248) -> np.ndarray:
+    """Unit vectors like keyframes: a shared mean direction, energy in a few dozen directions
+    (decaying spectrum), and shots of ``shot`` near-identical consecutive rows."""
+    rng = np.random.default_rng(seed)
+    basis = np.linalg.qr(rng.standard_normal((dim, dim)))[0].astype(np.float32)
+    scales = (1.0 / (1.0 + np.arange(dim) / 8.0)).astype(np.float32)
+    mean = basis[:, -1] * 2.0
+    bases = rng.standard_normal((n // shot + 1, dim)).astype(np.float32)
+    z = 0.95 * np.repeat(bases, shot, 0)[:n] + 0.3 * rng.standard_normal((n, dim)).astype(np.float32)
+    out = mean + (z * scales) @ basis.T
+    return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
+
+
+def noisy(vectors: np.ndarray, seed: int, amount: float = 0.25) -> np.ndarray:
+    """Query-like copies: each row moved off itself (cosine about 0.97)."""
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal(vectors.shape).astype(np.float32)
+    out = vectors + amount * noise / np.linalg.norm(noise, axis=1, keepdims=True)
+    return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)

@@ -31,7 +31,8 @@ stored code is never re-encoded (no error piles up over retrains).
 File formats (little-endian; FAISS indexes as ``faiss.serialize_index`` bytes, no pickle;
 quantiser version 2 = 4-bit fast-scan shortlist, version 1 = the first, 8-bit ``PQ31``
 shortlist, still read and searched as it was; segment version 1 for both: its shortlist codes
-are the quantiser's ``sa_encode``, whatever their kind)::
+are the quantiser's ``sa_encode``, whatever their kind, the list found through an HNSW
+graph over the centroids at 8,192 lists and more, :mod:`engine.store.vectors_coarse`)::
 
     quantiser  magic b"NANHUVQZ"; version uint32; dim uint32; trained_on uint64;
                shortlist_len uint64, shortlist bytes; rerank_len uint64, rerank bytes
@@ -132,6 +133,7 @@ class Quantiser:
         self.code_bytes = int(rerank.sa_code_size())
         self.version = version
         self._bytes: bytes | None = None
+        self._coarse: object = False  # not yet built (None: flat table)
 
     @property
     def fast_scan(self) -> bool:
@@ -204,6 +206,11 @@ class Quantiser:
             data = Path(path).read_bytes()
         except OSError as exc:
             raise CatalogCorrupt(f"{path}: cannot read the vector quantiser ({exc})") from exc
+        return cls.from_bytes(data, path)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, path: Path | str = "<bytes>") -> Quantiser:
+        """A quantiser from its file's bytes (``path`` names it in errors)."""
         if len(data) < 32 or data[:8] != QUANTISER_MAGIC:
             raise CatalogCorrupt(f"{path}: not a Nanhu vector quantiser")
         version, dim = (int(v) for v in np.frombuffer(data[8:16], "<u4"))
@@ -240,6 +247,34 @@ class Quantiser:
         if len(codes) == 0:
             return np.zeros((0, self.dim), np.float32)
         return self.rerank.sa_decode(np.ascontiguousarray(codes, np.uint8))
+
+    @property
+    def coarse(self):
+        """The shortlist's :class:`engine.store.vectors_coarse.CoarseGraph` (built on first
+        use), or None where its flat table of centroids is used."""
+        if self._coarse is False:
+            import faiss
+
+            from nanhu.engine.store.vectors_coarse import coarse_graph
+
+            self._coarse = coarse_graph(faiss.extract_index_ivf(self.shortlist))
+        return self._coarse
+
+    def shortlist_encode(self, vectors: np.ndarray) -> np.ndarray:
+        """Shortlist codes uint8[n, short_bytes] (list number, then PQ code) of float32[n, d]
+        vectors: FAISS ``sa_encode``, the list found through :attr:`coarse` where it has one."""
+        import faiss
+
+        vectors = np.ascontiguousarray(vectors, np.float32)
+        graph = self.coarse
+        if graph is None or len(vectors) == 0:
+            return self.shortlist.sa_encode(vectors)
+        ivf = faiss.downcast_index(faiss.extract_index_ivf(self.shortlist))
+        lists = np.ascontiguousarray(graph.assign(vectors))
+        codes = np.empty((len(vectors), int(self.shortlist.sa_code_size())), np.uint8)
+        ivf.encode_vectors(len(vectors), faiss.swig_ptr(vectors), faiss.swig_ptr(lists),
+                           faiss.swig_ptr(codes), True)
+        return codes
 
     def shortlist_index(self, blocks) -> object:
         """A copy of the trained shortlist index holding ``blocks`` (float32[m, d] arrays, in
@@ -278,7 +313,7 @@ def write_compact_segment(path: Path, quantiser: Quantiser, blocks) -> int:
                 if codes is None:
                     codes = quantiser.encode(vectors)
                 rerank_out.write(np.ascontiguousarray(codes, np.uint8).tobytes())
-                short_out.write(quantiser.shortlist.sa_encode(vectors).tobytes())
+                short_out.write(quantiser.shortlist_encode(vectors).tobytes())
                 ords.append(np.asarray(ordinals, "<u4"))
                 times.append(np.asarray(times_s, "<f4"))
                 count += len(ordinals)

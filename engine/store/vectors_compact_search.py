@@ -86,6 +86,7 @@ class CompactPart:
         self.starts = np.cumsum([0] + [len(s) for s in segments]).astype(np.int64)
         self.quantiser = segments[0].quantiser
         self.index = search_index(self.quantiser, segments)
+        self.quantiser.coarse  # noqa: B018 -- its graph built at opening, not by a query
         mapping.release_freed_memory()  # opening's copies: 80 -> 43.5 resident bytes a row
         self.nprobe, self.shortlist = nprobe, shortlist
 
@@ -101,8 +102,14 @@ class CompactPart:
 
         m = queries.shape[0]
         depth = max(k, self.shortlist)
-        _, found = self.index.search(queries, depth,
-                                     params=faiss.SearchParametersIVF(nprobe=self.nprobe))
+        params = faiss.SearchParametersIVF(nprobe=self.nprobe)
+        graph = self.quantiser.coarse
+        if graph is None:
+            _, found = self.index.search(queries, depth, params=params)
+        else:  # the lists to visit found through the graph over the centroids
+            near, lists = graph.probe(queries, self.nprobe)
+            self.index.nprobe = lists.shape[1]  # FAISS takes it from the index here
+            _, found = self.index.search_preassigned(queries, depth, lists, near)
         valid = found >= 0
         unique, inverse = np.unique(found[valid], return_inverse=True)
         # sorted rows: the memory-mapped codes are read in file order
