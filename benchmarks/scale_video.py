@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nanhu.benchmarks.scale_video_study import coarse_study, miss_breakdown
 from nanhu.benchmarks.scale_video_synth import REFERENCE_KEYFRAMES, KeyframeModel, synthetic_ids
 from nanhu.engine.catalog import Catalog
 from nanhu.engine.fingerprint import Fingerprint, VideoPrint
@@ -280,47 +281,6 @@ def exact_neighbours(directory: Path, real: Path, data: dict, model: KeyframeMod
              "exact_query_vectors": int(n_pos)}, answers)
 
 
-def coarse_study(directory: Path, model: KeyframeModel, queries: np.ndarray, seed: int, *,
-                 rows: int = 20_000) -> dict:
-    """The catalog's coarse graph (:mod:`engine.store.vectors_coarse`) against its flat table,
-    on one FAISS thread: share of ``rows`` synthetic keyframes put in the same list, and of the
-    query vectors' ``NPROBE`` lists visited, with microseconds a vector each way ({} when the
-    quantiser has no graph)."""
-    import faiss
-
-    from nanhu.engine.store import vectors_compact as compact
-
-    manifest = json.loads((directory / "manifest.json").read_text())
-    quantiser = compact.Quantiser.read(directory / manifest["video_quantiser"]["file"])
-    graph = quantiser.coarse
-    if graph is None:
-        return {}
-    flat = faiss.extract_index_ivf(quantiser.shortlist).quantizer
-    sample = model.sample(rows, np.random.default_rng([seed, 77]))
-    queries = np.ascontiguousarray(queries, np.float32)
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
-        timed = {}
-        for name, call in (("flat_assign", lambda: flat.search(sample, 1)[1][:, 0]),
-                           ("graph_assign", lambda: graph.assign(sample)),
-                           ("flat_probe", lambda: flat.search(queries, compact.NPROBE)[1]),
-                           ("graph_probe", lambda: graph.probe(queries, compact.NPROBE)[1])):
-            started = time.perf_counter()
-            timed[name] = call()
-            size = len(sample) if name.endswith("assign") else len(queries)
-            timed[name + "_us"] = (time.perf_counter() - started) / max(size, 1) * 1e6
-    finally:
-        faiss.omp_set_num_threads(threads)
-    overlap = np.mean([np.isin(g, f).mean()
-                       for g, f in zip(timed["graph_probe"], timed["flat_probe"])])
-    return {"coarse_graph": {
-        "nlist": graph.nlist, "rows": rows, "query_vectors": len(queries),
-        "assign_agreement": float(np.mean(timed["graph_assign"] == timed["flat_assign"])),
-        "probe_overlap": float(overlap),
-        **{k: float(v) for k, v in timed.items() if k.endswith("_us")}}}
-
-
 def add_one_hour(directory: Path, model: KeyframeModel, seed: int) -> float:
     """Seconds to register and commit one more hour (coded with the catalog's quantiser),
     deleted again after (untimed)."""
@@ -378,6 +338,7 @@ def run_video_scale(hours: list[float], *, seed: int = 0, positives: int = POSIT
         if size:
             queries = np.concatenate([p[3] for p in data["positives"]])
             row.update(coarse_study(directory, model, queries, seed))
+            row["positives_lost"] = miss_breakdown(directory, data)
             row["add_one_hour_s"] = add_one_hour(directory, model, seed)
             row.update({k: build[k] for k in ("train_s", "nlist", "train_rows",
                                               "shortlist_codes", "rerank_codes",

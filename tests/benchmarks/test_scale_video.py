@@ -9,12 +9,8 @@ import json
 
 import numpy as np
 
-from nanhu.benchmarks.scale_video import (
-    build_real_catalog,
-    build_scale_catalog,
-    coarse_study,
-    write_rows,
-)
+from nanhu.benchmarks.scale_video import build_real_catalog, build_scale_catalog, write_rows
+from nanhu.benchmarks.scale_video_study import coarse_study, miss_breakdown
 from nanhu.benchmarks.scale_video_synth import REFERENCE_KEYFRAMES, KeyframeModel, synthetic_ids
 
 
@@ -71,3 +67,14 @@ def test_a_scale_catalog_is_coded_through_the_coarse_graph(tmp_path, monkeypatch
     assert (ordinals[:, 0] == ordinals[0, 0]).mean() >= 0.9
     monkeypatch.setattr(vectors_coarse, "MIN_LISTS", 512)
     assert coarse_study(tmp_path / "3h", model, queries, seed=0) == {}
+    # the lost-positives breakdown: a copy of ref-3 is found; a "copy" of ref-5 that is
+    # really random vectors lines up with nothing of ref-5
+    times = np.arange(20, dtype=np.float32) * 0.5
+    stranger = np.random.default_rng(9).standard_normal((20, 248)).astype(np.float32)
+    data = {"refs": [(f"ref-{i}", v, None) for i, v in enumerate(refs)], "negatives": [],
+            "positives": [(3, 0.0, "copy", refs[3][:20], times),
+                          (5, 0.0, "stranger",
+                           stranger / np.linalg.norm(stranger, axis=1, keepdims=True), times)]}
+    lost = miss_breakdown(tmp_path / "3h", data)
+    assert lost["found"] == 1 and lost["not_in_neighbours"] + lost["no_segment"] == 1, lost
+    assert sum(v for k, v in lost.items() if k != "below_scores") == 2
