@@ -92,6 +92,7 @@ def _build(path: Path, videos: list[Path], *, positives: int, negatives: int, se
     arrays["n_refs"] = np.array([len(registered)])
     arrays["ref_names"] = np.array([v.stem for v in registered])
     tmp = path.with_name(path.name + ".tmp.npz")
+    path.parent.mkdir(parents=True, exist_ok=True)  # a fresh cache has no bench/ yet
     np.savez(tmp, **arrays)
     tmp.replace(path)
 
