@@ -2,11 +2,12 @@
 
 A row's shortlist code starts with its nearest coarse centroid, and a query vector visits its
 ``nprobe`` nearest lists. Against a flat table of centroids both cost ``nlist x d``
-multiply-adds a vector: at 16,384 lists (10,000 hours) 4 M, 84 us a row on one core, the
-largest part of coding a keyframe (``docs/video.md``, "10,000 h"). A small HNSW graph over the
-centroids finds the same nearest list for 99.6 % of rows at a third of that and the query's
-32 lists at a quarter (measured there), so above :data:`MIN_LISTS` lists the compact index
-assigns and probes through it.
+multiply-adds a vector: at 16,384 lists 4 M, 84 us a row on one core, the largest part of
+coding a keyframe. A small HNSW graph over the centroids finds the nearest list at a third of
+that (``docs/video.md``, "The coarse graph": 99.6 % the same list on the microbench's
+centroids, 92.8 % on the 10,000 h catalog's 12,820, where the 10,000 h build took 43 minutes
+and deeper probes found no more), so above :data:`MIN_LISTS` lists the compact index assigns
+and probes through it.
 
 The graph is built in memory from the quantiser's centroids when first needed (about 1 s at
 16,384 lists, one thread, so it is the same graph on every machine) and never stored: the
