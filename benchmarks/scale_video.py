@@ -76,6 +76,7 @@ def build_scale_catalog(real: Path, directory: Path, hours: float, model: Keyfra
     from nanhu.engine.store import vectors_compact as compact
     from nanhu.engine.store.catalog_schema import manifest_version
     from nanhu.engine.store.vectors import VectorSegment
+    from nanhu.engine.store.vectors_compact_segment import write_compact_segment
 
     started = time.perf_counter()
     if directory.exists():
@@ -105,7 +106,7 @@ def build_scale_catalog(real: Path, directory: Path, hours: float, model: Keyfra
                         (start + len(block)) / KEYFRAMES_PER_HOUR, hours,
                         time.perf_counter() - started)
 
-    size = compact.write_compact_segment(directory / sname, quantiser, blocks())
+    size = write_compact_segment(directory / sname, quantiser, blocks())
     for s in manifest["video_segments"]:
         (directory / s["file"]).unlink()
     total = n_synth + n_real

@@ -245,6 +245,7 @@ class FaissHnsw(Backend):
 class Compact(Backend):
     def build(self, base, work):
         from nanhu.engine.store import vectors_compact as vc
+        from nanhu.engine.store import vectors_compact_segment as vcs
         from nanhu.engine.store.vectors_compact_search import CompactPart
         quantiser = vc.Quantiser.train(base)
         qpath, spath = work / "quantiser.vqz", work / "segment.vcx"
@@ -252,10 +253,10 @@ class Compact(Backend):
         n = len(base)
         ords = np.zeros(n, np.uint32)
         times = np.zeros(n, np.float32)
-        vc.write_compact_segment(spath, quantiser, (
+        vcs.write_compact_segment(spath, quantiser, (
             (base[a:a + 100_000], None, ords[a:a + 100_000], times[a:a + 100_000])
             for a in range(0, n, 100_000)))
-        self.part = CompactPart([vc.CompactSegment(spath, quantiser)])
+        self.part = CompactPart([vcs.CompactSegment(spath, quantiser)])
         self.disk_bytes = qpath.stat().st_size + spath.stat().st_size
         self.notes = (f"nlist {vc.nlist_for(n)}, nprobe {vc.NPROBE}, shortlist "
                       f"{vc.SHORTLIST}")

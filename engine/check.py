@@ -233,7 +233,8 @@ def _compact_states(root: Path, manifest: dict, known: set[int], checked: dict
     if not q_entry:
         return ([SegmentState(e, "damaged", "no vector quantiser") for e in entries], False,
                 ["manifest: compact video segments but no vector quantiser"])
-    from nanhu.engine.store.vectors_compact import CompactSegment, Quantiser
+    from nanhu.engine.store.vectors_compact import Quantiser
+    from nanhu.engine.store.vectors_compact_segment import CompactSegment
 
     q_path = root / q_entry["file"]
     try:

@@ -184,8 +184,8 @@ class CatalogReader:
         return self._quantiser[1]
 
     def compact_segments(self) -> list:
-        """The manifest's :class:`engine.store.vectors_compact.CompactSegment` s."""
-        from nanhu.engine.store.vectors_compact import CompactSegment
+        """The manifest's :class:`engine.store.vectors_compact_segment.CompactSegment` s."""
+        from nanhu.engine.store.vectors_compact_segment import CompactSegment
 
         entries = self.manifest.get("video_compact", [])
         if not entries:

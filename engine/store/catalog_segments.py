@@ -15,6 +15,7 @@ import numpy as np
 from nanhu.engine.audio.keys import KEY_BITS
 from nanhu.engine.store import vectors as vector_store
 from nanhu.engine.store import vectors_compact as compact_store
+from nanhu.engine.store import vectors_compact_segment as compact_segment
 from nanhu.engine.store.audio_peaks import merge_peak_segments, write_peak_segment
 from nanhu.engine.store.catalog_schema import manifest_version, segment_files
 from nanhu.engine.store.postings import MAX_SEGMENT_FRAMES, Segment
@@ -129,7 +130,7 @@ class SegmentsMixin:
         quantiser = self._manifest_quantiser(manifest)
         if quantiser is not None:
             name = f"video/seg-{g:08d}.vcx"
-            size = self._write_file(name, lambda p: compact_store.write_compact_segment(
+            size = self._write_file(name, lambda p: compact_segment.write_compact_segment(
                 p, quantiser, [(vectors, None, ords, times)]))
             manifest.setdefault("video_compact", []).append(
                 {"file": name, "count": int(ords.size), "bytes": size})
@@ -168,7 +169,7 @@ class SegmentsMixin:
             good = vector_store.sane_rows(extra[0], extra[2])
             floats = tuple(np.concatenate([a, b[good]]) if a.size else b[good]
                            for a, b in zip(floats, extra))
-        compact = [compact_store.CompactSegment(self.path / s["file"],
+        compact = [compact_segment.CompactSegment(self.path / s["file"],
                                                 self._manifest_quantiser(manifest))
                    for s in manifest.get("video_compact", [])]
         old = self._manifest_quantiser(manifest)
@@ -202,7 +203,7 @@ class SegmentsMixin:
                                segment.times_s[rows])
 
         name = f"video/seg-{g:08d}-c.vcx"
-        size = self._write_file(name, lambda p: compact_store.write_compact_segment(
+        size = self._write_file(name, lambda p: compact_segment.write_compact_segment(
             p, quantiser, blocks()))
         manifest["video_segments"] = []
         manifest["video_compact"] = [{"file": name, "count": total, "bytes": size}]

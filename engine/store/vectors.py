@@ -271,7 +271,7 @@ class FaissVectorIndex:
         or None. A segment without a graph but of ``hnsw_threshold`` vectors or more gets one
         built in memory (a graph file that is missing or damaged is rebuilt, with a warning).
         compact : the catalog's compact segments
-        (:class:`engine.store.vectors_compact.CompactSegment`), searched as one part; their
+        (:class:`engine.store.vectors_compact_segment.CompactSegment`), searched as one part; their
         rows come after the float segments' rows."""
         import faiss
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from nanhu.engine.store import mapping
-from nanhu.engine.store.vectors_compact import NPROBE, SHORTLIST, CompactSegment, Quantiser
+from nanhu.engine.store.vectors_compact import NPROBE, SHORTLIST, Quantiser
+from nanhu.engine.store.vectors_compact_segment import CompactSegment
 
 #: rows of a segment moved into the search index at a time (bounds the memory of opening)
 OPEN_CHUNK = 1 << 20
@@ -88,6 +89,8 @@ class CompactPart:
         self.index = search_index(self.quantiser, segments)
         self.quantiser.coarse  # noqa: B018 -- its graph built at opening, not by a query
         mapping.release_freed_memory()  # opening's copies: 80 -> 43.5 resident bytes a row
+        for segment in segments:  # from here on, queries read re-rank codes at random rows
+            segment.reads_at_random()
         self.nprobe, self.shortlist = nprobe, shortlist
 
     def __len__(self) -> int:

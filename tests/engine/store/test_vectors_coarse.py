@@ -9,8 +9,9 @@ import pytest
 
 from nanhu.benchmarks.synth import noisy, structured_vectors
 from nanhu.engine.store import vectors_coarse
-from nanhu.engine.store.vectors_compact import CompactSegment, Quantiser, write_compact_segment
+from nanhu.engine.store.vectors_compact import Quantiser
 from nanhu.engine.store.vectors_compact_search import CompactPart
+from nanhu.engine.store.vectors_compact_segment import CompactSegment, write_compact_segment
 
 NLIST = 128
 

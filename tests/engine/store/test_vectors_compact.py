@@ -15,12 +15,9 @@ from nanhu.benchmarks.synth import noisy, structured_vectors
 from nanhu.engine.catalog import Catalog
 from nanhu.engine.errors import CatalogCorrupt
 from nanhu.engine.store.vectors import BruteForceVectorIndex, FaissVectorIndex
-from nanhu.engine.store.vectors_compact import (
-    CompactSegment,
-    Quantiser,
-    write_compact_segment,
-)
+from nanhu.engine.store.vectors_compact import Quantiser
 from nanhu.engine.store.vectors_compact_search import CompactPart
+from nanhu.engine.store.vectors_compact_segment import CompactSegment, write_compact_segment
 
 
 @pytest.fixture(scope="module")
@@ -356,3 +353,21 @@ def test_repair_drops_unreadable_compact_segments_and_the_works_they_held(catalo
     with Catalog(catalog_dir) as reader:
         assert not reader.manifest.get("video_compact") and not reader.manifest["video_quantiser"]
     assert check_catalog(catalog_dir)["ok"]
+
+
+def test_opened_segments_read_their_re_rank_codes_without_read_ahead(tmp_path, corpus,
+                                                                     monkeypatch):
+    """Once the shortlist codes are in the search index (read in order), every segment's
+    mapping is advised random: a query's re-rank reads are 64 bytes at random rows, and the
+    kernel's read-around would pull megabytes a fault into the page cache."""
+    from nanhu.engine.store import mapping
+
+    vectors, ordinals, times, quantiser = corpus
+    advised = []
+    monkeypatch.setattr(mapping, "advise_random", lambda raw: advised.append(raw))
+    segments = [write(tmp_path / f"{i}.vcx", quantiser, vectors[a:a + 3_000],
+                      ordinals[a:a + 3_000], times[a:a + 3_000])
+                for i, a in enumerate((0, 3_000))]
+    assert advised == []  # opening a segment alone reads its shortlist codes in order
+    CompactPart(segments)
+    assert [id(raw) for raw in advised] == [id(s._raw) for s in segments]
