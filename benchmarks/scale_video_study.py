@@ -62,7 +62,8 @@ def miss_breakdown(directory: Path, data: dict) -> dict:
     ``not_in_neighbours`` (no query vector has a row of its reference among its ``k``
     neighbours), ``no_segment`` (neighbours, but no line of ``min_keyframes``), ``below_threshold``
     (its best segment scores under ``min_score``; ``below_scores`` lists them) or
-    ``other_first`` (it passes, but another reference ranks first)."""
+    ``other_first`` (it passes, but another reference ranks first); ``by_attack``: found of
+    tried, per attack."""
     from nanhu.benchmarks.scale_video import _queries
     from nanhu.engine.catalog import Catalog
     from nanhu.engine.matcher import Matcher
@@ -72,14 +73,18 @@ def miss_breakdown(directory: Path, data: dict) -> dict:
     counts = dict.fromkeys(("found", "not_in_neighbours", "no_segment", "below_threshold",
                             "other_first"), 0)
     below: list[float] = []
+    by_attack: dict[str, list[int]] = {}
     with Catalog(directory) as catalog:
         strict = Matcher(catalog)
         loose = Matcher(catalog, video_match=dataclasses.replace(defaults, min_score=0.0))
         index = catalog.vectors()
-        for ref_id, fp in _queries(data)[0]:
+        for (ref_id, fp), positive in zip(_queries(data)[0], data["positives"]):
+            tally = by_attack.setdefault(str(positive[2]), [0, 0])
+            tally[1] += 1
             matches = strict.match(fp)
             if matches and matches[0].reference_id == ref_id:
                 counts["found"] += 1
+                tally[0] += 1
                 continue
             ordinal = catalog.get(ref_id).ordinal
             ordinals, _, _ = index.search(fp.video.vectors, defaults.k)
@@ -94,4 +99,4 @@ def miss_breakdown(directory: Path, data: dict) -> dict:
                 below.append(round(float(max(scores)), 3))
             else:
                 counts["other_first"] += 1
-    return {**counts, "below_scores": sorted(below)}
+    return {**counts, "below_scores": sorted(below), "by_attack": by_attack}

@@ -77,4 +77,5 @@ def test_a_scale_catalog_is_coded_through_the_coarse_graph(tmp_path, monkeypatch
                            stranger / np.linalg.norm(stranger, axis=1, keepdims=True), times)]}
     lost = miss_breakdown(tmp_path / "3h", data)
     assert lost["found"] == 1 and lost["not_in_neighbours"] + lost["no_segment"] == 1, lost
-    assert sum(v for k, v in lost.items() if k != "below_scores") == 2
+    assert sum(v for k, v in lost.items() if k not in ("below_scores", "by_attack")) == 2
+    assert lost["by_attack"] == {"copy": [1, 1], "stranger": [0, 1]}
