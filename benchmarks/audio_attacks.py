@@ -173,3 +173,25 @@ def speed_of(condition: str) -> float:
     if condition.startswith("tempo-"):
         return float(condition.split("-", 1)[1])
     return 1.0
+
+
+#: an excerpt quieter than this (RMS, dB below full scale) is silence, not a copy of anything:
+#: music's quiet passages sit at -40 to -50 dBFS; tracks that end in tens of seconds of
+#: digital zeros (a game's music cut to a loop) sit at minus infinity
+SILENCE_DBFS = -60.0
+
+
+def audible_offset(samples: np.ndarray, sample_rate: int, offset_s: float, length_s: float,
+                   max_offset_s: float, rng: np.random.Generator, *, tries: int = 20) -> float:
+    """``offset_s``, or, when the ``length_s`` seconds of ``samples`` (float[n], mono) from it
+    are silence (RMS under :data:`SILENCE_DBFS`), another offset in 0..``max_offset_s`` drawn
+    from ``rng`` whose excerpt is not (the last one tried after ``tries``). Seconds."""
+    floor = 10 ** (SILENCE_DBFS / 20)
+    width = int(length_s * sample_rate)
+    offset = offset_s
+    for _ in range(tries):
+        start = int(offset * sample_rate)
+        if _rms(samples[start:start + width]) >= floor:
+            return offset
+        offset = float(rng.uniform(0, max(max_offset_s, 0.0)))
+    return offset

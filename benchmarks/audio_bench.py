@@ -161,6 +161,12 @@ def run_audio_bench(
             (refs[i], float(rng.uniform(0, refs[i]["duration_s"] - length - 10.0 * 1.2)))
             for i in rng.integers(0, len(refs), n_queries)
         ]
+        # an excerpt of silence copies nothing: drawn again (its own seed, so every other
+        # pick stays the one earlier runs used)
+        picks = [(ref, attacks.audible_offset(
+            excerpt_of(ref, 0.0, ref["duration_s"]), ATTACK_RATE, offset, length * 1.2,
+            ref["duration_s"] - length - 10.0 * 1.2, np.random.default_rng([seed, 97, int(length), k])))
+            for k, (ref, offset) in enumerate(picks)]
         for condition in conditions:
             crng = np.random.default_rng([seed, int(length), conditions.index(condition)])
             for ref, offset in picks:
