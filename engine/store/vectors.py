@@ -63,20 +63,30 @@ def write_vector_segment(
     return path.stat().st_size
 
 
+def map_segment(path: Path, *, magic: bytes, header: int, version: int,
+                what: str) -> tuple[np.memmap, int]:
+    """Map a vector segment file (float or compact: ``magic``, then version and dim uint32)
+    and check its magic, its ``header`` bytes and its ``version``: (the mapping, dim), or
+    CatalogCorrupt naming the file and what is wrong with it."""
+    try:
+        raw = np.memmap(path, dtype=np.uint8, mode="r")
+    except (OSError, ValueError) as exc:
+        raise CatalogCorrupt(f"{path}: cannot map {what} ({exc})") from exc
+    if raw.size < header or bytes(raw[:8]) != magic:
+        raise CatalogCorrupt(f"{path}: not a Nanhu {what}")
+    found, dim = (int(v) for v in np.frombuffer(raw[8:16], "<u4"))
+    if found != version:
+        raise CatalogCorrupt(f"{path}: {what} version {found} is not supported")
+    return raw, dim
+
+
 class VectorSegment:
     """One memory-mapped vector segment."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            raw = np.memmap(path, dtype=np.uint8, mode="r")
-        except (OSError, ValueError) as exc:
-            raise CatalogCorrupt(f"{path}: cannot map vector segment ({exc})") from exc
-        if raw.size < _HEADER or bytes(raw[:8]) != MAGIC:
-            raise CatalogCorrupt(f"{path}: not a Nanhu vector segment")
-        version, dim = (int(v) for v in np.frombuffer(raw[8:16], "<u4"))
-        if version != SEGMENT_VERSION:
-            raise CatalogCorrupt(f"{path}: vector segment version {version} is not supported")
+        raw, dim = map_segment(path, magic=MAGIC, header=_HEADER, version=SEGMENT_VERSION,
+                               what="vector segment")
         count = int(np.frombuffer(raw[16:24], "<u8")[0])
         if raw.size != _HEADER + count * (dim * 4 + 8):
             raise CatalogCorrupt(f"{path}: vector segment is truncated")

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from nanhu.engine.errors import CatalogCorrupt
+from nanhu.engine.store.vectors import map_segment
 from nanhu.engine.store.vectors_compact import Quantiser
 
 SEGMENT_MAGIC = b"NANHUVCX"
@@ -72,16 +73,8 @@ class CompactSegment:
 
     def __init__(self, path: Path, quantiser: Quantiser) -> None:
         self.path = path
-        try:
-            raw = np.memmap(path, dtype=np.uint8, mode="r")
-        except (OSError, ValueError) as exc:
-            raise CatalogCorrupt(f"{path}: cannot map compact vector segment ({exc})") from exc
-        if raw.size < _SEGMENT_HEADER or bytes(raw[:8]) != SEGMENT_MAGIC:
-            raise CatalogCorrupt(f"{path}: not a Nanhu compact vector segment")
-        version, dim = (int(v) for v in np.frombuffer(raw[8:16], "<u4"))
-        if version != SEGMENT_VERSION:
-            raise CatalogCorrupt(f"{path}: compact vector segment version {version} is not "
-                                 "supported")
+        raw, dim = map_segment(path, magic=SEGMENT_MAGIC, header=_SEGMENT_HEADER,
+                               version=SEGMENT_VERSION, what="compact vector segment")
         count = int(np.frombuffer(raw[16:24], "<u8")[0])
         code_bytes = int(np.frombuffer(raw[24:28], "<u4")[0])
         digest = bytes(raw[32:48])
