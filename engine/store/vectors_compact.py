@@ -48,6 +48,7 @@ one-hour commit costs its rows' bytes and nothing more.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -130,7 +131,6 @@ class Quantiser:
         self.code_bytes = int(rerank.sa_code_size())
         self.version = version
         self._bytes: bytes | None = None
-        self._coarse: object = False  # not yet built (None: flat table)
 
     @property
     def fast_scan(self) -> bool:
@@ -245,17 +245,15 @@ class Quantiser:
             return np.zeros((0, self.dim), np.float32)
         return self.rerank.sa_decode(np.ascontiguousarray(codes, np.uint8))
 
-    @property
+    @functools.cached_property
     def coarse(self):
         """The shortlist's :class:`engine.store.vectors_coarse.CoarseGraph` (built on first
         use), or None where its flat table of centroids is used."""
-        if self._coarse is False:
-            import faiss
+        import faiss
 
-            from nanhu.engine.store.vectors_coarse import coarse_graph
+        from nanhu.engine.store.vectors_coarse import coarse_graph
 
-            self._coarse = coarse_graph(faiss.extract_index_ivf(self.shortlist))
-        return self._coarse
+        return coarse_graph(faiss.extract_index_ivf(self.shortlist))
 
     def shortlist_encode(self, vectors: np.ndarray) -> np.ndarray:
         """Shortlist codes uint8[n, short_bytes] (list number, then PQ code) of float32[n, d]

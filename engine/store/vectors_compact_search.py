@@ -105,10 +105,10 @@ class CompactPart:
 
         m = queries.shape[0]
         depth = max(k, self.shortlist)
-        params = faiss.SearchParametersIVF(nprobe=self.nprobe)
         graph = self.quantiser.coarse
         if graph is None:
-            _, found = self.index.search(queries, depth, params=params)
+            _, found = self.index.search(queries, depth,
+                                         params=faiss.SearchParametersIVF(nprobe=self.nprobe))
         else:  # the lists to visit found through the graph over the centroids
             near, lists = graph.probe(queries, self.nprobe)
             self.index.nprobe = lists.shape[1]  # FAISS takes it from the index here

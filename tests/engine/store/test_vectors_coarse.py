@@ -77,7 +77,7 @@ def test_search_through_the_graph_finds_what_the_flat_probe_finds(tmp_path, corp
     recall = np.mean([np.isin(e, g).mean() for e, g in zip(exact, rows)])
     # the same segment searched through the flat table
     flat_q = fresh(quantiser)
-    flat_q._coarse = None
+    flat_q.coarse = None  # no graph: the flat table probes
     flat = CompactPart([CompactSegment(path, flat_q)], nprobe=8)
     _, flat_rows = flat.search(queries, 10)
     flat_recall = np.mean([np.isin(e, g).mean() for e, g in zip(exact, flat_rows)])
